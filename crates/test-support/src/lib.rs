@@ -1,0 +1,267 @@
+//! Test support for berth's integration tests: locally built images, unique
+//! deployment names, and guards that remove what a test created even when it
+//! fails.
+//!
+//! Tests talk to the engine through the `docker` CLI here on purpose: the check
+//! is independent of the product's own engine code, so a bug there cannot hide
+//! itself. (The product never shells out to `docker`.)
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// Label put on every image this support crate builds, so they can be found.
+pub const TEST_IMAGE_LABEL: &str = "berth.test-image";
+
+/// A deployment name unique to this test process and call, short enough to
+/// stay within berth's name limit: `t<pid>x<n><tag>`.
+pub fn unique_name(tag: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let tag: String = tag
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(20)
+        .collect::<String>()
+        .to_lowercase();
+    format!("t{}x{n}{tag}", std::process::id())
+}
+
+/// Run `docker` with arguments; panics (failing the test) if it cannot be spawned.
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e}"))
+}
+
+/// Run `docker` and return trimmed stdout; panics with stderr on failure.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `docker inspect` of one object as JSON, or `None` if it does not exist.
+pub fn inspect(kind: &str, name: &str) -> Option<serde_json::Value> {
+    let out = docker(&[kind, "inspect", name]);
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.as_array()?.first().cloned()
+}
+
+/// Names of containers (all states) carrying `berth.deployment=<deployment>`.
+pub fn containers_of(deployment: &str) -> Vec<String> {
+    list_names(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=berth.deployment={deployment}"),
+        "--format",
+        "{{.Names}}",
+    ])
+}
+
+/// Names of volumes carrying `berth.deployment=<deployment>`.
+pub fn volumes_of(deployment: &str) -> Vec<String> {
+    list_names(&[
+        "volume",
+        "ls",
+        "--filter",
+        &format!("label=berth.deployment={deployment}"),
+        "--format",
+        "{{.Name}}",
+    ])
+}
+
+/// Names of networks carrying `berth.deployment=<deployment>`.
+pub fn networks_of(deployment: &str) -> Vec<String> {
+    list_names(&[
+        "network",
+        "ls",
+        "--filter",
+        &format!("label=berth.deployment={deployment}"),
+        "--format",
+        "{{.Name}}",
+    ])
+}
+
+fn list_names(args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = docker_ok(args)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Removes everything labelled with one deployment name when dropped: containers,
+/// then volumes, then networks. Only objects carrying that exact label (which
+/// only this test uses) are touched.
+pub struct Cleanup {
+    pub deployment: String,
+}
+
+impl Cleanup {
+    pub fn new(deployment: impl Into<String>) -> Self {
+        Self {
+            deployment: deployment.into(),
+        }
+    }
+
+    pub fn remove_all(&self) {
+        let containers = containers_of(&self.deployment);
+        if !containers.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(containers.iter().map(String::as_str));
+            let _ = docker(&args);
+        }
+        let volumes = volumes_of(&self.deployment);
+        if !volumes.is_empty() {
+            let mut args = vec!["volume", "rm", "-f"];
+            args.extend(volumes.iter().map(String::as_str));
+            let _ = docker(&args);
+        }
+        for n in networks_of(&self.deployment) {
+            let _ = docker(&["network", "rm", &n]);
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.remove_all();
+    }
+}
+
+/// Where Debian's `busybox-static` puts its binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Build (once per process, and reused across runs by tag) a `FROM scratch`
+/// image holding busybox with its applets installed, plus `extra` Dockerfile
+/// lines. Returns the image tag. The tag is derived from the Dockerfile text,
+/// so a changed recipe builds a new image.
+pub fn busybox_image(name: &str, extra: &str) -> String {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let dockerfile = format!(
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nRUN mkdir -p /tmp /root /etc /usr/bin /usr/sbin /sbin && echo 'root:x:0:0:root:/root:/bin/sh' > /etc/passwd && echo 'root:x:0:' > /etc/group\nLABEL {TEST_IMAGE_LABEL}=1\n{extra}\n"
+    );
+    let tag = format!("berth-test/{name}:{}", short_hash(&dockerfile));
+    if docker(&["image", "inspect", &tag]).status.success() {
+        return tag;
+    }
+    let busybox = Path::new(BUSYBOX);
+    assert!(
+        busybox.exists(),
+        "{BUSYBOX} is missing: install Debian's busybox-static (apt-get install busybox-static)"
+    );
+    let dir = tempfile::tempdir().expect("temporary build directory");
+    std::fs::copy(busybox, dir.path().join("busybox")).expect("copy busybox");
+    std::fs::write(dir.path().join("Dockerfile"), &dockerfile).expect("write Dockerfile");
+    let out = Command::new("docker")
+        .args(["build", "-q", "-t", &tag])
+        .arg(dir.path())
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker build");
+    assert!(
+        out.status.success(),
+        "docker build of {tag} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tag
+}
+
+/// A short, stable (FNV-1a) hash for tags; not for security.
+pub fn short_hash(s: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// A temporary working area for one test: a directory for the deployment
+/// file, a state directory and a unit directory.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn unit_dir(&self) -> PathBuf {
+        self.dir.path().join("units")
+    }
+
+    /// Write a file relative to the workspace and return its path.
+    pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let p = self.dir.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("create parent directory");
+        }
+        std::fs::write(&p, contents).expect("write file");
+        p
+    }
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Run a berth binary with state and unit directories pointed into `ws`.
+pub fn berth(bin: &Path, ws: &Workspace, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .env("BERTH_STATE_DIR", ws.state_dir())
+        .env("BERTH_UNIT_DIR", ws.unit_dir())
+        .env("NO_COLOR", "1")
+        .current_dir(ws.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+}
+
+/// Stdout and stderr of a finished command, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The same image reached once per process, shared by tests that only need
+/// "some image with a shell".
+pub fn base_image() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| busybox_image("base", ""))
+}

@@ -1,0 +1,255 @@
+//! The command line. One file per command; each holds the command's arguments
+//! and printing, nothing else: the work happens in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::{EXIT_INVALID, Error, Result};
+use crate::spec::{self, Deployment};
+use crate::state::{DEFAULT_STATE_DIR, DEFAULT_UNIT_DIR, StateDir};
+
+mod apply;
+mod authorized_keys;
+mod completions;
+mod destroy;
+mod doctor;
+mod exec;
+mod logs;
+mod plan;
+mod ps;
+mod render;
+mod schema;
+mod ssh_gateway;
+mod start_stop;
+mod supervise;
+mod up;
+mod validate;
+
+/// berth: deploy Docker containers as always-running services from one file.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The deployment file (TOML, YAML or JSON; geard JSON accepted).
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        env = "BERTH_FILE",
+        default_value = "berth.toml"
+    )]
+    pub file: PathBuf,
+    /// Deployment name, overriding the file's `name` (geard files: the file stem).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Set an interpolation variable; wins over the environment, `.env` and `[vars]`.
+    #[arg(long = "set", global = true, value_name = "VAR=VALUE")]
+    pub set: Vec<String>,
+    /// Where berth keeps instance specs, revisions, locks and keys.
+    #[arg(long, global = true, env = "BERTH_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Where systemd units are written.
+    #[arg(long, global = true, env = "BERTH_UNIT_DIR", default_value = DEFAULT_UNIT_DIR)]
+    pub unit_dir: PathBuf,
+    /// More log output (-v info, -vv debug, -vvv trace). `RUST_LOG` also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// How listings are printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the deployment file; every error with file:line:col.
+    Validate(validate::ValidateArgs),
+    /// Print the resolved model and the unit files; touches nothing.
+    Render(render::RenderArgs),
+    /// What `apply` would change on this host (exit 0: nothing, 3: changes).
+    Plan(plan::PlanArgs),
+    /// Make the host match the deployment file.
+    Apply(apply::ApplyArgs),
+    /// Supervise the whole deployment in the foreground until Ctrl-C.
+    Up(up::UpArgs),
+    /// List instances and their state.
+    Ps(ps::PsArgs),
+    /// Show a service's output.
+    Logs(logs::LogsArgs),
+    /// Run a command (default: a shell) in a service's container.
+    Exec(exec::ExecArgs),
+    /// Start stopped services.
+    Start(start_stop::StartStopArgs),
+    /// Stop services; they stay stopped until started.
+    Stop(start_stop::StartStopArgs),
+    /// Restart services with fresh containers.
+    Restart(start_stop::StartStopArgs),
+    /// Remove the deployment from this host; volumes are kept unless asked.
+    Destroy(destroy::DestroyArgs),
+    /// Run one instance: the main process of a generated systemd unit.
+    Supervise(supervise::SuperviseArgs),
+    /// The built-in SSH server: `ssh <service>@host` lands in that container.
+    SshGateway(ssh_gateway::SshGatewayArgs),
+    /// Print the keys granted to a login, for OpenSSH's AuthorizedKeysCommand.
+    AuthorizedKeys(authorized_keys::AuthorizedKeysArgs),
+    /// Check that this host is ready for berth.
+    Doctor(doctor::DoctorArgs),
+    /// Print the JSON Schema of the deployment file.
+    Schema(schema::SchemaArgs),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
+}
+
+/// What every command gets besides its own arguments.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub global: GlobalArgs,
+}
+
+impl Context {
+    pub fn state_dir(&self) -> StateDir {
+        StateDir::new(&self.global.state_dir)
+    }
+
+    /// Parse `--set` arguments.
+    pub fn set_vars(&self) -> Result<Vec<(String, String)>> {
+        self.global
+            .set
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                _ => Err(Error::Usage(format!(
+                    "--set {kv:?}: expected VAR=VALUE, for example --set DOMAIN=example.org"
+                ))),
+            })
+            .collect()
+    }
+
+    /// Options for reading the deployment file named by `-f`.
+    pub fn load_options(&self) -> Result<spec::LoadOptions> {
+        Ok(spec::LoadOptions {
+            file: self.global.file.clone(),
+            name: self.global.name.clone(),
+            set: self.set_vars()?,
+            env: std::env::vars().collect(),
+        })
+    }
+
+    /// Read, interpolate and validate the deployment file.
+    pub fn load_deployment(&self) -> Result<Deployment> {
+        Ok(spec::load(&self.load_options()?)?)
+    }
+}
+
+/// Parse the command line, run the command, and turn the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let ctx = Context {
+        global: cli.global.clone(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(ctx, cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            report(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(ctx: Context, command: Command) -> Result<u8> {
+    match command {
+        Command::Validate(a) => validate::run(&ctx, a).await,
+        Command::Render(a) => render::run(&ctx, a).await,
+        Command::Plan(a) => plan::run(&ctx, a).await,
+        Command::Apply(a) => apply::run(&ctx, a).await,
+        Command::Up(a) => up::run(&ctx, a).await,
+        Command::Ps(a) => ps::run(&ctx, a).await,
+        Command::Logs(a) => logs::run(&ctx, a).await,
+        Command::Exec(a) => exec::run(&ctx, a).await,
+        Command::Start(a) => start_stop::run(&ctx, start_stop::Action::Start, a).await,
+        Command::Stop(a) => start_stop::run(&ctx, start_stop::Action::Stop, a).await,
+        Command::Restart(a) => start_stop::run(&ctx, start_stop::Action::Restart, a).await,
+        Command::Destroy(a) => destroy::run(&ctx, a).await,
+        Command::Supervise(a) => supervise::run(&ctx, a).await,
+        Command::SshGateway(a) => ssh_gateway::run(&ctx, a).await,
+        Command::AuthorizedKeys(a) => authorized_keys::run(&ctx, a).await,
+        Command::Doctor(a) => doctor::run(&ctx, a).await,
+        Command::Schema(a) => schema::run(&ctx, a).await,
+        Command::Completions(a) => completions::run(&ctx, a).await,
+    }
+}
+
+/// Print an error for the operator: spec errors as located diagnostics,
+/// everything else with its chain of causes.
+fn report(e: &Error) {
+    match e {
+        Error::Spec(errors) => eprintln!("{errors}"),
+        other => {
+            let mut msg = format!("error: {other}");
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                let s_text = s.to_string();
+                if !msg.contains(&s_text) {
+                    msg.push_str(&format!("\n  caused by: {s_text}"));
+                }
+                source = s.source();
+            }
+            eprintln!("{msg}");
+        }
+    }
+    if e.exit_code() == EXIT_INVALID {
+        tracing::debug!("invalid input; nothing on the host was changed");
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
+
+/// For commands whose implementation has not landed yet: says so plainly.
+pub(crate) fn not_yet(command: &str) -> Result<u8> {
+    Err(Error::Runtime(format!(
+        "`berth {command}` is not implemented in this build yet"
+    )))
+}

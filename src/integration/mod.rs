@@ -1,0 +1,4 @@
+//! Host integration: what keeps instances running. systemd units, Docker
+//! restart policies, or berth's own foreground supervisor.
+
+pub mod systemd;

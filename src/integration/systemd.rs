@@ -1,0 +1,1 @@
+//! systemd unit rendering and control.

@@ -1,0 +1,1 @@
+//! `plan = diff(spec, observed)`: what `apply` would change on this host.

@@ -1,0 +1,272 @@
+//! The resolved deployment model: what every format maps onto, after
+//! interpolation and validation. Everything downstream (plan, apply,
+//! supervise, ssh) works on these types only, never on the raw file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names;
+
+/// A validated deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// Deployment name: prefix of every container, unit, volume and the network.
+    pub name: String,
+    /// The file it was read from (absolute), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PathBuf>,
+    /// Named public keys (`[keys]`), referenced by services' `ssh` lists.
+    #[serde(default)]
+    pub keys: BTreeMap<String, SshKey>,
+    /// Keys that grant every container of the deployment (geard's top-level `Keys`).
+    #[serde(default)]
+    pub deployment_keys: Vec<SshKey>,
+    /// Services by name.
+    pub services: BTreeMap<String, Service>,
+}
+
+/// An OpenSSH public key, already parsed and checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKey {
+    /// The name it has in `[keys]` (for geard keys: `key-<n>`).
+    pub name: String,
+    /// Normalised `authorized_keys` form: `<type> <base64> [comment]`.
+    pub openssh: String,
+    /// `SHA256:...` fingerprint, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+}
+
+/// One service of a deployment; it runs `count` identical instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub name: String,
+    /// Image reference as written (`repo[:tag][@digest]`).
+    pub image: String,
+    /// Number of instances, 1..=100.
+    pub count: u32,
+    /// Replaces the image's `CMD` (exec form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's `ENTRYPOINT` (exec form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    /// Environment: `env_file` entries first, then `env` on top, interpolated.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
+    #[serde(default)]
+    pub links: Vec<Link>,
+    /// Names of keys (from [`Deployment::keys`]) allowed to `ssh` into this service.
+    #[serde(default)]
+    pub ssh: Vec<String>,
+    /// Shell for interactive SSH sessions; `/bin/sh` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_shell: Option<String>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Seconds the container gets between the stop signal and SIGKILL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Memory limit in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// CPU limit in cores (0.5 = half a core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    #[serde(default)]
+    pub read_only: bool,
+    /// Container paths mounted as tmpfs (`/run` or `/run:size=64m`).
+    #[serde(default)]
+    pub tmpfs: Vec<String>,
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    #[serde(default)]
+    pub privileged: bool,
+}
+
+/// Default stop timeout when the service sets none (Docker's own default).
+pub const DEFAULT_STOP_TIMEOUT: u64 = 10;
+
+impl Service {
+    /// Stop timeout in seconds, with Docker's default filled in.
+    pub fn stop_timeout_secs(&self) -> u64 {
+        self.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT)
+    }
+}
+
+/// A published port, Docker `-p` syntax: `[ip:][host:]container[/proto]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// `None`: the engine picks a free host port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// A mount from the file's `volumes` list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeMount {
+    pub source: VolumeSource,
+    /// Absolute path inside the container.
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeSource {
+    /// A berth-owned named volume; on the host it is `<container>-<name>`.
+    Named(String),
+    /// An absolute host path.
+    Bind(PathBuf),
+}
+
+/// `links = ["target[:alias]"]`: start after `target`, reach it as `alias`, and
+/// get the legacy `<ALIAS>_PORT_*` variables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// Target service name.
+    pub target: String,
+    /// Alias (defaults to the target's name).
+    pub alias: String,
+}
+
+/// What happens when an instance's container exits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Restart whatever the exit status (the default).
+    #[default]
+    Always,
+    /// Restart only on a non-zero exit status.
+    OnFailure,
+    /// Never restart.
+    No,
+}
+
+impl RestartPolicy {
+    /// The value of systemd's `Restart=`.
+    pub fn systemd(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::No => "no",
+        }
+    }
+}
+
+/// One instance of a service: one container, one unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRef {
+    pub deployment: String,
+    pub service: String,
+    /// 1-based.
+    pub index: u32,
+    pub container: String,
+}
+
+impl InstanceRef {
+    pub fn unit(&self) -> String {
+        names::unit_name(&self.container)
+    }
+}
+
+impl Deployment {
+    /// Every instance of every service, services in name order, instances by number.
+    pub fn instances(&self) -> Vec<InstanceRef> {
+        self.services
+            .values()
+            .flat_map(|svc| self.service_instances(svc))
+            .collect()
+    }
+
+    /// The instances of one service.
+    pub fn service_instances(&self, svc: &Service) -> Vec<InstanceRef> {
+        (1..=svc.count)
+            .map(|index| InstanceRef {
+                deployment: self.name.clone(),
+                service: svc.name.clone(),
+                index,
+                container: names::container_name(&self.name, &svc.name, index, svc.count),
+            })
+            .collect()
+    }
+
+    /// Keys allowed into `service`: its `ssh` list plus the deployment-wide keys.
+    pub fn keys_for(&self, service: &str) -> Vec<&SshKey> {
+        let mut out: Vec<&SshKey> = self.deployment_keys.iter().collect();
+        if let Some(svc) = self.services.get(service) {
+            out.extend(svc.ssh.iter().filter_map(|k| self.keys.get(k)));
+        }
+        out
+    }
+
+    /// Services in start order: every service after the services it links to.
+    /// Validation guarantees there is no cycle; should one slip through, the
+    /// remaining services are appended in name order rather than dropped.
+    pub fn start_order(&self) -> Vec<&Service> {
+        let mut done: Vec<&str> = Vec::new();
+        let mut order = Vec::new();
+        let mut progress = true;
+        while progress && order.len() < self.services.len() {
+            progress = false;
+            for svc in self.services.values() {
+                if done.contains(&svc.name.as_str()) {
+                    continue;
+                }
+                if svc.links.iter().all(|l| done.contains(&l.target.as_str())) {
+                    done.push(&svc.name);
+                    order.push(svc);
+                    progress = true;
+                }
+            }
+        }
+        for svc in self.services.values() {
+            if !done.contains(&svc.name.as_str()) {
+                order.push(svc);
+            }
+        }
+        order
+    }
+}

@@ -1,0 +1,1 @@
+//! The built-in SSH gateway and the OpenSSH `AuthorizedKeysCommand` mode.

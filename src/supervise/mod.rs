@@ -1,0 +1,1 @@
+//! The life of one instance: fresh container, readiness, output, exit.
