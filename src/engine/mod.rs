@@ -1,1 +1,57 @@
-//! The only code that talks to the Docker engine (through bollard).
+//! The only code that talks to the Docker engine, through bollard over the
+//! Unix socket (`DOCKER_HOST` honoured, API version negotiated).
+
+use bollard::Docker;
+
+use crate::error::{Error, Result};
+
+/// Oldest engine API berth supports (Docker 20.10).
+pub const MIN_API: (usize, usize) = (1, 41);
+
+/// A connection to the engine, with the API version agreed on.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    docker: Docker,
+    api_version: String,
+}
+
+impl Engine {
+    /// Connect using `DOCKER_HOST` (or the default socket), negotiate the API
+    /// version, and refuse engines older than [`MIN_API`].
+    pub async fn connect() -> Result<Self> {
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| Error::engine(format!("cannot set up a connection to {host}"), e))?;
+        let docker = docker.negotiate_version().await.map_err(|e| {
+            Error::engine(
+                format!(
+                    "cannot reach the engine at {host} (is the Docker daemon running, and may this user use its socket?)"
+                ),
+                e,
+            )
+        })?;
+        let v = docker.client_version();
+        if (v.major_version, v.minor_version) < MIN_API {
+            return Err(Error::Runtime(format!(
+                "the Docker engine at {host} speaks API {}.{}, berth needs {}.{} (Docker 20.10) or newer",
+                v.major_version, v.minor_version, MIN_API.0, MIN_API.1
+            )));
+        }
+        let api_version = format!("{}.{}", v.major_version, v.minor_version);
+        Ok(Self {
+            docker,
+            api_version,
+        })
+    }
+
+    /// The bollard client, for the engine submodules.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The negotiated API version, `"1.41"`.
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+}

@@ -71,3 +71,61 @@ impl StateDir {
         self.ssh_dir().join("host_ed25519_key")
     }
 }
+
+/// One applied revision of a deployment: what `apply` last made true.
+/// Written atomically to `current.json` and kept under `revisions/`.
+/// The SSH gateway and `authorized-keys` read keys from here, so they see
+/// exactly what was applied, not whatever the file on disk says now.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Revision {
+    /// Increases by one with every apply that changed something.
+    pub revision: u64,
+    /// RFC 3339 time of the apply.
+    pub applied_at: String,
+    /// `systemd`, `docker` or `foreground`.
+    pub integration: String,
+    /// The resolved deployment.
+    pub deployment: crate::spec::Deployment,
+    /// Image ID each service ran at this revision, by service name.
+    #[serde(default)]
+    pub image_ids: std::collections::BTreeMap<String, String>,
+}
+
+impl StateDir {
+    /// The current revision of a deployment, if it was ever applied here.
+    pub fn read_current(&self, deployment: &str) -> crate::Result<Option<Revision>> {
+        let path = self.current_revision(deployment);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(crate::Error::io(path, e)),
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            crate::Error::Runtime(format!(
+                "{}: corrupt state file ({e}); re-run `berth apply` to rewrite it",
+                path.display()
+            ))
+        })
+    }
+
+    /// Names of the deployments applied in this state directory.
+    pub fn list_deployments(&self) -> crate::Result<Vec<String>> {
+        let dir = self.deployments_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(crate::Error::io(dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| crate::Error::io(&dir, e))?;
+            if entry.path().join("current.json").is_file()
+                && let Some(name) = entry.file_name().to_str()
+            {
+                out.push(name.to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
