@@ -669,3 +669,147 @@ async fn supervise_runs_fresh_container_streams_output_and_stops_on_sigterm() {
     ]);
     assert_eq!(out.lines().count(), 2, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_from_local_registry_and_refused_pull_leaves_deployment_untouched() {
+    let name = unique_name("pull");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let mut open = Registry::start(None);
+    let mut locked = Registry::start(Some(("berth", "s3cret")));
+    let local = busybox_image("pull", "LABEL pulled=yes");
+    let public = open.push(&local, &format!("{name}/app:1"));
+    let private = locked.push(&local, &format!("{name}/app:2"));
+    assert!(
+        inspect("image", &public).is_none(),
+        "not local before apply"
+    );
+
+    let dep = deployment(&name, vec![svc("app", &public, json!({}))]);
+    let report = apply_docker(&ws, &dep).await;
+    assert_eq!(report.plan.with_action(Action::Create).count(), 1);
+    let c = format!("{name}-app");
+    assert!(running(&c));
+    assert!(inspect("image", &public).is_some(), "pulled");
+    let before = ids(&name);
+
+    // The private image without credentials: refused, before anything is touched.
+    let changed = deployment(&name, vec![svc("app", &private, json!({}))]);
+    let engine = engine().await;
+    let err = apply::apply(
+        &engine,
+        &StateDir::new(ws.state_dir()),
+        &changed,
+        &opts(&ws, Integration::Docker),
+        apply::quiet(),
+    )
+    .await
+    .expect_err("pull must be refused");
+    let msg = err.to_string();
+    assert!(msg.contains(&private), "{msg}");
+    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert_eq!(ids(&name), before, "running deployment untouched");
+    assert!(running(&c));
+}
+
+/// `berth supervise` pulls a missing image with the credentials of
+/// `$DOCKER_CONFIG/config.json`, and says what to do without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervise_pulls_with_registry_credentials() {
+    let name = unique_name("auth");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let mut locked = Registry::start(Some(("berth", "s3cret")));
+    let local = busybox_image("auth", "LABEL auth=yes");
+    let private = locked.push(&local, &format!("{name}/app:1"));
+    let dep = deployment(
+        &name,
+        vec![svc(
+            "app",
+            &private,
+            json!({"command": ["sh", "-c", "echo pulled-and-ran; exit 3"]}),
+        )],
+    );
+    // Resolve without the image (it is not local) and write the spec, as
+    // an apply on another host would have.
+    let specs = berth::apply::instance::resolve(&dep, &BTreeMap::new(), Integration::Systemd);
+    let state = StateDir::new(ws.state_dir());
+    for s in &specs {
+        s.write(&state).expect("write spec");
+    }
+    let c = format!("{name}-app");
+    let empty = tempfile::tempdir().expect("empty config dir");
+    let out = std::process::Command::new(bin())
+        .args(["supervise", &c])
+        .env("BERTH_STATE_DIR", ws.state_dir())
+        .env("DOCKER_CONFIG", empty.path())
+        .output()
+        .expect("run supervise");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("docker login"), "{err}");
+    assert!(inspect("container", &c).is_none());
+
+    let out = std::process::Command::new(bin())
+        .args(["supervise", &c])
+        .env("BERTH_STATE_DIR", ws.state_dir())
+        .env("DOCKER_CONFIG", &locked.client_config)
+        .output()
+        .expect("run supervise");
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pulled-and-ran"));
+}
+
+/// An apply interrupted at arbitrary points (the future dropped mid-way,
+/// as a killed process would leave it), then run again, converges: one
+/// container per instance, volumes intact, nothing stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_apply_then_apply_again_converges() {
+    let name = unique_name("interrupt");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let img = base_image();
+    let vol = json!([{"source": {"named": "data"}, "target": "/data"}]);
+    let mk = |env: &str| {
+        deployment(
+            &name,
+            vec![
+                svc("a", img, json!({"volumes": vol, "env": {"V": env}})),
+                svc("b", img, json!({"count": 3, "env": {"V": env}})),
+                svc(
+                    "c",
+                    img,
+                    json!({"links": [{"target": "a", "alias": "a"}], "env": {"V": env}}),
+                ),
+            ],
+        )
+    };
+    let engine = engine().await;
+    let state = StateDir::new(ws.state_dir());
+    let o = opts(&ws, Integration::Docker);
+    apply::apply(&engine, &state, &mk("0"), &o, apply::quiet())
+        .await
+        .expect("first apply");
+    exec_ok(&format!("{name}-a"), &["sh", "-c", "echo keep > /data/f"]);
+    for (round, ms) in [5u64, 40, 120, 300, 600].into_iter().enumerate() {
+        let dep = mk(&round.to_string());
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(ms),
+            apply::apply(&engine, &state, &dep, &o, apply::quiet()),
+        )
+        .await;
+        let r = apply::apply(&engine, &state, &dep, &o, apply::quiet())
+            .await
+            .expect("apply after interruption");
+        let _ = r;
+        let plan = plan_docker(&ws, &dep).await;
+        assert!(!plan.has_changes(), "round {round}: {}", plan.render());
+        let cs = containers_of(&name);
+        assert_eq!(cs.len(), 5, "round {round}: {cs:?}");
+        for c in &cs {
+            assert!(running(c), "{c} runs");
+            assert_eq!(exec_ok(c, &["sh", "-c", "echo $V"]), round.to_string());
+        }
+        assert_eq!(exec_ok(&format!("{name}-a"), &["cat", "/data/f"]), "keep");
+    }
+}
