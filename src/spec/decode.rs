@@ -54,6 +54,9 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn type_err(&mut self, n: &Node, what: &str, expected: &str, help: &str) {
+        if n.value == Value::Invalid {
+            return;
+        }
         let found = match &n.value {
             Value::Str(s) => format!("the string {s:?}"),
             other => other.kind().to_string(),

@@ -12,6 +12,8 @@ pub mod interpolate;
 mod json;
 pub mod keys;
 pub mod model;
+pub mod render;
+pub mod schema;
 mod source;
 mod toml;
 mod tree;
@@ -365,6 +367,7 @@ fn interpolate_tree(
                         let at = locate_in_source(src, node.span, s, e.offset);
                         errors.push(src.error(Span::new(at, at + 1), e.message, Some(e.help)));
                     }
+                    node.value = Value::Invalid;
                 }
             }
         }
@@ -404,3 +407,6 @@ fn locate_in_source(src: &Source, span: Span, value: &str, offset: usize) -> usi
         span.start
     }
 }
+
+#[cfg(test)]
+mod tests;
