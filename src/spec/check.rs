@@ -106,7 +106,7 @@ fn ssh_keys(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceS
             continue;
         };
         for (i, key) in svc.ssh.iter().enumerate() {
-            if dep.keys.contains_key(key) {
+            if dep.keys.contains_key(key) || d.bad_keys.contains(key) {
                 continue;
             }
             let span = sp.ssh.get(i).copied().unwrap_or(sp.name);

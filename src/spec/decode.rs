@@ -32,6 +32,12 @@ pub struct Decoder<'a> {
     pub errors: Vec<SpecError>,
     /// The deployment file's directory, for `env_file`.
     pub base_dir: PathBuf,
+    /// Keys that are defined but invalid (already reported): `ssh` entries
+    /// naming them are not reported again as undefined.
+    pub bad_keys: Vec<String>,
+    /// Known keys an unknown key was taken for a typo of: "missing" errors
+    /// for them would only repeat the typo.
+    pub suggested: Vec<&'static str>,
 }
 
 impl<'a> Decoder<'a> {
@@ -41,6 +47,8 @@ impl<'a> Decoder<'a> {
             src,
             errors: Vec::new(),
             base_dir,
+            bad_keys: Vec::new(),
+            suggested: Vec::new(),
         }
     }
 
@@ -69,9 +77,12 @@ impl<'a> Decoder<'a> {
     }
 
     /// Report a key that is not one of `known`, suggesting the closest.
-    pub fn unknown_key(&mut self, e: &Entry, known: &[&str], context: &str) {
+    pub fn unknown_key(&mut self, e: &Entry, known: &[&'static str], context: &str) {
         let help = match suggest(&e.key, known.iter().copied()) {
-            Some(s) => format!("did you mean `{s}`?"),
+            Some(s) => {
+                self.suggested.push(s);
+                format!("did you mean `{s}`?")
+            }
             None => match compose_alias(&e.key) {
                 Some(h) => h.to_string(),
                 None => format!("the keys {context} accepts are: {}", known.join(", ")),
@@ -263,7 +274,7 @@ impl<'a> Decoder<'a> {
                 span,
                 format!("cannot read env_file `{rel}`: {}", io_reason(&e)),
                 format!(
-                    "env_file paths are relative to the deployment file's directory (here `{}`)",
+                    "env_file paths are relative to the deployment file's directory; berth looked for `{}`",
                     path.display()
                 ),
             ),
@@ -386,6 +397,7 @@ pub fn native(
                 if let Some(m) = d.map(&e.value, "keys") {
                     for k in m {
                         if !d.name(&k.key, k.key_span, "key") {
+                            d.bad_keys.push(k.key.clone());
                             continue;
                         }
                         let Some(text) = d.string(&k.value, &format!("keys.{}", k.key)) else {
@@ -395,7 +407,10 @@ pub fn native(
                             Ok(key) => {
                                 keys.insert(k.key.clone(), key);
                             }
-                            Err(p) => d.problem(k.value.span, p),
+                            Err(p) => {
+                                d.bad_keys.push(k.key.clone());
+                                d.problem(k.value.span, p);
+                            }
                         }
                     }
                 }
@@ -424,7 +439,7 @@ pub fn native(
             _ => d.unknown_key(e, TOP_KEYS, "at the top level"),
         }
     }
-    if !saw_services {
+    if !saw_services && !d.suggested.contains(&"services") {
         d.err(
             Span::default(),
             "the deployment has no `services`",
@@ -437,6 +452,7 @@ pub fn native(
             d.name(&n, span, "deployment");
             n
         }
+        (None, None) if d.suggested.contains(&"name") => String::new(),
         (None, None) => {
             d.err(
                 Span::default(),
@@ -811,7 +827,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
             _ => d.unknown_key(e, SERVICE_KEYS, &format!("in service `{sname}`")),
         }
     }
-    if !have_image {
+    if !have_image && !d.suggested.contains(&"image") {
         d.err(
             s.key_span,
             format!("service `{sname}` has no `image`"),

@@ -283,11 +283,21 @@ pub fn decode(
                     );
                     continue;
                 };
-                let Some(cport) = port(d, &internal.value, "internal", false) else {
+                let Some(cport) = port(
+                    d,
+                    &internal.value,
+                    &format!("{}[{j}].internal", what("publicports")),
+                    false,
+                ) else {
                     continue;
                 };
                 let host = match pf.get("external") {
-                    Some(x) => match port(d, &x.value, "external", true) {
+                    Some(x) => match port(
+                        d,
+                        &x.value,
+                        &format!("{}[{j}].external", what("publicports")),
+                        true,
+                    ) {
                         Some(0) => None,
                         Some(h) => Some(h),
                         None => continue,
@@ -312,7 +322,7 @@ pub fn decode(
                 for k in ["ports", "aliasports"] {
                     if let Some(x) = lf.get(k) {
                         for (n, item) in list(d, &x.value, k).iter().enumerate() {
-                            port(d, item, &format!("{k}[{n}]"), false);
+                            port(d, item, &format!("{}[{j}].{k}[{n}]", what("links")), false);
                         }
                     }
                 }
