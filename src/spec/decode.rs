@@ -85,7 +85,7 @@ impl<'a> Decoder<'a> {
             }
             None => match compose_alias(&e.key) {
                 Some(h) => h.to_string(),
-                None => format!("the keys {context} accepts are: {}", known.join(", ")),
+                None => format!("known keys {context}: {}", known.join(", ")),
             },
         };
         self.err(
@@ -104,6 +104,21 @@ impl<'a> Decoder<'a> {
                     what,
                     "a table (mapping)",
                     "write a table of keys and values here",
+                );
+                None
+            }
+        }
+    }
+
+    /// The document itself, which must be a mapping.
+    pub fn root_map<'n>(&mut self, n: &'n Node) -> Option<&'n [Entry]> {
+        match &n.value {
+            Value::Map(m) => Some(m),
+            other => {
+                self.err(
+                    n.span,
+                    format!("the deployment file must be a table of keys and values, found {}", other.kind()),
+                    "start from `name` and `services`, e.g. name = \"demo\" and a [services.web] table",
                 );
                 None
             }
@@ -365,7 +380,7 @@ pub fn native(
     root: &Node,
     name_override: Option<&str>,
 ) -> Option<(Deployment, BTreeMap<String, ServiceSpans>)> {
-    let entries = d.map(root, "the deployment file")?;
+    let entries = d.root_map(root)?;
     let mut name: Option<(String, Span)> = None;
     let mut keys = BTreeMap::new();
     let mut services = BTreeMap::new();
@@ -436,6 +451,8 @@ pub fn native(
                     }
                 }
             }
+            // Extension keys, as in Compose: room for YAML anchors and notes.
+            k if k.starts_with("x-") => {}
             _ => d.unknown_key(e, TOP_KEYS, "at the top level"),
         }
     }
@@ -824,6 +841,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                     }
                 }
             }
+            k if k.starts_with("x-") => {}
             _ => d.unknown_key(e, SERVICE_KEYS, &format!("in service `{sname}`")),
         }
     }

@@ -70,7 +70,7 @@ fn fields<'n>(
             None => {
                 let help = match suggest(&e.key, known.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("the fields {context} are: {}", known.join(", ")),
+                    None => format!("known fields {context}: {}", known.join(", ")),
                 };
                 d.err(
                     e.key_span,
@@ -125,7 +125,7 @@ pub fn decode(
     root: &Node,
     name: String,
 ) -> Option<(Deployment, BTreeMap<String, ServiceSpans>)> {
-    let entries = d.map(root, "the deployment file")?;
+    let entries = d.root_map(root)?;
     let top = fields(d, entries, TOP, "at the top level of a geard deployment");
     let mut deployment_keys = Vec::new();
     if let Some(k) = top.get("keys") {

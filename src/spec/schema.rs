@@ -148,7 +148,13 @@ pub enum Restart {
 /// The JSON Schema of the native deployment file.
 pub fn json_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(DeploymentFile);
-    schema.to_value()
+    let mut v = schema.to_value();
+    // `x-` extension keys are accepted (and ignored) at the top level and in
+    // services, as in Compose.
+    let ext = serde_json::json!({ "^x-": {} });
+    v["patternProperties"] = ext.clone();
+    v["$defs"]["ServiceFile"]["patternProperties"] = ext;
+    v
 }
 
 #[cfg(test)]

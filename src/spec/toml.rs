@@ -105,6 +105,31 @@ fn diagnose(text: &str, errors: &[toml::de::Error]) -> Vec<Diag> {
             diags.push(diag);
             continue;
         }
+        // A bare word where a value belongs is almost always a string
+        // without quotes (`image = nginx`); the parser's own message (it
+        // tried to read a number or a date) does not say so.
+        let word: String = text
+            .get(span.start..)
+            .unwrap_or("")
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ']' | '}' | '#'))
+            .collect();
+        let is_value = line_of(span.start).contains('=');
+        if is_value
+            && (word.contains(':')
+                || word
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '/' || c == '$'))
+            && !matches!(word.as_str(), "true" | "false" | "inf" | "nan")
+        {
+            diags.push(
+                Diag::new(span, format!("the value `{word}` needs quotes")).help(format!(
+                    "TOML strings are written in double quotes: \"{word}\""
+                )),
+            );
+            continue;
+        }
         let (message, help) = describe(msg);
         diags.push(Diag {
             span,
