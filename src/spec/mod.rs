@@ -51,8 +51,11 @@ pub struct SpecError {
     /// 1-based line and column, when known.
     pub line: usize,
     pub column: usize,
-    /// The source line, for the snippet.
+    /// The source line, for the snippet (a window of it, for long lines).
     pub snippet: Option<String>,
+    /// 1-based column of the caret within `snippet` (differs from `column`
+    /// when a long line is shown in part).
+    pub snippet_column: usize,
     /// What is wrong.
     pub message: String,
     /// What would fix it.
@@ -83,7 +86,7 @@ impl std::fmt::Display for SpecError {
             write!(f, "\n{pad} |\n{gutter} | {line}\n{pad} | ")?;
             let caret_at: String = line
                 .chars()
-                .take(self.column.saturating_sub(1))
+                .take(self.snippet_column.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             write!(f, "{caret_at}^")?;
@@ -144,6 +147,7 @@ impl SpecError {
             line: 0,
             column: 0,
             snippet: None,
+            snippet_column: 0,
             message: message.into(),
             help: Some(help.into()),
         }
