@@ -2,4 +2,5 @@
 //! They drive the built `berth` binary against the real Docker engine.
 
 mod invalid_files;
+mod spec_commands;
 mod support;
