@@ -15,7 +15,10 @@ pub struct RenderArgs {
 }
 
 pub async fn run(ctx: &Context, args: RenderArgs) -> Result<u8> {
-    let dep = ctx.load_deployment()?;
+    let dep = match super::validate::load_or_report(ctx)? {
+        Ok(dep) => dep,
+        Err(code) => return Ok(code),
+    };
     let berth_path = std::env::current_exe()
         .map_err(|e| Error::Runtime(format!("cannot find the path of the berth binary: {e}")))?;
     let opts = UnitOptions {

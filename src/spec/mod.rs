@@ -113,6 +113,54 @@ impl std::fmt::Display for SpecErrors {
 
 impl std::error::Error for SpecErrors {}
 
+impl SpecErrors {
+    /// The plain form (`Display`), or the same text with ANSI colours for a
+    /// terminal: `error` in red, the gutter in blue, `help` in cyan.
+    pub fn render(&self, color: bool) -> String {
+        let plain = self.to_string();
+        if !color {
+            return plain;
+        }
+        const RED: &str = "\x1b[1;31m";
+        const BLUE: &str = "\x1b[1;34m";
+        const CYAN: &str = "\x1b[1;36m";
+        const BOLD: &str = "\x1b[1m";
+        const RESET: &str = "\x1b[0m";
+        let mut out = String::with_capacity(plain.len() + 256);
+        for line in plain.lines() {
+            if let Some(i) = line
+                .find(": error: ")
+                .or_else(|| line.starts_with("error: ").then_some(0))
+            {
+                let (loc, rest) = line.split_at(i);
+                let msg = rest.trim_start_matches(": ").trim_start_matches("error: ");
+                let sep = if loc.is_empty() { "" } else { ": " };
+                out.push_str(&format!(
+                    "{BOLD}{loc}{RESET}{sep}{RED}error{RESET}: {BOLD}{msg}{RESET}"
+                ));
+            } else if let Some(h) = line.strip_prefix("  help: ") {
+                out.push_str(&format!("  {CYAN}help{RESET}: {h}"));
+            } else if let Some((gutter, rest)) = line.split_once(" |") {
+                if gutter.trim().chars().all(|c| c.is_ascii_digit()) {
+                    let rest_colored = if gutter.trim().is_empty() && rest.contains('^') {
+                        format!("{RED}{rest}{RESET}")
+                    } else {
+                        rest.to_string()
+                    };
+                    out.push_str(&format!("{BLUE}{gutter} |{RESET}{rest_colored}"));
+                } else {
+                    out.push_str(line);
+                }
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        out.pop();
+        out
+    }
+}
+
 /// The formats a deployment file can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -215,3 +215,29 @@ fn garbled_fixtures_never_panic() {
         }
     }
 }
+
+#[test]
+fn coloured_errors_are_the_plain_text_plus_ansi_codes() {
+    let o = opts(PathBuf::from("dep.toml"));
+    let e = load_str(
+        &o,
+        Format::Toml,
+        "name = \"x\"\n[services.web]\nimage = \"Bad\"\ncount = 0\n".into(),
+    )
+    .unwrap_err();
+    let plain = e.render(false);
+    assert_eq!(plain, e.to_string());
+    let colored = e.render(true);
+    assert!(colored.contains("\x1b[1;31merror\x1b[0m"));
+    let mut stripped = String::new();
+    let mut in_escape = false;
+    for c in colored.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => stripped.push(c),
+        }
+    }
+    assert_eq!(stripped, plain);
+}
