@@ -129,7 +129,7 @@ impl<'a> Decoder<'a> {
         match &n.value {
             Value::Str(s) => Some(s.clone()),
             _ => {
-                self.type_err(n, what, "a string", "put the value in quotes");
+                self.type_err(n, what, "a string", string_help(n));
                 None
             }
         }
@@ -141,7 +141,7 @@ impl<'a> Decoder<'a> {
             Value::Str(s) => Some(s.clone()),
             Value::Int(i) => Some(i.to_string()),
             _ => {
-                self.type_err(n, what, "a string", "put the value in quotes");
+                self.type_err(n, what, "a string", string_help(n));
                 None
             }
         }
@@ -188,12 +188,7 @@ impl<'a> Decoder<'a> {
             match &item.value {
                 Value::Str(s) => out.push((s.clone(), item.span)),
                 Value::Int(v) => out.push((v.to_string(), item.span)),
-                _ => self.type_err(
-                    item,
-                    &format!("{what}[{i}]"),
-                    "a string",
-                    "put the value in quotes",
-                ),
+                _ => self.type_err(item, &format!("{what}[{i}]"), "a string", string_help(item)),
             }
         }
         Some(out)
@@ -232,7 +227,7 @@ impl<'a> Decoder<'a> {
                 None
             }
             _ => {
-                self.type_err(n, what, "a string", "put the value in quotes");
+                self.type_err(n, what, "a string", string_help(n));
                 None
             }
         }
@@ -294,6 +289,14 @@ impl<'a> Decoder<'a> {
                 ),
             ),
         }
+    }
+}
+
+/// What to do when a string was expected and something else was written.
+fn string_help(n: &Node) -> &'static str {
+    match n.value {
+        Value::Map(_) | Value::Seq(_) => "write a single string here, e.g. \"value\"",
+        _ => "put the value in quotes",
     }
 }
 
@@ -386,9 +389,11 @@ pub fn native(
     let mut services = BTreeMap::new();
     let mut spans = BTreeMap::new();
     let mut saw_services = false;
+    let mut saw_name = false;
     for e in entries {
         match e.key.as_str() {
             "name" => {
+                saw_name = true;
                 if let Some(n) = d.string(&e.value, "name") {
                     name = Some((n, e.value.span));
                 }
@@ -469,7 +474,7 @@ pub fn native(
             d.name(&n, span, "deployment");
             n
         }
-        (None, None) if d.suggested.contains(&"name") => String::new(),
+        (None, None) if saw_name || d.suggested.contains(&"name") => String::new(),
         (None, None) => {
             d.err(
                 Span::default(),
