@@ -2,4 +2,6 @@
 //! They drive the built `berth` binary against the real Docker engine.
 
 mod apply;
+mod invalid_files;
+mod spec_commands;
 mod support;
