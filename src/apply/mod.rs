@@ -567,3 +567,24 @@ pub fn write_revision(state: &StateDir, rev: &Revision) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_links() {
+        let dep: Deployment = serde_json::from_value(serde_json::json!({
+            "name": "ex",
+            "services": {
+                "a": {"name": "a", "image": "i", "count": 1},
+                "b": {"name": "b", "image": "i", "count": 1, "links": [{"target": "a", "alias": "a"}]},
+                "c": {"name": "c", "image": "i", "count": 1, "links": [{"target": "b", "alias": "b"}, {"target": "a", "alias": "a"}]},
+                "d": {"name": "d", "image": "i", "count": 1}
+            }
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let l = service_levels(&dep);
+        assert_eq!((l["a"], l["b"], l["c"], l["d"]), (0, 1, 2, 0));
+    }
+}

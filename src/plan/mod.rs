@@ -15,7 +15,7 @@ use crate::apply::instance::{InstanceSpec, Integration, is_stopped_by_operator};
 use crate::engine::{ContainerInfo, ContainerState, Engine};
 use crate::error::Result;
 use crate::names;
-use crate::spec::{Deployment, PortMapping};
+use crate::spec::{Deployment, PortMapping, RestartPolicy};
 use crate::state::StateDir;
 
 /// What happens to one instance.
@@ -249,7 +249,13 @@ impl Plan {
                 Target::Containers(_) => match container {
                     None => Action::Create,
                     Some(c) if c.spec_hash() == Some(hash.as_str()) && !image_missing => {
-                        if c.state == ContainerState::Running || stopped {
+                        // Started unless running, stopped by the operator,
+                        // or finished on its own under a policy that does
+                        // not restart it (a one-shot job that exited is
+                        // left as it is).
+                        let finished_for_good = c.state == ContainerState::Exited
+                            && spec.restart != RestartPolicy::Always;
+                        if c.state == ContainerState::Running || stopped || finished_for_good {
                             Action::Unchanged
                         } else {
                             Action::Start
