@@ -215,6 +215,19 @@ pub fn link_variables(
     env
 }
 
+/// The prefix of an instance's volume names. It does not depend on `count`,
+/// so scaling never hands an instance someone else's (or an empty) volume:
+/// instance 1 owns `<deployment>-<service>-<volume>` (the container's own
+/// name while `count = 1`), instance n > 1 owns
+/// `<deployment>-<service>-<n>-<volume>` (its container's name).
+pub fn volume_owner(deployment: &str, service: &str, index: u32) -> String {
+    if index <= 1 {
+        format!("{deployment}-{service}")
+    } else {
+        format!("{deployment}-{service}-{index}")
+    }
+}
+
 /// Resolve every instance of a deployment into its spec.
 ///
 /// `images` maps image references to what the engine knows about them; an
@@ -287,6 +300,7 @@ fn instance_spec(
 ) -> InstanceSpec {
     // `instance_spec` is only called for instances of services in the deployment.
     let svc = &deployment.services[&inst.service];
+    let owner = volume_owner(&deployment.name, &svc.name, inst.index);
     let mut mounts: Vec<MountSpec> = svc
         .volumes
         .iter()
@@ -294,7 +308,7 @@ fn instance_spec(
             target: v.target.clone(),
             source: match &v.source {
                 VolumeSource::Named(n) => MountSource::Volume {
-                    name: names::volume_name(&inst.container, n),
+                    name: names::volume_name(&owner, n),
                     from_image: false,
                 },
                 VolumeSource::Bind(p) => MountSource::Bind { path: p.clone() },
@@ -314,7 +328,7 @@ fn instance_spec(
             mounts.push(MountSpec {
                 target: path.clone(),
                 source: MountSource::Volume {
-                    name: names::image_volume_name(&inst.container, path),
+                    name: names::image_volume_name(&owner, path),
                     from_image: true,
                 },
                 read_only: false,

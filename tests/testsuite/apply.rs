@@ -280,11 +280,16 @@ async fn volume_data_survives_restart_recreate_upgrade_and_scale_down_up() {
     apply_docker(&ws, &mk(&v2, 2, "2")).await;
     assert_ne!(id_of(&c1), before, "new image, new container");
     assert_eq!(exec_ok(&c1, &["cat", "/data/f"]), "one");
-    // scale down: the highest-numbered instance goes, its volume stays
+    // scale down: the highest-numbered instance goes, its volume stays, and
+    // the remaining instance keeps its data under its new container name
     apply_docker(&ws, &mk(&v2, 1, "2")).await;
     let single = format!("{name}-store");
     assert_eq!(containers_of(&name), vec![single.clone()]);
-    assert!(volumes_of(&name).contains(&format!("{c2}-data")));
+    assert_eq!(exec_ok(&single, &["cat", "/data/f"]), "one");
+    assert_eq!(
+        volumes_of(&name),
+        vec![format!("{c2}-data"), format!("{single}-data")]
+    );
     // scale up again: instance 2 finds its data
     apply_docker(&ws, &mk(&v2, 2, "2")).await;
     assert_eq!(exec_ok(&c2, &["cat", "/data/f"]), "two");
