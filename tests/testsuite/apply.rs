@@ -1129,3 +1129,36 @@ fn cli_systemd_integration_refuses_without_systemd_and_writes_units_with_no_syst
             == 0
     );
 }
+
+/// Removes one container by name on drop (for containers a test made
+/// without berth's labels).
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn cli_apply_refuses_to_replace_a_container_it_did_not_create() {
+    let name = unique_name("foreign");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let c = format!("{name}-app");
+    let _foreign = RemoveOnDrop(c.clone());
+    docker_ok(&["create", "--name", &c, base_image(), "sleep", "1"]);
+    let foreign_id = id_of(&c);
+    ws.write(
+        "berth.toml",
+        &format!(
+            "name = \"{name}\"\n[services.app]\nimage = \"{}\"\ncommand = [\"sleep\", \"3600\"]\n",
+            base_image()
+        ),
+    );
+    let out = run(&ws, &["apply", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not belong to deployment"), "{err}");
+    assert_eq!(id_of(&c), foreign_id, "the foreign container is untouched");
+}
