@@ -587,4 +587,32 @@ mod tests {
         let l = service_levels(&dep);
         assert_eq!((l["a"], l["b"], l["c"], l["d"]), (0, 1, 2, 0));
     }
+
+    #[test]
+    fn revisions_are_written_and_pruned_to_the_last_ten() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = StateDir::new(dir.path());
+        let dep: Deployment =
+            serde_json::from_value(serde_json::json!({"name": "ex", "services": {}}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        for n in 1..=13 {
+            let rev = Revision {
+                revision: n,
+                applied_at: "2026-01-01T00:00:00Z".into(),
+                integration: "docker".into(),
+                deployment: dep.clone(),
+                image_ids: BTreeMap::new(),
+            };
+            write_revision(&state, &rev).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let current = state.read_current("ex").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(current.map(|c| c.revision), Some(13));
+        let mut kept: Vec<u64> = std::fs::read_dir(state.revisions_dir("ex"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, (4..=13).collect::<Vec<u64>>());
+    }
 }

@@ -39,8 +39,14 @@ impl Engine {
     pub async fn connect() -> Result<Self> {
         let host =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-        let docker = Docker::connect_with_defaults()
-            .map_err(|e| Error::engine(format!("cannot set up a connection to {host}"), e))?;
+        let docker = Docker::connect_with_defaults().map_err(|e| {
+            Error::engine(
+                format!(
+                    "cannot reach the engine at {host} (is the Docker daemon running? set DOCKER_HOST if its socket is elsewhere)"
+                ),
+                e,
+            )
+        })?;
         let docker = docker.negotiate_version().await.map_err(|e| {
             Error::engine(
                 format!(

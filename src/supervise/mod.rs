@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use crate::apply::InstanceSpec;
 use crate::engine::{Engine, ExitStatus, PullProgress};
 use crate::error::{Error, Result};
-use crate::integration::docker::replace_container;
+use crate::integration::docker::replace_container_with_hash;
 use crate::names;
 
 /// Which stream a chunk of container output came from.
@@ -158,8 +158,11 @@ pub async fn run_instance(
     opts: &SuperviseOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Outcome> {
+    // Label with the hash of the spec as applied, so `plan` recognises the
+    // container even if `prepare` had to refresh the image ID.
+    let applied_hash = spec.hash();
     let spec = prepare(engine, spec, opts.revision).await?;
-    replace_container(engine, &spec, opts.revision, "no").await?;
+    replace_container_with_hash(engine, &spec, opts.revision, "no", &applied_hash).await?;
     engine.start_container(&spec.container).await?;
 
     let output = opts.output.clone();

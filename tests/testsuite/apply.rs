@@ -1162,3 +1162,26 @@ fn cli_apply_refuses_to_replace_a_container_it_did_not_create() {
     assert!(err.contains("does not belong to deployment"), "{err}");
     assert_eq!(id_of(&c), foreign_id, "the foreign container is untouched");
 }
+
+#[test]
+fn cli_unreachable_engine_is_a_clear_error() {
+    let ws = Workspace::new();
+    let name = unique_name("noengine");
+    ws.write(
+        "berth.toml",
+        &format!("name = \"{name}\"\n[services.a]\nimage = \"busybox\"\n"),
+    );
+    let out = std::process::Command::new(bin())
+        .args(["plan"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("BERTH_STATE_DIR", ws.state_dir())
+        .current_dir(ws.path())
+        .output()
+        .expect("run plan");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the engine at unix:///nonexistent/docker.sock"),
+        "{err}"
+    );
+}
