@@ -1185,3 +1185,60 @@ fn cli_unreachable_engine_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// Every kind of invalid input is refused by `apply` with exit 2 before the
+/// engine or the state directory is touched.
+#[test]
+fn cli_rejections_leave_engine_and_state_untouched() {
+    let img = base_image();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "unknownkey",
+            format!("[services.a]\nimage = \"{img}\"\nimagee = \"x\"\n"),
+        ),
+        (
+            "badport",
+            format!("[services.a]\nimage = \"{img}\"\nports = [\"99999:80\"]\n"),
+        ),
+        (
+            "badlink",
+            format!("[services.a]\nimage = \"{img}\"\nlinks = [\"nosuch\"]\n"),
+        ),
+        (
+            "zerocount",
+            format!("[services.a]\nimage = \"{img}\"\ncount = 0\n"),
+        ),
+        (
+            "badsvcname",
+            format!("[services.\"a/b\"]\nimage = \"{img}\"\n"),
+        ),
+        (
+            "undefinedvar",
+            format!(
+                "[services.a]\nimage = \"{img}\"\nenv = {{ X = \"${{NOPE_UNDEFINED_VAR}}\" }}\n"
+            ),
+        ),
+        ("syntax", format!("[services.a\nimage = \"{img}\"\n")),
+        (
+            "missingenvfile",
+            format!("[services.a]\nimage = \"{img}\"\nenv_file = \"nope.env\"\n"),
+        ),
+        (
+            "relvolume",
+            format!("[services.a]\nimage = \"{img}\"\nvolumes = [\"data:relative/path\"]\n"),
+        ),
+    ];
+    for (tag, body) in cases {
+        let name = unique_name(tag);
+        let _cleanup = Cleanup::new(&name);
+        let ws = Workspace::new();
+        ws.write("berth.toml", &format!("name = \"{name}\"\n{body}"));
+        let out = run(&ws, &["apply", "--integration", "docker"]);
+        assert_eq!(out.status.code(), Some(2), "{tag}: {}", show(&out));
+        assert!(!out.stderr.is_empty(), "{tag}: says why");
+        assert!(containers_of(&name).is_empty(), "{tag}");
+        assert!(volumes_of(&name).is_empty(), "{tag}");
+        assert!(networks_of(&name).is_empty(), "{tag}");
+        assert!(!ws.state_dir().exists(), "{tag}: state untouched");
+    }
+}
