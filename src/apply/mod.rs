@@ -6,7 +6,7 @@
 //! [`InstanceSpec`]s and compute the plan; create the network and volumes;
 //! remove instances no longer in the file; then create / recreate / start
 //! instances in dependency order (links), the independent ones in parallel;
-//! finally record the applied [`Revision`](crate::state::Revision).
+//! finally record the applied [`Revision`].
 //!
 //! Every step is idempotent and state files are written atomically, so an
 //! apply killed at any point and run again converges. Volumes are never

@@ -391,6 +391,22 @@ impl Plan {
             });
         }
 
+        // Numeric order of ports within each container reads best.
+        port_changes.sort_by_key(|p| {
+            let text = p
+                .after
+                .as_ref()
+                .or(p.before.as_ref())
+                .cloned()
+                .unwrap_or_default();
+            let container_port: u32 = text
+                .split("->")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (p.container.clone(), container_port, p.after.is_some())
+        });
         let mut images_to_pull: Vec<String> = missing_images.to_vec();
         images_to_pull.sort();
         images_to_pull.dedup();

@@ -8,6 +8,12 @@
 //! and returns when the container exits (with its status) or when
 //! `shutdown` resolves (after stopping the container within its stop
 //! timeout and removing it).
+//!
+//! Running many instances in one process (`berth up`): resolve the specs
+//! with [`crate::apply::desired`], then per instance loop on
+//! [`run_instance`] with [`prefixed_output`] and a shared shutdown future
+//! (for example a `tokio::sync::watch` receiver), restarting on
+//! [`Outcome::Exited`] as the instance's restart policy says.
 
 use std::future::Future;
 use std::io::Write;
