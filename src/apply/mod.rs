@@ -489,6 +489,7 @@ async fn apply_systemd(
     }
     remove_instances(engine, state, plan, report).await?;
 
+    let mut units_changed = !removed.is_empty();
     let mut to_restart = Vec::new();
     let mut to_start = Vec::new();
     let mut to_enable = Vec::new();
@@ -496,7 +497,7 @@ async fn apply_systemd(
         let Some(spec) = &item.spec else { continue };
         spec.write(state)?;
         if let Some(text) = units.get(&spec.container) {
-            systemd_ctl::write_unit(unit_dir, &spec.container, text)?;
+            units_changed |= systemd_ctl::write_unit(unit_dir, &spec.container, text)?;
         }
         let unit = names::unit_name(&spec.container);
         // A unit the operator stopped stays disabled (not started at boot).
@@ -523,12 +524,23 @@ async fn apply_systemd(
             ));
         }
     }
-    ctl.daemon_reload().await?;
+    // Reload only when something changed: a no-op apply changes nothing.
+    // (Any instance being created or recreated also reloads, which covers a
+    // unit file written by an apply that was killed before its reload.)
+    units_changed |= plan
+        .instances
+        .iter()
+        .any(|i| matches!(i.action, Action::Create | Action::Recreate));
+    if units_changed {
+        ctl.daemon_reload().await?;
+    }
     ctl.enable(&to_enable).await?;
     ctl.restart(&to_restart).await?;
     ctl.start(&to_start).await?;
     if !ctl.enabled() {
-        pending.push("systemctl daemon-reload".into());
+        if units_changed {
+            pending.push("systemctl daemon-reload".into());
+        }
         if !to_enable.is_empty() {
             pending.push(format!("systemctl enable {}", to_enable.join(" ")));
         }

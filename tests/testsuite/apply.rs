@@ -561,6 +561,14 @@ async fn systemd_integration_writes_units_and_specs_without_systemctl() {
         .await
         .expect("re-apply");
     assert_eq!(again.plan.with_action(Action::Unchanged).count(), 2);
+    assert!(
+        !again
+            .pending_systemctl
+            .iter()
+            .any(|c| c.contains("daemon-reload") || c.contains("restart")),
+        "a no-op apply neither reloads nor restarts: {:?}",
+        again.pending_systemctl
+    );
 
     // With systemctl wanted but no systemd on this host: a clear refusal.
     if !berth::integration::systemd_ctl::systemd_running() {
