@@ -15,7 +15,7 @@ use crate::apply::instance::{InstanceSpec, Integration, is_stopped_by_operator};
 use crate::engine::{ContainerInfo, ContainerState, Engine};
 use crate::error::Result;
 use crate::names;
-use crate::spec::{Deployment, PortMapping};
+use crate::spec::{Deployment, PortMapping, RestartPolicy};
 use crate::state::StateDir;
 
 /// What happens to one instance.
@@ -204,25 +204,32 @@ impl Plan {
             .collect();
         let create_network = !engine.network_exists(&names::network_name(name)).await?;
 
-        let mut volumes_to_create = Vec::new();
+        let mut candidates = Vec::new();
         let mut seen_volumes = BTreeSet::new();
         for spec in specs {
             for (vol, path) in spec.volume_names() {
                 if existing_volumes.contains(vol) || !seen_volumes.insert(vol.to_string()) {
                     continue;
                 }
-                // Unlabelled volumes of the same name (created by hand) are
-                // used as they are.
-                if engine.volume_exists(vol).await? {
-                    continue;
-                }
-                volumes_to_create.push(VolumePlan {
+                candidates.push(VolumePlan {
                     name: vol.to_string(),
                     container: spec.container.clone(),
                     service: spec.service.clone(),
                     index: spec.index,
                     path: path.to_string(),
                 });
+            }
+        }
+        // Unlabelled volumes of the same name (created by hand) are used as
+        // they are; ask about all candidates at once.
+        let exists = futures_util::future::join_all(
+            candidates.iter().map(|v| engine.volume_exists(&v.name)),
+        )
+        .await;
+        let mut volumes_to_create = Vec::new();
+        for (v, e) in candidates.into_iter().zip(exists) {
+            if !e? {
+                volumes_to_create.push(v);
             }
         }
 
@@ -242,7 +249,13 @@ impl Plan {
                 Target::Containers(_) => match container {
                     None => Action::Create,
                     Some(c) if c.spec_hash() == Some(hash.as_str()) && !image_missing => {
-                        if c.state == ContainerState::Running || stopped {
+                        // Started unless running, stopped by the operator,
+                        // or finished on its own under a policy that does
+                        // not restart it (a one-shot job that exited is
+                        // left as it is).
+                        let finished_for_good = c.state == ContainerState::Exited
+                            && spec.restart != RestartPolicy::Always;
+                        if c.state == ContainerState::Running || stopped || finished_for_good {
                             Action::Unchanged
                         } else {
                             Action::Start
@@ -378,6 +391,22 @@ impl Plan {
             });
         }
 
+        // Numeric order of ports within each container reads best.
+        port_changes.sort_by_key(|p| {
+            let text = p
+                .after
+                .as_ref()
+                .or(p.before.as_ref())
+                .cloned()
+                .unwrap_or_default();
+            let container_port: u32 = text
+                .split("->")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (p.container.clone(), container_port, p.after.is_some())
+        });
         let mut images_to_pull: Vec<String> = missing_images.to_vec();
         images_to_pull.sort();
         images_to_pull.dedup();

@@ -280,11 +280,16 @@ async fn volume_data_survives_restart_recreate_upgrade_and_scale_down_up() {
     apply_docker(&ws, &mk(&v2, 2, "2")).await;
     assert_ne!(id_of(&c1), before, "new image, new container");
     assert_eq!(exec_ok(&c1, &["cat", "/data/f"]), "one");
-    // scale down: the highest-numbered instance goes, its volume stays
+    // scale down: the highest-numbered instance goes, its volume stays, and
+    // the remaining instance keeps its data under its new container name
     apply_docker(&ws, &mk(&v2, 1, "2")).await;
     let single = format!("{name}-store");
     assert_eq!(containers_of(&name), vec![single.clone()]);
-    assert!(volumes_of(&name).contains(&format!("{c2}-data")));
+    assert_eq!(exec_ok(&single, &["cat", "/data/f"]), "one");
+    assert_eq!(
+        volumes_of(&name),
+        vec![format!("{c2}-data"), format!("{single}-data")]
+    );
     // scale up again: instance 2 finds its data
     apply_docker(&ws, &mk(&v2, 2, "2")).await;
     assert_eq!(exec_ok(&c2, &["cat", "/data/f"]), "two");
@@ -556,6 +561,14 @@ async fn systemd_integration_writes_units_and_specs_without_systemctl() {
         .await
         .expect("re-apply");
     assert_eq!(again.plan.with_action(Action::Unchanged).count(), 2);
+    assert!(
+        !again
+            .pending_systemctl
+            .iter()
+            .any(|c| c.contains("daemon-reload") || c.contains("restart")),
+        "a no-op apply neither reloads nor restarts: {:?}",
+        again.pending_systemctl
+    );
 
     // With systemctl wanted but no systemd on this host: a clear refusal.
     if !berth::integration::systemd_ctl::systemd_running() {
@@ -811,5 +824,429 @@ async fn interrupted_apply_then_apply_again_converges() {
             assert_eq!(exec_ok(c, &["sh", "-c", "echo $V"]), round.to_string());
         }
         assert_eq!(exec_ok(&format!("{name}-a"), &["cat", "/data/f"]), "keep");
+    }
+}
+
+// ---- Binary-driven: the `berth` command with deployment files ----
+
+/// A TOML deployment file of `n` sleeping services (`s01`..), with a volume
+/// on the first and `V` in every environment.
+fn toml_services(name: &str, n: usize, v: &str) -> String {
+    let img = base_image();
+    let mut text = format!("name = \"{name}\"\n");
+    for i in 1..=n {
+        text.push_str(&format!(
+            "\n[services.s{i:02}]\nimage = \"{img}\"\ncommand = [\"sleep\", \"3600\"]\nstop_timeout = 1\nenv = {{ V = \"{v}\" }}\n"
+        ));
+        if i == 1 {
+            text.push_str("volumes = [\"data:/data\"]\n");
+        }
+    }
+    text
+}
+
+#[test]
+fn cli_plan_apply_exit_codes_json_and_noop() {
+    let name = unique_name("cli");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let img = base_image();
+    let port = free_port();
+    ws.write(
+        "berth.toml",
+        &format!(
+            r#"name = "{name}"
+
+[services.db]
+image = "{img}"
+command = ["sleep", "3600"]
+stop_timeout = 1
+volumes = ["data:/data"]
+
+[services.web]
+image = "{img}"
+command = ["sh", "-c", "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www"]
+stop_timeout = 1
+links = ["db:database"]
+ports = ["127.0.0.1:{port}:80"]
+env = {{ MODE = "one" }}
+"#
+        ),
+    );
+    let out = run(&ws, &["plan", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("create    {name}-web")), "{text}");
+    assert!(text.contains(&format!("volume {name}-db-data")), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}->80/tcp")),
+        "{text}"
+    );
+    assert!(containers_of(&name).is_empty(), "plan touches nothing");
+
+    let out = run(&ws, &["apply", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        containers_of(&name),
+        vec![format!("{name}-db"), format!("{name}-web")]
+    );
+    let env = exec_ok(&format!("{name}-web"), &["env"]);
+    assert!(
+        env.contains(&format!("DATABASE_NAME=/{name}-web/database")),
+        "{env}"
+    );
+    exec_ok(&format!("{name}-web"), &["ping", "-c1", "-W2", "database"]);
+    let before = ids(&name);
+
+    let out = run(
+        &ws,
+        &["plan", "--integration", "docker", "--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    assert_eq!(v["changes"], json!(false));
+    assert_eq!(v["plan"]["instances"][0]["action"], json!("unchanged"));
+
+    let out = run(&ws, &["apply", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(ids(&name), before, "no-op apply keeps containers");
+
+    // Change one service's env: plan says recreate and why, exit 3.
+    let file = std::fs::read_to_string(ws.path().join("berth.toml")).expect("read");
+    ws.write(
+        "berth.toml",
+        &file.replace("MODE = \"one\"", "MODE = \"two\""),
+    );
+    let out = run(&ws, &["plan", "--integration", "docker", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    let web = v["plan"]["instances"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["service"] == json!("web")).cloned())
+        .expect("web in plan");
+    assert_eq!(web["action"], json!("recreate"));
+    assert!(web["changes"].to_string().contains("env.MODE"), "{web}");
+    let out = run(&ws, &["apply", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let after = ids(&name);
+    assert_eq!(after[&format!("{name}-db")], before[&format!("{name}-db")]);
+    assert_ne!(
+        after[&format!("{name}-web")],
+        before[&format!("{name}-web")]
+    );
+
+    // Destroy keeps the volume.
+    let out = run(&ws, &["destroy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(containers_of(&name).is_empty());
+    assert_eq!(volumes_of(&name), vec![format!("{name}-db-data")]);
+    let out = run(&ws, &["destroy", "--volumes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(volumes_of(&name).is_empty());
+}
+
+#[test]
+fn cli_invalid_file_exits_2_and_touches_nothing() {
+    let name = unique_name("invalid");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    ws.write(
+        "berth.toml",
+        &format!(
+            "name = \"{name}\"\n[services.a]\nimage = \"{}\"\nlinks = [\"nosuch\"]\n",
+            base_image()
+        ),
+    );
+    for cmd in ["plan", "apply"] {
+        let out = run(&ws, &[cmd, "--integration", "docker"]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", show(&out));
+    }
+    assert!(containers_of(&name).is_empty());
+    assert!(volumes_of(&name).is_empty());
+    assert!(networks_of(&name).is_empty());
+    assert!(!ws.state_dir().join("instances").exists());
+}
+
+#[test]
+fn cli_sigkill_during_apply_then_apply_converges() {
+    let name = unique_name("sigkill");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    ws.write("berth.toml", &toml_services(&name, 12, "0"));
+    let out = run(&ws, &["apply", "--integration", "docker", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let first = format!("{name}-s01");
+    exec_ok(&first, &["sh", "-c", "echo keep > /data/f"]);
+    for (round, ms) in [50u64, 150, 300, 600, 1000].into_iter().enumerate() {
+        let v = (round + 1).to_string();
+        ws.write("berth.toml", &toml_services(&name, 12, &v));
+        let mut child = std::process::Command::new(bin())
+            .args(["apply", "--integration", "docker", "-q"])
+            .env("BERTH_STATE_DIR", ws.state_dir())
+            .env("BERTH_UNIT_DIR", ws.unit_dir())
+            .current_dir(ws.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn apply");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let out = run(&ws, &["apply", "--integration", "docker", "-q"]);
+        assert_eq!(out.status.code(), Some(0), "round {round}: {}", show(&out));
+        let out = run(&ws, &["plan", "--integration", "docker"]);
+        assert_eq!(out.status.code(), Some(0), "round {round}: {}", show(&out));
+        let cs = containers_of(&name);
+        assert_eq!(cs.len(), 12, "round {round}: {cs:?}");
+        for c in &cs {
+            assert!(running(c), "{c}");
+            assert_eq!(exec_ok(c, &["sh", "-c", "echo $V"]), v);
+        }
+        assert_eq!(exec_ok(&first, &["cat", "/data/f"]), "keep");
+        assert_eq!(volumes_of(&name), vec![format!("{first}-data")]);
+    }
+}
+
+#[test]
+fn cli_two_concurrent_applies_both_succeed_without_duplicates() {
+    let name = unique_name("concurrent");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    ws.write("berth.toml", &toml_services(&name, 6, "x"));
+    let spawn = || {
+        std::process::Command::new(bin())
+            .args(["apply", "--integration", "docker"])
+            .env("BERTH_STATE_DIR", ws.state_dir())
+            .env("BERTH_UNIT_DIR", ws.unit_dir())
+            .env("NO_COLOR", "1")
+            .current_dir(ws.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn apply")
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    );
+    assert_eq!(a.status.code(), Some(0), "{}", show(&a));
+    assert_eq!(b.status.code(), Some(0), "{}", show(&b));
+    assert_eq!(containers_of(&name).len(), 6);
+    let out = run(&ws, &["plan", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // The revision advanced once: the second apply found nothing to do.
+    let rev: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            ws.state_dir()
+                .join(format!("deployments/{name}/current.json")),
+        )
+        .expect("current.json"),
+    )
+    .expect("revision JSON");
+    assert_eq!(rev["revision"], json!(1));
+}
+
+#[test]
+fn cli_pull_with_credentials_from_docker_config() {
+    let name = unique_name("cliauth");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let mut locked = Registry::start(Some(("berth", "s3cret")));
+    let local = busybox_image("cliauth", "LABEL cliauth=yes");
+    let private = locked.push(&local, &format!("{name}/app:1"));
+    ws.write(
+        "berth.toml",
+        &format!(
+            "name = \"{name}\"\n[services.app]\nimage = \"{private}\"\ncommand = [\"sleep\", \"3600\"]\nstop_timeout = 1\n"
+        ),
+    );
+    let apply_with = |config: &std::path::Path| {
+        std::process::Command::new(bin())
+            .args(["apply", "--integration", "docker"])
+            .env("BERTH_STATE_DIR", ws.state_dir())
+            .env("DOCKER_CONFIG", config)
+            .env("NO_COLOR", "1")
+            .current_dir(ws.path())
+            .output()
+            .expect("run apply")
+    };
+    let empty = tempfile::tempdir().expect("empty dir");
+    let out = apply_with(empty.path());
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&private) && err.contains("docker login"),
+        "{err}"
+    );
+    assert!(containers_of(&name).is_empty());
+    assert!(
+        networks_of(&name).is_empty(),
+        "nothing touched before the pull"
+    );
+
+    let out = apply_with(&locked.client_config);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(running(&format!("{name}-app")));
+    // Plain progress lines when not on a terminal.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("{private}: pulling")),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn cli_systemd_integration_refuses_without_systemd_and_writes_units_with_no_systemctl() {
+    if berth::integration::systemd_ctl::systemd_running() {
+        return; // proven by the systemd host tests instead
+    }
+    let name = unique_name("clisd");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    ws.write("berth.toml", &toml_services(&name, 2, "x"));
+    let out = run(&ws, &["apply", "--integration", "systemd"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("systemd is not running"),
+        "{}",
+        show(&out)
+    );
+    assert!(!ws.unit_dir().exists(), "nothing written");
+    let out = run(
+        &ws,
+        &["apply", "--integration", "systemd", "--no-systemctl"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("systemctl daemon-reload"), "{stdout}");
+    for i in ["s01", "s02"] {
+        let unit = ws.unit_dir().join(format!("berth-{name}-{i}.service"));
+        let text = std::fs::read_to_string(&unit).expect("unit");
+        assert!(text.contains("supervise"), "{text}");
+    }
+    let out = run(&ws, &["plan", "--integration", "systemd"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // destroy removes the units
+    let out = run(&ws, &["destroy", "--no-systemctl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        std::fs::read_dir(ws.unit_dir())
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
+}
+
+/// Removes one container by name on drop (for containers a test made
+/// without berth's labels).
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn cli_apply_refuses_to_replace_a_container_it_did_not_create() {
+    let name = unique_name("foreign");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let c = format!("{name}-app");
+    let _foreign = RemoveOnDrop(c.clone());
+    docker_ok(&["create", "--name", &c, base_image(), "sleep", "1"]);
+    let foreign_id = id_of(&c);
+    ws.write(
+        "berth.toml",
+        &format!(
+            "name = \"{name}\"\n[services.app]\nimage = \"{}\"\ncommand = [\"sleep\", \"3600\"]\n",
+            base_image()
+        ),
+    );
+    let out = run(&ws, &["apply", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not belong to deployment"), "{err}");
+    assert_eq!(id_of(&c), foreign_id, "the foreign container is untouched");
+}
+
+#[test]
+fn cli_unreachable_engine_is_a_clear_error() {
+    let ws = Workspace::new();
+    let name = unique_name("noengine");
+    ws.write(
+        "berth.toml",
+        &format!("name = \"{name}\"\n[services.a]\nimage = \"busybox\"\n"),
+    );
+    let out = std::process::Command::new(bin())
+        .args(["plan"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("BERTH_STATE_DIR", ws.state_dir())
+        .current_dir(ws.path())
+        .output()
+        .expect("run plan");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the engine at unix:///nonexistent/docker.sock"),
+        "{err}"
+    );
+}
+
+/// Every kind of invalid input is refused by `apply` with exit 2 before the
+/// engine or the state directory is touched.
+#[test]
+fn cli_rejections_leave_engine_and_state_untouched() {
+    let img = base_image();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "unknownkey",
+            format!("[services.a]\nimage = \"{img}\"\nimagee = \"x\"\n"),
+        ),
+        (
+            "badport",
+            format!("[services.a]\nimage = \"{img}\"\nports = [\"99999:80\"]\n"),
+        ),
+        (
+            "badlink",
+            format!("[services.a]\nimage = \"{img}\"\nlinks = [\"nosuch\"]\n"),
+        ),
+        (
+            "zerocount",
+            format!("[services.a]\nimage = \"{img}\"\ncount = 0\n"),
+        ),
+        (
+            "badsvcname",
+            format!("[services.\"a/b\"]\nimage = \"{img}\"\n"),
+        ),
+        (
+            "undefinedvar",
+            format!(
+                "[services.a]\nimage = \"{img}\"\nenv = {{ X = \"${{NOPE_UNDEFINED_VAR}}\" }}\n"
+            ),
+        ),
+        ("syntax", format!("[services.a\nimage = \"{img}\"\n")),
+        (
+            "missingenvfile",
+            format!("[services.a]\nimage = \"{img}\"\nenv_file = \"nope.env\"\n"),
+        ),
+        (
+            "relvolume",
+            format!("[services.a]\nimage = \"{img}\"\nvolumes = [\"data:relative/path\"]\n"),
+        ),
+    ];
+    for (tag, body) in cases {
+        let name = unique_name(tag);
+        let _cleanup = Cleanup::new(&name);
+        let ws = Workspace::new();
+        ws.write("berth.toml", &format!("name = \"{name}\"\n{body}"));
+        let out = run(&ws, &["apply", "--integration", "docker"]);
+        assert_eq!(out.status.code(), Some(2), "{tag}: {}", show(&out));
+        assert!(!out.stderr.is_empty(), "{tag}: says why");
+        assert!(containers_of(&name).is_empty(), "{tag}");
+        assert!(volumes_of(&name).is_empty(), "{tag}");
+        assert!(networks_of(&name).is_empty(), "{tag}");
+        assert!(!ws.state_dir().exists(), "{tag}: state untouched");
     }
 }
