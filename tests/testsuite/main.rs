@@ -2,3 +2,4 @@
 //! They drive the built `berth` binary against the real Docker engine.
 
 mod support;
+mod units;
