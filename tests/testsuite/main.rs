@@ -2,4 +2,5 @@
 //! They drive the built `berth` binary against the real Docker engine.
 
 mod support;
+mod systemd_host;
 mod units;

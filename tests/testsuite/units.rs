@@ -95,7 +95,7 @@ fn example() -> Deployment {
 
 /// Several instances, every restart policy, stop timeouts, a chain of links,
 /// and an environment full of secrets that must not reach the units.
-fn scaled() -> Deployment {
+pub(crate) fn scaled() -> Deployment {
     let mut db = svc("db", "postgres:16");
     db.stop_timeout = Some(120);
     db.env = BTreeMap::from([("POSTGRES_PASSWORD".into(), "s3cret-value".into())]);
