@@ -435,29 +435,32 @@ impl SystemdHost {
         String::from_utf8_lossy(&out.stdout).trim() == "true"
     }
 
-    /// Reboot: stop the host container (systemd shuts down cleanly on
-    /// `SIGRTMIN+3`, stopping every unit), start it again, wait for the boot.
-    /// Fails the test if systemd did not shut down by itself within two
-    /// minutes (the engine then kills it, and the exit code says so).
+    /// Reboot: [`shutdown`](Self::shutdown), then [`start`](Self::start).
     pub fn reboot(&self) {
+        self.shutdown();
+        self.start();
+    }
+
+    /// Shut the host down: stop the host container; systemd shuts down
+    /// cleanly on `SIGRTMIN+3`, stopping every unit. Fails the test if
+    /// systemd did not finish by itself within two minutes (the engine then
+    /// kills it, and the exit code says so). The journal of the boot that
+    /// ends is kept ([`previous_journal`](Self::previous_journal)).
+    pub fn shutdown(&self) {
         self.keep_journal();
         docker_ok(&["stop", "-t", "120", &self.name]);
         let code = docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", &self.name]);
         assert_eq!(
             code,
             "0",
-            "systemd in {} did not shut down cleanly (exit code {code})\n--- journal before the reboot (end)\n{}",
+            "systemd in {} did not shut down cleanly (exit code {code})\n--- journal before the shutdown (end)\n{}",
             self.name,
-            self.previous_journal()
-                .lines()
-                .rev()
-                .take(80)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n")
+            tail(&self.previous_journal(), 80)
         );
+    }
+
+    /// Start a host that was shut down and wait for the boot.
+    pub fn start(&self) {
         docker_ok(&["start", &self.name]);
         self.wait_running();
     }
@@ -548,6 +551,12 @@ impl Drop for SystemdHost {
             Cleanup::new(d).remove_all();
         }
     }
+}
+
+/// The last `n` lines of a text.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[cfg(test)]
