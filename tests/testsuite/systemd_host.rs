@@ -562,3 +562,110 @@ fn destroy_stops_disables_and_removes_units_and_keeps_volumes() {
         "volumes were not kept"
     );
 }
+
+/// Removes an image this test built, when dropped.
+struct ImageGuard(String);
+
+impl Drop for ImageGuard {
+    fn drop(&mut self) {
+        let _ = crate::support::docker(&["rmi", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn unit_whose_image_was_deleted_fails_clearly_and_recovers_when_it_is_back() {
+    let host = boot();
+    let d = Deployed::new(&host, "imggone");
+    // An image of this test's own, so deleting it touches nobody else.
+    let recipe = format!("LABEL berth.test-owner={}", d.name);
+    let image = crate::support::busybox_image("gone", &recipe);
+    let _guard = ImageGuard(image.clone());
+    d.write(&TWO_SERVICES.replacen("IMAGE", &image, 1));
+    d.apply();
+    d.wait_active("db");
+    let web = d.wait_active("web");
+    let unit = d.unit("db");
+    host.sh_ok(&format!("systemctl stop {unit}"));
+    crate::support::docker_ok(&["rmi", &image]);
+    // No registry is reachable: the start fails, and says why.
+    let start = host.sh(&format!("systemctl start {unit}"));
+    assert!(!start.status.success(), "db started without its image");
+    host.wait_for(
+        "the journal to name the missing image",
+        Duration::from_secs(60),
+        || host.unit_journal(&unit).contains(&image).then_some(()),
+    );
+    // Nothing else is disturbed, and systemd keeps retrying.
+    assert_eq!(d.running_id("web").as_deref(), Some(web.as_str()));
+    assert_ne!(host.unit_property(&unit, "Result"), "start-limit-hit");
+    // The image comes back (loaded by the operator): the unit recovers by itself.
+    let again = crate::support::busybox_image("gone", &recipe);
+    assert_eq!(again, image);
+    let id = d.wait_active("db");
+    assert!(!id.is_empty());
+}
+
+#[test]
+fn reboot_in_the_middle_of_an_apply_converges_on_the_next_apply() {
+    let host = boot();
+    let d = Deployed::new(&host, "midapply");
+    d.write(TWO_SERVICES);
+    d.apply();
+    d.wait_active("db");
+    d.wait_active("web");
+    let first = d.exec("db", "cat /data/first");
+    // The new revision adds two services and changes web.
+    let v2 = format!(
+        "{TWO_SERVICES}\n[services.cache]\nimage = \"IMAGE\"\ncount = 2\nlinks = [\"db\"]\ncommand = [\"sh\", \"-c\", \"echo cache-says-hello; trap 'exit 0' TERM; while :; do sleep 1; done\"]\nstop_timeout = 5\n\n[services.queue]\nimage = \"IMAGE\"\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 1; done\"]\nstop_timeout = 5\n"
+    )
+    .replacen("echo web-says-hello", "echo web-v2-says-hello", 1);
+    d.write(&v2);
+    // Start the apply in the background and pull the plug as soon as it has
+    // written the first new unit.
+    host.sh_ok(&format!(
+        "cd {} && (nohup {HOST_BERTH} apply --integration systemd > /root/apply.log 2>&1 &)",
+        d.dir
+    ));
+    let first_new = format!("/etc/systemd/system/{}", d.unit("cache-1"));
+    host.wait_for("apply to write a new unit", Duration::from_secs(60), || {
+        host.sh(&format!("test -e {first_new}"))
+            .status
+            .success()
+            .then_some(())
+    });
+    host.power_cycle();
+    // Whatever the apply got done, the next one finishes the job.
+    d.apply();
+    for svc in ["db", "web", "cache-1", "cache-2", "queue"] {
+        d.wait_active(svc);
+    }
+    let mut want: Vec<String> = ["cache-1", "cache-2", "db", "queue", "web"]
+        .iter()
+        .map(|s| d.container(s))
+        .collect();
+    want.sort();
+    assert_eq!(crate::support::containers_of(&d.name), want);
+    assert_eq!(
+        d.exec("db", "cat /data/first"),
+        first,
+        "the volume's data changed"
+    );
+    host.wait_for("web's new revision", Duration::from_secs(30), || {
+        host.unit_journal(&d.unit("web"))
+            .contains("web-v2-says-hello")
+            .then_some(())
+    });
+    // A further apply has nothing left to do.
+    let out = d.berth_ok("apply --integration systemd");
+    assert!(out.contains("0 created, 0 recreated"), "{out}");
+    // And all of it survives a reboot.
+    host.reboot();
+    for svc in ["db", "web", "cache-1", "cache-2", "queue"] {
+        d.wait_active(svc);
+    }
+    assert_eq!(
+        stopped_containers(&d.name),
+        Vec::<String>::new(),
+        "leftovers"
+    );
+}
