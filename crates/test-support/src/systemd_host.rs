@@ -277,6 +277,7 @@ impl SystemdHost {
     /// [`HOST_BERTH`], and wait until systemd reports the system running.
     pub fn boot(berth_bin: &Path) -> Self {
         let image = host_image();
+        sweep_orphans();
         let name = format!("berth-host-{}", unique_name("h"));
         let host = SystemdHost {
             name: name.clone(),
@@ -284,6 +285,7 @@ impl SystemdHost {
             previous_journal: Mutex::new(String::new()),
         };
         let label = format!("{HOST_LABEL}={name}");
+        let pid_label = format!("{PID_LABEL}={}", std::process::id());
         docker_ok(&[
             "run",
             "-d",
@@ -293,6 +295,8 @@ impl SystemdHost {
             "berth-host",
             "--label",
             &label,
+            "--label",
+            &pid_label,
             // systemd's clean-shutdown signal: `docker restart` becomes a reboot.
             "--stop-signal",
             "SIGRTMIN+3",
@@ -340,6 +344,15 @@ impl SystemdHost {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(deployment.to_string());
+        // Also inside the host, for the sweep of a test process that died
+        // before it could clean up (see `sweep_orphans`).
+        self.exec(&[
+            "sh",
+            "-c",
+            "echo \"$1\" >> /etc/berth-test-deployments",
+            "sh",
+            deployment,
+        ]);
     }
 
     /// Run a command inside the host (`docker exec`).
@@ -551,6 +564,55 @@ impl Drop for SystemdHost {
             Cleanup::new(d).remove_all();
         }
     }
+}
+
+/// Label on host containers: the PID of the test process that booted it.
+pub const PID_LABEL: &str = "berth.test-pid";
+
+/// Remove hosts (and the deployments they recorded in
+/// `/etc/berth-test-deployments`) left behind by test processes that died
+/// without running their destructors, for example when killed. A leaked host
+/// would otherwise keep its units restarting their containers for ever. Only
+/// hosts whose booting process is gone are touched. Runs once per process.
+fn sweep_orphans() {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| {
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={HOST_LABEL}"),
+            "--format",
+            &format!("{{{{.Names}}}} {{{{.Label \"{PID_LABEL}\"}}}}"),
+        ]);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut words = line.split_whitespace();
+            let (Some(host), Some(pid)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(pid) = pid.parse::<u32>() else {
+                continue;
+            };
+            if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let Ok(tmp) = tempfile::tempdir() else {
+                continue;
+            };
+            let list = tmp.path().join("deployments");
+            let _ = docker(&[
+                "cp",
+                &format!("{host}:/etc/berth-test-deployments"),
+                &list.to_string_lossy(),
+            ]);
+            let _ = docker(&["rm", "-f", "-v", host]);
+            let recorded = std::fs::read_to_string(&list).unwrap_or_default();
+            for d in recorded.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                Cleanup::new(d).remove_all();
+            }
+            eprintln!("systemd host: removed {host}, left behind by process {pid}");
+        }
+    });
 }
 
 /// The last `n` lines of a text.
