@@ -196,26 +196,7 @@ fn build_host_image() -> Result<String, String> {
         .tempdir_in(std::env::var_os("BERTH_ROOTFS_TMP").unwrap_or_else(|| "/var/tmp".into()))
         .map_err(|e| format!("temporary directory for the rootfs: {e}"))?;
     let rootfs = work.path().join("rootfs");
-    let out = Command::new("debootstrap")
-        .args(["--variant=minbase", &format!("--include={INCLUDE}"), SUITE])
-        .arg(&rootfs)
-        .arg(&mirror)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            format!("cannot run debootstrap ({e}); install it: apt-get install debootstrap")
-        })?;
-    if !out.status.success() {
-        let log =
-            std::fs::read_to_string(rootfs.join("debootstrap/debootstrap.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(30).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(format!(
-            "debootstrap of Debian {SUITE} from {mirror} failed (is the mirror reachable?)\n{}\n--- debootstrap.log (end)\n{}",
-            show(&out),
-            tail.join("\n")
-        ));
-    }
+    debootstrap(&mirror, &rootfs)?;
     let out = Command::new("sh")
         .arg("-c")
         .arg(POST_SCRIPT)
@@ -261,6 +242,30 @@ fn build_host_image() -> Result<String, String> {
     eprintln!("systemd host: built {tag} in {:.0?}", started.elapsed());
     drop(lock);
     Ok(tag)
+}
+
+/// Run the recipe's debootstrap of Debian into `rootfs` from `mirror`. The
+/// error says what failed and why (the end of debootstrap's own log).
+pub fn debootstrap(mirror: &str, rootfs: &Path) -> Result<(), String> {
+    let out = Command::new("debootstrap")
+        .args(["--variant=minbase", &format!("--include={INCLUDE}"), SUITE])
+        .arg(rootfs)
+        .arg(mirror)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            format!("cannot run debootstrap ({e}); install it: apt-get install debootstrap")
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let log =
+        std::fs::read_to_string(rootfs.join("debootstrap/debootstrap.log")).unwrap_or_default();
+    Err(format!(
+        "debootstrap of Debian {SUITE} from {mirror} failed (cannot reach Debian's packages there?)\n{}\n--- debootstrap.log (end)\n{}",
+        show(&out),
+        tail(&log, 30)
+    ))
 }
 
 /// A running systemd host. Dropping it removes the host container and every
@@ -624,6 +629,17 @@ fn tail(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An unreachable mirror is an error that names it, never a silent skip.
+    #[test]
+    fn debootstrap_from_an_unreachable_mirror_fails_with_the_reason() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mirror = "http://127.0.0.1:9/debian";
+        let err = debootstrap(mirror, &dir.path().join("rootfs"))
+            .expect_err("debootstrap succeeded from a mirror that does not exist");
+        assert!(err.contains(mirror), "{err}");
+        assert!(err.contains("failed"), "{err}");
+    }
 
     #[test]
     fn mirror_from_one_line_sources() {
