@@ -5,3 +5,5 @@ mod apply;
 mod invalid_files;
 mod spec_commands;
 mod support;
+mod systemd_host;
+mod units;
