@@ -1,6 +1,8 @@
 //! The only code that talks to the Docker engine, through bollard over the
 //! Unix socket (`DOCKER_HOST` honoured, API version negotiated).
 
+pub mod exec;
+
 use bollard::Docker;
 
 use crate::error::{Error, Result};
