@@ -640,7 +640,10 @@ impl Job {
                     ChannelMsg::Data { data } if stdin_open => {
                         stdin_open = input.write_all(&data).await.is_ok();
                     }
-                    ChannelMsg::Eof if stdin_open => {
+                    // With a terminal, EOF from the client is not passed on: the
+                    // engine ends a TTY exec's output when its stdin closes, and
+                    // sshd, too, leaves the terminal open (the shell exits on its own).
+                    ChannelMsg::Eof if stdin_open && !tty => {
                         let _ = input.shutdown().await;
                         stdin_open = false;
                     }

@@ -108,7 +108,10 @@ pub async fn run_attached(engine: &Engine, spec: &ExecSpec) -> Result<u8> {
                 return;
             }
         }
-        let _ = input.shutdown().await;
+        // With a terminal, the engine would end the output along with stdin.
+        if !spec.tty {
+            let _ = input.shutdown().await;
+        }
         // Keep the attach connection open until the output ends.
         std::future::pending::<()>().await;
     };
