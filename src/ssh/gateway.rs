@@ -41,6 +41,8 @@ pub const MAX_AUTH_ATTEMPTS: usize = 6;
 pub const REJECTION_DELAY: Duration = Duration::from_millis(1000);
 /// Session channels one connection may have open at once.
 pub const MAX_CHANNELS: usize = 10;
+/// Client input buffered per session while the process is not reading it.
+pub const STDIN_BUFFER: usize = 16 * 1024 * 1024;
 /// Environment variables a client may pass (`SendEnv`), besides `TERM`.
 fn env_allowed(name: &str) -> bool {
     name == "LANG" || name.starts_with("LC_")
@@ -630,23 +632,35 @@ impl Job {
             }
             true
         };
-        // Input from the client, until it closes the channel. Each chunk is
-        // written before the next is read: no unbounded buffering.
+        // Input from the client, until it closes the channel. The channel is
+        // read without waiting for the process: russh stalls the whole
+        // connection (output included) while a channel's messages are not
+        // taken, so a process that writes a lot without reading its stdin
+        // would otherwise deadlock the session. Up to STDIN_BUFFER bytes wait
+        // here for the process; beyond that reading pauses (backpressure).
+        let budget = Arc::new(tokio::sync::Semaphore::new(STDIN_BUFFER));
+        let (queue_tx, mut queue_rx) =
+            tokio::sync::mpsc::unbounded_channel::<(bytes::Bytes, u32)>();
         let pump_in = async {
-            let mut stdin_open = true;
+            let mut queue_tx = Some(queue_tx);
             while let Some(msg) = rx.wait().await {
                 match msg {
-                    // When the process has closed its stdin, the rest is discarded.
-                    ChannelMsg::Data { data } if stdin_open => {
-                        stdin_open = input.write_all(&data).await.is_ok();
+                    ChannelMsg::Data { data } => {
+                        let Some(q) = &queue_tx else { continue };
+                        let cost = u32::try_from(data.len().min(STDIN_BUFFER)).unwrap_or(u32::MAX);
+                        match budget.clone().acquire_many_owned(cost).await {
+                            Ok(permit) => permit.forget(),
+                            Err(_) => continue,
+                        }
+                        if q.send((data, cost)).is_err() {
+                            // The process closed its stdin; the rest is discarded.
+                            queue_tx = None;
+                        }
                     }
                     // With a terminal, EOF from the client is not passed on: the
                     // engine ends a TTY exec's output when its stdin closes, and
                     // sshd, too, leaves the terminal open (the shell exits on its own).
-                    ChannelMsg::Eof if stdin_open && !tty => {
-                        let _ = input.shutdown().await;
-                        stdin_open = false;
-                    }
+                    ChannelMsg::Eof if !tty => queue_tx = None,
                     ChannelMsg::WindowChange {
                         col_width,
                         row_height,
@@ -664,11 +678,33 @@ impl Job {
                 }
             }
         };
+        let feed_stdin = async {
+            while let Some((data, cost)) = queue_rx.recv().await {
+                let ok = input.write_all(&data).await.is_ok();
+                budget.add_permits(cost as usize);
+                if !ok {
+                    // Discard what is still queued; its budget goes back too.
+                    queue_rx.close();
+                    while let Some((_, cost)) = queue_rx.recv().await {
+                        budget.add_permits(cost as usize);
+                    }
+                    break;
+                }
+            }
+            // EOF from the client (or the process closed its stdin).
+            let _ = input.shutdown().await;
+            std::future::pending::<()>().await
+        };
+        let pump_in = async {
+            tokio::select! {
+                _ = pump_in => {}
+                _ = feed_stdin => {}
+            }
+        };
         let finished = tokio::select! {
             done = pump_out => done,
             _ = pump_in => false,
         };
-        drop(input);
         if !finished {
             // The client went away: the exec's connection is dropped, which
             // closes the process's stdin (a shell then exits).

@@ -1028,3 +1028,30 @@ fn exec_ssh_forced_command_and_exec_service() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(stderr(&out).contains("not running"), "{}", show(&out));
 }
+
+#[test]
+fn ssh_large_data_both_ways_at_once() {
+    // `cat` echoes while it reads: both directions stream at the same time,
+    // which must not wedge the connection.
+    let s = setup("sshboth");
+    let data = pseudo_random(16 * 1024 * 1024, 0x1234_5678_9abc_def1);
+    let mut c = s.gw.ssh(&s.keys, "alice", "mail");
+    c.arg("cat");
+    let out = run_input(c, data.clone());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout.len(), data.len());
+    assert!(out.stdout == data, "echoed data differs");
+}
+
+#[test]
+fn ssh_output_flows_while_stdin_is_not_read() {
+    // The process never reads its stdin and writes a lot; the client keeps
+    // sending. Output and exit status must still arrive.
+    let s = setup("sshnoread");
+    let data = pseudo_random(6 * 1024 * 1024, 7);
+    let mut c = s.gw.ssh(&s.keys, "alice", "mail");
+    c.arg("head -c 6000000 /dev/zero | tr '\\000' x; exit 3");
+    let out = run_input(c, data);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(out.stdout.len(), 6_000_000);
+}
