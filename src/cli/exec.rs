@@ -40,7 +40,12 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
             )));
         }
         let cmd = match std::env::var("SSH_ORIGINAL_COMMAND") {
-            Ok(c) if !c.trim().is_empty() => vec!["/bin/sh".into(), "-c".into(), c],
+            Ok(c) if !c.trim().is_empty() => match local::terminal_size() {
+                Some((rows, cols)) if tty => {
+                    crate::engine::exec::sized_shell_command(&c, rows, cols)
+                }
+                _ => vec!["/bin/sh".into(), "-c".into(), c],
+            },
             _ => vec![openssh::shell_for_container(&state, &container)],
         };
         (container, cmd)

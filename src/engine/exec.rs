@@ -19,6 +19,22 @@ use tokio::io::AsyncWrite;
 use super::Engine;
 use crate::error::{Error, Result};
 
+/// `cmd` run through `/bin/sh -c` on a terminal of `rows`x`cols`.
+///
+/// Engines before API 1.42 cannot create an exec with a terminal size, only
+/// resize it once it runs, so a short command could see a 0x0 terminal. The
+/// size is therefore also set from inside, with `stty` where the image has one,
+/// before the command replaces the shell.
+pub fn sized_shell_command(cmd: &str, rows: u16, cols: u16) -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("stty rows {rows} cols {cols} 2>/dev/null; exec /bin/sh -c \"$1\""),
+        "sh".into(),
+        cmd.into(),
+    ]
+}
+
 /// What to run.
 #[derive(Debug, Clone, Default)]
 pub struct ExecSpec {
@@ -138,8 +154,11 @@ impl Engine {
             std::future::ready(out)
         });
         if let (true, Some((rows, cols))) = (spec.tty, spec.size) {
-            // The engine only resizes a running exec; it is running now.
-            self.exec_resize(&id, rows, cols).await?;
+            // The engine only resizes a running exec; it is running now, unless
+            // it already finished, which is no error.
+            if let Err(e) = self.exec_resize(&id, rows, cols).await {
+                tracing::debug!("initial terminal size of exec {id}: {e}");
+            }
         }
         Ok(ExecSession {
             id,

@@ -582,9 +582,12 @@ impl Job {
                 return fail(1);
             }
         }
-        let cmd = match &self.command {
-            Some(c) => vec!["/bin/sh".to_string(), "-c".to_string(), c.clone()],
-            None => vec![target.shell.clone()],
+        let cmd = match (&self.command, &self.pty) {
+            (Some(c), Some(p)) if p.rows > 0 && p.cols > 0 => {
+                crate::engine::exec::sized_shell_command(c, p.rows, p.cols)
+            }
+            (Some(c), _) => vec!["/bin/sh".to_string(), "-c".to_string(), c.clone()],
+            (None, _) => vec![target.shell.clone()],
         };
         let mut env = self.env.clone();
         if let Some(p) = &self.pty {

@@ -1012,6 +1012,20 @@ fn exec_ssh_forced_command_and_exec_service() {
     );
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     assert_eq!(stdout(&out), "shell-3\n");
+    // Under sshd with a terminal: a real TTY of the client's size.
+    let (seen, code) = run_in_pty(
+        berth_cmd(
+            &["exec", "--ssh", &container],
+            &[("SSH_ORIGINAL_COMMAND", "stty size; tty; exit 4")],
+        ),
+        27,
+        91,
+    );
+    assert_eq!(code, Some(4), "{seen}");
+    assert!(
+        seen.contains("27 91") && seen.contains("/dev/pts/"),
+        "{seen:?}"
+    );
     // `berth exec SERVICE -- CMD`.
     let out = run(berth_cmd(
         &["exec", "mail", "--", "sh", "-c", "echo hi; exit 9"],
@@ -1054,4 +1068,67 @@ fn ssh_output_flows_while_stdin_is_not_read() {
     let out = run_input(c, data);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_eq!(out.stdout.len(), 6_000_000);
+}
+
+/// Run `cmd` with a fresh pseudo-terminal of `rows`x`cols` as stdin, stdout
+/// and stderr; return what the terminal showed and the exit code.
+fn run_in_pty(mut cmd: Command, rows: u16, cols: u16) -> (String, Option<i32>) {
+    use nix::pty::{Winsize, openpty};
+    let ws = Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = openpty(Some(&ws), None).expect("openpty");
+    let slave: std::os::fd::OwnedFd = pty.slave;
+    cmd.stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave);
+    let mut child = cmd.spawn().expect("spawn in pty");
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Ends with EIO once the last slave descriptor is closed.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        let _ = tx.send(all);
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{:?} did not finish",
+            child.id()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seen = rx.recv_timeout(DEADLINE).unwrap_or_default();
+    (String::from_utf8_lossy(&seen).to_string(), status.code())
+}
+
+#[test]
+fn ssh_tty_command_sees_the_window_size() {
+    let s = setup("sshttycmd");
+    for round in 0..5 {
+        let mut c = s.gw.ssh(&s.keys, "alice", "mail");
+        c.args(["-tt", "stty size; tty; exit 6"]);
+        let (seen, code) = run_in_pty(c, 27, 91 + round);
+        assert_eq!(code, Some(6), "{seen}");
+        assert!(
+            seen.contains(&format!("27 {}", 91 + round)),
+            "round {round}: {seen:?}"
+        );
+        assert!(seen.contains("/dev/pts/"), "{seen:?}");
+    }
 }
