@@ -1132,3 +1132,54 @@ fn ssh_tty_command_sees_the_window_size() {
         assert!(seen.contains("/dev/pts/"), "{seen:?}");
     }
 }
+
+/// The whole path: a deployment file, `berth apply`, then the gateway, and a
+/// re-apply that moves a grant while the gateway keeps running.
+#[test]
+fn ssh_after_berth_apply_and_reapply() {
+    let d = unique_name("sshapply");
+    let _cleanup = Cleanup::new(&d);
+    let ws = Workspace::new();
+    let keys = Keys::new(&["alice", "bob"]);
+    let file = |mail_keys: &str| {
+        format!(
+            "name = \"{d}\"\n\n[keys]\nalice = \"{}\"\nbob = \"{}\"\n\n\
+             [services.mail]\nimage = \"{}\"\ncommand = [\"sleep\", \"100000\"]\nssh = [{mail_keys}]\n\n\
+             [services.web]\nimage = \"{}\"\ncommand = [\"sleep\", \"100000\"]\ncount = 2\nssh = [\"bob\"]\n",
+            keys.public("alice"),
+            keys.public("bob"),
+            base_image(),
+            base_image(),
+        )
+    };
+    ws.write("berth.toml", &file("\"alice\""));
+    let out = crate::support::run(&ws, &["apply", "--integration", "docker"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let gw = Gateway::start(&ws);
+    let try_ = |key: &str, login: &str| {
+        let mut c = gw.ssh(&keys, key, login);
+        c.arg("echo INSIDE; hostname");
+        run(c)
+    };
+    let out = try_("alice", "mail");
+    assert!(stdout(&out).starts_with("INSIDE\n"), "{}", show(&out));
+    let id = docker_ok(&["inspect", "-f", "{{.Id}}", &format!("{d}-mail")]);
+    assert!(id.starts_with(stdout(&out).lines().nth(1).unwrap_or("-")));
+    assert_refused(&try_("bob", "mail"), "bob on mail");
+    assert_refused(&try_("alice", "web-2"), "alice on web-2");
+    assert!(stdout(&try_("bob", "web-2")).starts_with("INSIDE\n"));
+
+    ws.write("berth.toml", &file("\"bob\""));
+    let out = crate::support::run(&ws, &["apply", "--integration", "docker"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&try_("bob", "mail")).starts_with("INSIDE\n"));
+    assert_refused(&try_("alice", "mail"), "alice after re-apply");
+
+    // authorized-keys follows the same applied state.
+    let out = crate::support::run(&ws, &["authorized-keys", "mail"]);
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 1, "{}", show(&out));
+    assert!(lines[0].ends_with(&keys.public("bob")), "{}", lines[0]);
+    let out = crate::support::run(&ws, &["destroy"]);
+    assert!(out.status.success(), "{}", show(&out));
+}
