@@ -1183,3 +1183,34 @@ fn ssh_after_berth_apply_and_reapply() {
     let out = crate::support::run(&ws, &["destroy"]);
     assert!(out.status.success(), "{}", show(&out));
 }
+
+#[test]
+fn ssh_limits_authentication_attempts() {
+    let s = setup("sshlimit");
+    let names: Vec<String> = (0..8).map(|i| format!("wrong{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let wrong = Keys::new(&refs);
+    // Eight wrong keys first, the right one last: the connection is cut
+    // before the right key gets its turn.
+    let c = s.gw.ssh(&s.keys, "alice", "mail");
+    let args: Vec<std::ffi::OsString> = c.get_args().map(|a| a.to_os_string()).collect();
+    let mut c = Command::new("ssh");
+    for n in &names {
+        c.arg("-i").arg(wrong.private(n));
+    }
+    c.args(&args).arg("echo INSIDE");
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
+    assert!(!stdout(&out).contains("INSIDE"), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("Too many authentication attempts"),
+        "{}",
+        show(&out)
+    );
+    // One wrong key and then the right one is fine.
+    let mut c = Command::new("ssh");
+    c.arg("-i").arg(wrong.private("wrong0"));
+    c.args(&args).arg("echo INSIDE");
+    let out = run(c);
+    assert_eq!(stdout(&out), "INSIDE\n", "{}", show(&out));
+}
