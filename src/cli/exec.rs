@@ -33,6 +33,9 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
     if tty && let Ok(term) = std::env::var("TERM") {
         env.push(format!("TERM={term}"));
     }
+    // A shell, or anything run through /bin/sh, may be started through the
+    // wrapper that lets a hung-up terminal end the session.
+    let mut track_pid = true;
     let (container, cmd) = if let Some(container) = args.ssh {
         if crate::names::check_name(&container).is_err() {
             return Err(Error::Usage(format!(
@@ -40,12 +43,7 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
             )));
         }
         let cmd = match std::env::var("SSH_ORIGINAL_COMMAND") {
-            Ok(c) if !c.trim().is_empty() => match local::terminal_size() {
-                Some((rows, cols)) if tty => {
-                    crate::engine::exec::sized_shell_command(&c, rows, cols)
-                }
-                _ => vec!["/bin/sh".into(), "-c".into(), c],
-            },
+            Ok(c) if !c.trim().is_empty() => vec!["/bin/sh".into(), "-c".into(), c],
             _ => vec![openssh::shell_for_container(&state, &container)],
         };
         (container, cmd)
@@ -74,6 +72,8 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
         let cmd = if args.command.is_empty() {
             vec![target.shell.clone()]
         } else {
+            // An exec-form command: the image need not have /bin/sh.
+            track_pid = false;
             args.command
         };
         (target.container, cmd)
@@ -85,6 +85,7 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
         tty,
         env,
         size: if tty { local::terminal_size() } else { None },
+        track_pid,
     };
     local::run_attached(&engine, &spec).await
 }

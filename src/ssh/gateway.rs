@@ -582,12 +582,9 @@ impl Job {
                 return fail(1);
             }
         }
-        let cmd = match (&self.command, &self.pty) {
-            (Some(c), Some(p)) if p.rows > 0 && p.cols > 0 => {
-                crate::engine::exec::sized_shell_command(c, p.rows, p.cols)
-            }
-            (Some(c), _) => vec!["/bin/sh".to_string(), "-c".to_string(), c.clone()],
-            (None, _) => vec![target.shell.clone()],
+        let cmd = match &self.command {
+            Some(c) => vec!["/bin/sh".to_string(), "-c".to_string(), c.clone()],
+            None => vec![target.shell.clone()],
         };
         let mut env = self.env.clone();
         if let Some(p) = &self.pty {
@@ -599,6 +596,7 @@ impl Job {
             tty: self.pty.is_some(),
             env,
             size: self.pty.as_ref().map(|p| (p.rows, p.cols)),
+            track_pid: true,
         };
         let exec = match engine.exec_start(&spec).await {
             Ok(e) => e,
@@ -613,6 +611,7 @@ impl Job {
             }
         };
         let id = exec.id.clone();
+        let pid = exec.pid;
         let mut output = exec.output;
         let mut input = exec.input;
         let tty = self.pty.is_some();
@@ -709,9 +708,17 @@ impl Job {
             _ = pump_in => false,
         };
         if !finished {
-            // The client went away: the exec's connection is dropped, which
-            // closes the process's stdin (a shell then exits).
+            // The client went away. Without a terminal, dropping the exec's
+            // connection closes the process's stdin; a terminal session is
+            // hung up, as sshd does when it closes the terminal.
             tracing::debug!("client left the session in {}", target.container);
+            drop(output);
+            drop(input);
+            if let (true, Some(pid)) = (tty, pid)
+                && let Err(e) = engine.exec_hangup(&target.container, pid).await
+            {
+                tracing::warn!("cannot hang up the session in {}: {e}", target.container);
+            }
             return fail(255);
         }
         let status = match engine.exec_exit_code(&id).await {

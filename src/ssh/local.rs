@@ -80,6 +80,7 @@ pub async fn run_attached(engine: &Engine, spec: &ExecSpec) -> Result<u8> {
     }
     let exec = engine.exec_start(spec).await?;
     let id = exec.id.clone();
+    let pid = exec.pid;
     let mut output = exec.output;
     let mut input = exec.input;
     let raw = if spec.tty { RawMode::enter() } else { None };
@@ -154,12 +155,38 @@ pub async fn run_attached(engine: &Engine, spec: &ExecSpec) -> Result<u8> {
             }
         }
     };
-    tokio::select! {
-        _ = pump_out => {}
-        _ = pump_in => {}
-        _ = resize => {}
-    }
+    // sshd hangs up (SIGHUP) when its client goes away; pass that on to a
+    // terminal session instead of leaving its shell running in the container.
+    let hangup = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut hup), Ok(mut term)) => {
+                tokio::select! {
+                    _ = hup.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    };
+    let hung_up = tokio::select! {
+        _ = pump_out => false,
+        _ = pump_in => false,
+        _ = resize => false,
+        _ = hangup => true,
+    };
     drop(raw);
+    if hung_up {
+        drop(output);
+        drop(input);
+        if let (true, Some(pid)) = (spec.tty, pid) {
+            engine.exec_hangup(&spec.container, pid).await?;
+        }
+        return Ok(129);
+    }
     let code = engine.exec_exit_code(&id).await?;
     Ok(code.and_then(|c| u8::try_from(c).ok()).unwrap_or(255))
 }

@@ -1214,3 +1214,89 @@ fn ssh_limits_authentication_attempts() {
     let out = run(c);
     assert_eq!(stdout(&out), "INSIDE\n", "{}", show(&out));
 }
+
+#[test]
+fn ssh_killed_tty_client_leaves_no_shell_behind() {
+    let s = setup("sshhup");
+    let count_shells = || {
+        docker_ok(&["exec", &format!("{}-mail", s.d), "ps", "-o", "pid,args"])
+            .lines()
+            .filter(|l| l.trim_end().ends_with("/bin/sh") || l.contains("marker-"))
+            .count()
+    };
+    let before = count_shells();
+    let mut c = s.gw.ssh(&s.keys, "alice", "mail");
+    c.args(["-tt"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().expect("ssh");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(b"echo ready-$((6*7))\n").expect("write");
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while !line.contains("ready-42") {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).expect("read") > 0,
+            "session ended"
+        );
+    }
+    assert!(
+        count_shells() > before,
+        "the session's shell is not running"
+    );
+    child.kill().expect("kill -9 the client");
+    let _ = child.wait();
+    let start = Instant::now();
+    while count_shells() > before {
+        assert!(start.elapsed() < DEADLINE, "the shell outlived its client");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn exec_ssh_hangup_ends_the_container_shell() {
+    // sshd sends SIGHUP to the forced command when its client goes away.
+    let d = unique_name("exechup");
+    let _cleanup = Cleanup::new(&d);
+    let ws = Workspace::new();
+    let keys = Keys::new(&["alice"]);
+    apply_state(&ws, &keys, &d, &[svc("mail", &["alice"])], true);
+    let container = format!("{d}-mail");
+    let shells = || {
+        docker_ok(&["exec", &container, "ps", "-o", "args"])
+            .lines()
+            .filter(|l| l.trim_end() == "/bin/sh")
+            .count()
+    };
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave: std::os::fd::OwnedFd = pty.slave;
+    let mut child = Command::new(bin())
+        .args(["exec", "--ssh", &container])
+        .env("BERTH_STATE_DIR", ws.state_dir())
+        .env_remove("SSH_ORIGINAL_COMMAND")
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave)
+        .spawn()
+        .expect("berth exec --ssh");
+    let mut master = std::fs::File::from(pty.master);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while matches!(master.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let start = Instant::now();
+    while shells() == 0 {
+        assert!(start.elapsed() < DEADLINE, "the shell never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    let start = Instant::now();
+    while shells() > 0 {
+        assert!(start.elapsed() < DEADLINE, "the shell outlived the hangup");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.wait();
+}
