@@ -20,6 +20,9 @@ pub struct SshGatewayArgs {
 }
 
 pub async fn run(ctx: &Context, args: SshGatewayArgs) -> Result<u8> {
+    if !args.fingerprint {
+        gateway::check_listen(&args.listen)?;
+    }
     let state = ctx.state_dir();
     let key = hostkey::load_or_create(&state)?;
     if args.fingerprint {

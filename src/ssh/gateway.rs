@@ -735,6 +735,7 @@ impl Job {
 
 /// Bind `listen` and return the listener and its actual address (useful with port 0).
 pub async fn bind(listen: &str) -> Result<(TcpListener, SocketAddr)> {
+    check_listen(listen)?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| Error::Runtime(format!("cannot listen on {listen}: {e}")))?;
@@ -742,4 +743,17 @@ pub async fn bind(listen: &str) -> Result<(TcpListener, SocketAddr)> {
         .local_addr()
         .map_err(|e| Error::Runtime(format!("cannot listen on {listen}: {e}")))?;
     Ok((listener, addr))
+}
+
+/// Is `listen` of the form `ADDR:PORT`? A usage error otherwise.
+pub fn check_listen(listen: &str) -> Result<()> {
+    let port_ok = listen
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !port_ok {
+        return Err(Error::Usage(format!(
+            "--listen {listen:?}: expected ADDR:PORT, for example 0.0.0.0:2222 or [::]:2222"
+        )));
+    }
+    Ok(())
 }

@@ -27,8 +27,10 @@ impl Keys {
     fn new(names: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("key dir");
         for n in names {
+            // Names say the key type when it is not ed25519: `rsa-x`, `ecdsa-x`.
+            let kind = n.split_once('-').map(|(k, _)| k).unwrap_or("ed25519");
             let out = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+                .args(["-q", "-t", kind, "-N", "", "-C"])
                 .arg(format!("{n}@test"))
                 .arg("-f")
                 .arg(dir.path().join(n))
@@ -87,7 +89,7 @@ fn svc<'a>(name: &'a str, ssh: &'a [&'a str]) -> Svc<'a> {
 fn apply_state(ws: &Workspace, keys: &Keys, deployment: &str, services: &[Svc], start: bool) {
     let image = base_image();
     let mut key_map = serde_json::Map::new();
-    for name in ["alice", "bob", "carol"] {
+    for name in ["alice", "bob", "carol", "rsa-carol", "ecdsa-dave"] {
         if keys.private(name).exists() {
             key_map.insert(
                 name.into(),
@@ -1299,4 +1301,49 @@ fn exec_ssh_hangup_ends_the_container_shell() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.wait();
+}
+
+#[test]
+fn ssh_rsa_and_ecdsa_keys() {
+    let d = unique_name("sshkeytypes");
+    let _cleanup = Cleanup::new(&d);
+    let ws = Workspace::new();
+    let keys = Keys::new(&["rsa-carol", "ecdsa-dave"]);
+    apply_state(
+        &ws,
+        &keys,
+        &d,
+        &[svc("mail", &["rsa-carol"]), svc("web", &["ecdsa-dave"])],
+        true,
+    );
+    let gw = Gateway::start(&ws);
+    for (key, login, ok) in [
+        ("rsa-carol", "mail", true),
+        ("ecdsa-dave", "web", true),
+        ("rsa-carol", "web", false),
+        ("ecdsa-dave", "mail", false),
+    ] {
+        let mut c = gw.ssh(&keys, key, login);
+        c.arg("echo INSIDE");
+        let out = run(c);
+        if ok {
+            assert_eq!(stdout(&out), "INSIDE\n", "{key} on {login}: {}", show(&out));
+        } else {
+            assert_refused(&out, &format!("{key} on {login}"));
+        }
+    }
+}
+
+#[test]
+fn ssh_gateway_bad_listen_address_is_a_usage_error() {
+    let ws = Workspace::new();
+    for bad in ["2222", "localhost", ":2222", "127.0.0.1:99999"] {
+        let out = crate::support::run(&ws, &["ssh-gateway", "--listen", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", show(&out));
+        assert!(stderr(&out).contains("--listen"), "{}", show(&out));
+    }
+    assert!(
+        !ws.state_dir().exists(),
+        "a usage error must not touch the host"
+    );
 }
