@@ -1347,3 +1347,122 @@ fn ssh_gateway_bad_listen_address_is_a_usage_error() {
         "a usage error must not touch the host"
     );
 }
+
+/// OpenSSH's sshd with `AuthorizedKeysCommand berth authorized-keys %u`.
+///
+/// The host user must exist for sshd; to avoid creating users on the test
+/// host, the service is named after the one user every host has (`root`)
+/// and sshd only permits it forced commands — which is exactly what
+/// `berth authorized-keys` hands out.
+#[test]
+fn openssh_sshd_with_authorized_keys_command() {
+    let d = unique_name("sshd");
+    let _cleanup = Cleanup::new(&d);
+    let ws = Workspace::new();
+    let keys = Keys::new(&["alice", "bob"]);
+    apply_state(
+        &ws,
+        &keys,
+        &d,
+        &[svc("root", &["alice"]), svc("other", &["bob"])],
+        true,
+    );
+    let dir = tempfile::tempdir().expect("sshd dir");
+    let host_key = dir.path().join("host_key");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&host_key)
+        .output()
+        .expect("ssh-keygen");
+    assert!(out.status.success());
+    // sshd refuses to start without its privilege separation directory,
+    // which a host with openssh-server installed normally has.
+    std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let berth_path = bin().canonicalize().expect("berth path");
+    let state = std::path::absolute(ws.state_dir()).expect("abs");
+    let config = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nUsePAM no\n\
+         AuthorizedKeysFile none\n\
+         AuthorizedKeysCommand {} --state-dir {} authorized-keys %u\n\
+         AuthorizedKeysCommandUser root\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+         PermitRootLogin forced-commands-only\nDisableForwarding yes\nPermitUserRC no\n",
+        host_key.display(),
+        berth_path.display(),
+        state.display()
+    );
+    let config_path = dir.path().join("sshd_config");
+    std::fs::write(&config_path, config).expect("sshd_config");
+    let log = dir.path().join("sshd.log");
+    let mut sshd = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(&config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("sshd");
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "sshd did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _guard = Kill(&mut sshd);
+    let known = dir.path().join("known_hosts");
+    let ssh = |key: &str, login: &str| {
+        let mut c = Command::new("ssh");
+        c.args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
+            .arg(keys.private(key))
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+            .args(["-o", "StrictHostKeyChecking=accept-new", "-o"])
+            .arg(format!("UserKnownHostsFile={}", known.display()))
+            .args(["-o", "LogLevel=ERROR"])
+            .arg(format!("{login}@127.0.0.1"));
+        c
+    };
+    let sshd_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // A command: stdout and stderr apart, exit status through, in the container.
+    let mut c = ssh("alice", "root");
+    c.arg("cat; echo err >&2; hostname; exit 3");
+    let out = run_input(c, b"via-stdin\n".to_vec());
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", show(&out), sshd_log());
+    let o = stdout(&out);
+    assert!(o.starts_with("via-stdin\n"), "{}", show(&out));
+    assert_eq!(stderr(&out), "err\n");
+    let id = docker_ok(&["inspect", "-f", "{{.Id}}", &format!("{d}-root")]);
+    assert!(
+        id.starts_with(o.lines().nth(1).unwrap_or("-")),
+        "{}",
+        show(&out)
+    );
+    // A terminal session.
+    let mut c = ssh("alice", "root");
+    c.arg("-tt");
+    let out = run_input(c, b"tty; exit 4\n".to_vec());
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(stdout(&out).contains("/dev/pts/"), "{}", show(&out));
+    // Another service's key, and forwarding, are refused by sshd.
+    let mut c = ssh("bob", "root");
+    c.arg("echo INSIDE");
+    assert_refused(&run(c), "bob as root through sshd");
+    let mut c = ssh("alice", "root");
+    c.args(["-W", "127.0.0.1:22"]);
+    let out = run(c);
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+}
