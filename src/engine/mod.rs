@@ -25,6 +25,7 @@
 //!   stale container of the same name (only if it is this deployment's).
 
 pub mod containers;
+pub mod exec;
 pub mod images;
 pub mod networks;
 pub mod registry;

@@ -4,6 +4,7 @@
 mod apply;
 mod invalid_files;
 mod spec_commands;
+mod ssh;
 mod support;
 mod systemd_host;
 mod units;
