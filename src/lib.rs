@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod integration;
 pub mod names;
+pub mod ops;
 pub mod plan;
 pub mod spec;
 pub mod ssh;

@@ -55,3 +55,4 @@ impl Engine {
         &self.api_version
     }
 }
+pub mod ops;
