@@ -1,20 +1,17 @@
 //! Engine calls for day-to-day operation: what a deployment's containers are
-//! doing (`ps`), their output (`logs`), and stopping/starting existing
-//! containers (`start`, `stop`, `restart` under the Docker integration).
+//! doing (`ps`) and their output (`logs`).
 
 use std::collections::HashMap;
 
-use bollard::errors::Error as BollardError;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::Stream;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use super::Engine;
+use super::{Engine, is_not_found};
 use crate::error::{Error, Result};
 use crate::names;
 
@@ -150,27 +147,6 @@ impl ContainerStatus {
     }
 }
 
-/// Whether a bollard error is the engine's "no such container/object".
-pub fn is_not_found(e: &BollardError) -> bool {
-    matches!(
-        e,
-        BollardError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
-}
-
-fn is_not_modified(e: &BollardError) -> bool {
-    matches!(
-        e,
-        BollardError::DockerResponseServerError {
-            status_code: 304,
-            ..
-        }
-    )
-}
-
 /// One chunk of a container's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogChunk {
@@ -230,45 +206,6 @@ impl Engine {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
-    }
-
-    /// Stop a container, giving it `timeout` seconds after the stop signal.
-    /// Stopping a stopped or missing container is not an error.
-    pub async fn stop_existing(&self, name: &str, timeout: u64) -> Result<()> {
-        let t = i32::try_from(timeout).unwrap_or(i32::MAX);
-        let opts = StopContainerOptionsBuilder::default().t(t).build();
-        match self.docker().stop_container(name, Some(opts)).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_modified(&e) || is_not_found(&e) => Ok(()),
-            Err(e) => Err(Error::engine(format!("stopping container {name}"), e)),
-        }
-    }
-
-    /// Start an existing container; starting a running one is not an error.
-    pub async fn start_existing(&self, name: &str) -> Result<()> {
-        match self.docker().start_container(name, None).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_modified(&e) => Ok(()),
-            Err(e) => Err(Error::engine(format!("starting container {name}"), e)),
-        }
-    }
-
-    /// Remove a container (forcefully, it is expected to be stopped already),
-    /// keeping its volumes. A missing container is not an error.
-    pub async fn remove_keep_volumes(&self, name: &str) -> Result<()> {
-        let opts = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(false)
-            .build();
-        match self.docker().remove_container(name, Some(opts)).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            // "removal already in progress"
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
-            Err(e) => Err(Error::engine(format!("removing container {name}"), e)),
-        }
     }
 
     /// A container's output as a stream of chunks (line-ish, as the engine

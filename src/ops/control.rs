@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::markers;
 use super::target::Target;
+use crate::apply::instance::{InstanceSpec, Integration};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::spec::InstanceRef;
@@ -107,9 +108,9 @@ pub async fn run(
                 match action {
                     Action::Stop => {
                         engine
-                            .stop_existing(&inst.container, stop_timeout(target, inst))
+                            .stop_container(&inst.container, stop_timeout(target, inst))
                             .await?;
-                        engine.remove_keep_volumes(&inst.container).await?;
+                        engine.remove_container(&inst.container).await?;
                         report.push(format!("{}: stopped", inst.container));
                     }
                     Action::Start | Action::Restart => report.push(format!(
@@ -131,18 +132,48 @@ pub async fn run(
                     )));
                 }
                 match action {
-                    Action::Stop => engine.stop_existing(&inst.container, t).await?,
-                    Action::Start => engine.start_existing(&inst.container).await?,
-                    Action::Restart => {
-                        engine.stop_existing(&inst.container, t).await?;
-                        engine.start_existing(&inst.container).await?;
-                    }
+                    Action::Stop => engine.stop_container(&inst.container, t).await?,
+                    Action::Start => engine.start_container(&inst.container).await?,
+                    Action::Restart => restart_fresh(engine, state, target, inst, t).await?,
                 }
                 report.push(format!("{}: {}", inst.container, action.verb()));
             }
         }
     }
     Ok(report)
+}
+
+/// Replace an instance's container with a fresh one from its instance spec
+/// (volumes are named, so the data carries over). Without a spec (never
+/// applied by this berth), the existing container is restarted instead.
+async fn restart_fresh(
+    engine: &Engine,
+    state: &StateDir,
+    target: &Target,
+    inst: &InstanceRef,
+    stop_timeout: u64,
+) -> Result<()> {
+    let Some(spec) = InstanceSpec::read(state, &inst.container)? else {
+        engine.stop_container(&inst.container, stop_timeout).await?;
+        return engine.start_container(&inst.container).await;
+    };
+    let revision = state
+        .read_current(&target.deployment.name)?
+        .map(|r| r.revision)
+        .unwrap_or(0);
+    let policy = target
+        .deployment
+        .services
+        .get(&inst.service)
+        .map(|s| s.restart)
+        .unwrap_or_default();
+    engine
+        .stop_and_remove(&inst.container, stop_timeout)
+        .await?;
+    engine
+        .create_container(&spec, revision, Integration::Docker.docker_restart(policy))
+        .await?;
+    engine.start_container(&inst.container).await
 }
 
 fn stop_timeout(target: &Target, inst: &InstanceRef) -> u64 {

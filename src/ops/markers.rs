@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::state::StateDir;
 
-/// `<state>/instances/<container>.stopped`
+/// `<state>/instances/<container>.stopped` (the same file `apply` honours).
 pub fn stopped_marker(state: &StateDir, container: &str) -> PathBuf {
-    state.instances_dir().join(format!("{container}.stopped"))
+    crate::apply::instance::stopped_marker(state, container)
 }
 
 /// `<state>/instances/<container>.restart`
