@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod cli;
 pub mod data;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod integration;

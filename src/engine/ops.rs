@@ -208,6 +208,47 @@ impl Engine {
         Ok(out)
     }
 
+    /// Host ports published by running containers that do not belong to
+    /// `deployment`: `(container name, host port, protocol)`.
+    pub async fn published_ports_elsewhere(
+        &self,
+        deployment: &str,
+    ) -> Result<Vec<(String, u16, String)>> {
+        let list = self
+            .docker()
+            .list_containers(None)
+            .await
+            .map_err(|e| Error::engine("listing running containers", e))?;
+        let mut out = Vec::new();
+        for c in list {
+            let ours = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(names::LABEL_DEPLOYMENT))
+                .is_some_and(|d| d == deployment);
+            if ours {
+                continue;
+            }
+            let name = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            for p in c.ports.unwrap_or_default() {
+                if let Some(public) = p.public_port {
+                    let proto = p
+                        .typ
+                        .map(|t| t.to_string())
+                        .filter(|t| !t.is_empty())
+                        .unwrap_or_else(|| "tcp".into());
+                    out.push((name.clone(), public, proto));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A container's output as a stream of chunks (line-ish, as the engine
     /// framed them). With `follow`, the stream lasts until the container stops.
     pub fn log_stream(
