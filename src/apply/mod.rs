@@ -1,5 +1,529 @@
-//! `berth apply`: carry out a [`Plan`](crate::plan::Plan).
+//! `berth apply`: make the host match the deployment, carrying out exactly
+//! the [`Plan`].
+//!
+//! Order: take the deployment lock; pull every missing image (a failure ends
+//! here, before anything on the host is touched); resolve the
+//! [`InstanceSpec`]s and compute the plan; create the network and volumes;
+//! remove instances no longer in the file; then create / recreate / start
+//! instances in dependency order (links), the independent ones in parallel;
+//! finally record the applied [`Revision`](crate::state::Revision).
+//!
+//! Every step is idempotent and state files are written atomically, so an
+//! apply killed at any point and run again converges. Volumes are never
+//! removed here.
 
+pub mod destroy;
 pub mod instance;
+pub mod lock;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
 
 pub use instance::{InstanceSpec, Integration, MountSource, MountSpec};
+
+use crate::engine::{Engine, ImageInfo, PullProgress};
+use crate::error::{Error, Result};
+use crate::integration::systemd::{UnitOptions, render_unit};
+use crate::integration::systemd_ctl::{self, Systemctl};
+use crate::names;
+use crate::plan::{Action, InstancePlan, Plan, Target};
+use crate::spec::Deployment;
+use crate::state::{Revision, StateDir};
+
+/// How many engine operations run at once.
+pub const PARALLELISM: usize = 16;
+
+/// How many applied revisions are kept under `revisions/`.
+pub const KEEP_REVISIONS: u64 = 10;
+
+/// Receives progress lines (`created mail`), for the command line to print.
+pub type Reporter = Arc<dyn Fn(String) + Send + Sync>;
+
+/// A reporter that drops everything.
+pub fn quiet() -> Reporter {
+    Arc::new(|_| {})
+}
+
+/// Options of an apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// The integration to apply with (already resolved from `auto`).
+    pub integration: Integration,
+    /// Where systemd units are written.
+    pub unit_dir: PathBuf,
+    /// Run `systemctl` (false: only write units and specs).
+    pub systemctl: bool,
+    /// The `berth` binary units run.
+    pub berth_path: PathBuf,
+    /// Give up waiting for another apply after this long.
+    pub lock_timeout: Option<Duration>,
+    /// How pulls show progress.
+    pub progress: PullProgress,
+}
+
+/// `--integration auto|systemd|docker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IntegrationChoice {
+    /// systemd when PID 1 is systemd, else docker.
+    #[default]
+    Auto,
+    /// systemd units.
+    Systemd,
+    /// Docker restart policies.
+    Docker,
+}
+
+impl IntegrationChoice {
+    /// Decide: `auto` is systemd iff systemd runs this host.
+    pub fn resolve(self) -> Integration {
+        match self {
+            IntegrationChoice::Systemd => Integration::Systemd,
+            IntegrationChoice::Docker => Integration::Docker,
+            IntegrationChoice::Auto if systemd_ctl::systemd_running() => Integration::Systemd,
+            IntegrationChoice::Auto => Integration::Docker,
+        }
+    }
+}
+
+/// The desired state of a deployment on this host, ready to diff.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// Resolved instance specs, services in name order.
+    pub specs: Vec<InstanceSpec>,
+    /// What the engine knows of each image present.
+    pub images: BTreeMap<String, ImageInfo>,
+    /// Images not on this host.
+    pub missing_images: Vec<String>,
+    /// How the plan looks at the host.
+    pub target: Target,
+}
+
+/// Resolve the desired state. With `pull`, missing images are pulled first
+/// (failing before anything is touched); without, they are listed as missing.
+#[allow(clippy::too_many_arguments)]
+pub async fn desired(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    integration: Integration,
+    unit_dir: &std::path::Path,
+    berth_path: &std::path::Path,
+    pull: Option<PullProgress>,
+) -> Result<Desired> {
+    let refs: Vec<String> = deployment
+        .services
+        .values()
+        .map(|s| s.image.clone())
+        .collect();
+    let (images, missing_images) = match pull {
+        Some(progress) => (engine.ensure_images(&refs, progress).await?, Vec::new()),
+        None => {
+            let mut images = BTreeMap::new();
+            let mut missing = Vec::new();
+            for r in &refs {
+                if images.contains_key(r) || missing.contains(r) {
+                    continue;
+                }
+                match engine.image_info(r).await? {
+                    Some(i) => {
+                        images.insert(r.clone(), i);
+                    }
+                    None => missing.push(r.clone()),
+                }
+            }
+            (images, missing)
+        }
+    };
+    let specs = instance::resolve(deployment, &images, integration);
+    let target = match integration {
+        Integration::Systemd => {
+            let opts = UnitOptions {
+                berth_path: berth_path.to_path_buf(),
+                state_dir: absolute(state.root()),
+            };
+            let units = deployment
+                .instances()
+                .iter()
+                .map(|i| (i.container.clone(), render_unit(deployment, i, &opts)))
+                .collect();
+            Target::Systemd {
+                unit_dir: unit_dir.to_path_buf(),
+                units,
+            }
+        }
+        other => Target::Containers(other),
+    };
+    Ok(Desired {
+        specs,
+        images,
+        missing_images,
+        target,
+    })
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// What an apply did.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    /// The plan that was carried out.
+    pub plan: Plan,
+    /// The revision now applied.
+    pub revision: u64,
+    /// systemd commands that were not run (`--no-systemctl`), for the
+    /// operator to run.
+    pub pending_systemctl: Vec<String>,
+}
+
+/// Apply `deployment` to this host. See the module documentation.
+pub async fn apply(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    opts: &ApplyOptions,
+    report: Reporter,
+) -> Result<ApplyReport> {
+    if opts.integration == Integration::Systemd && opts.systemctl && !systemd_ctl::systemd_running()
+    {
+        return Err(Error::Runtime(format!(
+            "--integration systemd: systemd is not running on this host (PID 1 is not systemd, /run/systemd/system is missing), so units could not be started; use --integration docker, or --no-systemctl to only write the units to {}",
+            opts.unit_dir.display()
+        )));
+    }
+    let r = report.clone();
+    let name = deployment.name.clone();
+    let _lock = lock::lock_deployment(state, &deployment.name, opts.lock_timeout, move || {
+        r(format!(
+            "waiting for another berth apply of {name} to finish..."
+        ))
+    })
+    .await?;
+
+    let desired = desired(
+        engine,
+        state,
+        deployment,
+        opts.integration,
+        &opts.unit_dir,
+        &opts.berth_path,
+        Some(opts.progress),
+    )
+    .await?;
+    let plan = Plan::compute(
+        engine,
+        state,
+        deployment,
+        &desired.specs,
+        &[],
+        &desired.target,
+    )
+    .await?;
+
+    let current = state.read_current(&deployment.name)?;
+    let image_ids: BTreeMap<String, String> = deployment
+        .services
+        .values()
+        .filter_map(|s| {
+            desired
+                .images
+                .get(&s.image)
+                .map(|i| (s.name.clone(), i.id.clone()))
+        })
+        .collect();
+    let changed = plan.has_changes()
+        || current.as_ref().map(|c| &c.deployment) != Some(deployment)
+        || current.as_ref().map(|c| c.integration.as_str()) != Some(opts.integration.as_str());
+    let revision = match &current {
+        Some(c) if !changed => c.revision,
+        Some(c) => c.revision + 1,
+        None => 1,
+    };
+
+    // Network and volumes first: every instance needs them.
+    if plan.create_network {
+        engine.ensure_network(&deployment.name).await?;
+        report(format!(
+            "created network {}",
+            names::network_name(&deployment.name)
+        ));
+    }
+    let by_container: BTreeMap<&str, &InstanceSpec> = desired
+        .specs
+        .iter()
+        .map(|s| (s.container.as_str(), s))
+        .collect();
+    let volume_results: Vec<Result<()>> = futures_util::stream::iter(&plan.volumes_to_create)
+        .map(|v| {
+            let mut labels = by_container
+                .get(v.container.as_str())
+                .map(|s| s.berth_labels(revision))
+                .unwrap_or_default();
+            labels.insert(names::LABEL_VOLUME_PATH.into(), v.path.clone());
+            let report = report.clone();
+            async move {
+                engine.ensure_volume(&v.name, &labels).await?;
+                report(format!("created volume {}", v.name));
+                Ok(())
+            }
+        })
+        .buffer_unordered(PARALLELISM)
+        .collect()
+        .await;
+    volume_results.into_iter().collect::<Result<Vec<()>>>()?;
+
+    let mut pending = Vec::new();
+    match &desired.target {
+        Target::Systemd { unit_dir, units } => {
+            pending = apply_systemd(engine, state, &plan, unit_dir, units, opts, &report).await?;
+        }
+        Target::Containers(_) => {
+            apply_containers(engine, state, deployment, &plan, revision, &report).await?;
+        }
+    }
+
+    if changed {
+        write_revision(
+            state,
+            &Revision {
+                revision,
+                applied_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
+                integration: opts.integration.as_str().to_string(),
+                deployment: deployment.clone(),
+                image_ids,
+            },
+        )?;
+    }
+    Ok(ApplyReport {
+        plan,
+        revision,
+        pending_systemctl: pending,
+    })
+}
+
+/// Start-order level of each service: 0 without links, else one more than
+/// the highest level among its link targets.
+pub fn service_levels(deployment: &Deployment) -> BTreeMap<String, usize> {
+    let mut levels: BTreeMap<String, usize> = BTreeMap::new();
+    for svc in deployment.start_order() {
+        let lvl = svc
+            .links
+            .iter()
+            .filter_map(|l| levels.get(&l.target))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        levels.insert(svc.name.clone(), lvl);
+    }
+    levels
+}
+
+async fn remove_instances(
+    engine: &Engine,
+    state: &StateDir,
+    plan: &Plan,
+    report: &Reporter,
+) -> Result<()> {
+    let results: Vec<Result<()>> = futures_util::stream::iter(plan.with_action(Action::Remove))
+        .map(|item| async move {
+            let timeout = item
+                .previous
+                .as_ref()
+                .map(|p| p.stop_timeout)
+                .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
+            engine.stop_and_remove(&item.container, timeout).await?;
+            forget_instance(state, &item.container)?;
+            report(format!("removed {}", item.container));
+            Ok(())
+        })
+        .buffer_unordered(PARALLELISM)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(())
+}
+
+/// Remove an instance's spec file and stopped marker.
+pub fn forget_instance(state: &StateDir, container: &str) -> Result<()> {
+    for p in [
+        state.instance_file(container),
+        instance::stopped_marker(state, container),
+    ] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(p, e)),
+        }
+    }
+    Ok(())
+}
+
+async fn apply_containers(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    plan: &Plan,
+    revision: u64,
+    report: &Reporter,
+) -> Result<()> {
+    remove_instances(engine, state, plan, report).await?;
+    let levels = service_levels(deployment);
+    let max = levels.values().copied().max().unwrap_or(0);
+    for level in 0..=max {
+        let wave: Vec<&InstancePlan> = plan
+            .instances
+            .iter()
+            .filter(|i| i.action != Action::Remove)
+            .filter(|i| levels.get(&i.service).copied().unwrap_or(0) == level)
+            .collect();
+        let results: Vec<Result<()>> = futures_util::stream::iter(wave)
+            .map(|item| async move {
+                // Unchanged instances still get their spec file refreshed
+                // (cheap, and repairs a lost state directory).
+                crate::integration::docker::converge_instance(engine, state, item, revision)
+                    .await
+                    .map_err(|e| {
+                        Error::Runtime(format!("{} {}: {e}", item.action.as_str(), item.container))
+                    })?;
+                if item.action != Action::Unchanged {
+                    let what = match item.action {
+                        Action::Create => "created",
+                        Action::Recreate => "recreated",
+                        Action::Start => "started",
+                        _ => "",
+                    };
+                    let note = if item.stopped_by_operator {
+                        " (stopped by operator: not started)"
+                    } else {
+                        ""
+                    };
+                    report(format!("{what} {}{note}", item.container));
+                }
+                Ok(())
+            })
+            .buffer_unordered(PARALLELISM)
+            .collect()
+            .await;
+        let errors: Vec<String> = results
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        if !errors.is_empty() {
+            return Err(Error::Runtime(errors.join("\n")));
+        }
+    }
+    Ok(())
+}
+
+async fn apply_systemd(
+    engine: &Engine,
+    state: &StateDir,
+    plan: &Plan,
+    unit_dir: &std::path::Path,
+    units: &BTreeMap<String, String>,
+    opts: &ApplyOptions,
+    report: &Reporter,
+) -> Result<Vec<String>> {
+    let ctl = Systemctl::new(opts.systemctl);
+    let mut pending = Vec::new();
+    // Removed instances: stop and disable their units first, so systemd
+    // does not restart what is being removed.
+    let removed: Vec<String> = plan
+        .with_action(Action::Remove)
+        .map(|i| names::unit_name(&i.container))
+        .collect();
+    if !removed.is_empty() {
+        ctl.stop(&removed).await?;
+        ctl.disable(&removed).await?;
+        if !ctl.enabled() {
+            pending.push(format!("systemctl disable --now {}", removed.join(" ")));
+        }
+        for i in plan.with_action(Action::Remove) {
+            systemd_ctl::remove_unit(unit_dir, &i.container)?;
+        }
+    }
+    remove_instances(engine, state, plan, report).await?;
+
+    let mut to_restart = Vec::new();
+    let mut to_start = Vec::new();
+    let mut to_enable = Vec::new();
+    for item in &plan.instances {
+        let Some(spec) = &item.spec else { continue };
+        spec.write(state)?;
+        if let Some(text) = units.get(&spec.container) {
+            systemd_ctl::write_unit(unit_dir, &spec.container, text)?;
+        }
+        let unit = names::unit_name(&spec.container);
+        to_enable.push(unit.clone());
+        if item.stopped_by_operator {
+            continue;
+        }
+        match item.action {
+            Action::Create | Action::Start => to_start.push(unit),
+            Action::Recreate => to_restart.push(unit),
+            // Starting a running unit is a no-op; this restarts units that
+            // an interrupted apply left stopped.
+            Action::Unchanged => to_start.push(unit),
+            Action::Remove => {}
+        }
+        if item.action != Action::Unchanged {
+            report(format!(
+                "{} unit {}",
+                match item.action {
+                    Action::Create => "created",
+                    _ => "updated",
+                },
+                names::unit_name(&spec.container)
+            ));
+        }
+    }
+    ctl.daemon_reload().await?;
+    ctl.enable(&to_enable).await?;
+    ctl.restart(&to_restart).await?;
+    ctl.start(&to_start).await?;
+    if !ctl.enabled() {
+        pending.push("systemctl daemon-reload".into());
+        if !to_enable.is_empty() {
+            pending.push(format!("systemctl enable {}", to_enable.join(" ")));
+        }
+        if !to_restart.is_empty() {
+            pending.push(format!("systemctl restart {}", to_restart.join(" ")));
+        }
+        if !to_start.is_empty() {
+            pending.push(format!("systemctl start {}", to_start.join(" ")));
+        }
+    }
+    Ok(pending)
+}
+
+/// Write the applied revision: `current.json` and `revisions/<n>.json`
+/// (atomically), keeping the last [`KEEP_REVISIONS`].
+pub fn write_revision(state: &StateDir, rev: &Revision) -> Result<()> {
+    let json = serde_json::to_vec_pretty(rev)
+        .map_err(|e| Error::Runtime(format!("cannot serialise revision: {e}")))?;
+    let name = &rev.deployment.name;
+    let dir = state.revisions_dir(name);
+    instance::write_private(&dir.join(format!("{}.json", rev.revision)), &json)?;
+    instance::write_private(&state.current_revision(name), &json)?;
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let n: Option<u64> = entry
+                .file_name()
+                .to_str()
+                .and_then(|f| f.strip_suffix(".json"))
+                .and_then(|f| f.parse().ok());
+            if let Some(n) = n
+                && n + KEEP_REVISIONS <= rev.revision
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
