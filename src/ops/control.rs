@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::markers;
 use super::target::Target;
-use crate::apply::instance::{InstanceSpec, Integration};
+use crate::apply::instance::InstanceSpec;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::spec::InstanceRef;
@@ -161,17 +161,8 @@ async fn restart_fresh(
         .read_current(&target.deployment.name)?
         .map(|r| r.revision)
         .unwrap_or(0);
-    let policy = target
-        .deployment
-        .services
-        .get(&inst.service)
-        .map(|s| s.restart)
-        .unwrap_or_default();
-    engine
-        .stop_and_remove(&inst.container, stop_timeout)
-        .await?;
-    engine
-        .create_container(&spec, revision, Integration::Docker.docker_restart(policy))
+    // The spec records the Docker restart policy it was applied with.
+    crate::integration::docker::replace_container(engine, &spec, revision, &spec.docker_restart)
         .await?;
     engine.start_container(&inst.container).await
 }
