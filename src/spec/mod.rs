@@ -4,11 +4,27 @@
 //! Entry point: [`load`]. Every problem in the input is collected and
 //! returned at once as [`SpecErrors`], each located in its file.
 
+mod check;
+mod decode;
+pub mod dotenv;
+mod geard;
+pub mod interpolate;
+mod json;
+pub mod keys;
 pub mod model;
+mod source;
+mod toml;
+mod tree;
+pub mod values;
+mod yaml;
 
 pub use model::*;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use source::Source;
+use tree::{Node, Span, Value};
 
 /// How to read a deployment file.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +64,7 @@ pub struct SpecErrors(pub Vec<SpecError>);
 impl std::fmt::Display for SpecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.file {
+            Some(p) if self.line == 0 => write!(f, "{}: error: {}", p.display(), self.message)?,
             Some(p) => write!(
                 f,
                 "{}:{}:{}: error: {}",
@@ -91,14 +108,299 @@ impl std::fmt::Display for SpecErrors {
 
 impl std::error::Error for SpecErrors {}
 
+/// The formats a deployment file can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Yaml,
+    Json,
+}
+
+impl Format {
+    /// The format a file name's extension says.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "toml" => Some(Format::Toml),
+            "yaml" | "yml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+impl SpecError {
+    /// A problem with a whole file (it cannot be read, ...), or with the
+    /// command line when `file` is `None`.
+    pub fn whole_file(
+        file: Option<&Path>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Self {
+        SpecError {
+            file: file.map(Path::to_path_buf),
+            line: 0,
+            column: 0,
+            snippet: None,
+            message: message.into(),
+            help: Some(help.into()),
+        }
+    }
+}
+
 /// Read, interpolate and validate a deployment file.
-pub fn load(_opts: &LoadOptions) -> Result<Deployment, SpecErrors> {
-    Err(SpecErrors(vec![SpecError {
-        file: None,
-        line: 0,
-        column: 0,
-        snippet: None,
-        message: "the deployment-file parser is not written yet".into(),
-        help: None,
-    }]))
+pub fn load(opts: &LoadOptions) -> Result<Deployment, SpecErrors> {
+    let path = &opts.file;
+    let one =
+        |msg: String, help: &str| SpecErrors(vec![SpecError::whole_file(Some(path), msg, help)]);
+    let Some(format) = Format::from_path(path) else {
+        return Err(one(
+            "cannot tell the file's format from its name".into(),
+            "name the deployment file *.toml, *.yaml, *.yml or *.json",
+        ));
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(one(
+                "is a directory, not a deployment file".into(),
+                "pass the file with -f FILE",
+            ));
+        }
+        Ok(m) if m.len() > tree::MAX_FILE_SIZE => {
+            return Err(one(
+                format!(
+                    "the file is {} bytes; a deployment file may be at most {}",
+                    m.len(),
+                    tree::MAX_FILE_SIZE
+                ),
+                "this does not look like a deployment file",
+            ));
+        }
+        _ => {}
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(one(
+                format!("cannot read the deployment file: {}", decode::io_reason(&e)),
+                "pass the deployment file with -f FILE (the default is berth.toml in the current directory)",
+            ));
+        }
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let src = Source::new(
+                path.clone(),
+                String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            );
+            return Err(SpecErrors(vec![src.error(
+                Span::new(at, at + 1),
+                "the file is not valid UTF-8 text",
+                Some("save the file as UTF-8".into()),
+            )]));
+        }
+    };
+    load_str(opts, format, text)
+}
+
+/// [`load`] for text already in memory (`opts.file` still names it, and
+/// locates `.env` and `env_file`s).
+pub fn load_str(
+    opts: &LoadOptions,
+    format: Format,
+    text: String,
+) -> Result<Deployment, SpecErrors> {
+    let src = Source::new(opts.file.clone(), text);
+    let (tree, diags) = match format {
+        Format::Toml => toml::parse(&src.text),
+        Format::Yaml => yaml::parse(&src.text),
+        Format::Json => json::parse(&src.text),
+    };
+    let mut errors: Vec<SpecError> = diags.into_iter().map(|d| src.diag(d)).collect();
+    let Some(mut root) = tree else {
+        return Err(finish(errors));
+    };
+    let geard = geard::is_geard(&root);
+
+    // Variables, highest precedence first: --set, environment, .env, [vars].
+    let mut layers: Vec<BTreeMap<String, String>> = Vec::new();
+    let mut set = BTreeMap::new();
+    for (k, v) in &opts.set {
+        if interpolate::is_name(k) {
+            set.insert(k.clone(), v.clone());
+        } else {
+            errors.push(SpecError::whole_file(
+                None,
+                format!("--set {k}=...: `{k}` is not a valid variable name"),
+                "variable names are letters, digits and _, not starting with a digit",
+            ));
+        }
+    }
+    layers.push(set);
+    layers.push(opts.env.clone());
+    let base_dir = opts
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let dotenv_path = base_dir.join(".env");
+    let mut dotenv_vars = BTreeMap::new();
+    if dotenv_path.is_file() {
+        match std::fs::read_to_string(&dotenv_path) {
+            Ok(t) => {
+                let env_src = Source::new(dotenv_path.clone(), t);
+                let (entries, diags) = dotenv::parse(&env_src.text);
+                errors.extend(diags.into_iter().map(|d| env_src.diag(d)));
+                for e in entries {
+                    dotenv_vars.insert(e.key, e.value);
+                }
+            }
+            Err(e) => errors.push(SpecError::whole_file(
+                Some(&dotenv_path),
+                format!("cannot read: {}", decode::io_reason(&e)),
+                "make the .env file beside the deployment file readable, or remove it",
+            )),
+        }
+    }
+    layers.push(dotenv_vars);
+    let mut file_vars = BTreeMap::new();
+    if !geard
+        && let Some(Value::Map(vars)) = root
+            .as_map()
+            .and_then(|m| m.iter().find(|e| e.key == "vars"))
+            .map(|e| &e.value.value)
+    {
+        for v in vars {
+            let text = match &v.value.value {
+                Value::Str(s) => s.clone(),
+                Value::Int(i) => i.to_string(),
+                Value::Float(f) => f.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue, // reported by the decoder
+            };
+            file_vars.insert(v.key.clone(), text);
+        }
+    }
+    layers.push(file_vars);
+    let lookup = |name: &str| layers.iter().find_map(|l| l.get(name).cloned());
+    interpolate_tree(&src, &mut root, &lookup, !geard, 0, &mut errors);
+
+    let mut d = decode::Decoder::new(&src);
+    if let Some(n) = &opts.name
+        && let Err(p) = crate::names::check_name(n)
+    {
+        errors.push(SpecError::whole_file(
+            None,
+            format!("--name: deployment name `{}` {p}", n.escape_debug()),
+            decode::NAME_RULES,
+        ));
+    }
+    let decoded = if geard {
+        let name = match &opts.name {
+            Some(n) => n.clone(),
+            None => {
+                let stem = opts
+                    .file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if let Err(p) = crate::names::check_name(&stem) {
+                    errors.push(SpecError::whole_file(
+                        Some(&opts.file),
+                        format!(
+                            "the deployment name `{}` (taken from the file name) {p}",
+                            stem.escape_debug()
+                        ),
+                        "pass a name with --name, or rename the file",
+                    ));
+                }
+                stem
+            }
+        };
+        geard::decode(&mut d, &root, name)
+    } else {
+        decode::native(&mut d, &root, opts.name.as_deref())
+    };
+    if let Some((dep, spans)) = &decoded {
+        check::cross(&mut d, dep, spans);
+    }
+    errors.append(&mut d.errors);
+    match decoded {
+        Some((mut dep, _)) if errors.is_empty() => {
+            dep.source =
+                Some(std::path::absolute(&opts.file).unwrap_or_else(|_| opts.file.clone()));
+            Ok(dep)
+        }
+        _ => Err(finish(errors)),
+    }
+}
+
+fn finish(mut errors: Vec<SpecError>) -> SpecErrors {
+    // Reading order: command-line problems first, then by file and position.
+    errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    errors.dedup();
+    SpecErrors(errors)
+}
+
+/// Interpolate every string value (not keys; not `vars` itself).
+fn interpolate_tree(
+    src: &Source,
+    node: &mut Node,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    skip_vars: bool,
+    depth: usize,
+    errors: &mut Vec<SpecError>,
+) {
+    match &mut node.value {
+        Value::Str(s) => {
+            if !s.contains('$') {
+                return;
+            }
+            match interpolate::interpolate(s, lookup) {
+                Ok(v) => *s = v,
+                Err(errs) => {
+                    for e in errs {
+                        let at = locate_in_source(src, node.span, s, e.offset);
+                        errors.push(src.error(Span::new(at, at + 1), e.message, Some(e.help)));
+                    }
+                }
+            }
+        }
+        Value::Seq(items) => {
+            for i in items {
+                interpolate_tree(src, i, lookup, false, depth + 1, errors);
+            }
+        }
+        Value::Map(entries) => {
+            for e in entries {
+                if skip_vars && depth == 0 && e.key == "vars" {
+                    continue;
+                }
+                interpolate_tree(src, &mut e.value, lookup, false, depth + 1, errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Byte offset in the file of byte `offset` of a string value written at
+/// `span`, when the value is written without escapes up to that point;
+/// otherwise the start of the value.
+fn locate_in_source(src: &Source, span: Span, value: &str, offset: usize) -> usize {
+    let raw = src.slice(span);
+    let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+        3
+    } else if raw.starts_with('"') || raw.starts_with('\'') {
+        1
+    } else {
+        0
+    };
+    let prefix = value.get(..offset).unwrap_or("");
+    if raw.get(quote..).is_some_and(|r| r.starts_with(prefix)) {
+        span.start + quote + prefix.len()
+    } else {
+        span.start
+    }
 }

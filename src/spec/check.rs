@@ -1,0 +1,201 @@
+//! Checks across services: links, ssh keys, published host ports.
+
+use std::collections::BTreeMap;
+
+use super::decode::{Decoder, ServiceSpans, suggest};
+use super::model::{Deployment, PortMapping};
+use super::tree::Span;
+
+pub fn cross(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpans>) {
+    links(d, dep, spans);
+    ssh_keys(d, dep, spans);
+    ports(d, dep, spans);
+}
+
+fn links(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpans>) {
+    for svc in dep.services.values() {
+        let Some(sp) = spans.get(&svc.name) else {
+            continue;
+        };
+        for (i, link) in svc.links.iter().enumerate() {
+            let span = sp.links.get(i).copied().unwrap_or(sp.name);
+            if link.target == svc.name {
+                d.err(
+                    span,
+                    format!("service `{}` links to itself", svc.name),
+                    "a service reaches itself without a link; remove this entry",
+                );
+            } else if !dep.services.contains_key(&link.target) {
+                let help = match suggest(&link.target, dep.services.keys().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "links name services of this deployment: {}",
+                        dep.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                d.err(
+                    span,
+                    format!(
+                        "service `{}` links to `{}`, which is not a service of this deployment",
+                        svc.name, link.target
+                    ),
+                    help,
+                );
+            }
+        }
+    }
+    // Cycles: depth-first search over links to existing, other services.
+    let names: Vec<&String> = dep.services.keys().collect();
+    let mut state: BTreeMap<&str, u8> = BTreeMap::new(); // 1 = on the path, 2 = done
+    let mut reported: Vec<Vec<String>> = Vec::new();
+    for start in &names {
+        let mut path: Vec<(&str, usize)> = Vec::new();
+        if state.contains_key(start.as_str()) {
+            continue;
+        }
+        path.push((start.as_str(), 0));
+        state.insert(start.as_str(), 1);
+        while let Some(&mut (node, ref mut next)) = path.last_mut() {
+            let svc = &dep.services[node];
+            if *next >= svc.links.len() {
+                state.insert(node, 2);
+                path.pop();
+                continue;
+            }
+            let li = *next;
+            *next += 1;
+            let target = svc.links[li].target.as_str();
+            if target == node || !dep.services.contains_key(target) {
+                continue;
+            }
+            match state.get(target) {
+                None => {
+                    state.insert(target, 1);
+                    path.push((target, 0));
+                }
+                Some(1) => {
+                    let from = path.iter().position(|(n, _)| *n == target).unwrap_or(0);
+                    let mut cycle: Vec<String> =
+                        path[from..].iter().map(|(n, _)| n.to_string()).collect();
+                    // The same cycle found from another start is reported once.
+                    let mut key = cycle.clone();
+                    key.sort();
+                    if !reported.contains(&key) {
+                        reported.push(key);
+                        cycle.push(target.to_string());
+                        let span = spans
+                            .get(node)
+                            .and_then(|s| s.links.get(li).copied())
+                            .unwrap_or_default();
+                        d.err(
+                            span,
+                            format!("link cycle: {}", cycle.join(" -> ")),
+                            "a service starts after the services it links to, so links cannot go round in a circle; remove one of these links",
+                        );
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+fn ssh_keys(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpans>) {
+    for svc in dep.services.values() {
+        let Some(sp) = spans.get(&svc.name) else {
+            continue;
+        };
+        for (i, key) in svc.ssh.iter().enumerate() {
+            if dep.keys.contains_key(key) {
+                continue;
+            }
+            let span = sp.ssh.get(i).copied().unwrap_or(sp.name);
+            let help = match suggest(key, dep.keys.keys().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if dep.keys.is_empty() => {
+                    format!("define it under `keys`: {key} = \"ssh-ed25519 AAAA...\"")
+                }
+                None => format!(
+                    "the keys defined under `keys` are: {}",
+                    dep.keys.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            d.err(
+                span,
+                format!(
+                    "service `{}` grants ssh to the undefined key `{key}`",
+                    svc.name
+                ),
+                help,
+            );
+        }
+    }
+}
+
+fn overlaps(a: &PortMapping, b: &PortMapping) -> bool {
+    let any = |ip: &Option<String>| ip.as_deref().is_none_or(|s| s == "0.0.0.0" || s == "::");
+    a.host_port == b.host_port
+        && a.protocol == b.protocol
+        && (any(&a.host_ip) || any(&b.host_ip) || a.host_ip == b.host_ip)
+}
+
+fn show(p: &PortMapping) -> String {
+    let port = p.host_port.unwrap_or(0);
+    match &p.host_ip {
+        Some(ip) if ip.contains(':') => format!("[{ip}]:{port}/{}", p.protocol.as_str()),
+        Some(ip) => format!("{ip}:{port}/{}", p.protocol.as_str()),
+        None => format!("{port}/{}", p.protocol.as_str()),
+    }
+}
+
+fn ports(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpans>) {
+    let mut seen: Vec<(&str, &PortMapping, Span)> = Vec::new();
+    let mut all: Vec<(&str, &PortMapping, Span, u32)> = Vec::new();
+    for svc in dep.services.values() {
+        let Some(sp) = spans.get(&svc.name) else {
+            continue;
+        };
+        for (i, p) in svc.ports.iter().enumerate() {
+            if p.host_port.is_some() {
+                all.push((
+                    &svc.name,
+                    p,
+                    sp.ports.get(i).copied().unwrap_or(sp.name),
+                    svc.count,
+                ));
+            }
+        }
+    }
+    // In the order they are written.
+    all.sort_by_key(|(_, _, span, _)| span.start);
+    let mut count_reported: Vec<&str> = Vec::new();
+    for (svc, p, span, count) in all {
+        if count > 1 && !count_reported.contains(&svc) {
+            count_reported.push(svc);
+            d.err(
+                span,
+                format!("service `{svc}` runs {count} instances, but host port {} can be published by only one of them", show(p)),
+                "publish the container port alone (e.g. \"80\") to let the host pick a port for each instance, or set count = 1",
+            );
+            continue;
+        }
+        if let Some((other, first, first_span)) = seen.iter().find(|(_, q, _)| overlaps(p, q)) {
+            let (line, col) = d.src.line_col(first_span.start);
+            let by = if *other == svc {
+                format!("service `{svc}` already publishes it")
+            } else {
+                format!("service `{other}` already publishes it")
+            };
+            d.err(
+                span,
+                format!("host port {} is published twice", show(p)),
+                format!(
+                    "{by} as {} at line {line}, column {col}; each host port can be published once",
+                    show(first)
+                ),
+            );
+            continue;
+        }
+        seen.push((svc, p, span));
+    }
+}

@@ -1,0 +1,887 @@
+//! Decoding the spanned value tree into the model, collecting every error
+//! with its location. Shared by the native format and geard's.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::SpecError;
+use super::dotenv;
+use super::interpolate::is_name;
+use super::model::*;
+use super::source::Source;
+use super::tree::{Entry, Node, Span, Value};
+use super::values::{self, Problem};
+use crate::names::check_name;
+
+pub const NAME_RULES: &str = "names are letters, digits, `_`, `-` and `.`, start with a letter or digit and are at most 63 characters long (they become container, unit and volume names)";
+
+/// Where the parts of a service that other services refer to were written.
+#[derive(Debug, Default, Clone)]
+pub struct ServiceSpans {
+    pub name: Span,
+    pub count: Option<Span>,
+    /// One span per entry in `Service::ports` (an entry with a range repeats its span).
+    pub ports: Vec<Span>,
+    pub links: Vec<Span>,
+    pub ssh: Vec<Span>,
+}
+
+/// Collects errors while decoding one file.
+pub struct Decoder<'a> {
+    pub src: &'a Source,
+    pub errors: Vec<SpecError>,
+    /// The deployment file's directory, for `env_file`.
+    pub base_dir: PathBuf,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(src: &'a Source) -> Self {
+        let base_dir = src.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Decoder {
+            src,
+            errors: Vec::new(),
+            base_dir,
+        }
+    }
+
+    pub fn err(&mut self, span: Span, message: impl Into<String>, help: impl Into<String>) {
+        let e = self.src.error(span, message, Some(help.into()));
+        self.errors.push(e);
+    }
+
+    pub fn problem(&mut self, span: Span, p: Problem) {
+        self.err(span, p.message, p.help);
+    }
+
+    pub fn type_err(&mut self, n: &Node, what: &str, expected: &str, help: &str) {
+        let found = match &n.value {
+            Value::Str(s) => format!("the string {s:?}"),
+            other => other.kind().to_string(),
+        };
+        self.err(
+            n.span,
+            format!("`{what}` must be {expected}, found {found}"),
+            help,
+        );
+    }
+
+    /// Report a key that is not one of `known`, suggesting the closest.
+    pub fn unknown_key(&mut self, e: &Entry, known: &[&str], context: &str) {
+        let help = match suggest(&e.key, known.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => match compose_alias(&e.key) {
+                Some(h) => h.to_string(),
+                None => format!("the keys {context} accepts are: {}", known.join(", ")),
+            },
+        };
+        self.err(
+            e.key_span,
+            format!("unknown key `{}` {context}", e.key),
+            help,
+        );
+    }
+
+    pub fn map<'n>(&mut self, n: &'n Node, what: &str) -> Option<&'n [Entry]> {
+        match &n.value {
+            Value::Map(m) => Some(m),
+            _ => {
+                self.type_err(
+                    n,
+                    what,
+                    "a table (mapping)",
+                    "write a table of keys and values here",
+                );
+                None
+            }
+        }
+    }
+
+    pub fn string(&mut self, n: &Node, what: &str) -> Option<String> {
+        match &n.value {
+            Value::Str(s) => Some(s.clone()),
+            _ => {
+                self.type_err(n, what, "a string", "put the value in quotes");
+                None
+            }
+        }
+    }
+
+    /// A string, or a number taken as its text (`user = 1000`).
+    pub fn string_or_number(&mut self, n: &Node, what: &str) -> Option<String> {
+        match &n.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            _ => {
+                self.type_err(n, what, "a string", "put the value in quotes");
+                None
+            }
+        }
+    }
+
+    /// A whole number; a string holding one is accepted too, so that
+    /// `count = "${COUNT}"` works.
+    pub fn integer(&mut self, n: &Node, what: &str) -> Option<i64> {
+        match &n.value {
+            Value::Int(i) => Some(*i),
+            Value::Str(s) if s.trim().parse::<i64>().is_ok() => s.trim().parse::<i64>().ok(),
+            _ => {
+                self.type_err(n, what, "a whole number", "write a number such as 2");
+                None
+            }
+        }
+    }
+
+    /// A boolean written as a boolean: `true` or `false`, not a string.
+    pub fn boolean(&mut self, n: &Node, what: &str) -> Option<bool> {
+        match &n.value {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                let key = what.rsplit('.').next().unwrap_or(what);
+                self.type_err(
+                    n,
+                    what,
+                    "the boolean true or false",
+                    &format!("write {key} = true or {key} = false, without quotes"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A list of strings. Numbers are taken as their text (`ports = [80]`).
+    pub fn string_list(&mut self, n: &Node, what: &str) -> Option<Vec<(String, Span)>> {
+        let Value::Seq(items) = &n.value else {
+            self.type_err(n, what, "a list", "write a list, e.g. [\"a\", \"b\"]");
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match &item.value {
+                Value::Str(s) => out.push((s.clone(), item.span)),
+                Value::Int(v) => out.push((v.to_string(), item.span)),
+                _ => self.type_err(
+                    item,
+                    &format!("{what}[{i}]"),
+                    "a string",
+                    "put the value in quotes",
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    /// A single string or a list of strings.
+    pub fn string_or_list(&mut self, n: &Node, what: &str) -> Option<Vec<(String, Span)>> {
+        match &n.value {
+            Value::Str(s) => Some(vec![(s.clone(), n.span)]),
+            Value::Seq(_) => self.string_list(n, what),
+            _ => {
+                self.type_err(
+                    n,
+                    what,
+                    "a string or a list of strings",
+                    "write \"a\" or [\"a\", \"b\"]",
+                );
+                None
+            }
+        }
+    }
+
+    /// A scalar taken as text, for environment and label values.
+    pub fn scalar_text(&mut self, n: &Node, what: &str) -> Option<String> {
+        match &n.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Null => {
+                self.err(
+                    n.span,
+                    format!("`{what}` has no value"),
+                    "write an empty string \"\" for an empty value",
+                );
+                None
+            }
+            _ => {
+                self.type_err(n, what, "a string", "put the value in quotes");
+                None
+            }
+        }
+    }
+
+    pub fn name(&mut self, name: &str, span: Span, kind: &str) -> bool {
+        match check_name(name) {
+            Ok(()) => true,
+            Err(p) => {
+                self.err(
+                    span,
+                    format!("{kind} name `{}` {p}", name.escape_debug()),
+                    NAME_RULES,
+                );
+                false
+            }
+        }
+    }
+
+    /// Read one `env_file` into `env`.
+    pub fn env_file(&mut self, rel: &str, span: Span, env: &mut BTreeMap<String, String>) {
+        let path = self.base_dir.join(rel);
+        let meta = std::fs::metadata(&path);
+        if let Ok(m) = &meta
+            && m.len() > super::tree::MAX_FILE_SIZE
+        {
+            self.err(
+                span,
+                format!("env_file `{rel}` is too large"),
+                "an env file holds KEY=value lines",
+            );
+            return;
+        }
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let Ok(text) = String::from_utf8(bytes) else {
+                    self.err(
+                        span,
+                        format!("env_file `{rel}` is not UTF-8 text"),
+                        "save the file as UTF-8",
+                    );
+                    return;
+                };
+                let env_src = Source::new(path.clone(), text);
+                let (entries, diags) = dotenv::parse(&env_src.text);
+                for d in diags {
+                    self.errors.push(env_src.diag(d));
+                }
+                for e in entries {
+                    env.insert(e.key, e.value);
+                }
+            }
+            Err(e) => self.err(
+                span,
+                format!("cannot read env_file `{rel}`: {}", io_reason(&e)),
+                format!(
+                    "env_file paths are relative to the deployment file's directory (here `{}`)",
+                    path.display()
+                ),
+            ),
+        }
+    }
+}
+
+pub fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => {
+            let s = e.to_string();
+            // Drop the "(os error N)" suffix: it means nothing to an operator.
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_lowercase(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// The closest candidate, if it is close enough to be a likely typo.
+pub fn suggest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
+    let lower = word.to_ascii_lowercase();
+    candidates
+        .map(|c| {
+            (
+                c,
+                strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase()),
+            )
+        })
+        .filter(|(c, d)| *d <= (c.len().max(word.len()) / 3).max(1))
+        .min_by_key(|(_, d)| *d)
+        .map(|(c, _)| c)
+}
+
+/// Compose keys berth spells differently.
+fn compose_alias(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "environment" => "berth calls this `env`",
+        "working_dir" => "berth calls this `workdir`",
+        "mem_limit" => "berth calls this `memory`",
+        "depends_on" => "use `links`: a service starts after the services it links to",
+        "container_name" => "berth names containers `<deployment>-<service>` itself",
+        "build" => "berth deploys images; build them beforehand",
+        "networks" => {
+            "every deployment gets its own network, and services reach each other by name"
+        }
+        "expose" => "containers on the deployment's network reach each other on every port",
+        _ => return None,
+    })
+}
+
+pub const SERVICE_KEYS: &[&str] = &[
+    "image",
+    "count",
+    "command",
+    "entrypoint",
+    "ports",
+    "env",
+    "env_file",
+    "volumes",
+    "links",
+    "ssh",
+    "ssh_shell",
+    "restart",
+    "user",
+    "workdir",
+    "hostname",
+    "labels",
+    "stop_timeout",
+    "stop_signal",
+    "memory",
+    "cpus",
+    "read_only",
+    "tmpfs",
+    "cap_add",
+    "cap_drop",
+    "privileged",
+];
+
+pub const TOP_KEYS: &[&str] = &["name", "vars", "keys", "services"];
+
+/// Decode a native deployment file.
+pub fn native(
+    d: &mut Decoder,
+    root: &Node,
+    name_override: Option<&str>,
+) -> Option<(Deployment, BTreeMap<String, ServiceSpans>)> {
+    let entries = d.map(root, "the deployment file")?;
+    let mut name: Option<(String, Span)> = None;
+    let mut keys = BTreeMap::new();
+    let mut services = BTreeMap::new();
+    let mut spans = BTreeMap::new();
+    let mut saw_services = false;
+    for e in entries {
+        match e.key.as_str() {
+            "name" => {
+                if let Some(n) = d.string(&e.value, "name") {
+                    name = Some((n, e.value.span));
+                }
+            }
+            "vars" => {
+                // Read by the loader before interpolation; only checked here.
+                if let Some(m) = d.map(&e.value, "vars") {
+                    for v in m {
+                        if !is_name(&v.key) {
+                            d.err(
+                                v.key_span,
+                                format!("variable name `{}` is not valid", v.key.escape_debug()),
+                                "variable names are letters, digits and _, not starting with a digit",
+                            );
+                        }
+                        d.scalar_text(&v.value, &format!("vars.{}", v.key));
+                    }
+                }
+            }
+            "keys" => {
+                if let Some(m) = d.map(&e.value, "keys") {
+                    for k in m {
+                        if !d.name(&k.key, k.key_span, "key") {
+                            continue;
+                        }
+                        let Some(text) = d.string(&k.value, &format!("keys.{}", k.key)) else {
+                            continue;
+                        };
+                        match super::keys::parse_key(&k.key, &text) {
+                            Ok(key) => {
+                                keys.insert(k.key.clone(), key);
+                            }
+                            Err(p) => d.problem(k.value.span, p),
+                        }
+                    }
+                }
+            }
+            "services" => {
+                saw_services = true;
+                if let Some(m) = d.map(&e.value, "services") {
+                    if m.is_empty() {
+                        d.err(
+                            e.value.span,
+                            "the deployment has no services",
+                            "add at least one service with an image",
+                        );
+                    }
+                    for s in m {
+                        let ok_name = d.name(&s.key, s.key_span, "service");
+                        if let Some((svc, sp)) = service(d, s)
+                            && ok_name
+                        {
+                            services.insert(s.key.clone(), svc);
+                            spans.insert(s.key.clone(), sp);
+                        }
+                    }
+                }
+            }
+            _ => d.unknown_key(e, TOP_KEYS, "at the top level"),
+        }
+    }
+    if !saw_services {
+        d.err(
+            Span::default(),
+            "the deployment has no `services`",
+            "add a services table with at least one service, e.g. [services.web] image = \"nginx\"",
+        );
+    }
+    let name = match (name_override, name) {
+        (Some(n), _) => n.to_string(),
+        (None, Some((n, span))) => {
+            d.name(&n, span, "deployment");
+            n
+        }
+        (None, None) => {
+            d.err(
+                Span::default(),
+                "the deployment has no `name`",
+                "add name = \"...\" at the top of the file, or pass --name",
+            );
+            String::new()
+        }
+    };
+    Some((
+        Deployment {
+            name,
+            source: None,
+            keys,
+            deployment_keys: Vec::new(),
+            services,
+        },
+        spans,
+    ))
+}
+
+fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
+    let sname = &s.key;
+    let path = |k: &str| format!("services.{sname}.{k}");
+    let entries = d.map(&s.value, &format!("services.{sname}"))?;
+    let mut svc = Service {
+        name: sname.clone(),
+        image: String::new(),
+        count: 1,
+        command: None,
+        entrypoint: None,
+        ports: vec![],
+        env: BTreeMap::new(),
+        volumes: vec![],
+        links: vec![],
+        ssh: vec![],
+        ssh_shell: None,
+        restart: RestartPolicy::Always,
+        user: None,
+        workdir: None,
+        hostname: None,
+        labels: BTreeMap::new(),
+        stop_timeout: None,
+        stop_signal: None,
+        memory: None,
+        cpus: None,
+        read_only: false,
+        tmpfs: vec![],
+        cap_add: vec![],
+        cap_drop: vec![],
+        privileged: false,
+    };
+    let mut spans = ServiceSpans {
+        name: s.key_span,
+        ..Default::default()
+    };
+    let mut have_image = false;
+    let mut env_files: Vec<(String, Span)> = Vec::new();
+    let mut env_inline: Vec<(String, String)> = Vec::new();
+    for e in entries {
+        let v = &e.value;
+        let what = path(&e.key);
+        match e.key.as_str() {
+            "image" => {
+                have_image = true;
+                if let Some(img) = d.string(v, &what) {
+                    match values::check_image(&img) {
+                        Ok(()) => svc.image = img,
+                        Err(p) => d.problem(v.span, p),
+                    }
+                }
+            }
+            "count" => {
+                spans.count = Some(v.span);
+                if let Some(n) = d.integer(v, &what) {
+                    if (1..=100).contains(&n) {
+                        svc.count = n as u32;
+                    } else {
+                        d.err(
+                            v.span,
+                            format!("`{what}` must be between 1 and 100, found {n}"),
+                            "set count to the number of instances to run, 1 to 100",
+                        );
+                    }
+                }
+            }
+            "command" | "entrypoint" => {
+                let words = match &v.value {
+                    Value::Str(s) => match values::shell_split(s) {
+                        Ok(w) => Some(w),
+                        Err(p) => {
+                            d.problem(v.span, p);
+                            None
+                        }
+                    },
+                    Value::Seq(_) => d
+                        .string_list(v, &what)
+                        .map(|l| l.into_iter().map(|(s, _)| s).collect()),
+                    _ => {
+                        d.type_err(v, &what, "a string or a list of strings", "write \"cmd arg\" or [\"cmd\", \"arg\"]");
+                        None
+                    }
+                };
+                if e.key == "command" {
+                    svc.command = words;
+                } else {
+                    svc.entrypoint = words;
+                }
+            }
+            "ports" => {
+                if let Some(list) = port_entries(d, v, &what) {
+                    for (p, span) in list {
+                        match values::parse_port(&p) {
+                            Ok(maps) => {
+                                for m in maps {
+                                    svc.ports.push(m);
+                                    spans.ports.push(span);
+                                }
+                            }
+                            Err(prob) => d.problem(span, prob),
+                        }
+                    }
+                }
+            }
+            "env" => env_inline.extend(env_map(d, v, &what)),
+            "env_file" => {
+                if let Some(l) = d.string_or_list(v, &what) {
+                    env_files.extend(l);
+                }
+            }
+            "volumes" => {
+                if let Some(list) = d.string_list(v, &what) {
+                    let mut targets: Vec<String> = Vec::new();
+                    for (entry, span) in list {
+                        match values::parse_volume(&entry) {
+                            Ok(m) => {
+                                if targets.contains(&m.target) {
+                                    d.err(
+                                        span,
+                                        format!("two volumes are mounted at `{}` in service `{sname}`", m.target),
+                                        "mount one volume per container path",
+                                    );
+                                } else {
+                                    targets.push(m.target.clone());
+                                    svc.volumes.push(m);
+                                }
+                            }
+                            Err(p) => d.problem(span, p),
+                        }
+                    }
+                }
+            }
+            "links" => {
+                if let Some(list) = d.string_list(v, &what) {
+                    for (entry, span) in list {
+                        match values::parse_link(&entry) {
+                            Ok(l) => {
+                                if svc.links.iter().any(|x| x.alias == l.alias) {
+                                    d.err(
+                                        span,
+                                        format!("service `{sname}` links to the alias `{}` twice", l.alias),
+                                        "give each link its own alias: \"service:alias\"",
+                                    );
+                                    continue;
+                                }
+                                svc.links.push(l);
+                                spans.links.push(span);
+                            }
+                            Err(p) => d.problem(span, p),
+                        }
+                    }
+                }
+            }
+            "ssh" => {
+                if let Some(list) = d.string_list(v, &what) {
+                    for (k, span) in list {
+                        svc.ssh.push(k);
+                        spans.ssh.push(span);
+                    }
+                }
+            }
+            "ssh_shell" => {
+                if let Some(sh) = d.string(v, &what) {
+                    if sh.starts_with('/') {
+                        svc.ssh_shell = Some(sh);
+                    } else {
+                        d.err(v.span, format!("`{what}` must be an absolute path, found {sh:?}"), "write the shell's path in the container, e.g. \"/bin/bash\"");
+                    }
+                }
+            }
+            "restart" => {
+                if let Some(r) = d.string(v, &what) {
+                    match r.as_str() {
+                        // `unless-stopped` is what `always` already means under
+                        // berth: a service stopped with `berth stop` stays stopped.
+                        "always" | "unless-stopped" => svc.restart = RestartPolicy::Always,
+                        "on-failure" => svc.restart = RestartPolicy::OnFailure,
+                        "no" | "never" => svc.restart = RestartPolicy::No,
+                        other => {
+                            let help = match suggest(other, ["always", "on-failure", "no"].into_iter()) {
+                                Some(s) => format!("did you mean \"{s}\"? restart is \"always\" (the default), \"on-failure\" or \"no\""),
+                                None => "restart is \"always\" (the default), \"on-failure\" or \"no\"".to_string(),
+                            };
+                            d.err(v.span, format!("unknown restart policy `{other}`"), help);
+                        }
+                    }
+                }
+            }
+            "user" => {
+                if let Some(u) = d.string_or_number(v, &what) {
+                    let ok = !u.is_empty()
+                        && u.split(':').count() <= 2
+                        && !u.chars().any(|c| c.is_whitespace() || c.is_control());
+                    if ok {
+                        svc.user = Some(u);
+                    } else {
+                        d.err(v.span, format!("`{what}` {u:?} is not a user"), "write a user name or uid, optionally with a group: \"1000:1000\"");
+                    }
+                }
+            }
+            "workdir" => {
+                if let Some(w) = d.string(v, &what) {
+                    if w.starts_with('/') {
+                        svc.workdir = Some(w);
+                    } else {
+                        d.err(v.span, format!("`{what}` must be an absolute path, found {w:?}"), "write the directory inside the container from the root, e.g. \"/app\"");
+                    }
+                }
+            }
+            "hostname" => {
+                if let Some(h) = d.string(v, &what) {
+                    match values::check_hostname(&h) {
+                        Ok(()) => svc.hostname = Some(h),
+                        Err(p) => d.problem(v.span, p),
+                    }
+                }
+            }
+            "labels" => {
+                if let Some(m) = d.map(v, &what) {
+                    for l in m {
+                        if l.key.is_empty() || l.key.chars().any(|c| c.is_control() || c == '=') {
+                            d.err(l.key_span, format!("label name {:?} is not valid", l.key), "label names are non-empty and contain no `=` or control characters");
+                            continue;
+                        }
+                        if l.key.starts_with("berth.") {
+                            d.err(l.key_span, format!("label `{}` uses the reserved prefix `berth.`", l.key), "berth sets the berth.* labels itself; choose another name");
+                            continue;
+                        }
+                        if let Some(val) = d.scalar_text(&l.value, &format!("{what}.{}", l.key)) {
+                            svc.labels.insert(l.key.clone(), val);
+                        }
+                    }
+                }
+            }
+            "stop_timeout" => {
+                let secs = match &v.value {
+                    Value::Int(i) if *i >= 0 => Some(*i as u64),
+                    Value::Int(i) => {
+                        d.err(v.span, format!("`{what}` must not be negative, found {i}"), "write seconds, e.g. 30");
+                        None
+                    }
+                    Value::Str(s) => match values::parse_duration_secs(s) {
+                        Ok(n) => Some(n),
+                        Err(p) => {
+                            d.problem(v.span, p);
+                            None
+                        }
+                    },
+                    _ => {
+                        d.type_err(v, &what, "seconds or a duration", "write 30 or \"30s\"");
+                        None
+                    }
+                };
+                if let Some(n) = secs {
+                    if n > 24 * 3600 {
+                        d.err(v.span, format!("`{what}` of {n} seconds is longer than a day"), "write a stop timeout of at most 86400 seconds");
+                    } else {
+                        svc.stop_timeout = Some(n);
+                    }
+                }
+            }
+            "stop_signal" => {
+                if let Some(sig) = d.string_or_number(v, &what) {
+                    match values::parse_signal(&sig) {
+                        Ok(s) => svc.stop_signal = Some(s),
+                        Err(p) => d.problem(v.span, p),
+                    }
+                }
+            }
+            "memory" => {
+                let text = match &v.value {
+                    Value::Int(i) => Some(i.to_string()),
+                    Value::Str(s) => Some(s.clone()),
+                    _ => {
+                        d.type_err(v, &what, "a size", "write a size such as \"512m\" or \"1g\"");
+                        None
+                    }
+                };
+                if let Some(t) = text {
+                    match values::parse_memory(&t) {
+                        Ok(b) => svc.memory = Some(b),
+                        Err(p) => d.problem(v.span, p),
+                    }
+                }
+            }
+            "cpus" => {
+                let n = match &v.value {
+                    Value::Int(i) => Some(*i as f64),
+                    Value::Float(f) => Some(*f),
+                    Value::Str(s) => match s.trim().parse::<f64>() {
+                        Ok(f) => Some(f),
+                        Err(_) => {
+                            d.type_err(v, &what, "a number", "write a number of cores, e.g. 0.5 or 2");
+                            None
+                        }
+                    },
+                    _ => {
+                        d.type_err(v, &what, "a number", "write a number of cores, e.g. 0.5 or 2");
+                        None
+                    }
+                };
+                if let Some(n) = n {
+                    if n.is_finite() && n > 0.0 && n <= 1024.0 {
+                        svc.cpus = Some(n);
+                    } else {
+                        d.err(v.span, format!("`{what}` must be a number of cores greater than 0, found {n}"), "write a number of cores, e.g. 0.5 or 2");
+                    }
+                }
+            }
+            "read_only" => {
+                if let Some(b) = d.boolean(v, &what) {
+                    svc.read_only = b;
+                }
+            }
+            "privileged" => match &v.value {
+                Value::Bool(b) => svc.privileged = *b,
+                _ => d.type_err(
+                    v,
+                    &what,
+                    "the boolean true or false",
+                    "privileged gives the container full access to the host, so it must be written exactly as privileged = true (no quotes); remove it otherwise",
+                ),
+            },
+            "tmpfs" => {
+                if let Some(l) = d.string_or_list(v, &what) {
+                    for (t, span) in l {
+                        let path = t.split(':').next().unwrap_or("");
+                        if path.starts_with('/') {
+                            svc.tmpfs.push(t);
+                        } else {
+                            d.err(span, format!("tmpfs `{t}` is not an absolute container path"), "write \"/run\" or \"/run:size=64m\"");
+                        }
+                    }
+                }
+            }
+            "cap_add" | "cap_drop" => {
+                if let Some(l) = d.string_list(v, &what) {
+                    let mut caps = Vec::new();
+                    for (c, span) in l {
+                        match values::parse_capability(&c) {
+                            Ok(c) => caps.push(c),
+                            Err(p) => d.problem(span, p),
+                        }
+                    }
+                    if e.key == "cap_add" {
+                        svc.cap_add = caps;
+                    } else {
+                        svc.cap_drop = caps;
+                    }
+                }
+            }
+            _ => d.unknown_key(e, SERVICE_KEYS, &format!("in service `{sname}`")),
+        }
+    }
+    if !have_image {
+        d.err(
+            s.key_span,
+            format!("service `{sname}` has no `image`"),
+            "every service runs an image: add image = \"repository:tag\"",
+        );
+    }
+    // env_file entries first, env on top.
+    for (f, span) in env_files {
+        d.env_file(&f, span, &mut svc.env);
+    }
+    for (k, v) in env_inline {
+        svc.env.insert(k, v);
+    }
+    Some((svc, spans))
+}
+
+/// `ports` as a list of strings or bare numbers.
+fn port_entries(d: &mut Decoder, v: &Node, what: &str) -> Option<Vec<(String, Span)>> {
+    d.string_list(v, what)
+}
+
+/// `env` as a table or a list of `KEY=value` strings.
+fn env_map(d: &mut Decoder, v: &Node, what: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let check =
+        |d: &mut Decoder, key: &str, span: Span| -> bool {
+            if is_name(key) {
+                true
+            } else {
+                d.err(
+                span,
+                format!("environment variable name `{}` is not valid", key.escape_debug()),
+                "environment variable names are letters, digits and _, not starting with a digit",
+            );
+                false
+            }
+        };
+    match &v.value {
+        Value::Map(m) => {
+            for e in m {
+                if check(d, &e.key, e.key_span)
+                    && let Some(val) = d.scalar_text(&e.value, &format!("{what}.{}", e.key))
+                {
+                    out.push((e.key.clone(), val));
+                }
+            }
+        }
+        Value::Seq(_) => {
+            if let Some(list) = d.string_list(v, what) {
+                for (item, span) in list {
+                    match item.split_once('=') {
+                        Some((k, val)) => {
+                            if out.iter().any(|(x, _)| x == k) {
+                                d.err(span, format!("environment variable `{k}` is set twice"), "keep one of them");
+                            } else if check(d, k, span) {
+                                out.push((k.to_string(), val.to_string()));
+                            }
+                        }
+                        None => d.err(
+                            span,
+                            format!("env entry `{item}` has no value"),
+                            format!("write \"{item}=value\"; to pass a value from the host, write \"{item}=${{{item}}}\""),
+                        ),
+                    }
+                }
+            }
+        }
+        _ => d.type_err(
+            v,
+            what,
+            "a table or a list of \"KEY=value\"",
+            "write env = { KEY = \"value\" }",
+        ),
+    }
+    out
+}
