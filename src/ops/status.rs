@@ -104,7 +104,13 @@ pub fn rows(
         let row = match containers.iter().find(|c| c.name == inst.container) {
             Some(c) => {
                 seen.push(&c.name);
-                row_from(c, target, stopped, sup_restarts, now, true)
+                let mut row = row_from(c, target, stopped, sup_restarts, now, true);
+                // The engine records the image ID berth created it from;
+                // the reference in the file is what the operator knows.
+                if !image.is_empty() {
+                    row.image = image;
+                }
+                row
             }
             None => InstanceRow {
                 deployment: d.name.clone(),
