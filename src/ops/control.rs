@@ -188,7 +188,8 @@ async fn wait_for(
     loop {
         let now = engine.container_status(&inst.container).await?;
         let done = match action {
-            Action::Stop => now.as_ref().is_none_or(|c| !c.is_running()),
+            // `berth up` removes the container of a stopped instance.
+            Action::Stop => now.is_none(),
             Action::Start => now.as_ref().is_some_and(|c| c.is_running()),
             Action::Restart => now
                 .as_ref()

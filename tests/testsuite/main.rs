@@ -3,3 +3,4 @@
 
 mod ops;
 mod support;
+mod up;
