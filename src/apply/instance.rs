@@ -440,7 +440,12 @@ impl InstanceSpec {
     pub fn write(&self, state: &StateDir) -> Result<()> {
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Runtime(format!("cannot serialise instance spec: {e}")))?;
-        write_private(&state.instance_file(&self.container), &json)
+        let path = state.instance_file(&self.container);
+        // Unchanged: leave the file alone (a no-op apply writes nothing).
+        if std::fs::read(&path).ok().as_deref() == Some(json.as_slice()) {
+            return Ok(());
+        }
+        write_private(&path, &json)
     }
 
     /// Every instance spec in the state directory that belongs to `deployment`.

@@ -283,7 +283,7 @@ pub async fn apply(
             pending = apply_systemd(engine, state, &plan, unit_dir, units, opts, &report).await?;
         }
         Target::Containers(_) => {
-            apply_containers(engine, state, deployment, &plan, revision, &report).await?;
+            apply_containers(engine, state, deployment, &plan, revision, opts, &report).await?;
         }
     }
 
@@ -364,15 +364,54 @@ pub fn forget_instance(state: &StateDir, container: &str) -> Result<()> {
     Ok(())
 }
 
+/// Switching an instance from systemd to Docker's restart policy: its unit
+/// must go, or the supervisor and the engine would fight over the container.
+async fn remove_stale_units(
+    plan: &Plan,
+    unit_dir: &std::path::Path,
+    systemctl: bool,
+    report: &Reporter,
+) -> Result<()> {
+    let stale: Vec<&InstancePlan> = plan
+        .instances
+        .iter()
+        .filter(|i| systemd_ctl::unit_path(unit_dir, &i.container).exists())
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let units: Vec<String> = stale
+        .iter()
+        .map(|i| names::unit_name(&i.container))
+        .collect();
+    let ctl = Systemctl::new(systemctl && systemd_ctl::systemd_running());
+    ctl.stop(&units).await?;
+    ctl.disable(&units).await?;
+    for i in &stale {
+        systemd_ctl::remove_unit(unit_dir, &i.container)?;
+    }
+    ctl.daemon_reload().await?;
+    for u in units {
+        report(format!(
+            "removed unit {u} (instances now kept running by Docker)"
+        ));
+    }
+    Ok(())
+}
+
 async fn apply_containers(
     engine: &Engine,
     state: &StateDir,
     deployment: &Deployment,
     plan: &Plan,
     revision: u64,
+    opts: &ApplyOptions,
     report: &Reporter,
 ) -> Result<()> {
+    let opts_unit_dir = &opts.unit_dir;
+    let systemctl = opts.systemctl;
     remove_instances(engine, state, plan, report).await?;
+    remove_stale_units(plan, opts_unit_dir, systemctl, report).await?;
     let levels = service_levels(deployment);
     let max = levels.values().copied().max().unwrap_or(0);
     for level in 0..=max {
@@ -460,10 +499,11 @@ async fn apply_systemd(
             systemd_ctl::write_unit(unit_dir, &spec.container, text)?;
         }
         let unit = names::unit_name(&spec.container);
-        to_enable.push(unit.clone());
+        // A unit the operator stopped stays disabled (not started at boot).
         if item.stopped_by_operator {
             continue;
         }
+        to_enable.push(unit.clone());
         match item.action {
             Action::Create | Action::Start => to_start.push(unit),
             Action::Recreate => to_restart.push(unit),

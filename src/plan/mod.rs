@@ -204,25 +204,32 @@ impl Plan {
             .collect();
         let create_network = !engine.network_exists(&names::network_name(name)).await?;
 
-        let mut volumes_to_create = Vec::new();
+        let mut candidates = Vec::new();
         let mut seen_volumes = BTreeSet::new();
         for spec in specs {
             for (vol, path) in spec.volume_names() {
                 if existing_volumes.contains(vol) || !seen_volumes.insert(vol.to_string()) {
                     continue;
                 }
-                // Unlabelled volumes of the same name (created by hand) are
-                // used as they are.
-                if engine.volume_exists(vol).await? {
-                    continue;
-                }
-                volumes_to_create.push(VolumePlan {
+                candidates.push(VolumePlan {
                     name: vol.to_string(),
                     container: spec.container.clone(),
                     service: spec.service.clone(),
                     index: spec.index,
                     path: path.to_string(),
                 });
+            }
+        }
+        // Unlabelled volumes of the same name (created by hand) are used as
+        // they are; ask about all candidates at once.
+        let exists = futures_util::future::join_all(
+            candidates.iter().map(|v| engine.volume_exists(&v.name)),
+        )
+        .await;
+        let mut volumes_to_create = Vec::new();
+        for (v, e) in candidates.into_iter().zip(exists) {
+            if !e? {
+                volumes_to_create.push(v);
             }
         }
 
