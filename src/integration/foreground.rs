@@ -144,6 +144,14 @@ pub async fn up(engine: &Engine, state: &StateDir, opts: &UpOptions, load: Loade
             }
         }
         let _ = shutdown_tx.send(true);
+        // A second Ctrl-C means "now": leave without waiting for the
+        // containers to stop (they are replaced on the next start anyway).
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("berth: second signal: exiting without waiting for containers to stop");
+        std::process::exit(130);
     });
 
     let pid_file = up_pid_file(state, &name);

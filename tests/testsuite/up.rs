@@ -54,6 +54,20 @@ stop_timeout = 2
         upp.output()
     );
     let first = container_id(&db).expect("db container");
+    // `logs -f` follows the instance into its next container.
+    let follow = Background::spawn(
+        bin(),
+        &ws,
+        "follow",
+        &["-f", "deploy.toml", "logs", "db", "-f"],
+    );
+    assert!(
+        wait_for(WAIT, || std::fs::read_to_string(&follow.stdout)
+            .unwrap_or_default()
+            .contains("db-ready")),
+        "{}",
+        follow.output()
+    );
     // Restart policy `no`: restarting is berth's job here.
     let c = inspect("container", &db).expect("db");
     assert_eq!(
@@ -72,6 +86,16 @@ stop_timeout = 2
     let boots = docker_ok(&["exec", &db, "cat", "/data/boots"]);
     assert_eq!(boots.lines().count(), 2, "same volume, two boots: {boots}");
     assert!(running(&app), "the other instance kept running");
+    assert!(
+        wait_for(WAIT, || std::fs::read_to_string(&follow.stdout)
+            .unwrap_or_default()
+            .matches("db-ready")
+            .count()
+            == 2),
+        "logs -f did not follow into the fresh container: {}",
+        follow.output()
+    );
+    drop(follow);
 
     // Output is prefixed by instance name.
     assert!(
