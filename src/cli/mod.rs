@@ -157,7 +157,7 @@ impl Context {
 
 /// Parse the command line, run the command, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(logs::follow_short_flag(std::env::args_os()));
     init_tracing(cli.global.verbose);
     let ctx = Context {
         global: cli.global.clone(),

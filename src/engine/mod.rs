@@ -28,6 +28,7 @@ pub mod containers;
 pub mod exec;
 pub mod images;
 pub mod networks;
+pub mod ops;
 pub mod registry;
 pub mod volumes;
 

@@ -2,5 +2,6 @@
 //! restart policies, or berth's own foreground supervisor.
 
 pub mod docker;
+pub mod foreground;
 pub mod systemd;
 pub mod systemd_ctl;

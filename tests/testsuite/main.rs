@@ -3,8 +3,10 @@
 
 mod apply;
 mod invalid_files;
+mod ops;
 mod spec_commands;
 mod ssh;
 mod support;
 mod systemd_host;
 mod units;
+mod up;

@@ -401,3 +401,96 @@ pub fn base64(s: &str) -> String {
     }
     out
 }
+
+/// A `berth` process running in the background (for `berth up`, `logs -f`),
+/// its output going to files in the workspace. Killed (SIGKILL) on drop if
+/// still running, so a failing test never leaves it behind.
+pub struct Background {
+    pub child: std::process::Child,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Background {
+    /// Start `bin args...` with the workspace's state and unit directories.
+    pub fn spawn(bin: &Path, ws: &Workspace, tag: &str, args: &[&str]) -> Self {
+        let stdout = ws.path().join(format!("{tag}.stdout"));
+        let stderr = ws.path().join(format!("{tag}.stderr"));
+        let child = Command::new(bin)
+            .args(args)
+            .env("BERTH_STATE_DIR", ws.state_dir())
+            .env("BERTH_UNIT_DIR", ws.unit_dir())
+            .env("NO_COLOR", "1")
+            .current_dir(ws.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal (`"INT"`, `"TERM"`, `"HUP"`) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Everything written so far to stdout and stderr.
+    pub fn output(&self) -> String {
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}",
+            std::fs::read_to_string(&self.stdout).unwrap_or_default(),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    /// Wait for the process to exit, at most `limit`; `None` if it did not.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Poll `cond` every 200 ms until it holds or `limit` passes; returns
+/// whether it held. For waiting on the engine, never for judging speed.
+pub fn wait_for(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
