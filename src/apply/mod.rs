@@ -1,1 +1,5 @@
-//! Carry out a plan: images, network, volumes, containers, host integration.
+//! `berth apply`: carry out a [`Plan`](crate::plan::Plan).
+
+pub mod instance;
+
+pub use instance::{InstanceSpec, Integration, MountSource, MountSpec};
