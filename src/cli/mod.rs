@@ -12,6 +12,7 @@ use crate::state::{DEFAULT_STATE_DIR, DEFAULT_UNIT_DIR, StateDir};
 
 mod apply;
 mod authorized_keys;
+mod backup;
 mod completions;
 mod destroy;
 mod doctor;
@@ -20,6 +21,7 @@ mod logs;
 mod plan;
 mod ps;
 mod render;
+mod restore;
 mod schema;
 mod ssh_gateway;
 mod start_stop;
@@ -112,6 +114,10 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Save the volumes of services into one archive.
+    Backup(backup::BackupArgs),
+    /// Put a backup's volumes back (checksums verified first).
+    Restore(restore::RestoreArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -202,6 +208,8 @@ async fn run(ctx: Context, command: Command) -> Result<u8> {
         Command::Doctor(a) => doctor::run(&ctx, a).await,
         Command::Schema(a) => schema::run(&ctx, a).await,
         Command::Completions(a) => completions::run(&ctx, a).await,
+        Command::Backup(a) => backup::run(&ctx, a).await,
+        Command::Restore(a) => restore::run(&ctx, a).await,
     }
 }
 

@@ -1,1 +1,18 @@
 //! Data lifecycle: backup, restore, snapshots.
+//!
+//! Volumes are read and written only through the engine's archive API, on
+//! short-lived carrier containers (see [`crate::engine::archive`]); berth
+//! never reads the engine's data directory.
+//!
+//! - [`backup::backup`] / [`backup::backup_to_file`]: volumes of chosen
+//!   instances into one archive ([`format`]), instances stopped meanwhile
+//!   unless `live`.
+//! - [`restore::verify`] / [`restore::restore`]: check a whole archive, then
+//!   put its volumes back.
+//! - [`instances`]: which instances have data, and stopping/starting them
+//!   the way their integration expects.
+
+pub mod backup;
+pub mod format;
+pub mod instances;
+pub mod restore;

@@ -8,6 +8,7 @@
 //! inspect, wait, logs), [`volumes`] and [`networks`]. Every object berth
 //! creates carries the labels from [`crate::names`].
 
+pub mod archive;
 pub mod containers;
 pub mod images;
 pub mod networks;
