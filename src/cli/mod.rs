@@ -23,6 +23,7 @@ mod ps;
 mod render;
 mod restore;
 mod schema;
+mod snapshots;
 mod ssh_gateway;
 mod start_stop;
 mod supervise;
@@ -118,6 +119,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Put a backup's volumes back (checksums verified first).
     Restore(restore::RestoreArgs),
+    /// List the volume snapshots kept in the state directory.
+    Snapshots(snapshots::SnapshotsArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -210,6 +213,7 @@ async fn run(ctx: Context, command: Command) -> Result<u8> {
         Command::Completions(a) => completions::run(&ctx, a).await,
         Command::Backup(a) => backup::run(&ctx, a).await,
         Command::Restore(a) => restore::run(&ctx, a).await,
+        Command::Snapshots(a) => snapshots::run(&ctx, a).await,
     }
 }
 

@@ -9,6 +9,9 @@
 //!   unless `live`.
 //! - [`restore::verify`] / [`restore::restore`]: check a whole archive, then
 //!   put its volumes back.
+//! - [`snapshot::snapshot_instance`]: one instance's volumes into
+//!   `<state>/snapshots/<container>/`, keeping the newest N; for `apply` to
+//!   call before it recreates an instance for a changed image.
 //! - [`instances`]: which instances have data, and stopping/starting them
 //!   the way their integration expects.
 
@@ -16,3 +19,4 @@ pub mod backup;
 pub mod format;
 pub mod instances;
 pub mod restore;
+pub mod snapshot;

@@ -134,9 +134,7 @@ pub async fn restore(
     let mut plan: BTreeMap<String, Target> = BTreeMap::new();
     let mut refusals = Vec::new();
     let mut to_stop: Vec<DataInstance> = Vec::new();
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        .to_string()
-        .replace(':', "");
+    let stamp = super::snapshot::stamp(std::time::SystemTime::now());
     for inst in &chosen {
         let container = match inst.container.strip_prefix(&manifest.deployment) {
             Some(rest) if target_dep != manifest.deployment => format!("{target_dep}{rest}"),
@@ -178,10 +176,7 @@ pub async fn restore(
                 refusals.push(volume.clone());
             }
             let save_to = (non_empty && opts.force).then(|| {
-                state
-                    .root()
-                    .join("snapshots")
-                    .join(&container)
+                super::snapshot::snapshots_dir(state, &container)
                     .join(format!("pre-restore-{stamp}.tar.zst"))
             });
             plan.insert(
@@ -547,7 +542,12 @@ async fn save_volume(
     progress: &ProgressBar,
 ) -> Result<()> {
     if let Some(dir) = save.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?;
     }
     let inst = DataInstance {
         deployment: target
@@ -580,7 +580,7 @@ async fn save_volume(
     };
     let dep = inst.deployment.clone();
     progress.set_message(format!("saving the current content of {}", target.volume));
-    backup_to_file(
+    let manifest = backup_to_file(
         engine,
         state,
         &dep,
@@ -589,8 +589,8 @@ async fn save_volume(
         &BackupOptions { live: true },
         progress,
     )
-    .await
-    .map(|_| ())
+    .await?;
+    super::snapshot::write_sidecar(save, &manifest)
 }
 
 /// After a failed extraction: empty the volume and put the saved content

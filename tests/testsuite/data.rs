@@ -637,3 +637,53 @@ mkdir small; d=0; while [ $d -lt 100 ]; do mkdir small/d$d; f=0; while [ $f -lt 
         mb / restore
     );
 }
+
+/// `data::snapshot::snapshot_instance` (what `apply` calls before it
+/// recreates an instance for a new image) keeps the newest N, `berth
+/// snapshots` lists them, and a snapshot restores like any backup.
+#[test]
+fn snapshots_of_an_instance_are_kept_listed_and_restorable() {
+    let dep = support::unique_name("datasnap");
+    let _clean = Cleanup::new(&dep);
+    let ws = Workspace::new();
+    let vol = make_volume(&dep, "app", "state");
+    let container = start_instance(&dep, "app", &[(&vol, "/state")], IDLE);
+    let state = berth::state::StateDir::new(ws.state_dir());
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let engine = rt
+        .block_on(berth::engine::Engine::connect())
+        .expect("engine");
+    for revision in 1..=4u64 {
+        in_volume(&vol, &format!("echo {revision} > /v/revision"));
+        let snap = rt
+            .block_on(berth::data::snapshot::snapshot_instance(
+                &engine, &state, &dep, &container, revision, 2,
+            ))
+            .expect("snapshot")
+            .expect("the instance has volumes");
+        assert_eq!(snap.revision, Some(revision));
+        assert!(snap.path.is_file());
+        assert!(
+            running(&container),
+            "running again after snapshot {revision}"
+        );
+    }
+    assert_no_carriers(&dep);
+
+    let out = run_ok(&ws, &["--name", &dep, "snapshots", "--output", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON listing");
+    let list = list.as_array().expect("array");
+    let revisions: Vec<u64> = list
+        .iter()
+        .map(|s| s["revision"].as_u64().expect("revision"))
+        .collect();
+    assert_eq!(revisions, vec![3, 4], "the newest two are kept");
+    assert_eq!(list[1]["container"], container.as_str());
+    assert_eq!(list[1]["manifest"]["deployment"], dep.as_str());
+
+    // Restore revision 3's snapshot over the current content.
+    let path = list[0]["path"].as_str().expect("path");
+    run_ok(&ws, &["restore", path, "--force"]);
+    assert_eq!(in_volume(&vol, "cat /v/revision"), b"3\n".to_vec());
+    assert!(running(&container));
+}
