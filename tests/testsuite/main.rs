@@ -2,6 +2,7 @@
 //! They drive the built `berth` binary against the real Docker engine.
 
 mod apply;
+mod data;
 mod invalid_files;
 mod ops;
 mod spec_commands;
