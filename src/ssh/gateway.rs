@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -39,7 +40,7 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:2222";
 pub const MAX_AUTH_ATTEMPTS: usize = 6;
 /// Every refused authentication attempt takes at least this long.
 pub const REJECTION_DELAY: Duration = Duration::from_millis(1000);
-/// Session channels one connection may have open at once.
+/// Sessions (pending or running) one connection may have at once.
 pub const MAX_CHANNELS: usize = 10;
 /// Client input buffered per session while the process is not reading it.
 pub const STDIN_BUFFER: usize = 16 * 1024 * 1024;
@@ -99,6 +100,7 @@ impl russh::server::Server for Server {
             peer: peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
             authed: None,
             channels: HashMap::new(),
+            running: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -135,6 +137,24 @@ struct Conn {
     peer: String,
     authed: Option<Authed>,
     channels: HashMap<ChannelId, PendingChannel>,
+    /// Sessions of this connection whose shell or command runs.
+    running: Arc<AtomicUsize>,
+}
+
+/// Counts a running session; the count drops when the session ends.
+struct RunningGuard(Arc<AtomicUsize>);
+
+impl RunningGuard {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn key_fingerprint(key: &PublicKey) -> String {
@@ -177,7 +197,11 @@ impl Conn {
             env: pending.env.clone(),
             command,
         };
-        tokio::spawn(job.run(ch));
+        let guard = RunningGuard::new(&self.running);
+        tokio::spawn(async move {
+            job.run(ch).await;
+            drop(guard);
+        });
     }
 }
 
@@ -259,7 +283,8 @@ impl russh::server::Handler for Conn {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.retain(|_, p| p.channel.is_some());
-        if self.authed.is_none() || self.channels.len() >= MAX_CHANNELS {
+        let sessions = self.channels.len() + self.running.load(Ordering::SeqCst);
+        if self.authed.is_none() || sessions >= MAX_CHANNELS {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
@@ -493,6 +518,15 @@ struct Outcome {
 }
 
 impl Job {
+    /// A message from berth itself, on the client's stderr.
+    async fn say(&self, tx: &russh::ChannelWriteHalf<Msg>, msg: &str) {
+        // A terminal needs the carriage return that its line discipline would add.
+        let eol = if self.pty.is_some() { "\r\n" } else { "\n" };
+        let _ = tx
+            .extended_data_bytes(1, format!("{msg}{eol}").into_bytes())
+            .await;
+    }
+
     async fn run(self, channel: Channel<Msg>) {
         let started = Instant::now();
         let (mut rx, tx) = channel.split();
@@ -505,22 +539,18 @@ impl Job {
             Some(Grant::Enter(target)) => self.exec(&target, &mut rx, &tx).await,
             Some(Grant::Ambiguous(names)) => {
                 let msg = format!(
-                    "berth: the login {:?} names more than one container; log in as one of: {}\r\n",
+                    "berth: the login {:?} names more than one container; log in as one of: {}",
                     self.authed.login,
                     names.join(", ")
                 );
-                let _ = tx.extended_data_bytes(1, msg.into_bytes()).await;
+                self.say(&tx, &msg).await;
                 Outcome {
                     status: 2,
                     container: "-".into(),
                 }
             }
             None => {
-                let _ = tx
-                    .extended_data_bytes(
-                        1,
-                        b"berth: this key is no longer granted to this login\r\n".to_vec(),
-                    )
+                self.say(&tx, "berth: this key is no longer granted to this login")
                     .await;
                 Outcome {
                     status: 1,
@@ -565,19 +595,15 @@ impl Job {
                     _ => "it does not exist".to_string(),
                 };
                 let msg = format!(
-                    "berth: {} ({}) is not running: {why}; start it with `berth start {}`\r\n",
+                    "berth: {} ({}) is not running: {why}; start it with `berth start {}`",
                     target.qualified, target.container, target.service
                 );
-                let _ = tx.extended_data_bytes(1, msg.into_bytes()).await;
+                self.say(tx, &msg).await;
                 return fail(1);
             }
             Err(e) => {
                 tracing::warn!("ssh session for {}: {e}", target.container);
-                let _ = tx
-                    .extended_data_bytes(
-                        1,
-                        b"berth: the container engine is not available\r\n".to_vec(),
-                    )
+                self.say(tx, "berth: the container engine is not available")
                     .await;
                 return fail(1);
             }
@@ -602,11 +628,8 @@ impl Job {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!("ssh session for {}: {e}", target.container);
-                let msg = format!(
-                    "berth: cannot start a process in {}: {e}\r\n",
-                    target.container
-                );
-                let _ = tx.extended_data_bytes(1, msg.into_bytes()).await;
+                let msg = format!("berth: cannot start a process in {}: {e}", target.container);
+                self.say(tx, &msg).await;
                 return fail(1);
             }
         };

@@ -1466,3 +1466,68 @@ fn openssh_sshd_with_authorized_keys_command() {
     let out = run(c);
     assert_ne!(out.status.code(), Some(0), "{}", show(&out));
 }
+
+#[test]
+fn ssh_sessions_per_connection_are_limited() {
+    // OpenSSH connection sharing puts many sessions on one connection.
+    let s = setup("sshmux");
+    let dir = tempfile::tempdir().expect("control dir");
+    let ctl = dir.path().join("ctl");
+    let master = s.gw.ssh(&s.keys, "alice", "mail");
+    let master_args: Vec<std::ffi::OsString> =
+        master.get_args().map(|a| a.to_os_string()).collect();
+    let mut master = Command::new("ssh");
+    master
+        .args(["-M", "-N", "-S"])
+        .arg(&ctl)
+        .args(&master_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let master = master.spawn().expect("ssh master");
+    struct Kill(Vec<Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut children = Kill(vec![master]);
+    let start = Instant::now();
+    while !ctl.exists() {
+        assert!(start.elapsed() < DEADLINE, "no control socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let shared = |cmd: &str| {
+        let mut c = Command::new("ssh");
+        c.arg("-S").arg(&ctl).args(&master_args).arg(cmd);
+        c
+    };
+    for i in 0..berth::ssh::gateway::MAX_CHANNELS {
+        let mut c = shared(&format!("echo started-{i}; exec sleep 60"));
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().expect("session");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line, format!("started-{i}\n"));
+        children.0.push(child);
+    }
+    // The next session on that connection is refused (the client then
+    // falls back to a connection of its own).
+    let out = run(shared("echo INSIDE"));
+    assert!(
+        stderr(&out).contains("Session open refused by peer"),
+        "{}",
+        show(&out)
+    );
+    // Other connections are not affected.
+    let mut c = s.gw.ssh(&s.keys, "alice", "mail");
+    c.arg("echo INSIDE");
+    assert_eq!(stdout(&run(c)), "INSIDE\n");
+}
