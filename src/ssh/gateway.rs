@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -27,6 +27,7 @@ use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, MethodKind, MethodSet};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::access::{self, Grant, Target};
 use crate::engine::Engine;
@@ -42,6 +43,11 @@ pub const MAX_AUTH_ATTEMPTS: usize = 6;
 pub const REJECTION_DELAY: Duration = Duration::from_millis(1000);
 /// Sessions (pending or running) one connection may have at once.
 pub const MAX_CHANNELS: usize = 10;
+/// Default time a connection gets from its first byte to a successful login.
+pub const LOGIN_GRACE: Duration = Duration::from_secs(60);
+/// Connections that may be authenticating at the same time; more are
+/// dropped at once (logged-in sessions do not count).
+pub const MAX_UNAUTHENTICATED: usize = 64;
 /// Client input buffered per session while the process is not reading it.
 pub const STDIN_BUFFER: usize = 16 * 1024 * 1024;
 /// Environment variables a client may pass (`SendEnv`), besides `TERM`.
@@ -61,6 +67,7 @@ pub async fn serve(
     state: StateDir,
     listener: TcpListener,
     host_key: PrivateKey,
+    login_grace: Duration,
 ) -> Result<()> {
     let config = russh::server::Config {
         server_id: russh::SshId::Standard("SSH-2.0-berth".into()),
@@ -76,36 +83,79 @@ pub async fn serve(
         nodelay: true,
         ..Default::default()
     };
-    let mut server = Server {
-        shared: Arc::new(Shared { engine, state }),
-    };
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Runtime(format!("listening socket: {e}")))?;
-    russh::server::Server::run_on_socket(&mut server, Arc::new(config), &listener)
-        .await
-        .map_err(|e| Error::Runtime(format!("ssh-gateway on {addr}: {e}")))
-}
-
-struct Server {
-    shared: Arc<Shared>,
-}
-
-impl russh::server::Server for Server {
-    type Handler = Conn;
-
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Conn {
-        Conn {
-            shared: self.shared.clone(),
-            peer: peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+    let config = Arc::new(config);
+    let shared = Arc::new(Shared { engine, state });
+    let unauthenticated = Arc::new(Semaphore::new(MAX_UNAUTHENTICATED));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: keep serving the
+                // connections there are, and try again shortly.
+                tracing::warn!("ssh-gateway: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = unauthenticated.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "ssh-gateway: too many connections still authenticating; dropped one");
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let authenticated = Arc::new(AtomicBool::new(false));
+        let conn = Conn {
+            shared: shared.clone(),
+            peer: peer.to_string(),
             authed: None,
             channels: HashMap::new(),
             running: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    fn handle_session_error(&mut self, error: russh::Error) {
-        tracing::debug!("ssh connection ended: {error}");
+            authenticated: authenticated.clone(),
+            unauthenticated_slot: Some(permit),
+        };
+        let config = config.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + login_grace;
+            let session = match tokio::time::timeout_at(
+                deadline,
+                russh::server::run_stream(config, socket, conn),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "ssh connection setup failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(target: "berth::audit", %peer, "dropped: no SSH handshake in time");
+                    return;
+                }
+            };
+            let handle = session.handle();
+            let mut session = std::pin::pin!(session);
+            tokio::select! {
+                r = &mut session => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, "ssh connection ended: {e}");
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            if !authenticated.load(Ordering::SeqCst) {
+                tracing::info!(target: "berth::audit", %peer, "dropped: not authenticated in time");
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        "authentication took too long".into(),
+                        String::new(),
+                    )
+                    .await;
+            }
+            if let Err(e) = session.await {
+                tracing::debug!(%peer, "ssh connection ended: {e}");
+            }
+        });
     }
 }
 
@@ -139,6 +189,10 @@ struct Conn {
     channels: HashMap<ChannelId, PendingChannel>,
     /// Sessions of this connection whose shell or command runs.
     running: Arc<AtomicUsize>,
+    /// Set once a key was accepted (the login grace timer reads it).
+    authenticated: Arc<AtomicBool>,
+    /// One of the [`MAX_UNAUTHENTICATED`] slots, given back on login.
+    unauthenticated_slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Counts a running session; the count drops when the session ends.
@@ -256,6 +310,8 @@ impl russh::server::Handler for Conn {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         if self.grant(user, key.public_key).is_some() {
+            self.authenticated.store(true, Ordering::SeqCst);
+            self.unauthenticated_slot = None;
             self.authed = Some(Authed {
                 login: user.to_string(),
                 key: key.public_key.clone(),

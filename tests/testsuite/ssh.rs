@@ -171,10 +171,15 @@ struct Gateway {
 
 impl Gateway {
     fn start(ws: &Workspace) -> Self {
+        Self::start_with(ws, &[])
+    }
+
+    fn start_with(ws: &Workspace, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("gateway dir");
         let log = dir.path().join("gateway.log");
         let mut child = Command::new(bin())
             .args(["ssh-gateway", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("BERTH_STATE_DIR", ws.state_dir())
             .env("RUST_LOG", "warn,berth::audit=info")
             .env("NO_COLOR", "1")
@@ -231,6 +236,20 @@ impl Gateway {
             .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"])
             .arg(format!("{login}@127.0.0.1"));
         c
+    }
+
+    /// The first log line matching `pred`, waiting for it: the audit line
+    /// of a session is written just after the client was told it ended.
+    fn wait_log_line(&self, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| pred(l)) {
+                return line.to_string();
+            }
+            assert!(start.elapsed() < DEADLINE, "no such log line in:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn alive(&mut self) -> bool {
@@ -349,12 +368,9 @@ fn ssh_command_output_streams_and_exit_status() {
     assert_eq!(stdout(&out), "a|b|c|");
 
     // The audit log names key, login, container, command and status.
-    let log = s.gw.log();
     let fp = s.keys.fingerprint("alice");
-    let line = log
-        .lines()
-        .find(|l| l.contains("ssh session") && l.contains("exit_status=7"))
-        .unwrap_or_else(|| panic!("no audit line in:\n{log}"));
+    let line =
+        s.gw.wait_log_line(|l| l.contains("ssh session") && l.contains("exit_status=7"));
     for want in [
         fp.as_str(),
         "login=mail",
@@ -479,12 +495,7 @@ fn ssh_pty_session_driven_by_script() {
     assert!(o.contains("term=vt100"), "TERM not passed: {}", show(&out));
     // With a terminal, stderr arrives on the terminal like everything else.
     assert!(o.contains("err-on-tty"), "{}", show(&out));
-    let log = s.gw.log();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("command=shell") && l.contains("exit_status=3")),
-        "{log}"
-    );
+    s.gw.wait_log_line(|l| l.contains("command=shell") && l.contains("exit_status=3"));
 }
 
 /// Drive `ssh -tt` through a pseudo-terminal of a known size, then resize it.
@@ -1530,4 +1541,34 @@ fn ssh_sessions_per_connection_are_limited() {
     let mut c = s.gw.ssh(&s.keys, "alice", "mail");
     c.arg("echo INSIDE");
     assert_eq!(stdout(&run(c)), "INSIDE\n");
+}
+
+#[test]
+fn ssh_gateway_drops_connections_that_do_not_log_in() {
+    let d = unique_name("sshgrace");
+    let ws = Workspace::new();
+    let keys = Keys::new(&["alice"]);
+    apply_state(&ws, &keys, &d, &[svc("mail", &["alice"])], false);
+    let mut gw = Gateway::start_with(&ws, &["--login-grace", "2"]);
+    // A client that connects and says nothing.
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    idle.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut got = Vec::new();
+    let n = idle
+        .read_to_end(&mut got)
+        .expect("the gateway closes the connection");
+    assert!(String::from_utf8_lossy(&got[..n]).starts_with("SSH-2.0-berth"));
+    assert!(gw.alive());
+    // The log line may land a moment after the socket closed.
+    let start = Instant::now();
+    while !gw.log().contains("dropped: no SSH handshake in time") {
+        assert!(start.elapsed() < DEADLINE, "{}", gw.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And it keeps serving: the container is not running, which it says.
+    let mut c = gw.ssh(&keys, "alice", "mail");
+    c.arg("true");
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains("is not running"), "{}", show(&out));
 }
