@@ -12,8 +12,19 @@
 //!   and EOF passed on, and the exit status is returned.
 //! - Port forwarding (both directions), agent and X11 forwarding,
 //!   Unix-socket forwarding and subsystems are refused.
-//! - One audit line per session (target `berth::audit`): peer, login, key
-//!   fingerprint, container, command or `shell`, exit status, duration.
+//! - One audit line per session (target `berth::audit`, level info): peer,
+//!   login, key fingerprint, container, command or `shell`, TTY, exit status,
+//!   duration; refused attempts are logged there too.
+//! - Limits: [`LOGIN_GRACE`] to log in, [`MAX_UNAUTHENTICATED`] connections
+//!   authenticating at once, [`MAX_CHANNELS`] sessions per connection, and
+//!   [`STDIN_BUFFER`] bytes of client input waiting for a process that does
+//!   not read it (beyond that the connection is paused).
+//! - When a client of a terminal session goes away, the session is hung up
+//!   (SIGHUP inside the container), as closing a terminal would.
+//!
+//! Known limit: russh replenishes a channel's window as data arrives, not as
+//! it is consumed, so flow control towards a process that stops reading its
+//! stdin rests on [`STDIN_BUFFER`] and on pausing the whole connection.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -835,4 +846,91 @@ pub fn check_listen(listen: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Name of the gateway's systemd unit.
+pub const UNIT_NAME: &str = "berth-ssh-gateway.service";
+
+/// Does any applied deployment grant SSH access (so the gateway is wanted)?
+pub fn wanted(deployments: &[crate::spec::Deployment]) -> bool {
+    deployments
+        .iter()
+        .any(|d| d.services.keys().any(|s| !d.keys_for(s).is_empty()))
+}
+
+/// The systemd unit that runs the gateway (`berth-ssh-gateway.service`).
+/// Audit lines are logged at info level to the journal.
+pub fn render_unit(opts: &crate::integration::systemd::UnitOptions, listen: &str) -> String {
+    format!(
+        "[Unit]\nDescription=berth SSH gateway (ssh SERVICE@host opens a shell in that container)\n\
+         After=docker.service network-online.target\nWants=docker.service network-online.target\n\n\
+         [Service]\nType=simple\nEnvironment=RUST_LOG=warn,berth::audit=info\n\
+         ExecStart={bin} --state-dir {state} ssh-gateway --listen {listen}\n\
+         Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
+        bin = opts.berth_path.display(),
+        state = opts.state_dir.display(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        assert!(check_listen("0.0.0.0:2222").is_ok());
+        assert!(check_listen("[::]:22").is_ok());
+        assert!(check_listen("localhost:2222").is_ok());
+        for bad in ["2222", ":2222", "host:", "host:70000", ""] {
+            assert!(matches!(check_listen(bad), Err(Error::Usage(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wanted_when_any_key_is_granted() {
+        let k = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILV+JdUrlKrvmd1OAw9sG1mSMh+pqnjL9d1NU8rq4icz";
+        let d = |ssh: &[&str], dkeys: bool| -> crate::spec::Deployment {
+            let key = serde_json::json!({"name": "a", "openssh": k, "fingerprint": ""});
+            serde_json::from_value(serde_json::json!({
+                "name": "d",
+                "keys": {"a": key},
+                "deployment_keys": if dkeys { vec![key.clone()] } else { vec![] },
+                "services": {"s": {"name": "s", "image": "i", "count": 1, "ssh": ssh}},
+            }))
+            .expect("deployment")
+        };
+        assert!(!wanted(&[]));
+        assert!(!wanted(&[d(&[], false)]));
+        assert!(wanted(&[d(&["a"], false)]));
+        assert!(wanted(&[d(&[], false), d(&[], true)]));
+    }
+
+    #[test]
+    fn unit_is_valid_for_systemd() {
+        let opts = crate::integration::systemd::UnitOptions {
+            berth_path: "/usr/local/bin/berth".into(),
+            state_dir: "/var/lib/berth".into(),
+        };
+        let unit = render_unit(&opts, DEFAULT_LISTEN);
+        assert!(unit.contains(
+            "ExecStart=/usr/local/bin/berth --state-dir /var/lib/berth ssh-gateway --listen 0.0.0.0:2222\n"
+        ));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(UNIT_NAME);
+        std::fs::write(&path, &unit).expect("write unit");
+        // The binary must exist for systemd-analyze; point at one that does.
+        let unit = unit.replace("/usr/local/bin/berth", "/bin/true");
+        std::fs::write(&path, unit).expect("write unit");
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (from the systemd package) is needed for this test");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && text.trim().is_empty(), "{text}");
+    }
 }
