@@ -1039,6 +1039,18 @@ fn exec_ssh_forced_command_and_exec_service() {
         seen.contains("27 91") && seen.contains("/dev/pts/"),
         "{seen:?}"
     );
+    // `berth exec SERVICE` on a terminal: an interactive shell of that size.
+    let (seen, code) = run_in_pty_input(
+        berth_cmd(&["exec", "mail"], &[]),
+        31,
+        101,
+        b"stty size; tty; exit 8\n",
+    );
+    assert_eq!(code, Some(8), "{seen}");
+    assert!(
+        seen.contains("31 101") && seen.contains("/dev/pts/"),
+        "{seen:?}"
+    );
     // `berth exec SERVICE -- CMD`.
     let out = run(berth_cmd(
         &["exec", "mail", "--", "sh", "-c", "echo hi; exit 9"],
@@ -1085,7 +1097,12 @@ fn ssh_output_flows_while_stdin_is_not_read() {
 
 /// Run `cmd` with a fresh pseudo-terminal of `rows`x`cols` as stdin, stdout
 /// and stderr; return what the terminal showed and the exit code.
-fn run_in_pty(mut cmd: Command, rows: u16, cols: u16) -> (String, Option<i32>) {
+fn run_in_pty(cmd: Command, rows: u16, cols: u16) -> (String, Option<i32>) {
+    run_in_pty_input(cmd, rows, cols, b"")
+}
+
+/// [`run_in_pty`], typing `input` on the terminal.
+fn run_in_pty_input(mut cmd: Command, rows: u16, cols: u16, input: &[u8]) -> (String, Option<i32>) {
     use nix::pty::{Winsize, openpty};
     let ws = Winsize {
         ws_row: rows,
@@ -1101,6 +1118,9 @@ fn run_in_pty(mut cmd: Command, rows: u16, cols: u16) -> (String, Option<i32>) {
     let mut child = cmd.spawn().expect("spawn in pty");
     drop(cmd);
     let mut master = std::fs::File::from(pty.master);
+    if !input.is_empty() {
+        master.write_all(input).expect("type on the terminal");
+    }
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut all = Vec::new();
