@@ -42,7 +42,7 @@ use tokio::sync::Semaphore;
 
 use super::access::{self, Grant, Target};
 use crate::engine::Engine;
-use crate::engine::exec::{ContainerStatus, ExecOutput, ExecSpec};
+use crate::engine::exec::{ExecOutput, ExecReadiness, ExecSpec};
 use crate::error::{Error, Result};
 use crate::state::StateDir;
 
@@ -654,11 +654,11 @@ impl Job {
             container: container.clone(),
         };
         let engine = &self.shared.engine;
-        match engine.container_status(&target.container).await {
-            Ok(ContainerStatus::Running) => {}
+        match engine.exec_readiness(&target.container).await {
+            Ok(ExecReadiness::Running) => {}
             Ok(other) => {
                 let why = match other {
-                    ContainerStatus::NotRunning(state) => format!("it is {state}"),
+                    ExecReadiness::NotRunning(state) => format!("it is {state}"),
                     _ => "it does not exist".to_string(),
                 };
                 let msg = format!(
@@ -860,15 +860,20 @@ pub fn wanted(deployments: &[crate::spec::Deployment]) -> bool {
 
 /// The systemd unit that runs the gateway (`berth-ssh-gateway.service`).
 /// Audit lines are logged at info level to the journal.
-pub fn render_unit(opts: &crate::integration::systemd::UnitOptions, listen: &str) -> String {
+/// `berth_path` and `state_dir` must be absolute.
+pub fn render_unit(
+    berth_path: &std::path::Path,
+    state_dir: &std::path::Path,
+    listen: &str,
+) -> String {
     format!(
         "[Unit]\nDescription=berth SSH gateway (ssh SERVICE@host opens a shell in that container)\n\
          After=docker.service network-online.target\nWants=docker.service network-online.target\n\n\
          [Service]\nType=simple\nEnvironment=RUST_LOG=warn,berth::audit=info\n\
          ExecStart={bin} --state-dir {state} ssh-gateway --listen {listen}\n\
          Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
-        bin = opts.berth_path.display(),
-        state = opts.state_dir.display(),
+        bin = berth_path.display(),
+        state = state_dir.display(),
     )
 }
 
@@ -907,11 +912,11 @@ mod tests {
 
     #[test]
     fn unit_is_valid_for_systemd() {
-        let opts = crate::integration::systemd::UnitOptions {
-            berth_path: "/usr/local/bin/berth".into(),
-            state_dir: "/var/lib/berth".into(),
-        };
-        let unit = render_unit(&opts, DEFAULT_LISTEN);
+        let unit = render_unit(
+            std::path::Path::new("/usr/local/bin/berth"),
+            std::path::Path::new("/var/lib/berth"),
+            DEFAULT_LISTEN,
+        );
         assert!(unit.contains(
             "ExecStart=/usr/local/bin/berth --state-dir /var/lib/berth ssh-gateway --listen 0.0.0.0:2222\n"
         ));
