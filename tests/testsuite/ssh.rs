@@ -367,6 +367,22 @@ fn ssh_command_output_streams_and_exit_status() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(stdout(&out), "a|b|c|");
 
+    // LANG and LC_* may be passed; nothing else from the client's environment.
+    let mut c = s.gw.ssh(&s.keys, "alice", "mail");
+    c.env("LANG", "C.UTF-8")
+        .args([
+            "-o",
+            "SendEnv=LANG",
+            "-o",
+            "SetEnv=LD_PRELOAD=/tmp/x PATH=/tmp",
+        ])
+        .arg("echo \"lang=$LANG preload=${LD_PRELOAD:-none} path=$PATH\"");
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let o = stdout(&out);
+    assert!(o.starts_with("lang=C.UTF-8 preload=none path="), "{o}");
+    assert!(!o.contains("path=/tmp\n"), "{o}");
+
     // The audit log names key, login, container, command and status.
     let fp = s.keys.fingerprint("alice");
     let line =
