@@ -449,9 +449,14 @@ impl Upload {
             if let Some(save) = &target.save_to {
                 save_volume(engine, state, target, save, progress).await?;
             }
-            engine
+            if let Err(e) = engine
                 .empty_volume(&target.image, &target.volume, &target.labels)
-                .await?;
+                .await
+            {
+                // `rm` may have removed part of the content before failing.
+                let back = put_back(engine, state, target, progress).await;
+                return Err(Error::Runtime(format!("{e}{back}")));
+            }
         }
         let carrier = engine
             .create_carrier(&target.image, &target.volume, &target.labels, "restore")
