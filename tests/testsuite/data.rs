@@ -820,3 +820,85 @@ fn restore_without_the_image_fails_clearly_and_creates_nothing() {
     assert!(support::containers_of(&other).is_empty());
     assert_eq!(in_volume(&vol, "cat /v/file"), b"precious\n".to_vec());
 }
+
+/// An extraction the engine fails part-way (here: a hard link to a file the
+/// payload does not hold, in an otherwise valid, checksummed archive) after
+/// `--force` emptied the volume: the previous content is put back exactly.
+#[test]
+fn failed_extraction_puts_the_previous_content_back() {
+    use berth::data::format::{
+        ArchiveWriter, FORMAT, InstanceEntry, Manifest, VolumeEntry, hex, part_path,
+    };
+    use sha2::Digest;
+
+    let dep = support::unique_name("datafail");
+    let _clean = Cleanup::new(&dep);
+    let ws = Workspace::new();
+    let vol = make_volume(&dep, "app", "data");
+    fill_tree(&vol);
+    let container = start_instance(&dep, "app", &[(&vol, "/data")], IDLE);
+    let before = listing(&vol);
+
+    // Payload: a file, then a hard link whose target is missing.
+    let mut payload = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_path("berth-volume/").expect("path");
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    dir.set_cksum();
+    payload.append(&dir, &[][..]).expect("dir");
+    let mut file = tar::Header::new_gnu();
+    file.set_path("berth-volume/partial").expect("path");
+    file.set_mode(0o644);
+    file.set_size(7);
+    file.set_cksum();
+    payload.append(&file, &b"partial"[..]).expect("file");
+    let mut link = tar::Header::new_gnu();
+    link.set_path("berth-volume/broken").expect("path");
+    link.set_entry_type(tar::EntryType::Link);
+    link.set_link_name("berth-volume/missing")
+        .expect("link name");
+    link.set_size(0);
+    link.set_cksum();
+    payload.append(&link, &[][..]).expect("link");
+    let payload = payload.into_inner().expect("payload");
+
+    let image = docker_ok(&["image", "inspect", "-f", "{{.Id}}", support::base_image()]);
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        berth_version: "test".into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        deployment: dep.clone(),
+        consistent: true,
+        instances: vec![InstanceEntry {
+            service: "app".into(),
+            instance: 1,
+            container: container.clone(),
+            image: Some(support::base_image().into()),
+            image_id: Some(image),
+            volumes: vec![VolumeEntry {
+                name: vol.clone(),
+                key: "data".into(),
+                mount_path: Some("/data".into()),
+                from_image: false,
+                size: payload.len() as u64,
+                sha256: hex(&sha2::Sha256::digest(&payload)),
+                parts: 1,
+            }],
+        }],
+    };
+    let archive = ws.path().join("bad-payload.tar.zst");
+    let file = std::fs::File::create(&archive).expect("create archive");
+    let mut w = ArchiveWriter::new(file, &dep).expect("writer");
+    w.member(&part_path(&vol, 0), &payload).expect("part");
+    w.finish(&manifest).expect("finish");
+
+    let out = support::run(&ws, &["restore", path_str(&archive), "--force"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("previous content was put back"), "{err}");
+    assert_same_tree(&before, &listing(&vol));
+    assert!(running(&container), "the instance runs again");
+    assert_no_carriers(&dep);
+}
