@@ -114,6 +114,7 @@ printf newline > "$(printf 'new\nline')"
 printf bytes > "$(printf 'non\377utf8\376name')"
 mkdir "$(printf 'dir with\nnewline')"
 head -c 20971520 /dev/urandom > random20m
+mkfifo fifo; chmod 620 fifo
 chown 7:9 /v; chmod 701 /v
 "#,
     );
@@ -222,6 +223,7 @@ fn assert_tree_has_every_kind(t: &BTreeMap<Vec<u8>, Entry>) {
     assert_eq!(get(b"./non\xffutf8\xfename").content.len(), 64);
     assert!(t.contains_key(&b"./dir with\nnewline"[..]));
     assert!(get(b"./random20m").meta.contains(" 20971520 "));
+    assert!(get(b"./fifo").meta.starts_with("1190 "), "fifo 0620");
 }
 
 fn assert_same_tree(before: &BTreeMap<Vec<u8>, Entry>, after: &BTreeMap<Vec<u8>, Entry>) {
