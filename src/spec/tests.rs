@@ -151,7 +151,10 @@ fn undefined_variables_are_located() {
     let e = load_str(&o, Format::Yaml, text.into()).unwrap_err();
     assert_eq!(e.0.len(), 1, "{e}");
     assert_eq!((e.0[0].line, e.0[0].column), (5, 18));
-    assert_eq!(e.0[0].message, "variable `NOPE` is not defined");
+    assert_eq!(
+        e.0[0].message,
+        "variable `NOPE` (used in `services.s.hostname`) is not defined"
+    );
 }
 
 #[test]
