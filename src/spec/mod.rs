@@ -410,24 +410,39 @@ fn interpolate_tree(
 ) {
     match &mut node.value {
         Value::Str(s) => {
-            if !s.contains('$') {
-                return;
-            }
-            match interpolate::interpolate(s, lookup) {
-                Ok(v) => *s = v,
-                Err(errs) => {
-                    for e in errs {
-                        let at = locate_in_source(src, node.span, s, e.offset);
-                        let message = match &e.variable {
-                            Some(v) if !path.is_empty() => {
-                                format!("variable `{v}` (used in `{path}`) is not defined")
-                            }
-                            _ => e.message,
-                        };
-                        errors.push(src.error(Span::new(at, at + 1), message, Some(e.help)));
+            if s.contains('$') {
+                match interpolate::interpolate(s, lookup) {
+                    Ok(v) => *s = v,
+                    Err(errs) => {
+                        for e in errs {
+                            let at = locate_in_source(src, node.span, s, e.offset);
+                            let message = match &e.variable {
+                                Some(v) if !path.is_empty() => {
+                                    format!("variable `{v}` (used in `{path}`) is not defined")
+                                }
+                                _ => e.message,
+                            };
+                            errors.push(src.error(Span::new(at, at + 1), message, Some(e.help)));
+                        }
+                        node.value = Value::Invalid;
+                        return;
                     }
-                    node.value = Value::Invalid;
                 }
+            }
+            if s.contains('\0') {
+                // Nothing downstream (the engine, environment variables,
+                // unit files) can carry a NUL byte.
+                let what = if path.is_empty() {
+                    "a value".to_string()
+                } else {
+                    format!("`{path}`")
+                };
+                errors.push(src.error(
+                    node.span,
+                    format!("{what} contains a NUL character"),
+                    Some("remove the NUL (\\u0000) from the value".into()),
+                ));
+                node.value = Value::Invalid;
             }
         }
         Value::Seq(items) => {
