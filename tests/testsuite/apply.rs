@@ -1250,3 +1250,53 @@ fn cli_rejections_leave_engine_and_state_untouched() {
         assert!(!ws.state_dir().exists(), "{tag}: state untouched");
     }
 }
+
+/// An instance the operator stopped (`<state>/instances/<container>.stopped`)
+/// stays stopped through apply, even when its spec changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_stopped_instance_stays_stopped_through_apply() {
+    let name = unique_name("stopped");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let img = base_image();
+    let mk = |v: &str| {
+        deployment(
+            &name,
+            vec![
+                svc("a", img, json!({"env": {"V": v}})),
+                svc("b", img, json!({"env": {"V": v}})),
+            ],
+        )
+    };
+    apply_docker(&ws, &mk("1")).await;
+    let a = format!("{name}-a");
+    let b = format!("{name}-b");
+    // What `berth stop a` does: the marker, then the container stopped.
+    let state = StateDir::new(ws.state_dir());
+    std::fs::write(berth::apply::instance::stopped_marker(&state, &a), b"").expect("marker");
+    docker_ok(&["stop", "-t", "1", &a]);
+
+    let plan = plan_docker(&ws, &mk("1")).await;
+    assert!(!plan.has_changes(), "{}", plan.render());
+    apply_docker(&ws, &mk("1")).await;
+    assert!(!running(&a), "unchanged: stays stopped");
+
+    let report = apply_docker(&ws, &mk("2")).await;
+    let item = report
+        .plan
+        .instances
+        .iter()
+        .find(|i| i.container == a)
+        .expect("a planned");
+    assert_eq!(item.action, Action::Recreate);
+    assert!(item.stopped_by_operator);
+    assert!(!running(&a), "changed: recreated but still stopped");
+    let env = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        &a,
+    ]);
+    assert!(env.lines().any(|l| l == "V=2"), "{env}");
+    assert!(running(&b));
+}
