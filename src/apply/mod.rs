@@ -217,7 +217,7 @@ pub async fn apply(
     )
     .await?;
     tracing::debug!("apply: lock and images ready after {:?}", started.elapsed());
-    let plan = Plan::compute(
+    let mut plan = Plan::compute(
         engine,
         state,
         deployment,
@@ -226,6 +226,7 @@ pub async fn apply(
         &desired.target,
     )
     .await?;
+    plan.note_stale_units(&opts.unit_dir);
 
     let current = state.read_current(&deployment.name)?;
     let image_ids: BTreeMap<String, String> = deployment
@@ -396,23 +397,20 @@ async fn remove_stale_units(
     systemctl: bool,
     report: &Reporter,
 ) -> Result<()> {
-    let stale: Vec<&InstancePlan> = plan
-        .instances
-        .iter()
-        .filter(|i| systemd_ctl::unit_path(unit_dir, &i.container).exists())
-        .collect();
-    if stale.is_empty() {
+    if plan.units_to_remove.is_empty() {
         return Ok(());
     }
-    let units: Vec<String> = stale
-        .iter()
-        .map(|i| names::unit_name(&i.container))
-        .collect();
+    let units = plan.units_to_remove.clone();
     let ctl = Systemctl::new(systemctl && systemd_ctl::systemd_running());
     ctl.stop(&units).await?;
     ctl.disable(&units).await?;
-    for i in &stale {
-        systemd_ctl::remove_unit(unit_dir, &i.container)?;
+    for u in &units {
+        let path = unit_dir.join(u);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
     }
     ctl.daemon_reload().await?;
     for u in units {

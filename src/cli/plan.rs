@@ -63,7 +63,7 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
         None,
     )
     .await?;
-    let plan = Plan::compute(
+    let mut plan = Plan::compute(
         &engine,
         &state,
         &deployment,
@@ -72,6 +72,7 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
         &desired.target,
     )
     .await?;
+    plan.note_stale_units(&ctx.global.unit_dir);
     match args.output {
         OutputFormat::Json => {
             let text = serde_json::to_string_pretty(&serde_json::json!({
