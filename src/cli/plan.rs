@@ -48,6 +48,7 @@ pub(crate) fn berth_path() -> std::path::PathBuf {
     std::env::current_exe().unwrap_or_else(|_| "/usr/local/bin/berth".into())
 }
 
+/// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
     let deployment = ctx.load_deployment()?;
     let engine = Engine::connect().await?;
