@@ -1136,6 +1136,31 @@ fn cli_systemd_integration_refuses_without_systemd_and_writes_units_with_no_syst
             .unwrap_or(0)
             == 0
     );
+
+    // Switching from systemd to Docker restart policies: the units go.
+    let out = run(
+        &ws,
+        &["apply", "--integration", "systemd", "--no-systemctl"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = run(&ws, &["plan", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("remove    unit berth-{name}-s01.service")),
+        "{text}"
+    );
+    let out = run(&ws, &["apply", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(containers_of(&name).len(), 2);
+    let out = run(&ws, &["destroy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        std::fs::read_dir(ws.unit_dir())
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
 }
 
 /// Removes one container by name on drop (for containers a test made
@@ -1249,4 +1274,54 @@ fn cli_rejections_leave_engine_and_state_untouched() {
         assert!(networks_of(&name).is_empty(), "{tag}");
         assert!(!ws.state_dir().exists(), "{tag}: state untouched");
     }
+}
+
+/// An instance the operator stopped (`<state>/instances/<container>.stopped`)
+/// stays stopped through apply, even when its spec changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_stopped_instance_stays_stopped_through_apply() {
+    let name = unique_name("stopped");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let img = base_image();
+    let mk = |v: &str| {
+        deployment(
+            &name,
+            vec![
+                svc("a", img, json!({"env": {"V": v}})),
+                svc("b", img, json!({"env": {"V": v}})),
+            ],
+        )
+    };
+    apply_docker(&ws, &mk("1")).await;
+    let a = format!("{name}-a");
+    let b = format!("{name}-b");
+    // What `berth stop a` does: the marker, then the container stopped.
+    let state = StateDir::new(ws.state_dir());
+    std::fs::write(berth::apply::instance::stopped_marker(&state, &a), b"").expect("marker");
+    docker_ok(&["stop", "-t", "1", &a]);
+
+    let plan = plan_docker(&ws, &mk("1")).await;
+    assert!(!plan.has_changes(), "{}", plan.render());
+    apply_docker(&ws, &mk("1")).await;
+    assert!(!running(&a), "unchanged: stays stopped");
+
+    let report = apply_docker(&ws, &mk("2")).await;
+    let item = report
+        .plan
+        .instances
+        .iter()
+        .find(|i| i.container == a)
+        .expect("a planned");
+    assert_eq!(item.action, Action::Recreate);
+    assert!(item.stopped_by_operator);
+    assert!(!running(&a), "changed: recreated but still stopped");
+    let env = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        &a,
+    ]);
+    assert!(env.lines().any(|l| l == "V=2"), "{env}");
+    assert!(running(&b));
 }
