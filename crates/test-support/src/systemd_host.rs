@@ -571,6 +571,97 @@ impl Drop for SystemdHost {
     }
 }
 
+/// A deployment inside a [`SystemdHost`], driven with the `berth` inside it.
+pub struct HostDeployment<'h> {
+    pub host: &'h SystemdHost,
+    /// The deployment name (unique, tracked for cleanup by the host).
+    pub name: String,
+    /// Its directory inside the host, holding `berth.toml`.
+    pub dir: String,
+}
+
+impl<'h> HostDeployment<'h> {
+    /// A new deployment name (tracked for cleanup) and its directory.
+    pub fn new(host: &'h SystemdHost, tag: &str) -> Self {
+        let name = host.deployment(tag);
+        let dir = format!("/root/{name}");
+        HostDeployment { host, name, dir }
+    }
+
+    /// Write `berth.toml` into the host, with `NAME` replaced by the
+    /// deployment name and `IMAGE` by the shared busybox test image.
+    pub fn write(&self, toml: &str) {
+        let text = toml
+            .replace("NAME", &self.name)
+            .replace("IMAGE", crate::base_image());
+        self.host
+            .write_file(&format!("{}/berth.toml", self.dir), &text);
+    }
+
+    /// Run berth in the deployment's directory.
+    pub fn berth(&self, args: &str) -> std::process::Output {
+        self.host.sh(&format!(
+            "cd {} && NO_COLOR=1 {HOST_BERTH} {args}",
+            self.dir
+        ))
+    }
+
+    /// Run berth; panic with its output and the journal unless it succeeds.
+    pub fn berth_ok(&self, args: &str) -> String {
+        let out = self.berth(args);
+        assert!(
+            out.status.success(),
+            "berth {args} in the systemd host failed:\n{}\n--- journal (end)\n{}",
+            show(&out),
+            self.host.journal_tail(80)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `berth apply --integration systemd`, which must succeed.
+    pub fn apply(&self) {
+        self.berth_ok("apply --integration systemd");
+    }
+
+    /// Container name of a service's instance (`db`, `cache-2`).
+    pub fn container(&self, service: &str) -> String {
+        format!("{}-{service}", self.name)
+    }
+
+    /// Unit name of a service's instance.
+    pub fn unit(&self, service: &str) -> String {
+        format!("berth-{}-{service}.service", self.name)
+    }
+
+    /// The ID of the service's container, if it is running.
+    pub fn running_id(&self, service: &str) -> Option<String> {
+        let c = crate::inspect("container", &self.container(service))?;
+        if c["State"]["Running"].as_bool() != Some(true) {
+            return None;
+        }
+        c["Id"].as_str().map(String::from)
+    }
+
+    /// Wait until the unit is active and its container runs; its ID.
+    pub fn wait_active(&self, service: &str) -> String {
+        let unit = self.unit(service);
+        self.host.wait_for(
+            &format!("{unit} active with its container running"),
+            Duration::from_secs(60),
+            || {
+                (self.host.unit_property(&unit, "ActiveState") == "active")
+                    .then(|| self.running_id(service))
+                    .flatten()
+            },
+        )
+    }
+
+    /// Run a command in the service's container (from outside the host).
+    pub fn exec(&self, service: &str, script: &str) -> String {
+        docker_ok(&["exec", &self.container(service), "sh", "-c", script])
+    }
+}
+
 /// Label on host containers: the PID of the test process that booted it.
 pub const PID_LABEL: &str = "berth.test-pid";
 
