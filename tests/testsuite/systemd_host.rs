@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use berth::integration::systemd::{UnitOptions, render_units};
-use berth_test_support::systemd_host::{HOST_BERTH, HostDeployment, SystemdHost};
+use berth_test_support::systemd_host::{
+    HOST_BERTH, HostDeployment, SystemdHost, newer_systemd_image,
+};
 
 use crate::support::bin;
 
@@ -584,5 +586,58 @@ fn reboot_in_the_middle_of_an_apply_converges_on_the_next_apply() {
         stopped_containers(&d.name),
         Vec::<String>::new(),
         "leftovers"
+    );
+}
+
+/// What berth renders for systemd >= 254 (exponential restart backoff) is
+/// checked by that systemd: bookworm-backports' systemd verifies it silently.
+#[test]
+fn units_for_newer_systemd_verify_silently_under_systemd_254_or_later() {
+    let image = newer_systemd_image();
+    let d = crate::units::scaled();
+    let opts = UnitOptions::new("/usr/bin/true", "/var/lib/berth").with_systemd_version(Some(254));
+    let units = render_units(&d, &opts);
+    assert!(units.iter().all(|u| u.text.contains("RestartSteps=")));
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for u in &units {
+        std::fs::write(dir.path().join(&u.name), &u.text).expect("write unit");
+    }
+    std::fs::write(
+        dir.path().join("docker.service"),
+        "[Service]\nExecStart=/bin/true\n",
+    )
+    .expect("write stub");
+    let mount = format!("{}:/units:ro", dir.path().display());
+    let names: Vec<&str> = units.iter().map(|u| u.name.as_str()).collect();
+    let script = format!(
+        "systemctl --version | head -n 1; cd /units && SYSTEMD_UNIT_PATH=/units: systemd-analyze verify --man=no {} 2>&1",
+        names.join(" ")
+    );
+    let out = crate::support::docker(&[
+        "run",
+        "--rm",
+        "--label",
+        "berth.test-systemd-host=verify",
+        "-v",
+        &mount,
+        &image,
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let version = lines.next().unwrap_or_default();
+    let major: u32 = version
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(major >= 254, "not a newer systemd: {version:?}");
+    let rest: Vec<&str> = lines.collect();
+    assert!(
+        out.status.success() && rest.is_empty(),
+        "systemd-analyze verify under {version}:\n{}",
+        crate::support::show(&out)
     );
 }

@@ -165,6 +165,78 @@ pub fn host_image() -> String {
     }
 }
 
+/// The host image with systemd from `bookworm-backports` (>= 254): for
+/// checking what berth renders for newer systemd (`RestartSteps=`). Built
+/// once per process from [`host_image`] (`docker build`, apt from the same
+/// mirror) and reused by tag.
+pub fn newer_systemd_image() -> String {
+    static BUILT: Mutex<Option<Result<String, String>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if built.is_none() {
+        *built = Some(build_newer_systemd_image());
+    }
+    match built.as_ref() {
+        Some(Ok(tag)) => tag.clone(),
+        Some(Err(e)) => panic!("the newer-systemd image could not be built: {e}"),
+        None => unreachable!("set just above"),
+    }
+}
+
+fn build_newer_systemd_image() -> Result<String, String> {
+    let base = host_image();
+    let mirror = debian_mirror();
+    // The mirror is an argument, not part of the recipe (and of the tag).
+    let dockerfile = format!(
+        "FROM {base}\nARG MIRROR\nRUN echo \"deb $MIRROR {SUITE}-backports main\" > /etc/apt/sources.list.d/backports.list \\\n && apt-get update -qq \\\n && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t {SUITE}-backports systemd \\\n && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb\nLABEL {HOST_LABEL}=newer-systemd\n"
+    );
+    let tag = format!(
+        "{HOST_IMAGE_REPO}-newer-systemd:{}",
+        short_hash(&dockerfile)
+    );
+    if image_exists(&tag) {
+        return Ok(tag);
+    }
+    let lock_path = std::env::temp_dir().join(format!(
+        "berth-systemd-host-{}.lock",
+        short_hash(&dockerfile)
+    ));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
+    if image_exists(&tag) {
+        return Ok(tag);
+    }
+    let dir = tempfile::tempdir().map_err(|e| format!("build directory: {e}"))?;
+    std::fs::write(dir.path().join("Dockerfile"), &dockerfile)
+        .map_err(|e| format!("write Dockerfile: {e}"))?;
+    let out = Command::new("docker")
+        .args([
+            "build",
+            "-q",
+            "--build-arg",
+            &format!("MIRROR={mirror}"),
+            "-t",
+            &tag,
+        ])
+        .arg(dir.path())
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run docker build: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "installing systemd from {SUITE}-backports ({mirror}) failed (cannot reach Debian's packages?)\n{}",
+            show(&out)
+        ));
+    }
+    Ok(tag)
+}
+
 fn image_exists(tag: &str) -> bool {
     docker(&["image", "inspect", tag]).status.success()
 }
