@@ -19,6 +19,15 @@ fn up(ws: &Workspace, file: &str) -> Background {
     Background::spawn(bin(), ws, "up", &["-f", file, "up"])
 }
 
+/// The engine's RFC 3339 UTC time with the fraction padded to nanoseconds,
+/// so that times compare as strings.
+fn sortable_time(v: &serde_json::Value) -> String {
+    let t = v.as_str().expect("a time string");
+    let t = t.trim_end_matches('Z');
+    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
+    format!("{secs}.{frac:0<9}")
+}
+
 const WAIT: Duration = Duration::from_secs(60);
 
 #[test]
@@ -54,6 +63,13 @@ stop_timeout = 2
         upp.output()
     );
     let first = container_id(&db).expect("db container");
+    // Link order: app's container was created after db's had started.
+    let db_started = inspect("container", &db).expect("db")["State"]["StartedAt"].clone();
+    let app_created = inspect("container", &app).expect("app")["Created"].clone();
+    assert!(
+        sortable_time(&app_created) >= sortable_time(&db_started),
+        "app created at {app_created} before db started at {db_started}"
+    );
     // `logs -f` follows the instance into its next container.
     let follow = Background::spawn(
         bin(),
