@@ -68,6 +68,11 @@ pub async fn run(
 ) -> Result<Vec<String>> {
     let integration = target.integration.as_deref().unwrap_or("");
     let mut report = Vec::new();
+    // Which instances the operator had stopped, before this command.
+    let was_stopped: Vec<bool> = instances
+        .iter()
+        .map(|i| markers::is_stopped(state, &i.container))
+        .collect();
     for inst in instances {
         match action {
             Action::Stop => markers::set_stopped(state, &inst.container)?,
@@ -91,9 +96,12 @@ pub async fn run(
             }
         }
         "foreground" if running_up(state, &target.deployment.name).is_some() => {
-            for inst in instances {
+            for (inst, was_stopped) in instances.iter().zip(&was_stopped) {
                 let before = engine.container_status(&inst.container).await?;
-                if action == Action::Restart {
+                let idle = !was_stopped && before.as_ref().is_none_or(|c| !c.is_running());
+                // `start` of an instance that exited for good (restart
+                // policy `no`/`on-failure`) asks for a new run, like restart.
+                if action == Action::Restart || (action == Action::Start && idle) {
                     markers::request_restart(state, &inst.container)?;
                 }
                 let timeout = stop_timeout(target, inst) + 30;

@@ -171,6 +171,13 @@ command = ["sh", "-c", "echo crashing; exit 1"]
         "no restarts: {}",
         upp.output()
     );
+    let ps = run(&ws, &["-f", "deploy.toml", "ps", "--output", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&ps.stdout).expect("ps JSON");
+    assert!(
+        rows[0]["restarts"].as_u64().is_some_and(|n| n >= 3),
+        "ps counts the supervisor's restarts: {}",
+        show(&ps)
+    );
     let until = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -341,4 +348,52 @@ fn up_applies_a_changed_file_on_sighup() {
         upp.output()
     );
     assert!(running(&b) && running(&c) && running(&same));
+}
+
+#[test]
+fn up_leaves_a_finished_no_restart_instance_until_started() {
+    let name = unique_name("upno");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    ws.write(
+        "deploy.toml",
+        &format!(
+            r#"name = "{name}"
+
+[services.job]
+image = "{image}"
+command = ["sh", "-c", "echo job-ran; sleep 2"]
+restart = "no"
+"#,
+            image = base_image()
+        ),
+    );
+    let upp = up(&ws, "deploy.toml");
+    let job = format!("{name}-job");
+    assert!(
+        wait_for(WAIT, || upp.output().contains("not restarting")),
+        "{}",
+        upp.output()
+    );
+    let first = container_id(&job);
+    assert!(
+        first.is_some(),
+        "the finished container is kept for `berth logs`"
+    );
+    assert!(!running(&job));
+    assert_eq!(
+        upp.output().matches("job-ran").count(),
+        1,
+        "{}",
+        upp.output()
+    );
+
+    let out = run(&ws, &["-f", "deploy.toml", "start", "job"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        wait_for(WAIT, || upp.output().matches("job-ran").count() == 2),
+        "start did not run it again: {}",
+        upp.output()
+    );
+    assert_ne!(container_id(&job), first, "a fresh container");
 }
