@@ -215,6 +215,19 @@ pub fn link_variables(
     env
 }
 
+/// The prefix of an instance's volume names. It does not depend on `count`,
+/// so scaling never hands an instance someone else's (or an empty) volume:
+/// instance 1 owns `<deployment>-<service>-<volume>` (the container's own
+/// name while `count = 1`), instance n > 1 owns
+/// `<deployment>-<service>-<n>-<volume>` (its container's name).
+pub fn volume_owner(deployment: &str, service: &str, index: u32) -> String {
+    if index <= 1 {
+        format!("{deployment}-{service}")
+    } else {
+        format!("{deployment}-{service}-{index}")
+    }
+}
+
 /// Resolve every instance of a deployment into its spec.
 ///
 /// `images` maps image references to what the engine knows about them; an
@@ -287,6 +300,7 @@ fn instance_spec(
 ) -> InstanceSpec {
     // `instance_spec` is only called for instances of services in the deployment.
     let svc = &deployment.services[&inst.service];
+    let owner = volume_owner(&deployment.name, &svc.name, inst.index);
     let mut mounts: Vec<MountSpec> = svc
         .volumes
         .iter()
@@ -294,7 +308,7 @@ fn instance_spec(
             target: v.target.clone(),
             source: match &v.source {
                 VolumeSource::Named(n) => MountSource::Volume {
-                    name: names::volume_name(&inst.container, n),
+                    name: names::volume_name(&owner, n),
                     from_image: false,
                 },
                 VolumeSource::Bind(p) => MountSource::Bind { path: p.clone() },
@@ -314,7 +328,7 @@ fn instance_spec(
             mounts.push(MountSpec {
                 target: path.clone(),
                 source: MountSource::Volume {
-                    name: names::image_volume_name(&inst.container, path),
+                    name: names::image_volume_name(&owner, path),
                     from_image: true,
                 },
                 read_only: false,
@@ -556,5 +570,137 @@ fn short(v: &serde_json::Value) -> String {
         format!("{cut}...")
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep() -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "name": "ex",
+            "services": {
+                "mail": {"name": "mail", "image": "mailimg", "count": 1,
+                          "ports": [{"host_port": 2525, "container_port": 25}],
+                          "volumes": [{"source": {"named": "spool"}, "target": "/var/spool/exim4"}]},
+                "web": {"name": "web", "image": "webimg", "count": 2,
+                         "links": [{"target": "mail", "alias": "smtp"}],
+                         "env": {"SMTP_PORT": "overridden"}}
+            }
+        }))
+        .unwrap_or_else(|e| panic!("test model: {e}"))
+    }
+
+    fn images() -> BTreeMap<String, ImageInfo> {
+        BTreeMap::from([
+            (
+                "mailimg".to_string(),
+                ImageInfo {
+                    id: "sha256:m".into(),
+                    exposed_ports: vec![(143, Protocol::Tcp), (25, Protocol::Tcp)],
+                    volumes: vec!["/var/spool/exim4".into(), "/var/mail".into()],
+                },
+            ),
+            (
+                "webimg".to_string(),
+                ImageInfo {
+                    id: "sha256:w".into(),
+                    ..Default::default()
+                },
+            ),
+        ])
+    }
+
+    #[test]
+    fn link_variables_follow_docker_link_conventions() {
+        let env = link_variables(
+            "ex-web",
+            "db",
+            "mail",
+            &[(5432, Protocol::Tcp), (53, Protocol::Udp)],
+        );
+        assert_eq!(env["DB_NAME"], "/ex-web/db");
+        assert_eq!(env["DB_PORT"], "udp://mail:53");
+        assert_eq!(env["DB_PORT_5432_TCP"], "tcp://mail:5432");
+        assert_eq!(env["DB_PORT_5432_TCP_ADDR"], "mail");
+        assert_eq!(env["DB_PORT_5432_TCP_PORT"], "5432");
+        assert_eq!(env["DB_PORT_5432_TCP_PROTO"], "tcp");
+        assert_eq!(env["DB_PORT_53_UDP_PROTO"], "udp");
+        assert_eq!(link_prefix("my-db.x"), "MY_DB_X");
+    }
+
+    #[test]
+    fn resolve_fills_volumes_aliases_links_and_policies() {
+        let specs = resolve(&dep(), &images(), Integration::Docker);
+        let names: Vec<&str> = specs.iter().map(|s| s.container.as_str()).collect();
+        assert_eq!(names, ["ex-mail", "ex-web-1", "ex-web-2"]);
+        let mail = &specs[0];
+        assert_eq!(mail.image_id, "sha256:m");
+        assert_eq!(mail.docker_restart, "unless-stopped");
+        // The file's volume covers the image's path; the other path gets its own.
+        let vols = mail.volume_names();
+        assert_eq!(
+            vols,
+            vec![
+                ("ex-mail-spool", "/var/spool/exim4"),
+                (
+                    names::image_volume_name("ex-mail", "/var/mail").as_str(),
+                    "/var/mail"
+                )
+            ]
+        );
+        assert_eq!(mail.aliases, ["mail", "smtp"]);
+        let web = &specs[1];
+        assert_eq!(web.aliases, ["web", "ex-web-1"]);
+        assert_eq!(web.env["SMTP_PORT_143_TCP_ADDR"], "mail");
+        assert_eq!(web.env["SMTP_PORT_25_TCP"], "tcp://mail:25");
+        assert!(
+            !web.env.contains_key("SMTP_PORT_2525_TCP"),
+            "container ports, not host ports"
+        );
+        assert_eq!(web.env["SMTP_NAME"], "/ex-web-1/smtp");
+        assert_eq!(web.env["SMTP_PORT"], "overridden", "the file's env wins");
+        let sd = resolve(&dep(), &images(), Integration::Systemd);
+        assert_eq!(sd[0].docker_restart, "no");
+    }
+
+    #[test]
+    fn hash_is_stable_and_diff_names_fields() {
+        let a = resolve(&dep(), &images(), Integration::Docker);
+        let b = resolve(&dep(), &images(), Integration::Docker);
+        assert_eq!(a[0].hash(), b[0].hash());
+        let mut c = a[0].clone();
+        c.env.insert("NEW".into(), "1".into());
+        c.image_id = "sha256:n".into();
+        assert_ne!(a[0].hash(), c.hash());
+        let d = a[0].diff(&c);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d.iter().any(|l| l.starts_with("env.NEW: (none) → \"1\"")));
+        assert!(d.iter().any(|l| l.starts_with("image_id:")));
+    }
+
+    #[test]
+    fn private_files_are_atomic_and_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = StateDir::new(dir.path().join("state"));
+        let spec = resolve(&dep(), &images(), Integration::Docker).remove(0);
+        spec.write(&state).unwrap_or_else(|e| panic!("{e}"));
+        let meta =
+            std::fs::metadata(state.instance_file("ex-mail")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let dmeta = std::fs::metadata(state.instances_dir()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dmeta.permissions().mode() & 0o777, 0o700);
+        let back = InstanceSpec::read(&state, "ex-mail").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.as_ref(), Some(&spec));
+        assert_eq!(
+            InstanceSpec::read_all(&state, "ex").map(|v| v.len()).ok(),
+            Some(1)
+        );
+        assert_eq!(
+            InstanceSpec::read_all(&state, "e").map(|v| v.len()).ok(),
+            Some(0)
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! [`InstanceSpec`]s and compute the plan; create the network and volumes;
 //! remove instances no longer in the file; then create / recreate / start
 //! instances in dependency order (links), the independent ones in parallel;
-//! finally record the applied [`Revision`](crate::state::Revision).
+//! finally record the applied [`Revision`].
 //!
 //! Every step is idempotent and state files are written atomically, so an
 //! apply killed at any point and run again converges. Volumes are never
@@ -489,6 +489,7 @@ async fn apply_systemd(
     }
     remove_instances(engine, state, plan, report).await?;
 
+    let mut units_changed = !removed.is_empty();
     let mut to_restart = Vec::new();
     let mut to_start = Vec::new();
     let mut to_enable = Vec::new();
@@ -496,7 +497,7 @@ async fn apply_systemd(
         let Some(spec) = &item.spec else { continue };
         spec.write(state)?;
         if let Some(text) = units.get(&spec.container) {
-            systemd_ctl::write_unit(unit_dir, &spec.container, text)?;
+            units_changed |= systemd_ctl::write_unit(unit_dir, &spec.container, text)?;
         }
         let unit = names::unit_name(&spec.container);
         // A unit the operator stopped stays disabled (not started at boot).
@@ -523,12 +524,23 @@ async fn apply_systemd(
             ));
         }
     }
-    ctl.daemon_reload().await?;
+    // Reload only when something changed: a no-op apply changes nothing.
+    // (Any instance being created or recreated also reloads, which covers a
+    // unit file written by an apply that was killed before its reload.)
+    units_changed |= plan
+        .instances
+        .iter()
+        .any(|i| matches!(i.action, Action::Create | Action::Recreate));
+    if units_changed {
+        ctl.daemon_reload().await?;
+    }
     ctl.enable(&to_enable).await?;
     ctl.restart(&to_restart).await?;
     ctl.start(&to_start).await?;
     if !ctl.enabled() {
-        pending.push("systemctl daemon-reload".into());
+        if units_changed {
+            pending.push("systemctl daemon-reload".into());
+        }
         if !to_enable.is_empty() {
             pending.push(format!("systemctl enable {}", to_enable.join(" ")));
         }
@@ -566,4 +578,53 @@ pub fn write_revision(state: &StateDir, rev: &Revision) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_links() {
+        let dep: Deployment = serde_json::from_value(serde_json::json!({
+            "name": "ex",
+            "services": {
+                "a": {"name": "a", "image": "i", "count": 1},
+                "b": {"name": "b", "image": "i", "count": 1, "links": [{"target": "a", "alias": "a"}]},
+                "c": {"name": "c", "image": "i", "count": 1, "links": [{"target": "b", "alias": "b"}, {"target": "a", "alias": "a"}]},
+                "d": {"name": "d", "image": "i", "count": 1}
+            }
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let l = service_levels(&dep);
+        assert_eq!((l["a"], l["b"], l["c"], l["d"]), (0, 1, 2, 0));
+    }
+
+    #[test]
+    fn revisions_are_written_and_pruned_to_the_last_ten() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = StateDir::new(dir.path());
+        let dep: Deployment =
+            serde_json::from_value(serde_json::json!({"name": "ex", "services": {}}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        for n in 1..=13 {
+            let rev = Revision {
+                revision: n,
+                applied_at: "2026-01-01T00:00:00Z".into(),
+                integration: "docker".into(),
+                deployment: dep.clone(),
+                image_ids: BTreeMap::new(),
+            };
+            write_revision(&state, &rev).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let current = state.read_current("ex").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(current.map(|c| c.revision), Some(13));
+        let mut kept: Vec<u64> = std::fs::read_dir(state.revisions_dir("ex"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, (4..=13).collect::<Vec<u64>>());
+    }
 }

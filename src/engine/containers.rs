@@ -223,7 +223,21 @@ impl Engine {
         revision: u64,
         restart_policy: &str,
     ) -> Result<String> {
-        let body = create_body(spec, revision, &spec.hash(), restart_policy);
+        self.create_container_with_hash(spec, revision, restart_policy, &spec.hash())
+            .await
+    }
+
+    /// [`Engine::create_container`] with an explicit `berth.spec-hash` label:
+    /// the supervisor labels the container with the hash of the spec as
+    /// applied, even when it had to refresh the image ID at start.
+    pub async fn create_container_with_hash(
+        &self,
+        spec: &InstanceSpec,
+        revision: u64,
+        restart_policy: &str,
+        hash: &str,
+    ) -> Result<String> {
+        let body = create_body(spec, revision, hash, restart_policy);
         let opts = CreateContainerOptionsBuilder::default()
             .name(&spec.container)
             .build();

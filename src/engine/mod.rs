@@ -7,6 +7,22 @@
 //! [`InstanceSpec`](crate::apply::InstanceSpec), start, stop, remove, list,
 //! inspect, wait, logs), [`volumes`] and [`networks`]. Every object berth
 //! creates carries the labels from [`crate::names`].
+//!
+//! The calls other commands build on:
+//! - [`Engine::connect`]: negotiated connection, clear error when unreachable.
+//! - [`Engine::ensure_images`] / [`Engine::pull_images`]: pull what is
+//!   missing, all at once, failing before anything else is touched.
+//! - [`Engine::list_containers`] (by `berth.deployment`, plus extra labels),
+//!   [`Engine::inspect_container`], [`Engine::start_container`],
+//!   [`Engine::stop_container`], [`Engine::remove_container`],
+//!   [`Engine::wait_container`], [`Engine::container_output`].
+//! - [`Engine::ensure_volume`], [`Engine::list_volumes`],
+//!   [`Engine::remove_volume`]; [`Engine::ensure_network`],
+//!   [`Engine::remove_network`].
+//! - Creating a container from an [`InstanceSpec`](crate::apply::InstanceSpec):
+//!   [`Engine::create_container`], or
+//!   [`crate::integration::docker::replace_container`] which first removes a
+//!   stale container of the same name (only if it is this deployment's).
 
 pub mod containers;
 pub mod images;
@@ -40,8 +56,14 @@ impl Engine {
     pub async fn connect() -> Result<Self> {
         let host =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-        let docker = Docker::connect_with_defaults()
-            .map_err(|e| Error::engine(format!("cannot set up a connection to {host}"), e))?;
+        let docker = Docker::connect_with_defaults().map_err(|e| {
+            Error::engine(
+                format!(
+                    "cannot reach the engine at {host} (is the Docker daemon running? set DOCKER_HOST if its socket is elsewhere)"
+                ),
+                e,
+            )
+        })?;
         let docker = docker.negotiate_version().await.map_err(|e| {
             Error::engine(
                 format!(

@@ -19,9 +19,21 @@ pub async fn replace_container(
     revision: u64,
     restart_policy: &str,
 ) -> Result<String> {
+    replace_container_with_hash(engine, spec, revision, restart_policy, &spec.hash()).await
+}
+
+/// [`replace_container`] with an explicit `berth.spec-hash` label (see
+/// [`Engine::create_container_with_hash`]).
+pub async fn replace_container_with_hash(
+    engine: &Engine,
+    spec: &InstanceSpec,
+    revision: u64,
+    restart_policy: &str,
+    hash: &str,
+) -> Result<String> {
     remove_own_container(engine, spec).await?;
     match engine
-        .create_container(spec, revision, restart_policy)
+        .create_container_with_hash(spec, revision, restart_policy, hash)
         .await
     {
         Ok(id) => Ok(id),
@@ -30,7 +42,7 @@ pub async fn replace_container(
             // recreated by the supervisor, say): remove it and try once more.
             remove_own_container(engine, spec).await?;
             engine
-                .create_container(spec, revision, restart_policy)
+                .create_container_with_hash(spec, revision, restart_policy, hash)
                 .await
         }
         Err(e) => Err(e),

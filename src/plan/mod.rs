@@ -15,7 +15,7 @@ use crate::apply::instance::{InstanceSpec, Integration, is_stopped_by_operator};
 use crate::engine::{ContainerInfo, ContainerState, Engine};
 use crate::error::Result;
 use crate::names;
-use crate::spec::{Deployment, PortMapping};
+use crate::spec::{Deployment, PortMapping, RestartPolicy};
 use crate::state::StateDir;
 
 /// What happens to one instance.
@@ -249,7 +249,13 @@ impl Plan {
                 Target::Containers(_) => match container {
                     None => Action::Create,
                     Some(c) if c.spec_hash() == Some(hash.as_str()) && !image_missing => {
-                        if c.state == ContainerState::Running || stopped {
+                        // Started unless running, stopped by the operator,
+                        // or finished on its own under a policy that does
+                        // not restart it (a one-shot job that exited is
+                        // left as it is).
+                        let finished_for_good = c.state == ContainerState::Exited
+                            && spec.restart != RestartPolicy::Always;
+                        if c.state == ContainerState::Running || stopped || finished_for_good {
                             Action::Unchanged
                         } else {
                             Action::Start
@@ -385,6 +391,22 @@ impl Plan {
             });
         }
 
+        // Numeric order of ports within each container reads best.
+        port_changes.sort_by_key(|p| {
+            let text = p
+                .after
+                .as_ref()
+                .or(p.before.as_ref())
+                .cloned()
+                .unwrap_or_default();
+            let container_port: u32 = text
+                .split("->")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (p.container.clone(), container_port, p.after.is_some())
+        });
         let mut images_to_pull: Vec<String> = missing_images.to_vec();
         images_to_pull.sort();
         images_to_pull.dedup();

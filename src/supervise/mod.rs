@@ -8,6 +8,12 @@
 //! and returns when the container exits (with its status) or when
 //! `shutdown` resolves (after stopping the container within its stop
 //! timeout and removing it).
+//!
+//! Running many instances in one process (`berth up`): resolve the specs
+//! with [`crate::apply::desired`], then per instance loop on
+//! [`run_instance`] with [`prefixed_output`] and a shared shutdown future
+//! (for example a `tokio::sync::watch` receiver), restarting on
+//! [`Outcome::Exited`] as the instance's restart policy says.
 
 use std::future::Future;
 use std::io::Write;
@@ -18,7 +24,7 @@ use futures_util::StreamExt;
 use crate::apply::InstanceSpec;
 use crate::engine::{Engine, ExitStatus, PullProgress};
 use crate::error::{Error, Result};
-use crate::integration::docker::replace_container;
+use crate::integration::docker::replace_container_with_hash;
 use crate::names;
 
 /// Which stream a chunk of container output came from.
@@ -158,8 +164,11 @@ pub async fn run_instance(
     opts: &SuperviseOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Outcome> {
+    // Label with the hash of the spec as applied, so `plan` recognises the
+    // container even if `prepare` had to refresh the image ID.
+    let applied_hash = spec.hash();
     let spec = prepare(engine, spec, opts.revision).await?;
-    replace_container(engine, &spec, opts.revision, "no").await?;
+    replace_container_with_hash(engine, &spec, opts.revision, "no", &applied_hash).await?;
     engine.start_container(&spec.container).await?;
 
     let output = opts.output.clone();

@@ -280,11 +280,16 @@ async fn volume_data_survives_restart_recreate_upgrade_and_scale_down_up() {
     apply_docker(&ws, &mk(&v2, 2, "2")).await;
     assert_ne!(id_of(&c1), before, "new image, new container");
     assert_eq!(exec_ok(&c1, &["cat", "/data/f"]), "one");
-    // scale down: the highest-numbered instance goes, its volume stays
+    // scale down: the highest-numbered instance goes, its volume stays, and
+    // the remaining instance keeps its data under its new container name
     apply_docker(&ws, &mk(&v2, 1, "2")).await;
     let single = format!("{name}-store");
     assert_eq!(containers_of(&name), vec![single.clone()]);
-    assert!(volumes_of(&name).contains(&format!("{c2}-data")));
+    assert_eq!(exec_ok(&single, &["cat", "/data/f"]), "one");
+    assert_eq!(
+        volumes_of(&name),
+        vec![format!("{c2}-data"), format!("{single}-data")]
+    );
     // scale up again: instance 2 finds its data
     apply_docker(&ws, &mk(&v2, 2, "2")).await;
     assert_eq!(exec_ok(&c2, &["cat", "/data/f"]), "two");
@@ -556,6 +561,14 @@ async fn systemd_integration_writes_units_and_specs_without_systemctl() {
         .await
         .expect("re-apply");
     assert_eq!(again.plan.with_action(Action::Unchanged).count(), 2);
+    assert!(
+        !again
+            .pending_systemctl
+            .iter()
+            .any(|c| c.contains("daemon-reload") || c.contains("restart")),
+        "a no-op apply neither reloads nor restarts: {:?}",
+        again.pending_systemctl
+    );
 
     // With systemctl wanted but no systemd on this host: a clear refusal.
     if !berth::integration::systemd_ctl::systemd_running() {
@@ -1123,4 +1136,167 @@ fn cli_systemd_integration_refuses_without_systemd_and_writes_units_with_no_syst
             .unwrap_or(0)
             == 0
     );
+}
+
+/// Removes one container by name on drop (for containers a test made
+/// without berth's labels).
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn cli_apply_refuses_to_replace_a_container_it_did_not_create() {
+    let name = unique_name("foreign");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let c = format!("{name}-app");
+    let _foreign = RemoveOnDrop(c.clone());
+    docker_ok(&["create", "--name", &c, base_image(), "sleep", "1"]);
+    let foreign_id = id_of(&c);
+    ws.write(
+        "berth.toml",
+        &format!(
+            "name = \"{name}\"\n[services.app]\nimage = \"{}\"\ncommand = [\"sleep\", \"3600\"]\n",
+            base_image()
+        ),
+    );
+    let out = run(&ws, &["apply", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not belong to deployment"), "{err}");
+    assert_eq!(id_of(&c), foreign_id, "the foreign container is untouched");
+}
+
+#[test]
+fn cli_unreachable_engine_is_a_clear_error() {
+    let ws = Workspace::new();
+    let name = unique_name("noengine");
+    ws.write(
+        "berth.toml",
+        &format!("name = \"{name}\"\n[services.a]\nimage = \"busybox\"\n"),
+    );
+    let out = std::process::Command::new(bin())
+        .args(["plan"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("BERTH_STATE_DIR", ws.state_dir())
+        .current_dir(ws.path())
+        .output()
+        .expect("run plan");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the engine at unix:///nonexistent/docker.sock"),
+        "{err}"
+    );
+}
+
+/// Every kind of invalid input is refused by `apply` with exit 2 before the
+/// engine or the state directory is touched.
+#[test]
+fn cli_rejections_leave_engine_and_state_untouched() {
+    let img = base_image();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "unknownkey",
+            format!("[services.a]\nimage = \"{img}\"\nimagee = \"x\"\n"),
+        ),
+        (
+            "badport",
+            format!("[services.a]\nimage = \"{img}\"\nports = [\"99999:80\"]\n"),
+        ),
+        (
+            "badlink",
+            format!("[services.a]\nimage = \"{img}\"\nlinks = [\"nosuch\"]\n"),
+        ),
+        (
+            "zerocount",
+            format!("[services.a]\nimage = \"{img}\"\ncount = 0\n"),
+        ),
+        (
+            "badsvcname",
+            format!("[services.\"a/b\"]\nimage = \"{img}\"\n"),
+        ),
+        (
+            "undefinedvar",
+            format!(
+                "[services.a]\nimage = \"{img}\"\nenv = {{ X = \"${{NOPE_UNDEFINED_VAR}}\" }}\n"
+            ),
+        ),
+        ("syntax", format!("[services.a\nimage = \"{img}\"\n")),
+        (
+            "missingenvfile",
+            format!("[services.a]\nimage = \"{img}\"\nenv_file = \"nope.env\"\n"),
+        ),
+        (
+            "relvolume",
+            format!("[services.a]\nimage = \"{img}\"\nvolumes = [\"data:relative/path\"]\n"),
+        ),
+    ];
+    for (tag, body) in cases {
+        let name = unique_name(tag);
+        let _cleanup = Cleanup::new(&name);
+        let ws = Workspace::new();
+        ws.write("berth.toml", &format!("name = \"{name}\"\n{body}"));
+        let out = run(&ws, &["apply", "--integration", "docker"]);
+        assert_eq!(out.status.code(), Some(2), "{tag}: {}", show(&out));
+        assert!(!out.stderr.is_empty(), "{tag}: says why");
+        assert!(containers_of(&name).is_empty(), "{tag}");
+        assert!(volumes_of(&name).is_empty(), "{tag}");
+        assert!(networks_of(&name).is_empty(), "{tag}");
+        assert!(!ws.state_dir().exists(), "{tag}: state untouched");
+    }
+}
+
+/// An instance the operator stopped (`<state>/instances/<container>.stopped`)
+/// stays stopped through apply, even when its spec changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_stopped_instance_stays_stopped_through_apply() {
+    let name = unique_name("stopped");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let img = base_image();
+    let mk = |v: &str| {
+        deployment(
+            &name,
+            vec![
+                svc("a", img, json!({"env": {"V": v}})),
+                svc("b", img, json!({"env": {"V": v}})),
+            ],
+        )
+    };
+    apply_docker(&ws, &mk("1")).await;
+    let a = format!("{name}-a");
+    let b = format!("{name}-b");
+    // What `berth stop a` does: the marker, then the container stopped.
+    let state = StateDir::new(ws.state_dir());
+    std::fs::write(berth::apply::instance::stopped_marker(&state, &a), b"").expect("marker");
+    docker_ok(&["stop", "-t", "1", &a]);
+
+    let plan = plan_docker(&ws, &mk("1")).await;
+    assert!(!plan.has_changes(), "{}", plan.render());
+    apply_docker(&ws, &mk("1")).await;
+    assert!(!running(&a), "unchanged: stays stopped");
+
+    let report = apply_docker(&ws, &mk("2")).await;
+    let item = report
+        .plan
+        .instances
+        .iter()
+        .find(|i| i.container == a)
+        .expect("a planned");
+    assert_eq!(item.action, Action::Recreate);
+    assert!(item.stopped_by_operator);
+    assert!(!running(&a), "changed: recreated but still stopped");
+    let env = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        &a,
+    ]);
+    assert!(env.lines().any(|l| l == "V=2"), "{env}");
+    assert!(running(&b));
 }
