@@ -27,7 +27,7 @@ pub use instance::{InstanceSpec, Integration, MountSource, MountSpec};
 
 use crate::engine::{Engine, ImageInfo, PullProgress};
 use crate::error::{Error, Result};
-use crate::integration::systemd::{UnitOptions, render_unit};
+use crate::integration::systemd::{UnitOptions, host_systemd_version, render_unit};
 use crate::integration::systemd_ctl::{self, Systemctl};
 use crate::names;
 use crate::plan::{Action, InstancePlan, Plan, Target};
@@ -141,10 +141,9 @@ pub async fn desired(
     let specs = instance::resolve(deployment, &images, integration);
     let target = match integration {
         Integration::Systemd => {
-            let opts = UnitOptions {
-                berth_path: berth_path.to_path_buf(),
-                state_dir: absolute(state.root()),
-            };
+            // Units use newer restart settings only where the host's systemd has them.
+            let opts = UnitOptions::new(berth_path, absolute(state.root()))
+                .with_systemd_version(host_systemd_version());
             let units = deployment
                 .instances()
                 .iter()

@@ -12,6 +12,7 @@ use crate::state::{DEFAULT_STATE_DIR, DEFAULT_UNIT_DIR, StateDir};
 
 mod apply;
 mod authorized_keys;
+mod backup;
 mod completions;
 mod destroy;
 mod doctor;
@@ -20,7 +21,9 @@ mod logs;
 mod plan;
 mod ps;
 mod render;
+mod restore;
 mod schema;
+mod snapshots;
 mod ssh_gateway;
 mod start_stop;
 mod supervise;
@@ -112,6 +115,12 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Save the volumes of services into one archive.
+    Backup(backup::BackupArgs),
+    /// Put a backup's volumes back (checksums verified first).
+    Restore(restore::RestoreArgs),
+    /// List the volume snapshots kept in the state directory.
+    Snapshots(snapshots::SnapshotsArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -202,6 +211,9 @@ async fn run(ctx: Context, command: Command) -> Result<u8> {
         Command::Doctor(a) => doctor::run(&ctx, a).await,
         Command::Schema(a) => schema::run(&ctx, a).await,
         Command::Completions(a) => completions::run(&ctx, a).await,
+        Command::Backup(a) => backup::run(&ctx, a).await,
+        Command::Restore(a) => restore::run(&ctx, a).await,
+        Command::Snapshots(a) => snapshots::run(&ctx, a).await,
     }
 }
 

@@ -2,12 +2,38 @@
 
 use clap::Args;
 
-use super::Context;
-use crate::error::Result;
+use super::{Context, OutputFormat};
+use crate::error::{Error, Result};
+use crate::integration::systemd::UnitOptions;
+use crate::spec::render::Rendered;
 
 #[derive(Debug, Args)]
-pub struct RenderArgs {}
+pub struct RenderArgs {
+    /// table: readable text with the unit files; json: everything, machine-readable.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
 
-pub async fn run(_ctx: &Context, _args: RenderArgs) -> Result<u8> {
-    super::not_yet("render")
+pub async fn run(ctx: &Context, args: RenderArgs) -> Result<u8> {
+    let dep = match super::validate::load_or_report(ctx)? {
+        Ok(dep) => dep,
+        Err(code) => return Ok(code),
+    };
+    let berth_path = std::env::current_exe()
+        .map_err(|e| Error::Runtime(format!("cannot find the path of the berth binary: {e}")))?;
+    let opts = UnitOptions {
+        berth_path,
+        state_dir: ctx.state_dir().root().to_path_buf(),
+    };
+    let rendered = Rendered::build(&dep, &opts);
+    match args.output {
+        OutputFormat::Table => print!("{}", rendered.text()),
+        OutputFormat::Json => {
+            let text = serde_json::to_string_pretty(&rendered).map_err(|e| {
+                Error::Runtime(format!("cannot encode the rendered deployment: {e}"))
+            })?;
+            println!("{text}");
+        }
+    }
+    Ok(0)
 }

@@ -3,13 +3,17 @@
 use clap::Args;
 
 use super::Context;
-use crate::error::Result;
+use crate::error::{EXIT_INVALID, Result};
+use crate::spec::{self, Deployment};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {}
 
 pub async fn run(ctx: &Context, _args: ValidateArgs) -> Result<u8> {
-    let dep = ctx.load_deployment()?;
+    let dep = match load_or_report(ctx)? {
+        Ok(dep) => dep,
+        Err(code) => return Ok(code),
+    };
     let instances = dep.instances().len();
     let services = dep.services.len();
     println!(
@@ -22,4 +26,18 @@ pub async fn run(ctx: &Context, _args: ValidateArgs) -> Result<u8> {
         if instances == 1 { "" } else { "s" },
     );
     Ok(0)
+}
+
+/// Load the deployment file; if it is invalid, print every problem (in
+/// colour on a terminal, never with `NO_COLOR`) and give the exit code.
+pub(super) fn load_or_report(ctx: &Context) -> Result<std::result::Result<Deployment, u8>> {
+    match spec::load(&ctx.load_options()?) {
+        Ok(dep) => Ok(Ok(dep)),
+        Err(errors) => {
+            let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none();
+            eprintln!("{}", errors.render(color));
+            Ok(Err(EXIT_INVALID))
+        }
+    }
 }

@@ -24,7 +24,9 @@
 //!   [`crate::integration::docker::replace_container`] which first removes a
 //!   stale container of the same name (only if it is this deployment's).
 
+pub mod archive;
 pub mod containers;
+pub mod exec;
 pub mod images;
 pub mod networks;
 pub mod ops;

@@ -56,15 +56,14 @@ fn links(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpan
         path.push((start.as_str(), 0));
         state.insert(start.as_str(), 1);
         while let Some(&mut (node, ref mut next)) = path.last_mut() {
-            let svc = &dep.services[node];
-            if *next >= svc.links.len() {
+            let li = *next;
+            let Some(link) = dep.services.get(node).and_then(|svc| svc.links.get(li)) else {
                 state.insert(node, 2);
                 path.pop();
                 continue;
-            }
-            let li = *next;
+            };
             *next += 1;
-            let target = svc.links[li].target.as_str();
+            let target = link.target.as_str();
             if target == node || !dep.services.contains_key(target) {
                 continue;
             }
@@ -106,7 +105,7 @@ fn ssh_keys(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceS
             continue;
         };
         for (i, key) in svc.ssh.iter().enumerate() {
-            if dep.keys.contains_key(key) {
+            if dep.keys.contains_key(key) || d.bad_keys.contains(key) {
                 continue;
             }
             let span = sp.ssh.get(i).copied().unwrap_or(sp.name);

@@ -32,6 +32,12 @@ pub struct Decoder<'a> {
     pub errors: Vec<SpecError>,
     /// The deployment file's directory, for `env_file`.
     pub base_dir: PathBuf,
+    /// Keys that are defined but invalid (already reported): `ssh` entries
+    /// naming them are not reported again as undefined.
+    pub bad_keys: Vec<String>,
+    /// Known keys an unknown key was taken for a typo of: "missing" errors
+    /// for them would only repeat the typo.
+    pub suggested: Vec<&'static str>,
 }
 
 impl<'a> Decoder<'a> {
@@ -41,6 +47,8 @@ impl<'a> Decoder<'a> {
             src,
             errors: Vec::new(),
             base_dir,
+            bad_keys: Vec::new(),
+            suggested: Vec::new(),
         }
     }
 
@@ -54,6 +62,9 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn type_err(&mut self, n: &Node, what: &str, expected: &str, help: &str) {
+        if n.value == Value::Invalid {
+            return;
+        }
         let found = match &n.value {
             Value::Str(s) => format!("the string {s:?}"),
             other => other.kind().to_string(),
@@ -66,12 +77,15 @@ impl<'a> Decoder<'a> {
     }
 
     /// Report a key that is not one of `known`, suggesting the closest.
-    pub fn unknown_key(&mut self, e: &Entry, known: &[&str], context: &str) {
+    pub fn unknown_key(&mut self, e: &Entry, known: &[&'static str], context: &str) {
         let help = match suggest(&e.key, known.iter().copied()) {
-            Some(s) => format!("did you mean `{s}`?"),
+            Some(s) => {
+                self.suggested.push(s);
+                format!("did you mean `{s}`?")
+            }
             None => match compose_alias(&e.key) {
                 Some(h) => h.to_string(),
-                None => format!("the keys {context} accepts are: {}", known.join(", ")),
+                None => format!("known keys {context}: {}", known.join(", ")),
             },
         };
         self.err(
@@ -96,11 +110,26 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// The document itself, which must be a mapping.
+    pub fn root_map<'n>(&mut self, n: &'n Node) -> Option<&'n [Entry]> {
+        match &n.value {
+            Value::Map(m) => Some(m),
+            other => {
+                self.err(
+                    n.span,
+                    format!("the deployment file must be a table of keys and values, found {}", other.kind()),
+                    "start from `name` and `services`, e.g. name = \"demo\" and a [services.web] table",
+                );
+                None
+            }
+        }
+    }
+
     pub fn string(&mut self, n: &Node, what: &str) -> Option<String> {
         match &n.value {
             Value::Str(s) => Some(s.clone()),
             _ => {
-                self.type_err(n, what, "a string", "put the value in quotes");
+                self.type_err(n, what, "a string", string_help(n));
                 None
             }
         }
@@ -112,7 +141,7 @@ impl<'a> Decoder<'a> {
             Value::Str(s) => Some(s.clone()),
             Value::Int(i) => Some(i.to_string()),
             _ => {
-                self.type_err(n, what, "a string", "put the value in quotes");
+                self.type_err(n, what, "a string", string_help(n));
                 None
             }
         }
@@ -159,12 +188,7 @@ impl<'a> Decoder<'a> {
             match &item.value {
                 Value::Str(s) => out.push((s.clone(), item.span)),
                 Value::Int(v) => out.push((v.to_string(), item.span)),
-                _ => self.type_err(
-                    item,
-                    &format!("{what}[{i}]"),
-                    "a string",
-                    "put the value in quotes",
-                ),
+                _ => self.type_err(item, &format!("{what}[{i}]"), "a string", string_help(item)),
             }
         }
         Some(out)
@@ -203,7 +227,7 @@ impl<'a> Decoder<'a> {
                 None
             }
             _ => {
-                self.type_err(n, what, "a string", "put the value in quotes");
+                self.type_err(n, what, "a string", string_help(n));
                 None
             }
         }
@@ -260,11 +284,19 @@ impl<'a> Decoder<'a> {
                 span,
                 format!("cannot read env_file `{rel}`: {}", io_reason(&e)),
                 format!(
-                    "env_file paths are relative to the deployment file's directory (here `{}`)",
+                    "env_file paths are relative to the deployment file's directory; berth looked for `{}`",
                     path.display()
                 ),
             ),
         }
+    }
+}
+
+/// What to do when a string was expected and something else was written.
+fn string_help(n: &Node) -> &'static str {
+    match n.value {
+        Value::Map(_) | Value::Seq(_) => "write a single string here, e.g. \"value\"",
+        _ => "put the value in quotes",
     }
 }
 
@@ -351,15 +383,17 @@ pub fn native(
     root: &Node,
     name_override: Option<&str>,
 ) -> Option<(Deployment, BTreeMap<String, ServiceSpans>)> {
-    let entries = d.map(root, "the deployment file")?;
+    let entries = d.root_map(root)?;
     let mut name: Option<(String, Span)> = None;
     let mut keys = BTreeMap::new();
     let mut services = BTreeMap::new();
     let mut spans = BTreeMap::new();
     let mut saw_services = false;
+    let mut saw_name = false;
     for e in entries {
         match e.key.as_str() {
             "name" => {
+                saw_name = true;
                 if let Some(n) = d.string(&e.value, "name") {
                     name = Some((n, e.value.span));
                 }
@@ -383,6 +417,7 @@ pub fn native(
                 if let Some(m) = d.map(&e.value, "keys") {
                     for k in m {
                         if !d.name(&k.key, k.key_span, "key") {
+                            d.bad_keys.push(k.key.clone());
                             continue;
                         }
                         let Some(text) = d.string(&k.value, &format!("keys.{}", k.key)) else {
@@ -392,7 +427,10 @@ pub fn native(
                             Ok(key) => {
                                 keys.insert(k.key.clone(), key);
                             }
-                            Err(p) => d.problem(k.value.span, p),
+                            Err(p) => {
+                                d.bad_keys.push(k.key.clone());
+                                d.problem(k.value.span, p);
+                            }
                         }
                     }
                 }
@@ -418,10 +456,12 @@ pub fn native(
                     }
                 }
             }
+            // Extension keys, as in Compose: room for YAML anchors and notes.
+            k if k.starts_with("x-") => {}
             _ => d.unknown_key(e, TOP_KEYS, "at the top level"),
         }
     }
-    if !saw_services {
+    if !saw_services && !d.suggested.contains(&"services") {
         d.err(
             Span::default(),
             "the deployment has no `services`",
@@ -434,6 +474,7 @@ pub fn native(
             d.name(&n, span, "deployment");
             n
         }
+        (None, None) if saw_name || d.suggested.contains(&"name") => String::new(),
         (None, None) => {
             d.err(
                 Span::default(),
@@ -805,10 +846,11 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                     }
                 }
             }
+            k if k.starts_with("x-") => {}
             _ => d.unknown_key(e, SERVICE_KEYS, &format!("in service `{sname}`")),
         }
     }
-    if !have_image {
+    if !have_image && !d.suggested.contains(&"image") {
         d.err(
             s.key_span,
             format!("service `{sname}` has no `image`"),

@@ -70,7 +70,7 @@ fn fields<'n>(
             None => {
                 let help = match suggest(&e.key, known.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("the fields {context} are: {}", known.join(", ")),
+                    None => format!("known fields {context}: {}", known.join(", ")),
                 };
                 d.err(
                     e.key_span,
@@ -125,7 +125,7 @@ pub fn decode(
     root: &Node,
     name: String,
 ) -> Option<(Deployment, BTreeMap<String, ServiceSpans>)> {
-    let entries = d.map(root, "the deployment file")?;
+    let entries = d.root_map(root)?;
     let top = fields(d, entries, TOP, "at the top level of a geard deployment");
     let mut deployment_keys = Vec::new();
     if let Some(k) = top.get("keys") {
@@ -283,11 +283,21 @@ pub fn decode(
                     );
                     continue;
                 };
-                let Some(cport) = port(d, &internal.value, "internal", false) else {
+                let Some(cport) = port(
+                    d,
+                    &internal.value,
+                    &format!("{}[{j}].internal", what("publicports")),
+                    false,
+                ) else {
                     continue;
                 };
                 let host = match pf.get("external") {
-                    Some(x) => match port(d, &x.value, "external", true) {
+                    Some(x) => match port(
+                        d,
+                        &x.value,
+                        &format!("{}[{j}].external", what("publicports")),
+                        true,
+                    ) {
                         Some(0) => None,
                         Some(h) => Some(h),
                         None => continue,
@@ -312,7 +322,7 @@ pub fn decode(
                 for k in ["ports", "aliasports"] {
                     if let Some(x) = lf.get(k) {
                         for (n, item) in list(d, &x.value, k).iter().enumerate() {
-                            port(d, item, &format!("{k}[{n}]"), false);
+                            port(d, item, &format!("{}[{j}].{k}[{n}]", what("links")), false);
                         }
                     }
                 }

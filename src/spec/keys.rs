@@ -88,6 +88,19 @@ fn describe(line: &str, err: &str) -> String {
     if line.split_whitespace().count() < 2 {
         return "expected `<type> <base64> [comment]`".into();
     }
+    let kind = line.split_whitespace().next().unwrap_or("");
+    if !(kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-")) {
+        return format!(
+            "it starts with `{}`, not a key type such as ssh-ed25519",
+            short(kind)
+        );
+    }
+    if err.contains("ase64") || err.contains("encoding") {
+        return "the key data is not valid base64".into();
+    }
+    if err.contains("length") {
+        return "the key data is truncated".into();
+    }
     err.to_string()
 }
 
@@ -135,6 +148,14 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+fn short(s: &str) -> String {
+    if s.chars().count() > 16 {
+        format!("{}...", s.chars().take(16).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 #[cfg(test)]

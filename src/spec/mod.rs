@@ -12,6 +12,8 @@ pub mod interpolate;
 mod json;
 pub mod keys;
 pub mod model;
+pub mod render;
+pub mod schema;
 mod source;
 mod toml;
 mod tree;
@@ -49,8 +51,11 @@ pub struct SpecError {
     /// 1-based line and column, when known.
     pub line: usize,
     pub column: usize,
-    /// The source line, for the snippet.
+    /// The source line, for the snippet (a window of it, for long lines).
     pub snippet: Option<String>,
+    /// 1-based column of the caret within `snippet` (differs from `column`
+    /// when a long line is shown in part).
+    pub snippet_column: usize,
     /// What is wrong.
     pub message: String,
     /// What would fix it.
@@ -81,7 +86,7 @@ impl std::fmt::Display for SpecError {
             write!(f, "\n{pad} |\n{gutter} | {line}\n{pad} | ")?;
             let caret_at: String = line
                 .chars()
-                .take(self.column.saturating_sub(1))
+                .take(self.snippet_column.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             write!(f, "{caret_at}^")?;
@@ -107,6 +112,54 @@ impl std::fmt::Display for SpecErrors {
 }
 
 impl std::error::Error for SpecErrors {}
+
+impl SpecErrors {
+    /// The plain form (`Display`), or the same text with ANSI colours for a
+    /// terminal: `error` in red, the gutter in blue, `help` in cyan.
+    pub fn render(&self, color: bool) -> String {
+        let plain = self.to_string();
+        if !color {
+            return plain;
+        }
+        const RED: &str = "\x1b[1;31m";
+        const BLUE: &str = "\x1b[1;34m";
+        const CYAN: &str = "\x1b[1;36m";
+        const BOLD: &str = "\x1b[1m";
+        const RESET: &str = "\x1b[0m";
+        let mut out = String::with_capacity(plain.len() + 256);
+        for line in plain.lines() {
+            if let Some(i) = line
+                .find(": error: ")
+                .or_else(|| line.starts_with("error: ").then_some(0))
+            {
+                let (loc, rest) = line.split_at(i);
+                let msg = rest.trim_start_matches(": ").trim_start_matches("error: ");
+                let sep = if loc.is_empty() { "" } else { ": " };
+                out.push_str(&format!(
+                    "{BOLD}{loc}{RESET}{sep}{RED}error{RESET}: {BOLD}{msg}{RESET}"
+                ));
+            } else if let Some(h) = line.strip_prefix("  help: ") {
+                out.push_str(&format!("  {CYAN}help{RESET}: {h}"));
+            } else if let Some((gutter, rest)) = line.split_once(" |") {
+                if gutter.trim().chars().all(|c| c.is_ascii_digit()) {
+                    let rest_colored = if gutter.trim().is_empty() && rest.contains('^') {
+                        format!("{RED}{rest}{RESET}")
+                    } else {
+                        rest.to_string()
+                    };
+                    out.push_str(&format!("{BLUE}{gutter} |{RESET}{rest_colored}"));
+                } else {
+                    out.push_str(line);
+                }
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        out.pop();
+        out
+    }
+}
 
 /// The formats a deployment file can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +195,7 @@ impl SpecError {
             line: 0,
             column: 0,
             snippet: None,
+            snippet_column: 0,
             message: message.into(),
             help: Some(help.into()),
         }
@@ -365,6 +419,7 @@ fn interpolate_tree(
                         let at = locate_in_source(src, node.span, s, e.offset);
                         errors.push(src.error(Span::new(at, at + 1), e.message, Some(e.help)));
                     }
+                    node.value = Value::Invalid;
                 }
             }
         }
@@ -404,3 +459,6 @@ fn locate_in_source(src: &Source, span: Span, value: &str, offset: usize) -> usi
         span.start
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -270,3 +270,60 @@ impl Deployment {
         order
     }
 }
+
+impl Deployment {
+    /// The legacy Docker link variables a service gets for its links, as far
+    /// as the file determines them: for every container port the linked
+    /// service publishes, `<ALIAS>_PORT_<p>_<PROTO>` (= `tcp://<alias>:<p>`)
+    /// with its `_ADDR`, `_PORT` and `_PROTO`, plus `<ALIAS>_PORT` for the
+    /// lowest port and `<ALIAS>_NAME` (`/<container>/<alias>`). Ports only
+    /// the image `EXPOSE`s are known when the image is inspected, at apply time.
+    pub fn link_env(&self, instance: &InstanceRef) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        let Some(svc) = self.services.get(&instance.service) else {
+            return env;
+        };
+        for link in &svc.links {
+            let Some(target) = self.services.get(&link.target) else {
+                continue;
+            };
+            let prefix: String = link
+                .alias
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            env.insert(
+                format!("{prefix}_NAME"),
+                format!("/{}/{}", instance.container, link.alias),
+            );
+            let mut ports: Vec<(u16, Protocol)> = target
+                .ports
+                .iter()
+                .map(|p| (p.container_port, p.protocol))
+                .collect();
+            ports.sort_by_key(|(p, proto)| (*p, proto.as_str()));
+            ports.dedup();
+            for (i, (port, proto)) in ports.iter().enumerate() {
+                let url = format!("{}://{}:{}", proto.as_str(), link.alias, port);
+                let base = format!(
+                    "{prefix}_PORT_{port}_{}",
+                    proto.as_str().to_ascii_uppercase()
+                );
+                if i == 0 {
+                    env.insert(format!("{prefix}_PORT"), url.clone());
+                }
+                env.insert(format!("{base}_ADDR"), link.alias.clone());
+                env.insert(format!("{base}_PORT"), port.to_string());
+                env.insert(format!("{base}_PROTO"), proto.as_str().to_string());
+                env.insert(base, url);
+            }
+        }
+        env
+    }
+}

@@ -68,11 +68,19 @@ impl Source {
     /// An error at a span.
     pub fn error(&self, span: Span, message: impl Into<String>, help: Option<String>) -> SpecError {
         let (line, column) = self.line_col(span.start);
+        let (snippet, snippet_column) = match self.line_text(line) {
+            Some(text) => {
+                let (t, c) = window(&text, column);
+                (Some(t), c)
+            }
+            None => (None, column),
+        };
         SpecError {
             file: Some(self.path.clone()),
             line,
             column,
-            snippet: self.line_text(line),
+            snippet,
+            snippet_column,
             message: message.into(),
             help,
         }
@@ -81,6 +89,32 @@ impl Source {
     pub fn diag(&self, d: Diag) -> SpecError {
         self.error(d.span, d.message, d.help)
     }
+}
+
+/// Longest snippet shown; longer lines are shown around the caret.
+const MAX_SNIPPET: usize = 120;
+
+/// The part of a line to show, and the caret's column in it.
+fn window(line: &str, column: usize) -> (String, usize) {
+    let len = line.chars().count();
+    if len <= MAX_SNIPPET {
+        return (line.to_string(), column);
+    }
+    let start = column
+        .saturating_sub(1)
+        .saturating_sub(MAX_SNIPPET / 2)
+        .min(len - MAX_SNIPPET);
+    let mut out: String = if start > 0 {
+        "...".into()
+    } else {
+        String::new()
+    };
+    let prefix = out.len();
+    out.extend(line.chars().skip(start).take(MAX_SNIPPET));
+    if start + MAX_SNIPPET < len {
+        out.push_str("...");
+    }
+    (out, column - start + prefix)
 }
 
 #[cfg(test)]
@@ -98,5 +132,17 @@ mod tests {
         assert_eq!(s.line_text(2).as_deref(), Some("çd"));
         assert_eq!(s.line_text(3).as_deref(), Some(""));
         assert_eq!(s.line_text(9), None);
+    }
+
+    #[test]
+    fn long_lines_are_shown_around_the_caret() {
+        let line = format!("{}X{}", "a".repeat(300), "b".repeat(300));
+        let (w, c) = window(&line, 301);
+        assert!(w.starts_with("...") && w.ends_with("..."));
+        assert_eq!(w.chars().nth(c - 1), Some('X'));
+        let (w, c) = window("short", 3);
+        assert_eq!((w.as_str(), c), ("short", 3));
+        let (w, c) = window(&line, 2);
+        assert_eq!((w.chars().count(), c), (123, 2));
     }
 }

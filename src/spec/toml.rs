@@ -9,22 +9,7 @@ use super::tree::{Diag, Entry, MAX_NODES, Node, Span, Value};
 pub fn parse(text: &str) -> (Option<Node>, Vec<Diag>) {
     let (table, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
-        let diags = errors
-            .iter()
-            .map(|e| {
-                let span = e
-                    .span()
-                    .map(|r| Span::new(r.start, r.end))
-                    .unwrap_or_default();
-                let (message, help) = describe(e.message());
-                Diag {
-                    span,
-                    message,
-                    help,
-                }
-            })
-            .collect();
-        return (None, diags);
+        return (None, diagnose(text, &errors));
     }
     let mut budget = MAX_NODES;
     let span = table.span();
@@ -44,12 +29,121 @@ pub fn parse(text: &str) -> (Option<Node>, Vec<Diag>) {
     }
 }
 
+/// The toml parser's errors as located messages. A table header given
+/// twice also makes every key under it a duplicate; those follow-on errors
+/// are dropped, and duplicate keys are named.
+fn diagnose(text: &str, errors: &[toml::de::Error]) -> Vec<Diag> {
+    let mut located: Vec<(Span, &str)> = errors
+        .iter()
+        .map(|e| {
+            let span = e
+                .span()
+                .map(|r| Span::new(r.start, r.end))
+                .unwrap_or_default();
+            (span, e.message())
+        })
+        .collect();
+    located.sort_by_key(|(s, _)| s.start);
+    let line_of = |at: usize| -> &str {
+        let start = text
+            .get(..at)
+            .and_then(|t| t.rfind('\n'))
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let end = text
+            .get(at..)
+            .and_then(|t| t.find('\n'))
+            .map(|i| at + i)
+            .unwrap_or(text.len());
+        text.get(start..end).unwrap_or("")
+    };
+    let mut diags: Vec<Diag> = Vec::new();
+    // The end of the last duplicated table header, while still under it.
+    let mut dup_table_at: Option<usize> = None;
+    for (span, msg) in located {
+        let is_dup = msg.contains("duplicate key");
+        if let Some(at) = dup_table_at {
+            let between = text.get(at..span.start).unwrap_or("");
+            let new_header = between
+                .lines()
+                .skip(1)
+                .any(|l| l.trim_start().starts_with('['));
+            if new_header {
+                dup_table_at = None;
+            } else if is_dup {
+                continue;
+            }
+        }
+        if is_dup {
+            let key = text
+                .get(span.start..span.end)
+                .unwrap_or("")
+                .trim_matches(['"', '\'']);
+            let header = line_of(span.start).trim_start().starts_with('[');
+            if header {
+                dup_table_at = Some(span.end);
+            }
+            let diag = if header {
+                let this = line_of(span.start).trim();
+                let first = text
+                    .get(..span.start)
+                    .unwrap_or("")
+                    .lines()
+                    .position(|l| l.trim() == this);
+                let help = match first {
+                    Some(i) => format!(
+                        "{this} is already defined at line {}; merge the two into one",
+                        i + 1
+                    ),
+                    None => "a table may be defined only once; merge the two into one".to_string(),
+                };
+                Diag::new(span, format!("duplicate table `{key}`")).help(help)
+            } else {
+                Diag::new(span, format!("duplicate key `{key}`"))
+                    .help("each key may appear only once in a table; keep one of them")
+            };
+            diags.push(diag);
+            continue;
+        }
+        // A bare word where a value belongs is almost always a string
+        // without quotes (`image = nginx`); the parser's own message (it
+        // tried to read a number or a date) does not say so.
+        let word: String = text
+            .get(span.start..)
+            .unwrap_or("")
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ']' | '}' | '#'))
+            .collect();
+        let is_value = line_of(span.start).contains('=');
+        if is_value
+            && (word.contains(':')
+                || word
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '/' || c == '$'))
+            && !matches!(word.as_str(), "true" | "false" | "inf" | "nan")
+        {
+            diags.push(
+                Diag::new(span, format!("the value `{word}` needs quotes")).help(format!(
+                    "TOML strings are written in double quotes: \"{word}\""
+                )),
+            );
+            continue;
+        }
+        let (message, help) = describe(msg);
+        diags.push(Diag {
+            span,
+            message,
+            help,
+        });
+    }
+    diags
+}
+
 /// The toml parser's messages, with a hint for the common ones.
 fn describe(msg: &str) -> (String, Option<String>) {
     let msg = msg.trim().to_string();
-    let help = if msg.contains("duplicate key") {
-        Some("each key may appear only once in a table; keep one of them".to_string())
-    } else if msg.contains("invalid string") || msg.contains("string values must be quoted") {
+    let help = if msg.contains("invalid string") || msg.contains("string values must be quoted") {
         Some("put strings in double quotes, e.g. image = \"nginx:1.25\"".to_string())
     } else {
         Some("see https://toml.io for the TOML syntax".to_string())
@@ -129,7 +223,7 @@ mod tests {
         let (n, d) = parse("a = 1\na = 2\n");
         assert!(n.is_none());
         assert_eq!(d.len(), 1);
-        assert!(d[0].message.contains("duplicate key"), "{d:?}");
+        assert_eq!(d[0].message, "duplicate key `a`", "{d:?}");
         assert_eq!(d[0].span.start, 6);
     }
 }

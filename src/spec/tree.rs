@@ -45,6 +45,9 @@ pub enum Value {
     /// A value that has no place in a deployment file (a TOML datetime, a YAML
     /// integer too large for 64 bits, ...), described for the error message.
     Other(&'static str),
+    /// A string whose interpolation failed; already reported, so the
+    /// decoder skips it instead of piling follow-on errors on it.
+    Invalid,
 }
 
 impl Value {
@@ -59,6 +62,7 @@ impl Value {
             Value::Seq(_) => "a list",
             Value::Map(_) => "a table",
             Value::Other(k) => k,
+            Value::Invalid => "an invalid value",
         }
     }
 }

@@ -521,6 +521,12 @@ pub fn check_image(r: &str) -> R<()> {
         Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
         None => (rest, None),
     };
+    if tag == Some("") {
+        return bad(
+            "the tag after `:` is empty",
+            "write a tag such as \"nginx:1.25\", or leave out the `:` for `latest`",
+        );
+    }
     if let Some(tag) = tag {
         let mut chars = tag.chars();
         let first_ok = chars

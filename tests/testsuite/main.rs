@@ -2,6 +2,12 @@
 //! They drive the built `berth` binary against the real Docker engine.
 
 mod apply;
+mod data;
+mod invalid_files;
 mod ops;
+mod spec_commands;
+mod ssh;
 mod support;
+mod systemd_host;
+mod units;
 mod up;

@@ -6,6 +6,8 @@
 //! is independent of the product's own engine code, so a bug there cannot hide
 //! itself. (The product never shells out to `docker`.)
 
+pub mod systemd_host;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,226 @@
+//! The resolved view `berth render` prints: every instance with its
+//! container, unit, volumes, network and link environment, and its unit text.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::model::{Deployment, PortMapping, Service, VolumeSource};
+use crate::integration::systemd::{UnitOptions, render_unit};
+use crate::names;
+
+/// Note printed about volumes the image declares.
+pub const IMAGE_VOLUMES_NOTE: &str = "every VOLUME the image declares is also kept in a named volume <container>-<path>; those are known only when the image is inspected, at apply time";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rendered {
+    pub deployment: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub network: String,
+    /// Services in start order.
+    pub start_order: Vec<String>,
+    pub instances: Vec<RenderedInstance>,
+    pub image_volumes: &'static str,
+    /// The validated model itself.
+    pub model: Deployment,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedInstance {
+    pub service: String,
+    pub index: u32,
+    pub container: String,
+    pub unit: String,
+    pub image: String,
+    pub ports: Vec<String>,
+    pub volumes: Vec<RenderedVolume>,
+    /// Legacy link variables derivable from the file.
+    pub link_env: BTreeMap<String, String>,
+    pub unit_text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedVolume {
+    /// `named` (a volume berth owns) or `bind` (a host path).
+    pub kind: &'static str,
+    /// The Docker volume name, or the host path.
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    /// Where it comes from: `file` (listed in the deployment file).
+    pub origin: &'static str,
+}
+
+fn port_text(p: &PortMapping) -> String {
+    let proto = p.protocol.as_str();
+    let ip = match &p.host_ip {
+        Some(ip) if ip.contains(':') => format!("[{ip}]:"),
+        Some(ip) => format!("{ip}:"),
+        None => String::new(),
+    };
+    match p.host_port {
+        Some(h) => format!("{ip}{h}:{}/{proto}", p.container_port),
+        None if ip.is_empty() => {
+            format!("{}/{proto} (host port picked at start)", p.container_port)
+        }
+        None => format!(
+            "{ip}:{}/{proto} (host port picked at start)",
+            p.container_port
+        ),
+    }
+}
+
+fn volumes(svc: &Service, container: &str) -> Vec<RenderedVolume> {
+    svc.volumes
+        .iter()
+        .map(|v| match &v.source {
+            VolumeSource::Named(n) => RenderedVolume {
+                kind: "named",
+                source: names::volume_name(container, n),
+                target: v.target.clone(),
+                read_only: v.read_only,
+                origin: "file",
+            },
+            VolumeSource::Bind(p) => RenderedVolume {
+                kind: "bind",
+                source: p.display().to_string(),
+                target: v.target.clone(),
+                read_only: v.read_only,
+                origin: "file",
+            },
+        })
+        .collect()
+}
+
+impl Rendered {
+    pub fn build(dep: &Deployment, unit_opts: &UnitOptions) -> Rendered {
+        let instances = dep
+            .instances()
+            .into_iter()
+            .filter_map(|inst| {
+                let svc = dep.services.get(&inst.service)?;
+                Some(RenderedInstance {
+                    service: inst.service.clone(),
+                    index: inst.index,
+                    container: inst.container.clone(),
+                    unit: inst.unit(),
+                    image: svc.image.clone(),
+                    ports: svc.ports.iter().map(port_text).collect(),
+                    volumes: volumes(svc, &inst.container),
+                    link_env: dep.link_env(&inst),
+                    unit_text: render_unit(dep, &inst, unit_opts),
+                })
+            })
+            .collect();
+        Rendered {
+            deployment: dep.name.clone(),
+            source: dep.source.as_ref().map(|p| p.display().to_string()),
+            network: names::network_name(&dep.name),
+            start_order: dep.start_order().iter().map(|s| s.name.clone()).collect(),
+            instances,
+            image_volumes: IMAGE_VOLUMES_NOTE,
+            model: dep.clone(),
+        }
+    }
+
+    /// The human-readable form.
+    pub fn text(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let _ = writeln!(o, "deployment: {}", self.deployment);
+        if let Some(s) = &self.source {
+            let _ = writeln!(o, "file:       {s}");
+        }
+        let _ = writeln!(
+            o,
+            "network:    {} (services reach each other by name)",
+            self.network
+        );
+        let _ = writeln!(o, "start order: {}", self.start_order.join(", "));
+        for svc in self.model.services.values() {
+            let _ = writeln!(o);
+            let _ = writeln!(
+                o,
+                "service {}: image {}, {} instance{}, restart {}",
+                svc.name,
+                svc.image,
+                svc.count,
+                if svc.count == 1 { "" } else { "s" },
+                svc.restart.systemd()
+            );
+            if let Some(c) = &svc.entrypoint {
+                let _ = writeln!(o, "  entrypoint: {c:?}");
+            }
+            if let Some(c) = &svc.command {
+                let _ = writeln!(o, "  command: {c:?}");
+            }
+            if !svc.links.is_empty() {
+                let links: Vec<String> = svc
+                    .links
+                    .iter()
+                    .map(|l| {
+                        if l.alias == l.target {
+                            l.target.clone()
+                        } else {
+                            format!("{} as {}", l.target, l.alias)
+                        }
+                    })
+                    .collect();
+                let _ = writeln!(o, "  links: {}", links.join(", "));
+            }
+            if !svc.env.is_empty() {
+                let _ = writeln!(o, "  env:");
+                for (k, v) in &svc.env {
+                    let _ = writeln!(o, "    {k}={v}");
+                }
+            }
+            let keys: Vec<String> = self
+                .model
+                .keys_for(&svc.name)
+                .iter()
+                .map(|k| format!("{} ({})", k.name, k.fingerprint))
+                .collect();
+            if !keys.is_empty() {
+                let _ = writeln!(o, "  ssh keys: {}", keys.join(", "));
+            }
+            for inst in self.instances.iter().filter(|i| i.service == svc.name) {
+                let _ = writeln!(
+                    o,
+                    "  instance {}: container {}, unit {}",
+                    inst.index, inst.container, inst.unit
+                );
+                for p in &inst.ports {
+                    let _ = writeln!(o, "    port {p}");
+                }
+                for v in &inst.volumes {
+                    let _ = writeln!(
+                        o,
+                        "    volume {} -> {}{} ({} {}, from the file)",
+                        v.source,
+                        v.target,
+                        if v.read_only { " read-only" } else { "" },
+                        v.kind,
+                        if v.kind == "named" { "volume" } else { "mount" },
+                    );
+                }
+                let _ = writeln!(
+                    o,
+                    "    volumes the image declares: kept as <container>-<path>, known at apply time"
+                );
+                if !inst.link_env.is_empty() {
+                    let _ = writeln!(o, "    link environment:");
+                    for (k, v) in &inst.link_env {
+                        let _ = writeln!(o, "      {k}={v}");
+                    }
+                }
+            }
+        }
+        for inst in &self.instances {
+            let _ = writeln!(o);
+            let _ = writeln!(o, "# {}", inst.unit);
+            o.push_str(&inst.unit_text);
+        }
+        o
+    }
+}

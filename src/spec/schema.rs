@@ -1,0 +1,197 @@
+//! The native deployment file's format as types, for `berth schema`. The
+//! parser does not use these types (it decodes a spanned tree to locate
+//! every error); a test keeps the two in step.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// A berth deployment file (native format; TOML, YAML or JSON). Every string
+/// value may use `${VAR}` / `${VAR:-default}` interpolation; `$$` is a literal `$`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "berth deployment file")]
+pub struct DeploymentFile {
+    /// Deployment name: prefix of every container, unit and volume, and the
+    /// network's name. Letters, digits, `_`, `-`, `.`; starts with a letter or
+    /// digit; at most 63 characters. `--name` overrides it.
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"),
+        length(max = 63)
+    )]
+    pub name: Option<String>,
+    /// Interpolation variables with the lowest precedence (below `--set`, the
+    /// environment and `.env`). Values are taken literally.
+    pub vars: Option<BTreeMap<String, Scalar>>,
+    /// Named OpenSSH public keys (`ssh-ed25519 AAAA... comment`), granted to
+    /// services by their `ssh` lists.
+    pub keys: Option<BTreeMap<String, String>>,
+    /// The services, by name (same naming rules as `name`).
+    pub services: BTreeMap<String, ServiceFile>,
+}
+
+/// One service: `count` identical containers of one image.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFile {
+    /// Image reference: `[registry[:port]/]repository[:tag][@sha256:digest]`.
+    pub image: String,
+    /// Number of instances (containers), 1 to 100. Default 1.
+    #[schemars(range(min = 1, max = 100))]
+    pub count: Option<IntOrString>,
+    /// Replaces the image's CMD. A string is split into words like a shell
+    /// would (no expansion); a list is taken as it is.
+    pub command: Option<StringOrList>,
+    /// Replaces the image's ENTRYPOINT; same forms as `command`.
+    pub entrypoint: Option<StringOrList>,
+    /// Published ports, Docker `-p` syntax: `[ip:][host:]container[/tcp|udp|sctp]`,
+    /// ranges allowed (`8000-8001:80-81`). A container port alone lets the
+    /// host pick the host port.
+    pub ports: Option<Vec<IntOrString>>,
+    /// Environment: a table, or a list of `KEY=value`. Wins over `env_file`.
+    pub env: Option<Env>,
+    /// `.env`-syntax files (relative to the deployment file) read into the
+    /// environment before `env`.
+    pub env_file: Option<StringOrList>,
+    /// `name:/path[:ro|rw]` (a named volume berth manages) or
+    /// `/abs/host/path:/path[:ro|rw]` (a bind mount). Volumes the image
+    /// declares are kept automatically.
+    pub volumes: Option<Vec<String>>,
+    /// `service[:alias]`: start after that service, reach it as `alias`, and
+    /// get the legacy `<ALIAS>_PORT_*` variables.
+    pub links: Option<Vec<String>>,
+    /// Names of keys (from `keys`) allowed to `ssh` into this service.
+    pub ssh: Option<Vec<String>>,
+    /// Shell for interactive SSH sessions (absolute path); `/bin/sh` by default.
+    pub ssh_shell: Option<String>,
+    /// `always` (default; `unless-stopped` means the same), `on-failure` or `no`.
+    pub restart: Option<Restart>,
+    /// User (name or uid, optionally `:group`) the container runs as.
+    pub user: Option<IntOrString>,
+    /// Working directory inside the container (absolute).
+    pub workdir: Option<String>,
+    /// The container's hostname.
+    pub hostname: Option<String>,
+    /// Container labels (names starting with `berth.` are reserved).
+    pub labels: Option<BTreeMap<String, Scalar>>,
+    /// Seconds between the stop signal and SIGKILL: a number or a duration
+    /// such as "30s" or "2m". Default 10.
+    pub stop_timeout: Option<IntOrString>,
+    /// Stop signal, e.g. "SIGQUIT". Default: the image's, else SIGTERM.
+    pub stop_signal: Option<IntOrString>,
+    /// Memory limit: bytes, or a size such as "512m" or "1g" (at least 6m).
+    pub memory: Option<IntOrString>,
+    /// CPU limit in cores, greater than 0 (0.5 = half a core).
+    pub cpus: Option<NumberOrString>,
+    /// Mount the container's root file system read-only.
+    pub read_only: Option<bool>,
+    /// tmpfs mounts: `/path` or `/path:options`.
+    pub tmpfs: Option<StringOrList>,
+    /// Capabilities to add, e.g. `NET_ADMIN`.
+    pub cap_add: Option<Vec<String>>,
+    /// Capabilities to drop.
+    pub cap_drop: Option<Vec<String>>,
+    /// Full access to the host. Must be the boolean `true` to take effect;
+    /// strings such as "true" or "yes" are refused.
+    pub privileged: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum IntOrString {
+    Int(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum NumberOrString {
+    Number(f64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Scalar {
+    Text(String),
+    Int(i64),
+    Number(f64),
+    Bool(bool),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Env {
+    /// `{ KEY = "value" }`; names match `[A-Za-z_][A-Za-z0-9_]*`.
+    Table(BTreeMap<String, Scalar>),
+    /// `["KEY=value", ...]`.
+    List(Vec<String>),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    Always,
+    UnlessStopped,
+    OnFailure,
+    No,
+}
+
+/// The JSON Schema of the native deployment file.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(DeploymentFile);
+    let mut v = schema.to_value();
+    // `x-` extension keys are accepted (and ignored) at the top level and in
+    // services, as in Compose.
+    let ext = serde_json::json!({ "^x-": {} });
+    v["patternProperties"] = ext.clone();
+    v["$defs"]["ServiceFile"]["patternProperties"] = ext;
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::decode::{SERVICE_KEYS, TOP_KEYS};
+
+    fn keys(v: &serde_json::Value) -> Vec<String> {
+        let mut k: Vec<String> = v["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn schema_lists_exactly_the_keys_the_parser_accepts() {
+        let s = json_schema();
+        let mut top: Vec<String> = TOP_KEYS.iter().map(|s| s.to_string()).collect();
+        top.sort();
+        assert_eq!(keys(&s), top);
+        let mut svc: Vec<String> = SERVICE_KEYS.iter().map(|s| s.to_string()).collect();
+        svc.sort();
+        assert_eq!(keys(&s["$defs"]["ServiceFile"]), svc);
+        assert_eq!(s["$defs"]["ServiceFile"]["additionalProperties"], false);
+    }
+
+    /// The fixtures also deserialize into the schema types (TOML and JSON).
+    #[test]
+    fn fixtures_fit_the_schema_types() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let t = std::fs::read_to_string(dir.join("example.toml")).unwrap();
+        let _: DeploymentFile = ::toml::from_str(&t).unwrap();
+        let j = std::fs::read_to_string(dir.join("example.json")).unwrap();
+        let _: DeploymentFile = serde_json::from_str(&j).unwrap();
+    }
+}

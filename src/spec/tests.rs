@@ -1,0 +1,243 @@
+//! Tests of `load` as a whole: the fixtures in every format, geard,
+//! interpolation precedence, and robustness against garbled input.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn opts(file: PathBuf) -> LoadOptions {
+    LoadOptions {
+        file,
+        ..Default::default()
+    }
+}
+
+fn load_ok(o: &LoadOptions) -> Deployment {
+    match load(o) {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn the_native_example_is_the_same_model_in_every_format() {
+    let mut models: Vec<Deployment> = ["example.toml", "example.yaml", "example.json"]
+        .iter()
+        .map(|f| {
+            let mut d = load_ok(&opts(fixture(f)));
+            d.source = None;
+            d
+        })
+        .collect();
+    let toml = models.remove(0);
+    assert_eq!(toml, models[0], "YAML differs from TOML");
+    assert_eq!(toml, models[1], "JSON differs from TOML");
+
+    assert_eq!(toml.name, "example");
+    let mail = &toml.services["mail"];
+    // env_file first, env on top.
+    assert_eq!(mail.env["LOCAL_DOMAINS"], "example.org");
+    assert_eq!(mail.env["RELAY_HOST"], "smtp.example.net");
+    assert_eq!(mail.env["MAILNAME"], "mail.example.org");
+    assert_eq!(mail.stop_timeout, Some(30));
+    assert_eq!(mail.memory, Some(512 << 20));
+    assert_eq!(mail.ports[5].host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(mail.ssh, vec!["admin", "ops"]);
+    let rc = &toml.services["roundcube"];
+    assert_eq!(rc.ports[0].host_port, Some(4443));
+    assert_eq!(rc.ports[1].host_port, None);
+    assert_eq!(
+        rc.command.as_deref(),
+        Some(&["apache2-foreground".to_string(), "-DFOREGROUND".to_string()][..])
+    );
+    assert_eq!(rc.links[1].alias, "database");
+    assert_eq!(rc.restart, RestartPolicy::OnFailure);
+    assert_eq!(
+        toml.services["db"].env["POSTGRES_PASSWORD"],
+        "${not-interpolated}"
+    );
+    assert_eq!(toml.services["worker"].count, 3);
+    assert_eq!(toml.services["worker"].restart, RestartPolicy::No);
+    assert_eq!(
+        toml.keys["admin"].fingerprint,
+        "SHA256:xQA+gSeh65quD5d+g2Fzx1yP1VAB4AX+9t9sApJmfKw"
+    );
+    assert_eq!(toml.instances().len(), 6);
+}
+
+#[test]
+fn the_geard_example_loads_unchanged() {
+    let d = load_ok(&opts(fixture("geard.json")));
+    assert_eq!(d.name, "geard");
+    assert_eq!(d.deployment_keys.len(), 1);
+    assert_eq!(d.deployment_keys[0].name, "key-1");
+    assert!(d.deployment_keys[0].fingerprint.starts_with("SHA256:"));
+    let mail = &d.services["mail"];
+    assert_eq!(mail.image, "mildred/exim-dovecot-mail");
+    assert_eq!(mail.ports.len(), 6);
+    assert_eq!(mail.env["LOCAL_DOMAINS"], "example.org");
+    let rc = &d.services["roundcube"];
+    assert_eq!(rc.links[0].target, "mail");
+    assert_eq!(rc.ports[0].host_port, Some(4443));
+    assert_eq!(rc.ports[0].container_port, 443);
+    // Keys grant every container.
+    assert_eq!(d.keys_for("roundcube").len(), 1);
+
+    let mut o = opts(fixture("geard.json"));
+    o.name = Some("mail-stack".into());
+    assert_eq!(load_ok(&o).name, "mail-stack");
+}
+
+#[test]
+fn geard_fields_ignore_case_and_external_zero_lets_the_host_pick() {
+    let o = opts(PathBuf::from("/nonexistent/dep.json"));
+    let text = r#"{"CONTAINERS":[{"Name":"web","Image":"nginx","PublicPorts":[{"Internal":80,"External":0},{"internal":81}]}]}"#;
+    let d = load_str(&o, Format::Json, text.into()).unwrap();
+    assert_eq!(d.name, "dep");
+    let web = &d.services["web"];
+    assert_eq!(web.ports[0].host_port, None);
+    assert_eq!(web.ports[1].host_port, None);
+    assert_eq!(web.count, 1);
+}
+
+#[test]
+fn interpolation_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dep.toml");
+    std::fs::write(
+        &file,
+        r#"name = "p"
+[vars]
+A = "vars"
+B = "vars"
+C = "vars"
+D = "vars"
+[services.s]
+image = "busybox"
+env = { A = "${A}", B = "${B}", C = "${C}", D = "${D}", E = "${E:-default}" }
+"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(".env"), "A=dotenv\nB=dotenv\nC=dotenv\n").unwrap();
+    let o = LoadOptions {
+        file,
+        name: None,
+        set: vec![("A".into(), "set".into())],
+        env: BTreeMap::from([
+            ("A".to_string(), "env".to_string()),
+            ("B".to_string(), "env".to_string()),
+        ]),
+    };
+    let d = load_ok(&o);
+    let env = &d.services["s"].env;
+    assert_eq!(env["A"], "set");
+    assert_eq!(env["B"], "env");
+    assert_eq!(env["C"], "dotenv");
+    assert_eq!(env["D"], "vars");
+    assert_eq!(env["E"], "default");
+}
+
+#[test]
+fn undefined_variables_are_located() {
+    let o = opts(PathBuf::from("dep.yaml"));
+    let text = "name: x\nservices:\n  s:\n    image: busybox\n    hostname: \"h-${NOPE}\"\n";
+    let e = load_str(&o, Format::Yaml, text.into()).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!((e.0[0].line, e.0[0].column), (5, 18));
+    assert_eq!(e.0[0].message, "variable `NOPE` is not defined");
+}
+
+#[test]
+fn missing_and_unknown_files_name_the_file() {
+    let e = load(&opts(PathBuf::from("/nonexistent/berth.toml"))).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/nonexistent/berth.toml: error: cannot read the deployment file: no such file\n  help: pass the deployment file with -f FILE (the default is berth.toml in the current directory)\n1 error found"
+    );
+    let e = load(&opts(PathBuf::from("deploy.ini"))).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("deploy.ini: error: cannot tell the file's format")
+    );
+}
+
+/// Truncated and garbled versions of every fixture: errors, never a panic.
+#[test]
+fn garbled_fixtures_never_panic() {
+    for (name, format) in [
+        ("example.toml", Format::Toml),
+        ("example.yaml", Format::Yaml),
+        ("example.json", Format::Json),
+        ("geard.json", Format::Json),
+    ] {
+        let text = std::fs::read_to_string(fixture(name)).unwrap();
+        let o = opts(fixture(name));
+        let bytes = text.as_bytes();
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for cut in (0..bytes.len()).step_by(7) {
+            cases.push(bytes[..cut].to_vec());
+            cases.push(bytes[cut..].to_vec());
+        }
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..300 {
+            let mut b = bytes.to_vec();
+            for _ in 0..4 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let at = (seed as usize) % b.len().max(1);
+                let junk = b"{}[]:,\"'=\n#-$ &*!|>\\\t0x";
+                match seed % 3 {
+                    0 => b[at] = junk[(seed >> 8) as usize % junk.len()],
+                    1 => {
+                        b.remove(at);
+                    }
+                    _ => b.insert(at, junk[(seed >> 8) as usize % junk.len()]),
+                }
+            }
+            cases.push(b);
+        }
+        for case in cases {
+            let Ok(s) = String::from_utf8(case) else {
+                continue;
+            };
+            let r = std::panic::catch_unwind(|| {
+                let _ = load_str(&o, format, s.clone());
+            });
+            assert!(r.is_ok(), "panic on a garbled {name}:\n{s}");
+        }
+    }
+}
+
+#[test]
+fn coloured_errors_are_the_plain_text_plus_ansi_codes() {
+    let o = opts(PathBuf::from("dep.toml"));
+    let e = load_str(
+        &o,
+        Format::Toml,
+        "name = \"x\"\n[services.web]\nimage = \"Bad\"\ncount = 0\n".into(),
+    )
+    .unwrap_err();
+    let plain = e.render(false);
+    assert_eq!(plain, e.to_string());
+    let colored = e.render(true);
+    assert!(colored.contains("\x1b[1;31merror\x1b[0m"));
+    let mut stripped = String::new();
+    let mut in_escape = false;
+    for c in colored.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => stripped.push(c),
+        }
+    }
+    assert_eq!(stripped, plain);
+}

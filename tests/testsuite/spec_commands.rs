@@ -1,0 +1,155 @@
+//! `berth render`, `berth schema` and interpolation from the command line,
+//! run as the built binary on the fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::support::{bin, show};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn berth_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("BERTH_STATE_DIR", "/tmp/berth-render-test-state")
+        .output()
+        .expect("run berth")
+}
+
+#[test]
+fn render_shows_instances_links_and_units_for_the_geard_example() {
+    let out = berth_in(&fixtures(), &["render", "-f", "geard.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "deployment: geard",
+        "network:    geard",
+        "instance 1: container geard-mail, unit berth-geard-mail.service",
+        "port 4443:443/tcp",
+        "MAIL_PORT_25_TCP=tcp://mail:25",
+        "ssh keys: key-1 (SHA256:",
+        "# berth-geard-roundcube.service",
+        "ExecStart=",
+        "supervise geard-roundcube",
+        "--state-dir /tmp/berth-render-test-state",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn render_json_has_every_instance_with_volumes_and_unit_text() {
+    let out = berth_in(
+        &fixtures(),
+        &["render", "-f", "example.toml", "--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("render --output json is JSON");
+    assert_eq!(v["deployment"], "example");
+    assert_eq!(v["network"], "example");
+    let instances = v["instances"].as_array().expect("instances");
+    let containers: Vec<&str> = instances
+        .iter()
+        .map(|i| i["container"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        containers,
+        [
+            "example-db",
+            "example-mail",
+            "example-roundcube",
+            "example-worker-1",
+            "example-worker-2",
+            "example-worker-3"
+        ]
+    );
+    let mail = &instances[1];
+    assert_eq!(mail["unit"], "berth-example-mail.service");
+    assert_eq!(mail["volumes"][0]["source"], "example-mail-spool");
+    assert_eq!(mail["volumes"][0]["origin"], "file");
+    assert_eq!(mail["volumes"][2]["kind"], "bind");
+    assert_eq!(mail["volumes"][2]["read_only"], true);
+    assert!(
+        mail["unit_text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Type=notify")
+    );
+    let rc = &instances[2];
+    assert_eq!(
+        rc["link_env"]["DATABASE_NAME"],
+        "/example-roundcube/database"
+    );
+    assert_eq!(rc["link_env"]["MAIL_PORT_993_TCP_PORT"], "993");
+    assert!(
+        v["image_volumes"]
+            .as_str()
+            .unwrap_or("")
+            .contains("apply time")
+    );
+    assert_eq!(v["model"]["services"]["worker"]["count"], 3);
+}
+
+#[test]
+fn set_wins_over_vars_on_the_command_line() {
+    let out = berth_in(
+        &fixtures(),
+        &[
+            "render",
+            "-f",
+            "example.yaml",
+            "--output",
+            "json",
+            "--set",
+            "WEB_PORT=9443",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        v["model"]["services"]["roundcube"]["ports"][0]["host_port"],
+        9443
+    );
+    let out = berth_in(
+        &fixtures(),
+        &["validate", "-f", "example.yaml", "--set", "NOEQUALS"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}
+
+#[test]
+fn render_refuses_an_invalid_file_with_exit_code_2() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid");
+    let out = berth_in(&dir, &["render", "-f", "toml-link-cycle.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("link cycle: a -> b -> c -> a"));
+}
+
+#[test]
+fn schema_is_json_schema_of_the_native_format() {
+    let out = berth_in(&fixtures(), &["schema"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("schema is JSON");
+    assert!(
+        v["$schema"]
+            .as_str()
+            .unwrap_or("")
+            .contains("json-schema.org")
+    );
+    assert_eq!(v["required"], serde_json::json!(["services"]));
+    let svc = &v["$defs"]["ServiceFile"];
+    assert_eq!(svc["required"], serde_json::json!(["image"]));
+    assert_eq!(svc["additionalProperties"], false);
+    assert!(
+        svc["properties"]["privileged"]["description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("true")
+    );
+}
