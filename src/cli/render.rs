@@ -24,6 +24,7 @@ pub async fn run(ctx: &Context, args: RenderArgs) -> Result<u8> {
     let opts = UnitOptions {
         berth_path,
         state_dir: ctx.state_dir().root().to_path_buf(),
+        systemd_version: None,
     };
     let rendered = Rendered::build(&dep, &opts);
     match args.output {

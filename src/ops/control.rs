@@ -97,7 +97,7 @@ pub async fn run(
         }
         "foreground" if running_up(state, &target.deployment.name).is_some() => {
             for (inst, was_stopped) in instances.iter().zip(&was_stopped) {
-                let before = engine.container_status(&inst.container).await?;
+                let before = engine.observe_container(&inst.container).await?;
                 let idle = !was_stopped && before.as_ref().is_none_or(|c| !c.is_running());
                 // `start` of an instance that exited for good (restart
                 // policy `no`/`on-failure`) asks for a new run, like restart.
@@ -132,7 +132,7 @@ pub async fn run(
             // Docker restart policies (or never applied: act on what exists).
             for inst in instances {
                 let t = stop_timeout(target, inst);
-                let exists = engine.container_status(&inst.container).await?.is_some();
+                let exists = engine.observe_container(&inst.container).await?.is_some();
                 if !exists {
                     return Err(Error::Runtime(format!(
                         "{}: no container; run `berth apply` to create it",
@@ -194,7 +194,7 @@ async fn wait_for(
 ) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     loop {
-        let now = engine.container_status(&inst.container).await?;
+        let now = engine.observe_container(&inst.container).await?;
         let done = match action {
             // `berth up` removes the container of a stopped instance.
             Action::Stop => now.is_none(),

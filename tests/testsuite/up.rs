@@ -151,10 +151,28 @@ command = ["sh", "-c", "echo crashing; exit 1"]
             image = base_image()
         ),
     );
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
+    // The engine's own record of container creations, streamed live (the
+    // engine keeps only a short backlog of past events on a busy host).
+    let events_file = ws.path().join("events");
+    let mut events = std::process::Command::new("docker")
+        .args([
+            "events",
+            "--filter",
+            &format!("label=berth.deployment={name}"),
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.ID}}",
+        ])
+        .stdout(std::fs::File::create(&events_file).expect("events file"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("docker events");
+    // Let the event stream attach before anything is created.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
     let upp = up(&ws, "deploy.toml");
     let restarts_file = ws
         .state_dir()
@@ -178,30 +196,17 @@ command = ["sh", "-c", "echo crashing; exit 1"]
         "ps counts the supervisor's restarts: {}",
         show(&ps)
     );
-    let until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 1;
+    let window = started.elapsed() + Duration::from_secs(1);
     drop(upp);
-    // The engine's own record of container creations in the window.
-    let events = docker_ok(&[
-        "events",
-        "--since",
-        &since.to_string(),
-        "--until",
-        &until.to_string(),
-        "--filter",
-        &format!("label=berth.deployment={name}"),
-        "--filter",
-        "type=container",
-        "--filter",
-        "event=create",
-        "--format",
-        "{{.ID}}",
-    ]);
-    let created = events.lines().filter(|l| !l.trim().is_empty()).count() as u32;
-    let window = Duration::from_secs(until - since);
+    // Creations seen by the stream up to now; berth up is gone, no more come.
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = events.kill();
+    let _ = events.wait();
+    let created = std::fs::read_to_string(&events_file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count() as u32;
     let bound = berth::integration::foreground::Backoff::max_starts_within(window);
     eprintln!("crash loop: {created} creations in {window:?} (schedule bound {bound})");
     assert!(created >= 3, "it did restart: {created} creations");
