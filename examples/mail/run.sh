@@ -89,6 +89,12 @@ args=(-f "$here/berth.toml")
 if [ -n "${BERTH_EXAMPLE_NAME:-}" ]; then
     args+=(--name "$BERTH_EXAMPLE_NAME")
 fi
+# Is the host ready (engine, directories, the ports above free or already
+# ours)? doctor names every problem with its fix.
+if ! doctor_out="$("$berth" "${args[@]}" doctor 2>&1)"; then
+    printf '%s\n' "$doctor_out" >&2
+    die "this host is not ready for the example (see above; host ports can be changed with MAIL_*_PORT / WEBMAIL_PORT)"
+fi
 say "applying $here/berth.toml (integration: $integration)"
 "$berth" "${args[@]}" apply --integration "$integration"
 

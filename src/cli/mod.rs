@@ -258,10 +258,3 @@ fn init_tracing(verbose: u8) {
         .with_target(false)
         .try_init();
 }
-
-/// For commands whose implementation has not landed yet: says so plainly.
-pub(crate) fn not_yet(command: &str) -> Result<u8> {
-    Err(Error::Runtime(format!(
-        "`berth {command}` is not implemented in this build yet"
-    )))
-}

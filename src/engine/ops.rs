@@ -165,7 +165,7 @@ pub struct LogOptions {
 
 impl Engine {
     /// Inspect one container by name or ID; `None` if it does not exist.
-    pub async fn container_status(&self, name: &str) -> Result<Option<ContainerStatus>> {
+    pub async fn observe_container(&self, name: &str) -> Result<Option<ContainerStatus>> {
         match self
             .docker()
             .inspect_container(name, None::<InspectContainerOptions>)
@@ -196,7 +196,7 @@ impl Engine {
             .map_err(|e| Error::engine(format!("listing containers of {deployment}"), e))?;
         let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
         let inspected =
-            futures_util::future::join_all(ids.iter().map(|id| self.container_status(id))).await;
+            futures_util::future::join_all(ids.iter().map(|id| self.observe_container(id))).await;
         let mut out = Vec::new();
         for r in inspected {
             // A container removed between list and inspect is simply gone.

@@ -360,7 +360,7 @@ impl Supervisor {
                     continue;
                 }
                 let running = matches!(
-                    self.shared.engine.container_status(c).await,
+                    self.shared.engine.observe_container(c).await,
                     Ok(Some(s)) if s.is_running()
                 );
                 if !running {

@@ -68,6 +68,11 @@ pub async fn run(
 ) -> Result<Vec<String>> {
     let integration = target.integration.as_deref().unwrap_or("");
     let mut report = Vec::new();
+    // Which instances the operator had stopped, before this command.
+    let was_stopped: Vec<bool> = instances
+        .iter()
+        .map(|i| markers::is_stopped(state, &i.container))
+        .collect();
     for inst in instances {
         match action {
             Action::Stop => markers::set_stopped(state, &inst.container)?,
@@ -91,9 +96,12 @@ pub async fn run(
             }
         }
         "foreground" if running_up(state, &target.deployment.name).is_some() => {
-            for inst in instances {
-                let before = engine.container_status(&inst.container).await?;
-                if action == Action::Restart {
+            for (inst, was_stopped) in instances.iter().zip(&was_stopped) {
+                let before = engine.observe_container(&inst.container).await?;
+                let idle = !was_stopped && before.as_ref().is_none_or(|c| !c.is_running());
+                // `start` of an instance that exited for good (restart
+                // policy `no`/`on-failure`) asks for a new run, like restart.
+                if action == Action::Restart || (action == Action::Start && idle) {
                     markers::request_restart(state, &inst.container)?;
                 }
                 let timeout = stop_timeout(target, inst) + 30;
@@ -124,7 +132,7 @@ pub async fn run(
             // Docker restart policies (or never applied: act on what exists).
             for inst in instances {
                 let t = stop_timeout(target, inst);
-                let exists = engine.container_status(&inst.container).await?.is_some();
+                let exists = engine.observe_container(&inst.container).await?.is_some();
                 if !exists {
                     return Err(Error::Runtime(format!(
                         "{}: no container; run `berth apply` to create it",
@@ -186,7 +194,7 @@ async fn wait_for(
 ) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     loop {
-        let now = engine.container_status(&inst.container).await?;
+        let now = engine.observe_container(&inst.container).await?;
         let done = match action {
             // `berth up` removes the container of a stopped instance.
             Action::Stop => now.is_none(),

@@ -97,7 +97,7 @@ pub async fn show(
     let mut missing = Vec::new();
     let mut tasks = Vec::new();
     for c in containers {
-        let status = engine.container_status(c).await?;
+        let status = engine.observe_container(c).await?;
         if status.is_none() && !opts.follow {
             missing.push(c.clone());
             continue;
@@ -143,7 +143,7 @@ async fn follow_one(
     let mut opts = opts.clone();
     let mut last_id: Option<String> = None;
     loop {
-        let current = engine.container_status(container).await?;
+        let current = engine.observe_container(container).await?;
         match (&current, opts.follow) {
             (None, false) => return Ok(()),
             (None, true) => {

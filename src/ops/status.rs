@@ -23,8 +23,7 @@ pub struct InstanceRow {
     /// `running`, `stopped`, `exited(<code>)`, `restarting`, `paused`,
     /// `created`, `missing`, `failed`.
     pub state: String,
-    /// Why the instance failed, when `state` is `failed`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why the instance failed, when `state` is `failed` (else null).
     pub reason: Option<String>,
     /// `healthy`, `unhealthy`, `starting`, or `-` without a health check.
     pub health: String,
@@ -206,7 +205,27 @@ pub async fn collect(
     let containers = engine
         .deployment_containers(&target.deployment.name)
         .await?;
-    Ok(rows(state, target, &containers, SystemTime::now()))
+    let mut rows = rows(state, target, &containers, SystemTime::now());
+    // Under systemd the unit is restarted, not the container: add its count.
+    if target.integration.as_deref() == Some("systemd") && crate::doctor::systemd_is_pid1() {
+        for r in rows.iter_mut().filter(|r| r.in_spec) {
+            r.restarts += systemd_restarts(&names::unit_name(&r.instance)).unwrap_or(0);
+        }
+    }
+    Ok(rows)
+}
+
+/// `NRestarts` of a unit, from `systemctl show`.
+fn systemd_restarts(unit: &str) -> Option<u64> {
+    let out = std::process::Command::new("systemctl")
+        .args(["show", "-p", "NRestarts", "--value", unit])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 /// Aligned table, one line per row, with a header.

@@ -484,3 +484,89 @@ fn mail_example_script_end_to_end() {
     let ps = ok(&run(&ws, &["ps", &name]));
     assert_eq!(ps.matches(" running ").count(), 2, "{ps}");
 }
+
+/// Under systemd, `stop` disables the unit: the instance stays stopped across
+/// a reboot of the host, `start` brings it back, `restart` gives it a fresh
+/// container. `ps` inside the host says so.
+#[test]
+fn stop_under_systemd_survives_a_reboot_until_started() {
+    use berth_test_support::systemd_host::{HOST_BERTH, SystemdHost};
+    let host = SystemdHost::boot(bin());
+    let name = host.deployment("sysstop");
+    let dir = format!("/root/{name}");
+    host.write_file(
+        &format!("{dir}/berth.toml"),
+        &format!(
+            r#"name = "{name}"
+
+[services.web]
+image = "{image}"
+command = ["httpd", "-f", "-p", "80"]
+stop_timeout = 1
+
+[services.other]
+image = "{image}"
+command = ["httpd", "-f", "-p", "80"]
+stop_timeout = 1
+"#,
+            image = base_image()
+        ),
+    );
+    let berth = |args: &str| -> String {
+        let out = host.sh(&format!("cd {dir} && NO_COLOR=1 {HOST_BERTH} {args}"));
+        assert!(
+            out.status.success(),
+            "berth {args} in the systemd host failed:\n{}\n--- journal\n{}",
+            show(&out),
+            host.journal_tail(60)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let web = format!("{name}-web");
+    let other = format!("{name}-other");
+    let unit = format!("berth-{web}.service");
+    let wait_running = |c: &str| {
+        host.wait_for(&format!("{c} running"), Duration::from_secs(60), || {
+            running(c).then(|| container_id(c)).flatten()
+        })
+    };
+
+    berth("apply --integration systemd");
+    wait_running(&web);
+    wait_running(&other);
+
+    berth("stop web");
+    assert_eq!(host.unit_property(&unit, "ActiveState"), "inactive");
+    assert_eq!(host.unit_property(&unit, "UnitFileState"), "disabled");
+    assert!(!running(&web));
+    let ps = berth("ps --output json");
+    assert!(ps.contains(&format!("\"instance\": \"{web}\"")), "{ps}");
+    let rows: serde_json::Value = serde_json::from_str(&ps).expect("ps JSON");
+    let row = rows
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["instance"] == web.as_str()))
+        .expect("web row");
+    assert_eq!(row["state"].as_str(), Some("stopped"), "{ps}");
+    assert_eq!(row["integration"].as_str(), Some("systemd"), "{ps}");
+
+    host.reboot();
+    wait_running(&other);
+    assert_eq!(
+        host.unit_property(&unit, "ActiveState"),
+        "inactive",
+        "a stopped instance came back after a reboot"
+    );
+    assert!(!running(&web));
+    // Re-applying leaves it stopped too.
+    berth("apply --integration systemd");
+    assert!(!running(&web));
+
+    berth("start web");
+    let first = wait_running(&web);
+    assert_eq!(host.unit_property(&unit, "UnitFileState"), "enabled");
+    berth("restart web");
+    let second = host.wait_for("a fresh web container", Duration::from_secs(60), || {
+        container_id(&web).filter(|id| *id != first && running(&web))
+    });
+    assert_ne!(first, second);
+}

@@ -19,6 +19,15 @@ fn up(ws: &Workspace, file: &str) -> Background {
     Background::spawn(bin(), ws, "up", &["-f", file, "up"])
 }
 
+/// The engine's RFC 3339 UTC time with the fraction padded to nanoseconds,
+/// so that times compare as strings.
+fn sortable_time(v: &serde_json::Value) -> String {
+    let t = v.as_str().expect("a time string");
+    let t = t.trim_end_matches('Z');
+    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
+    format!("{secs}.{frac:0<9}")
+}
+
 const WAIT: Duration = Duration::from_secs(60);
 
 #[test]
@@ -54,6 +63,13 @@ stop_timeout = 2
         upp.output()
     );
     let first = container_id(&db).expect("db container");
+    // Link order: app's container was created after db's had started.
+    let db_started = inspect("container", &db).expect("db")["State"]["StartedAt"].clone();
+    let app_created = inspect("container", &app).expect("app")["Created"].clone();
+    assert!(
+        sortable_time(&app_created) >= sortable_time(&db_started),
+        "app created at {app_created} before db started at {db_started}"
+    );
     // `logs -f` follows the instance into its next container.
     let follow = Background::spawn(
         bin(),
@@ -135,10 +151,28 @@ command = ["sh", "-c", "echo crashing; exit 1"]
             image = base_image()
         ),
     );
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
+    // The engine's own record of container creations, streamed live (the
+    // engine keeps only a short backlog of past events on a busy host).
+    let events_file = ws.path().join("events");
+    let mut events = std::process::Command::new("docker")
+        .args([
+            "events",
+            "--filter",
+            &format!("label=berth.deployment={name}"),
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.ID}}",
+        ])
+        .stdout(std::fs::File::create(&events_file).expect("events file"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("docker events");
+    // Let the event stream attach before anything is created.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
     let upp = up(&ws, "deploy.toml");
     let restarts_file = ws
         .state_dir()
@@ -155,30 +189,24 @@ command = ["sh", "-c", "echo crashing; exit 1"]
         "no restarts: {}",
         upp.output()
     );
-    let until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 1;
+    let ps = run(&ws, &["-f", "deploy.toml", "ps", "--output", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&ps.stdout).expect("ps JSON");
+    assert!(
+        rows[0]["restarts"].as_u64().is_some_and(|n| n >= 3),
+        "ps counts the supervisor's restarts: {}",
+        show(&ps)
+    );
+    let window = started.elapsed() + Duration::from_secs(1);
     drop(upp);
-    // The engine's own record of container creations in the window.
-    let events = docker_ok(&[
-        "events",
-        "--since",
-        &since.to_string(),
-        "--until",
-        &until.to_string(),
-        "--filter",
-        &format!("label=berth.deployment={name}"),
-        "--filter",
-        "type=container",
-        "--filter",
-        "event=create",
-        "--format",
-        "{{.ID}}",
-    ]);
-    let created = events.lines().filter(|l| !l.trim().is_empty()).count() as u32;
-    let window = Duration::from_secs(until - since);
+    // Creations seen by the stream up to now; berth up is gone, no more come.
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = events.kill();
+    let _ = events.wait();
+    let created = std::fs::read_to_string(&events_file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count() as u32;
     let bound = berth::integration::foreground::Backoff::max_starts_within(window);
     eprintln!("crash loop: {created} creations in {window:?} (schedule bound {bound})");
     assert!(created >= 3, "it did restart: {created} creations");
@@ -325,4 +353,52 @@ fn up_applies_a_changed_file_on_sighup() {
         upp.output()
     );
     assert!(running(&b) && running(&c) && running(&same));
+}
+
+#[test]
+fn up_leaves_a_finished_no_restart_instance_until_started() {
+    let name = unique_name("upno");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    ws.write(
+        "deploy.toml",
+        &format!(
+            r#"name = "{name}"
+
+[services.job]
+image = "{image}"
+command = ["sh", "-c", "echo job-ran; sleep 2"]
+restart = "no"
+"#,
+            image = base_image()
+        ),
+    );
+    let upp = up(&ws, "deploy.toml");
+    let job = format!("{name}-job");
+    assert!(
+        wait_for(WAIT, || upp.output().contains("not restarting")),
+        "{}",
+        upp.output()
+    );
+    let first = container_id(&job);
+    assert!(
+        first.is_some(),
+        "the finished container is kept for `berth logs`"
+    );
+    assert!(!running(&job));
+    assert_eq!(
+        upp.output().matches("job-ran").count(),
+        1,
+        "{}",
+        upp.output()
+    );
+
+    let out = run(&ws, &["-f", "deploy.toml", "start", "job"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        wait_for(WAIT, || upp.output().matches("job-ran").count() == 2),
+        "start did not run it again: {}",
+        upp.output()
+    );
+    assert_ne!(container_id(&job), first, "a fresh container");
 }
