@@ -691,3 +691,67 @@ fn berth_stop_keeps_it_stopped_across_reboots_and_applies_until_berth_start() {
     d.wait_active("web");
     d.wait_active("db");
 }
+
+#[test]
+fn removing_a_service_or_an_instance_removes_its_units_and_keeps_its_volumes() {
+    let host = boot();
+    let d = HostDeployment::new(&host, "shrink");
+    let with_cache = |count: u32| {
+        format!(
+            "{TWO_SERVICES}\n[services.cache]\nimage = \"IMAGE\"\ncount = {count}\nvolumes = [\"c:/c\"]\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 1; done\"]\nstop_timeout = 5\n"
+        )
+    };
+    d.write(&with_cache(3));
+    d.apply();
+    for svc in ["db", "web", "cache-1", "cache-2", "cache-3"] {
+        d.wait_active(svc);
+    }
+    let db = d.wait_active("db");
+    let volumes = crate::support::volumes_of(&d.name);
+    // One instance fewer.
+    d.write(&with_cache(2));
+    d.apply();
+    let gone = d.unit("cache-3");
+    assert_eq!(
+        host.unit_property(&gone, "LoadState"),
+        "not-found",
+        "{gone}"
+    );
+    assert!(d.running_id("cache-1").is_some() && d.running_id("cache-2").is_some());
+    // The whole service removed.
+    d.write(TWO_SERVICES);
+    d.apply();
+    for svc in ["cache-1", "cache-2", "cache-3"] {
+        let unit = d.unit(svc);
+        assert_eq!(
+            host.unit_property(&unit, "LoadState"),
+            "not-found",
+            "{unit}"
+        );
+        assert!(
+            !host
+                .sh(&format!("test -e /etc/systemd/system/{unit}"))
+                .status
+                .success(),
+            "{unit} file left behind"
+        );
+    }
+    let mut want = vec![d.container("db"), d.container("web")];
+    want.sort();
+    assert_eq!(crate::support::containers_of(&d.name), want);
+    assert_eq!(
+        d.running_id("db").as_deref(),
+        Some(db.as_str()),
+        "db was disturbed"
+    );
+    assert_eq!(
+        crate::support::volumes_of(&d.name),
+        volumes,
+        "volumes were not kept"
+    );
+    // Nothing of the removed service comes back with a reboot.
+    host.reboot();
+    d.wait_active("db");
+    d.wait_active("web");
+    assert_eq!(crate::support::containers_of(&d.name), want);
+}
