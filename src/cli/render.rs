@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::{Context, OutputFormat};
 use crate::error::{Error, Result};
-use crate::integration::systemd::UnitOptions;
+use crate::integration::systemd::{UnitOptions, host_systemd_version};
 use crate::spec::render::Rendered;
 
 #[derive(Debug, Args)]
@@ -21,7 +21,11 @@ pub async fn run(ctx: &Context, args: RenderArgs) -> Result<u8> {
     };
     let berth_path = std::env::current_exe()
         .map_err(|e| Error::Runtime(format!("cannot find the path of the berth binary: {e}")))?;
-    let opts = UnitOptions::new(berth_path, ctx.state_dir().root());
+    // The units `apply` would write on this host: absolute state directory,
+    // settings for this host's systemd.
+    let state_dir = ctx.state_dir().root().to_path_buf();
+    let state_dir = std::path::absolute(&state_dir).unwrap_or(state_dir);
+    let opts = UnitOptions::new(berth_path, state_dir).with_systemd_version(host_systemd_version());
     let rendered = Rendered::build(&dep, &opts);
     match args.output {
         OutputFormat::Table => print!("{}", rendered.text()),
