@@ -1325,3 +1325,62 @@ async fn operator_stopped_instance_stays_stopped_through_apply() {
     assert!(env.lines().any(|l| l == "V=2"), "{env}");
     assert!(running(&b));
 }
+
+/// A service that cannot start fails the apply, naming it; independent
+/// services still converge and those linking to it are skipped. Fixing
+/// the file and applying again converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_instance_spares_independent_services() {
+    let name = unique_name("partial");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let img = base_image();
+    let mk = |cmd: &str| {
+        deployment(
+            &name,
+            vec![
+                svc("bad", img, json!({"command": [cmd]})),
+                svc(
+                    "dependent",
+                    img,
+                    json!({"links": [{"target": "bad", "alias": "bad"}]}),
+                ),
+                svc("good", img, json!({})),
+            ],
+        )
+    };
+    let engine = engine().await;
+    let state = StateDir::new(ws.state_dir());
+    let o = opts(&ws, Integration::Docker);
+    let err = apply::apply(&engine, &state, &mk("/no/such/binary"), &o, apply::quiet())
+        .await
+        .expect_err("bad cannot start");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("{name}-bad")), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "{name}-dependent: skipped, its link target bad failed"
+        )),
+        "{msg}"
+    );
+    assert!(
+        running(&format!("{name}-good")),
+        "independent service converged"
+    );
+    assert!(inspect("container", &format!("{name}-dependent")).is_none());
+
+    let fixed = mk("sleep");
+    let fixed = {
+        let mut d = fixed;
+        if let Some(s) = d.services.get_mut("bad") {
+            s.command = Some(vec!["sleep".into(), "3600".into()]);
+        }
+        d
+    };
+    apply::apply(&engine, &state, &fixed, &o, apply::quiet())
+        .await
+        .expect("fixed apply converges");
+    for s in ["bad", "dependent", "good"] {
+        assert!(running(&format!("{name}-{s}")), "{s}");
+    }
+}
