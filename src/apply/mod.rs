@@ -30,12 +30,12 @@ use crate::error::{Error, Result};
 use crate::integration::systemd::{UnitOptions, host_systemd_version, render_unit};
 use crate::integration::systemd_ctl::{self, Systemctl};
 use crate::names;
-use crate::plan::{Action, InstancePlan, Plan, Target};
+use crate::plan::{Action, InstancePlan, Plan, Target, VolumePlan};
 use crate::spec::Deployment;
 use crate::state::{Revision, StateDir};
 
 /// How many engine operations run at once.
-pub const PARALLELISM: usize = 16;
+pub const PARALLELISM: usize = 32;
 
 /// How many applied revisions are kept under `revisions/`.
 pub const KEEP_REVISIONS: u64 = 10;
@@ -197,6 +197,7 @@ pub async fn apply(
     }
     let r = report.clone();
     let name = deployment.name.clone();
+    let started = std::time::Instant::now();
     let _lock = lock::lock_deployment(state, &deployment.name, opts.lock_timeout, move || {
         r(format!(
             "waiting for another berth apply of {name} to finish..."
@@ -214,7 +215,8 @@ pub async fn apply(
         Some(opts.progress),
     )
     .await?;
-    let plan = Plan::compute(
+    tracing::debug!("apply: lock and images ready after {:?}", started.elapsed());
+    let mut plan = Plan::compute(
         engine,
         state,
         deployment,
@@ -223,6 +225,7 @@ pub async fn apply(
         &desired.target,
     )
     .await?;
+    plan.note_stale_units(&opts.unit_dir);
 
     let current = state.read_current(&deployment.name)?;
     let image_ids: BTreeMap<String, String> = deployment
@@ -244,7 +247,8 @@ pub async fn apply(
         None => 1,
     };
 
-    // Network and volumes first: every instance needs them.
+    tracing::debug!("apply: plan ready after {:?}", started.elapsed());
+    // The network first: every instance needs it.
     if plan.create_network {
         engine.ensure_network(&deployment.name).await?;
         report(format!(
@@ -252,40 +256,31 @@ pub async fn apply(
             names::network_name(&deployment.name)
         ));
     }
-    let by_container: BTreeMap<&str, &InstanceSpec> = desired
-        .specs
-        .iter()
-        .map(|s| (s.container.as_str(), s))
-        .collect();
-    let volume_results: Vec<Result<()>> = futures_util::stream::iter(&plan.volumes_to_create)
-        .map(|v| {
-            let mut labels = by_container
-                .get(v.container.as_str())
-                .map(|s| s.berth_labels(revision))
-                .unwrap_or_default();
-            labels.insert(names::LABEL_VOLUME_PATH.into(), v.path.clone());
-            let report = report.clone();
-            async move {
-                engine.ensure_volume(&v.name, &labels).await?;
-                report(format!("created volume {}", v.name));
-                Ok(())
-            }
-        })
-        .buffer_unordered(PARALLELISM)
-        .collect()
-        .await;
-    volume_results.into_iter().collect::<Result<Vec<()>>>()?;
 
+    tracing::debug!("apply: network ready after {:?}", started.elapsed());
     let mut pending = Vec::new();
     match &desired.target {
         Target::Systemd { unit_dir, units } => {
+            let all: Vec<&VolumePlan> = plan.volumes_to_create.iter().collect();
+            create_volumes(engine, &desired.specs, &all, revision, &report).await?;
             pending = apply_systemd(engine, state, &plan, unit_dir, units, opts, &report).await?;
         }
         Target::Containers(_) => {
-            apply_containers(engine, state, deployment, &plan, revision, opts, &report).await?;
+            apply_containers(
+                engine,
+                state,
+                deployment,
+                &plan,
+                &desired.specs,
+                revision,
+                opts,
+                &report,
+            )
+            .await?;
         }
     }
 
+    tracing::debug!("apply: instances done after {:?}", started.elapsed());
     if changed {
         write_revision(
             state,
@@ -304,6 +299,36 @@ pub async fn apply(
         revision,
         pending_systemctl: pending,
     })
+}
+
+/// Create planned volumes (in parallel), labelled like the instance they
+/// belong to plus `berth.volume-path`.
+async fn create_volumes(
+    engine: &Engine,
+    specs: &[InstanceSpec],
+    volumes: &[&VolumePlan],
+    revision: u64,
+    report: &Reporter,
+) -> Result<()> {
+    let results: Vec<Result<()>> = futures_util::stream::iter(volumes)
+        .map(|v| {
+            let mut labels = specs
+                .iter()
+                .find(|s| s.container == v.container)
+                .map(|s| s.berth_labels(revision))
+                .unwrap_or_default();
+            labels.insert(names::LABEL_VOLUME_PATH.into(), v.path.clone());
+            async move {
+                engine.ensure_volume(&v.name, &labels).await?;
+                report(format!("created volume {}", v.name));
+                Ok(())
+            }
+        })
+        .buffer_unordered(PARALLELISM)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(())
 }
 
 /// Start-order level of each service: 0 without links, else one more than
@@ -371,23 +396,20 @@ async fn remove_stale_units(
     systemctl: bool,
     report: &Reporter,
 ) -> Result<()> {
-    let stale: Vec<&InstancePlan> = plan
-        .instances
-        .iter()
-        .filter(|i| systemd_ctl::unit_path(unit_dir, &i.container).exists())
-        .collect();
-    if stale.is_empty() {
+    if plan.units_to_remove.is_empty() {
         return Ok(());
     }
-    let units: Vec<String> = stale
-        .iter()
-        .map(|i| names::unit_name(&i.container))
-        .collect();
+    let units = plan.units_to_remove.clone();
     let ctl = Systemctl::new(systemctl && systemd_ctl::systemd_running());
     ctl.stop(&units).await?;
     ctl.disable(&units).await?;
-    for i in &stale {
-        systemd_ctl::remove_unit(unit_dir, &i.container)?;
+    for u in &units {
+        let path = unit_dir.join(u);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
     }
     ctl.daemon_reload().await?;
     for u in units {
@@ -398,11 +420,13 @@ async fn remove_stale_units(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply_containers(
     engine: &Engine,
     state: &StateDir,
     deployment: &Deployment,
     plan: &Plan,
+    specs: &[InstanceSpec],
     revision: u64,
     opts: &ApplyOptions,
     report: &Reporter,
@@ -422,8 +446,16 @@ async fn apply_containers(
             .collect();
         let results: Vec<Result<()>> = futures_util::stream::iter(wave)
             .map(|item| async move {
-                // Unchanged instances still get their spec file refreshed
-                // (cheap, and repairs a lost state directory).
+                // Each instance creates its own volumes right before its
+                // container: no barrier between volume and container creation.
+                let own: Vec<&VolumePlan> = plan
+                    .volumes_to_create
+                    .iter()
+                    .filter(|v| v.container == item.container)
+                    .collect();
+                create_volumes(engine, specs, &own, revision, report).await?;
+                // Unchanged instances still get their spec file checked
+                // (rewritten only if it differs; repairs a lost state directory).
                 crate::integration::docker::converge_instance(engine, state, item, revision)
                     .await
                     .map_err(|e| {

@@ -34,6 +34,7 @@ pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 2m, 1h)"))
 }
 
+/// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<u8> {
     let deployment = ctx.load_deployment()?;
     let engine = Engine::connect().await?;

@@ -81,14 +81,31 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// The deployment to work on: `--name`, else the deployment file's name.
+/// The deployment to work on: `--name`, else the deployment file's name
+/// when the file exists, else the only deployment applied in the state
+/// directory.
 pub(super) fn deployment_name(ctx: &Context) -> Result<String> {
-    match &ctx.global.name {
-        Some(n) => {
-            crate::names::check_name(n).map_err(|p| Error::Usage(format!("--name {n:?} {p}")))?;
-            Ok(n.clone())
-        }
-        None => Ok(ctx.load_deployment()?.name),
+    if let Some(n) = &ctx.global.name {
+        crate::names::check_name(n).map_err(|p| Error::Usage(format!("--name {n:?} {p}")))?;
+        return Ok(n.clone());
+    }
+    if ctx.global.file.is_file() {
+        return Ok(ctx.load_deployment()?.name);
+    }
+    let state = ctx.state_dir();
+    match state.list_deployments()?.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => Err(Error::Usage(format!(
+            "no deployment file {} and no deployment applied in {}; pass -f FILE or --name NAME",
+            ctx.global.file.display(),
+            state.root().display()
+        ))),
+        many => Err(Error::Usage(format!(
+            "no deployment file {} and several deployments are applied in {} ({}); choose one with -f FILE or --name NAME",
+            ctx.global.file.display(),
+            state.root().display(),
+            many.join(", ")
+        ))),
     }
 }
 

@@ -23,6 +23,7 @@ pub struct DestroyArgs {
     pub lock_timeout: Option<Duration>,
 }
 
+/// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<u8> {
     // `--name` alone is enough: a deployment can be destroyed after its file is gone.
     let name = match &ctx.global.name {

@@ -48,6 +48,7 @@ pub(crate) fn berth_path() -> std::path::PathBuf {
     std::env::current_exe().unwrap_or_else(|_| "/usr/local/bin/berth".into())
 }
 
+/// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
     let deployment = ctx.load_deployment()?;
     let engine = Engine::connect().await?;
@@ -63,7 +64,7 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
         None,
     )
     .await?;
-    let plan = Plan::compute(
+    let mut plan = Plan::compute(
         &engine,
         &state,
         &deployment,
@@ -72,6 +73,7 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
         &desired.target,
     )
     .await?;
+    plan.note_stale_units(&ctx.global.unit_dir);
     match args.output {
         OutputFormat::Json => {
             let text = serde_json::to_string_pretty(&serde_json::json!({

@@ -14,6 +14,10 @@ pub struct SshGatewayArgs {
     /// Address and port to listen on.
     #[arg(long, value_name = "ADDR:PORT", default_value = gateway::DEFAULT_LISTEN)]
     pub listen: String,
+    /// Seconds a connection gets to log in before it is dropped.
+    #[arg(long, value_name = "SECONDS", default_value_t = gateway::LOGIN_GRACE.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub login_grace: u64,
     /// Print the SHA256 fingerprint of the host key (creating the key if needed) and exit.
     #[arg(long)]
     pub fingerprint: bool,
@@ -39,6 +43,7 @@ pub async fn run(ctx: &Context, args: SshGatewayArgs) -> Result<u8> {
     )
     .and_then(|_| out.flush())
     .map_err(|e| Error::Runtime(format!("stdout: {e}")))?;
-    gateway::serve(engine, state, listener, key).await?;
+    let grace = std::time::Duration::from_secs(args.login_grace);
+    gateway::serve(engine, state, listener, key, grace).await?;
     Ok(0)
 }

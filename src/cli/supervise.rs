@@ -12,6 +12,7 @@ pub struct SuperviseArgs {
     pub container: String,
 }
 
+/// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: SuperviseArgs) -> Result<u8> {
     let engine = Engine::connect().await?;
     crate::supervise::supervise_container(&engine, &ctx.state_dir(), &args.container).await

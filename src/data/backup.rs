@@ -28,6 +28,14 @@ pub struct BackupOptions {
     pub live: bool,
 }
 
+const INTERRUPTED: &str = "backup interrupted";
+
+fn write_error(e: std::io::Error) -> Error {
+    Error::Runtime(format!(
+        "cannot write the backup: {e}; no volume was changed"
+    ))
+}
+
 enum Msg {
     Member(String, Bytes),
     Finish(Box<Manifest>),
@@ -57,7 +65,7 @@ pub async fn backup<W: Write + Send + 'static>(
                 Msg::Finish(m) => return w.finish(&m),
             }
         }
-        Err(std::io::Error::other("backup interrupted"))
+        Err(std::io::Error::other(INTERRUPTED))
     });
 
     let copied = copy_all(engine, state, deployment, instances, opts, progress, &tx).await;
@@ -65,8 +73,11 @@ pub async fn backup<W: Write + Send + 'static>(
         Ok(m) => m,
         Err(e) => {
             drop(tx);
-            let _ = writer.await;
-            return Err(e);
+            // A writer that failed first (disk full, ...) is the real cause.
+            return match writer.await {
+                Ok(Err(w)) if w.to_string() != INTERRUPTED => Err(write_error(w)),
+                _ => Err(e),
+            };
         }
     };
     let sent = tx.send(Msg::Finish(Box::new(manifest.clone()))).await;
@@ -74,7 +85,7 @@ pub async fn backup<W: Write + Send + 'static>(
     let out = writer
         .await
         .map_err(|e| Error::Runtime(format!("backup writer failed: {e}")))?
-        .map_err(|e| Error::Runtime(format!("cannot write the backup: {e}")))?;
+        .map_err(write_error)?;
     if sent.is_err() {
         return Err(Error::Runtime(
             "cannot write the backup: writer stopped".into(),

@@ -193,7 +193,15 @@ pub fn read_archive(
     let mut payloads: Vec<(String, u64, Sha256, u32)> = Vec::new();
     let entries = tar.entries().map_err(io_bad)?;
     for entry in entries {
-        let mut entry = entry.map_err(io_bad)?;
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) if !seen_marker => {
+                return Err(bad(format!(
+                    "not a berth backup, or truncated or corrupt at its start ({e}); nothing was restored"
+                )));
+            }
+            Err(e) => return Err(io_bad(e)),
+        };
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         if manifest.is_some() {
             return Err(bad(format!(

@@ -445,13 +445,28 @@ impl Upload {
                 .create_labelled_volume(&target.volume, &target.labels)
                 .await?;
         }
+        if target.exists
+            && !target.non_empty
+            && !volume_is_empty(engine, &target.image, &target.volume, &target.labels).await?
+        {
+            // It was empty when checked, but its instance ran until just now.
+            return Err(Error::Runtime(format!(
+                "volume {} received data while the restore was being prepared; nothing was restored into it (restore again, with --force to replace its content)",
+                target.volume
+            )));
+        }
         if target.non_empty {
             if let Some(save) = &target.save_to {
                 save_volume(engine, state, target, save, progress).await?;
             }
-            engine
+            if let Err(e) = engine
                 .empty_volume(&target.image, &target.volume, &target.labels)
-                .await?;
+                .await
+            {
+                // `rm` may have removed part of the content before failing.
+                let back = put_back(engine, state, target, progress).await;
+                return Err(Error::Runtime(format!("{e}{back}")));
+            }
         }
         let carrier = engine
             .create_carrier(&target.image, &target.volume, &target.labels, "restore")

@@ -94,7 +94,7 @@ pub struct ExecSession {
 
 /// Whether a container can take an exec, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ContainerStatus {
+pub enum ExecReadiness {
     Running,
     /// The container exists in another state (`exited`, `created`, `paused`, ...).
     NotRunning(String),
@@ -102,8 +102,8 @@ pub enum ContainerStatus {
 }
 
 impl Engine {
-    /// Is `container` there and running?
-    pub async fn container_status(&self, container: &str) -> Result<ContainerStatus> {
+    /// Can `container` take an exec: is it there and running?
+    pub async fn exec_readiness(&self, container: &str) -> Result<ExecReadiness> {
         match self.docker().inspect_container(container, None).await {
             Ok(info) => {
                 let state = info.state.unwrap_or_default();
@@ -112,16 +112,16 @@ impl Engine {
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| "unknown".into());
                 if state.running == Some(true) && state.paused != Some(true) {
-                    Ok(ContainerStatus::Running)
+                    Ok(ExecReadiness::Running)
                 } else if state.paused == Some(true) {
-                    Ok(ContainerStatus::NotRunning("paused".into()))
+                    Ok(ExecReadiness::NotRunning("paused".into()))
                 } else {
-                    Ok(ContainerStatus::NotRunning(status))
+                    Ok(ExecReadiness::NotRunning(status))
                 }
             }
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(ContainerStatus::Missing),
+            }) => Ok(ExecReadiness::Missing),
             Err(e) => Err(Error::engine(format!("inspect container {container}"), e)),
         }
     }

@@ -92,10 +92,28 @@ pub async fn converge_instance(
     let Some(spec) = &item.spec else {
         return Ok(());
     };
+    let started = std::time::Instant::now();
     spec.write(state)?;
     let stopped = is_stopped_by_operator(state, &spec.container);
     match item.action {
-        Action::Create | Action::Recreate => {
+        Action::Create => {
+            // The plan saw no container of that name: create directly, and
+            // fall back to replacing only if one appeared meanwhile.
+            match engine
+                .create_container(spec, revision, &spec.docker_restart)
+                .await
+            {
+                Ok(_) => {}
+                Err(Error::Engine { source, .. }) if crate::engine::is_conflict(&source) => {
+                    replace_container(engine, spec, revision, &spec.docker_restart).await?;
+                }
+                Err(e) => return Err(e),
+            }
+            if !stopped {
+                engine.start_container(&spec.container).await?;
+            }
+        }
+        Action::Recreate => {
             replace_container(engine, spec, revision, &spec.docker_restart).await?;
             if !stopped {
                 engine.start_container(&spec.container).await?;
@@ -108,5 +126,11 @@ pub async fn converge_instance(
         }
         Action::Unchanged | Action::Remove => {}
     }
+    tracing::debug!(
+        "{} {}: {:?}",
+        item.action.as_str(),
+        spec.container,
+        started.elapsed()
+    );
     Ok(())
 }

@@ -148,6 +148,10 @@ pub struct Plan {
     pub instances: Vec<InstancePlan>,
     /// Published ports that change.
     pub port_changes: Vec<PortChange>,
+    /// systemd units of instances now kept running another way (switching
+    /// from `--integration systemd`): stopped, disabled and removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units_to_remove: Vec<String>,
 }
 
 fn port_text(p: &PortMapping) -> String {
@@ -167,6 +171,7 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         !self.images_to_pull.is_empty()
             || self.create_network
+            || !self.units_to_remove.is_empty()
             || !self.volumes_to_create.is_empty()
             || self.instances.iter().any(|i| i.action != Action::Unchanged)
     }
@@ -418,7 +423,23 @@ impl Plan {
             volumes_to_create,
             instances,
             port_changes,
+            units_to_remove: Vec::new(),
         })
+    }
+
+    /// Under a non-systemd integration, note the unit files in `unit_dir`
+    /// that still run instances of this plan (they must go, or systemd and
+    /// the engine would fight over the containers).
+    pub fn note_stale_units(&mut self, unit_dir: &std::path::Path) {
+        if self.integration == Integration::Systemd {
+            return;
+        }
+        self.units_to_remove = self
+            .instances
+            .iter()
+            .map(|i| names::unit_name(&i.container))
+            .filter(|u| unit_dir.join(u).exists())
+            .collect();
     }
 
     /// The plan as text for the operator.
@@ -466,6 +487,15 @@ impl Plan {
             for c in &i.changes {
                 push(&mut out, format!("              {c}"));
             }
+        }
+        for u in &self.units_to_remove {
+            push(
+                &mut out,
+                format!(
+                    "  remove    unit {u} (kept running by {} now)",
+                    self.integration.as_str()
+                ),
+            );
         }
         for p in &self.port_changes {
             let text = match (&p.before, &p.after) {

@@ -72,6 +72,17 @@ pub fn parse(text: &str) -> (Vec<EnvEntry>, Vec<Diag>) {
                 Ok(v[..end].trim_end().to_string())
             }
         };
+        let parsed = parsed.and_then(|v| {
+            if v.contains('\0') {
+                Err(Diag::new(
+                    key_span,
+                    format!("the value of `{key}` contains a NUL character"),
+                )
+                .help("remove the NUL byte from the value"))
+            } else {
+                Ok(v)
+            }
+        });
         match parsed {
             Ok(value) => entries.push(EnvEntry {
                 key: key.to_string(),

@@ -339,7 +339,7 @@ pub fn load_str(
     }
     layers.push(file_vars);
     let lookup = |name: &str| layers.iter().find_map(|l| l.get(name).cloned());
-    interpolate_tree(&src, &mut root, &lookup, !geard, 0, &mut errors);
+    interpolate_tree(&src, &mut root, &lookup, !geard, "", &mut errors);
 
     let mut d = decode::Decoder::new(&src);
     if let Some(n) = &opts.name
@@ -398,42 +398,70 @@ fn finish(mut errors: Vec<SpecError>) -> SpecErrors {
     SpecErrors(errors)
 }
 
-/// Interpolate every string value (not keys; not `vars` itself).
+/// Interpolate every string value (not keys; not `vars` itself). `path`
+/// names the value in errors (`services.web.env.DOMAIN`).
 fn interpolate_tree(
     src: &Source,
     node: &mut Node,
     lookup: &dyn Fn(&str) -> Option<String>,
     skip_vars: bool,
-    depth: usize,
+    path: &str,
     errors: &mut Vec<SpecError>,
 ) {
     match &mut node.value {
         Value::Str(s) => {
-            if !s.contains('$') {
-                return;
-            }
-            match interpolate::interpolate(s, lookup) {
-                Ok(v) => *s = v,
-                Err(errs) => {
-                    for e in errs {
-                        let at = locate_in_source(src, node.span, s, e.offset);
-                        errors.push(src.error(Span::new(at, at + 1), e.message, Some(e.help)));
+            if s.contains('$') {
+                match interpolate::interpolate(s, lookup) {
+                    Ok(v) => *s = v,
+                    Err(errs) => {
+                        for e in errs {
+                            let at = locate_in_source(src, node.span, s, e.offset);
+                            let message = match &e.variable {
+                                Some(v) if !path.is_empty() => {
+                                    format!("variable `{v}` (used in `{path}`) is not defined")
+                                }
+                                _ => e.message,
+                            };
+                            errors.push(src.error(Span::new(at, at + 1), message, Some(e.help)));
+                        }
+                        node.value = Value::Invalid;
+                        return;
                     }
-                    node.value = Value::Invalid;
                 }
+            }
+            if s.contains('\0') {
+                // Nothing downstream (the engine, environment variables,
+                // unit files) can carry a NUL byte.
+                let what = if path.is_empty() {
+                    "a value".to_string()
+                } else {
+                    format!("`{path}`")
+                };
+                errors.push(src.error(
+                    node.span,
+                    format!("{what} contains a NUL character"),
+                    Some("remove the NUL (\\u0000) from the value".into()),
+                ));
+                node.value = Value::Invalid;
             }
         }
         Value::Seq(items) => {
-            for i in items {
-                interpolate_tree(src, i, lookup, false, depth + 1, errors);
+            for (i, item) in items.iter_mut().enumerate() {
+                let p = format!("{path}[{i}]");
+                interpolate_tree(src, item, lookup, false, &p, errors);
             }
         }
         Value::Map(entries) => {
             for e in entries {
-                if skip_vars && depth == 0 && e.key == "vars" {
+                if skip_vars && path.is_empty() && e.key == "vars" {
                     continue;
                 }
-                interpolate_tree(src, &mut e.value, lookup, false, depth + 1, errors);
+                let p = if path.is_empty() {
+                    e.key.clone()
+                } else {
+                    format!("{path}.{}", e.key)
+                };
+                interpolate_tree(src, &mut e.value, lookup, false, &p, errors);
             }
         }
         _ => {}

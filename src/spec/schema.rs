@@ -16,10 +16,6 @@ pub struct DeploymentFile {
     /// Deployment name: prefix of every container, unit and volume, and the
     /// network's name. Letters, digits, `_`, `-`, `.`; starts with a letter or
     /// digit; at most 63 characters. `--name` overrides it.
-    #[schemars(
-        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"),
-        length(max = 63)
-    )]
     pub name: Option<String>,
     /// Interpolation variables with the lowest precedence (below `--set`, the
     /// environment and `.env`). Values are taken literally.

@@ -151,7 +151,10 @@ fn undefined_variables_are_located() {
     let e = load_str(&o, Format::Yaml, text.into()).unwrap_err();
     assert_eq!(e.0.len(), 1, "{e}");
     assert_eq!((e.0[0].line, e.0[0].column), (5, 18));
-    assert_eq!(e.0[0].message, "variable `NOPE` is not defined");
+    assert_eq!(
+        e.0[0].message,
+        "variable `NOPE` (used in `services.s.hostname`) is not defined"
+    );
 }
 
 #[test]
@@ -240,4 +243,52 @@ fn coloured_errors_are_the_plain_text_plus_ansi_codes() {
         }
     }
     assert_eq!(stripped, plain);
+}
+
+#[test]
+fn geard_accepts_what_geard_recorded_and_ignores_it() {
+    let o = opts(PathBuf::from("stack.json"));
+    let text = r#"{
+      "IdPrefix": "ex-", "RandomizeIds": false, "Instances": [{"Id": "ex-web-1"}],
+      "Containers": [
+        {"Name": "db", "Image": "postgres:16", "Affinity": "x"},
+        {"NAME": "web", "IMAGE": "nginx", "Count": 2,
+         "Links": [{"To": "db", "NonLocal": true, "Ports": [5432], "AliasPorts": [15432]}],
+         "PublicPorts": [{"Internal": 80}],
+         "Environment": [{"Name": "A", "Value": "1"}, {"name": "B"}]}
+      ]}"#;
+    let d = match load_str(&o, Format::Json, text.into()) {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(d.name, "stack");
+    let web = &d.services["web"];
+    assert_eq!(web.count, 2);
+    assert_eq!(web.links[0].target, "db");
+    assert_eq!(web.env["A"], "1");
+    assert_eq!(web.env["B"], "");
+    assert_eq!(d.start_order()[0].name, "db");
+}
+
+#[test]
+fn yaml_anchors_merges_and_extension_keys() {
+    let o = opts(PathBuf::from("dep.yaml"));
+    let text = "name: x\nx-common: &common\n  image: busybox\n  restart: on-failure\nservices:\n  a:\n    <<: *common\n  b:\n    <<: *common\n    restart: \"no\"\n    x-note: ignored\n";
+    let d = match load_str(&o, Format::Yaml, text.into()) {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(d.services["a"].restart, RestartPolicy::OnFailure);
+    assert_eq!(d.services["b"].restart, RestartPolicy::No);
+    assert_eq!(d.services["b"].image, "busybox");
+}
+
+#[test]
+fn every_error_is_reported_at_once_in_file_order() {
+    let o = opts(PathBuf::from("dep.toml"));
+    let text = "name = \"x\"\n[services.b]\nimage = \"Bad\"\n[services.a]\nimage = \"nginx\"\ncount = 0\nports = [\"0\"]\n";
+    let e = load_str(&o, Format::Toml, text.into()).unwrap_err();
+    let lines: Vec<usize> = e.0.iter().map(|e| e.line).collect();
+    assert_eq!(lines, vec![3, 6, 7]);
+    assert!(e.to_string().ends_with("3 errors found"));
 }

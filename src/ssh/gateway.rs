@@ -12,12 +12,24 @@
 //!   and EOF passed on, and the exit status is returned.
 //! - Port forwarding (both directions), agent and X11 forwarding,
 //!   Unix-socket forwarding and subsystems are refused.
-//! - One audit line per session (target `berth::audit`): peer, login, key
-//!   fingerprint, container, command or `shell`, exit status, duration.
+//! - One audit line per session (target `berth::audit`, level info): peer,
+//!   login, key fingerprint, container, command or `shell`, TTY, exit status,
+//!   duration; refused attempts are logged there too.
+//! - Limits: [`LOGIN_GRACE`] to log in, [`MAX_UNAUTHENTICATED`] connections
+//!   authenticating at once, [`MAX_CHANNELS`] sessions per connection, and
+//!   [`STDIN_BUFFER`] bytes of client input waiting for a process that does
+//!   not read it (beyond that the connection is paused).
+//! - When a client of a terminal session goes away, the session is hung up
+//!   (SIGHUP inside the container), as closing a terminal would.
+//!
+//! Known limit: russh replenishes a channel's window as data arrives, not as
+//! it is consumed, so flow control towards a process that stops reading its
+//! stdin rests on [`STDIN_BUFFER`] and on pausing the whole connection.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -26,10 +38,11 @@ use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, MethodKind, MethodSet};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::access::{self, Grant, Target};
 use crate::engine::Engine;
-use crate::engine::exec::{ContainerStatus, ExecOutput, ExecSpec};
+use crate::engine::exec::{ExecOutput, ExecReadiness, ExecSpec};
 use crate::error::{Error, Result};
 use crate::state::StateDir;
 
@@ -39,8 +52,13 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:2222";
 pub const MAX_AUTH_ATTEMPTS: usize = 6;
 /// Every refused authentication attempt takes at least this long.
 pub const REJECTION_DELAY: Duration = Duration::from_millis(1000);
-/// Session channels one connection may have open at once.
+/// Sessions (pending or running) one connection may have at once.
 pub const MAX_CHANNELS: usize = 10;
+/// Default time a connection gets from its first byte to a successful login.
+pub const LOGIN_GRACE: Duration = Duration::from_secs(60);
+/// Connections that may be authenticating at the same time; more are
+/// dropped at once (logged-in sessions do not count).
+pub const MAX_UNAUTHENTICATED: usize = 64;
 /// Client input buffered per session while the process is not reading it.
 pub const STDIN_BUFFER: usize = 16 * 1024 * 1024;
 /// Environment variables a client may pass (`SendEnv`), besides `TERM`.
@@ -60,6 +78,7 @@ pub async fn serve(
     state: StateDir,
     listener: TcpListener,
     host_key: PrivateKey,
+    login_grace: Duration,
 ) -> Result<()> {
     let config = russh::server::Config {
         server_id: russh::SshId::Standard("SSH-2.0-berth".into()),
@@ -75,35 +94,79 @@ pub async fn serve(
         nodelay: true,
         ..Default::default()
     };
-    let mut server = Server {
-        shared: Arc::new(Shared { engine, state }),
-    };
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Runtime(format!("listening socket: {e}")))?;
-    russh::server::Server::run_on_socket(&mut server, Arc::new(config), &listener)
-        .await
-        .map_err(|e| Error::Runtime(format!("ssh-gateway on {addr}: {e}")))
-}
-
-struct Server {
-    shared: Arc<Shared>,
-}
-
-impl russh::server::Server for Server {
-    type Handler = Conn;
-
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Conn {
-        Conn {
-            shared: self.shared.clone(),
-            peer: peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+    let config = Arc::new(config);
+    let shared = Arc::new(Shared { engine, state });
+    let unauthenticated = Arc::new(Semaphore::new(MAX_UNAUTHENTICATED));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: keep serving the
+                // connections there are, and try again shortly.
+                tracing::warn!("ssh-gateway: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = unauthenticated.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "ssh-gateway: too many connections still authenticating; dropped one");
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let authenticated = Arc::new(AtomicBool::new(false));
+        let conn = Conn {
+            shared: shared.clone(),
+            peer: peer.to_string(),
             authed: None,
             channels: HashMap::new(),
-        }
-    }
-
-    fn handle_session_error(&mut self, error: russh::Error) {
-        tracing::debug!("ssh connection ended: {error}");
+            running: Arc::new(AtomicUsize::new(0)),
+            authenticated: authenticated.clone(),
+            unauthenticated_slot: Some(permit),
+        };
+        let config = config.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + login_grace;
+            let session = match tokio::time::timeout_at(
+                deadline,
+                russh::server::run_stream(config, socket, conn),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "ssh connection setup failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(target: "berth::audit", %peer, "dropped: no SSH handshake in time");
+                    return;
+                }
+            };
+            let handle = session.handle();
+            let mut session = std::pin::pin!(session);
+            tokio::select! {
+                r = &mut session => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, "ssh connection ended: {e}");
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            if !authenticated.load(Ordering::SeqCst) {
+                tracing::info!(target: "berth::audit", %peer, "dropped: not authenticated in time");
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        "authentication took too long".into(),
+                        String::new(),
+                    )
+                    .await;
+            }
+            if let Err(e) = session.await {
+                tracing::debug!(%peer, "ssh connection ended: {e}");
+            }
+        });
     }
 }
 
@@ -135,6 +198,28 @@ struct Conn {
     peer: String,
     authed: Option<Authed>,
     channels: HashMap<ChannelId, PendingChannel>,
+    /// Sessions of this connection whose shell or command runs.
+    running: Arc<AtomicUsize>,
+    /// Set once a key was accepted (the login grace timer reads it).
+    authenticated: Arc<AtomicBool>,
+    /// One of the [`MAX_UNAUTHENTICATED`] slots, given back on login.
+    unauthenticated_slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Counts a running session; the count drops when the session ends.
+struct RunningGuard(Arc<AtomicUsize>);
+
+impl RunningGuard {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn key_fingerprint(key: &PublicKey) -> String {
@@ -177,7 +262,11 @@ impl Conn {
             env: pending.env.clone(),
             command,
         };
-        tokio::spawn(job.run(ch));
+        let guard = RunningGuard::new(&self.running);
+        tokio::spawn(async move {
+            job.run(ch).await;
+            drop(guard);
+        });
     }
 }
 
@@ -232,6 +321,8 @@ impl russh::server::Handler for Conn {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         if self.grant(user, key.public_key).is_some() {
+            self.authenticated.store(true, Ordering::SeqCst);
+            self.unauthenticated_slot = None;
             self.authed = Some(Authed {
                 login: user.to_string(),
                 key: key.public_key.clone(),
@@ -259,7 +350,8 @@ impl russh::server::Handler for Conn {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.retain(|_, p| p.channel.is_some());
-        if self.authed.is_none() || self.channels.len() >= MAX_CHANNELS {
+        let sessions = self.channels.len() + self.running.load(Ordering::SeqCst);
+        if self.authed.is_none() || sessions >= MAX_CHANNELS {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
@@ -493,6 +585,15 @@ struct Outcome {
 }
 
 impl Job {
+    /// A message from berth itself, on the client's stderr.
+    async fn say(&self, tx: &russh::ChannelWriteHalf<Msg>, msg: &str) {
+        // A terminal needs the carriage return that its line discipline would add.
+        let eol = if self.pty.is_some() { "\r\n" } else { "\n" };
+        let _ = tx
+            .extended_data_bytes(1, format!("{msg}{eol}").into_bytes())
+            .await;
+    }
+
     async fn run(self, channel: Channel<Msg>) {
         let started = Instant::now();
         let (mut rx, tx) = channel.split();
@@ -505,22 +606,18 @@ impl Job {
             Some(Grant::Enter(target)) => self.exec(&target, &mut rx, &tx).await,
             Some(Grant::Ambiguous(names)) => {
                 let msg = format!(
-                    "berth: the login {:?} names more than one container; log in as one of: {}\r\n",
+                    "berth: the login {:?} names more than one container; log in as one of: {}",
                     self.authed.login,
                     names.join(", ")
                 );
-                let _ = tx.extended_data_bytes(1, msg.into_bytes()).await;
+                self.say(&tx, &msg).await;
                 Outcome {
                     status: 2,
                     container: "-".into(),
                 }
             }
             None => {
-                let _ = tx
-                    .extended_data_bytes(
-                        1,
-                        b"berth: this key is no longer granted to this login\r\n".to_vec(),
-                    )
+                self.say(&tx, "berth: this key is no longer granted to this login")
                     .await;
                 Outcome {
                     status: 1,
@@ -557,27 +654,23 @@ impl Job {
             container: container.clone(),
         };
         let engine = &self.shared.engine;
-        match engine.container_status(&target.container).await {
-            Ok(ContainerStatus::Running) => {}
+        match engine.exec_readiness(&target.container).await {
+            Ok(ExecReadiness::Running) => {}
             Ok(other) => {
                 let why = match other {
-                    ContainerStatus::NotRunning(state) => format!("it is {state}"),
+                    ExecReadiness::NotRunning(state) => format!("it is {state}"),
                     _ => "it does not exist".to_string(),
                 };
                 let msg = format!(
-                    "berth: {} ({}) is not running: {why}; start it with `berth start {}`\r\n",
+                    "berth: {} ({}) is not running: {why}; start it with `berth start {}`",
                     target.qualified, target.container, target.service
                 );
-                let _ = tx.extended_data_bytes(1, msg.into_bytes()).await;
+                self.say(tx, &msg).await;
                 return fail(1);
             }
             Err(e) => {
                 tracing::warn!("ssh session for {}: {e}", target.container);
-                let _ = tx
-                    .extended_data_bytes(
-                        1,
-                        b"berth: the container engine is not available\r\n".to_vec(),
-                    )
+                self.say(tx, "berth: the container engine is not available")
                     .await;
                 return fail(1);
             }
@@ -602,11 +695,8 @@ impl Job {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!("ssh session for {}: {e}", target.container);
-                let msg = format!(
-                    "berth: cannot start a process in {}: {e}\r\n",
-                    target.container
-                );
-                let _ = tx.extended_data_bytes(1, msg.into_bytes()).await;
+                let msg = format!("berth: cannot start a process in {}: {e}", target.container);
+                self.say(tx, &msg).await;
                 return fail(1);
             }
         };
@@ -756,4 +846,96 @@ pub fn check_listen(listen: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Name of the gateway's systemd unit.
+pub const UNIT_NAME: &str = "berth-ssh-gateway.service";
+
+/// Does any applied deployment grant SSH access (so the gateway is wanted)?
+pub fn wanted(deployments: &[crate::spec::Deployment]) -> bool {
+    deployments
+        .iter()
+        .any(|d| d.services.keys().any(|s| !d.keys_for(s).is_empty()))
+}
+
+/// The systemd unit that runs the gateway (`berth-ssh-gateway.service`).
+/// Audit lines are logged at info level to the journal.
+/// `berth_path` and `state_dir` must be absolute.
+pub fn render_unit(
+    berth_path: &std::path::Path,
+    state_dir: &std::path::Path,
+    listen: &str,
+) -> String {
+    format!(
+        "[Unit]\nDescription=berth SSH gateway (ssh SERVICE@host opens a shell in that container)\n\
+         After=docker.service network-online.target\nWants=docker.service network-online.target\n\n\
+         [Service]\nType=simple\nEnvironment=RUST_LOG=warn,berth::audit=info\n\
+         ExecStart={bin} --state-dir {state} ssh-gateway --listen {listen}\n\
+         Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
+        bin = berth_path.display(),
+        state = state_dir.display(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        assert!(check_listen("0.0.0.0:2222").is_ok());
+        assert!(check_listen("[::]:22").is_ok());
+        assert!(check_listen("localhost:2222").is_ok());
+        for bad in ["2222", ":2222", "host:", "host:70000", ""] {
+            assert!(matches!(check_listen(bad), Err(Error::Usage(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wanted_when_any_key_is_granted() {
+        let k = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILV+JdUrlKrvmd1OAw9sG1mSMh+pqnjL9d1NU8rq4icz";
+        let d = |ssh: &[&str], dkeys: bool| -> crate::spec::Deployment {
+            let key = serde_json::json!({"name": "a", "openssh": k, "fingerprint": ""});
+            serde_json::from_value(serde_json::json!({
+                "name": "d",
+                "keys": {"a": key},
+                "deployment_keys": if dkeys { vec![key.clone()] } else { vec![] },
+                "services": {"s": {"name": "s", "image": "i", "count": 1, "ssh": ssh}},
+            }))
+            .expect("deployment")
+        };
+        assert!(!wanted(&[]));
+        assert!(!wanted(&[d(&[], false)]));
+        assert!(wanted(&[d(&["a"], false)]));
+        assert!(wanted(&[d(&[], false), d(&[], true)]));
+    }
+
+    #[test]
+    fn unit_is_valid_for_systemd() {
+        let unit = render_unit(
+            std::path::Path::new("/usr/local/bin/berth"),
+            std::path::Path::new("/var/lib/berth"),
+            DEFAULT_LISTEN,
+        );
+        assert!(unit.contains(
+            "ExecStart=/usr/local/bin/berth --state-dir /var/lib/berth ssh-gateway --listen 0.0.0.0:2222\n"
+        ));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(UNIT_NAME);
+        std::fs::write(&path, &unit).expect("write unit");
+        // The binary must exist for systemd-analyze; point at one that does.
+        let unit = unit.replace("/usr/local/bin/berth", "/bin/true");
+        std::fs::write(&path, unit).expect("write unit");
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (from the systemd package) is needed for this test");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && text.trim().is_empty(), "{text}");
+    }
 }

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::engine::Engine;
-use crate::engine::exec::{ContainerStatus, ExecOutput, ExecSpec};
+use crate::engine::exec::{ExecOutput, ExecReadiness, ExecSpec};
 use crate::error::{Error, Result};
 
 /// Is this process attached to a terminal on both stdin and stdout?
@@ -63,15 +63,15 @@ impl Drop for RawMode {
 /// Run `spec` attached to this process's stdio; returns the exit code
 /// (255 when the engine does not know it).
 pub async fn run_attached(engine: &Engine, spec: &ExecSpec) -> Result<u8> {
-    match engine.container_status(&spec.container).await? {
-        ContainerStatus::Running => {}
-        ContainerStatus::NotRunning(state) => {
+    match engine.exec_readiness(&spec.container).await? {
+        ExecReadiness::Running => {}
+        ExecReadiness::NotRunning(state) => {
             return Err(Error::Runtime(format!(
                 "container {} is not running (it is {state})",
                 spec.container
             )));
         }
-        ContainerStatus::Missing => {
+        ExecReadiness::Missing => {
             return Err(Error::Runtime(format!(
                 "container {} does not exist",
                 spec.container

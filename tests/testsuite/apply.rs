@@ -1136,6 +1136,31 @@ fn cli_systemd_integration_refuses_without_systemd_and_writes_units_with_no_syst
             .unwrap_or(0)
             == 0
     );
+
+    // Switching from systemd to Docker restart policies: the units go.
+    let out = run(
+        &ws,
+        &["apply", "--integration", "systemd", "--no-systemctl"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = run(&ws, &["plan", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("remove    unit berth-{name}-s01.service")),
+        "{text}"
+    );
+    let out = run(&ws, &["apply", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(containers_of(&name).len(), 2);
+    let out = run(&ws, &["destroy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        std::fs::read_dir(ws.unit_dir())
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
 }
 
 /// Removes one container by name on drop (for containers a test made

@@ -114,6 +114,7 @@ printf newline > "$(printf 'new\nline')"
 printf bytes > "$(printf 'non\377utf8\376name')"
 mkdir "$(printf 'dir with\nnewline')"
 head -c 20971520 /dev/urandom > random20m
+mkfifo fifo; chmod 620 fifo
 chown 7:9 /v; chmod 701 /v
 "#,
     );
@@ -222,6 +223,7 @@ fn assert_tree_has_every_kind(t: &BTreeMap<Vec<u8>, Entry>) {
     assert_eq!(get(b"./non\xffutf8\xfename").content.len(), 64);
     assert!(t.contains_key(&b"./dir with\nnewline"[..]));
     assert!(get(b"./random20m").meta.contains(" 20971520 "));
+    assert!(get(b"./fifo").meta.starts_with("1190 "), "fifo 0620");
 }
 
 fn assert_same_tree(before: &BTreeMap<Vec<u8>, Entry>, after: &BTreeMap<Vec<u8>, Entry>) {
@@ -371,6 +373,7 @@ fn restore_refuses_a_non_empty_volume_unless_forced() {
     let saved: Vec<_> = std::fs::read_dir(&saved_dir)
         .expect("pre-restore copy directory")
         .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar.zst"))
         .collect();
     assert_eq!(saved.len(), 1, "{saved:?}");
     run_ok(&ws, &["restore", path_str(&saved[0]), "--force"]);
@@ -686,4 +689,218 @@ fn snapshots_of_an_instance_are_kept_listed_and_restorable() {
     run_ok(&ws, &["restore", path, "--force"]);
     assert_eq!(in_volume(&vol, "cat /v/revision"), b"3\n".to_vec());
     assert!(running(&container));
+}
+
+/// A full disk: the backup fails with the engine's reason, leaves no file
+/// that looks like a backup, and the instance runs again.
+#[test]
+fn backup_to_a_full_disk_fails_cleanly() {
+    let dep = support::unique_name("datafull");
+    let _clean = Cleanup::new(&dep);
+    let ws = Workspace::new();
+    let vol = make_volume(&dep, "app", "data");
+    in_volume(&vol, "head -c 4000000 /dev/urandom > /v/blob");
+    let container = start_instance(&dep, "app", &[(&vol, "/data")], IDLE);
+    let before = listing(&vol);
+
+    // To stdout, which is /dev/full.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = std::process::Command::new(support::bin())
+        .args(["--name", &dep, "backup", "--all", "-o", "-"])
+        .env("BERTH_STATE_DIR", ws.state_dir())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(full)
+        .output()
+        .expect("run berth");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(running(&container), "started again after the failed backup");
+
+    // To a file on a 1 MiB file system (needs root, as the whole suite does).
+    let small = ws.path().join("small");
+    std::fs::create_dir(&small).expect("mount point");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "mount a 1 MiB tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let target = small.join("b.tar.zst");
+    let out = support::run(
+        &ws,
+        &["--name", &dep, "backup", "--all", "-o", path_str(&target)],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&small)
+        .expect("read mount")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing left behind: {left:?}");
+    assert!(running(&container));
+    assert_eq!(listing(&vol), before, "the volume is untouched");
+    assert_no_carriers(&dep);
+}
+
+/// Restoring needs an image on this host to reach the volumes through; when
+/// the backup's image is gone the restore says so and creates nothing.
+#[test]
+fn restore_without_the_image_fails_clearly_and_creates_nothing() {
+    let dep = support::unique_name("datanoimg");
+    let other = support::unique_name("datanoim2");
+    let _clean = Cleanup::new(&dep);
+    let _clean_other = Cleanup::new(&other);
+    let ws = Workspace::new();
+    // An image only this test uses: a commit of a container of the base image.
+    let base = docker_ok(&["create", support::base_image(), "true"]);
+    let image = format!("berth-test/data-gone:{dep}");
+    docker_ok(&["commit", &base, &image]);
+    docker_ok(&["rm", &base]);
+    struct RemoveImage(String);
+    impl Drop for RemoveImage {
+        fn drop(&mut self) {
+            let _ = docker(&["rmi", "-f", &self.0]);
+        }
+    }
+    let _rmi = RemoveImage(image.clone());
+
+    let vol = make_volume(&dep, "app", "data");
+    in_volume(&vol, "echo precious > /v/file");
+    let container = format!("{dep}-app");
+    docker_ok(&[
+        "create",
+        "--name",
+        &container,
+        "--label",
+        &format!("berth.deployment={dep}"),
+        "--label",
+        "berth.service=app",
+        "--label",
+        "berth.instance=1",
+        "-v",
+        &format!("{vol}:/data"),
+        &image,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    let archive = ws.path().join("b.tar.zst");
+    run_ok(
+        &ws,
+        &["--name", &dep, "backup", "app", "-o", path_str(&archive)],
+    );
+
+    docker_ok(&["rm", &container]);
+    docker_ok(&["rmi", &image]);
+    let out = support::run(
+        &ws,
+        &["restore", path_str(&archive), "--deployment", &other],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not on this host") && err.contains("nothing was restored"),
+        "{err}"
+    );
+    assert!(
+        support::volumes_of(&other).is_empty(),
+        "no volume was created"
+    );
+    assert!(support::containers_of(&other).is_empty());
+    assert_eq!(in_volume(&vol, "cat /v/file"), b"precious\n".to_vec());
+}
+
+/// An extraction the engine fails part-way (here: a hard link to a file the
+/// payload does not hold, in an otherwise valid, checksummed archive) after
+/// `--force` emptied the volume: the previous content is put back exactly.
+#[test]
+fn failed_extraction_puts_the_previous_content_back() {
+    use berth::data::format::{
+        ArchiveWriter, FORMAT, InstanceEntry, Manifest, VolumeEntry, hex, part_path,
+    };
+    use sha2::Digest;
+
+    let dep = support::unique_name("datafail");
+    let _clean = Cleanup::new(&dep);
+    let ws = Workspace::new();
+    let vol = make_volume(&dep, "app", "data");
+    fill_tree(&vol);
+    let container = start_instance(&dep, "app", &[(&vol, "/data")], IDLE);
+    let before = listing(&vol);
+
+    // Payload: a file, then a hard link whose target is missing.
+    let mut payload = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_path("berth-volume/").expect("path");
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    dir.set_cksum();
+    payload.append(&dir, &[][..]).expect("dir");
+    let mut file = tar::Header::new_gnu();
+    file.set_path("berth-volume/partial").expect("path");
+    file.set_mode(0o644);
+    file.set_size(7);
+    file.set_cksum();
+    payload.append(&file, &b"partial"[..]).expect("file");
+    let mut link = tar::Header::new_gnu();
+    link.set_path("berth-volume/broken").expect("path");
+    link.set_entry_type(tar::EntryType::Link);
+    link.set_link_name("berth-volume/missing")
+        .expect("link name");
+    link.set_size(0);
+    link.set_cksum();
+    payload.append(&link, &[][..]).expect("link");
+    let payload = payload.into_inner().expect("payload");
+
+    let image = docker_ok(&["image", "inspect", "-f", "{{.Id}}", support::base_image()]);
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        berth_version: "test".into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        deployment: dep.clone(),
+        consistent: true,
+        instances: vec![InstanceEntry {
+            service: "app".into(),
+            instance: 1,
+            container: container.clone(),
+            image: Some(support::base_image().into()),
+            image_id: Some(image),
+            volumes: vec![VolumeEntry {
+                name: vol.clone(),
+                key: "data".into(),
+                mount_path: Some("/data".into()),
+                from_image: false,
+                size: payload.len() as u64,
+                sha256: hex(&sha2::Sha256::digest(&payload)),
+                parts: 1,
+            }],
+        }],
+    };
+    let archive = ws.path().join("bad-payload.tar.zst");
+    let file = std::fs::File::create(&archive).expect("create archive");
+    let mut w = ArchiveWriter::new(file, &dep).expect("writer");
+    w.member(&part_path(&vol, 0), &payload).expect("part");
+    w.finish(&manifest).expect("finish");
+
+    let out = support::run(&ws, &["restore", path_str(&archive), "--force"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("previous content was put back"), "{err}");
+    assert_same_tree(&before, &listing(&vol));
+    assert!(running(&container), "the instance runs again");
+    assert_no_carriers(&dep);
 }

@@ -171,10 +171,15 @@ struct Gateway {
 
 impl Gateway {
     fn start(ws: &Workspace) -> Self {
+        Self::start_with(ws, &[])
+    }
+
+    fn start_with(ws: &Workspace, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("gateway dir");
         let log = dir.path().join("gateway.log");
         let mut child = Command::new(bin())
             .args(["ssh-gateway", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("BERTH_STATE_DIR", ws.state_dir())
             .env("RUST_LOG", "warn,berth::audit=info")
             .env("NO_COLOR", "1")
@@ -231,6 +236,20 @@ impl Gateway {
             .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"])
             .arg(format!("{login}@127.0.0.1"));
         c
+    }
+
+    /// The first log line matching `pred`, waiting for it: the audit line
+    /// of a session is written just after the client was told it ended.
+    fn wait_log_line(&self, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| pred(l)) {
+                return line.to_string();
+            }
+            assert!(start.elapsed() < DEADLINE, "no such log line in:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn alive(&mut self) -> bool {
@@ -348,13 +367,26 @@ fn ssh_command_output_streams_and_exit_status() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(stdout(&out), "a|b|c|");
 
+    // LANG and LC_* may be passed; nothing else from the client's environment.
+    let mut c = s.gw.ssh(&s.keys, "alice", "mail");
+    c.env("LANG", "C.UTF-8")
+        .args([
+            "-o",
+            "SendEnv=LANG",
+            "-o",
+            "SetEnv=LD_PRELOAD=/tmp/x PATH=/tmp",
+        ])
+        .arg("echo \"lang=$LANG preload=${LD_PRELOAD:-none} path=$PATH\"");
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let o = stdout(&out);
+    assert!(o.starts_with("lang=C.UTF-8 preload=none path="), "{o}");
+    assert!(!o.contains("path=/tmp\n"), "{o}");
+
     // The audit log names key, login, container, command and status.
-    let log = s.gw.log();
     let fp = s.keys.fingerprint("alice");
-    let line = log
-        .lines()
-        .find(|l| l.contains("ssh session") && l.contains("exit_status=7"))
-        .unwrap_or_else(|| panic!("no audit line in:\n{log}"));
+    let line =
+        s.gw.wait_log_line(|l| l.contains("ssh session") && l.contains("exit_status=7"));
     for want in [
         fp.as_str(),
         "login=mail",
@@ -479,12 +511,7 @@ fn ssh_pty_session_driven_by_script() {
     assert!(o.contains("term=vt100"), "TERM not passed: {}", show(&out));
     // With a terminal, stderr arrives on the terminal like everything else.
     assert!(o.contains("err-on-tty"), "{}", show(&out));
-    let log = s.gw.log();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("command=shell") && l.contains("exit_status=3")),
-        "{log}"
-    );
+    s.gw.wait_log_line(|l| l.contains("command=shell") && l.contains("exit_status=3"));
 }
 
 /// Drive `ssh -tt` through a pseudo-terminal of a known size, then resize it.
@@ -1028,6 +1055,18 @@ fn exec_ssh_forced_command_and_exec_service() {
         seen.contains("27 91") && seen.contains("/dev/pts/"),
         "{seen:?}"
     );
+    // `berth exec SERVICE` on a terminal: an interactive shell of that size.
+    let (seen, code) = run_in_pty_input(
+        berth_cmd(&["exec", "mail"], &[]),
+        31,
+        101,
+        b"stty size; tty; exit 8\n",
+    );
+    assert_eq!(code, Some(8), "{seen}");
+    assert!(
+        seen.contains("31 101") && seen.contains("/dev/pts/"),
+        "{seen:?}"
+    );
     // `berth exec SERVICE -- CMD`.
     let out = run(berth_cmd(
         &["exec", "mail", "--", "sh", "-c", "echo hi; exit 9"],
@@ -1074,7 +1113,12 @@ fn ssh_output_flows_while_stdin_is_not_read() {
 
 /// Run `cmd` with a fresh pseudo-terminal of `rows`x`cols` as stdin, stdout
 /// and stderr; return what the terminal showed and the exit code.
-fn run_in_pty(mut cmd: Command, rows: u16, cols: u16) -> (String, Option<i32>) {
+fn run_in_pty(cmd: Command, rows: u16, cols: u16) -> (String, Option<i32>) {
+    run_in_pty_input(cmd, rows, cols, b"")
+}
+
+/// [`run_in_pty`], typing `input` on the terminal.
+fn run_in_pty_input(mut cmd: Command, rows: u16, cols: u16, input: &[u8]) -> (String, Option<i32>) {
     use nix::pty::{Winsize, openpty};
     let ws = Winsize {
         ws_row: rows,
@@ -1090,6 +1134,9 @@ fn run_in_pty(mut cmd: Command, rows: u16, cols: u16) -> (String, Option<i32>) {
     let mut child = cmd.spawn().expect("spawn in pty");
     drop(cmd);
     let mut master = std::fs::File::from(pty.master);
+    if !input.is_empty() {
+        master.write_all(input).expect("type on the terminal");
+    }
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut all = Vec::new();
@@ -1465,4 +1512,99 @@ fn openssh_sshd_with_authorized_keys_command() {
     c.args(["-W", "127.0.0.1:22"]);
     let out = run(c);
     assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+}
+
+#[test]
+fn ssh_sessions_per_connection_are_limited() {
+    // OpenSSH connection sharing puts many sessions on one connection.
+    let s = setup("sshmux");
+    let dir = tempfile::tempdir().expect("control dir");
+    let ctl = dir.path().join("ctl");
+    let master = s.gw.ssh(&s.keys, "alice", "mail");
+    let master_args: Vec<std::ffi::OsString> =
+        master.get_args().map(|a| a.to_os_string()).collect();
+    let mut master = Command::new("ssh");
+    master
+        .args(["-M", "-N", "-S"])
+        .arg(&ctl)
+        .args(&master_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let master = master.spawn().expect("ssh master");
+    struct Kill(Vec<Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut children = Kill(vec![master]);
+    let start = Instant::now();
+    while !ctl.exists() {
+        assert!(start.elapsed() < DEADLINE, "no control socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let shared = |cmd: &str| {
+        let mut c = Command::new("ssh");
+        c.arg("-S").arg(&ctl).args(&master_args).arg(cmd);
+        c
+    };
+    for i in 0..berth::ssh::gateway::MAX_CHANNELS {
+        let mut c = shared(&format!("echo started-{i}; exec sleep 60"));
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().expect("session");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line, format!("started-{i}\n"));
+        children.0.push(child);
+    }
+    // The next session on that connection is refused (the client then
+    // falls back to a connection of its own).
+    let out = run(shared("echo INSIDE"));
+    assert!(
+        stderr(&out).contains("Session open refused by peer"),
+        "{}",
+        show(&out)
+    );
+    // Other connections are not affected.
+    let mut c = s.gw.ssh(&s.keys, "alice", "mail");
+    c.arg("echo INSIDE");
+    assert_eq!(stdout(&run(c)), "INSIDE\n");
+}
+
+#[test]
+fn ssh_gateway_drops_connections_that_do_not_log_in() {
+    let d = unique_name("sshgrace");
+    let ws = Workspace::new();
+    let keys = Keys::new(&["alice"]);
+    apply_state(&ws, &keys, &d, &[svc("mail", &["alice"])], false);
+    let mut gw = Gateway::start_with(&ws, &["--login-grace", "2"]);
+    // A client that connects and says nothing.
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    idle.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut got = Vec::new();
+    let n = idle
+        .read_to_end(&mut got)
+        .expect("the gateway closes the connection");
+    assert!(String::from_utf8_lossy(&got[..n]).starts_with("SSH-2.0-berth"));
+    assert!(gw.alive());
+    // The log line may land a moment after the socket closed.
+    let start = Instant::now();
+    while !gw.log().contains("dropped: no SSH handshake in time") {
+        assert!(start.elapsed() < DEADLINE, "{}", gw.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And it keeps serving: the container is not running, which it says.
+    let mut c = gw.ssh(&keys, "alice", "mail");
+    c.arg("true");
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains("is not running"), "{}", show(&out));
 }

@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use berth::integration::systemd::{UnitOptions, render_units};
-use berth_test_support::systemd_host::{HOST_BERTH, SystemdHost};
+use berth_test_support::systemd_host::{
+    HOST_BERTH, HostDeployment, SystemdHost, newer_systemd_image,
+};
 
 use crate::support::bin;
 
@@ -133,89 +135,6 @@ fn rendered_units_load_in_real_systemd_and_pass_the_arguments_exactly() {
 // ---------------------------------------------------------------------------
 // Scenarios: `berth apply --integration systemd` inside the host.
 
-/// A deployment inside a host: its name, where its file is, its image.
-struct Deployed<'h> {
-    host: &'h SystemdHost,
-    name: String,
-    dir: String,
-}
-
-impl<'h> Deployed<'h> {
-    /// Write `berth.toml` (with `NAME` and `IMAGE` substituted) into the host.
-    fn new(host: &'h SystemdHost, tag: &str) -> Self {
-        let name = host.deployment(tag);
-        let dir = format!("/root/{name}");
-        Deployed { host, name, dir }
-    }
-
-    fn write(&self, toml: &str) {
-        let text = toml
-            .replace("NAME", &self.name)
-            .replace("IMAGE", crate::support::base_image());
-        self.host
-            .write_file(&format!("{}/berth.toml", self.dir), &text);
-    }
-
-    /// Run berth in the deployment's directory.
-    fn berth(&self, args: &str) -> std::process::Output {
-        self.host.sh(&format!(
-            "cd {} && NO_COLOR=1 {HOST_BERTH} {args}",
-            self.dir
-        ))
-    }
-
-    fn berth_ok(&self, args: &str) -> String {
-        let out = self.berth(args);
-        assert!(
-            out.status.success(),
-            "berth {args} in the systemd host failed:\n{}\n--- journal (end)\n{}",
-            crate::support::show(&out),
-            self.host.journal_tail(80)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn apply(&self) {
-        self.berth_ok("apply --integration systemd");
-    }
-
-    fn container(&self, service: &str) -> String {
-        format!("{}-{service}", self.name)
-    }
-
-    fn unit(&self, service: &str) -> String {
-        format!("berth-{}-{service}.service", self.name)
-    }
-
-    /// The ID of the service's container, if it is running.
-    fn running_id(&self, service: &str) -> Option<String> {
-        let c = crate::support::inspect("container", &self.container(service))?;
-        if c["State"]["Running"].as_bool() != Some(true) {
-            return None;
-        }
-        c["Id"].as_str().map(String::from)
-    }
-
-    /// Wait until the unit is active and its container runs; its ID.
-    fn wait_active(&self, service: &str) -> String {
-        let unit = self.unit(service);
-        self.host.wait_for(
-            &format!("{unit} active with its container running"),
-            Duration::from_secs(60),
-            || {
-                (self.host.unit_property(&unit, "ActiveState") == "active")
-                    .then(|| self.running_id(service))
-                    .flatten()
-            },
-        )
-    }
-
-    /// Run a command in the service's container (from outside the host).
-    fn exec(&self, service: &str, script: &str) -> String {
-        crate::support::docker_ok(&["exec", &self.container(service), "sh", "-c", script])
-    }
-}
-
 /// Two services, `web` linking to `db`; `db` keeps data in a volume and
 /// both say who they are on stdout. They stop promptly on SIGTERM.
 const TWO_SERVICES: &str = r#"
@@ -255,7 +174,7 @@ fn stopped_containers(deployment: &str) -> Vec<String> {
 #[test]
 fn apply_runs_one_active_unit_per_instance_with_output_in_the_journal() {
     let host = boot();
-    let d = Deployed::new(&host, "apply");
+    let d = HostDeployment::new(&host, "apply");
     d.write(TWO_SERVICES);
     d.apply();
     for svc in ["db", "web"] {
@@ -304,7 +223,7 @@ fn apply_runs_one_active_unit_per_instance_with_output_in_the_journal() {
 #[test]
 fn killed_container_is_restarted_by_systemd_with_its_data() {
     let host = boot();
-    let d = Deployed::new(&host, "kill");
+    let d = HostDeployment::new(&host, "kill");
     d.write(TWO_SERVICES);
     d.apply();
     let old = d.wait_active("db");
@@ -331,7 +250,7 @@ fn killed_container_is_restarted_by_systemd_with_its_data() {
 #[test]
 fn systemctl_stop_keeps_it_stopped_and_start_brings_it_back() {
     let host = boot();
-    let d = Deployed::new(&host, "stop");
+    let d = HostDeployment::new(&host, "stop");
     d.write(TWO_SERVICES);
     d.apply();
     let old = d.wait_active("db");
@@ -362,7 +281,7 @@ fn systemctl_stop_keeps_it_stopped_and_start_brings_it_back() {
 #[test]
 fn reboot_brings_every_service_back_in_link_order_with_data_intact() {
     let host = boot();
-    let d = Deployed::new(&host, "reboot");
+    let d = HostDeployment::new(&host, "reboot");
     d.write(TWO_SERVICES);
     d.apply();
     let old_db = d.wait_active("db");
@@ -409,7 +328,7 @@ fn reboot_brings_every_service_back_in_link_order_with_data_intact() {
 #[test]
 fn power_cycle_replaces_the_orphaned_containers() {
     let host = boot();
-    let d = Deployed::new(&host, "power");
+    let d = HostDeployment::new(&host, "power");
     d.write(TWO_SERVICES);
     d.apply();
     let old = d.wait_active("db");
@@ -432,7 +351,7 @@ fn power_cycle_replaces_the_orphaned_containers() {
 #[test]
 fn crash_looping_service_is_retried_with_a_delay_and_spares_the_others() {
     let host = boot();
-    let d = Deployed::new(&host, "crash");
+    let d = HostDeployment::new(&host, "crash");
     d.write(
         r#"
 name = "NAME"
@@ -484,7 +403,7 @@ fn new_image_version_restarts_only_that_unit_and_keeps_its_data() {
     let host = boot();
     let v1 = crate::support::busybox_image("sdv", "LABEL berth.test-version=1");
     let v2 = crate::support::busybox_image("sdv", "LABEL berth.test-version=2");
-    let d = Deployed::new(&host, "upgrade");
+    let d = HostDeployment::new(&host, "upgrade");
     let file = |db_image: &str| {
         TWO_SERVICES.replacen("image = \"IMAGE\"", &format!("image = \"{db_image}\""), 1)
     };
@@ -522,7 +441,7 @@ fn new_image_version_restarts_only_that_unit_and_keeps_its_data() {
 #[test]
 fn destroy_stops_disables_and_removes_units_and_keeps_volumes() {
     let host = boot();
-    let d = Deployed::new(&host, "destroy");
+    let d = HostDeployment::new(&host, "destroy");
     d.write(TWO_SERVICES);
     d.apply();
     d.wait_active("db");
@@ -575,7 +494,7 @@ impl Drop for ImageGuard {
 #[test]
 fn unit_whose_image_was_deleted_fails_clearly_and_recovers_when_it_is_back() {
     let host = boot();
-    let d = Deployed::new(&host, "imggone");
+    let d = HostDeployment::new(&host, "imggone");
     // An image of this test's own, so deleting it touches nobody else.
     let recipe = format!("LABEL berth.test-owner={}", d.name);
     let image = crate::support::busybox_image("gone", &recipe);
@@ -608,7 +527,7 @@ fn unit_whose_image_was_deleted_fails_clearly_and_recovers_when_it_is_back() {
 #[test]
 fn reboot_in_the_middle_of_an_apply_converges_on_the_next_apply() {
     let host = boot();
-    let d = Deployed::new(&host, "midapply");
+    let d = HostDeployment::new(&host, "midapply");
     d.write(TWO_SERVICES);
     d.apply();
     d.wait_active("db");
@@ -667,5 +586,58 @@ fn reboot_in_the_middle_of_an_apply_converges_on_the_next_apply() {
         stopped_containers(&d.name),
         Vec::<String>::new(),
         "leftovers"
+    );
+}
+
+/// What berth renders for systemd >= 254 (exponential restart backoff) is
+/// checked by that systemd: bookworm-backports' systemd verifies it silently.
+#[test]
+fn units_for_newer_systemd_verify_silently_under_systemd_254_or_later() {
+    let image = newer_systemd_image();
+    let d = crate::units::scaled();
+    let opts = UnitOptions::new("/usr/bin/true", "/var/lib/berth").with_systemd_version(Some(254));
+    let units = render_units(&d, &opts);
+    assert!(units.iter().all(|u| u.text.contains("RestartSteps=")));
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for u in &units {
+        std::fs::write(dir.path().join(&u.name), &u.text).expect("write unit");
+    }
+    std::fs::write(
+        dir.path().join("docker.service"),
+        "[Service]\nExecStart=/bin/true\n",
+    )
+    .expect("write stub");
+    let mount = format!("{}:/units:ro", dir.path().display());
+    let names: Vec<&str> = units.iter().map(|u| u.name.as_str()).collect();
+    let script = format!(
+        "systemctl --version | head -n 1; cd /units && SYSTEMD_UNIT_PATH=/units: systemd-analyze verify --man=no {} 2>&1",
+        names.join(" ")
+    );
+    let out = crate::support::docker(&[
+        "run",
+        "--rm",
+        "--label",
+        "berth.test-systemd-host=verify",
+        "-v",
+        &mount,
+        &image,
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let version = lines.next().unwrap_or_default();
+    let major: u32 = version
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(major >= 254, "not a newer systemd: {version:?}");
+    let rest: Vec<&str> = lines.collect();
+    assert!(
+        out.status.success() && rest.is_empty(),
+        "systemd-analyze verify under {version}:\n{}",
+        crate::support::show(&out)
     );
 }

@@ -165,6 +165,78 @@ pub fn host_image() -> String {
     }
 }
 
+/// The host image with systemd from `bookworm-backports` (>= 254): for
+/// checking what berth renders for newer systemd (`RestartSteps=`). Built
+/// once per process from [`host_image`] (`docker build`, apt from the same
+/// mirror) and reused by tag.
+pub fn newer_systemd_image() -> String {
+    static BUILT: Mutex<Option<Result<String, String>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if built.is_none() {
+        *built = Some(build_newer_systemd_image());
+    }
+    match built.as_ref() {
+        Some(Ok(tag)) => tag.clone(),
+        Some(Err(e)) => panic!("the newer-systemd image could not be built: {e}"),
+        None => unreachable!("set just above"),
+    }
+}
+
+fn build_newer_systemd_image() -> Result<String, String> {
+    let base = host_image();
+    let mirror = debian_mirror();
+    // The mirror is an argument, not part of the recipe (and of the tag).
+    let dockerfile = format!(
+        "FROM {base}\nARG MIRROR\nRUN echo \"deb $MIRROR {SUITE}-backports main\" > /etc/apt/sources.list.d/backports.list \\\n && apt-get update -qq \\\n && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t {SUITE}-backports systemd \\\n && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb\nLABEL {HOST_LABEL}=newer-systemd\n"
+    );
+    let tag = format!(
+        "{HOST_IMAGE_REPO}-newer-systemd:{}",
+        short_hash(&dockerfile)
+    );
+    if image_exists(&tag) {
+        return Ok(tag);
+    }
+    let lock_path = std::env::temp_dir().join(format!(
+        "berth-systemd-host-{}.lock",
+        short_hash(&dockerfile)
+    ));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
+    if image_exists(&tag) {
+        return Ok(tag);
+    }
+    let dir = tempfile::tempdir().map_err(|e| format!("build directory: {e}"))?;
+    std::fs::write(dir.path().join("Dockerfile"), &dockerfile)
+        .map_err(|e| format!("write Dockerfile: {e}"))?;
+    let out = Command::new("docker")
+        .args([
+            "build",
+            "-q",
+            "--build-arg",
+            &format!("MIRROR={mirror}"),
+            "-t",
+            &tag,
+        ])
+        .arg(dir.path())
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run docker build: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "installing systemd from {SUITE}-backports ({mirror}) failed (cannot reach Debian's packages?)\n{}",
+            show(&out)
+        ));
+    }
+    Ok(tag)
+}
+
 fn image_exists(tag: &str) -> bool {
     docker(&["image", "inspect", tag]).status.success()
 }
@@ -568,6 +640,97 @@ impl Drop for SystemdHost {
         for d in deployments {
             Cleanup::new(d).remove_all();
         }
+    }
+}
+
+/// A deployment inside a [`SystemdHost`], driven with the `berth` inside it.
+pub struct HostDeployment<'h> {
+    pub host: &'h SystemdHost,
+    /// The deployment name (unique, tracked for cleanup by the host).
+    pub name: String,
+    /// Its directory inside the host, holding `berth.toml`.
+    pub dir: String,
+}
+
+impl<'h> HostDeployment<'h> {
+    /// A new deployment name (tracked for cleanup) and its directory.
+    pub fn new(host: &'h SystemdHost, tag: &str) -> Self {
+        let name = host.deployment(tag);
+        let dir = format!("/root/{name}");
+        HostDeployment { host, name, dir }
+    }
+
+    /// Write `berth.toml` into the host, with `NAME` replaced by the
+    /// deployment name and `IMAGE` by the shared busybox test image.
+    pub fn write(&self, toml: &str) {
+        let text = toml
+            .replace("NAME", &self.name)
+            .replace("IMAGE", crate::base_image());
+        self.host
+            .write_file(&format!("{}/berth.toml", self.dir), &text);
+    }
+
+    /// Run berth in the deployment's directory.
+    pub fn berth(&self, args: &str) -> std::process::Output {
+        self.host.sh(&format!(
+            "cd {} && NO_COLOR=1 {HOST_BERTH} {args}",
+            self.dir
+        ))
+    }
+
+    /// Run berth; panic with its output and the journal unless it succeeds.
+    pub fn berth_ok(&self, args: &str) -> String {
+        let out = self.berth(args);
+        assert!(
+            out.status.success(),
+            "berth {args} in the systemd host failed:\n{}\n--- journal (end)\n{}",
+            show(&out),
+            self.host.journal_tail(80)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `berth apply --integration systemd`, which must succeed.
+    pub fn apply(&self) {
+        self.berth_ok("apply --integration systemd");
+    }
+
+    /// Container name of a service's instance (`db`, `cache-2`).
+    pub fn container(&self, service: &str) -> String {
+        format!("{}-{service}", self.name)
+    }
+
+    /// Unit name of a service's instance.
+    pub fn unit(&self, service: &str) -> String {
+        format!("berth-{}-{service}.service", self.name)
+    }
+
+    /// The ID of the service's container, if it is running.
+    pub fn running_id(&self, service: &str) -> Option<String> {
+        let c = crate::inspect("container", &self.container(service))?;
+        if c["State"]["Running"].as_bool() != Some(true) {
+            return None;
+        }
+        c["Id"].as_str().map(String::from)
+    }
+
+    /// Wait until the unit is active and its container runs; its ID.
+    pub fn wait_active(&self, service: &str) -> String {
+        let unit = self.unit(service);
+        self.host.wait_for(
+            &format!("{unit} active with its container running"),
+            Duration::from_secs(60),
+            || {
+                (self.host.unit_property(&unit, "ActiveState") == "active")
+                    .then(|| self.running_id(service))
+                    .flatten()
+            },
+        )
+    }
+
+    /// Run a command in the service's container (from outside the host).
+    pub fn exec(&self, service: &str, script: &str) -> String {
+        docker_ok(&["exec", &self.container(service), "sh", "-c", script])
     }
 }
 
