@@ -13,10 +13,12 @@
 pub mod apply;
 pub mod cli;
 pub mod data;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod integration;
 pub mod names;
+pub mod ops;
 pub mod plan;
 pub mod spec;
 pub mod ssh;

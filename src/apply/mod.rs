@@ -1,1 +1,661 @@
-//! Carry out a plan: images, network, volumes, containers, host integration.
+//! `berth apply`: make the host match the deployment, carrying out exactly
+//! the [`Plan`].
+//!
+//! Order: take the deployment lock; pull every missing image (a failure ends
+//! here, before anything on the host is touched); resolve the
+//! [`InstanceSpec`]s and compute the plan; create the network and volumes;
+//! remove instances no longer in the file; then create / recreate / start
+//! instances in dependency order (links), the independent ones in parallel;
+//! finally record the applied [`Revision`].
+//!
+//! Every step is idempotent and state files are written atomically, so an
+//! apply killed at any point and run again converges. Volumes are never
+//! removed here.
+
+pub mod destroy;
+pub mod instance;
+pub mod lock;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+pub use instance::{InstanceSpec, Integration, MountSource, MountSpec};
+
+use crate::engine::{Engine, ImageInfo, PullProgress};
+use crate::error::{Error, Result};
+use crate::integration::systemd::{UnitOptions, host_systemd_version, render_unit};
+use crate::integration::systemd_ctl::{self, Systemctl};
+use crate::names;
+use crate::plan::{Action, InstancePlan, Plan, Target, VolumePlan};
+use crate::spec::Deployment;
+use crate::state::{Revision, StateDir};
+
+/// How many engine operations run at once.
+pub const PARALLELISM: usize = 32;
+
+/// How many applied revisions are kept under `revisions/`.
+pub const KEEP_REVISIONS: u64 = 10;
+
+/// Receives progress lines (`created mail`), for the command line to print.
+pub type Reporter = Arc<dyn Fn(String) + Send + Sync>;
+
+/// A reporter that drops everything.
+pub fn quiet() -> Reporter {
+    Arc::new(|_| {})
+}
+
+/// Options of an apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// The integration to apply with (already resolved from `auto`).
+    pub integration: Integration,
+    /// Where systemd units are written.
+    pub unit_dir: PathBuf,
+    /// Run `systemctl` (false: only write units and specs).
+    pub systemctl: bool,
+    /// The `berth` binary units run.
+    pub berth_path: PathBuf,
+    /// Give up waiting for another apply after this long.
+    pub lock_timeout: Option<Duration>,
+    /// How pulls show progress.
+    pub progress: PullProgress,
+}
+
+/// `--integration auto|systemd|docker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IntegrationChoice {
+    /// systemd when PID 1 is systemd, else docker.
+    #[default]
+    Auto,
+    /// systemd units.
+    Systemd,
+    /// Docker restart policies.
+    Docker,
+}
+
+impl IntegrationChoice {
+    /// Decide: `auto` is systemd iff systemd runs this host.
+    pub fn resolve(self) -> Integration {
+        match self {
+            IntegrationChoice::Systemd => Integration::Systemd,
+            IntegrationChoice::Docker => Integration::Docker,
+            IntegrationChoice::Auto if systemd_ctl::systemd_running() => Integration::Systemd,
+            IntegrationChoice::Auto => Integration::Docker,
+        }
+    }
+}
+
+/// The desired state of a deployment on this host, ready to diff.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// Resolved instance specs, services in name order.
+    pub specs: Vec<InstanceSpec>,
+    /// What the engine knows of each image present.
+    pub images: BTreeMap<String, ImageInfo>,
+    /// Images not on this host.
+    pub missing_images: Vec<String>,
+    /// How the plan looks at the host.
+    pub target: Target,
+}
+
+/// Resolve the desired state. With `pull`, missing images are pulled first
+/// (failing before anything is touched); without, they are listed as missing.
+#[allow(clippy::too_many_arguments)]
+pub async fn desired(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    integration: Integration,
+    unit_dir: &std::path::Path,
+    berth_path: &std::path::Path,
+    pull: Option<PullProgress>,
+) -> Result<Desired> {
+    let refs: Vec<String> = deployment
+        .services
+        .values()
+        .map(|s| s.image.clone())
+        .collect();
+    let (images, missing_images) = match pull {
+        Some(progress) => (engine.ensure_images(&refs, progress).await?, Vec::new()),
+        None => {
+            let mut images = BTreeMap::new();
+            let mut missing = Vec::new();
+            for r in &refs {
+                if images.contains_key(r) || missing.contains(r) {
+                    continue;
+                }
+                match engine.image_info(r).await? {
+                    Some(i) => {
+                        images.insert(r.clone(), i);
+                    }
+                    None => missing.push(r.clone()),
+                }
+            }
+            (images, missing)
+        }
+    };
+    let specs = instance::resolve(deployment, &images, integration);
+    let target = match integration {
+        Integration::Systemd => {
+            // Units use newer restart settings only where the host's systemd has them.
+            let opts = UnitOptions::new(berth_path, absolute(state.root()))
+                .with_systemd_version(host_systemd_version());
+            let units = deployment
+                .instances()
+                .iter()
+                .map(|i| (i.container.clone(), render_unit(deployment, i, &opts)))
+                .collect();
+            Target::Systemd {
+                unit_dir: unit_dir.to_path_buf(),
+                units,
+            }
+        }
+        other => Target::Containers(other),
+    };
+    Ok(Desired {
+        specs,
+        images,
+        missing_images,
+        target,
+    })
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// What an apply did.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    /// The plan that was carried out.
+    pub plan: Plan,
+    /// The revision now applied.
+    pub revision: u64,
+    /// systemd commands that were not run (`--no-systemctl`), for the
+    /// operator to run.
+    pub pending_systemctl: Vec<String>,
+}
+
+/// Apply `deployment` to this host. See the module documentation.
+pub async fn apply(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    opts: &ApplyOptions,
+    report: Reporter,
+) -> Result<ApplyReport> {
+    if opts.integration == Integration::Systemd && opts.systemctl && !systemd_ctl::systemd_running()
+    {
+        return Err(Error::Runtime(format!(
+            "--integration systemd: systemd is not running on this host (PID 1 is not systemd, /run/systemd/system is missing), so units could not be started; use --integration docker, or --no-systemctl to only write the units to {}",
+            opts.unit_dir.display()
+        )));
+    }
+    let r = report.clone();
+    let name = deployment.name.clone();
+    let started = std::time::Instant::now();
+    let _lock = lock::lock_deployment(state, &deployment.name, opts.lock_timeout, move || {
+        r(format!(
+            "waiting for another berth apply of {name} to finish..."
+        ))
+    })
+    .await?;
+
+    let desired = desired(
+        engine,
+        state,
+        deployment,
+        opts.integration,
+        &opts.unit_dir,
+        &opts.berth_path,
+        Some(opts.progress),
+    )
+    .await?;
+    tracing::debug!("apply: lock and images ready after {:?}", started.elapsed());
+    let mut plan = Plan::compute(
+        engine,
+        state,
+        deployment,
+        &desired.specs,
+        &[],
+        &desired.target,
+    )
+    .await?;
+    plan.note_stale_units(&opts.unit_dir);
+
+    let current = state.read_current(&deployment.name)?;
+    let image_ids: BTreeMap<String, String> = deployment
+        .services
+        .values()
+        .filter_map(|s| {
+            desired
+                .images
+                .get(&s.image)
+                .map(|i| (s.name.clone(), i.id.clone()))
+        })
+        .collect();
+    let changed = plan.has_changes()
+        || current.as_ref().map(|c| &c.deployment) != Some(deployment)
+        || current.as_ref().map(|c| c.integration.as_str()) != Some(opts.integration.as_str());
+    let revision = match &current {
+        Some(c) if !changed => c.revision,
+        Some(c) => c.revision + 1,
+        None => 1,
+    };
+
+    tracing::debug!("apply: plan ready after {:?}", started.elapsed());
+    // The network first: every instance needs it.
+    if plan.create_network {
+        engine.ensure_network(&deployment.name).await?;
+        report(format!(
+            "created network {}",
+            names::network_name(&deployment.name)
+        ));
+    }
+
+    tracing::debug!("apply: network ready after {:?}", started.elapsed());
+    let mut pending = Vec::new();
+    match &desired.target {
+        Target::Systemd { unit_dir, units } => {
+            let all: Vec<&VolumePlan> = plan.volumes_to_create.iter().collect();
+            create_volumes(engine, &desired.specs, &all, revision, &report).await?;
+            pending = apply_systemd(engine, state, &plan, unit_dir, units, opts, &report).await?;
+        }
+        Target::Containers(_) => {
+            apply_containers(
+                engine,
+                state,
+                deployment,
+                &plan,
+                &desired.specs,
+                revision,
+                opts,
+                &report,
+            )
+            .await?;
+        }
+    }
+
+    tracing::debug!("apply: instances done after {:?}", started.elapsed());
+    if changed {
+        write_revision(
+            state,
+            &Revision {
+                revision,
+                applied_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
+                integration: opts.integration.as_str().to_string(),
+                deployment: deployment.clone(),
+                image_ids,
+            },
+        )?;
+    }
+    Ok(ApplyReport {
+        plan,
+        revision,
+        pending_systemctl: pending,
+    })
+}
+
+/// Create planned volumes (in parallel), labelled like the instance they
+/// belong to plus `berth.volume-path`.
+async fn create_volumes(
+    engine: &Engine,
+    specs: &[InstanceSpec],
+    volumes: &[&VolumePlan],
+    revision: u64,
+    report: &Reporter,
+) -> Result<()> {
+    let results: Vec<Result<()>> = futures_util::stream::iter(volumes)
+        .map(|v| {
+            let mut labels = specs
+                .iter()
+                .find(|s| s.container == v.container)
+                .map(|s| s.berth_labels(revision))
+                .unwrap_or_default();
+            labels.insert(names::LABEL_VOLUME_PATH.into(), v.path.clone());
+            async move {
+                engine.ensure_volume(&v.name, &labels).await?;
+                report(format!("created volume {}", v.name));
+                Ok(())
+            }
+        })
+        .buffer_unordered(PARALLELISM)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(())
+}
+
+/// Start-order level of each service: 0 without links, else one more than
+/// the highest level among its link targets.
+pub fn service_levels(deployment: &Deployment) -> BTreeMap<String, usize> {
+    let mut levels: BTreeMap<String, usize> = BTreeMap::new();
+    for svc in deployment.start_order() {
+        let lvl = svc
+            .links
+            .iter()
+            .filter_map(|l| levels.get(&l.target))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        levels.insert(svc.name.clone(), lvl);
+    }
+    levels
+}
+
+async fn remove_instances(
+    engine: &Engine,
+    state: &StateDir,
+    plan: &Plan,
+    report: &Reporter,
+) -> Result<()> {
+    let results: Vec<Result<()>> = futures_util::stream::iter(plan.with_action(Action::Remove))
+        .map(|item| async move {
+            let timeout = item
+                .previous
+                .as_ref()
+                .map(|p| p.stop_timeout)
+                .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
+            engine.stop_and_remove(&item.container, timeout).await?;
+            forget_instance(state, &item.container)?;
+            report(format!("removed {}", item.container));
+            Ok(())
+        })
+        .buffer_unordered(PARALLELISM)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(())
+}
+
+/// Remove an instance's spec file and stopped marker.
+pub fn forget_instance(state: &StateDir, container: &str) -> Result<()> {
+    for p in [
+        state.instance_file(container),
+        instance::stopped_marker(state, container),
+    ] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(p, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Switching an instance from systemd to Docker's restart policy: its unit
+/// must go, or the supervisor and the engine would fight over the container.
+async fn remove_stale_units(
+    plan: &Plan,
+    unit_dir: &std::path::Path,
+    systemctl: bool,
+    report: &Reporter,
+) -> Result<()> {
+    if plan.units_to_remove.is_empty() {
+        return Ok(());
+    }
+    let units = plan.units_to_remove.clone();
+    let ctl = Systemctl::new(systemctl && systemd_ctl::systemd_running());
+    ctl.stop(&units).await?;
+    ctl.disable(&units).await?;
+    for u in &units {
+        let path = unit_dir.join(u);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    ctl.daemon_reload().await?;
+    for u in units {
+        report(format!(
+            "removed unit {u} (instances now kept running by Docker)"
+        ));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_containers(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    plan: &Plan,
+    specs: &[InstanceSpec],
+    revision: u64,
+    opts: &ApplyOptions,
+    report: &Reporter,
+) -> Result<()> {
+    let opts_unit_dir = &opts.unit_dir;
+    let systemctl = opts.systemctl;
+    remove_instances(engine, state, plan, report).await?;
+    remove_stale_units(plan, opts_unit_dir, systemctl, report).await?;
+    let levels = service_levels(deployment);
+    let max = levels.values().copied().max().unwrap_or(0);
+    for level in 0..=max {
+        let wave: Vec<&InstancePlan> = plan
+            .instances
+            .iter()
+            .filter(|i| i.action != Action::Remove)
+            .filter(|i| levels.get(&i.service).copied().unwrap_or(0) == level)
+            .collect();
+        let results: Vec<Result<()>> = futures_util::stream::iter(wave)
+            .map(|item| async move {
+                // Each instance creates its own volumes right before its
+                // container: no barrier between volume and container creation.
+                let own: Vec<&VolumePlan> = plan
+                    .volumes_to_create
+                    .iter()
+                    .filter(|v| v.container == item.container)
+                    .collect();
+                create_volumes(engine, specs, &own, revision, report).await?;
+                // Unchanged instances still get their spec file checked
+                // (rewritten only if it differs; repairs a lost state directory).
+                crate::integration::docker::converge_instance(engine, state, item, revision)
+                    .await
+                    .map_err(|e| {
+                        Error::Runtime(format!("{} {}: {e}", item.action.as_str(), item.container))
+                    })?;
+                if item.action != Action::Unchanged {
+                    let what = match item.action {
+                        Action::Create => "created",
+                        Action::Recreate => "recreated",
+                        Action::Start => "started",
+                        _ => "",
+                    };
+                    let note = if item.stopped_by_operator {
+                        " (stopped by operator: not started)"
+                    } else {
+                        ""
+                    };
+                    report(format!("{what} {}{note}", item.container));
+                }
+                Ok(())
+            })
+            .buffer_unordered(PARALLELISM)
+            .collect()
+            .await;
+        let errors: Vec<String> = results
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        if !errors.is_empty() {
+            return Err(Error::Runtime(errors.join("\n")));
+        }
+    }
+    Ok(())
+}
+
+async fn apply_systemd(
+    engine: &Engine,
+    state: &StateDir,
+    plan: &Plan,
+    unit_dir: &std::path::Path,
+    units: &BTreeMap<String, String>,
+    opts: &ApplyOptions,
+    report: &Reporter,
+) -> Result<Vec<String>> {
+    let ctl = Systemctl::new(opts.systemctl);
+    let mut pending = Vec::new();
+    // Removed instances: stop and disable their units first, so systemd
+    // does not restart what is being removed.
+    let removed: Vec<String> = plan
+        .with_action(Action::Remove)
+        .map(|i| names::unit_name(&i.container))
+        .collect();
+    if !removed.is_empty() {
+        ctl.stop(&removed).await?;
+        ctl.disable(&removed).await?;
+        if !ctl.enabled() {
+            pending.push(format!("systemctl disable --now {}", removed.join(" ")));
+        }
+        for i in plan.with_action(Action::Remove) {
+            systemd_ctl::remove_unit(unit_dir, &i.container)?;
+        }
+    }
+    remove_instances(engine, state, plan, report).await?;
+
+    let mut units_changed = !removed.is_empty();
+    let mut to_restart = Vec::new();
+    let mut to_start = Vec::new();
+    let mut to_enable = Vec::new();
+    for item in &plan.instances {
+        let Some(spec) = &item.spec else { continue };
+        spec.write(state)?;
+        if let Some(text) = units.get(&spec.container) {
+            units_changed |= systemd_ctl::write_unit(unit_dir, &spec.container, text)?;
+        }
+        let unit = names::unit_name(&spec.container);
+        // A unit the operator stopped stays disabled (not started at boot).
+        if item.stopped_by_operator {
+            continue;
+        }
+        to_enable.push(unit.clone());
+        match item.action {
+            Action::Create | Action::Start => to_start.push(unit),
+            Action::Recreate => to_restart.push(unit),
+            // Starting a running unit is a no-op; this restarts units that
+            // an interrupted apply left stopped.
+            Action::Unchanged => to_start.push(unit),
+            Action::Remove => {}
+        }
+        if item.action != Action::Unchanged {
+            report(format!(
+                "{} unit {}",
+                match item.action {
+                    Action::Create => "created",
+                    _ => "updated",
+                },
+                names::unit_name(&spec.container)
+            ));
+        }
+    }
+    // Reload only when something changed: a no-op apply changes nothing.
+    // (Any instance being created or recreated also reloads, which covers a
+    // unit file written by an apply that was killed before its reload.)
+    units_changed |= plan
+        .instances
+        .iter()
+        .any(|i| matches!(i.action, Action::Create | Action::Recreate));
+    if units_changed {
+        ctl.daemon_reload().await?;
+    }
+    ctl.enable(&to_enable).await?;
+    ctl.restart(&to_restart).await?;
+    ctl.start(&to_start).await?;
+    if !ctl.enabled() {
+        if units_changed {
+            pending.push("systemctl daemon-reload".into());
+        }
+        if !to_enable.is_empty() {
+            pending.push(format!("systemctl enable {}", to_enable.join(" ")));
+        }
+        if !to_restart.is_empty() {
+            pending.push(format!("systemctl restart {}", to_restart.join(" ")));
+        }
+        if !to_start.is_empty() {
+            pending.push(format!("systemctl start {}", to_start.join(" ")));
+        }
+    }
+    Ok(pending)
+}
+
+/// Write the applied revision: `current.json` and `revisions/<n>.json`
+/// (atomically), keeping the last [`KEEP_REVISIONS`].
+pub fn write_revision(state: &StateDir, rev: &Revision) -> Result<()> {
+    let json = serde_json::to_vec_pretty(rev)
+        .map_err(|e| Error::Runtime(format!("cannot serialise revision: {e}")))?;
+    let name = &rev.deployment.name;
+    let dir = state.revisions_dir(name);
+    instance::write_private(&dir.join(format!("{}.json", rev.revision)), &json)?;
+    instance::write_private(&state.current_revision(name), &json)?;
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let n: Option<u64> = entry
+                .file_name()
+                .to_str()
+                .and_then(|f| f.strip_suffix(".json"))
+                .and_then(|f| f.parse().ok());
+            if let Some(n) = n
+                && n + KEEP_REVISIONS <= rev.revision
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_links() {
+        let dep: Deployment = serde_json::from_value(serde_json::json!({
+            "name": "ex",
+            "services": {
+                "a": {"name": "a", "image": "i", "count": 1},
+                "b": {"name": "b", "image": "i", "count": 1, "links": [{"target": "a", "alias": "a"}]},
+                "c": {"name": "c", "image": "i", "count": 1, "links": [{"target": "b", "alias": "b"}, {"target": "a", "alias": "a"}]},
+                "d": {"name": "d", "image": "i", "count": 1}
+            }
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let l = service_levels(&dep);
+        assert_eq!((l["a"], l["b"], l["c"], l["d"]), (0, 1, 2, 0));
+    }
+
+    #[test]
+    fn revisions_are_written_and_pruned_to_the_last_ten() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = StateDir::new(dir.path());
+        let dep: Deployment =
+            serde_json::from_value(serde_json::json!({"name": "ex", "services": {}}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        for n in 1..=13 {
+            let rev = Revision {
+                revision: n,
+                applied_at: "2026-01-01T00:00:00Z".into(),
+                integration: "docker".into(),
+                deployment: dep.clone(),
+                image_ids: BTreeMap::new(),
+            };
+            write_revision(&state, &rev).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let current = state.read_current("ex").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(current.map(|c| c.revision), Some(13));
+        let mut kept: Vec<u64> = std::fs::read_dir(state.revisions_dir("ex"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, (4..=13).collect::<Vec<u64>>());
+    }
+}

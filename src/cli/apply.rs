@@ -1,13 +1,87 @@
-//! `berth apply`.
+//! `berth apply`: make the host match the deployment file.
+
+use std::time::Duration;
 
 use clap::Args;
 
 use super::Context;
-use crate::error::Result;
+use super::plan::{IntegrationArg, berth_path};
+use crate::apply::{self, ApplyOptions, IntegrationChoice};
+use crate::engine::{Engine, PullProgress};
+use crate::error::{Error, Result};
+use crate::plan::Action;
 
 #[derive(Debug, Args)]
-pub struct ApplyArgs {}
+pub struct ApplyArgs {
+    /// How instances are kept running: systemd units, Docker restart
+    /// policies, or auto (systemd when PID 1 is systemd).
+    #[arg(long, value_enum, default_value_t = IntegrationArg::Auto)]
+    pub integration: IntegrationArg,
+    /// With systemd: write units and instance specs but run no systemctl
+    /// command (prints the commands to run instead).
+    #[arg(long)]
+    pub no_systemctl: bool,
+    /// Fail if another apply of this deployment still runs after this long
+    /// (`30s`, `2m`); default: wait.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_timeout: Option<Duration>,
+    /// Print only errors.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
 
-pub async fn run(_ctx: &Context, _args: ApplyArgs) -> Result<u8> {
-    super::not_yet("apply")
+pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 2m, 1h)"))
+}
+
+/// Run the command; returns the exit code.
+pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<u8> {
+    let deployment = ctx.load_deployment()?;
+    let engine = Engine::connect().await?;
+    let state = ctx.state_dir();
+    let opts = ApplyOptions {
+        integration: IntegrationChoice::from(args.integration).resolve(),
+        unit_dir: ctx.global.unit_dir.clone(),
+        systemctl: !args.no_systemctl,
+        berth_path: berth_path(),
+        lock_timeout: args.lock_timeout,
+        progress: if args.quiet {
+            PullProgress::Quiet
+        } else {
+            PullProgress::Auto
+        },
+    };
+    let quiet = args.quiet;
+    let reporter: apply::Reporter = std::sync::Arc::new(move |line: String| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    });
+    let report = apply::apply(&engine, &state, &deployment, &opts, reporter)
+        .await
+        .map_err(|e| match e {
+            Error::Runtime(m) => Error::Runtime(format!("apply of {}: {m}", deployment.name)),
+            other => other,
+        })?;
+    let count = |a: Action| report.plan.with_action(a).count();
+    if !quiet {
+        println!(
+            "{}: revision {} applied ({}): {} created, {} recreated, {} started, {} removed, {} unchanged",
+            deployment.name,
+            report.revision,
+            opts.integration.as_str(),
+            count(Action::Create),
+            count(Action::Recreate),
+            count(Action::Start),
+            count(Action::Remove),
+            count(Action::Unchanged),
+        );
+        if !report.pending_systemctl.is_empty() {
+            println!("systemctl was not run (--no-systemctl); to activate the units run:");
+            for c in &report.pending_systemctl {
+                println!("  {c}");
+            }
+        }
+    }
+    Ok(0)
 }

@@ -1,13 +1,60 @@
-//! `berth destroy`.
+//! `berth destroy`: remove the deployment from this host; volumes are kept
+//! unless `--volumes`.
+
+use std::time::Duration;
 
 use clap::Args;
 
 use super::Context;
+use crate::apply::destroy::{DestroyOptions, destroy};
+use crate::engine::Engine;
 use crate::error::Result;
 
 #[derive(Debug, Args)]
-pub struct DestroyArgs {}
+pub struct DestroyArgs {
+    /// Also remove the deployment's volumes and the data in them.
+    #[arg(long)]
+    pub volumes: bool,
+    /// Do not run systemctl (only remove unit files).
+    #[arg(long)]
+    pub no_systemctl: bool,
+    /// Fail if an apply of this deployment still runs after this long.
+    #[arg(long, value_name = "DURATION", value_parser = super::apply::parse_duration)]
+    pub lock_timeout: Option<Duration>,
+}
 
-pub async fn run(_ctx: &Context, _args: DestroyArgs) -> Result<u8> {
-    super::not_yet("destroy")
+/// Run the command; returns the exit code.
+pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<u8> {
+    // `--name` alone is enough: a deployment can be destroyed after its file is gone.
+    let name = match &ctx.global.name {
+        Some(n) => n.clone(),
+        None => ctx.load_deployment()?.name,
+    };
+    let engine = Engine::connect().await?;
+    let opts = DestroyOptions {
+        volumes: args.volumes,
+        unit_dir: ctx.global.unit_dir.clone(),
+        systemctl: !args.no_systemctl,
+        lock_timeout: args.lock_timeout,
+    };
+    let reporter: crate::apply::Reporter = std::sync::Arc::new(|l: String| eprintln!("{l}"));
+    let report = destroy(&engine, &ctx.state_dir(), &name, &opts, reporter).await?;
+    println!(
+        "{name}: destroyed ({} containers, {} units removed)",
+        report.containers.len(),
+        report.units.len()
+    );
+    if !report.kept_volumes.is_empty() {
+        println!(
+            "kept {} volume{} (remove with `berth destroy --volumes`): {}",
+            report.kept_volumes.len(),
+            if report.kept_volumes.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            report.kept_volumes.join(" ")
+        );
+    }
+    Ok(0)
 }

@@ -3,11 +3,89 @@
 use clap::Args;
 
 use super::Context;
-use crate::error::Result;
+use crate::engine::Engine;
+use crate::engine::exec::ExecSpec;
+use crate::error::{Error, Result};
+use crate::ssh::access::{self, Lookup};
+use crate::ssh::{local, openssh};
 
 #[derive(Debug, Args)]
-pub struct ExecArgs {}
+pub struct ExecArgs {
+    /// `service`, `service-N` or `deployment.service[-N]` (with --name: the deployment).
+    #[arg(required_unless_present = "ssh")]
+    pub service: Option<String>,
+    /// Command and arguments (default: the service's shell).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+    /// Never allocate a terminal, even when attached to one.
+    #[arg(short = 'T', long)]
+    pub no_tty: bool,
+    /// sshd's forced command (see `berth authorized-keys`): run
+    /// $SSH_ORIGINAL_COMMAND, or a shell, in CONTAINER.
+    #[arg(long, value_name = "CONTAINER", conflicts_with_all = ["service", "command"])]
+    pub ssh: Option<String>,
+}
 
-pub async fn run(_ctx: &Context, _args: ExecArgs) -> Result<u8> {
-    super::not_yet("exec")
+pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
+    let state = ctx.state_dir();
+    let tty = !args.no_tty && local::on_terminal();
+    let mut env = Vec::new();
+    if tty && let Ok(term) = std::env::var("TERM") {
+        env.push(format!("TERM={term}"));
+    }
+    // A shell, or anything run through /bin/sh, may be started through the
+    // wrapper that lets a hung-up terminal end the session.
+    let mut track_pid = true;
+    let (container, cmd) = if let Some(container) = args.ssh {
+        if crate::names::check_name(&container).is_err() {
+            return Err(Error::Usage(format!(
+                "--ssh {container:?}: not a container name"
+            )));
+        }
+        let cmd = match std::env::var("SSH_ORIGINAL_COMMAND") {
+            Ok(c) if !c.trim().is_empty() => vec!["/bin/sh".into(), "-c".into(), c],
+            _ => vec![openssh::shell_for_container(&state, &container)],
+        };
+        (container, cmd)
+    } else {
+        let service = args.service.unwrap_or_default();
+        let login = match &ctx.global.name {
+            Some(d) => format!("{d}.{service}"),
+            None => service.clone(),
+        };
+        let target = match access::resolve(&state, &login) {
+            Lookup::Found(t) => t,
+            Lookup::Ambiguous(ts) => {
+                let names: Vec<_> = ts.iter().map(|t| t.qualified.as_str()).collect();
+                return Err(Error::Usage(format!(
+                    "{login:?} names more than one container; use one of: {}",
+                    names.join(", ")
+                )));
+            }
+            Lookup::Unknown => {
+                return Err(Error::Usage(format!(
+                    "no applied deployment in {} has a service instance {login:?}",
+                    state.root().display()
+                )));
+            }
+        };
+        let cmd = if args.command.is_empty() {
+            vec![target.shell.clone()]
+        } else {
+            // An exec-form command: the image need not have /bin/sh.
+            track_pid = false;
+            args.command
+        };
+        (target.container, cmd)
+    };
+    let engine = Engine::connect().await?;
+    let spec = ExecSpec {
+        container,
+        cmd,
+        tty,
+        env,
+        size: if tty { local::terminal_size() } else { None },
+        track_pid,
+    };
+    local::run_attached(&engine, &spec).await
 }

@@ -12,6 +12,7 @@ use crate::state::{DEFAULT_STATE_DIR, DEFAULT_UNIT_DIR, StateDir};
 
 mod apply;
 mod authorized_keys;
+mod backup;
 mod completions;
 mod destroy;
 mod doctor;
@@ -20,7 +21,9 @@ mod logs;
 mod plan;
 mod ps;
 mod render;
+mod restore;
 mod schema;
+mod snapshots;
 mod ssh_gateway;
 mod start_stop;
 mod supervise;
@@ -112,6 +115,12 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Save the volumes of services into one archive.
+    Backup(backup::BackupArgs),
+    /// Put a backup's volumes back (checksums verified first).
+    Restore(restore::RestoreArgs),
+    /// List the volume snapshots kept in the state directory.
+    Snapshots(snapshots::SnapshotsArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -157,7 +166,7 @@ impl Context {
 
 /// Parse the command line, run the command, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(logs::follow_short_flag(std::env::args_os()));
     init_tracing(cli.global.verbose);
     let ctx = Context {
         global: cli.global.clone(),
@@ -202,6 +211,9 @@ async fn run(ctx: Context, command: Command) -> Result<u8> {
         Command::Doctor(a) => doctor::run(&ctx, a).await,
         Command::Schema(a) => schema::run(&ctx, a).await,
         Command::Completions(a) => completions::run(&ctx, a).await,
+        Command::Backup(a) => backup::run(&ctx, a).await,
+        Command::Restore(a) => restore::run(&ctx, a).await,
+        Command::Snapshots(a) => snapshots::run(&ctx, a).await,
     }
 }
 
@@ -245,11 +257,4 @@ fn init_tracing(verbose: u8) {
         .with_ansi(ansi)
         .with_target(false)
         .try_init();
-}
-
-/// For commands whose implementation has not landed yet: says so plainly.
-pub(crate) fn not_yet(command: &str) -> Result<u8> {
-    Err(Error::Runtime(format!(
-        "`berth {command}` is not implemented in this build yet"
-    )))
 }

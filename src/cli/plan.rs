@@ -1,13 +1,89 @@
-//! `berth plan`.
+//! `berth plan`: what `apply` would change (exit 0: nothing, 3: changes).
 
 use clap::Args;
 
-use super::Context;
-use crate::error::Result;
+use super::{Context, OutputFormat};
+use crate::apply::{self, IntegrationChoice};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+
+/// Exit code of `berth plan` when applying would change something.
+pub const EXIT_CHANGES: u8 = 3;
+
+/// `--integration auto|systemd|docker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum IntegrationArg {
+    /// systemd when PID 1 is systemd, else docker.
+    #[default]
+    Auto,
+    /// One systemd unit per instance running `berth supervise`.
+    Systemd,
+    /// Docker restart policies (`unless-stopped`).
+    Docker,
+}
+
+impl From<IntegrationArg> for IntegrationChoice {
+    fn from(a: IntegrationArg) -> Self {
+        match a {
+            IntegrationArg::Auto => IntegrationChoice::Auto,
+            IntegrationArg::Systemd => IntegrationChoice::Systemd,
+            IntegrationArg::Docker => IntegrationChoice::Docker,
+        }
+    }
+}
 
 #[derive(Debug, Args)]
-pub struct PlanArgs {}
+pub struct PlanArgs {
+    /// How instances are kept running (as for `apply`).
+    #[arg(long, value_enum, default_value_t = IntegrationArg::Auto)]
+    pub integration: IntegrationArg,
+    /// Print the plan as a table or as JSON.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
 
-pub async fn run(_ctx: &Context, _args: PlanArgs) -> Result<u8> {
-    super::not_yet("plan")
+/// The running `berth` binary, for unit files.
+pub(crate) fn berth_path() -> std::path::PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| "/usr/local/bin/berth".into())
+}
+
+/// Run the command; returns the exit code.
+pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
+    let deployment = ctx.load_deployment()?;
+    let engine = Engine::connect().await?;
+    let state = ctx.state_dir();
+    let integration = IntegrationChoice::from(args.integration).resolve();
+    let desired = apply::desired(
+        &engine,
+        &state,
+        &deployment,
+        integration,
+        &ctx.global.unit_dir,
+        &berth_path(),
+        None,
+    )
+    .await?;
+    let mut plan = Plan::compute(
+        &engine,
+        &state,
+        &deployment,
+        &desired.specs,
+        &desired.missing_images,
+        &desired.target,
+    )
+    .await?;
+    plan.note_stale_units(&ctx.global.unit_dir);
+    match args.output {
+        OutputFormat::Json => {
+            let text = serde_json::to_string_pretty(&serde_json::json!({
+                "changes": plan.has_changes(),
+                "plan": plan,
+            }))
+            .map_err(|e| Error::Runtime(format!("cannot print the plan: {e}")))?;
+            println!("{text}");
+        }
+        OutputFormat::Table => print!("{}", plan.render()),
+    }
+    Ok(if plan.has_changes() { EXIT_CHANGES } else { 0 })
 }

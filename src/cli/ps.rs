@@ -2,12 +2,65 @@
 
 use clap::Args;
 
-use super::Context;
+use super::{Context, OutputFormat};
+use crate::engine::Engine;
 use crate::error::Result;
+use crate::ops::{status, target};
 
 #[derive(Debug, Args)]
-pub struct PsArgs {}
+pub struct PsArgs {
+    /// A deployment applied on this host (default: the one in -f, else every applied one).
+    pub deployment: Option<String>,
+    /// Table for people, JSON (an array of instances, stable keys) for scripts.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
 
-pub async fn run(_ctx: &Context, _args: PsArgs) -> Result<u8> {
-    super::not_yet("ps")
+pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
+    let state = ctx.state_dir();
+    let mut targets = Vec::new();
+    if let Some(name) = args.deployment.as_deref() {
+        // An explicit name wins over a berth.toml lying in the directory.
+        targets.push(target::resolve(
+            &state,
+            std::path::Path::new(""),
+            Some(name),
+            unreachable_load,
+        )?);
+    } else if ctx.global.file.is_file() || ctx.global.name.is_some() {
+        targets.push(target::resolve(
+            &state,
+            &ctx.global.file,
+            ctx.global.name.as_deref(),
+            || ctx.load_deployment(),
+        )?);
+    } else {
+        for name in state.list_deployments()? {
+            targets.push(target::resolve(
+                &state,
+                std::path::Path::new(""),
+                Some(&name),
+                unreachable_load,
+            )?);
+        }
+    }
+    let engine = Engine::connect().await?;
+    let mut rows = Vec::new();
+    for t in &targets {
+        rows.extend(status::collect(&engine, &state, t).await?);
+    }
+    match args.output {
+        OutputFormat::Json => {
+            let text = serde_json::to_string_pretty(&rows)
+                .map_err(|e| crate::Error::Runtime(format!("cannot encode JSON: {e}")))?;
+            println!("{text}");
+        }
+        OutputFormat::Table => print!("{}", status::render_table(&rows)),
+    }
+    Ok(0)
+}
+
+/// `resolve` only reads the file when the path is a file; the empty path never is.
+fn unreachable_load() -> Result<crate::spec::Deployment> {
+    Err(crate::Error::Usage("no deployment file given".into()))
 }

@@ -21,10 +21,7 @@ pub async fn run(ctx: &Context, args: RenderArgs) -> Result<u8> {
     };
     let berth_path = std::env::current_exe()
         .map_err(|e| Error::Runtime(format!("cannot find the path of the berth binary: {e}")))?;
-    let opts = UnitOptions {
-        berth_path,
-        state_dir: ctx.state_dir().root().to_path_buf(),
-    };
+    let opts = UnitOptions::new(berth_path, ctx.state_dir().root());
     let rendered = Rendered::build(&dep, &opts);
     match args.output {
         OutputFormat::Table => print!("{}", rendered.text()),

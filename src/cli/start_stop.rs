@@ -3,14 +3,11 @@
 use clap::Args;
 
 use super::Context;
+use crate::engine::Engine;
 use crate::error::Result;
+use crate::ops::{control, target};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Start,
-    Stop,
-    Restart,
-}
+pub use crate::ops::control::Action;
 
 #[derive(Debug, Args)]
 pub struct StartStopArgs {
@@ -19,10 +16,15 @@ pub struct StartStopArgs {
     pub services: Vec<String>,
 }
 
-pub async fn run(_ctx: &Context, action: Action, _args: StartStopArgs) -> Result<u8> {
-    super::not_yet(match action {
-        Action::Start => "start",
-        Action::Stop => "stop",
-        Action::Restart => "restart",
-    })
+pub async fn run(ctx: &Context, action: Action, args: StartStopArgs) -> Result<u8> {
+    let state = ctx.state_dir();
+    let t = target::resolve(&state, &ctx.global.file, ctx.global.name.as_deref(), || {
+        ctx.load_deployment()
+    })?;
+    let instances = target::select_instances(&t.deployment, &args.services)?;
+    let engine = Engine::connect().await?;
+    for line in control::run(&engine, &state, &t, &instances, action).await? {
+        println!("{line}");
+    }
+    Ok(0)
 }

@@ -1,13 +1,19 @@
-//! `berth supervise`.
+//! `berth supervise CONTAINER`: the main process of a generated unit.
 
 use clap::Args;
 
 use super::Context;
+use crate::engine::Engine;
 use crate::error::Result;
 
 #[derive(Debug, Args)]
-pub struct SuperviseArgs {}
+pub struct SuperviseArgs {
+    /// The instance's container name (`<deployment>-<service>[-<n>]`).
+    pub container: String,
+}
 
-pub async fn run(_ctx: &Context, _args: SuperviseArgs) -> Result<u8> {
-    super::not_yet("supervise")
+/// Run the command; returns the exit code.
+pub async fn run(ctx: &Context, args: SuperviseArgs) -> Result<u8> {
+    let engine = Engine::connect().await?;
+    crate::supervise::supervise_container(&engine, &ctx.state_dir(), &args.container).await
 }

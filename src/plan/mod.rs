@@ -1,1 +1,567 @@
-//! `plan = diff(spec, observed)`: what `apply` would change on this host.
+//! `berth plan`: the difference between the desired instance specs and what
+//! runs on the host. [`Plan::compute`] reads the live state (containers,
+//! volumes and the network labelled `berth.deployment=<name>`, the instance
+//! specs and units berth wrote before) and says, per instance, create /
+//! recreate (with the fields that changed) / start / remove / unchanged,
+//! plus volumes to create and ports that change. `apply` carries out
+//! exactly this plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::apply::instance::{InstanceSpec, Integration, is_stopped_by_operator};
+use crate::engine::{ContainerInfo, ContainerState, Engine};
+use crate::error::Result;
+use crate::names;
+use crate::spec::{Deployment, PortMapping, RestartPolicy};
+use crate::state::StateDir;
+
+/// What happens to one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// No container (or unit) yet: create it.
+    Create,
+    /// The resolved spec changed: replace the container with a fresh one.
+    Recreate,
+    /// The container is as specified but not running: start it.
+    Start,
+    /// Nothing to do.
+    Unchanged,
+    /// The instance is no longer in the file: remove its container (and
+    /// unit); its volumes stay.
+    Remove,
+}
+
+impl Action {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Recreate => "recreate",
+            Action::Start => "start",
+            Action::Unchanged => "unchanged",
+            Action::Remove => "remove",
+        }
+    }
+}
+
+/// The plan for one instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstancePlan {
+    /// Container name.
+    pub container: String,
+    /// Service name.
+    pub service: String,
+    /// 1-based instance number.
+    pub index: u32,
+    /// What happens.
+    pub action: Action,
+    /// Why: the fields that changed (`env.FOO: "a" → "b"`), or the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    /// The operator stopped it (`berth stop`): it is (re)created if needed
+    /// but not started.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_by_operator: bool,
+    /// ID of the container there now, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_id: Option<String>,
+    /// The desired spec (`None` for removals).
+    #[serde(skip)]
+    pub spec: Option<InstanceSpec>,
+    /// The previously applied spec from the state directory, if any.
+    #[serde(skip)]
+    pub previous: Option<InstanceSpec>,
+}
+
+/// A volume that does not exist yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumePlan {
+    /// Engine volume name.
+    pub name: String,
+    /// Container the volume is for.
+    pub container: String,
+    /// Service it belongs to.
+    pub service: String,
+    /// Instance number.
+    pub index: u32,
+    /// Where it is mounted.
+    pub path: String,
+}
+
+/// A published port that appears or disappears.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortChange {
+    /// Container concerned.
+    pub container: String,
+    /// Port published before (`0.0.0.0:8080->80/tcp`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// Port published after, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// How the plan looks at host integration.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Containers with Docker restart policies (or `berth up`'s supervisor):
+    /// the containers are the truth.
+    Containers(Integration),
+    /// systemd units: the instance specs and unit files are the truth; the
+    /// supervisor creates the containers.
+    Systemd {
+        /// Where units are written.
+        unit_dir: PathBuf,
+        /// The desired unit file text by container.
+        units: BTreeMap<String, String>,
+    },
+}
+
+impl Target {
+    /// The integration this target stands for.
+    pub fn integration(&self) -> Integration {
+        match self {
+            Target::Containers(i) => *i,
+            Target::Systemd { .. } => Integration::Systemd,
+        }
+    }
+}
+
+/// What `apply` would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Deployment name.
+    pub deployment: String,
+    /// `systemd`, `docker` or `foreground`.
+    pub integration: Integration,
+    /// Images that are not on this host and will be pulled.
+    pub images_to_pull: Vec<String>,
+    /// The deployment network must be created.
+    pub create_network: bool,
+    /// Volumes to create.
+    pub volumes_to_create: Vec<VolumePlan>,
+    /// Every desired instance, then every removal.
+    pub instances: Vec<InstancePlan>,
+    /// Published ports that change.
+    pub port_changes: Vec<PortChange>,
+    /// systemd units of instances now kept running another way (switching
+    /// from `--integration systemd`): stopped, disabled and removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units_to_remove: Vec<String>,
+}
+
+fn port_text(p: &PortMapping) -> String {
+    format!(
+        "{}:{}->{}/{}",
+        p.host_ip.as_deref().unwrap_or("0.0.0.0"),
+        p.host_port
+            .map(|h| h.to_string())
+            .unwrap_or_else(|| "*".into()),
+        p.container_port,
+        p.protocol.as_str()
+    )
+}
+
+impl Plan {
+    /// True when applying would change something on the host.
+    pub fn has_changes(&self) -> bool {
+        !self.images_to_pull.is_empty()
+            || self.create_network
+            || !self.units_to_remove.is_empty()
+            || !self.volumes_to_create.is_empty()
+            || self.instances.iter().any(|i| i.action != Action::Unchanged)
+    }
+
+    /// Instances with a given action.
+    pub fn with_action(&self, action: Action) -> impl Iterator<Item = &InstancePlan> {
+        self.instances.iter().filter(move |i| i.action == action)
+    }
+
+    /// Compare the desired `specs` of `deployment` with the host.
+    ///
+    /// `missing_images` are the references not on this host (their specs
+    /// carry no image ID yet, so their instances show as changing).
+    pub async fn compute(
+        engine: &Engine,
+        state: &StateDir,
+        deployment: &Deployment,
+        specs: &[InstanceSpec],
+        missing_images: &[String],
+        target: &Target,
+    ) -> Result<Plan> {
+        let name = &deployment.name;
+        let containers = engine.list_containers(name, &[]).await?;
+        let by_name: BTreeMap<&str, &ContainerInfo> =
+            containers.iter().map(|c| (c.name.as_str(), c)).collect();
+        let previous: BTreeMap<String, InstanceSpec> = InstanceSpec::read_all(state, name)?
+            .into_iter()
+            .map(|s| (s.container.clone(), s))
+            .collect();
+        let existing_volumes: BTreeSet<String> = engine
+            .list_volumes(name)
+            .await?
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        let create_network = !engine.network_exists(&names::network_name(name)).await?;
+
+        let mut candidates = Vec::new();
+        let mut seen_volumes = BTreeSet::new();
+        for spec in specs {
+            for (vol, path) in spec.volume_names() {
+                if existing_volumes.contains(vol) || !seen_volumes.insert(vol.to_string()) {
+                    continue;
+                }
+                candidates.push(VolumePlan {
+                    name: vol.to_string(),
+                    container: spec.container.clone(),
+                    service: spec.service.clone(),
+                    index: spec.index,
+                    path: path.to_string(),
+                });
+            }
+        }
+        // Unlabelled volumes of the same name (created by hand) are used as
+        // they are; ask about all candidates at once.
+        let exists = futures_util::future::join_all(
+            candidates.iter().map(|v| engine.volume_exists(&v.name)),
+        )
+        .await;
+        let mut volumes_to_create = Vec::new();
+        for (v, e) in candidates.into_iter().zip(exists) {
+            if !e? {
+                volumes_to_create.push(v);
+            }
+        }
+
+        let mut instances = Vec::new();
+        let mut port_changes = Vec::new();
+        for spec in specs {
+            let hash = spec.hash();
+            let prev = previous.get(&spec.container);
+            let container = by_name.get(spec.container.as_str()).copied();
+            let stopped = is_stopped_by_operator(state, &spec.container);
+            let image_missing = missing_images.contains(&spec.image);
+            let mut changes = Vec::new();
+            if image_missing {
+                changes.push(format!("image {} is not on this host: pull it", spec.image));
+            }
+            let action = match target {
+                Target::Containers(_) => match container {
+                    None => Action::Create,
+                    Some(c) if c.spec_hash() == Some(hash.as_str()) && !image_missing => {
+                        // Started unless running, stopped by the operator,
+                        // or finished on its own under a policy that does
+                        // not restart it (a one-shot job that exited is
+                        // left as it is).
+                        let finished_for_good = c.state == ContainerState::Exited
+                            && spec.restart != RestartPolicy::Always;
+                        if c.state == ContainerState::Running || stopped || finished_for_good {
+                            Action::Unchanged
+                        } else {
+                            Action::Start
+                        }
+                    }
+                    Some(c) => {
+                        changes.extend(explain(prev, spec, c.spec_hash()));
+                        Action::Recreate
+                    }
+                },
+                Target::Systemd { unit_dir, units } => {
+                    let unit_path = unit_dir.join(names::unit_name(&spec.container));
+                    let on_disk = std::fs::read_to_string(&unit_path).ok();
+                    let wanted = units.get(&spec.container);
+                    match prev {
+                        None => Action::Create,
+                        Some(p) => {
+                            let mut recreate = false;
+                            if p.hash() != hash || image_missing {
+                                changes.extend(explain(Some(p), spec, Some(&p.hash())));
+                                recreate = true;
+                            }
+                            if on_disk.as_ref() != wanted {
+                                changes.push(format!(
+                                    "unit {} {}",
+                                    unit_path.display(),
+                                    if on_disk.is_some() {
+                                        "changed"
+                                    } else {
+                                        "missing"
+                                    }
+                                ));
+                                recreate = true;
+                            }
+                            // A container left by an interrupted apply, or by
+                            // an older spec, is replaced.
+                            if let Some(c) = container
+                                && c.spec_hash() != Some(hash.as_str())
+                            {
+                                changes.push("running container has an older spec".into());
+                                recreate = true;
+                            }
+                            if recreate {
+                                Action::Recreate
+                            } else {
+                                Action::Unchanged
+                            }
+                        }
+                    }
+                }
+            };
+            if matches!(action, Action::Create | Action::Recreate) {
+                let before: BTreeSet<String> = prev
+                    .map(|p| p.ports.iter().map(port_text).collect())
+                    .unwrap_or_default();
+                let after: BTreeSet<String> = spec.ports.iter().map(port_text).collect();
+                for p in before.difference(&after) {
+                    port_changes.push(PortChange {
+                        container: spec.container.clone(),
+                        before: Some(p.clone()),
+                        after: None,
+                    });
+                }
+                for p in after.difference(&before) {
+                    port_changes.push(PortChange {
+                        container: spec.container.clone(),
+                        before: None,
+                        after: Some(p.clone()),
+                    });
+                }
+            }
+            instances.push(InstancePlan {
+                container: spec.container.clone(),
+                service: spec.service.clone(),
+                index: spec.index,
+                action,
+                changes: if action == Action::Unchanged {
+                    Vec::new()
+                } else {
+                    changes
+                },
+                stopped_by_operator: stopped,
+                current_id: container.map(|c| c.id.clone()),
+                spec: Some(spec.clone()),
+                previous: prev.cloned(),
+            });
+        }
+
+        // Removals: containers and specs of this deployment no longer wanted.
+        let wanted: BTreeSet<&str> = specs.iter().map(|s| s.container.as_str()).collect();
+        let mut gone: BTreeSet<String> = containers
+            .iter()
+            .filter(|c| !wanted.contains(c.name.as_str()))
+            .map(|c| c.name.clone())
+            .collect();
+        gone.extend(
+            previous
+                .keys()
+                .filter(|c| !wanted.contains(c.as_str()))
+                .cloned(),
+        );
+        if let Target::Systemd { unit_dir, .. } = target {
+            // Units whose spec file is gone but whose unit file remains are
+            // found through the specs; nothing else names them reliably.
+            let _ = unit_dir;
+        }
+        for c in gone {
+            let prev = previous.get(&c);
+            let info = by_name.get(c.as_str());
+            for p in prev.map(|p| p.ports.clone()).unwrap_or_default() {
+                port_changes.push(PortChange {
+                    container: c.clone(),
+                    before: Some(port_text(&p)),
+                    after: None,
+                });
+            }
+            instances.push(InstancePlan {
+                service: prev
+                    .map(|p| p.service.clone())
+                    .or_else(|| info.and_then(|i| i.service().map(String::from)))
+                    .unwrap_or_default(),
+                index: prev
+                    .map(|p| p.index)
+                    .or_else(|| info.and_then(|i| i.instance()))
+                    .unwrap_or(0),
+                action: Action::Remove,
+                changes: vec!["no longer in the deployment file (its volumes are kept)".into()],
+                stopped_by_operator: is_stopped_by_operator(state, &c),
+                current_id: info.map(|i| i.id.clone()),
+                spec: None,
+                previous: prev.cloned(),
+                container: c,
+            });
+        }
+
+        // Numeric order of ports within each container reads best.
+        port_changes.sort_by_key(|p| {
+            let text = p
+                .after
+                .as_ref()
+                .or(p.before.as_ref())
+                .cloned()
+                .unwrap_or_default();
+            let container_port: u32 = text
+                .split("->")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (p.container.clone(), container_port, p.after.is_some())
+        });
+        let mut images_to_pull: Vec<String> = missing_images.to_vec();
+        images_to_pull.sort();
+        images_to_pull.dedup();
+        Ok(Plan {
+            deployment: name.clone(),
+            integration: target.integration(),
+            images_to_pull,
+            create_network,
+            volumes_to_create,
+            instances,
+            port_changes,
+            units_to_remove: Vec::new(),
+        })
+    }
+
+    /// Under a non-systemd integration, note the unit files in `unit_dir`
+    /// that still run instances of this plan (they must go, or systemd and
+    /// the engine would fight over the containers).
+    pub fn note_stale_units(&mut self, unit_dir: &std::path::Path) {
+        if self.integration == Integration::Systemd {
+            return;
+        }
+        self.units_to_remove = self
+            .instances
+            .iter()
+            .map(|i| names::unit_name(&i.container))
+            .filter(|u| unit_dir.join(u).exists())
+            .collect();
+    }
+
+    /// The plan as text for the operator.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let push = |out: &mut String, s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        push(
+            &mut out,
+            format!(
+                "deployment {} (integration: {})",
+                self.deployment,
+                self.integration.as_str()
+            ),
+        );
+        for img in &self.images_to_pull {
+            push(&mut out, format!("  pull      image {img}"));
+        }
+        if self.create_network {
+            push(
+                &mut out,
+                format!(
+                    "  create    network {}",
+                    names::network_name(&self.deployment)
+                ),
+            );
+        }
+        for v in &self.volumes_to_create {
+            push(
+                &mut out,
+                format!(
+                    "  create    volume {} ({} at {})",
+                    v.name, v.container, v.path
+                ),
+            );
+        }
+        for i in &self.instances {
+            let mut line = format!("  {:<9} {}", i.action.as_str(), i.container);
+            if i.stopped_by_operator && i.action != Action::Remove {
+                line.push_str(" (stopped by operator: stays stopped)");
+            }
+            push(&mut out, line);
+            for c in &i.changes {
+                push(&mut out, format!("              {c}"));
+            }
+        }
+        for u in &self.units_to_remove {
+            push(
+                &mut out,
+                format!(
+                    "  remove    unit {u} (kept running by {} now)",
+                    self.integration.as_str()
+                ),
+            );
+        }
+        for p in &self.port_changes {
+            let text = match (&p.before, &p.after) {
+                (Some(b), None) => format!("  port      {} - {b}", p.container),
+                (None, Some(a)) => format!("  port      {} + {a}", p.container),
+                (b, a) => format!("  port      {} {b:?} → {a:?}", p.container),
+            };
+            push(&mut out, text);
+        }
+        let n = self
+            .instances
+            .iter()
+            .filter(|i| i.action != Action::Unchanged)
+            .count();
+        if self.has_changes() {
+            push(
+                &mut out,
+                format!("{n} instance{} to change", if n == 1 { "" } else { "s" }),
+            );
+        } else {
+            push(&mut out, "no changes".to_string());
+        }
+        out
+    }
+}
+
+/// Why an instance is recreated: the field diff against the previous spec
+/// when that spec is the one the container was made from, else the hashes.
+fn explain(
+    prev: Option<&InstanceSpec>,
+    desired: &InstanceSpec,
+    current_hash: Option<&str>,
+) -> Vec<String> {
+    match prev {
+        Some(p) if current_hash.is_none() || current_hash == Some(p.hash().as_str()) => {
+            let d = p.diff(desired);
+            if d.is_empty() {
+                vec!["container was made from a different spec".into()]
+            } else {
+                d.into_iter().map(|l| mask_secret(&l)).collect()
+            }
+        }
+        _ => vec![format!(
+            "spec hash {} → {} (previous spec not recorded)",
+            current_hash.unwrap_or("(none)"),
+            desired.hash()
+        )],
+    }
+}
+
+/// Hide values of environment variables whose names look secret.
+fn mask_secret(line: &str) -> String {
+    let Some(rest) = line.strip_prefix("env.") else {
+        return line.to_string();
+    };
+    let key = rest
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    if ["PASSWORD", "SECRET", "TOKEN", "KEY", "PASS"]
+        .iter()
+        .any(|s| key.contains(s))
+    {
+        format!("env.{key}: (value changed, hidden)")
+    } else {
+        line.to_string()
+    }
+}

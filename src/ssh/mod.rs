@@ -1,1 +1,17 @@
 //! The built-in SSH gateway and the OpenSSH `AuthorizedKeysCommand` mode.
+//!
+//! - [`access`]: login names to containers, and the keys granted to them,
+//!   read from the applied revisions in the state directory.
+//! - [`gateway`]: `berth ssh-gateway`, an SSH server on russh whose sessions
+//!   are engine execs in one container.
+//! - [`openssh`]: `berth authorized-keys` for hosts that keep sshd, and the
+//!   host-user scheme that goes with it (documented there).
+//! - [`local`]: attach this process's terminal or stdio to an exec (`berth
+//!   exec`, and `berth exec --ssh`, sshd's forced command).
+//! - [`hostkey`]: the gateway's host key.
+
+pub mod access;
+pub mod gateway;
+pub mod hostkey;
+pub mod local;
+pub mod openssh;

@@ -1,1 +1,263 @@
-//! The life of one instance: fresh container, readiness, output, exit.
+//! The life of one instance: the main process of a systemd unit
+//! (`berth supervise <container>`) and the building block of `berth up`.
+//!
+//! [`run_instance`] makes sure the image, network and volumes exist, removes
+//! a stale container of the instance's name, creates and starts a fresh
+//! container (Docker restart policy `no`: whoever calls this restarts it),
+//! optionally tells systemd it is ready, streams the container's output,
+//! and returns when the container exits (with its status) or when
+//! `shutdown` resolves (after stopping the container within its stop
+//! timeout and removing it).
+//!
+//! Running many instances in one process (`berth up`): resolve the specs
+//! with [`crate::apply::desired`], then per instance loop on
+//! [`run_instance`] with [`prefixed_output`] and a shared shutdown future
+//! (for example a `tokio::sync::watch` receiver), restarting on
+//! [`Outcome::Exited`] as the instance's restart policy says.
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+
+use crate::apply::InstanceSpec;
+use crate::engine::{Engine, ExitStatus, PullProgress};
+use crate::error::{Error, Result};
+use crate::integration::docker::replace_container_with_hash;
+use crate::names;
+
+/// Which stream a chunk of container output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The container's stdout.
+    Stdout,
+    /// The container's stderr.
+    Stderr,
+}
+
+/// Where container output goes: called with every chunk.
+pub type OutputFn = Arc<dyn Fn(Stream, &[u8]) + Send + Sync>;
+
+/// Output written unchanged to this process's stdout / stderr (what a
+/// systemd unit wants: the journal gets the container's lines).
+pub fn stdio_output() -> OutputFn {
+    Arc::new(|stream, bytes| {
+        // A closed stdout/stderr must not kill the supervisor: ignore write errors.
+        match stream {
+            Stream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(bytes);
+                let _ = out.flush();
+            }
+            Stream::Stderr => {
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(bytes);
+                let _ = err.flush();
+            }
+        }
+    })
+}
+
+/// Output with every line prefixed (`mail | ...`), for many instances in
+/// one terminal. Partial lines are completed with a newline.
+pub fn prefixed_output(prefix: impl Into<String>) -> OutputFn {
+    let prefix = prefix.into();
+    Arc::new(move |stream, bytes| {
+        let text = String::from_utf8_lossy(bytes);
+        let mut buf = String::new();
+        for line in text.lines() {
+            buf.push_str(&prefix);
+            buf.push_str(" | ");
+            buf.push_str(line);
+            buf.push('\n');
+        }
+        let _ = match stream {
+            Stream::Stdout => std::io::stdout().lock().write_all(buf.as_bytes()),
+            Stream::Stderr => std::io::stderr().lock().write_all(buf.as_bytes()),
+        };
+    })
+}
+
+/// Options of [`run_instance`].
+#[derive(Clone)]
+pub struct SuperviseOptions {
+    /// Send `READY=1` to systemd once the container runs (no-op without
+    /// `NOTIFY_SOCKET`).
+    pub notify_systemd: bool,
+    /// Where the container's output goes.
+    pub output: OutputFn,
+    /// Revision label for the container.
+    pub revision: u64,
+}
+
+impl std::fmt::Debug for SuperviseOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SuperviseOptions")
+            .field("notify_systemd", &self.notify_systemd)
+            .field("revision", &self.revision)
+            .finish()
+    }
+}
+
+impl Default for SuperviseOptions {
+    fn default() -> Self {
+        Self {
+            notify_systemd: false,
+            output: stdio_output(),
+            revision: 0,
+        }
+    }
+}
+
+/// How a supervised run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The container exited by itself with this status (it is left in place,
+    /// stopped, for `berth logs`; the next run replaces it).
+    Exited(ExitStatus),
+    /// `shutdown` resolved: the container was stopped and removed.
+    Stopped,
+}
+
+/// Make sure what an instance needs exists: its image (pulled if missing),
+/// the deployment network and its volumes (labelled). Returns the spec to
+/// create, with the image ID refreshed if the recorded image is gone.
+pub async fn prepare(engine: &Engine, spec: &InstanceSpec, revision: u64) -> Result<InstanceSpec> {
+    let mut spec = spec.clone();
+    let by_id = if spec.image_id.is_empty() {
+        None
+    } else {
+        engine.image_info(&spec.image_id).await?
+    };
+    if by_id.is_none() {
+        let info = engine
+            .ensure_images(std::slice::from_ref(&spec.image), PullProgress::Lines)
+            .await?;
+        if let Some(i) = info.get(&spec.image) {
+            if !spec.image_id.is_empty() && spec.image_id != i.id {
+                tracing::warn!(
+                    "{}: image {} is gone; using {} ({}) instead",
+                    spec.container,
+                    spec.image_id,
+                    spec.image,
+                    i.id
+                );
+            }
+            spec.image_id = i.id.clone();
+        }
+    }
+    engine.ensure_network(&spec.deployment).await?;
+    for (vol, path) in spec.volume_names() {
+        let mut labels = spec.berth_labels(revision);
+        labels.insert(names::LABEL_VOLUME_PATH.into(), path.to_string());
+        engine.ensure_volume(vol, &labels).await?;
+    }
+    Ok(spec)
+}
+
+/// Run one instance until its container exits or `shutdown` resolves.
+/// See the module documentation.
+pub async fn run_instance(
+    engine: &Engine,
+    spec: &InstanceSpec,
+    opts: &SuperviseOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Outcome> {
+    // Label with the hash of the spec as applied, so `plan` recognises the
+    // container even if `prepare` had to refresh the image ID.
+    let applied_hash = spec.hash();
+    let spec = prepare(engine, spec, opts.revision).await?;
+    replace_container_with_hash(engine, &spec, opts.revision, "no", &applied_hash).await?;
+    engine.start_container(&spec.container).await?;
+
+    let output = opts.output.clone();
+    let mut logs = engine.container_output(&spec.container, true, "all");
+    let log_task = tokio::spawn(async move {
+        while let Some(item) = logs.next().await {
+            match item {
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    output(Stream::Stderr, &message)
+                }
+                Ok(other) => output(Stream::Stdout, other.as_ref()),
+                Err(e) => {
+                    tracing::debug!("output stream ended: {e}");
+                    break;
+                }
+            }
+        }
+    });
+
+    if opts.notify_systemd {
+        // Not being under systemd is fine (NOTIFY_SOCKET unset: no-op); a
+        // failing notification is logged and systemd's timeout decides.
+        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+            tracing::warn!("cannot notify systemd: {e}");
+        }
+    }
+
+    tokio::pin!(shutdown);
+    let outcome = tokio::select! {
+        status = engine.wait_container(&spec.container) => Outcome::Exited(status?),
+        () = &mut shutdown => {
+            if opts.notify_systemd {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+            }
+            engine.stop_container(&spec.container, spec.stop_timeout).await?;
+            engine.remove_container(&spec.container).await?;
+            Outcome::Stopped
+        }
+    };
+    // Let the rest of the output through; the stream ends with the container.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), log_task).await;
+    Ok(outcome)
+}
+
+/// `berth supervise CONTAINER`: read the instance spec from the state
+/// directory and run it until it exits (returning its exit code) or
+/// SIGTERM/SIGINT arrives (returning 0).
+pub async fn supervise_container(
+    engine: &Engine,
+    state: &crate::state::StateDir,
+    container: &str,
+) -> Result<u8> {
+    names::check_name(container)
+        .map_err(|p| Error::Usage(format!("container name {container:?} {p}")))?;
+    let spec = InstanceSpec::read(state, container)?.ok_or_else(|| {
+        Error::Runtime(format!(
+            "no instance spec for {container} in {}: run `berth apply` first",
+            state.instances_dir().display()
+        ))
+    })?;
+    let revision = state
+        .read_current(&spec.deployment)
+        .ok()
+        .flatten()
+        .map(|r| r.revision)
+        .unwrap_or(0);
+    let opts = SuperviseOptions {
+        notify_systemd: true,
+        output: stdio_output(),
+        revision,
+    };
+    let shutdown = shutdown_signal()?;
+    match run_instance(engine, &spec, &opts, shutdown).await? {
+        Outcome::Stopped => Ok(0),
+        Outcome::Exited(status) => Ok(u8::try_from(status.code).unwrap_or(1)),
+    }
+}
+
+/// A future that resolves on SIGTERM or SIGINT.
+pub fn shutdown_signal() -> Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| Error::Runtime(format!("cannot handle SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| Error::Runtime(format!("cannot handle SIGINT: {e}")))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}

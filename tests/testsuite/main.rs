@@ -1,6 +1,13 @@
 //! berth's integration tests: one binary (as cargo does it), one module per area.
 //! They drive the built `berth` binary against the real Docker engine.
 
+mod apply;
+mod data;
 mod invalid_files;
+mod ops;
 mod spec_commands;
+mod ssh;
 mod support;
+mod systemd_host;
+mod units;
+mod up;

@@ -1,0 +1,706 @@
+//! [`InstanceSpec`]: everything needed to create one instance's container,
+//! resolved from the deployment and the image. It is what `apply` compares
+//! (through its hash) and what `berth supervise <container>` runs, read from
+//! `<state>/instances/<container>.json`, without the deployment file.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::engine::ImageInfo;
+use crate::error::{Error, Result};
+use crate::names;
+use crate::spec::{Deployment, InstanceRef, PortMapping, Protocol, RestartPolicy, VolumeSource};
+use crate::state::StateDir;
+
+/// Which mechanism keeps instances running; decides Docker's restart policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Integration {
+    /// systemd units run `berth supervise`; Docker's restart policy is `no`.
+    Systemd,
+    /// Docker's restart policy keeps containers running.
+    Docker,
+    /// `berth up` supervises in the foreground; Docker's restart policy is `no`.
+    Foreground,
+}
+
+impl Integration {
+    /// `systemd`, `docker` or `foreground`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Integration::Systemd => "systemd",
+            Integration::Docker => "docker",
+            Integration::Foreground => "foreground",
+        }
+    }
+
+    /// The Docker restart policy an instance gets under this integration.
+    pub fn docker_restart(self, policy: RestartPolicy) -> &'static str {
+        match (self, policy) {
+            (Integration::Docker, RestartPolicy::Always) => "unless-stopped",
+            (Integration::Docker, RestartPolicy::OnFailure) => "on-failure",
+            _ => "no",
+        }
+    }
+}
+
+/// A mount of one instance with its concrete source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// Where it is mounted in the container.
+    pub target: String,
+    /// What is mounted.
+    pub source: MountSource,
+    /// Mounted read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// The source of a [`MountSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountSource {
+    /// A berth-owned named volume (`name` is the engine's volume name).
+    Volume {
+        /// Engine volume name.
+        name: String,
+        /// True when the image declared this path as a `VOLUME`, rather than
+        /// the deployment file listing it.
+        #[serde(default)]
+        from_image: bool,
+    },
+    /// A host path.
+    Bind {
+        /// Absolute host path.
+        path: PathBuf,
+    },
+}
+
+/// Everything needed to create one instance's container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    /// Deployment name.
+    pub deployment: String,
+    /// Service name.
+    pub service: String,
+    /// 1-based instance number.
+    pub index: u32,
+    /// Container name on the engine.
+    pub container: String,
+    /// Image reference as written in the file.
+    pub image: String,
+    /// Image ID the reference resolved to when the spec was made; a new ID
+    /// (image upgrade) changes the spec and so recreates the container.
+    pub image_id: String,
+    /// Overrides the image's `CMD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Overrides the image's `ENTRYPOINT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// Environment: the file's env plus link variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Published ports.
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    /// Named volumes (listed and image-declared) and bind mounts.
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    /// The deployment network.
+    pub network: String,
+    /// DNS names of the container on the network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Labels from the file (berth's own labels are added on creation).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The service's restart policy (what systemd or `berth up` applies).
+    pub restart: RestartPolicy,
+    /// Docker's restart policy for the container (`no`, `unless-stopped`, `on-failure`).
+    pub docker_restart: String,
+    /// `user[:group]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Host name inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Memory limit in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// CPU limit in cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Read-only root file system.
+    #[serde(default)]
+    pub read_only: bool,
+    /// tmpfs mounts (`/run` or `/run:size=64m`).
+    #[serde(default)]
+    pub tmpfs: Vec<String>,
+    /// Capabilities added.
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// Capabilities dropped.
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// Privileged container.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Stop signal (image default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Seconds between the stop signal and SIGKILL.
+    pub stop_timeout: u64,
+}
+
+/// Turn a link alias into the prefix of its variables: `db` → `DB`,
+/// `my-db` → `MY_DB`.
+pub fn link_prefix(alias: &str) -> String {
+    alias
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The legacy `docker run --link` variables for one link.
+///
+/// `ports` are the target's exposed and published ports; `address` is the
+/// name the target is reached by on the deployment network.
+pub fn link_variables(
+    this_container: &str,
+    alias: &str,
+    address: &str,
+    ports: &[(u16, Protocol)],
+) -> BTreeMap<String, String> {
+    let prefix = link_prefix(alias);
+    let mut env = BTreeMap::new();
+    env.insert(
+        format!("{prefix}_NAME"),
+        format!("/{this_container}/{alias}"),
+    );
+    let mut ports: Vec<(u16, Protocol)> = ports
+        .iter()
+        .copied()
+        .filter(|(_, p)| matches!(p, Protocol::Tcp | Protocol::Udp))
+        .collect();
+    ports.sort_by_key(|(p, proto)| (*p, proto.as_str()));
+    ports.dedup();
+    if let Some((p, proto)) = ports.first() {
+        env.insert(
+            format!("{prefix}_PORT"),
+            format!("{}://{address}:{p}", proto.as_str()),
+        );
+    }
+    for (p, proto) in &ports {
+        let up = proto.as_str().to_ascii_uppercase();
+        let base = format!("{prefix}_PORT_{p}_{up}");
+        env.insert(base.clone(), format!("{}://{address}:{p}", proto.as_str()));
+        env.insert(format!("{base}_ADDR"), address.to_string());
+        env.insert(format!("{base}_PORT"), p.to_string());
+        env.insert(format!("{base}_PROTO"), proto.as_str().to_string());
+    }
+    env
+}
+
+/// The prefix of an instance's volume names. It does not depend on `count`,
+/// so scaling never hands an instance someone else's (or an empty) volume:
+/// instance 1 owns `<deployment>-<service>-<volume>` (the container's own
+/// name while `count = 1`), instance n > 1 owns
+/// `<deployment>-<service>-<n>-<volume>` (its container's name).
+pub fn volume_owner(deployment: &str, service: &str, index: u32) -> String {
+    if index <= 1 {
+        format!("{deployment}-{service}")
+    } else {
+        format!("{deployment}-{service}-{index}")
+    }
+}
+
+/// Resolve every instance of a deployment into its spec.
+///
+/// `images` maps image references to what the engine knows about them; an
+/// image missing from it (not pulled yet, for `plan`) gives an empty
+/// `image_id` and no image-declared volumes or ports.
+pub fn resolve(
+    deployment: &Deployment,
+    images: &BTreeMap<String, ImageInfo>,
+    integration: Integration,
+) -> Vec<InstanceSpec> {
+    let network = names::network_name(&deployment.name);
+    // Extra aliases a service is reached by: the aliases links give it.
+    let mut link_aliases: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for svc in deployment.services.values() {
+        for link in &svc.links {
+            if link.alias != link.target {
+                link_aliases
+                    .entry(link.target.as_str())
+                    .or_default()
+                    .push(link.alias.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for svc in deployment.services.values() {
+        let image = images.get(&svc.image);
+        let mut env = BTreeMap::new();
+        for inst in deployment.service_instances(svc) {
+            env.clear();
+            for link in &svc.links {
+                let Some(target) = deployment.services.get(&link.target) else {
+                    continue;
+                };
+                let mut ports: Vec<(u16, Protocol)> = images
+                    .get(&target.image)
+                    .map(|i| i.exposed_ports.clone())
+                    .unwrap_or_default();
+                ports.extend(target.ports.iter().map(|p| (p.container_port, p.protocol)));
+                env.extend(link_variables(
+                    &inst.container,
+                    &link.alias,
+                    &target.name,
+                    &ports,
+                ));
+            }
+            // The file's env wins over link variables of the same name.
+            env.extend(svc.env.clone());
+            out.push(instance_spec(
+                deployment,
+                &inst,
+                image,
+                &network,
+                env.clone(),
+                link_aliases.get(svc.name.as_str()),
+                integration,
+            ));
+        }
+    }
+    out
+}
+
+fn instance_spec(
+    deployment: &Deployment,
+    inst: &InstanceRef,
+    image: Option<&ImageInfo>,
+    network: &str,
+    env: BTreeMap<String, String>,
+    extra_aliases: Option<&Vec<String>>,
+    integration: Integration,
+) -> InstanceSpec {
+    // `instance_spec` is only called for instances of services in the deployment.
+    let svc = &deployment.services[&inst.service];
+    let owner = volume_owner(&deployment.name, &svc.name, inst.index);
+    let mut mounts: Vec<MountSpec> = svc
+        .volumes
+        .iter()
+        .map(|v| MountSpec {
+            target: v.target.clone(),
+            source: match &v.source {
+                VolumeSource::Named(n) => MountSource::Volume {
+                    name: names::volume_name(&owner, n),
+                    from_image: false,
+                },
+                VolumeSource::Bind(p) => MountSource::Bind { path: p.clone() },
+            },
+            read_only: v.read_only,
+        })
+        .collect();
+    if let Some(image) = image {
+        for path in &image.volumes {
+            let norm = path.trim_end_matches('/');
+            if mounts
+                .iter()
+                .any(|m| m.target.trim_end_matches('/') == norm)
+            {
+                continue;
+            }
+            mounts.push(MountSpec {
+                target: path.clone(),
+                source: MountSource::Volume {
+                    name: names::image_volume_name(&owner, path),
+                    from_image: true,
+                },
+                read_only: false,
+            });
+        }
+    }
+    let mut aliases = vec![svc.name.clone()];
+    if svc.count > 1 {
+        aliases.push(inst.container.clone());
+    }
+    if let Some(extra) = extra_aliases {
+        for a in extra {
+            if !aliases.contains(a) {
+                aliases.push(a.clone());
+            }
+        }
+    }
+    InstanceSpec {
+        deployment: deployment.name.clone(),
+        service: svc.name.clone(),
+        index: inst.index,
+        container: inst.container.clone(),
+        image: svc.image.clone(),
+        image_id: image.map(|i| i.id.clone()).unwrap_or_default(),
+        command: svc.command.clone(),
+        entrypoint: svc.entrypoint.clone(),
+        env,
+        ports: svc.ports.clone(),
+        mounts,
+        network: network.to_string(),
+        aliases,
+        labels: svc.labels.clone(),
+        restart: svc.restart,
+        docker_restart: integration.docker_restart(svc.restart).to_string(),
+        user: svc.user.clone(),
+        workdir: svc.workdir.clone(),
+        hostname: svc.hostname.clone(),
+        memory: svc.memory,
+        cpus: svc.cpus,
+        read_only: svc.read_only,
+        tmpfs: svc.tmpfs.clone(),
+        cap_add: svc.cap_add.clone(),
+        cap_drop: svc.cap_drop.clone(),
+        privileged: svc.privileged,
+        stop_signal: svc.stop_signal.clone(),
+        stop_timeout: svc.stop_timeout_secs(),
+    }
+}
+
+impl InstanceSpec {
+    /// `sha256:<hex>` of the spec's canonical JSON (maps are sorted, field
+    /// order is fixed): the `berth.spec-hash` label.
+    pub fn hash(&self) -> String {
+        // Serialising this struct cannot fail: every field is a plain value
+        // and every map has string keys.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let digest = Sha256::digest(&json);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+
+    /// The instance this spec is for.
+    pub fn instance_ref(&self) -> InstanceRef {
+        InstanceRef {
+            deployment: self.deployment.clone(),
+            service: self.service.clone(),
+            index: self.index,
+            container: self.container.clone(),
+        }
+    }
+
+    /// Named volumes the instance mounts: (engine name, container path).
+    pub fn volume_names(&self) -> Vec<(&str, &str)> {
+        self.mounts
+            .iter()
+            .filter_map(|m| match &m.source {
+                MountSource::Volume { name, .. } => Some((name.as_str(), m.target.as_str())),
+                MountSource::Bind { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The labels every object of this instance carries (container and its
+    /// volumes), given the revision that creates it.
+    pub fn berth_labels(&self, revision: u64) -> BTreeMap<String, String> {
+        let mut l = BTreeMap::new();
+        l.insert(names::LABEL_DEPLOYMENT.into(), self.deployment.clone());
+        l.insert(names::LABEL_SERVICE.into(), self.service.clone());
+        l.insert(names::LABEL_INSTANCE.into(), self.index.to_string());
+        l.insert(names::LABEL_REVISION.into(), revision.to_string());
+        l
+    }
+
+    /// A readable list of what differs between `self` (before) and `other`
+    /// (after): `env.FOO: "a" → "b"`, `image_id: ...`. Empty when equal.
+    pub fn diff(&self, other: &InstanceSpec) -> Vec<String> {
+        let a = serde_json::to_value(self).unwrap_or_default();
+        let b = serde_json::to_value(other).unwrap_or_default();
+        let mut out = Vec::new();
+        diff_values("", &a, &b, &mut out);
+        out
+    }
+
+    /// Read a spec written by [`InstanceSpec::write`]; `None` if there is none.
+    pub fn read(state: &StateDir, container: &str) -> Result<Option<InstanceSpec>> {
+        let path = state.instance_file(container);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            Error::Runtime(format!(
+                "{}: corrupt instance spec ({e}); run `berth apply` to rewrite it",
+                path.display()
+            ))
+        })
+    }
+
+    /// Write the spec to `<state>/instances/<container>.json`, mode 0600 in a
+    /// 0700 directory, atomically (a reader sees the old or the new file,
+    /// never a partial one).
+    pub fn write(&self, state: &StateDir) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::Runtime(format!("cannot serialise instance spec: {e}")))?;
+        let path = state.instance_file(&self.container);
+        // Unchanged: leave the file alone (a no-op apply writes nothing).
+        if std::fs::read(&path).ok().as_deref() == Some(json.as_slice()) {
+            return Ok(());
+        }
+        write_private(&path, &json)
+    }
+
+    /// Every instance spec in the state directory that belongs to `deployment`.
+    pub fn read_all(state: &StateDir, deployment: &str) -> Result<Vec<InstanceSpec>> {
+        let dir = state.instances_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let name = entry.file_name();
+            let Some(container) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            // Only files whose name says they could belong to this deployment.
+            if !container.starts_with(&format!("{deployment}-")) {
+                continue;
+            }
+            if let Ok(Some(spec)) = InstanceSpec::read(state, container)
+                && spec.deployment == deployment
+            {
+                out.push(spec);
+            }
+        }
+        out.sort_by(|a, b| a.container.cmp(&b.container));
+        Ok(out)
+    }
+}
+
+/// Path of the marker that says an operator stopped an instance
+/// (`berth stop`): `<state>/instances/<container>.stopped`.
+///
+/// While it exists, `apply` and `up` never start the instance, not even
+/// when its spec changed (a changed instance is recreated but left
+/// stopped); `berth start` removes it.
+pub fn stopped_marker(state: &StateDir, container: &str) -> PathBuf {
+    state.instances_dir().join(format!("{container}.stopped"))
+}
+
+/// True when the operator stopped this instance (see [`stopped_marker`]).
+pub fn is_stopped_by_operator(state: &StateDir, container: &str) -> bool {
+    stopped_marker(state, container).exists()
+}
+
+/// Write `data` to `path` atomically with mode 0600, creating the parent
+/// directory with mode 0700 if needed.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::Runtime(format!("{}: no parent directory", path.display())))?;
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.write_all(data).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+fn diff_values(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    if a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(ma), Value::Object(mb)) => {
+            let mut keys: Vec<&String> = ma.keys().chain(mb.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let null = Value::Null;
+                diff_values(
+                    &p,
+                    ma.get(k).unwrap_or(&null),
+                    mb.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        _ => out.push(format!("{path}: {} → {}", short(a), short(b))),
+    }
+}
+
+fn short(v: &serde_json::Value) -> String {
+    let s = match v {
+        serde_json::Value::Null => "(none)".to_string(),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 80 {
+        let cut: String = s.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep() -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "name": "ex",
+            "services": {
+                "mail": {"name": "mail", "image": "mailimg", "count": 1,
+                          "ports": [{"host_port": 2525, "container_port": 25}],
+                          "volumes": [{"source": {"named": "spool"}, "target": "/var/spool/exim4"}]},
+                "web": {"name": "web", "image": "webimg", "count": 2,
+                         "links": [{"target": "mail", "alias": "smtp"}],
+                         "env": {"SMTP_PORT": "overridden"}}
+            }
+        }))
+        .unwrap_or_else(|e| panic!("test model: {e}"))
+    }
+
+    fn images() -> BTreeMap<String, ImageInfo> {
+        BTreeMap::from([
+            (
+                "mailimg".to_string(),
+                ImageInfo {
+                    id: "sha256:m".into(),
+                    exposed_ports: vec![(143, Protocol::Tcp), (25, Protocol::Tcp)],
+                    volumes: vec!["/var/spool/exim4".into(), "/var/mail".into()],
+                },
+            ),
+            (
+                "webimg".to_string(),
+                ImageInfo {
+                    id: "sha256:w".into(),
+                    ..Default::default()
+                },
+            ),
+        ])
+    }
+
+    #[test]
+    fn link_variables_follow_docker_link_conventions() {
+        let env = link_variables(
+            "ex-web",
+            "db",
+            "mail",
+            &[(5432, Protocol::Tcp), (53, Protocol::Udp)],
+        );
+        assert_eq!(env["DB_NAME"], "/ex-web/db");
+        assert_eq!(env["DB_PORT"], "udp://mail:53");
+        assert_eq!(env["DB_PORT_5432_TCP"], "tcp://mail:5432");
+        assert_eq!(env["DB_PORT_5432_TCP_ADDR"], "mail");
+        assert_eq!(env["DB_PORT_5432_TCP_PORT"], "5432");
+        assert_eq!(env["DB_PORT_5432_TCP_PROTO"], "tcp");
+        assert_eq!(env["DB_PORT_53_UDP_PROTO"], "udp");
+        assert_eq!(link_prefix("my-db.x"), "MY_DB_X");
+    }
+
+    #[test]
+    fn resolve_fills_volumes_aliases_links_and_policies() {
+        let specs = resolve(&dep(), &images(), Integration::Docker);
+        let names: Vec<&str> = specs.iter().map(|s| s.container.as_str()).collect();
+        assert_eq!(names, ["ex-mail", "ex-web-1", "ex-web-2"]);
+        let mail = &specs[0];
+        assert_eq!(mail.image_id, "sha256:m");
+        assert_eq!(mail.docker_restart, "unless-stopped");
+        // The file's volume covers the image's path; the other path gets its own.
+        let vols = mail.volume_names();
+        assert_eq!(
+            vols,
+            vec![
+                ("ex-mail-spool", "/var/spool/exim4"),
+                (
+                    names::image_volume_name("ex-mail", "/var/mail").as_str(),
+                    "/var/mail"
+                )
+            ]
+        );
+        assert_eq!(mail.aliases, ["mail", "smtp"]);
+        let web = &specs[1];
+        assert_eq!(web.aliases, ["web", "ex-web-1"]);
+        assert_eq!(web.env["SMTP_PORT_143_TCP_ADDR"], "mail");
+        assert_eq!(web.env["SMTP_PORT_25_TCP"], "tcp://mail:25");
+        assert!(
+            !web.env.contains_key("SMTP_PORT_2525_TCP"),
+            "container ports, not host ports"
+        );
+        assert_eq!(web.env["SMTP_NAME"], "/ex-web-1/smtp");
+        assert_eq!(web.env["SMTP_PORT"], "overridden", "the file's env wins");
+        let sd = resolve(&dep(), &images(), Integration::Systemd);
+        assert_eq!(sd[0].docker_restart, "no");
+    }
+
+    #[test]
+    fn hash_is_stable_and_diff_names_fields() {
+        let a = resolve(&dep(), &images(), Integration::Docker);
+        let b = resolve(&dep(), &images(), Integration::Docker);
+        assert_eq!(a[0].hash(), b[0].hash());
+        let mut c = a[0].clone();
+        c.env.insert("NEW".into(), "1".into());
+        c.image_id = "sha256:n".into();
+        assert_ne!(a[0].hash(), c.hash());
+        let d = a[0].diff(&c);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d.iter().any(|l| l.starts_with("env.NEW: (none) → \"1\"")));
+        assert!(d.iter().any(|l| l.starts_with("image_id:")));
+    }
+
+    #[test]
+    fn private_files_are_atomic_and_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = StateDir::new(dir.path().join("state"));
+        let spec = resolve(&dep(), &images(), Integration::Docker).remove(0);
+        spec.write(&state).unwrap_or_else(|e| panic!("{e}"));
+        let meta =
+            std::fs::metadata(state.instance_file("ex-mail")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let dmeta = std::fs::metadata(state.instances_dir()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dmeta.permissions().mode() & 0o777, 0o700);
+        let back = InstanceSpec::read(&state, "ex-mail").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.as_ref(), Some(&spec));
+        assert_eq!(
+            InstanceSpec::read_all(&state, "ex").map(|v| v.len()).ok(),
+            Some(1)
+        );
+        assert_eq!(
+            InstanceSpec::read_all(&state, "e").map(|v| v.len()).ok(),
+            Some(0)
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! `berth backup`: every volume of the chosen instances into one archive
+//! (see [`super::format`]), streamed: the engine's tar stream of a volume is
+//! hashed and cut into parts on the way to the compressor, so memory stays
+//! bounded whatever the volume's size.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use indicatif::ProgressBar;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::format::{
+    ArchiveWriter, FORMAT, InstanceEntry, Manifest, PART_SIZE, VolumeEntry, hex, part_path,
+};
+use super::instances::{self, DataInstance, DataVolume};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::state::StateDir;
+
+/// How to take a backup.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Copy while the instances run (no stop/start). Faster, no downtime,
+    /// but files being written during the copy may be inconsistent.
+    pub live: bool,
+}
+
+const INTERRUPTED: &str = "backup interrupted";
+
+fn write_error(e: std::io::Error) -> Error {
+    Error::Runtime(format!(
+        "cannot write the backup: {e}; no volume was changed"
+    ))
+}
+
+enum Msg {
+    Member(String, Bytes),
+    Finish(Box<Manifest>),
+}
+
+/// Write a backup of `instances` (all of one deployment) to `out`.
+///
+/// Unless `opts.live`, each running instance is stopped (the way its
+/// integration expects, see [`instances::stop`]) while its volumes are
+/// copied and started again afterwards, also when the copy fails.
+pub async fn backup<W: Write + Send + 'static>(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &str,
+    instances: &[DataInstance],
+    out: W,
+    opts: &BackupOptions,
+    progress: &ProgressBar,
+) -> Result<(Manifest, W)> {
+    let (tx, mut rx) = mpsc::channel::<Msg>(2);
+    let dep = deployment.to_string();
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<W> {
+        let mut w = ArchiveWriter::new(out, &dep)?;
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Msg::Member(path, data) => w.member(&path, &data)?,
+                Msg::Finish(m) => return w.finish(&m),
+            }
+        }
+        Err(std::io::Error::other(INTERRUPTED))
+    });
+
+    let copied = copy_all(engine, state, deployment, instances, opts, progress, &tx).await;
+    let manifest = match copied {
+        Ok(m) => m,
+        Err(e) => {
+            drop(tx);
+            // A writer that failed first (disk full, ...) is the real cause.
+            return match writer.await {
+                Ok(Err(w)) if w.to_string() != INTERRUPTED => Err(write_error(w)),
+                _ => Err(e),
+            };
+        }
+    };
+    let sent = tx.send(Msg::Finish(Box::new(manifest.clone()))).await;
+    drop(tx);
+    let out = writer
+        .await
+        .map_err(|e| Error::Runtime(format!("backup writer failed: {e}")))?
+        .map_err(write_error)?;
+    if sent.is_err() {
+        return Err(Error::Runtime(
+            "cannot write the backup: writer stopped".into(),
+        ));
+    }
+    Ok((manifest, out))
+}
+
+async fn copy_all(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &str,
+    instances: &[DataInstance],
+    opts: &BackupOptions,
+    progress: &ProgressBar,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<Manifest> {
+    let mut manifest = Manifest {
+        format: FORMAT.into(),
+        berth_version: env!("CARGO_PKG_VERSION").into(),
+        created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        deployment: deployment.to_string(),
+        consistent: !opts.live,
+        instances: Vec::new(),
+    };
+    for inst in instances {
+        let Some(image) = inst.carrier_image() else {
+            return Err(Error::Runtime(format!(
+                "instance {} has no container and no recorded image to read its volumes through; run `berth apply` first",
+                inst.container
+            )));
+        };
+        let image = image.to_string();
+        let stopped = if opts.live {
+            instances::Stopped::NotRunning
+        } else {
+            progress.set_message(format!("stopping {}", inst.container));
+            instances::stop(engine, state, inst).await?
+        };
+        let mut entries = Vec::new();
+        let mut result = Ok(());
+        for vol in &inst.volumes {
+            match copy_volume(engine, inst, vol, &image, progress, tx).await {
+                Ok(e) => entries.push(e),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        // Start it again whatever happened to the copy.
+        progress.set_message(format!("starting {}", inst.container));
+        let started = instances::start(engine, stopped).await;
+        match (result, started) {
+            (Err(e), Ok(())) => return Err(e),
+            (Err(e), Err(s)) => {
+                return Err(Error::Runtime(format!(
+                    "{e}; and starting {} again failed too: {s}",
+                    inst.container
+                )));
+            }
+            (Ok(()), Err(s)) => {
+                return Err(Error::Runtime(format!(
+                    "the copy of {} succeeded but starting it again failed: {s}",
+                    inst.container
+                )));
+            }
+            (Ok(()), Ok(())) => {}
+        }
+        manifest.instances.push(InstanceEntry {
+            service: inst.service.clone(),
+            instance: inst.index,
+            container: inst.container.clone(),
+            image: inst.image.clone(),
+            image_id: inst.image_id.clone(),
+            volumes: entries,
+        });
+    }
+    Ok(manifest)
+}
+
+async fn copy_volume(
+    engine: &Engine,
+    inst: &DataInstance,
+    vol: &DataVolume,
+    image: &str,
+    progress: &ProgressBar,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<VolumeEntry> {
+    progress.set_message(format!("copying {}", vol.name));
+    let carrier = engine
+        .create_carrier(image, &vol.name, &inst.labels(), "backup")
+        .await?;
+    let copied = stream_volume(engine, &carrier, &vol.name, progress, tx).await;
+    let removed = engine.remove_carrier(&carrier).await;
+    let (size, sha256, parts) = copied?;
+    removed?;
+    let key = vol
+        .name
+        .strip_prefix(&format!("{}-", inst.container))
+        .unwrap_or(&vol.name)
+        .to_string();
+    Ok(VolumeEntry {
+        name: vol.name.clone(),
+        key,
+        mount_path: vol.mount_path.clone(),
+        from_image: vol.from_image,
+        size,
+        sha256,
+        parts,
+    })
+}
+
+async fn stream_volume(
+    engine: &Engine,
+    carrier: &crate::engine::archive::Carrier,
+    volume: &str,
+    progress: &ProgressBar,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(u64, String, u32)> {
+    let closed = || Error::Runtime("cannot write the backup (the writer stopped)".into());
+    let mut stream = Box::pin(engine.download_volume(carrier));
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut parts = 0u32;
+    let mut buf = BytesMut::with_capacity(PART_SIZE);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        progress.inc(chunk.len() as u64);
+        buf.extend_from_slice(&chunk);
+        if buf.len() >= PART_SIZE {
+            let data = std::mem::replace(&mut buf, BytesMut::with_capacity(PART_SIZE)).freeze();
+            tx.send(Msg::Member(part_path(volume, parts), data))
+                .await
+                .map_err(|_| closed())?;
+            parts += 1;
+        }
+    }
+    if !buf.is_empty() || parts == 0 {
+        tx.send(Msg::Member(part_path(volume, parts), buf.freeze()))
+            .await
+            .map_err(|_| closed())?;
+        parts += 1;
+    }
+    Ok((size, hex(&hasher.finalize()), parts))
+}
+
+/// Back up into a file: written to `<file>.partial` and renamed into place
+/// only when complete, so a failed backup never leaves a file that looks
+/// like a good one (nor replaces an older good one).
+pub async fn backup_to_file(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &str,
+    instances: &[DataInstance],
+    file: &Path,
+    opts: &BackupOptions,
+    progress: &ProgressBar,
+) -> Result<Manifest> {
+    let partial = partial_path(file);
+    let f = std::fs::File::create(&partial).map_err(|e| Error::io(&partial, e))?;
+    let out = std::io::BufWriter::with_capacity(1 << 20, f);
+    match backup(engine, state, deployment, instances, out, opts, progress).await {
+        Ok((manifest, out)) => {
+            let f = out
+                .into_inner()
+                .map_err(|e| Error::io(&partial, e.into_error()))?;
+            f.sync_all().map_err(|e| Error::io(&partial, e))?;
+            std::fs::rename(&partial, file).map_err(|e| Error::io(file, e))?;
+            Ok(manifest)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+fn partial_path(file: &Path) -> PathBuf {
+    let mut name = file.file_name().map(|n| n.to_owned()).unwrap_or_default();
+    name.push(".partial");
+    file.with_file_name(name)
+}

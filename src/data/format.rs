@@ -1,0 +1,402 @@
+//! The backup archive: one zstd-compressed tar stream.
+//!
+//! ```text
+//! berth-backup                    "berth-backup/1\n<deployment>\n": what this file is
+//! volumes/<volume>/000000         the volume's tar stream, in parts of about
+//! volumes/<volume>/000001         PART_SIZE bytes (a tar member needs its size
+//! ...                             before its data; parts keep memory bounded)
+//! manifest.json                   written LAST: sizes and sha256 are known only then
+//! ```
+//!
+//! A volume's payload is the concatenation of its parts: the engine's own tar
+//! stream of the volume, entries rooted at `berth-volume/`. Because the
+//! manifest comes last, a truncated archive has none and is refused; the zstd
+//! frame carries its own checksum, and every payload is checked against the
+//! manifest's sha256 before anything is restored.
+//!
+//! By hand: `tar --zstd -xf backup.tar.zst` then
+//! `cat volumes/NAME/* | tar -tv` lists a volume.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// First line of the `berth-backup` member, and `format` in the manifest.
+pub const FORMAT: &str = "berth-backup/1";
+/// Name of the identifying first member.
+pub const MARKER: &str = "berth-backup";
+/// Name of the manifest member (the last one).
+pub const MANIFEST: &str = "manifest.json";
+/// Size a volume's stream is cut into. One part is held in memory at a time.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// zstd level: 3 is zstd's default, fast enough to keep up with the engine.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// What a backup holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: String,
+    /// Version of berth that wrote it.
+    pub berth_version: String,
+    /// RFC 3339 time the backup started.
+    pub created_at: String,
+    /// Deployment the volumes belong to.
+    pub deployment: String,
+    /// True when every instance was stopped during its copy (not `--live`).
+    pub consistent: bool,
+    pub instances: Vec<InstanceEntry>,
+}
+
+/// One instance and its volumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceEntry {
+    pub service: String,
+    /// 1-based instance number.
+    pub instance: u32,
+    /// Container name on the source host.
+    pub container: String,
+    /// Image reference the instance ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image ID the instance ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    pub volumes: Vec<VolumeEntry>,
+}
+
+/// One volume's payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeEntry {
+    /// Volume name on the source host.
+    pub name: String,
+    /// The name without the `<container>-` prefix: what maps it onto another
+    /// deployment's volume.
+    pub key: String,
+    /// Where the instance mounts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_path: Option<String>,
+    /// True for a volume persisting an image-declared `VOLUME`.
+    #[serde(default)]
+    pub from_image: bool,
+    /// Bytes of payload (the volume's tar stream).
+    pub size: u64,
+    /// Hex sha256 of the payload.
+    pub sha256: String,
+    /// Number of parts.
+    pub parts: u32,
+}
+
+impl Manifest {
+    /// Every volume with its instance.
+    pub fn volumes(&self) -> impl Iterator<Item = (&InstanceEntry, &VolumeEntry)> {
+        self.instances
+            .iter()
+            .flat_map(|i| i.volumes.iter().map(move |v| (i, v)))
+    }
+}
+
+/// Archive member name of a volume's part.
+pub fn part_path(volume: &str, part: u32) -> String {
+    format!("volumes/{volume}/{part:06}")
+}
+
+/// Split a member name into (volume, part) if it is a volume part.
+pub fn parse_part_path(path: &str) -> Option<(&str, u32)> {
+    let rest = path.strip_prefix("volumes/")?;
+    let (volume, part) = rest.split_once('/')?;
+    if volume.is_empty() || part.len() != 6 || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((volume, part.parse().ok()?))
+}
+
+/// Writes the archive: members in order, zstd-compressed, to any writer.
+pub struct ArchiveWriter<W: Write> {
+    tar: tar::Builder<zstd::Encoder<'static, W>>,
+    mtime: u64,
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    pub fn new(out: W, deployment: &str) -> std::io::Result<Self> {
+        let mut enc = zstd::Encoder::new(out, ZSTD_LEVEL)?;
+        enc.include_checksum(true)?;
+        let mtime = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut w = Self {
+            tar: tar::Builder::new(enc),
+            mtime,
+        };
+        w.member(MARKER, format!("{FORMAT}\n{deployment}\n").as_bytes())?;
+        Ok(w)
+    }
+
+    /// Append one member.
+    pub fn member(&mut self, path: &str, data: &[u8]) -> std::io::Result<()> {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(path)?;
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        h.set_mtime(self.mtime);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        self.tar.append(&h, data)
+    }
+
+    /// Append the manifest and finish the compressed stream; returns the writer.
+    pub fn finish(mut self, manifest: &Manifest) -> std::io::Result<W> {
+        let json = serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?;
+        self.member(MANIFEST, &json)?;
+        let enc = self.tar.into_inner()?;
+        let mut out = enc.finish()?;
+        out.flush()?;
+        Ok(out)
+    }
+}
+
+/// What reading an archive yields, member by member.
+pub enum Event {
+    /// The next part of a volume's payload (parts come in order).
+    Part { volume: String, data: Bytes },
+    /// The manifest (the last member).
+    Manifest(Box<Manifest>),
+}
+
+/// Read an archive from start to end, calling `f` for each volume part and
+/// the manifest, and check its structure: the marker first, parts of a
+/// volume contiguous and numbered from 0, the manifest last and matching the
+/// payloads (size, sha256, number of parts) exactly. `what` names the
+/// archive in messages. Returns the manifest.
+pub fn read_archive(
+    input: impl Read,
+    what: &str,
+    mut f: impl FnMut(Event) -> Result<()>,
+) -> Result<Manifest> {
+    let bad = |msg: String| Error::Usage(format!("{what}: {msg}"));
+    let io_bad = |e: std::io::Error| {
+        Error::Usage(format!(
+            "{what}: the archive is truncated or corrupt ({e}); nothing was restored"
+        ))
+    };
+    let dec = zstd::Decoder::new(input).map_err(io_bad)?;
+    let mut tar = tar::Archive::new(dec);
+    let mut seen_marker = false;
+    let mut manifest: Option<Manifest> = None;
+    // Per volume: (size, hasher, parts) in order of appearance.
+    let mut payloads: Vec<(String, u64, Sha256, u32)> = Vec::new();
+    let entries = tar.entries().map_err(io_bad)?;
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) if !seen_marker => {
+                return Err(bad(format!(
+                    "not a berth backup, or truncated or corrupt at its start ({e}); nothing was restored"
+                )));
+            }
+            Err(e) => return Err(io_bad(e)),
+        };
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if manifest.is_some() {
+            return Err(bad(format!(
+                "unexpected member {path:?} after the manifest; not a berth backup"
+            )));
+        }
+        if !seen_marker {
+            if path != MARKER {
+                return Err(bad(format!(
+                    "not a berth backup (first member is {path:?}, expected {MARKER:?})"
+                )));
+            }
+            let mut text = String::new();
+            entry
+                .by_ref()
+                .take(4096)
+                .read_to_string(&mut text)
+                .map_err(io_bad)?;
+            if text.lines().next() != Some(FORMAT) {
+                return Err(bad(format!(
+                    "unsupported backup format {:?} (this berth reads {FORMAT})",
+                    text.lines().next().unwrap_or("")
+                )));
+            }
+            seen_marker = true;
+            continue;
+        }
+        if path == MANIFEST {
+            let mut json = Vec::new();
+            entry
+                .by_ref()
+                .take(64 * 1024 * 1024)
+                .read_to_end(&mut json)
+                .map_err(io_bad)?;
+            let m: Manifest = serde_json::from_slice(&json)
+                .map_err(|e| bad(format!("the manifest is corrupt ({e})")))?;
+            manifest = Some(m);
+            continue;
+        }
+        let Some((volume, part)) = parse_part_path(&path) else {
+            return Err(bad(format!(
+                "unexpected member {path:?}; not a berth backup"
+            )));
+        };
+        let volume = volume.to_string();
+        let expected_part = match payloads.last_mut() {
+            Some((v, _, _, parts)) if *v == volume => *parts,
+            _ => {
+                if payloads.iter().any(|(v, ..)| *v == volume) {
+                    return Err(bad(format!("parts of volume {volume} are not contiguous")));
+                }
+                payloads.push((volume.clone(), 0, Sha256::new(), 0));
+                0
+            }
+        };
+        if part != expected_part {
+            return Err(bad(format!(
+                "volume {volume}: part {part} where part {expected_part} was expected"
+            )));
+        }
+        let mut data = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
+        entry.read_to_end(&mut data).map_err(io_bad)?;
+        if let Some((_, size, hasher, parts)) = payloads.last_mut() {
+            *size += data.len() as u64;
+            hasher.update(&data);
+            *parts += 1;
+        }
+        f(Event::Part {
+            volume,
+            data: Bytes::from(data),
+        })?;
+    }
+    // Read the compressed stream to its very end: that is where zstd checks
+    // the frame's checksum, and where a cut-off tail shows.
+    let mut rest = tar.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(io_bad)?;
+    if !seen_marker {
+        return Err(bad("empty archive; not a berth backup".into()));
+    }
+    let Some(manifest) = manifest else {
+        return Err(bad(
+            "the archive is truncated: it ends before its manifest; nothing was restored".into(),
+        ));
+    };
+    if manifest.format != FORMAT {
+        return Err(bad(format!(
+            "unsupported backup format {:?} (this berth reads {FORMAT})",
+            manifest.format
+        )));
+    }
+    let mut found: BTreeMap<String, (u64, String, u32)> = payloads
+        .into_iter()
+        .map(|(v, size, h, parts)| (v, (size, hex(&h.finalize()), parts)))
+        .collect();
+    for (_, vol) in manifest.volumes() {
+        let Some((size, sha, parts)) = found.remove(&vol.name) else {
+            return Err(bad(format!(
+                "volume {} is listed in the manifest but its data is missing",
+                vol.name
+            )));
+        };
+        if size != vol.size || sha != vol.sha256 || parts != vol.parts {
+            return Err(bad(format!(
+                "volume {}: checksum mismatch (data is {size} bytes, sha256 {sha}; the manifest says {} bytes, sha256 {}): the archive is corrupt; nothing was restored",
+                vol.name, vol.size, vol.sha256
+            )));
+        }
+    }
+    if let Some(extra) = found.keys().next() {
+        return Err(bad(format!(
+            "volume {extra} has data but is not in the manifest"
+        )));
+    }
+    f(Event::Manifest(Box::new(manifest.clone())))?;
+    Ok(manifest)
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(payload: &[u8]) -> (Vec<u8>, Manifest) {
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            berth_version: "0".into(),
+            created_at: "now".into(),
+            deployment: "d".into(),
+            consistent: true,
+            instances: vec![InstanceEntry {
+                service: "s".into(),
+                instance: 1,
+                container: "d-s".into(),
+                image: None,
+                image_id: None,
+                volumes: vec![VolumeEntry {
+                    name: "d-s-v".into(),
+                    key: "v".into(),
+                    mount_path: Some("/v".into()),
+                    from_image: false,
+                    size: payload.len() as u64,
+                    sha256: hex(&Sha256::digest(payload)),
+                    parts: 2,
+                }],
+            }],
+        };
+        let mut w = ArchiveWriter::new(Vec::new(), "d").unwrap();
+        let (a, b) = payload.split_at(payload.len() / 2);
+        w.member(&part_path("d-s-v", 0), a).unwrap();
+        w.member(&part_path("d-s-v", 1), b).unwrap();
+        (w.finish(&manifest).unwrap(), manifest)
+    }
+
+    #[test]
+    fn round_trip_and_payload_order() {
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (bytes, manifest) = sample(&payload);
+        let mut got = Vec::new();
+        let m = read_archive(&bytes[..], "x", |e| {
+            if let Event::Part { data, .. } = e {
+                got.extend_from_slice(&data);
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(m, manifest);
+        assert_eq!(got, payload);
+    }
+
+    #[test]
+    fn truncated_and_corrupt_archives_are_refused() {
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 253) as u8).collect();
+        let (bytes, _) = sample(&payload);
+        for cut in [bytes.len() - 1, bytes.len() / 2, 10] {
+            let e = read_archive(&bytes[..cut], "x", |_| Ok(())).unwrap_err();
+            assert!(
+                e.to_string().contains("truncated") || e.to_string().contains("corrupt"),
+                "{e}"
+            );
+        }
+        let mut flipped = bytes.clone();
+        let at = flipped.len() / 2;
+        flipped[at] ^= 0x01;
+        assert!(read_archive(&flipped[..], "x", |_| Ok(())).is_err());
+        assert!(read_archive(&b"plain text"[..], "x", |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn part_paths() {
+        assert_eq!(parse_part_path(&part_path("a-b", 3)), Some(("a-b", 3)));
+        assert_eq!(parse_part_path("volumes/a/1"), None);
+        assert_eq!(parse_part_path("manifest.json"), None);
+    }
+}

@@ -1,0 +1,343 @@
+//! Which instances of a deployment have data, where it is mounted, and how
+//! to stop and start an instance around a copy.
+//!
+//! The engine is the source of truth: berth-owned volumes carry
+//! `berth.deployment`, `berth.service` and `berth.instance` labels (and, for
+//! image-declared paths, `berth.volume-path`). The instance's container (found
+//! by the same labels) and its spec in the state directory add mount paths
+//! and the image; neither has to exist (a stopped `systemd` instance has no
+//! container, a fresh host has no state).
+
+use std::collections::BTreeMap;
+
+use crate::apply::instance::{InstanceSpec, MountSource, stopped_marker};
+use crate::engine::Engine;
+use crate::engine::archive::LABEL_CARRIER;
+use crate::error::{Error, Result};
+use crate::names;
+use crate::state::StateDir;
+
+/// One volume of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataVolume {
+    pub name: String,
+    /// Where the instance mounts it, when known.
+    pub mount_path: Option<String>,
+    /// Persists an image-declared `VOLUME`.
+    pub from_image: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One instance with data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataInstance {
+    pub deployment: String,
+    pub service: String,
+    pub index: u32,
+    pub container: String,
+    /// ID of its container, if one exists now.
+    pub container_id: Option<String>,
+    /// True when that container is running.
+    pub running: bool,
+    /// Image reference and ID the instance runs (container first, then spec).
+    pub image: Option<String>,
+    pub image_id: Option<String>,
+    /// Seconds between stop signal and SIGKILL.
+    pub stop_timeout: u64,
+    pub volumes: Vec<DataVolume>,
+}
+
+impl DataInstance {
+    /// The labels berth puts on this instance's volumes.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        instance_labels(&self.deployment, &self.service, self.index)
+    }
+
+    /// An image on this host to create carriers from.
+    pub fn carrier_image(&self) -> Option<&str> {
+        self.image_id.as_deref().or(self.image.as_deref())
+    }
+}
+
+/// `berth.deployment`, `berth.service`, `berth.instance`.
+pub fn instance_labels(deployment: &str, service: &str, index: u32) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (names::LABEL_DEPLOYMENT.to_string(), deployment.to_string()),
+        (names::LABEL_SERVICE.to_string(), service.to_string()),
+        (names::LABEL_INSTANCE.to_string(), index.to_string()),
+    ])
+}
+
+/// Every instance of `deployment` that has at least one berth-owned volume,
+/// by container name.
+pub async fn discover(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &str,
+) -> Result<Vec<DataInstance>> {
+    let volumes = engine.list_volumes(deployment).await?;
+    let containers: Vec<_> = engine
+        .list_containers(deployment, &[])
+        .await?
+        .into_iter()
+        .filter(|c| !c.labels.contains_key(LABEL_CARRIER))
+        .collect();
+    // A missing or unreadable state directory only loses the extra detail.
+    let specs = InstanceSpec::read_all(state, deployment).unwrap_or_default();
+
+    let mut groups: BTreeMap<(String, u32), Vec<crate::engine::volumes::VolumeInfo>> =
+        BTreeMap::new();
+    for v in volumes {
+        let (Some(service), Some(index)) = (
+            v.labels.get(names::LABEL_SERVICE).cloned(),
+            v.labels
+                .get(names::LABEL_INSTANCE)
+                .and_then(|i| i.parse::<u32>().ok()),
+        ) else {
+            tracing::warn!(
+                "volume {} is labelled for {deployment} but has no service/instance label; skipped",
+                v.name
+            );
+            continue;
+        };
+        groups.entry((service, index)).or_default().push(v);
+    }
+
+    let mut out = Vec::new();
+    for ((service, index), vols) in groups {
+        let container = containers
+            .iter()
+            .find(|c| c.service() == Some(service.as_str()) && c.instance() == Some(index));
+        let spec = specs
+            .iter()
+            .find(|s| s.service == service && s.index == index);
+        let name = match (container, spec) {
+            (Some(c), _) => c.name.clone(),
+            (None, Some(s)) => s.container.clone(),
+            (None, None) => {
+                // Derive from the volume names: `<d>-<s>-<n>-...` when the
+                // service runs several instances, `<d>-<s>-...` otherwise.
+                let multi = names::container_name(deployment, &service, index, 2);
+                if vols
+                    .iter()
+                    .all(|v| v.name.starts_with(&format!("{multi}-")))
+                {
+                    multi
+                } else {
+                    names::container_name(deployment, &service, index, 1)
+                }
+            }
+        };
+        let inspect = match container {
+            Some(c) => engine.inspect_container(&c.id).await?,
+            None => None,
+        };
+        let mut mounts: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(i) = &inspect {
+            for m in i.mounts.iter().flatten() {
+                if let (Some(n), Some(d)) = (&m.name, &m.destination) {
+                    mounts.insert(n.clone(), d.clone());
+                }
+            }
+        }
+        let mut from_image_spec: BTreeMap<String, bool> = BTreeMap::new();
+        if let Some(s) = spec {
+            for m in &s.mounts {
+                if let MountSource::Volume { name, from_image } = &m.source {
+                    mounts
+                        .entry(name.clone())
+                        .or_insert_with(|| m.target.clone());
+                    from_image_spec.insert(name.clone(), *from_image);
+                }
+            }
+        }
+        let data_volumes = vols
+            .into_iter()
+            .map(|v| {
+                let label_path = v.labels.get(names::LABEL_VOLUME_PATH).cloned();
+                DataVolume {
+                    mount_path: mounts.get(&v.name).cloned().or(label_path.clone()),
+                    from_image: from_image_spec
+                        .get(&v.name)
+                        .copied()
+                        .unwrap_or(label_path.is_some()),
+                    labels: v.labels,
+                    name: v.name,
+                }
+            })
+            .collect();
+        let stop_timeout = spec
+            .map(|s| s.stop_timeout)
+            .or_else(|| {
+                inspect
+                    .as_ref()
+                    .and_then(|i| i.config.as_ref())
+                    .and_then(|c| c.stop_timeout)
+                    .and_then(|t| u64::try_from(t).ok())
+            })
+            .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
+        out.push(DataInstance {
+            deployment: deployment.to_string(),
+            service,
+            index,
+            container: name,
+            container_id: container.map(|c| c.id.clone()),
+            running: container.is_some_and(|c| c.state == crate::engine::ContainerState::Running),
+            image: container
+                .map(|c| c.image.clone())
+                .filter(|i| !i.is_empty())
+                .or_else(|| spec.map(|s| s.image.clone())),
+            image_id: container
+                .map(|c| c.image_id.clone())
+                .filter(|i| !i.is_empty())
+                .or_else(|| spec.map(|s| s.image_id.clone()).filter(|i| !i.is_empty())),
+            stop_timeout,
+            volumes: data_volumes,
+        });
+    }
+    out.sort_by(|a, b| a.container.cmp(&b.container));
+    Ok(out)
+}
+
+/// Narrow `all` to the named services or instances (`mail`, `mail-2`,
+/// `<deployment>-mail-2`). An unknown name is a usage error.
+pub fn select(all: Vec<DataInstance>, wanted: &[String]) -> Result<Vec<DataInstance>> {
+    if wanted.is_empty() {
+        return Ok(all);
+    }
+    for w in wanted {
+        let known = all.iter().any(|i| matches(i, w));
+        if !known {
+            let mut services: Vec<&str> = all.iter().map(|i| i.service.as_str()).collect();
+            services.dedup();
+            return Err(Error::Usage(format!(
+                "no volumes of service or instance {w:?} in deployment {} (services with volumes: {})",
+                all.first().map(|i| i.deployment.as_str()).unwrap_or("?"),
+                if services.is_empty() {
+                    "none".to_string()
+                } else {
+                    services.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|i| wanted.iter().any(|w| matches(i, w)))
+        .collect())
+}
+
+fn matches(i: &DataInstance, w: &str) -> bool {
+    i.service == w
+        || i.container == w
+        || format!("{}-{}", i.service, i.index) == w
+        || i.container == format!("{}-{w}", i.deployment)
+}
+
+/// How an instance was stopped, so it is started again the same way.
+#[derive(Debug)]
+pub enum Stopped {
+    /// It was not running; leave it so.
+    NotRunning,
+    /// Stopped through the engine (`docker` integration or none known).
+    Engine { container: String },
+    /// Stopped through its systemd unit: the unit's supervisor owns the
+    /// container, and stopping the container alone would make systemd start
+    /// a fresh one in the middle of the copy.
+    Systemd { unit: String },
+    /// Under `berth up`: the operator's stop marker keeps the foreground
+    /// supervisor from restarting it during the copy; removed afterwards.
+    Foreground {
+        container: String,
+        marker: Option<std::path::PathBuf>,
+    },
+}
+
+/// Stop an instance for a consistent copy, the way its integration expects.
+pub async fn stop(engine: &Engine, state: &StateDir, inst: &DataInstance) -> Result<Stopped> {
+    if !inst.running {
+        return Ok(Stopped::NotRunning);
+    }
+    let integration = state
+        .read_current(&inst.deployment)
+        .ok()
+        .flatten()
+        .map(|r| r.integration);
+    match integration.as_deref() {
+        Some("systemd") => {
+            let unit = names::unit_name(&inst.container);
+            systemctl("stop", &unit).await?;
+            // The supervisor stops the container within its stop timeout;
+            // make sure it is down before copying.
+            engine
+                .stop_container(&inst.container, inst.stop_timeout)
+                .await?;
+            Ok(Stopped::Systemd { unit })
+        }
+        Some("foreground") => {
+            let path = stopped_marker(state, &inst.container);
+            let marker = if path.exists() {
+                None
+            } else {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                }
+                std::fs::write(&path, b"berth backup/restore\n")
+                    .map_err(|e| Error::io(&path, e))?;
+                Some(path)
+            };
+            engine
+                .stop_container(&inst.container, inst.stop_timeout)
+                .await?;
+            Ok(Stopped::Foreground {
+                container: inst.container.clone(),
+                marker,
+            })
+        }
+        _ => {
+            engine
+                .stop_container(&inst.container, inst.stop_timeout)
+                .await?;
+            Ok(Stopped::Engine {
+                container: inst.container.clone(),
+            })
+        }
+    }
+}
+
+/// Start an instance again the way [`stop`] stopped it.
+pub async fn start(engine: &Engine, stopped: Stopped) -> Result<()> {
+    match stopped {
+        Stopped::NotRunning => Ok(()),
+        Stopped::Engine { container } => engine.start_container(&container).await,
+        Stopped::Systemd { unit } => systemctl("start", &unit).await,
+        Stopped::Foreground { container, marker } => {
+            if let Some(m) = marker {
+                std::fs::remove_file(&m).map_err(|e| Error::io(&m, e))?;
+            }
+            // `berth up` may have removed the exited container; then it
+            // starts a fresh one itself now that the marker is gone.
+            match engine.inspect_container(&container).await? {
+                Some(_) => engine.start_container(&container).await,
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+async fn systemctl(verb: &str, unit: &str) -> Result<()> {
+    let out = tokio::process::Command::new("systemctl")
+        .arg(verb)
+        .arg(unit)
+        .output()
+        .await
+        .map_err(|e| Error::Runtime(format!("cannot run systemctl {verb} {unit}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Runtime(format!(
+            "systemctl {verb} {unit} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}

@@ -1,0 +1,649 @@
+//! `berth restore`: put a backup's volumes back.
+//!
+//! Order of work, so that a bad archive or a refusal touches nothing:
+//! 1. read the whole archive once and check every payload against the
+//!    manifest (size, sha256, parts; zstd's own frame checksum on the way);
+//! 2. map every volume onto its target (another deployment name maps by the
+//!    container-name prefix), check each existing target is empty or
+//!    `--force` was given, and that an image to reach it through is here;
+//! 3. stop the target instances, then per volume: create it if missing
+//!    (labelled as berth labels its volumes), with `--force` save its current
+//!    content to `<state>/snapshots/<container>/pre-restore-<time>.tar.zst`
+//!    and empty it, extract the payload through the engine; if that fails
+//!    the saved content is put back;
+//! 4. start the instances again, also after a failure.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use indicatif::ProgressBar;
+use tokio::sync::mpsc;
+
+use super::backup::{BackupOptions, backup_to_file};
+use super::format::{Event, Manifest, read_archive};
+use super::instances::{self, DataInstance, DataVolume, instance_labels};
+use crate::engine::Engine;
+use crate::engine::archive::{CARRIER_ROOT, Carrier};
+use crate::error::{Error, Result};
+use crate::names;
+use crate::state::StateDir;
+
+/// How to restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Only these services or instances (`mail`, `mail-2`); all when empty.
+    pub services: Vec<String>,
+    /// Replace the contents of non-empty volumes.
+    pub force: bool,
+    /// Restore into this deployment instead of the one the backup came from.
+    pub deployment: Option<String>,
+}
+
+/// One restored volume.
+#[derive(Debug, Clone)]
+pub struct RestoredVolume {
+    /// Target volume name.
+    pub volume: String,
+    /// Volume name in the backup.
+    pub from: String,
+    /// Payload bytes extracted.
+    pub bytes: u64,
+    /// Where the volume's previous content was saved (`--force` on a
+    /// non-empty volume).
+    pub previous: Option<PathBuf>,
+}
+
+/// Where one volume of the archive goes.
+#[derive(Debug, Clone)]
+struct Target {
+    volume: String,
+    container: String,
+    labels: BTreeMap<String, String>,
+    image: String,
+    /// Exists and has content: must be emptied (only with `--force`).
+    non_empty: bool,
+    exists: bool,
+    /// Save the current content here before emptying.
+    save_to: Option<PathBuf>,
+}
+
+/// Read and check a whole archive without touching anything.
+pub async fn verify(file: &Path) -> Result<Manifest> {
+    let path = file.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let r = std::io::BufReader::with_capacity(1 << 20, f);
+        read_archive(r, &path.display().to_string(), |_| Ok(()))
+    })
+    .await
+    .map_err(|e| Error::Runtime(format!("verifying {}: {e}", file.display())))?
+}
+
+/// Restore `file` (see the module documentation for the order of work).
+pub async fn restore(
+    engine: &Engine,
+    state: &StateDir,
+    file: &Path,
+    opts: &RestoreOptions,
+    progress: &ProgressBar,
+) -> Result<Vec<RestoredVolume>> {
+    progress.set_message(format!("verifying {}", file.display()));
+    let manifest = verify(file).await?;
+    let target_dep = opts
+        .deployment
+        .clone()
+        .unwrap_or_else(|| manifest.deployment.clone());
+    names::check_name(&target_dep)
+        .map_err(|p| Error::Usage(format!("deployment name {target_dep:?} {p}")))?;
+
+    // What to restore.
+    for w in &opts.services {
+        if !manifest
+            .instances
+            .iter()
+            .any(|i| instance_matches(i, &manifest.deployment, w))
+        {
+            let services: Vec<&str> = manifest
+                .instances
+                .iter()
+                .map(|i| i.service.as_str())
+                .collect();
+            return Err(Error::Usage(format!(
+                "{}: the backup has no service or instance {w:?} (it has: {})",
+                file.display(),
+                services.join(", ")
+            )));
+        }
+    }
+    let chosen: Vec<_> = manifest
+        .instances
+        .iter()
+        .filter(|i| {
+            opts.services.is_empty()
+                || opts
+                    .services
+                    .iter()
+                    .any(|w| instance_matches(i, &manifest.deployment, w))
+        })
+        .collect();
+
+    // Where it goes, and whether that is allowed.
+    let existing = instances::discover(engine, state, &target_dep).await?;
+    let mut plan: BTreeMap<String, Target> = BTreeMap::new();
+    let mut refusals = Vec::new();
+    let mut to_stop: Vec<DataInstance> = Vec::new();
+    let stamp = super::snapshot::stamp(std::time::SystemTime::now());
+    for inst in &chosen {
+        let container = match inst.container.strip_prefix(&manifest.deployment) {
+            Some(rest) if target_dep != manifest.deployment => format!("{target_dep}{rest}"),
+            _ => inst.container.clone(),
+        };
+        let live = existing.iter().find(|e| e.container == container);
+        let image = carrier_image(engine, live, inst).await?;
+        if let Some(l) = live
+            && l.running
+        {
+            to_stop.push(l.clone());
+        }
+        for vol in &inst.volumes {
+            let volume = names::volume_name(&container, &vol.key);
+            let mut labels = instance_labels(&target_dep, &inst.service, inst.instance);
+            if vol.from_image
+                && let Some(p) = &vol.mount_path
+            {
+                labels.insert(names::LABEL_VOLUME_PATH.into(), p.clone());
+            }
+            let details = engine.volume_details(&volume).await?;
+            let (exists, non_empty) = match &details {
+                None => (false, false),
+                Some(d) => {
+                    if let Some(owner) = d.labels.get(names::LABEL_DEPLOYMENT)
+                        && *owner != target_dep
+                    {
+                        return Err(Error::Usage(format!(
+                            "volume {volume} exists and belongs to deployment {owner}, not {target_dep}; nothing was restored"
+                        )));
+                    }
+                    (
+                        true,
+                        !volume_is_empty(engine, &image, &volume, &labels).await?,
+                    )
+                }
+            };
+            if non_empty && !opts.force {
+                refusals.push(volume.clone());
+            }
+            let save_to = (non_empty && opts.force).then(|| {
+                super::snapshot::snapshots_dir(state, &container)
+                    .join(format!("pre-restore-{stamp}.tar.zst"))
+            });
+            plan.insert(
+                vol.name.clone(),
+                Target {
+                    volume,
+                    container: container.clone(),
+                    labels,
+                    image: image.clone(),
+                    non_empty,
+                    exists,
+                    save_to,
+                },
+            );
+        }
+    }
+    if !refusals.is_empty() {
+        return Err(Error::Usage(format!(
+            "refusing to overwrite non-empty volume{} {}: restore with --force to replace {} contents (the current contents are saved under {}/snapshots first); nothing was restored",
+            if refusals.len() > 1 { "s" } else { "" },
+            refusals.join(", "),
+            if refusals.len() > 1 { "their" } else { "its" },
+            state.root().display()
+        )));
+    }
+
+    // Stop, restore, start again whatever happened.
+    let mut stopped = Vec::new();
+    let mut result = Ok(Vec::new());
+    for inst in &to_stop {
+        progress.set_message(format!("stopping {}", inst.container));
+        match instances::stop(engine, state, inst).await {
+            Ok(s) => stopped.push(s),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        result = apply_archive(engine, state, file, &plan, progress).await;
+    }
+    let mut start_errors = Vec::new();
+    for s in stopped {
+        if let Err(e) = instances::start(engine, s).await {
+            start_errors.push(e.to_string());
+        }
+    }
+    match (result, start_errors.is_empty()) {
+        (Ok(r), true) => Ok(r),
+        (Ok(_), false) => Err(Error::Runtime(format!(
+            "the volumes were restored but starting the instances again failed: {}",
+            start_errors.join("; ")
+        ))),
+        (Err(e), true) => Err(e),
+        (Err(e), false) => Err(Error::Runtime(format!(
+            "{e}; and starting the instances again failed: {}",
+            start_errors.join("; ")
+        ))),
+    }
+}
+
+fn instance_matches(i: &super::format::InstanceEntry, deployment: &str, w: &str) -> bool {
+    i.service == w
+        || i.container == w
+        || format!("{}-{}", i.service, i.instance) == w
+        || i.container == format!("{deployment}-{w}")
+}
+
+/// An image on this host to reach the target volumes through: the target
+/// instance's own, else the one the backup was taken with.
+async fn carrier_image(
+    engine: &Engine,
+    live: Option<&DataInstance>,
+    inst: &super::format::InstanceEntry,
+) -> Result<String> {
+    if let Some(img) = live.and_then(|l| l.carrier_image()) {
+        return Ok(img.to_string());
+    }
+    for candidate in [&inst.image_id, &inst.image].into_iter().flatten() {
+        if engine.has_image(candidate).await? {
+            return Ok(candidate.clone());
+        }
+    }
+    Err(Error::Runtime(format!(
+        "cannot restore {}: its image {} is not on this host, and berth reaches volumes only through the engine with an image that is; pull it (or `berth apply`) first; nothing was restored",
+        inst.container,
+        inst.image
+            .as_deref()
+            .or(inst.image_id.as_deref())
+            .unwrap_or("(unknown)")
+    )))
+}
+
+/// True when the volume holds nothing but its root directory.
+pub async fn volume_is_empty(
+    engine: &Engine,
+    image: &str,
+    volume: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<bool> {
+    let carrier = engine
+        .create_carrier(image, volume, labels, "check")
+        .await?;
+    let res = first_entries_empty(engine, &carrier).await;
+    let removed = engine.remove_carrier(&carrier).await;
+    let empty = res?;
+    removed?;
+    Ok(empty)
+}
+
+async fn first_entries_empty(engine: &Engine, carrier: &Carrier) -> Result<bool> {
+    // The root entry (plus perhaps an extended header) comes first; one
+    // MiB of stream is plenty to see whether a second entry follows.
+    const PREFIX: usize = 1 << 20;
+    let mut stream = Box::pin(engine.download_volume(carrier));
+    let mut prefix = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        prefix.extend_from_slice(&chunk?);
+        if prefix.len() >= PREFIX {
+            break;
+        }
+    }
+    drop(stream);
+    let mut tar = tar::Archive::new(&prefix[..]);
+    let entries = tar.entries().map_err(|e| {
+        Error::Runtime(format!(
+            "volume {}: unreadable archive from the engine: {e}",
+            carrier.volume
+        ))
+    })?;
+    for entry in entries {
+        let Ok(entry) = entry else { break };
+        let path = entry.path_bytes();
+        let p = path.strip_suffix(b"/").unwrap_or(&path);
+        if p != CARRIER_ROOT.as_bytes() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Second pass over the (verified) archive: extract each planned volume.
+fn apply_archive<'a>(
+    engine: &'a Engine,
+    state: &'a StateDir,
+    file: &'a Path,
+    plan: &'a BTreeMap<String, Target>,
+    progress: &'a ProgressBar,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<RestoredVolume>>> + Send + 'a>> {
+    Box::pin(async move {
+        let (tx, mut rx) = mpsc::channel::<Event>(2);
+        let wanted: Vec<String> = plan.keys().cloned().collect();
+        let path = file.to_path_buf();
+        let reader = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            let r = std::io::BufReader::with_capacity(1 << 20, f);
+            read_archive(r, &path.display().to_string(), |ev| {
+                if let Event::Part { volume, .. } = &ev
+                    && !wanted.contains(volume)
+                {
+                    return Ok(());
+                }
+                tx.blocking_send(ev)
+                    .map_err(|_| Error::Runtime("restore interrupted".into()))
+            })
+        });
+
+        let mut done = Vec::new();
+        let mut current: Option<Upload> = None;
+        let mut failure: Option<Error> = None;
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                Event::Part { volume, data } => {
+                    if current.as_ref().map(|c| c.from.as_str()) != Some(volume.as_str()) {
+                        if let Some(c) = current.take() {
+                            match c.finish(engine, state, file, plan, progress).await {
+                                Ok(r) => done.push(r),
+                                Err(e) => {
+                                    failure = Some(e);
+                                    break;
+                                }
+                            }
+                        }
+                        let Some(target) = plan.get(&volume) else {
+                            continue;
+                        };
+                        progress.set_message(format!("restoring {}", target.volume));
+                        match Upload::begin(engine, state, &volume, target, progress).await {
+                            Ok(u) => current = Some(u),
+                            Err(e) => {
+                                failure = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(c) = current.as_mut() {
+                        progress.inc(data.len() as u64);
+                        c.bytes += data.len() as u64;
+                        if c.body.send(Ok(data)).await.is_err() {
+                            // The engine stopped reading; finish() reports why.
+                            if let Some(c) = current.take() {
+                                failure = Some(
+                                    match c.finish(engine, state, file, plan, progress).await {
+                                        Ok(_) => Error::Runtime(
+                                            "the engine stopped reading the volume data".into(),
+                                        ),
+                                        Err(e) => e,
+                                    },
+                                );
+                            }
+                            break;
+                        }
+                    }
+                }
+                Event::Manifest(_) => {}
+            }
+        }
+        drop(rx);
+        let read = reader
+            .await
+            .map_err(|e| Error::Runtime(format!("reading {}: {e}", file.display())));
+        if let Some(e) = failure {
+            if let Some(c) = current.take() {
+                c.abort(engine, state, plan, progress).await;
+            }
+            return Err(e);
+        }
+        match read.and_then(|r| r) {
+            Ok(_) => {
+                if let Some(c) = current.take() {
+                    done.push(c.finish(engine, state, file, plan, progress).await?);
+                }
+                Ok(done)
+            }
+            Err(e) => {
+                if let Some(c) = current.take() {
+                    c.abort(engine, state, plan, progress).await;
+                }
+                Err(e)
+            }
+        }
+    })
+}
+
+/// One volume being extracted.
+struct Upload {
+    from: String,
+    target: Target,
+    carrier: Carrier,
+    body: mpsc::Sender<std::io::Result<Bytes>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+    bytes: u64,
+}
+
+impl Upload {
+    async fn begin(
+        engine: &Engine,
+        state: &StateDir,
+        from: &str,
+        target: &Target,
+        progress: &ProgressBar,
+    ) -> Result<Upload> {
+        if !target.exists && engine.volume_details(&target.volume).await?.is_none() {
+            engine
+                .create_labelled_volume(&target.volume, &target.labels)
+                .await?;
+        }
+        if target.exists
+            && !target.non_empty
+            && !volume_is_empty(engine, &target.image, &target.volume, &target.labels).await?
+        {
+            // It was empty when checked, but its instance ran until just now.
+            return Err(Error::Runtime(format!(
+                "volume {} received data while the restore was being prepared; nothing was restored into it (restore again, with --force to replace its content)",
+                target.volume
+            )));
+        }
+        if target.non_empty {
+            if let Some(save) = &target.save_to {
+                save_volume(engine, state, target, save, progress).await?;
+            }
+            if let Err(e) = engine
+                .empty_volume(&target.image, &target.volume, &target.labels)
+                .await
+            {
+                // `rm` may have removed part of the content before failing.
+                let back = put_back(engine, state, target, progress).await;
+                return Err(Error::Runtime(format!("{e}{back}")));
+            }
+        }
+        let carrier = engine
+            .create_carrier(&target.image, &target.volume, &target.labels, "restore")
+            .await?;
+        let (body, rx) = mpsc::channel::<std::io::Result<Bytes>>(2);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let eng = engine.clone();
+        let c = carrier.clone();
+        let task = tokio::spawn(async move { eng.upload_volume(&c, stream).await });
+        Ok(Upload {
+            from: from.to_string(),
+            target: target.clone(),
+            carrier,
+            body,
+            task,
+            bytes: 0,
+        })
+    }
+
+    async fn finish(
+        self,
+        engine: &Engine,
+        state: &StateDir,
+        _file: &Path,
+        _plan: &BTreeMap<String, Target>,
+        progress: &ProgressBar,
+    ) -> Result<RestoredVolume> {
+        let Upload {
+            from,
+            target,
+            carrier,
+            body,
+            task,
+            bytes,
+        } = self;
+        drop(body);
+        let uploaded = task
+            .await
+            .map_err(|e| Error::Runtime(format!("restoring {}: {e}", target.volume)))
+            .and_then(|r| r);
+        let removed = engine.remove_carrier(&carrier).await;
+        if let Err(e) = uploaded {
+            let back = put_back(engine, state, &target, progress).await;
+            return Err(Error::Runtime(format!(
+                "restoring {}: {e}{back}",
+                target.volume
+            )));
+        }
+        removed?;
+        Ok(RestoredVolume {
+            volume: target.volume,
+            from,
+            bytes,
+            previous: target.save_to,
+        })
+    }
+
+    /// The archive could not be read to the end: cut the upload short with an
+    /// error (so the engine does not take a partial stream for a whole one),
+    /// and put the previous content back.
+    async fn abort(
+        self,
+        engine: &Engine,
+        state: &StateDir,
+        _plan: &BTreeMap<String, Target>,
+        progress: &ProgressBar,
+    ) {
+        let _ = self
+            .body
+            .send(Err(std::io::Error::other("restore aborted")))
+            .await;
+        drop(self.body);
+        let _ = self.task.await;
+        let _ = engine.remove_carrier(&self.carrier).await;
+        let back = put_back(engine, state, &self.target, progress).await;
+        tracing::warn!("restore of {} aborted{back}", self.target.volume);
+    }
+}
+
+/// Save a target volume's current content before it is emptied.
+async fn save_volume(
+    engine: &Engine,
+    state: &StateDir,
+    target: &Target,
+    save: &Path,
+    progress: &ProgressBar,
+) -> Result<()> {
+    if let Some(dir) = save.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    let inst = DataInstance {
+        deployment: target
+            .labels
+            .get(names::LABEL_DEPLOYMENT)
+            .cloned()
+            .unwrap_or_default(),
+        service: target
+            .labels
+            .get(names::LABEL_SERVICE)
+            .cloned()
+            .unwrap_or_default(),
+        index: target
+            .labels
+            .get(names::LABEL_INSTANCE)
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(1),
+        container: target.container.clone(),
+        container_id: None,
+        running: false,
+        image: Some(target.image.clone()),
+        image_id: None,
+        stop_timeout: 0,
+        volumes: vec![DataVolume {
+            name: target.volume.clone(),
+            mount_path: target.labels.get(names::LABEL_VOLUME_PATH).cloned(),
+            from_image: target.labels.contains_key(names::LABEL_VOLUME_PATH),
+            labels: target.labels.clone(),
+        }],
+    };
+    let dep = inst.deployment.clone();
+    progress.set_message(format!("saving the current content of {}", target.volume));
+    let manifest = backup_to_file(
+        engine,
+        state,
+        &dep,
+        std::slice::from_ref(&inst),
+        save,
+        &BackupOptions { live: true },
+        progress,
+    )
+    .await?;
+    super::snapshot::write_sidecar(save, &manifest)
+}
+
+/// After a failed extraction: empty the volume and put the saved content
+/// back. Returns a sentence for the error message.
+async fn put_back(
+    engine: &Engine,
+    state: &StateDir,
+    target: &Target,
+    progress: &ProgressBar,
+) -> String {
+    let Some(saved) = &target.save_to else {
+        if target.non_empty {
+            return String::new();
+        }
+        return format!(
+            "; the volume {} was empty before and may now hold part of the data",
+            target.volume
+        );
+    };
+    let mut plan = BTreeMap::new();
+    plan.insert(
+        target.volume.clone(),
+        Target {
+            non_empty: true,
+            exists: true,
+            save_to: None,
+            ..target.clone()
+        },
+    );
+    match apply_archive(engine, state, saved, &plan, progress).await {
+        Ok(_) => format!(
+            "; its previous content was put back (a copy stays in {})",
+            saved.display()
+        ),
+        Err(e) => format!(
+            "; putting its previous content back failed too ({e}): it is saved in {}, restore it with `berth restore {} --force`",
+            saved.display(),
+            saved.display()
+        ),
+    }
+}

@@ -1,0 +1,380 @@
+//! What `berth ps` shows: one row per instance, from the engine's view of the
+//! deployment's containers plus the operator's markers in the state directory.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::markers;
+use super::target::Target;
+use crate::engine::Engine;
+use crate::engine::ops::{ContainerStatus, PublishedPort};
+use crate::error::Result;
+use crate::names;
+use crate::state::StateDir;
+
+/// One line of `berth ps`. The JSON form uses these field names; keep them stable.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceRow {
+    pub deployment: String,
+    pub service: String,
+    /// Container name.
+    pub instance: String,
+    /// `running`, `stopped`, `exited(<code>)`, `restarting`, `paused`,
+    /// `created`, `missing`, `failed`.
+    pub state: String,
+    /// Why the instance failed, when `state` is `failed` (else null).
+    pub reason: Option<String>,
+    /// `healthy`, `unhealthy`, `starting`, or `-` without a health check.
+    pub health: String,
+    /// Seconds since the container started, while it runs.
+    pub uptime_seconds: Option<u64>,
+    /// Restarts by the engine's restart policy plus restarts by `berth up`.
+    pub restarts: u64,
+    pub ports: Vec<PublishedPort>,
+    pub image: String,
+    pub container_id: Option<String>,
+    /// The integration that keeps it running (from the applied revision).
+    pub integration: Option<String>,
+    /// False for containers of the deployment that the file no longer lists.
+    pub in_spec: bool,
+}
+
+/// Parse the engine's RFC 3339 timestamps (nanosecond fractions, `Z`).
+pub fn parse_time(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(s)
+        .ok()
+        .or_else(|| humantime::parse_rfc3339(s).ok())
+}
+
+/// Compact duration for tables: `42s`, `5m10s`, `3h12m`, `2d4h`.
+pub fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+fn row_state(c: &ContainerStatus, stopped_marker: bool) -> (String, Option<String>) {
+    match c.status.as_str() {
+        "running" => ("running".into(), None),
+        "restarting" => ("restarting".into(), None),
+        "paused" => ("paused".into(), None),
+        _ if stopped_marker => ("stopped".into(), None),
+        "created" => match &c.error {
+            Some(e) => ("failed".into(), Some(e.clone())),
+            None => ("created".into(), None),
+        },
+        "exited" | "dead" => {
+            if let Some(e) = &c.error {
+                ("failed".into(), Some(e.clone()))
+            } else if c.oom_killed {
+                ("failed".into(), Some("killed: out of memory".into()))
+            } else {
+                (format!("exited({})", c.exit_code.unwrap_or(-1)), None)
+            }
+        }
+        other => (other.to_string(), None),
+    }
+}
+
+/// Build the rows for one deployment from an engine listing (pure; see
+/// [`collect`] for the engine side).
+pub fn rows(
+    state: &StateDir,
+    target: &Target,
+    containers: &[ContainerStatus],
+    now: SystemTime,
+) -> Vec<InstanceRow> {
+    let d = &target.deployment;
+    let mut out = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for inst in d.instances() {
+        let stopped = markers::is_stopped(state, &inst.container);
+        let sup_restarts = markers::read_restarts(state, &inst.container);
+        let image = d
+            .services
+            .get(&inst.service)
+            .map(|s| s.image.clone())
+            .unwrap_or_default();
+        let row = match containers.iter().find(|c| c.name == inst.container) {
+            Some(c) => {
+                seen.push(&c.name);
+                let mut row = row_from(c, target, stopped, sup_restarts, now, true);
+                // The engine records the image ID berth created it from;
+                // the reference in the file is what the operator knows.
+                if !image.is_empty() {
+                    row.image = image;
+                }
+                row
+            }
+            None => InstanceRow {
+                deployment: d.name.clone(),
+                service: inst.service.clone(),
+                instance: inst.container.clone(),
+                state: if stopped { "stopped" } else { "missing" }.into(),
+                reason: None,
+                health: "-".into(),
+                uptime_seconds: None,
+                restarts: sup_restarts,
+                ports: vec![],
+                image,
+                container_id: None,
+                integration: target.integration.clone(),
+                in_spec: true,
+            },
+        };
+        out.push(row);
+    }
+    for c in containers {
+        if !seen.contains(&c.name.as_str()) {
+            let stopped = markers::is_stopped(state, &c.name);
+            out.push(row_from(c, target, stopped, 0, now, false));
+        }
+    }
+    out
+}
+
+fn row_from(
+    c: &ContainerStatus,
+    target: &Target,
+    stopped: bool,
+    sup_restarts: u64,
+    now: SystemTime,
+    in_spec: bool,
+) -> InstanceRow {
+    let (state, reason) = row_state(c, stopped);
+    let uptime_seconds = if c.status == "running" {
+        c.started_at
+            .as_deref()
+            .and_then(parse_time)
+            .and_then(|t| now.duration_since(t).ok())
+            .map(|d| d.as_secs())
+    } else {
+        None
+    };
+    InstanceRow {
+        deployment: target.deployment.name.clone(),
+        service: c
+            .label(names::LABEL_SERVICE)
+            .unwrap_or_default()
+            .to_string(),
+        instance: c.name.clone(),
+        state,
+        reason,
+        health: c.health.clone().unwrap_or_else(|| "-".into()),
+        uptime_seconds,
+        restarts: u64::try_from(c.restart_count).unwrap_or(0) + sup_restarts,
+        ports: dedup_ports(&c.ports),
+        image: c.image.clone(),
+        container_id: Some(c.id.clone()),
+        integration: target.integration.clone(),
+        in_spec,
+    }
+}
+
+/// The engine lists a port once per address family (`0.0.0.0` and `::`);
+/// show it once.
+fn dedup_ports(ports: &[PublishedPort]) -> Vec<PublishedPort> {
+    let mut out: Vec<PublishedPort> = Vec::new();
+    for p in ports {
+        let wildcard = matches!(p.host_ip.as_str(), "" | "0.0.0.0" | "::");
+        let dup = out.iter().any(|q| {
+            q.host_port == p.host_port
+                && q.container_port == p.container_port
+                && q.protocol == p.protocol
+                && (q.host_ip == p.host_ip
+                    || (wildcard && matches!(q.host_ip.as_str(), "" | "0.0.0.0" | "::")))
+        });
+        if !dup {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// Ask the engine about one deployment and build its rows.
+pub async fn collect(
+    engine: &Engine,
+    state: &StateDir,
+    target: &Target,
+) -> Result<Vec<InstanceRow>> {
+    let containers = engine
+        .deployment_containers(&target.deployment.name)
+        .await?;
+    let mut rows = rows(state, target, &containers, SystemTime::now());
+    // Under systemd the unit is restarted, not the container: add its count.
+    if target.integration.as_deref() == Some("systemd") && crate::doctor::systemd_is_pid1() {
+        for r in rows.iter_mut().filter(|r| r.in_spec) {
+            r.restarts += systemd_restarts(&names::unit_name(&r.instance)).unwrap_or(0);
+        }
+    }
+    Ok(rows)
+}
+
+/// `NRestarts` of a unit, from `systemctl show`.
+fn systemd_restarts(unit: &str) -> Option<u64> {
+    let out = std::process::Command::new("systemctl")
+        .args(["show", "-p", "NRestarts", "--value", unit])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Aligned table, one line per row, with a header.
+pub fn render_table(rows: &[InstanceRow]) -> String {
+    let header = [
+        "INSTANCE", "STATE", "HEALTH", "UPTIME", "RESTARTS", "PORTS", "IMAGE",
+    ];
+    let mut lines: Vec<[String; 7]> = vec![header.map(String::from)];
+    for r in rows {
+        let state = match &r.reason {
+            Some(reason) => format!("{} ({reason})", r.state),
+            None => r.state.clone(),
+        };
+        let ports = if r.ports.is_empty() {
+            "-".to_string()
+        } else {
+            r.ports
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        lines.push([
+            r.instance.clone(),
+            state,
+            r.health.clone(),
+            r.uptime_seconds
+                .map(|s| short_duration(Duration::from_secs(s)))
+                .unwrap_or_else(|| "-".into()),
+            r.restarts.to_string(),
+            ports,
+            r.image.clone(),
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for l in &lines {
+        for (w, cell) in widths.iter_mut().zip(l.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for l in &lines {
+        let mut line = String::new();
+        for (i, cell) in l.iter().enumerate() {
+            if i + 1 == l.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::target::tests::deployment;
+
+    fn container(name: &str, status: &str) -> ContainerStatus {
+        ContainerStatus {
+            id: format!("id-{name}"),
+            name: name.into(),
+            image: "img".into(),
+            status: status.into(),
+            exit_code: Some(3),
+            error: None,
+            oom_killed: false,
+            started_at: Some("2026-01-01T00:00:00.123456789Z".into()),
+            finished_at: None,
+            health: None,
+            restart_count: 2,
+            restart_policy: None,
+            ports: vec![
+                PublishedPort {
+                    host_ip: "0.0.0.0".into(),
+                    host_port: 8080,
+                    container_port: 80,
+                    protocol: "tcp".into(),
+                },
+                PublishedPort {
+                    host_ip: "::".into(),
+                    host_port: 8080,
+                    container_port: 80,
+                    protocol: "tcp".into(),
+                },
+            ],
+            labels: [(names::LABEL_SERVICE.to_string(), "web".to_string())].into(),
+            stop_timeout: None,
+        }
+    }
+
+    #[test]
+    fn rows_cover_running_exited_stopped_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let target = Target {
+            deployment: deployment(&[("mail", 1), ("web", 3)]),
+            integration: Some("docker".into()),
+        };
+        markers::set_stopped(&state, "ex-web-3").expect("marker");
+        let now = parse_time("2026-01-01T00:01:05Z").expect("time");
+        let cs = vec![
+            container("ex-web-1", "running"),
+            container("ex-web-2", "exited"),
+            container("ex-web-3", "exited"),
+            container("ex-web-4", "exited"),
+        ];
+        let rows = rows(&state, &target, &cs, now);
+        let states: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.instance.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("ex-mail", "missing"),
+                ("ex-web-1", "running"),
+                ("ex-web-2", "exited(3)"),
+                ("ex-web-3", "stopped"),
+                ("ex-web-4", "exited(3)"),
+            ]
+        );
+        assert_eq!(rows[1].uptime_seconds, Some(64));
+        assert_eq!(rows[1].ports.len(), 1, "IPv4 and IPv6 bindings shown once");
+        assert_eq!(rows[1].restarts, 2);
+        assert!(!rows[4].in_spec);
+        let table = render_table(&rows);
+        assert!(table.starts_with("INSTANCE "), "{table}");
+        assert!(table.contains("8080->80/tcp"), "{table}");
+        assert!(table.contains("1m04s"), "{table}");
+        // Columns line up: STATE starts at the same offset on every line.
+        let at = table.find("STATE").expect("header");
+        for l in table.lines() {
+            assert_eq!(l.as_bytes()[at - 1], b' ', "{table}");
+            assert_ne!(l.as_bytes()[at], b' ', "{table}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(short_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(short_duration(Duration::from_secs(65)), "1m05s");
+        assert_eq!(short_duration(Duration::from_secs(3 * 3600 + 120)), "3h02m");
+        assert_eq!(
+            short_duration(Duration::from_secs(2 * 86400 + 3600)),
+            "2d1h"
+        );
+    }
+}

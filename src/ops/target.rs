@@ -1,0 +1,190 @@
+//! Which deployment (and which of its instances) an operation command means.
+//!
+//! The deployment comes from, in order: the deployment file (`-f`, default
+//! `berth.toml`) when it exists; a name (`--name`, or `ps DEPLOYMENT`) looked
+//! up in the state directory; the only deployment applied in the state
+//! directory. The integration in use comes from the applied revision.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::spec::{Deployment, InstanceRef};
+use crate::state::StateDir;
+
+/// A deployment as the operation commands see it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub deployment: Deployment,
+    /// `systemd`, `docker` or `foreground` from the applied revision; `None`
+    /// when it was never applied here.
+    pub integration: Option<String>,
+}
+
+/// Resolve the deployment an operation command means. `load_file` reads the
+/// deployment file; it is called only when `file` exists.
+pub fn resolve(
+    state: &StateDir,
+    file: &Path,
+    name: Option<&str>,
+    load_file: impl FnOnce() -> Result<Deployment>,
+) -> Result<Target> {
+    if file.is_file() {
+        let deployment = load_file()?;
+        let integration = state.read_current(&deployment.name)?.map(|r| r.integration);
+        return Ok(Target {
+            deployment,
+            integration,
+        });
+    }
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => {
+            let applied = state.list_deployments()?;
+            match applied.as_slice() {
+                [only] => only.clone(),
+                [] => {
+                    return Err(Error::Usage(format!(
+                        "no deployment file {} and no deployment applied in {}; pass -f FILE",
+                        file.display(),
+                        state.root().display()
+                    )));
+                }
+                many => {
+                    return Err(Error::Usage(format!(
+                        "no deployment file {} and several deployments are applied in {} ({}); choose one with -f FILE or --name NAME",
+                        file.display(),
+                        state.root().display(),
+                        many.join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    if let Err(p) = crate::names::check_name(&name) {
+        return Err(Error::Usage(format!("deployment name {name:?} {p}")));
+    }
+    match state.read_current(&name)? {
+        Some(rev) => Ok(Target {
+            deployment: rev.deployment,
+            integration: Some(rev.integration),
+        }),
+        None => Err(Error::Usage(format!(
+            "deployment {name:?} is not applied in {} (and there is no deployment file {})",
+            state.root().display(),
+            file.display()
+        ))),
+    }
+}
+
+/// The instances named by `names`: a service name means all its instances;
+/// an instance may be named by its container name (`example-mail-2`) or
+/// without the deployment prefix (`mail-2`). Order follows the deployment,
+/// duplicates are dropped.
+pub fn select_instances(deployment: &Deployment, names: &[String]) -> Result<Vec<InstanceRef>> {
+    let all = deployment.instances();
+    let mut chosen: Vec<InstanceRef> = Vec::new();
+    for n in names {
+        let matched: Vec<&InstanceRef> = all
+            .iter()
+            .filter(|i| {
+                i.service == *n
+                    || i.container == *n
+                    || i.container
+                        .strip_prefix(&format!("{}-", deployment.name))
+                        .is_some_and(|short| short == n)
+            })
+            .collect();
+        if matched.is_empty() {
+            let services: Vec<&str> = deployment.services.keys().map(String::as_str).collect();
+            let suggestion = services
+                .iter()
+                .map(|s| (strsim::jaro_winkler(s, n), *s))
+                .filter(|(score, _)| *score > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, s)| format!(" (did you mean {s:?}?)"))
+                .unwrap_or_default();
+            return Err(Error::Usage(format!(
+                "deployment {:?} has no service or instance {n:?}{suggestion}; services: {}",
+                deployment.name,
+                services.join(", ")
+            )));
+        }
+        for m in matched {
+            if !chosen.iter().any(|c| c.container == m.container) {
+                chosen.push(m.clone());
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::spec::{RestartPolicy, Service};
+
+    pub(crate) fn service(name: &str, count: u32) -> Service {
+        Service {
+            name: name.into(),
+            image: "img".into(),
+            count,
+            command: None,
+            entrypoint: None,
+            ports: vec![],
+            env: Default::default(),
+            volumes: vec![],
+            links: vec![],
+            ssh: vec![],
+            ssh_shell: None,
+            restart: RestartPolicy::Always,
+            user: None,
+            workdir: None,
+            hostname: None,
+            labels: Default::default(),
+            stop_timeout: None,
+            stop_signal: None,
+            memory: None,
+            cpus: None,
+            read_only: false,
+            tmpfs: vec![],
+            cap_add: vec![],
+            cap_drop: vec![],
+            privileged: false,
+        }
+    }
+
+    pub(crate) fn deployment(services: &[(&str, u32)]) -> Deployment {
+        Deployment {
+            name: "ex".into(),
+            source: None,
+            keys: Default::default(),
+            deployment_keys: vec![],
+            services: services
+                .iter()
+                .map(|(n, c)| (n.to_string(), service(n, *c)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn selects_services_and_instances() {
+        let d = deployment(&[("mail", 1), ("web", 3)]);
+        let pick = |names: &[&str]| -> Vec<String> {
+            let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            select_instances(&d, &names)
+                .expect("known names")
+                .into_iter()
+                .map(|i| i.container)
+                .collect()
+        };
+        assert_eq!(pick(&["mail"]), ["ex-mail"]);
+        assert_eq!(pick(&["web"]), ["ex-web-1", "ex-web-2", "ex-web-3"]);
+        assert_eq!(
+            pick(&["web-2", "ex-mail", "web"]),
+            ["ex-web-2", "ex-mail", "ex-web-1", "ex-web-3"]
+        );
+        let err = select_instances(&d, &["mial".to_string()]).expect_err("unknown");
+        assert!(err.to_string().contains("did you mean \"mail\""), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
+}

@@ -1,0 +1,572 @@
+//! Day-to-day operation against the real engine: `ps`, `logs`,
+//! `start`/`stop`/`restart` under the Docker integration, `doctor`, and the
+//! mail example's script end to end.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", show(out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn running(container: &str) -> bool {
+    inspect("container", container)
+        .and_then(|c| c["State"]["Running"].as_bool())
+        .unwrap_or(false)
+}
+
+fn container_id(container: &str) -> Option<String> {
+    inspect("container", container).and_then(|c| c["Id"].as_str().map(String::from))
+}
+
+/// A free TCP port on this host (bound to port 0, then released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("0.0.0.0:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
+
+#[test]
+fn ps_table_and_json_match_the_engine() {
+    let name = unique_name("ps");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let image = base_image();
+    ws.write(
+        "deploy.toml",
+        &format!(
+            r#"name = "{name}"
+
+[services.web]
+image = "{image}"
+count = 2
+command = ["httpd", "-f", "-p", "80"]
+ports = ["80"]
+stop_timeout = 1
+
+[services.once]
+image = "{image}"
+command = ["sh", "-c", "exit 3"]
+restart = "no"
+"#
+        ),
+    );
+    ok(&run(
+        &ws,
+        &["-f", "deploy.toml", "apply", "--integration", "docker"],
+    ));
+    let once = format!("{name}-once");
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            inspect("container", &once)
+                .and_then(|c| c["State"]["Status"].as_str().map(String::from))
+                == Some("exited".into())
+        }),
+        "{once} never exited"
+    );
+
+    let json = ok(&run(&ws, &["-f", "deploy.toml", "ps", "--output", "json"]));
+    let rows: serde_json::Value = serde_json::from_str(&json).expect("ps JSON");
+    let rows = rows.as_array().expect("an array of instances");
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["instance"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            once.clone(),
+            format!("{name}-web-1"),
+            format!("{name}-web-2")
+        ],
+        "{json}"
+    );
+    for row in rows {
+        let inst = row["instance"].as_str().expect("instance");
+        let c = inspect("container", inst).expect("container exists");
+        assert_eq!(row["container_id"], c["Id"], "{inst}");
+        assert_eq!(
+            row["restarts"].as_i64(),
+            c["RestartCount"].as_i64(),
+            "{inst}"
+        );
+        assert_eq!(row["image"].as_str(), Some(image), "{inst}");
+        assert_eq!(row["health"].as_str(), Some("-"), "{inst}");
+        if inst == once {
+            assert_eq!(c["State"]["ExitCode"].as_i64(), Some(3));
+            assert_eq!(row["state"].as_str(), Some("exited(3)"), "{json}");
+            assert!(row["uptime_seconds"].is_null());
+        } else {
+            assert_eq!(c["State"]["Running"].as_bool(), Some(true));
+            assert_eq!(row["state"].as_str(), Some("running"), "{json}");
+            assert!(row["uptime_seconds"].as_u64().is_some(), "{json}");
+            // The engine picked the host port: ps shows the actual one.
+            let bound = c["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+                .as_str()
+                .and_then(|p| p.parse::<u64>().ok())
+                .expect("published port");
+            let ports = row["ports"].as_array().expect("ports");
+            assert_eq!(ports.len(), 1, "{json}");
+            assert_eq!(ports[0]["host_port"].as_u64(), Some(bound));
+            assert_eq!(ports[0]["container_port"].as_u64(), Some(80));
+            assert_eq!(ports[0]["protocol"].as_str(), Some("tcp"));
+        }
+    }
+
+    // The table says the same, one aligned line per instance.
+    let table = ok(&run(&ws, &["-f", "deploy.toml", "ps"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("INSTANCE"), "{table}");
+    assert_eq!(lines.len(), 4, "{table}");
+    let state_col = lines[0].find("STATE").expect("STATE column");
+    for (line, row) in lines[1..].iter().zip(rows) {
+        assert!(
+            line.starts_with(row["instance"].as_str().unwrap_or("?")),
+            "{table}"
+        );
+        assert!(
+            line[state_col..].starts_with(row["state"].as_str().unwrap_or("?")),
+            "{table}"
+        );
+    }
+    let web1 = inspect("container", &format!("{name}-web-1")).expect("web-1");
+    let port = web1["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+        .as_str()
+        .expect("port");
+    assert!(table.contains(&format!("{port}->80/tcp")), "{table}");
+
+    // By name from the state directory, without the file.
+    let by_name = ok(&run(&ws, &["ps", &name, "--output", "json"]));
+    let again: serde_json::Value = serde_json::from_str(&by_name).expect("JSON");
+    assert_eq!(again.as_array().map(|a| a.len()), Some(3), "{by_name}");
+}
+
+#[test]
+fn logs_show_container_output() {
+    let name = unique_name("logs");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let image = base_image();
+    ws.write(
+        "deploy.toml",
+        &format!(
+            r#"name = "{name}"
+
+[services.talk]
+image = "{image}"
+count = 2
+command = ["sh", "-c", "echo hello-berth-logs; echo oops >&2; while true; do echo tick; sleep 1; done"]
+stop_timeout = 1
+"#
+        ),
+    );
+    ok(&run(
+        &ws,
+        &["-f", "deploy.toml", "apply", "--integration", "docker"],
+    ));
+    let f = ["-f", "deploy.toml"];
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let out = run(&ws, &[f[0], f[1], "logs", "talk"]);
+            String::from_utf8_lossy(&out.stdout).matches("tick").count() >= 4
+        }),
+        "no ticks in the logs"
+    );
+    let out = run(&ws, &["-f", "deploy.toml", "logs", "talk"]);
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for i in [1, 2] {
+        let prefix = format!("{name}-talk-{i} | ");
+        assert!(
+            stdout.contains(&format!("{prefix}hello-berth-logs")),
+            "{stdout}"
+        );
+        assert!(stderr.contains(&format!("{prefix}oops")), "{stderr}");
+    }
+    // Every line carries its instance's prefix.
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.starts_with(&format!("{name}-talk-"))),
+        "{stdout}"
+    );
+
+    // One instance by name: no prefix. --tail limits the lines.
+    let one = ok(&run(
+        &ws,
+        &["-f", "deploy.toml", "logs", "talk-2", "--tail", "1"],
+    ));
+    assert_eq!(one.lines().count(), 1, "{one}");
+    assert_eq!(one.trim(), "tick", "{one}");
+
+    // Follow mode keeps streaming.
+    let follow = Background::spawn(
+        bin(),
+        &ws,
+        "follow",
+        &["-f", "deploy.toml", "logs", "talk-1", "-f", "--tail", "0"],
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            std::fs::read_to_string(&follow.stdout)
+                .unwrap_or_default()
+                .matches("tick")
+                .count()
+                >= 2
+        }),
+        "follow printed no new lines: {}",
+        follow.output()
+    );
+    drop(follow);
+
+    // An unknown service is a usage error.
+    let bad = run(&ws, &["-f", "deploy.toml", "logs", "tlak"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", show(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("did you mean \"talk\""),
+        "{}",
+        show(&bad)
+    );
+}
+
+#[test]
+fn stop_keeps_a_docker_integration_instance_stopped_until_started() {
+    let name = unique_name("stop");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let image = busybox_image("opsvol", "VOLUME /data");
+    ws.write(
+        "deploy.toml",
+        &format!(
+            r#"name = "{name}"
+
+[services.app]
+image = "{image}"
+command = ["sh", "-c", "echo boot >> /data/boots; exec httpd -f -p 80"]
+stop_timeout = 1
+
+[services.other]
+image = "{image}"
+command = ["httpd", "-f", "-p", "80"]
+stop_timeout = 1
+"#
+        ),
+    );
+    let f = |args: &[&str]| {
+        let mut v = vec!["-f", "deploy.toml"];
+        v.extend_from_slice(args);
+        run(&ws, &v)
+    };
+    ok(&f(&["apply", "--integration", "docker"]));
+    let app = format!("{name}-app");
+    let other = format!("{name}-other");
+    assert!(wait_for(Duration::from_secs(30), || running(&app)));
+    let id = container_id(&app).expect("app exists");
+
+    ok(&f(&["stop", "app"]));
+    let c = inspect("container", &app).expect("a stopped container is kept");
+    assert_eq!(c["State"]["Running"].as_bool(), Some(false));
+    // unless-stopped: the engine keeps an explicitly stopped container
+    // stopped, also across daemon restarts.
+    assert_eq!(
+        c["HostConfig"]["RestartPolicy"]["Name"].as_str(),
+        Some("unless-stopped")
+    );
+    assert!(
+        ws.state_dir()
+            .join(format!("instances/{app}.stopped"))
+            .exists()
+    );
+    assert!(running(&other), "stop touched only what it was asked to");
+    let ps = ok(&f(&["ps", "--output", "json"]));
+    assert!(ps.contains("\"state\": \"stopped\""), "{ps}");
+
+    // Re-applying does not start it behind the operator's back.
+    ok(&f(&["apply", "--integration", "docker"]));
+    assert!(!running(&app), "apply started a stopped instance");
+    assert_eq!(container_id(&app), Some(id.clone()));
+
+    ok(&f(&["start", "app"]));
+    assert!(running(&app));
+    assert!(
+        !ws.state_dir()
+            .join(format!("instances/{app}.stopped"))
+            .exists()
+    );
+
+    // restart: a fresh container, same volume.
+    ok(&f(&["restart", "app"]));
+    assert!(wait_for(Duration::from_secs(30), || running(&app)));
+    let new_id = container_id(&app).expect("app exists");
+    assert_ne!(new_id, id, "restart makes a fresh container");
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let out = docker(&["exec", &app, "cat", "/data/boots"]);
+            String::from_utf8_lossy(&out.stdout).lines().count() == 3
+        }),
+        "the volume did not carry over: {:?}",
+        docker(&["exec", &app, "cat", "/data/boots"])
+    );
+}
+
+#[test]
+fn doctor_reports_a_busy_port() {
+    let name = unique_name("doctor");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let holder = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = holder.local_addr().expect("addr").port();
+    ws.write(
+        "deploy.toml",
+        &format!(
+            r#"name = "{name}"
+
+[services.web]
+image = "{image}"
+ports = ["{port}:80"]
+"#,
+            image = base_image()
+        ),
+    );
+    let out = run(&ws, &["-f", "deploy.toml", "doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("{port}/tcp")))
+        .unwrap_or_else(|| panic!("no line about port {port}: {text}"));
+    assert!(
+        line.starts_with("FAIL") && line.contains("in use"),
+        "{text}"
+    );
+    assert!(text.contains("fix:"), "{text}");
+
+    let json = run(&ws, &["-f", "deploy.toml", "doctor", "--output", "json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("doctor JSON");
+    assert_eq!(v["ok"].as_bool(), Some(false));
+    let checks = v["checks"].as_array().expect("checks");
+    let engine = checks
+        .iter()
+        .find(|c| c["name"] == "engine")
+        .expect("engine check");
+    assert_eq!(engine["status"].as_str(), Some("ok"), "{v}");
+    assert!(
+        engine["detail"].as_str().unwrap_or("").contains("API 1."),
+        "{v}"
+    );
+    assert!(checks.iter().any(|c| {
+        c["status"] == "fail"
+            && c["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&port.to_string())
+            && c["fix"].is_string()
+    }));
+
+    // Released, the same port is fine and the host is ready.
+    drop(holder);
+    let out = run(&ws, &["-f", "deploy.toml", "doctor"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{port}/tcp")));
+}
+
+#[test]
+fn mail_example_script_end_to_end() {
+    let name = unique_name("mailex");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mail/run.sh");
+    let ports: Vec<(&str, u16)> = [
+        "MAIL_SMTP_PORT",
+        "MAIL_SMTPS_PORT",
+        "MAIL_SUBMISSION_PORT",
+        "MAIL_IMAP_PORT",
+        "MAIL_IMAPS_PORT",
+        "MAIL_SIEVE_PORT",
+        "WEBMAIL_PORT",
+    ]
+    .into_iter()
+    .map(|v| (v, free_port()))
+    .collect();
+    let run_script = || {
+        let mut cmd = std::process::Command::new(&script);
+        cmd.env("BERTH_BIN", bin())
+            .env("BERTH_EXAMPLE_NAME", &name)
+            .env("BERTH_STATE_DIR", ws.state_dir())
+            .env("BERTH_UNIT_DIR", ws.unit_dir())
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null());
+        for (var, port) in &ports {
+            cmd.env(var, port.to_string());
+        }
+        cmd.output().expect("run examples/mail/run.sh")
+    };
+    let out = run_script();
+    let stdout = ok(&out);
+    let web_port = ports
+        .iter()
+        .find(|(v, _)| *v == "WEBMAIL_PORT")
+        .map(|p| p.1)
+        .unwrap_or(0);
+    assert!(
+        stdout.contains(&format!("curl http://127.0.0.1:{web_port}/")),
+        "{stdout}"
+    );
+
+    let page = std::process::Command::new("curl")
+        .args([
+            "-fsS",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{web_port}/"),
+        ])
+        .output()
+        .expect("curl");
+    let page = String::from_utf8_lossy(&page.stdout).into_owned();
+    assert!(page.contains("berth example webmail"), "{page}");
+    assert!(
+        page.contains("MAIL_PORT_25_TCP_ADDR="),
+        "link variables reach the webmail: {page}"
+    );
+    assert!(
+        page.contains("smtp greeting: 220 "),
+        "the webmail reaches the mail server: {page}"
+    );
+
+    // Mail sent through the webmail lands in the mail server's volume.
+    let sent = std::process::Command::new("curl")
+        .args([
+            "-fsS",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{web_port}/cgi-bin/send.cgi"),
+        ])
+        .output()
+        .expect("curl");
+    assert!(
+        String::from_utf8_lossy(&sent.stdout).contains("250 2.0.0"),
+        "{}",
+        show(&sent)
+    );
+    let spool = docker_ok(&[
+        "exec",
+        &format!("{name}-mail"),
+        "cat",
+        "/var/spool/mail/postmaster",
+    ]);
+    assert!(spool.contains("hello from the webmail"), "{spool}");
+
+    // Published SMTP port answers on the host.
+    let smtp = ports
+        .iter()
+        .find(|(v, _)| *v == "MAIL_SMTP_PORT")
+        .map(|p| p.1)
+        .unwrap_or(0);
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", smtp)).expect("connect to SMTP");
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut greeting = [0u8; 64];
+    let n = std::io::Read::read(&mut conn, &mut greeting).expect("greeting");
+    assert!(greeting[..n].starts_with(b"220 "));
+
+    // Running it again changes nothing: same containers.
+    let ids: Vec<Option<String>> = ["mail", "webmail"]
+        .iter()
+        .map(|s| container_id(&format!("{name}-{s}")))
+        .collect();
+    ok(&run_script());
+    let again: Vec<Option<String>> = ["mail", "webmail"]
+        .iter()
+        .map(|s| container_id(&format!("{name}-{s}")))
+        .collect();
+    assert_eq!(ids, again);
+    assert!(ids.iter().all(Option::is_some));
+
+    let ps = ok(&run(&ws, &["ps", &name]));
+    assert_eq!(ps.matches(" running ").count(), 2, "{ps}");
+}
+
+/// Under systemd, `stop` disables the unit: the instance stays stopped across
+/// a reboot of the host, `start` brings it back, `restart` gives it a fresh
+/// container. `ps` inside the host says so.
+#[test]
+fn stop_under_systemd_survives_a_reboot_until_started() {
+    use berth_test_support::systemd_host::{HOST_BERTH, SystemdHost};
+    let host = SystemdHost::boot(bin());
+    let name = host.deployment("sysstop");
+    let dir = format!("/root/{name}");
+    host.write_file(
+        &format!("{dir}/berth.toml"),
+        &format!(
+            r#"name = "{name}"
+
+[services.web]
+image = "{image}"
+command = ["httpd", "-f", "-p", "80"]
+stop_timeout = 1
+
+[services.other]
+image = "{image}"
+command = ["httpd", "-f", "-p", "80"]
+stop_timeout = 1
+"#,
+            image = base_image()
+        ),
+    );
+    let berth = |args: &str| -> String {
+        let out = host.sh(&format!("cd {dir} && NO_COLOR=1 {HOST_BERTH} {args}"));
+        assert!(
+            out.status.success(),
+            "berth {args} in the systemd host failed:\n{}\n--- journal\n{}",
+            show(&out),
+            host.journal_tail(60)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let web = format!("{name}-web");
+    let other = format!("{name}-other");
+    let unit = format!("berth-{web}.service");
+    let wait_running = |c: &str| {
+        host.wait_for(&format!("{c} running"), Duration::from_secs(60), || {
+            running(c).then(|| container_id(c)).flatten()
+        })
+    };
+
+    berth("apply --integration systemd");
+    wait_running(&web);
+    wait_running(&other);
+
+    berth("stop web");
+    assert_eq!(host.unit_property(&unit, "ActiveState"), "inactive");
+    assert_eq!(host.unit_property(&unit, "UnitFileState"), "disabled");
+    assert!(!running(&web));
+    let ps = berth("ps --output json");
+    assert!(ps.contains(&format!("\"instance\": \"{web}\"")), "{ps}");
+    let rows: serde_json::Value = serde_json::from_str(&ps).expect("ps JSON");
+    let row = rows
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["instance"] == web.as_str()))
+        .expect("web row");
+    assert_eq!(row["state"].as_str(), Some("stopped"), "{ps}");
+    assert_eq!(row["integration"].as_str(), Some("systemd"), "{ps}");
+
+    host.reboot();
+    wait_running(&other);
+    assert_eq!(
+        host.unit_property(&unit, "ActiveState"),
+        "inactive",
+        "a stopped instance came back after a reboot"
+    );
+    assert!(!running(&web));
+    // Re-applying leaves it stopped too.
+    berth("apply --integration systemd");
+    assert!(!running(&web));
+
+    berth("start web");
+    let first = wait_running(&web);
+    assert_eq!(host.unit_property(&unit, "UnitFileState"), "enabled");
+    berth("restart web");
+    let second = host.wait_for("a fresh web container", Duration::from_secs(60), || {
+        container_id(&web).filter(|id| *id != first && running(&web))
+    });
+    assert_ne!(first, second);
+}
