@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::{Context, OutputFormat};
 use crate::error::{Error, Result};
-use crate::integration::systemd::{UnitOptions, host_systemd_version};
+use crate::integration::systemd::UnitOptions;
 use crate::spec::render::Rendered;
 
 #[derive(Debug, Args)]
@@ -19,13 +19,8 @@ pub async fn run(ctx: &Context, args: RenderArgs) -> Result<u8> {
         Ok(dep) => dep,
         Err(code) => return Ok(code),
     };
-    let berth_path = std::env::current_exe()
-        .map_err(|e| Error::Runtime(format!("cannot find the path of the berth binary: {e}")))?;
-    // The units `apply` would write on this host: absolute state directory,
-    // settings for this host's systemd.
-    let state_dir = ctx.state_dir().root().to_path_buf();
-    let state_dir = std::path::absolute(&state_dir).unwrap_or(state_dir);
-    let opts = UnitOptions::new(berth_path, state_dir).with_systemd_version(host_systemd_version());
+    // The units exactly as `apply` would write them on this host.
+    let opts = UnitOptions::for_host(ctx.state_dir().root())?;
     let rendered = Rendered::build(&dep, &opts);
     match args.output {
         OutputFormat::Table => print!("{}", rendered.text()),
