@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 use crate::engine::ImageInfo;
 use crate::error::{Error, Result};
 use crate::names;
-use crate::spec::{Deployment, InstanceRef, PortMapping, Protocol, RestartPolicy, VolumeSource};
+use crate::spec::{
+    Deployment, Health, InstanceRef, OnUnhealthy, PortMapping, Protocol, RestartPolicy,
+    VolumeSource,
+};
 use crate::state::StateDir;
 
 /// Which mechanism keeps instances running; decides Docker's restart policy.
@@ -158,6 +161,10 @@ pub struct InstanceSpec {
     pub stop_signal: Option<String>,
     /// Seconds between the stop signal and SIGKILL.
     pub stop_timeout: u64,
+    /// The file's health check (or `health = false`); `None`: the image's,
+    /// if it declares one. Part of the hash: a changed check recreates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 /// Turn a link alias into the prefix of its variables: `db` → `DB`,
@@ -375,6 +382,7 @@ fn instance_spec(
         privileged: svc.privileged,
         stop_signal: svc.stop_signal.clone(),
         stop_timeout: svc.stop_timeout_secs(),
+        health: svc.health.clone(),
     }
 }
 
@@ -388,6 +396,15 @@ impl InstanceSpec {
         let digest = Sha256::digest(&json);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         format!("sha256:{hex}")
+    }
+
+    /// What to do when the instance turns unhealthy (the image's check,
+    /// without a `health` table, restarts).
+    pub fn on_unhealthy(&self) -> OnUnhealthy {
+        self.health
+            .as_ref()
+            .map(|h| h.on_unhealthy)
+            .unwrap_or_default()
     }
 
     /// The instance this spec is for.
@@ -600,6 +617,7 @@ mod tests {
                     id: "sha256:m".into(),
                     exposed_ports: vec![(143, Protocol::Tcp), (25, Protocol::Tcp)],
                     volumes: vec!["/var/spool/exim4".into(), "/var/mail".into()],
+                    healthcheck: false,
                 },
             ),
             (

@@ -347,6 +347,7 @@ mod tests {
             cap_add: vec![],
             cap_drop: vec![],
             privileged: false,
+            health: None,
         }
     }
 
