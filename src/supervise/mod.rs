@@ -145,7 +145,9 @@ async fn watch_health(
         // real exit): try again at the next poll.
         if let Ok(Some(st)) = engine.observe_container(&spec.container).await {
             let health = st.health.clone();
-            if health != last_status && health.is_some() {
+            let unhealthy = health.as_deref() == Some("unhealthy");
+            // With `restart`, the replacement message says it all.
+            if health != last_status && health.is_some() && !(unhealthy && restart) {
                 let line = match (health.as_deref(), st.last_check()) {
                     (Some("unhealthy"), Some(c)) => format!(
                         "berth: {} is unhealthy; last check: {}\n",
@@ -158,7 +160,6 @@ async fn watch_health(
                 output(Stream::Stderr, line.as_bytes());
                 last_status = health.clone();
             }
-            let unhealthy = health.as_deref() == Some("unhealthy");
             if unhealthy && restart {
                 return st
                     .last_check()

@@ -57,7 +57,7 @@ fn up_replaces_an_unhealthy_container_keeps_its_data_and_starts_dependents_after
 image = "{image}"
 command = ["sh", "-c", "echo boot >> /data/boots; mkdir -p /www; (sleep 3; echo ok > /www/ok) & exec httpd -f -p 80 -h /www"]
 stop_timeout = 2
-health = {{ cmd = "test -f /www/ok", interval = "1s", timeout = "2s", retries = 2 }}
+health = {{ cmd = "test -f /www/ok", interval = "1s", timeout = "2s", retries = 2, start_period = "60s" }}
 
 [services.app]
 image = "{image}"
