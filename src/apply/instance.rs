@@ -699,6 +699,32 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_health_check_changes_the_hash() {
+        let base = resolve(&dep(), &images(), Integration::Systemd);
+        let mut d = dep();
+        let mail = d.services.get_mut("mail").unwrap_or_else(|| panic!("mail"));
+        mail.health = Some(crate::spec::Health {
+            test: Some(vec!["CMD-SHELL".into(), "test -f /tmp/ok".into()]),
+            ..Default::default()
+        });
+        let with = resolve(&d, &images(), Integration::Systemd);
+        assert_ne!(base[0].hash(), with[0].hash());
+        assert_eq!(base[1].hash(), with[1].hash(), "other services unchanged");
+        let diff = base[0].diff(&with[0]);
+        assert!(diff.iter().any(|l| l.starts_with("health")), "{diff:?}");
+        let mut d2 = d.clone();
+        if let Some(h) = d2.services.get_mut("mail").and_then(|m| m.health.as_mut()) {
+            h.interval_ms = Some(2000);
+        }
+        let changed = resolve(&d2, &images(), Integration::Systemd);
+        assert_ne!(with[0].hash(), changed[0].hash());
+        // No `health` in the file: the spec (and its hash) is what it was
+        // before health checks existed.
+        let json = serde_json::to_value(&base[0]).unwrap_or_default();
+        assert!(json.get("health").is_none());
+    }
+
+    #[test]
     fn private_files_are_atomic_and_0600() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

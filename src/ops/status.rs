@@ -300,7 +300,17 @@ pub fn render_table(rows: &[InstanceRow]) -> String {
             r.restarts.to_string(),
             ports,
             r.image.clone(),
-            r.last_check.clone().unwrap_or_else(|| "-".into()),
+            r.last_check
+                .as_deref()
+                .map(|c| {
+                    // Long outputs would push the table apart: the JSON has it whole.
+                    if c.chars().count() > 60 {
+                        format!("{}...", c.chars().take(57).collect::<String>())
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
     let mut widths = [0usize; 8];

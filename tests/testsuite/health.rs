@@ -337,3 +337,64 @@ health = false
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(health(&checked).as_deref(), Some("healthy"));
 }
+
+#[test]
+fn apply_starts_a_linked_service_only_after_its_dependency_is_healthy() {
+    let name = unique_name("hlthlink");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let image = busybox_image("health", "");
+    // As under `up`: web turns healthy late; app asks web for the file its
+    // check looks for as soon as app starts.
+    ws.write(
+        "deploy.toml",
+        &format!(
+            r#"name = "{name}"
+
+[services.web]
+image = "{image}"
+command = ["sh", "-c", "mkdir -p /www; (sleep 3; echo ok > /www/ok) & exec httpd -f -p 80 -h /www"]
+stop_timeout = 1
+health = {{ cmd = "test -f /www/ok", interval = "1s", retries = 2, start_period = "60s", on_unhealthy = "ignore" }}
+
+[services.app]
+image = "{image}"
+links = ["web"]
+command = ["sh", "-c", "if wget -q -O /dev/null http://web/ok; then echo dependency-was-healthy; else echo dependency-was-not-healthy; fi; exec httpd -f -p 80"]
+stop_timeout = 1
+"#
+        ),
+    );
+    let out = run(
+        &ws,
+        &[
+            "-f",
+            "deploy.toml",
+            "apply",
+            "--integration",
+            "docker",
+            "--wait",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    // on_unhealthy = "ignore": nothing to warn about.
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        show(&out)
+    );
+    let app = format!("{name}-app");
+    assert!(
+        wait_for(WAIT, || docker(&["logs", &app])
+            .stdout
+            .starts_with(b"dependency-was-")),
+        "{}",
+        show(&docker(&["logs", &app]))
+    );
+    let logs = String::from_utf8_lossy(&docker(&["logs", &app]).stdout).into_owned();
+    assert!(
+        logs.contains("dependency-was-healthy"),
+        "app started before web was healthy: {logs}"
+    );
+    assert_eq!(health(&format!("{name}-web")).as_deref(), Some("healthy"));
+}
