@@ -341,6 +341,15 @@ impl Supervisor {
                 );
                 started.push(c.clone());
             }
+            // Only the services others link to hold the next level back.
+            started.retain(|c| {
+                wanted.get(c).is_some_and(|spec| {
+                    deployment
+                        .services
+                        .values()
+                        .any(|s| s.links.iter().any(|l| l.target == spec.service))
+                })
+            });
             if level < max && !started.is_empty() {
                 self.wait_running(&started).await;
             }

@@ -188,7 +188,9 @@ async fn watch_health(
                 std::future::pending::<()>().await;
             }
         }
-        tokio::time::sleep(HEALTH_POLL).await;
+        // Quick until ready (dependents wait for it), calmer afterwards.
+        let pause = if ready { HEALTH_POLL * 2 } else { HEALTH_POLL };
+        tokio::time::sleep(pause).await;
     }
 }
 

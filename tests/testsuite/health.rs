@@ -64,6 +64,14 @@ image = "{image}"
 links = ["web"]
 command = ["sh", "-c", "if wget -q -O /dev/null http://web/ok; then echo dependency-was-healthy; else echo dependency-was-not-healthy; fi; exec httpd -f -p 80"]
 stop_timeout = 2
+
+# Never healthy, but only reported: left running, and (nothing links to it)
+# holding nobody back.
+[services.lazy]
+image = "{image}"
+command = ["httpd", "-f", "-p", "80"]
+stop_timeout = 1
+health = {{ cmd = "echo lazy-check-failed; exit 1", interval = "1s", retries = 1, on_unhealthy = "ignore" }}
 "#
         ),
     );
@@ -98,6 +106,14 @@ stop_timeout = 2
         "{app_started} vs {web_started}"
     );
 
+    let lazy = format!("{name}-lazy");
+    assert!(
+        wait_for(WAIT, || health(&lazy).as_deref() == Some("unhealthy")),
+        "{}",
+        upp.output()
+    );
+    let lazy_id = container_id(&lazy).expect("lazy container");
+
     // The check starts failing: berth replaces the container.
     let first = container_id(&web).expect("web container");
     docker_ok(&["exec", &web, "rm", "/www/ok"]);
@@ -131,6 +147,14 @@ stop_timeout = 2
         "{row}"
     );
     assert_eq!(ps_row(&ps, &app)["health"], "-");
+    // on_unhealthy = "ignore": the same container all along, still unhealthy.
+    assert_eq!(container_id(&lazy).as_deref(), Some(lazy_id.as_str()));
+    let lazy_row = ps_row(&ps, &lazy);
+    assert_eq!(lazy_row["health"], "unhealthy", "{lazy_row}");
+    assert_eq!(
+        lazy_row["last_check"], "exit 1: lazy-check-failed",
+        "{lazy_row}"
+    );
 
     upp.signal("INT");
     let status = upp.wait_exit(WAIT).expect("berth up exits after SIGINT");
