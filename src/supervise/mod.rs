@@ -124,6 +124,15 @@ pub enum Outcome {
     Unhealthy(String),
 }
 
+/// Send `READY=1` to systemd. Not being under systemd is fine
+/// (`NOTIFY_SOCKET` unset: no-op); a failing notification is logged and
+/// systemd's start timeout decides.
+fn notify_ready() {
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
+}
+
 /// How often the supervisor looks at the container's health.
 pub const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -135,10 +144,11 @@ async fn watch_health(
     engine: &Engine,
     spec: &InstanceSpec,
     notify: bool,
+    already_ready: bool,
     output: &OutputFn,
 ) -> String {
     let restart = spec.on_unhealthy() == crate::spec::OnUnhealthy::Restart;
-    let mut ready = false;
+    let mut ready = already_ready;
     let mut last_status: Option<String> = None;
     loop {
         // A failing inspect is transient (the wait on the container sees a
@@ -166,21 +176,18 @@ async fn watch_health(
                     .map(|c| c.summary())
                     .unwrap_or_else(|| "no check output".into());
             }
-            if !ready
-                && st.is_running()
-                && matches!(
-                    health.as_deref(),
-                    None | Some("healthy") | Some("unhealthy")
-                )
-            {
+            // Without a check, ready means started (as before health
+            // checks existed, even if it already exited: systemd then sees
+            // the exit and restarts it); with one, running and healthy.
+            let ready_now = match health.as_deref() {
+                None => true,
+                Some("healthy") | Some("unhealthy") => st.is_running(),
+                Some(_) => false,
+            };
+            if !ready && ready_now {
                 ready = true;
                 if notify {
-                    // Not being under systemd is fine (NOTIFY_SOCKET unset:
-                    // no-op); a failing notification is logged and systemd's
-                    // start timeout decides.
-                    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-                        tracing::warn!("cannot notify systemd: {e}");
-                    }
+                    notify_ready();
                 }
             }
             if ready && health.is_none() {
@@ -262,10 +269,22 @@ pub async fn run_instance(
         }
     });
 
+    // Without a health check the instance is ready once started: tell
+    // systemd now, before the container can exit (as quick as it may be).
+    let has_check = engine
+        .observe_container(&spec.container)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.health.is_some());
+    if !has_check && opts.notify_systemd {
+        notify_ready();
+    }
+
     tokio::pin!(shutdown);
     let outcome = tokio::select! {
         status = engine.wait_container(&spec.container) => Outcome::Exited(status?),
-        check = watch_health(engine, &spec, opts.notify_systemd, &opts.output) => {
+        check = watch_health(engine, &spec, opts.notify_systemd, !has_check, &opts.output) => {
             let msg = format!(
                 "berth: {} is unhealthy (last check: {check}); replacing it with a fresh container\n",
                 spec.container
