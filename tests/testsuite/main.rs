@@ -7,6 +7,7 @@ mod invalid_files;
 mod ops;
 mod spec_commands;
 mod ssh;
+mod ssh_integrations;
 mod support;
 mod systemd_host;
 mod units;
