@@ -5,6 +5,7 @@ mod apply;
 mod data;
 mod invalid_files;
 mod ops;
+mod reliability;
 mod spec_commands;
 mod ssh;
 mod ssh_integrations;
