@@ -220,7 +220,7 @@ impl Gateway {
     /// An `ssh` command to `login@127.0.0.1` with `key`, isolated from any
     /// user configuration.
     fn ssh(&self, keys: &Keys, key: &str, login: &str) -> Command {
-        ssh_command(self.port, &self.known_hosts, keys, key, login)
+        ssh_command("127.0.0.1", self.port, &self.known_hosts, keys, key, login)
     }
 
     /// The first log line matching `pred`, waiting for it: the audit line
@@ -242,9 +242,10 @@ impl Gateway {
     }
 }
 
-/// An `ssh` command to `login@127.0.0.1:port` with `key`, isolated from any
+/// An `ssh` command to `login@host:port` with `key`, isolated from any
 /// user configuration, trusting the host key it sees first.
 pub(crate) fn ssh_command(
+    host: &str,
     port: u16,
     known_hosts: &std::path::Path,
     keys: &Keys,
@@ -265,7 +266,7 @@ pub(crate) fn ssh_command(
         ])
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
         .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"])
-        .arg(format!("{login}@127.0.0.1"));
+        .arg(format!("{login}@{host}"));
     c
 }
 

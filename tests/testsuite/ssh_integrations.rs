@@ -61,7 +61,7 @@ fn up_runs_the_ssh_gateway_when_keys_are_granted() {
     );
     let port = port.unwrap_or_default();
     let known_hosts = ws.path().join("known_hosts");
-    let mut c = ssh_command(port, &known_hosts, &keys, "alice", "svc");
+    let mut c = ssh_command("127.0.0.1", port, &known_hosts, &keys, "alice", "svc");
     c.args(["echo", "hi;", "hostname"]);
     let out = crate::ssh::run(c);
     assert!(out.status.success(), "{}\n{}", show(&out), up.output());
@@ -72,11 +72,11 @@ fn up_runs_the_ssh_gateway_when_keys_are_granted() {
     assert!(!host.is_empty() && id.starts_with(host), "{text} vs {id}");
 
     // Exactly the granted key: bob's key is refused on svc, fine on other.
-    let mut c = ssh_command(port, &known_hosts, &keys, "bob", "svc");
+    let mut c = ssh_command("127.0.0.1", port, &known_hosts, &keys, "bob", "svc");
     c.arg("true");
     let out = crate::ssh::run(c);
     assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    let mut c = ssh_command(port, &known_hosts, &keys, "bob", "other");
+    let mut c = ssh_command("127.0.0.1", port, &known_hosts, &keys, "bob", "other");
     c.args(["exit", "3"]);
     assert_eq!(crate::ssh::run(c).status.code(), Some(3));
 
@@ -271,4 +271,58 @@ fn apply_docker_says_how_to_run_the_gateway() {
     assert!(unit_text(&ws).is_none());
     let out = run(&ws, &["destroy"]);
     assert!(out.status.success(), "{}", show(&out));
+}
+
+/// On a real systemd host: the gateway unit is started by apply, serves
+/// `ssh svc@host`, and goes with the last deployment granting keys.
+#[test]
+fn systemd_host_runs_the_gateway_unit_and_destroy_removes_it() {
+    use berth_test_support::systemd_host::{HostDeployment, SystemdHost};
+    let host = SystemdHost::boot(bin());
+    let d = HostDeployment::new(&host, "gwhost");
+    let keys = Keys::new(&["alice"]);
+    d.write(&format!(
+        "name = \"NAME\"\n\n[keys]\nalice = \"{}\"\n\n\
+         [services.svc]\nimage = \"IMAGE\"\ncommand = [\"sleep\", \"100000\"]\nstop_timeout = 1\nssh = [\"alice\"]\n",
+        keys.public("alice")
+    ));
+    d.apply();
+    d.wait_active("svc");
+    host.wait_for(&format!("{UNIT} active"), WAIT, || {
+        (host.unit_property(UNIT, "ActiveState") == "active").then_some(())
+    });
+    assert_eq!(host.unit_property(UNIT, "UnitFileState"), "enabled");
+    let ip = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.IPAddress}}",
+        &host.name,
+    ]);
+    let known_hosts = tempfile::tempdir().expect("temp dir");
+    let known_hosts = known_hosts.path().join("known_hosts");
+    // The unit may be active a moment before it listens.
+    let mut last = None;
+    let ok = wait_for(WAIT, || {
+        let mut c = ssh_command(ip.trim(), 2222, &known_hosts, &keys, "alice", "svc");
+        c.args(["echo", "hi"]);
+        let out = crate::ssh::run(c);
+        let ok = out.status.success() && out.stdout == b"hi\n";
+        last = Some(out);
+        ok
+    });
+    assert!(
+        ok,
+        "{}\n--- journal\n{}",
+        last.as_ref().map(show).unwrap_or_default(),
+        host.unit_journal(UNIT)
+    );
+
+    d.berth_ok("destroy");
+    assert_eq!(host.unit_property(UNIT, "LoadState"), "not-found");
+    assert!(
+        !host
+            .sh(&format!("test -e /etc/systemd/system/{UNIT}"))
+            .status
+            .success()
+    );
 }
