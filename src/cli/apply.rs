@@ -52,10 +52,14 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<u8> {
             ))
         })?;
     }
+    let integration = IntegrationChoice::from(args.integration).resolve();
+    if integration == Integration::Systemd {
+        ssh_gateway::check_unit_clash(&deployment)?;
+    }
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();
     let opts = ApplyOptions {
-        integration: IntegrationChoice::from(args.integration).resolve(),
+        integration,
         unit_dir: ctx.global.unit_dir.clone(),
         systemctl: !args.no_systemctl,
         berth_path: berth_path(),

@@ -29,6 +29,28 @@ use crate::state::StateDir;
 /// (`berth-ssh-gateway.service`).
 const UNIT_STEM: &str = "ssh-gateway";
 
+/// The gateway's unit is `berth-ssh-gateway.service`, which is also the
+/// unit name an instance container called `ssh-gateway` would get
+/// (deployment `ssh`, service `gateway`). Under systemd that deployment is
+/// refused rather than have one unit overwrite the other.
+pub fn check_unit_clash(deployment: &Deployment) -> Result<()> {
+    if let Some(i) = deployment
+        .instances()
+        .into_iter()
+        .find(|i| i.container == UNIT_STEM)
+    {
+        return Err(Error::Usage(format!(
+            "deployment {:?}: the unit of instance {} would be {}, the name of berth's SSH gateway unit; \
+             rename the deployment (--name) or the service {:?}",
+            deployment.name,
+            i.container,
+            gateway::UNIT_NAME,
+            i.service
+        )));
+    }
+    Ok(())
+}
+
 /// What [`reconcile_unit`] did to the gateway's unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UnitChange {
@@ -234,6 +256,19 @@ mod tests {
     #[test]
     fn unit_stem_names_the_gateway_unit() {
         assert_eq!(crate::names::unit_name(UNIT_STEM), gateway::UNIT_NAME);
+    }
+
+    #[test]
+    fn an_instance_named_like_the_gateway_is_refused() {
+        let d = |name: &str| -> Deployment {
+            serde_json::from_value(serde_json::json!({
+                "name": name,
+                "services": {"gateway": {"name": "gateway", "image": "i", "count": 1}},
+            }))
+            .expect("deployment")
+        };
+        assert!(matches!(check_unit_clash(&d("ssh")), Err(Error::Usage(_))));
+        assert!(check_unit_clash(&d("web")).is_ok());
     }
 
     #[test]
