@@ -1,6 +1,6 @@
 //! `berth up`: supervise the whole deployment in the foreground.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use clap::Args;
 
@@ -9,7 +9,7 @@ use super::plan::berth_path;
 use crate::engine::{Engine, PullProgress};
 use crate::error::{Error, Result};
 use crate::integration::foreground::{self, UpOptions};
-use crate::integration::ssh_gateway;
+use crate::integration::ssh_gateway::{self, ForegroundGateway};
 use crate::ssh::gateway;
 
 #[derive(Debug, Args)]
@@ -36,26 +36,46 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
     }
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();
-    let gw = if args.no_ssh {
-        None
-    } else {
-        ssh_gateway::spawn_foreground(&engine, &state, &deployment, &args.ssh_listen).await?
+    // The gateway starts with the first file that grants keys: at once, or
+    // when a file re-read on SIGHUP starts granting them. It then stays up
+    // (it looks keys up in the applied state, so revoked keys stop working).
+    let gw: Arc<Mutex<Option<ForegroundGateway>>> = Arc::new(Mutex::new(None));
+    let start_gateway = {
+        let (gw, engine, state) = (gw.clone(), engine.clone(), state.clone());
+        let (no_ssh, listen) = (args.no_ssh, args.ssh_listen.clone());
+        move |d: &crate::spec::Deployment| -> Result<()> {
+            let mut slot = gw.lock().unwrap_or_else(|p| p.into_inner());
+            if no_ssh || slot.is_some() {
+                return Ok(());
+            }
+            if let Some(g) = ssh_gateway::start_foreground(&engine, &state, d, &listen)? {
+                eprintln!(
+                    "berth: ssh gateway listening on {} (host key {})",
+                    g.addr, g.fingerprint
+                );
+                *slot = Some(g);
+            }
+            Ok(())
+        }
     };
-    if let Some(g) = &gw {
-        eprintln!(
-            "berth: ssh gateway listening on {} (host key {})",
-            g.addr, g.fingerprint
-        );
-    }
+    start_gateway(&deployment)?;
     let opts = UpOptions {
         unit_dir: ctx.global.unit_dir.clone(),
         berth_path: berth_path(),
         progress: PullProgress::Auto,
     };
     let loader_ctx = ctx.clone();
-    let load: foreground::Loader = Arc::new(move || loader_ctx.load_deployment());
+    let load: foreground::Loader = Arc::new(move || {
+        let d = loader_ctx.load_deployment()?;
+        // A gateway that cannot start must not stop the services.
+        if let Err(e) = start_gateway(&d) {
+            eprintln!("berth: {e}");
+        }
+        Ok(d)
+    });
     let result = foreground::up(&engine, &state, &opts, load).await;
-    if let Some(g) = gw {
+    let running = gw.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(g) = running {
         g.stop().await;
     }
     result?;

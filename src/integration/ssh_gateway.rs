@@ -215,8 +215,10 @@ impl ForegroundGateway {
 
 /// Start the gateway in this process when `deployment` grants SSH keys;
 /// `None` when it grants none. Binding happens here, so a taken port is an
-/// error before anything else starts.
-pub async fn spawn_foreground(
+/// error before anything else starts. Must be called from within the tokio
+/// runtime (`berth up` calls it from its loader when a re-read file starts
+/// granting keys).
+pub fn start_foreground(
     engine: &Engine,
     state: &StateDir,
     deployment: &Deployment,
@@ -226,16 +228,25 @@ pub async fn spawn_foreground(
         return Ok(None);
     }
     gateway::check_listen(listen)?;
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| Error::Runtime(format!("SSH gateway: no async runtime: {e}")))?;
     let key = hostkey::load_or_create(state)?;
     let fingerprint = hostkey::fingerprint(&key);
-    let (listener, addr) = gateway::bind(listen).await.map_err(|e| {
+    let bind_err = |e: std::io::Error| {
         Error::Runtime(format!(
-            "SSH gateway: {e} (choose another address with --ssh-listen, or --no-ssh)"
+            "SSH gateway: cannot listen on {listen}: {e} (choose another address with --ssh-listen, or --no-ssh)"
         ))
-    })?;
+    };
+    let std_listener = std::net::TcpListener::bind(listen).map_err(bind_err)?;
+    std_listener.set_nonblocking(true).map_err(bind_err)?;
+    let addr = std_listener.local_addr().map_err(bind_err)?;
+    let listener = {
+        let _guard = runtime.enter();
+        tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?
+    };
     let engine = engine.clone();
     let state = state.clone();
-    let task = tokio::spawn(async move {
+    let task = runtime.spawn(async move {
         let r = gateway::serve(engine, state, listener, key, gateway::LOGIN_GRACE).await;
         if let Err(e) = &r {
             tracing::error!("ssh gateway stopped: {e}");

@@ -131,6 +131,81 @@ fn up_without_keys_or_with_no_ssh_runs_no_gateway() {
     }
 }
 
+#[test]
+fn up_starts_the_gateway_when_a_reloaded_file_grants_keys() {
+    let name = unique_name("upsshhup");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let keys = Keys::new(&["alice"]);
+    let file = |ssh: &str| {
+        format!(
+            "name = \"{name}\"\n\n[keys]\nalice = \"{}\"\n\n\
+             [services.svc]\nimage = \"{}\"\ncommand = [\"sleep\", \"100000\"]\nstop_timeout = 1\nssh = [{ssh}]\n",
+            keys.public("alice"),
+            base_image(),
+        )
+    };
+    ws.write("deploy.toml", &file(""));
+    let mut up = Background::spawn(
+        bin(),
+        &ws,
+        "up",
+        &["-f", "deploy.toml", "up", "--ssh-listen", "127.0.0.1:0"],
+    );
+    let container = format!("{name}-svc");
+    let supervising = |up: &Background| {
+        std::fs::read_to_string(&up.stderr)
+            .unwrap_or_default()
+            .contains("berth: supervising")
+    };
+    assert!(
+        wait_for(WAIT, || supervising(&up) && running(&container)),
+        "{}",
+        up.output()
+    );
+    assert_eq!(gateway_port(&up), None, "{}", up.output());
+    let before = docker_ok(&["inspect", "-f", "{{.Id}}", &container]);
+
+    ws.write("deploy.toml", &file("\"alice\""));
+    up.signal("HUP");
+    let mut port = None;
+    assert!(
+        wait_for(WAIT, || {
+            port = gateway_port(&up);
+            port.is_some()
+        }),
+        "{}",
+        up.output()
+    );
+    let port = port.unwrap_or_default();
+    let known_hosts = ws.path().join("known_hosts");
+    // The key counts once the re-read file is applied (the container keeps
+    // running: keys are not part of its spec).
+    let mut last = None;
+    let ok = wait_for(WAIT, || {
+        let mut c = ssh_command("127.0.0.1", port, &known_hosts, &keys, "alice", "svc");
+        c.args(["echo", "hi"]);
+        let out = crate::ssh::run(c);
+        let ok = out.status.success() && out.stdout == b"hi\n";
+        last = Some(out);
+        ok
+    });
+    assert!(
+        ok,
+        "{}\n{}",
+        last.as_ref().map(show).unwrap_or_default(),
+        up.output()
+    );
+    assert_eq!(docker_ok(&["inspect", "-f", "{{.Id}}", &container]), before);
+    up.signal("INT");
+    assert_eq!(
+        up.wait_exit(WAIT).and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        up.output()
+    );
+}
+
 fn unit_text(ws: &Workspace) -> Option<String> {
     std::fs::read_to_string(ws.unit_dir().join(UNIT)).ok()
 }
