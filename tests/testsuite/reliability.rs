@@ -6,9 +6,11 @@
 //! Operations: the initial apply, changing a service's environment, scaling
 //! a service up or down, removing and adding services, a container's main
 //! process killed by SIGKILL from the host (a crash: Docker restarts it),
-//! berth killed by SIGKILL in the middle of an apply and the apply run
-//! again, `berth stop` / `berth start` of a service, and `berth destroy`
-//! (volumes kept) followed by a fresh apply.
+//! `docker kill` of a container (Docker counts that as a stop by hand and
+//! does not restart it: the next apply must), berth killed by SIGKILL in the
+//! middle of an apply (the apply run again) or of a destroy (destroy run
+//! again, then apply), `berth stop` / `berth start` of a service, and
+//! `berth destroy` (volumes kept) followed by a fresh apply.
 //!
 //! After every step the engine must match the model: exactly the expected
 //! containers (by name, with their `berth.*` labels, running unless the
@@ -429,7 +431,7 @@ impl Suite {
             .into_keys()
             .filter(|c| !self.model.stopped.contains(c))
             .collect();
-        match self.rng.below(9) {
+        match self.rng.below(11) {
             0 => {
                 let Some(s) = self.rng.pick(&services).cloned() else {
                     return self.step();
@@ -556,6 +558,41 @@ impl Suite {
                 self.model.stopped.clear();
                 self.apply();
             }
+            8 => {
+                // Docker counts `docker kill` as a stop by hand: the policy
+                // does not restart it, the next apply must.
+                let Some(c) = self.rng.pick(&running).cloned() else {
+                    return self.step();
+                };
+                eprintln!("step {}: docker kill {c}, then apply", self.step);
+                self.count_fault("docker kill");
+                docker_ok(&["kill", &c]);
+                self.apply();
+            }
+            9 => {
+                let delay = self.rng.below(1500);
+                eprintln!(
+                    "step {}: SIGKILL berth destroy after {delay} ms, destroy again (keeping volumes), apply",
+                    self.step
+                );
+                self.count_fault("berth killed mid-destroy");
+                let mut bg = Background::spawn(
+                    bin(),
+                    &self.ws,
+                    &format!("killed-destroy-{}", self.step),
+                    &["destroy"],
+                );
+                std::thread::sleep(Duration::from_millis(delay));
+                if matches!(bg.child.try_wait(), Ok(None)) {
+                    self.berth_killed_mid_apply += 1;
+                }
+                let _ = bg.child.kill();
+                let _ = bg.child.wait();
+                // The file names the deployment even if the state is gone.
+                self.berth_ok(&["destroy"]);
+                self.model.stopped.clear();
+                self.apply();
+            }
             _ => {
                 eprintln!("step {}: re-apply the unchanged file", self.step);
                 self.count_op("no-op apply");
@@ -612,7 +649,7 @@ fn reliability_random_operations_and_faults_match_the_model() {
     }
     let faults: u64 = suite.faults.values().sum();
     eprintln!(
-        "reliability: seed {seed}: {steps} steps run, {faults} faults injected ({:?}; berth still running when killed: {}), operations {:?}, {} volumes checked, 0 divergences",
+        "reliability: seed {seed}: {steps} steps run, {faults} faults injected ({:?}; berth still running when killed mid-apply or mid-destroy: {}), operations {:?}, {} volumes checked, 0 divergences",
         suite.faults,
         suite.berth_killed_mid_apply,
         suite.ops,
