@@ -82,7 +82,7 @@ fn installed_listen(unit: &str) -> Option<String> {
     let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart="))?;
     let mut words = exec.split_whitespace();
     words.find(|w| *w == "--listen")?;
-    words.next().map(String::from)
+    words.next().map(|w| w.trim_matches('"').to_string())
 }
 
 /// Make the gateway's unit match what is applied in `state`: installed
@@ -291,5 +291,43 @@ mod tests {
         );
         assert_eq!(installed_listen(&unit).as_deref(), Some("127.0.0.1:2200"));
         assert_eq!(installed_listen("[Service]\nExecStart=/x\n"), None);
+        let unit = gateway::render_unit(
+            Path::new("/usr/bin/berth"),
+            Path::new("/var/lib/berth"),
+            "[::]:2222",
+        );
+        assert_eq!(installed_listen(&unit).as_deref(), Some("[::]:2222"));
+    }
+
+    /// Paths with spaces, `%`, `$` and quotes are quoted and escaped, and
+    /// systemd reads the unit without a word.
+    #[test]
+    fn odd_paths_are_escaped_in_the_unit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let odd = dir.path().join("bin dir %i $HOME");
+        std::fs::create_dir_all(&odd).expect("odd dir");
+        let bin = odd.join("berth");
+        std::os::unix::fs::symlink("/bin/true", &bin).expect("symlink");
+        let state = odd.join("state \"dir\" '%n' \\");
+        let unit = gateway::render_unit(&bin, &state, "[::]:2222");
+        assert!(unit.contains("%%i"), "{unit}");
+        assert!(unit.contains("$$HOME"), "{unit}");
+        let path = dir.path().join(gateway::UNIT_NAME);
+        std::fs::write(&path, &unit).expect("write unit");
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&path)
+            .env("SYSTEMD_LOG_COLOR", "0")
+            .output()
+            .expect("systemd-analyze (from the systemd package) is needed for this test");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.trim().is_empty(),
+            "{unit}\n{text}"
+        );
     }
 }
