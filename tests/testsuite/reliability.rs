@@ -96,6 +96,9 @@ struct Model {
     volumes: BTreeMap<String, String>,
     /// The next number for service names and tokens.
     serial: u64,
+    /// Services removed earlier (their volumes are kept): re-adding one
+    /// must hand its instance 1 the old volume, data and all.
+    removed: Vec<String>,
 }
 
 impl Model {
@@ -394,6 +397,25 @@ impl Suite {
                 None => bad.push(format!("volume {v}: not found")),
             }
         }
+        // Each running instance sees its own volume's sentinel at /data:
+        // scaling, re-adding and recreating never hand it another volume.
+        for (c, (service, index)) in self.model.containers() {
+            if self.model.stopped.contains(&c) {
+                continue;
+            }
+            let volume = self.model.volume_of(&service, index);
+            let Some(token) = self.model.volumes.get(&volume) else {
+                continue;
+            };
+            let out = docker(&["exec", &c, "cat", "/data/sentinel"]);
+            let seen = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !out.status.success() || seen != *token {
+                bad.push(format!(
+                    "{c}: /data/sentinel is {seen:?}, expected {token:?} of volume {volume}: {}",
+                    show(&out)
+                ));
+            }
+        }
         if !bad.is_empty() {
             self.fail(&bad.join("\n"));
         }
@@ -470,13 +492,32 @@ impl Suite {
                 eprintln!("step {}: remove service {s}", self.step);
                 self.count_op("remove service");
                 self.model.services.remove(&s);
+                self.model.removed.push(s);
                 self.model.prune_stopped();
                 self.apply();
             }
             3 if services.len() < MAX_SERVICES => {
-                let s = self.add_service();
-                eprintln!("step {}: add service {s}", self.step);
-                self.count_op("add service");
+                let again = self.rng.below(2) == 0;
+                let s = match self.model.removed.pop() {
+                    Some(old) if again => {
+                        let token = self.model.fresh_token();
+                        self.model
+                            .services
+                            .insert(old.clone(), Service { count: 1, token });
+                        eprintln!("step {}: add removed service {old} again", self.step);
+                        self.count_op("re-add removed service");
+                        old
+                    }
+                    other => {
+                        self.model.removed.extend(other);
+                        let s = self.add_service();
+                        eprintln!("step {}: add service {s}", self.step);
+                        self.count_op("add service");
+                        s
+                    }
+                };
+                // Its old hashes (if any) belong to another spec.
+                t.env.insert(s);
                 self.apply();
             }
             4 => {
