@@ -4,7 +4,7 @@
 //! every step against a model of what should exist.
 //!
 //! Operations: the initial apply, changing a service's environment, scaling
-//! a service up or down, removing and adding services, a container's main
+//! a service up or down, removing, adding and re-adding services, a container's main
 //! process killed by SIGKILL from the host (a crash: Docker restarts it),
 //! `docker kill` of a container (Docker counts that as a stop by hand and
 //! does not restart it: the next apply must), berth killed by SIGKILL in the
@@ -18,7 +18,8 @@
 //! network), spec hashes kept when a service did not change and changed when
 //! its environment did, `berth plan` with nothing to do, and every volume
 //! ever created still there with the sentinel token written into it when
-//! it first appeared (also the volumes of removed services and instances).
+//! it first appeared (also the volumes of removed services and instances),
+//! and seen by its running instance at `/data`.
 //!
 //! `BERTH_RELIABILITY_SEED` picks the sequence (printed at the start and in
 //! every failure), `BERTH_RELIABILITY_STEPS` its length (default 12, short
