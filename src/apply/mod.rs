@@ -437,58 +437,97 @@ async fn apply_containers(
     remove_stale_units(plan, opts_unit_dir, systemctl, report).await?;
     let levels = service_levels(deployment);
     let max = levels.values().copied().max().unwrap_or(0);
+    // A failing instance does not stop the others: services that do not
+    // depend on it still converge; those linking to it (directly or not)
+    // are skipped. Every failure is reported at the end.
+    let mut failed_services: std::collections::BTreeSet<String> = Default::default();
+    let mut errors: Vec<String> = Vec::new();
     for level in 0..=max {
-        let wave: Vec<&InstancePlan> = plan
+        let mut wave: Vec<&InstancePlan> = Vec::new();
+        for i in plan
             .instances
             .iter()
             .filter(|i| i.action != Action::Remove)
             .filter(|i| levels.get(&i.service).copied().unwrap_or(0) == level)
-            .collect();
-        let results: Vec<Result<()>> = futures_util::stream::iter(wave)
-            .map(|item| async move {
-                // Each instance creates its own volumes right before its
-                // container: no barrier between volume and container creation.
-                let own: Vec<&VolumePlan> = plan
-                    .volumes_to_create
-                    .iter()
-                    .filter(|v| v.container == item.container)
-                    .collect();
-                create_volumes(engine, specs, &own, revision, report).await?;
-                // Unchanged instances still get their spec file checked
-                // (rewritten only if it differs; repairs a lost state directory).
-                crate::integration::docker::converge_instance(engine, state, item, revision)
-                    .await
-                    .map_err(|e| {
-                        Error::Runtime(format!("{} {}: {e}", item.action.as_str(), item.container))
-                    })?;
-                if item.action != Action::Unchanged {
-                    let what = match item.action {
-                        Action::Create => "created",
-                        Action::Recreate => "recreated",
-                        Action::Start => "started",
-                        _ => "",
-                    };
-                    let note = if item.stopped_by_operator {
-                        " (stopped by operator: not started)"
-                    } else {
-                        ""
-                    };
-                    report(format!("{what} {}{note}", item.container));
+        {
+            let blocked = deployment
+                .services
+                .get(&i.service)
+                .map(|svc| {
+                    svc.links
+                        .iter()
+                        .find(|l| failed_services.contains(&l.target))
+                        .map(|l| l.target.clone())
+                })
+                .unwrap_or_default();
+            match blocked {
+                Some(target) => {
+                    errors.push(format!(
+                        "{}: skipped, its link target {target} failed",
+                        i.container
+                    ));
+                    failed_services.insert(i.service.clone());
                 }
-                Ok(())
+                None => wave.push(i),
+            }
+        }
+        let results: Vec<(String, Result<()>)> = futures_util::stream::iter(wave)
+            .map(|item| async move {
+                let r: Result<()> = async {
+                    // Each instance creates its own volumes right before its
+                    // container: no barrier between volume and container creation.
+                    let own: Vec<&VolumePlan> = plan
+                        .volumes_to_create
+                        .iter()
+                        .filter(|v| v.container == item.container)
+                        .collect();
+                    create_volumes(engine, specs, &own, revision, report).await?;
+                    // Unchanged instances still get their spec file checked
+                    // (rewritten only if it differs; repairs a lost state directory).
+                    crate::integration::docker::converge_instance(engine, state, item, revision)
+                        .await
+                        .map_err(|e| {
+                            Error::Runtime(format!(
+                                "{} {}: {e}",
+                                item.action.as_str(),
+                                item.container
+                            ))
+                        })?;
+                    if item.action != Action::Unchanged {
+                        let what = match item.action {
+                            Action::Create => "created",
+                            Action::Recreate => "recreated",
+                            Action::Start => "started",
+                            _ => "",
+                        };
+                        let note = if item.stopped_by_operator {
+                            " (stopped by operator: not started)"
+                        } else {
+                            ""
+                        };
+                        report(format!("{what} {}{note}", item.container));
+                    }
+                    Ok(())
+                }
+                .await;
+                (item.service.clone(), r)
             })
             .buffer_unordered(PARALLELISM)
             .collect()
             .await;
-        let errors: Vec<String> = results
-            .into_iter()
-            .filter_map(|r| r.err().map(|e| e.to_string()))
-            .collect();
-        if !errors.is_empty() {
-            return Err(Error::Runtime(errors.join("\n")));
+        for (service, r) in results {
+            if let Err(e) = r {
+                errors.push(e.to_string());
+                failed_services.insert(service);
+            }
         }
     }
-    Ok(())
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        errors.sort();
+        Err(Error::Runtime(errors.join("\n")))
+    }
 }
 
 async fn apply_systemd(

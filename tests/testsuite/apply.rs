@@ -1325,3 +1325,160 @@ async fn operator_stopped_instance_stays_stopped_through_apply() {
     assert!(env.lines().any(|l| l == "V=2"), "{env}");
     assert!(running(&b));
 }
+
+/// A service that cannot start fails the apply, naming it; independent
+/// services still converge and those linking to it are skipped. Fixing
+/// the file and applying again converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_instance_spares_independent_services() {
+    let name = unique_name("partial");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let img = base_image();
+    let mk = |cmd: &str| {
+        deployment(
+            &name,
+            vec![
+                svc("bad", img, json!({"command": [cmd]})),
+                svc(
+                    "dependent",
+                    img,
+                    json!({"links": [{"target": "bad", "alias": "bad"}]}),
+                ),
+                svc("good", img, json!({})),
+            ],
+        )
+    };
+    let engine = engine().await;
+    let state = StateDir::new(ws.state_dir());
+    let o = opts(&ws, Integration::Docker);
+    let err = apply::apply(&engine, &state, &mk("/no/such/binary"), &o, apply::quiet())
+        .await
+        .expect_err("bad cannot start");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("{name}-bad")), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "{name}-dependent: skipped, its link target bad failed"
+        )),
+        "{msg}"
+    );
+    assert!(
+        running(&format!("{name}-good")),
+        "independent service converged"
+    );
+    assert!(inspect("container", &format!("{name}-dependent")).is_none());
+
+    let fixed = mk("sleep");
+    let fixed = {
+        let mut d = fixed;
+        if let Some(s) = d.services.get_mut("bad") {
+            s.command = Some(vec!["sleep".into(), "3600".into()]);
+        }
+        d
+    };
+    apply::apply(&engine, &state, &fixed, &o, apply::quiet())
+        .await
+        .expect("fixed apply converges");
+    for s in ["bad", "dependent", "good"] {
+        assert!(running(&format!("{name}-{s}")), "{s}");
+    }
+}
+
+/// What the engine shows matches every container setting the file gives.
+#[test]
+fn cli_container_settings_match_the_file() {
+    let name = unique_name("settings");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let img = base_image();
+    let port = free_port();
+    ws.write("app.env", "FROM_FILE=yes\nSHARED=file\n");
+    ws.write(
+        "berth.toml",
+        &format!(
+            r#"name = "{name}"
+
+[services.app]
+image = "{img}"
+entrypoint = ["sh", "-c"]
+command = ["exec sleep 3600"]
+env_file = "app.env"
+env = {{ SHARED = "env", PLAIN = "1" }}
+ports = ["127.0.0.1:{port}:8080/udp", "9090"]
+volumes = ["data:/data:ro", "{host}:/hostdir"]
+user = "1000:1000"
+workdir = "/tmp"
+hostname = "box"
+labels = {{ "org.example.role" = "app" }}
+stop_timeout = 7
+stop_signal = "SIGUSR1"
+memory = "64m"
+cpus = 0.5
+read_only = true
+tmpfs = ["/run", "/scratch:size=16m"]
+cap_add = ["NET_ADMIN"]
+cap_drop = ["MKNOD"]
+restart = "on-failure"
+"#,
+            host = ws.path().display()
+        ),
+    );
+    let out = run(&ws, &["apply", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let c = format!("{name}-app");
+    let i = inspect("container", &c).expect("inspect");
+    let cfg = &i["Config"];
+    let host = &i["HostConfig"];
+    assert_eq!(cfg["Entrypoint"], json!(["sh", "-c"]));
+    assert_eq!(cfg["Cmd"], json!(["exec sleep 3600"]));
+    let env: Vec<String> = cfg["Env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    for e in ["FROM_FILE=yes", "SHARED=env", "PLAIN=1"] {
+        assert!(env.iter().any(|x| x == e), "{e} in {env:?}");
+    }
+    assert_eq!(cfg["User"], json!("1000:1000"));
+    assert_eq!(cfg["WorkingDir"], json!("/tmp"));
+    assert_eq!(cfg["Hostname"], json!("box"));
+    assert_eq!(cfg["Labels"]["org.example.role"], json!("app"));
+    assert_eq!(cfg["StopSignal"], json!("SIGUSR1"));
+    assert_eq!(cfg["StopTimeout"], json!(7));
+    assert_eq!(host["Memory"], json!(64 * 1024 * 1024));
+    assert_eq!(host["NanoCpus"], json!(500_000_000));
+    assert_eq!(host["ReadonlyRootfs"], json!(true));
+    assert_eq!(host["Tmpfs"]["/run"], json!(""));
+    assert_eq!(host["Tmpfs"]["/scratch"], json!("size=16m"));
+    assert_eq!(host["CapAdd"], json!(["NET_ADMIN"]));
+    assert_eq!(host["CapDrop"], json!(["MKNOD"]));
+    assert_eq!(host["RestartPolicy"]["Name"], json!("on-failure"));
+    assert_eq!(
+        host["PortBindings"]["8080/udp"][0],
+        json!({"HostIp": "127.0.0.1", "HostPort": port.to_string()})
+    );
+    assert!(host["PortBindings"]["9090/tcp"].is_array(), "{host}");
+    let mounts = i["Mounts"].as_array().cloned().unwrap_or_default();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["Name"] == json!(format!("{c}-data"))
+                && m["Destination"] == json!("/data")
+                && m["RW"] == json!(false)),
+        "{mounts:?}"
+    );
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["Type"] == json!("bind") && m["Destination"] == json!("/hostdir")),
+        "{mounts:?}"
+    );
+    assert!(running(&c));
+    // And the process really runs as that user, in that directory.
+    assert_eq!(exec_ok(&c, &["id", "-u"]), "1000");
+    assert_eq!(exec_ok(&c, &["pwd"]), "/tmp");
+}
