@@ -138,7 +138,7 @@ async fn copy_all(
         }
         // Start it again whatever happened to the copy.
         progress.set_message(format!("starting {}", inst.container));
-        let started = instances::start(engine, stopped).await;
+        let started = instances::start(engine, state, stopped).await;
         match (result, started) {
             (Err(e), Ok(())) => return Err(e),
             (Err(e), Err(s)) => {

@@ -20,3 +20,4 @@ pub mod format;
 pub mod instances;
 pub mod restore;
 pub mod snapshot;
+pub mod upgrade;

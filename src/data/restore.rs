@@ -221,7 +221,7 @@ pub async fn restore(
     }
     let mut start_errors = Vec::new();
     for s in stopped {
-        if let Err(e) = instances::start(engine, s).await {
+        if let Err(e) = instances::start(engine, state, s).await {
             start_errors.push(e.to_string());
         }
     }

@@ -347,6 +347,8 @@ mod tests {
             cap_add: vec![],
             cap_drop: vec![],
             privileged: false,
+            snapshot_on_upgrade: true,
+            snapshots_keep: None,
         }
     }
 
@@ -356,6 +358,7 @@ mod tests {
             source: None,
             keys: BTreeMap::new(),
             deployment_keys: vec![],
+            snapshots_keep: None,
             services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
         }
     }

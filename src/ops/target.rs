@@ -150,6 +150,8 @@ pub(crate) mod tests {
             cap_add: vec![],
             cap_drop: vec![],
             privileged: false,
+            snapshot_on_upgrade: true,
+            snapshots_keep: None,
         }
     }
 
@@ -159,6 +161,7 @@ pub(crate) mod tests {
             source: None,
             keys: Default::default(),
             deployment_keys: vec![],
+            snapshots_keep: None,
             services: services
                 .iter()
                 .map(|(n, c)| (n.to_string(), service(n, *c)))

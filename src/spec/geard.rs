@@ -235,6 +235,8 @@ pub fn decode(
             cap_add: vec![],
             cap_drop: vec![],
             privileged: false,
+            snapshot_on_upgrade: true,
+            snapshots_keep: None,
         };
         let mut sp = ServiceSpans {
             name: name_span,
@@ -397,6 +399,7 @@ pub fn decode(
             source: None,
             keys: BTreeMap::new(),
             deployment_keys,
+            snapshots_keep: None,
             services,
         },
         spans,
