@@ -26,6 +26,8 @@ pub struct BackupOptions {
     /// Copy while the instances run (no stop/start). Faster, no downtime,
     /// but files being written during the copy may be inconsistent.
     pub live: bool,
+    /// The applied revision to store in the manifest (`--with-spec`).
+    pub spec: Option<Box<crate::state::Revision>>,
 }
 
 const INTERRUPTED: &str = "backup interrupted";
@@ -110,6 +112,7 @@ async fn copy_all(
         deployment: deployment.to_string(),
         consistent: !opts.live,
         instances: Vec::new(),
+        spec: opts.spec.clone(),
     };
     for inst in instances {
         let Some(image) = inst.carrier_image() else {

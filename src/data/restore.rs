@@ -601,7 +601,10 @@ async fn save_volume(
         &dep,
         std::slice::from_ref(&inst),
         save,
-        &BackupOptions { live: true },
+        &BackupOptions {
+            live: true,
+            ..Default::default()
+        },
         progress,
     )
     .await?;
