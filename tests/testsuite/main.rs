@@ -4,6 +4,7 @@
 mod apply;
 mod data;
 mod invalid_files;
+mod lifecycle;
 mod ops;
 mod spec_commands;
 mod ssh;
