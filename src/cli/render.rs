@@ -19,9 +19,8 @@ pub async fn run(ctx: &Context, args: RenderArgs) -> Result<u8> {
         Ok(dep) => dep,
         Err(code) => return Ok(code),
     };
-    let berth_path = std::env::current_exe()
-        .map_err(|e| Error::Runtime(format!("cannot find the path of the berth binary: {e}")))?;
-    let opts = UnitOptions::new(berth_path, ctx.state_dir().root());
+    // The units exactly as `apply` would write them on this host.
+    let opts = UnitOptions::for_host(ctx.state_dir().root())?;
     let rendered = Rendered::build(&dep, &opts);
     match args.output {
         OutputFormat::Table => print!("{}", rendered.text()),

@@ -186,9 +186,14 @@ async fn copy_volume(
     let removed = engine.remove_carrier(&carrier).await;
     let (size, sha256, parts) = copied?;
     removed?;
+    // Volume names hang off the instance's volume owner (which, unlike the
+    // container name, does not change with `count`), so the key is what
+    // follows it.
+    let owner = crate::apply::instance::volume_owner(&inst.deployment, &inst.service, inst.index);
     let key = vol
         .name
-        .strip_prefix(&format!("{}-", inst.container))
+        .strip_prefix(&format!("{owner}-"))
+        .or_else(|| vol.name.strip_prefix(&format!("{}-", inst.container)))
         .unwrap_or(&vol.name)
         .to_string();
     Ok(VolumeEntry {

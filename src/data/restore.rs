@@ -148,7 +148,9 @@ pub async fn restore(
             to_stop.push(l.clone());
         }
         for vol in &inst.volumes {
-            let volume = names::volume_name(&container, &vol.key);
+            let owner =
+                crate::apply::instance::volume_owner(&target_dep, &inst.service, inst.instance);
+            let volume = names::volume_name(&owner, &vol.key);
             let mut labels = instance_labels(&target_dep, &inst.service, inst.instance);
             if vol.from_image
                 && let Some(p) = &vol.mount_path

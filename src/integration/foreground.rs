@@ -260,6 +260,7 @@ impl Supervisor {
                 engine.stop_and_remove(c, t.spec.stop_timeout).await?;
                 if !wanted.contains_key(c) {
                     apply::forget_instance(state, c)?;
+                    markers::forget(state, c);
                     say(&prefix_for(&deployment.name, c, 0), "removed");
                 }
             }
@@ -274,6 +275,7 @@ impl Supervisor {
                     .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
                 engine.stop_and_remove(&c.name, timeout).await?;
                 apply::forget_instance(state, &c.name)?;
+                markers::forget(state, &c.name);
             }
         }
 

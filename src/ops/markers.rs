@@ -86,6 +86,13 @@ pub fn write_restarts(state: &StateDir, container: &str, n: u64) -> Result<()> {
     touch(restarts_file(state, container), &format!("{n}\n"))
 }
 
+/// Remove the foreground supervisor's files of an instance that is gone
+/// (its restart count and any pending restart request).
+pub fn forget(state: &StateDir, container: &str) {
+    let _ = std::fs::remove_file(restarts_file(state, container));
+    let _ = std::fs::remove_file(restart_request(state, container));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -206,6 +206,13 @@ pub async fn collect(
         .deployment_containers(&target.deployment.name)
         .await?;
     let mut rows = rows(state, target, &containers, SystemTime::now());
+    // Under a running `berth up`, an exited container of an instance that
+    // restarts is waiting out its backoff: say so.
+    if target.integration.as_deref() == Some("foreground")
+        && super::control::running_up(state, &target.deployment.name).is_some()
+    {
+        mark_restarting(&mut rows, &target.deployment);
+    }
     // Under systemd the unit is restarted, not the container: add its count.
     if target.integration.as_deref() == Some("systemd") && crate::doctor::systemd_is_pid1() {
         for r in rows.iter_mut().filter(|r| r.in_spec) {
@@ -213,6 +220,30 @@ pub async fn collect(
         }
     }
     Ok(rows)
+}
+
+/// Rows of exited instances whose restart policy restarts them become
+/// `restarting` (the supervisor will start a fresh container).
+pub fn mark_restarting(rows: &mut [InstanceRow], deployment: &crate::spec::Deployment) {
+    use crate::spec::RestartPolicy;
+    for r in rows.iter_mut().filter(|r| r.in_spec) {
+        let Some(code) = r
+            .state
+            .strip_prefix("exited(")
+            .and_then(|s| s.strip_suffix(')'))
+            .and_then(|s| s.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        let restarts = match deployment.services.get(&r.service).map(|s| s.restart) {
+            Some(RestartPolicy::Always) => true,
+            Some(RestartPolicy::OnFailure) => code != 0,
+            _ => false,
+        };
+        if restarts {
+            r.state = "restarting".into();
+        }
+    }
 }
 
 /// `NRestarts` of a unit, from `systemctl show`.
@@ -355,6 +386,10 @@ mod tests {
         assert_eq!(rows[1].ports.len(), 1, "IPv4 and IPv6 bindings shown once");
         assert_eq!(rows[1].restarts, 2);
         assert!(!rows[4].in_spec);
+        let mut marked = rows.clone();
+        mark_restarting(&mut marked, &target.deployment);
+        assert_eq!(marked[2].state, "restarting");
+        assert_eq!(marked[4].state, "exited(3)", "not in the file: left as is");
         let table = render_table(&rows);
         assert!(table.starts_with("INSTANCE "), "{table}");
         assert!(table.contains("8080->80/tcp"), "{table}");

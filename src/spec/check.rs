@@ -1,9 +1,9 @@
 //! Checks across services: links, ssh keys, published host ports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::decode::{Decoder, ServiceSpans, suggest};
-use super::model::{Deployment, PortMapping};
+use super::model::{Deployment, PortMapping, Protocol};
 use super::tree::Span;
 
 pub fn cross(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpans>) {
@@ -79,7 +79,7 @@ fn links(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpan
                     // The same cycle found from another start is reported once.
                     let mut key = cycle.clone();
                     key.sort();
-                    if !reported.contains(&key) {
+                    if reported.len() < 20 && !reported.contains(&key) {
                         reported.push(key);
                         cycle.push(target.to_string());
                         let span = spans
@@ -147,8 +147,10 @@ fn show(p: &PortMapping) -> String {
     }
 }
 
+/// A published host port: the service, the mapping and where it is written.
+type Published<'a> = (&'a str, &'a PortMapping, Span);
+
 fn ports(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpans>) {
-    let mut seen: Vec<(&str, &PortMapping, Span)> = Vec::new();
     let mut all: Vec<(&str, &PortMapping, Span, u32)> = Vec::new();
     for svc in dep.services.values() {
         let Some(sp) = spans.get(&svc.name) else {
@@ -167,34 +169,34 @@ fn ports(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpan
     }
     // In the order they are written.
     all.sort_by_key(|(_, _, span, _)| span.start);
-    let mut count_reported: Vec<&str> = Vec::new();
+    // Published so far, by host port and protocol (addresses differ within).
+    let mut seen: HashMap<(Option<u16>, Protocol), Vec<Published>> = HashMap::new();
+    let mut count_reported: HashSet<&str> = HashSet::new();
     for (svc, p, span, count) in all {
-        if count > 1 && !count_reported.contains(&svc) {
-            count_reported.push(svc);
-            d.err(
-                span,
-                format!("service `{svc}` runs {count} instances, but host port {} can be published by only one of them", show(p)),
-                "publish the container port alone (e.g. \"80\") to let the host pick a port for each instance, or set count = 1",
-            );
+        if count > 1 {
+            if count_reported.insert(svc) {
+                d.err(
+                    span,
+                    format!("service `{svc}` runs {count} instances, but host port {} can be published by only one of them", show(p)),
+                    "publish the container port alone (e.g. \"80\") to let the host pick a port for each instance, or set count = 1",
+                );
+            }
             continue;
         }
-        if let Some((other, first, first_span)) = seen.iter().find(|(_, q, _)| overlaps(p, q)) {
+        let group = seen.entry((p.host_port, p.protocol)).or_default();
+        if let Some((other, first, first_span)) = group.iter().find(|(_, q, _)| overlaps(p, q)) {
             let (line, col) = d.src.line_col(first_span.start);
-            let by = if *other == svc {
-                format!("service `{svc}` already publishes it")
-            } else {
-                format!("service `{other}` already publishes it")
-            };
+            let first_text = show(first);
+            let other = other.to_string();
             d.err(
                 span,
                 format!("host port {} is published twice", show(p)),
                 format!(
-                    "{by} as {} at line {line}, column {col}; each host port can be published once",
-                    show(first)
+                    "service `{other}` already publishes it as {first_text} at line {line}, column {col}; each host port can be published once"
                 ),
             );
             continue;
         }
-        seen.push((svc, p, span));
+        group.push((svc, p, span));
     }
 }

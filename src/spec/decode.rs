@@ -1,7 +1,7 @@
 //! Decoding the spanned value tree into the model, collecting every error
 //! with its location. Shared by the native format and geard's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::SpecError;
@@ -318,7 +318,12 @@ pub fn io_reason(e: &std::io::Error) -> String {
 /// The closest candidate, if it is close enough to be a likely typo.
 pub fn suggest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
     let lower = word.to_ascii_lowercase();
+    if word.len() > 100 {
+        return None;
+    }
     candidates
+        .take(1000)
+        .filter(|c| c.len() <= 100)
         .map(|c| {
             (
                 c,
@@ -346,6 +351,9 @@ fn compose_alias(key: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// Most published ports (after expanding ranges) one service may have.
+pub const MAX_PORTS: usize = 5000;
 
 pub const SERVICE_KEYS: &[&str] = &[
     "image",
@@ -610,6 +618,14 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                 if let Some(list) = port_entries(d, v, &what) {
                     for (p, span) in list {
                         match values::parse_port(&p) {
+                            Ok(maps) if svc.ports.len() + maps.len() > MAX_PORTS => {
+                                d.err(
+                                    span,
+                                    format!("service `{sname}` publishes more than {MAX_PORTS} ports"),
+                                    "publish fewer ports, or a smaller range",
+                                );
+                                break;
+                            }
                             Ok(maps) => {
                                 for m in maps {
                                     svc.ports.push(m);
@@ -629,18 +645,17 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
             }
             "volumes" => {
                 if let Some(list) = d.string_list(v, &what) {
-                    let mut targets: Vec<String> = Vec::new();
+                    let mut targets: HashSet<String> = HashSet::new();
                     for (entry, span) in list {
                         match values::parse_volume(&entry) {
                             Ok(m) => {
-                                if targets.contains(&m.target) {
+                                if !targets.insert(m.target.clone()) {
                                     d.err(
                                         span,
                                         format!("two volumes are mounted at `{}` in service `{sname}`", m.target),
                                         "mount one volume per container path",
                                     );
                                 } else {
-                                    targets.push(m.target.clone());
                                     svc.volumes.push(m);
                                 }
                             }
@@ -651,10 +666,11 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
             }
             "links" => {
                 if let Some(list) = d.string_list(v, &what) {
+                    let mut aliases: HashSet<String> = HashSet::new();
                     for (entry, span) in list {
                         match values::parse_link(&entry) {
                             Ok(l) => {
-                                if svc.links.iter().any(|x| x.alias == l.alias) {
+                                if !aliases.insert(l.alias.clone()) {
                                     d.err(
                                         span,
                                         format!("service `{sname}` links to the alias `{}` twice", l.alias),
@@ -928,10 +944,11 @@ fn env_map(d: &mut Decoder, v: &Node, what: &str) -> Vec<(String, String)> {
         }
         Value::Seq(_) => {
             if let Some(list) = d.string_list(v, what) {
+                let mut seen: HashSet<String> = HashSet::new();
                 for (item, span) in list {
                     match item.split_once('=') {
                         Some((k, val)) => {
-                            if out.iter().any(|(x, _)| x == k) {
+                            if !seen.insert(k.to_string()) {
                                 d.err(span, format!("environment variable `{k}` is set twice"), "keep one of them");
                             } else if check(d, k, span) {
                                 out.push((k.to_string(), val.to_string()));

@@ -5,7 +5,7 @@
 //! `RandomizeIds`) and what berth has no use for (`affinity`, a link's
 //! `nonlocal`) is accepted and ignored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::decode::{Decoder, ServiceSpans, suggest};
 use super::interpolate::is_name;
@@ -306,6 +306,17 @@ pub fn decode(
                     },
                     None => None,
                 };
+                if svc.ports.len() >= super::decode::MAX_PORTS {
+                    d.err(
+                        p.span,
+                        format!(
+                            "container `{sname}` publishes more than {} ports",
+                            super::decode::MAX_PORTS
+                        ),
+                        "publish fewer ports",
+                    );
+                    break;
+                }
                 svc.ports.push(PortMapping {
                     host_ip: None,
                     host_port: host,
@@ -316,6 +327,7 @@ pub fn decode(
             }
         }
         if let Some(e) = f.get("links") {
+            let mut link_targets: HashSet<String> = HashSet::new();
             for (j, l) in list(d, &e.value, &what("links")).iter().enumerate() {
                 let Some(lm) = d.map(l, &format!("{}[{j}]", what("links"))) else {
                     continue;
@@ -338,7 +350,7 @@ pub fn decode(
                 if !d.name(&target, to.value.span, "link target") {
                     continue;
                 }
-                if svc.links.iter().any(|x| x.target == target) {
+                if !link_targets.insert(target.clone()) {
                     d.err(
                         to.value.span,
                         format!("container `{sname}` links to `{target}` twice"),

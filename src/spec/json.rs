@@ -1,7 +1,12 @@
 //! A small JSON parser that keeps the byte range of every value and key,
 //! reports duplicate keys, and bounds nesting depth and size.
 
+use std::collections::HashMap;
+
 use super::tree::{Diag, Entry, MAX_DEPTH, MAX_NODES, Node, Span, Value};
+
+/// Most duplicate-key errors reported from one file.
+pub const MAX_DUPLICATE_REPORTS: usize = 100;
 
 /// Parse a JSON document. Syntax errors stop the parse (the first one is
 /// returned); duplicate keys are reported and parsing goes on.
@@ -323,6 +328,8 @@ impl Parser<'_> {
         let start = self.pos;
         self.pos += 1;
         let mut entries: Vec<Entry> = Vec::new();
+        // Key -> where it was first written, to find duplicates in linear time.
+        let mut index: HashMap<String, usize> = HashMap::new();
         self.ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -353,15 +360,22 @@ impl Parser<'_> {
             self.pos += 1;
             self.ws();
             let value = self.value(depth + 1)?;
-            if let Some(first) = entries.iter().find(|e| e.key == key) {
-                let (l, c) = line_col_of(self.text, first.key_span.start);
-                self.diags
-                    .push(
-                        Diag::new(key_span, format!("duplicate key `{key}`")).help(format!(
-                            "`{key}` is already set at line {l}, column {c}; keep one of them"
-                        )),
-                    );
+            if let Some(&first) = index.get(&key) {
+                // Past a hundred, more of the same says nothing new.
+                if self.diags.len() < MAX_DUPLICATE_REPORTS {
+                    let (l, c) = line_col_of(self.text, first);
+                    self.diags
+                        .push(
+                            Diag::new(key_span, format!("duplicate key `{key}`")).help(format!(
+                                "`{key}` is already set at line {l}, column {c}; keep one of them"
+                            )),
+                        );
+                } else if self.diags.len() == MAX_DUPLICATE_REPORTS {
+                    self.diags
+                        .push(Diag::new(key_span, "more duplicate keys (not listed)"));
+                }
             } else {
+                index.insert(key.clone(), key_span.start);
                 entries.push(Entry {
                     key,
                     key_span,

@@ -5,7 +5,7 @@
 //! and so do `<<` merge keys; aliases count against the node budget so an
 //! "alias bomb" cannot allocate without bound.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use granit_parser::{Event, Parser, ScalarStyle, Span as YSpan};
 
@@ -52,6 +52,8 @@ enum Frame {
         key: Option<Node>,
         /// Entries that came from `<<` merge keys; explicit keys win over them.
         merged: Vec<Entry>,
+        /// Key -> where it was first written, to find duplicates in linear time.
+        index: HashMap<String, usize>,
     },
 }
 
@@ -88,7 +90,7 @@ impl Builder<'_> {
         if self.nodes > MAX_NODES {
             return Err(
                 Diag::new(at, format!("more than {MAX_NODES} values in one file"))
-                    .help("aliases are copied where they are used; nest them less"),
+                    .help("a deployment file is far smaller; aliases count once for every place they are used"),
             );
         }
         Ok(())
@@ -161,6 +163,7 @@ impl Builder<'_> {
                         entries: Vec::new(),
                         key: None,
                         merged: Vec::new(),
+                        index: HashMap::new(),
                     });
                 }
                 Event::SequenceEnd => {
@@ -183,11 +186,12 @@ impl Builder<'_> {
                         anchor,
                         mut entries,
                         merged,
+                        index,
                         ..
                     }) = self.stack.pop()
                     {
                         for m in merged {
-                            if !entries.iter().any(|e| e.key == m.key) {
+                            if !index.contains_key(&m.key) {
                                 entries.push(m);
                             }
                         }
@@ -227,6 +231,7 @@ impl Builder<'_> {
                 entries,
                 key,
                 merged,
+                index,
                 ..
             } => match key.take() {
                 None => *key = Some(node),
@@ -252,14 +257,18 @@ impl Builder<'_> {
                         merge_into(merged, node, &mut self.diags);
                         return Ok(());
                     }
-                    if let Some(first) = entries.iter().find(|e| e.key == key_name) {
-                        let (l, c) = super::json::line_col_of(self.text, first.key_span.start);
+                    if let Some(&first) = index.get(&key_name) {
+                        if self.diags.len() >= super::json::MAX_DUPLICATE_REPORTS {
+                            return Ok(());
+                        }
+                        let (l, c) = super::json::line_col_of(self.text, first);
                         self.diags.push(
                             Diag::new(k.span, format!("duplicate key `{key_name}`")).help(format!(
                                 "`{key_name}` is already set at line {l}, column {c}; keep one of them"
                             )),
                         );
                     } else {
+                        index.insert(key_name.clone(), k.span.start);
                         entries.push(Entry {
                             key: key_name,
                             key_span: k.span,
@@ -304,9 +313,10 @@ fn merge_into(merged: &mut Vec<Entry>, node: Node, diags: &mut Vec<Diag>) {
             return;
         }
     };
+    let mut seen: HashSet<String> = merged.iter().map(|e| e.key.clone()).collect();
     for m in maps {
         for e in m {
-            if !merged.iter().any(|x| x.key == e.key) {
+            if seen.insert(e.key.clone()) {
                 merged.push(e);
             }
         }

@@ -393,6 +393,20 @@ command = ["sh", "-c", "echo broken-starting; exit 3"]
     );
     assert_ne!(host.unit_property(&unit, "Result"), "start-limit-hit");
     assert!(j.matches("broken-starting").count() >= 3, "{j}");
+    // berth ps sees the crash loop: the exit status and the restarts.
+    let ps: serde_json::Value = serde_json::from_str(&d.berth_ok("ps --output json"))
+        .expect("berth ps --output json prints JSON");
+    let rows = ps.as_array().cloned().unwrap_or_default();
+    let row = rows
+        .iter()
+        .find(|r| r["instance"] == d.container("broken").as_str())
+        .unwrap_or_else(|| panic!("no row for the broken instance in {ps}"));
+    let shown = format!("{} {}", row["state"], row["reason"]);
+    assert!(
+        shown.contains('3'),
+        "berth ps does not show the exit status: {row}"
+    );
+    assert!(row["restarts"].as_u64().unwrap_or(0) >= 3, "{row}");
     // The linked service was never disturbed.
     assert_eq!(d.running_id("db").as_deref(), Some(db.as_str()));
     assert_eq!(host.unit_property(&d.unit("db"), "NRestarts"), "0");
@@ -640,4 +654,104 @@ fn units_for_newer_systemd_verify_silently_under_systemd_254_or_later() {
         "systemd-analyze verify under {version}:\n{}",
         crate::support::show(&out)
     );
+}
+#[test]
+fn berth_stop_keeps_it_stopped_across_reboots_and_applies_until_berth_start() {
+    let host = boot();
+    let d = HostDeployment::new(&host, "bstop");
+    d.write(TWO_SERVICES);
+    d.apply();
+    let db = d.wait_active("db");
+    let old_web = d.wait_active("web");
+    d.berth_ok("stop web");
+    let unit = d.unit("web");
+    assert_eq!(host.unit_property(&unit, "ActiveState"), "inactive");
+    assert_eq!(host.unit_property(&unit, "UnitFileState"), "disabled");
+    assert!(d.running_id("web").is_none(), "web runs after berth stop");
+    assert_eq!(d.running_id("db").as_deref(), Some(db.as_str()));
+    host.reboot();
+    d.wait_active("db");
+    assert!(
+        d.running_id("web").is_none(),
+        "web came back with the reboot"
+    );
+    assert_eq!(host.unit_property(&unit, "ActiveState"), "inactive");
+    // Applying the unchanged file does not undo the operator's stop.
+    d.apply();
+    assert!(
+        d.running_id("web").is_none(),
+        "apply started the stopped web"
+    );
+    d.berth_ok("start web");
+    let new_web = d.wait_active("web");
+    assert_ne!(new_web, old_web);
+    assert_eq!(host.unit_property(&unit, "UnitFileState"), "enabled");
+    // Started again, it is part of the next boot too.
+    host.reboot();
+    d.wait_active("web");
+    d.wait_active("db");
+}
+
+#[test]
+fn removing_a_service_or_an_instance_removes_its_units_and_keeps_its_volumes() {
+    let host = boot();
+    let d = HostDeployment::new(&host, "shrink");
+    let with_cache = |count: u32| {
+        format!(
+            "{TWO_SERVICES}\n[services.cache]\nimage = \"IMAGE\"\ncount = {count}\nvolumes = [\"c:/c\"]\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 1; done\"]\nstop_timeout = 5\n"
+        )
+    };
+    d.write(&with_cache(3));
+    d.apply();
+    for svc in ["db", "web", "cache-1", "cache-2", "cache-3"] {
+        d.wait_active(svc);
+    }
+    let db = d.wait_active("db");
+    let volumes = crate::support::volumes_of(&d.name);
+    // One instance fewer.
+    d.write(&with_cache(2));
+    d.apply();
+    let gone = d.unit("cache-3");
+    assert_eq!(
+        host.unit_property(&gone, "LoadState"),
+        "not-found",
+        "{gone}"
+    );
+    assert!(d.running_id("cache-1").is_some() && d.running_id("cache-2").is_some());
+    // The whole service removed.
+    d.write(TWO_SERVICES);
+    d.apply();
+    for svc in ["cache-1", "cache-2", "cache-3"] {
+        let unit = d.unit(svc);
+        assert_eq!(
+            host.unit_property(&unit, "LoadState"),
+            "not-found",
+            "{unit}"
+        );
+        assert!(
+            !host
+                .sh(&format!("test -e /etc/systemd/system/{unit}"))
+                .status
+                .success(),
+            "{unit} file left behind"
+        );
+    }
+    let mut want = vec![d.container("db"), d.container("web")];
+    want.sort();
+    assert_eq!(crate::support::containers_of(&d.name), want);
+    assert_eq!(
+        d.running_id("db").as_deref(),
+        Some(db.as_str()),
+        "db was disturbed"
+    );
+    assert_eq!(
+        crate::support::volumes_of(&d.name),
+        volumes,
+        "volumes were not kept"
+    );
+    // Nothing of the removed service comes back with a reboot.
+    host.reboot();
+    d.wait_active("db");
+    d.wait_active("web");
+    assert_eq!(crate::support::containers_of(&d.name), want);
 }
