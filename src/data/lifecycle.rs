@@ -171,27 +171,105 @@ pub async fn rollback(
     }
 
     let (dep, pinned, unpinned) = pinned_deployment(engine, &target).await?;
-    let apply = apply::apply(engine, state, &dep, opts, report.clone()).await?;
+    if copies.is_empty() {
+        let apply = apply::apply(engine, state, &dep, opts, report.clone()).await?;
+        return Ok(RollbackReport {
+            from_revision: target.revision,
+            apply,
+            pinned,
+            unpinned,
+            restored: Vec::new(),
+            without_snapshot,
+        });
+    }
 
-    let mut restored = Vec::new();
-    if !copies.is_empty() {
+    // With data: the instances to restore are stopped the way `berth stop`
+    // does it (the marker keeps them stopped through the apply, which then
+    // recreates them on the old image without starting them, after its own
+    // snapshot of the data being replaced); the snapshots go back in; then
+    // they start. The old image never sees the newer data.
+    let ops_target = crate::ops::target::Target {
+        deployment: current.deployment.clone(),
+        integration: Some(current.integration.clone()),
+    };
+    let mut held = Vec::new();
+    {
         let _lock = lock(state, deployment, &report).await?;
-        for copy in &copies {
-            restored.extend(
-                restore::restore(
+        for s in &snapshots {
+            let Some(inst) = current
+                .deployment
+                .instances()
+                .into_iter()
+                .find(|i| i.container == s.container)
+            else {
+                continue;
+            };
+            let runs = engine
+                .observe_container(&inst.container)
+                .await?
+                .is_some_and(|c| c.is_running());
+            if runs && !crate::ops::markers::is_stopped(state, &inst.container) {
+                crate::ops::control::run(
                     engine,
                     state,
-                    copy,
-                    &RestoreOptions {
-                        services: Vec::new(),
-                        force: true,
-                        deployment: Some(deployment.to_string()),
-                    },
-                    &ProgressBar::hidden(),
+                    &ops_target,
+                    std::slice::from_ref(&inst),
+                    crate::ops::control::Action::Stop,
                 )
-                .await?,
-            );
+                .await?;
+                held.push(inst);
+            }
         }
+    }
+    let kept_stopped = |e: Error| {
+        if held.is_empty() {
+            return e;
+        }
+        let names: Vec<&str> = held.iter().map(|i| i.service.as_str()).collect();
+        Error::Runtime(format!(
+            "{e}; {} stopped for the rollback and left stopped: start with `berth start {}` once resolved",
+            names.join(", "),
+            names.join(" ")
+        ))
+    };
+    let apply = apply::apply(engine, state, &dep, opts, report.clone())
+        .await
+        .map_err(kept_stopped)?;
+    let mut restored = Vec::new();
+    {
+        let _lock = lock(state, deployment, &report)
+            .await
+            .map_err(kept_stopped)?;
+        for copy in &copies {
+            let r = restore::restore(
+                engine,
+                state,
+                copy,
+                &RestoreOptions {
+                    services: Vec::new(),
+                    force: true,
+                    deployment: Some(deployment.to_string()),
+                },
+                &ProgressBar::hidden(),
+            )
+            .await
+            .map_err(kept_stopped)?;
+            restored.extend(r);
+        }
+    }
+    if !held.is_empty() {
+        let ops_target = crate::ops::target::Target {
+            deployment: dep.clone(),
+            integration: Some(opts.integration.as_str().to_string()),
+        };
+        crate::ops::control::run(
+            engine,
+            state,
+            &ops_target,
+            &held,
+            crate::ops::control::Action::Start,
+        )
+        .await?;
     }
     Ok(RollbackReport {
         from_revision: target.revision,

@@ -34,13 +34,14 @@ fn image_id(image: &str) -> String {
     docker_ok(&["image", "inspect", "-f", "{{.Id}}", image])
 }
 
-/// A service that records what /data/f held when it started, then idles.
+/// A service that appends what /data/f held to /tmp/at-start each time its
+/// container starts, then idles.
 fn file(name: &str, image: &str, extra: &str) -> String {
     format!(
         r#"name = "{name}"
 [services.app]
 image = "{image}"
-command = ["sh", "-c", "cat /data/f > /tmp/at-start 2>/dev/null; trap 'exit 0' TERM; while true; do sleep 1; done"]
+command = ["sh", "-c", "cat /data/f >> /tmp/at-start 2>/dev/null; trap 'exit 0' TERM; while true; do sleep 1; done"]
 volumes = ["data:/data"]
 stop_timeout = 1
 {extra}
@@ -108,9 +109,21 @@ fn upgrade_snapshots_then_rollback_with_data_returns_old_image_and_data() {
     assert_eq!(image_id(&tag.0), image_id(&v2));
     assert_eq!(image_id_of(&c), image_id(&v1), "back on the old image");
     assert_eq!(exec_ok(&c, "cat /data/f"), "old", "back on the old data");
+    assert_eq!(
+        exec_ok(&c, "cat /tmp/at-start"),
+        "old",
+        "the old image started on the old data, never on the newer"
+    );
     assert!(
         docker_ok(&["inspect", "-f", "{{.State.Running}}", &c]) == "true",
         "running after the rollback"
+    );
+    assert!(
+        !ws.state_dir()
+            .join("instances")
+            .join(format!("{c}.stopped"))
+            .exists(),
+        "no stop marker left behind"
     );
     assert_eq!(revisions(&ws), vec![1, 2, 3]);
     // The data that was replaced is kept (the rollback's own upgrade
