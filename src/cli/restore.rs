@@ -77,16 +77,19 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> Result<u8> {
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();
     // Not while an apply (or backup, rollback) of the target deployment runs.
-    let target = match &opts.deployment {
-        Some(d) => d.clone(),
-        None => restore::verify(&args.file).await?.deployment,
-    };
+    let progress = super::backup::data_progress();
+    progress.set_message(format!("verifying {}", args.file.display()));
+    let manifest = restore::verify(&args.file).await?;
+    let target = opts
+        .deployment
+        .clone()
+        .unwrap_or_else(|| manifest.deployment.clone());
     crate::names::check_name(&target)
         .map_err(|p| Error::Usage(format!("deployment name {target:?} {p}")))?;
     let _lock =
         crate::data::lifecycle::lock(&state, &target, &super::apply::reporter(false)).await?;
-    let progress = super::backup::data_progress();
-    let restored = restore::restore(&engine, &state, &args.file, &opts, &progress).await?;
+    let restored =
+        restore::restore_verified(&engine, &state, &args.file, manifest, &opts, &progress).await?;
     progress.finish_and_clear();
     for r in &restored {
         match &r.previous {

@@ -297,12 +297,13 @@ pub async fn restore_and_apply(
     progress: &ProgressBar,
 ) -> Result<(Vec<RestoredVolume>, ApplyReport)> {
     let manifest = restore::verify(file).await?;
-    let Some(rev) = manifest.spec else {
+    let Some(rev) = manifest.spec.clone() else {
         return Err(Error::Usage(format!(
             "{}: the backup holds no deployment (take it with `berth backup --all --with-spec`); restore without --apply puts back only the volumes",
             file.display()
         )));
     };
+    let verified = manifest;
     let mut dep = rev.deployment;
     if let Some(n) = rename {
         names::check_name(n).map_err(|p| Error::Usage(format!("--name {n:?} {p}")))?;
@@ -321,10 +322,11 @@ pub async fn restore_and_apply(
     engine.ensure_images(&refs, opts.progress).await?;
     let restored = {
         let _lock = lock(state, &dep.name, &report).await?;
-        restore::restore(
+        restore::restore_verified(
             engine,
             state,
             file,
+            verified,
             &RestoreOptions {
                 services: Vec::new(),
                 force,
