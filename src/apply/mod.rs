@@ -144,6 +144,8 @@ pub async fn desired(
             // Units use newer restart settings only where the host's systemd has them.
             let opts = UnitOptions::new(berth_path, absolute(state.root()))
                 .with_systemd_version(host_systemd_version());
+            // A path systemd cannot run is an error now, not a unit that never starts.
+            opts.check()?;
             let units = deployment
                 .instances()
                 .iter()

@@ -241,8 +241,15 @@ fn killed_container_is_restarted_by_systemd_with_its_data() {
         "the volume's data changed"
     );
     assert_ne!(host.unit_property(&d.unit("db"), "NRestarts"), restarts);
-    let j = host.unit_journal(&d.unit("db"));
-    assert!(j.matches("db-says-hello").count() >= 2, "{j}");
+    // Both containers' output is in the unit's journal.
+    host.wait_for(
+        "the new container's output in the journal",
+        Duration::from_secs(30),
+        || {
+            let j = host.unit_journal(&d.unit("db"));
+            (j.matches("db-says-hello").count() >= 2).then_some(())
+        },
+    );
     // The linked service was left alone.
     assert_eq!(d.running_id("web").as_deref(), Some(web.as_str()));
 }
@@ -393,18 +400,24 @@ command = ["sh", "-c", "echo broken-starting; exit 3"]
     );
     assert_ne!(host.unit_property(&unit, "Result"), "start-limit-hit");
     assert!(j.matches("broken-starting").count() >= 3, "{j}");
-    // berth ps sees the crash loop: the exit status and the restarts.
-    let ps: serde_json::Value = serde_json::from_str(&d.berth_ok("ps --output json"))
-        .expect("berth ps --output json prints JSON");
-    let rows = ps.as_array().cloned().unwrap_or_default();
-    let row = rows
-        .iter()
-        .find(|r| r["instance"] == d.container("broken").as_str())
-        .unwrap_or_else(|| panic!("no row for the broken instance in {ps}"));
-    let shown = format!("{} {}", row["state"], row["reason"]);
-    assert!(
-        shown.contains('3'),
-        "berth ps does not show the exit status: {row}"
+    // berth ps sees the crash loop: between two attempts it shows the exit
+    // status, and it counts the restarts. (Polled: during an attempt the
+    // fresh container briefly runs.)
+    let row = host.wait_for(
+        "berth ps to show the broken instance's exit status",
+        Duration::from_secs(60),
+        || {
+            let ps: serde_json::Value =
+                serde_json::from_str(&d.berth_ok("ps --output json")).ok()?;
+            let row = ps
+                .as_array()?
+                .iter()
+                .find(|r| r["instance"] == d.container("broken").as_str())?
+                .clone();
+            format!("{} {}", row["state"], row["reason"])
+                .contains('3')
+                .then_some(row)
+        },
     );
     assert!(row["restarts"].as_u64().unwrap_or(0) >= 3, "{row}");
     // The linked service was never disturbed.

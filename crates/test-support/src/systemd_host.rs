@@ -17,7 +17,23 @@
 //! - [`SystemdHost::reboot`] restarts the host container. It is stopped with
 //!   `SIGRTMIN+3`, systemd's "halt" signal, so systemd shuts down cleanly and
 //!   stops every unit as a real reboot does. [`SystemdHost::power_cycle`] kills
-//!   it instead, like pulling the plug.
+//!   it instead, like pulling the plug. The journal is volatile (in `/run`),
+//!   so each boot's journal holds that boot only; the one before the last
+//!   reboot is kept in [`SystemdHost::previous_journal`].
+//! - [`HostDeployment`] is a deployment file inside the host, driven with the
+//!   `berth` inside it (`apply`, `berth_ok("stop web")`, `wait_active("web")`).
+//! - Hosts left behind by a killed test process are removed, with their
+//!   deployments, by the next process that boots a host.
+//!
+//! ```ignore
+//! let host = SystemdHost::boot(bin());
+//! let d = HostDeployment::new(&host, "demo");
+//! d.write("name = \"NAME\"\n[services.web]\nimage = \"IMAGE\"\ncommand = [\"sleep\", \"1d\"]\n");
+//! d.apply();
+//! let id = d.wait_active("web");
+//! host.reboot();
+//! assert_ne!(d.wait_active("web"), id);
+//! ```
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
