@@ -291,3 +291,55 @@ fn backup_waits_while_an_apply_holds_the_lock() {
     assert!(status.success(), "{}", backup.output());
     assert!(archive.exists());
 }
+
+#[test]
+fn failed_snapshot_stops_the_upgrade_and_the_old_instance_runs_on() {
+    let name = unique_name("snapfail");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let v1 = busybox_image("lifecycle-v1", "LABEL version=1");
+    let v2 = busybox_image("lifecycle-v2", "LABEL version=2");
+    ws.write("berth.toml", &file(&name, &v1, ""));
+    run_ok(&ws, &["apply", "--integration", "docker"]);
+    let c = format!("{name}-app");
+    exec_ok(&c, "echo v1data > /data/f");
+    let before = docker_ok(&["inspect", "-f", "{{.Id}}", &c]);
+    // The snapshot directory cannot be created: a file is in its way.
+    let snaps = ws.state_dir().join("snapshots");
+    std::fs::create_dir_all(&snaps).expect("snapshots dir");
+    std::fs::write(snaps.join(&c), b"in the way").expect("blocker");
+    ws.write("berth.toml", &file(&name, &v2, ""));
+    let out = run(&ws, &["apply", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        show(&out).contains("nothing was upgraded"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        docker_ok(&["inspect", "-f", "{{.Id}}", &c]),
+        before,
+        "same container"
+    );
+    assert_eq!(image_id_of(&c), image_id(&v1), "still the old image");
+    assert!(
+        wait_for(Duration::from_secs(30), || docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}}",
+            &c
+        ]) == "true"),
+        "the old instance runs again"
+    );
+    assert_eq!(exec_ok(&c, "cat /data/f"), "v1data");
+    assert_eq!(revisions(&ws), vec![1], "no new revision");
+    // Once the way is clear the upgrade goes through, with its snapshot.
+    std::fs::remove_file(snaps.join(&c)).expect("remove blocker");
+    run_ok(&ws, &["apply", "--integration", "docker"]);
+    assert_eq!(image_id_of(&c), image_id(&v2));
+    assert_eq!(exec_ok(&c, "cat /data/f"), "v1data");
+    // Unknown revisions are a usage error naming what is kept.
+    let out = run(&ws, &["rollback", "--to", "99", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(show(&out).contains("kept: 1, 2"), "{}", show(&out));
+}
