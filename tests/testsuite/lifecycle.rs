@@ -142,6 +142,12 @@ fn upgrade_snapshots_then_rollback_with_data_returns_old_image_and_data() {
         "table marks the current revision:\n{}",
         show(&history)
     );
+    // Without --with-data only the image changes: back to revision 2's
+    // image, the data stays as it is.
+    run_ok(&ws, &["rollback", "--to", "2", "--integration", "docker"]);
+    assert_eq!(image_id_of(&c), image_id(&v2));
+    assert_eq!(exec_ok(&c, "cat /data/f"), "old");
+    assert_eq!(revisions(&ws), vec![1, 2, 3, 4]);
 }
 
 #[test]
