@@ -349,3 +349,50 @@ fn failed_snapshot_stops_the_upgrade_and_the_old_instance_runs_on() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(show(&out).contains("kept: 1, 2"), "{}", show(&out));
 }
+
+#[test]
+fn berth_up_snapshots_before_an_image_upgrade_on_sighup() {
+    let name = unique_name("upsnap");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let v1 = busybox_image("lifecycle-v1", "LABEL version=1");
+    let v2 = busybox_image("lifecycle-v2", "LABEL version=2");
+    ws.write("berth.toml", &file(&name, &v1, ""));
+    let upp = Background::spawn(bin(), &ws, "up", &["up"]);
+    let c = format!("{name}-app");
+    let is_running = |c: &str| {
+        inspect("container", c)
+            .and_then(|v| v["State"]["Running"].as_bool())
+            .unwrap_or(false)
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || is_running(&c)),
+        "{}",
+        upp.output()
+    );
+    exec_ok(&c, "echo before-upgrade > /data/f");
+    ws.write("berth.toml", &file(&name, &v2, ""));
+    upp.signal("HUP");
+    let v2_id = image_id(&v2);
+    assert!(
+        wait_for(Duration::from_secs(60), || is_running(&c)
+            && image_id_of(&c) == v2_id),
+        "SIGHUP did not upgrade: {}",
+        upp.output()
+    );
+    assert!(
+        upp.output().contains("snapshot before upgrade"),
+        "{}",
+        upp.output()
+    );
+    let snaps = json(&run_ok(&ws, &["snapshots", "--output", "json"]));
+    let snaps = snaps.as_array().expect("snapshot list");
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(snaps[0]["revision"], 1);
+    assert_eq!(
+        snaps[0]["manifest"]["instances"][0]["image_id"],
+        image_id(&v1).as_str()
+    );
+    assert_eq!(exec_ok(&c, "cat /data/f"), "before-upgrade");
+    upp.signal("INT");
+}
