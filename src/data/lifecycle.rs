@@ -20,7 +20,19 @@ use crate::state::{Revision, StateDir};
 
 /// Take the apply lock of `deployment`, telling `report` once if another
 /// apply (or backup, restore, rollback) holds it.
-pub async fn lock(state: &StateDir, deployment: &str, report: &Reporter) -> Result<DeploymentLock> {
+///
+/// A running `berth up` of the deployment holds that lock for as long as it
+/// supervises; it changes instances only when told (SIGHUP, or the markers
+/// that backup and restore use to stop and start them through it), so then
+/// no lock is taken (`None`) instead of waiting for `up` to end.
+pub async fn lock(
+    state: &StateDir,
+    deployment: &str,
+    report: &Reporter,
+) -> Result<Option<DeploymentLock>> {
+    if crate::ops::control::running_up(state, deployment).is_some() {
+        return Ok(None);
+    }
     let r = report.clone();
     let name = deployment.to_string();
     lock_deployment(state, deployment, None, move || {
@@ -29,6 +41,7 @@ pub async fn lock(state: &StateDir, deployment: &str, report: &Reporter) -> Resu
         ))
     })
     .await
+    .map(Some)
 }
 
 /// Every applied revision still kept under `revisions/`, oldest first.

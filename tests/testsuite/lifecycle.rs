@@ -396,3 +396,65 @@ fn berth_up_snapshots_before_an_image_upgrade_on_sighup() {
     assert_eq!(exec_ok(&c, "cat /data/f"), "before-upgrade");
     upp.signal("INT");
 }
+
+#[test]
+fn backup_under_berth_up_stops_and_starts_through_the_supervisor() {
+    let name = unique_name("upbackup");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let v1 = busybox_image("lifecycle-v1", "LABEL version=1");
+    ws.write("berth.toml", &file(&name, &v1, ""));
+    let upp = Background::spawn(bin(), &ws, "up", &["up"]);
+    let c = format!("{name}-app");
+    let running_id = |c: &str| {
+        inspect("container", c)
+            .filter(|v| v["State"]["Running"].as_bool() == Some(true))
+            .and_then(|v| v["Id"].as_str().map(String::from))
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || running_id(&c).is_some()),
+        "{}",
+        upp.output()
+    );
+    exec_ok(&c, "echo kept > /data/f");
+    let before = running_id(&c);
+    let archive = ws.path().join("up.tar.zst");
+    let archive = archive.to_str().expect("UTF-8 temp path");
+    run_ok(&ws, &["backup", "--all", "-o", archive]);
+    // `berth up` replaced the container after the copy (a fresh one, not
+    // the engine restarting the old one behind the supervisor's back).
+    assert!(
+        wait_for(Duration::from_secs(60), || running_id(&c)
+            .is_some_and(|id| Some(&id) != before.as_ref())),
+        "running again under berth up: {}",
+        upp.output()
+    );
+    assert!(
+        !ws.state_dir()
+            .join("instances")
+            .join(format!("{c}.stopped"))
+            .exists(),
+        "no stop marker left behind"
+    );
+    assert_eq!(exec_ok(&c, "cat /data/f"), "kept");
+    // The archive holds the data: restore it under another name.
+    let other = unique_name("upbackup2");
+    let _cleanup2 = Cleanup::new(&other);
+    run_ok(&ws, &["restore", archive, "--deployment", &other]);
+    assert_eq!(
+        volumes_of(&other),
+        vec![format!("{other}-app-data")],
+        "restored volume"
+    );
+    let out = docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{other}-app-data:/v"),
+        &v1,
+        "cat",
+        "/v/f",
+    ]);
+    assert_eq!(out, "kept");
+    upp.signal("INT");
+}
