@@ -134,6 +134,11 @@ pub async fn rollback(
             state.root().display()
         )));
     };
+    if let Some(pid) = crate::ops::control::running_up(state, deployment) {
+        return Err(Error::Usage(format!(
+            "`berth up` (pid {pid}) supervises {deployment} and holds its apply lock; stop it first (rollback applies), or change its file and send SIGHUP"
+        )));
+    }
     let revisions = history(state, deployment)?;
     let target = match to {
         Some(n) => revisions.iter().find(|r| r.revision == n),
