@@ -256,6 +256,20 @@ pub async fn apply(
     };
 
     tracing::debug!("apply: plan ready after {:?}", started.elapsed());
+    // Instances whose image changes get their volumes snapshotted first
+    // (stopped, copied; the recreate below replaces the stopped container).
+    let systemd_ctl = matches!(desired.target, Target::Systemd { .. })
+        .then(|| Systemctl::new(opts.systemctl && systemd_ctl::systemd_running()));
+    crate::data::upgrade::snapshot_upgrades(
+        engine,
+        state,
+        deployment,
+        &plan,
+        current.as_ref().map(|c| c.revision).unwrap_or(0),
+        systemd_ctl.as_ref(),
+        &report,
+    )
+    .await?;
     // The network first: every instance needs it.
     if plan.create_network {
         engine.ensure_network(&deployment.name).await?;

@@ -45,6 +45,31 @@ pub struct ApplyArgs {
     pub ssh_listen: Option<String>,
 }
 
+/// The apply options the flags ask for.
+pub(crate) fn apply_options(args: &ApplyArgs, ctx: &Context) -> ApplyOptions {
+    ApplyOptions {
+        integration: IntegrationChoice::from(args.integration).resolve(),
+        unit_dir: ctx.global.unit_dir.clone(),
+        systemctl: !args.no_systemctl,
+        berth_path: berth_path(),
+        lock_timeout: args.lock_timeout,
+        progress: if args.quiet {
+            PullProgress::Quiet
+        } else {
+            PullProgress::Auto
+        },
+    }
+}
+
+/// Progress lines on stderr unless `quiet`.
+pub(crate) fn reporter(quiet: bool) -> apply::Reporter {
+    std::sync::Arc::new(move |line: String| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    })
+}
+
 pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 2m, 1h)"))
 }

@@ -23,6 +23,10 @@ pub struct BackupArgs {
     /// Copy while the instances run instead of stopping them meanwhile.
     #[arg(long)]
     pub live: bool,
+    /// Also store the applied deployment (its current revision), so that
+    /// `berth restore FILE --apply` can bring it up on another host.
+    #[arg(long, requires = "all")]
+    pub with_spec: bool,
 }
 
 pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
@@ -34,6 +38,22 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
     let deployment = deployment_name(ctx)?;
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();
+    let spec = if args.with_spec {
+        match state.read_current(&deployment)? {
+            Some(r) => Some(Box::new(r)),
+            None => {
+                return Err(Error::Usage(format!(
+                    "--with-spec: deployment {deployment} was never applied with state directory {}; there is no applied deployment to store",
+                    state.root().display()
+                )));
+            }
+        }
+    } else {
+        None
+    };
+    // Not while an apply (or restore, rollback) of the deployment runs.
+    let _lock =
+        crate::data::lifecycle::lock(&state, &deployment, &super::apply::reporter(false)).await?;
     let all = instances::discover(&engine, &state, &deployment).await?;
     if all.is_empty() {
         return Err(Error::Usage(format!(
@@ -41,7 +61,10 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
         )));
     }
     let chosen = instances::select(all, &args.services)?;
-    let opts = backup::BackupOptions { live: args.live };
+    let opts = backup::BackupOptions {
+        live: args.live,
+        spec,
+    };
     let to_stdout = args.output.as_os_str() == "-";
     let progress = data_progress();
     let manifest = if to_stdout {

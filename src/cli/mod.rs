@@ -17,11 +17,13 @@ mod completions;
 mod destroy;
 mod doctor;
 mod exec;
+mod history;
 mod logs;
 mod plan;
 mod ps;
 mod render;
 mod restore;
+mod rollback;
 mod schema;
 mod snapshots;
 mod ssh_gateway;
@@ -121,6 +123,10 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// List the volume snapshots kept in the state directory.
     Snapshots(snapshots::SnapshotsArgs),
+    /// List the applied revisions of the deployment.
+    History(history::HistoryArgs),
+    /// Return to an earlier applied revision (images and spec, optionally data).
+    Rollback(rollback::RollbackArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -214,6 +220,8 @@ async fn run(ctx: Context, command: Command) -> Result<u8> {
         Command::Backup(a) => backup::run(&ctx, a).await,
         Command::Restore(a) => restore::run(&ctx, a).await,
         Command::Snapshots(a) => snapshots::run(&ctx, a).await,
+        Command::History(a) => history::run(&ctx, a).await,
+        Command::Rollback(a) => rollback::run(&ctx, a).await,
     }
 }
 

@@ -26,6 +26,8 @@ pub struct BackupOptions {
     /// Copy while the instances run (no stop/start). Faster, no downtime,
     /// but files being written during the copy may be inconsistent.
     pub live: bool,
+    /// The applied revision to store in the manifest (`--with-spec`).
+    pub spec: Option<Box<crate::state::Revision>>,
 }
 
 const INTERRUPTED: &str = "backup interrupted";
@@ -110,6 +112,7 @@ async fn copy_all(
         deployment: deployment.to_string(),
         consistent: !opts.live,
         instances: Vec::new(),
+        spec: opts.spec.clone(),
     };
     for inst in instances {
         let Some(image) = inst.carrier_image() else {
@@ -138,7 +141,7 @@ async fn copy_all(
         }
         // Start it again whatever happened to the copy.
         progress.set_message(format!("starting {}", inst.container));
-        let started = instances::start(engine, stopped).await;
+        let started = instances::start(engine, state, stopped).await;
         match (result, started) {
             (Err(e), Ok(())) => return Err(e),
             (Err(e), Err(s)) => {

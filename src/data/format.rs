@@ -51,6 +51,10 @@ pub struct Manifest {
     /// True when every instance was stopped during its copy (not `--live`).
     pub consistent: bool,
     pub instances: Vec<InstanceEntry>,
+    /// The applied revision of the deployment (`backup --with-spec`), for
+    /// `restore --apply` to bring the deployment up elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Box<crate::state::Revision>>,
 }
 
 /// One instance and its volumes.
@@ -335,6 +339,7 @@ mod tests {
             created_at: "now".into(),
             deployment: "d".into(),
             consistent: true,
+            spec: None,
             instances: vec![InstanceEntry {
                 service: "s".into(),
                 instance: 1,

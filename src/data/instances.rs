@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::apply::instance::{InstanceSpec, MountSource, stopped_marker};
+use crate::apply::instance::{InstanceSpec, MountSource};
 use crate::engine::Engine;
 use crate::engine::archive::LABEL_CARRIER;
 use crate::error::{Error, Result};
@@ -239,105 +239,80 @@ fn matches(i: &DataInstance, w: &str) -> bool {
 pub enum Stopped {
     /// It was not running; leave it so.
     NotRunning,
-    /// Stopped through the engine (`docker` integration or none known).
+    /// Never applied by berth here (no revision, so no integration known):
+    /// stopped through the engine.
     Engine { container: String },
-    /// Stopped through its systemd unit: the unit's supervisor owns the
-    /// container, and stopping the container alone would make systemd start
-    /// a fresh one in the middle of the copy.
-    Systemd { unit: String },
-    /// Under `berth up`: the operator's stop marker keeps the foreground
-    /// supervisor from restarting it during the copy; removed afterwards.
-    Foreground {
-        container: String,
-        marker: Option<std::path::PathBuf>,
+    /// Stopped as `berth stop` does it, through the integration the applied
+    /// revision names: systemd units are stopped with `systemctl` (stopping
+    /// the container alone would make systemd start a fresh one in the middle
+    /// of the copy), a running `berth up` is told through the operator's stop
+    /// marker, Docker-policy containers through the engine. The marker also
+    /// keeps a concurrent `apply` from starting the instance meanwhile; should
+    /// berth die before starting it again, it stays stopped like after
+    /// `berth stop` until `berth start`.
+    Ops {
+        target: Box<crate::ops::target::Target>,
+        instance: crate::spec::InstanceRef,
     },
 }
 
 /// Stop an instance for a consistent copy, the way its integration expects.
 pub async fn stop(engine: &Engine, state: &StateDir, inst: &DataInstance) -> Result<Stopped> {
+    use crate::ops::control::{Action, run};
     if !inst.running {
         return Ok(Stopped::NotRunning);
     }
-    let integration = state
-        .read_current(&inst.deployment)
-        .ok()
-        .flatten()
-        .map(|r| r.integration);
-    match integration.as_deref() {
-        Some("systemd") => {
-            let unit = names::unit_name(&inst.container);
-            systemctl("stop", &unit).await?;
-            // The supervisor stops the container within its stop timeout;
-            // make sure it is down before copying.
-            engine
-                .stop_container(&inst.container, inst.stop_timeout)
-                .await?;
-            Ok(Stopped::Systemd { unit })
-        }
-        Some("foreground") => {
-            let path = stopped_marker(state, &inst.container);
-            let marker = if path.exists() {
-                None
-            } else {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                }
-                std::fs::write(&path, b"berth backup/restore\n")
-                    .map_err(|e| Error::io(&path, e))?;
-                Some(path)
-            };
-            engine
-                .stop_container(&inst.container, inst.stop_timeout)
-                .await?;
-            Ok(Stopped::Foreground {
-                container: inst.container.clone(),
-                marker,
-            })
-        }
-        _ => {
-            engine
-                .stop_container(&inst.container, inst.stop_timeout)
-                .await?;
-            Ok(Stopped::Engine {
-                container: inst.container.clone(),
-            })
-        }
-    }
+    let Some(rev) = state.read_current(&inst.deployment)? else {
+        engine
+            .stop_container(&inst.container, inst.stop_timeout)
+            .await?;
+        return Ok(Stopped::Engine {
+            container: inst.container.clone(),
+        });
+    };
+    let target = crate::ops::target::Target {
+        deployment: rev.deployment,
+        integration: Some(rev.integration),
+    };
+    let instance = crate::spec::InstanceRef {
+        deployment: inst.deployment.clone(),
+        service: inst.service.clone(),
+        index: inst.index,
+        container: inst.container.clone(),
+    };
+    run(
+        engine,
+        state,
+        &target,
+        std::slice::from_ref(&instance),
+        Action::Stop,
+    )
+    .await?;
+    // Whatever the integration did, the container must be down (or gone)
+    // before its volumes are read.
+    engine
+        .stop_container(&inst.container, inst.stop_timeout)
+        .await?;
+    Ok(Stopped::Ops {
+        target: Box::new(target),
+        instance,
+    })
 }
 
 /// Start an instance again the way [`stop`] stopped it.
-pub async fn start(engine: &Engine, stopped: Stopped) -> Result<()> {
+pub async fn start(engine: &Engine, state: &StateDir, stopped: Stopped) -> Result<()> {
+    use crate::ops::control::{Action, run};
     match stopped {
         Stopped::NotRunning => Ok(()),
         Stopped::Engine { container } => engine.start_container(&container).await,
-        Stopped::Systemd { unit } => systemctl("start", &unit).await,
-        Stopped::Foreground { container, marker } => {
-            if let Some(m) = marker {
-                std::fs::remove_file(&m).map_err(|e| Error::io(&m, e))?;
-            }
-            // `berth up` may have removed the exited container; then it
-            // starts a fresh one itself now that the marker is gone.
-            match engine.inspect_container(&container).await? {
-                Some(_) => engine.start_container(&container).await,
-                None => Ok(()),
-            }
-        }
-    }
-}
-
-async fn systemctl(verb: &str, unit: &str) -> Result<()> {
-    let out = tokio::process::Command::new("systemctl")
-        .arg(verb)
-        .arg(unit)
-        .output()
+        Stopped::Ops { target, instance } => run(
+            engine,
+            state,
+            &target,
+            std::slice::from_ref(&instance),
+            Action::Start,
+        )
         .await
-        .map_err(|e| Error::Runtime(format!("cannot run systemctl {verb} {unit}: {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Runtime(format!(
-            "systemctl {verb} {unit} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
+        .map(|_| ()),
     }
 }

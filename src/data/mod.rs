@@ -18,5 +18,7 @@
 pub mod backup;
 pub mod format;
 pub mod instances;
+pub mod lifecycle;
 pub mod restore;
 pub mod snapshot;
+pub mod upgrade;

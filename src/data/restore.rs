@@ -91,6 +91,20 @@ pub async fn restore(
 ) -> Result<Vec<RestoredVolume>> {
     progress.set_message(format!("verifying {}", file.display()));
     let manifest = verify(file).await?;
+    restore_verified(engine, state, file, manifest, opts, progress).await
+}
+
+/// [`restore`] of an archive already checked with [`verify`] (whose
+/// manifest this is): for callers that need the manifest first, e.g. to
+/// take the target deployment's lock.
+pub async fn restore_verified(
+    engine: &Engine,
+    state: &StateDir,
+    file: &Path,
+    manifest: Manifest,
+    opts: &RestoreOptions,
+    progress: &ProgressBar,
+) -> Result<Vec<RestoredVolume>> {
     let target_dep = opts
         .deployment
         .clone()
@@ -223,7 +237,7 @@ pub async fn restore(
     }
     let mut start_errors = Vec::new();
     for s in stopped {
-        if let Err(e) = instances::start(engine, s).await {
+        if let Err(e) = instances::start(engine, state, s).await {
             start_errors.push(e.to_string());
         }
     }
@@ -603,7 +617,10 @@ async fn save_volume(
         &dep,
         std::slice::from_ref(&inst),
         save,
-        &BackupOptions { live: true },
+        &BackupOptions {
+            live: true,
+            ..Default::default()
+        },
         progress,
     )
     .await?;

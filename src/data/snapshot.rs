@@ -92,7 +92,7 @@ pub async fn snapshot_instance(
         deployment,
         std::slice::from_ref(&inst),
         &path,
-        &BackupOptions { live: false },
+        &BackupOptions::default(),
         &ProgressBar::hidden(),
     )
     .await?;

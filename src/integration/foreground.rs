@@ -217,8 +217,9 @@ struct Supervisor {
 impl Supervisor {
     /// Make the running tasks match `deployment`.
     async fn converge(&mut self, deployment: Deployment) -> Result<()> {
-        let engine = &self.shared.engine;
-        let state = &self.shared.state;
+        let shared = self.shared.clone();
+        let engine = &shared.engine;
+        let state = &shared.state;
         let desired = apply::desired(
             engine,
             state,
@@ -253,16 +254,28 @@ impl Supervisor {
             .filter(|(c, t)| wanted.get(*c).is_none_or(|w| w.hash() != t.spec.hash()))
             .map(|(c, _)| c.clone())
             .collect();
+        // Instances moving to another image: snapshot their volumes first,
+        // as `apply` does (their tasks end, the old containers stop).
+        let mut snapshotted = self
+            .snapshot_upgrades(&deployment, &wanted, &stale, current.as_ref())
+            .await?;
         for c in &stale {
-            if let Some(t) = self.tasks.remove(c) {
-                let _ = t.cancel.send(true);
-                let _ = t.handle.await;
-                engine.stop_and_remove(c, t.spec.stop_timeout).await?;
-                if !wanted.contains_key(c) {
-                    apply::forget_instance(state, c)?;
-                    markers::forget(state, c);
-                    say(&prefix_for(&deployment.name, c, 0), "removed");
+            let spec = match self.tasks.remove(c) {
+                Some(t) => {
+                    let _ = t.cancel.send(true);
+                    let _ = t.handle.await;
+                    t.spec
                 }
+                None => match snapshotted.remove(c) {
+                    Some(spec) => spec,
+                    None => continue,
+                },
+            };
+            engine.stop_and_remove(c, spec.stop_timeout).await?;
+            if !wanted.contains_key(c) {
+                apply::forget_instance(state, c)?;
+                markers::forget(state, c);
+                say(&prefix_for(&deployment.name, c, 0), "removed");
             }
         }
         // Containers of the deployment nobody wants (left by an earlier run).
@@ -356,6 +369,97 @@ impl Supervisor {
         }
         self.deployment = deployment;
         Ok(())
+    }
+
+    /// Snapshot the volumes of every `stale` instance whose image changes
+    /// (reference or ID) and whose service keeps `snapshot_on_upgrade`: its
+    /// task ends and its container stops first. Returns their old specs. If
+    /// a snapshot fails, their tasks are started again on the old specs and
+    /// the change is not applied.
+    async fn snapshot_upgrades(
+        &mut self,
+        deployment: &Deployment,
+        wanted: &BTreeMap<String, InstanceSpec>,
+        stale: &[String],
+        current: Option<&Revision>,
+    ) -> Result<BTreeMap<String, InstanceSpec>> {
+        let shared = self.shared.clone();
+        let engine = &shared.engine;
+        let state = &shared.state;
+        let revision = current.map(|r| r.revision).unwrap_or(0);
+        let mut done: BTreeMap<String, InstanceSpec> = BTreeMap::new();
+        let mut failure = None;
+        for c in stale {
+            let (Some(w), Some(t)) = (wanted.get(c), self.tasks.get(c)) else {
+                continue;
+            };
+            let upgrade = w.image != t.spec.image
+                || (!w.image_id.is_empty() && w.image_id != t.spec.image_id);
+            let enabled = deployment
+                .services
+                .get(&w.service)
+                .is_some_and(|s| s.snapshot_on_upgrade);
+            if !upgrade || !enabled {
+                continue;
+            }
+            let Some(t) = self.tasks.remove(c) else {
+                continue;
+            };
+            let _ = t.cancel.send(true);
+            let _ = t.handle.await;
+            let prefix = prefix_for(&deployment.name, c, 0);
+            let r = async {
+                engine.stop_container(c, t.spec.stop_timeout).await?;
+                crate::data::snapshot::snapshot_instance(
+                    engine,
+                    state,
+                    &deployment.name,
+                    c,
+                    revision,
+                    deployment.snapshots_keep(&w.service),
+                )
+                .await
+            }
+            .await;
+            done.insert(c.clone(), t.spec);
+            match r {
+                Ok(Some(s)) => say(
+                    &prefix,
+                    &format!("snapshot before upgrade: {}", s.path.display()),
+                ),
+                Ok(None) => {}
+                Err(e) => {
+                    failure = Some(Error::Runtime(format!(
+                        "snapshot of {c} before its upgrade failed: {e}; the change was not applied (turn snapshots off for the service with snapshot_on_upgrade = false)"
+                    )));
+                    break;
+                }
+            }
+        }
+        let Some(err) = failure else {
+            return Ok(done);
+        };
+        // Back to the old specs: supervise them again.
+        for (c, spec) in done {
+            let (cancel, cancel_rx) = watch::channel(false);
+            let prefix = prefix_for(&self.deployment.name, &c, 0);
+            let handle = tokio::spawn(supervise_loop(
+                self.shared.clone(),
+                spec.clone(),
+                revision,
+                prefix,
+                cancel_rx,
+            ));
+            self.tasks.insert(
+                c,
+                Task {
+                    spec,
+                    cancel,
+                    handle,
+                },
+            );
+        }
+        Err(err)
     }
 
     /// Wait (up to five minutes, or until shutdown) until the containers run

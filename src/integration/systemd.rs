@@ -368,6 +368,8 @@ mod tests {
             cap_drop: vec![],
             privileged: false,
             health: None,
+            snapshot_on_upgrade: true,
+            snapshots_keep: None,
         }
     }
 
@@ -377,6 +379,7 @@ mod tests {
             source: None,
             keys: BTreeMap::new(),
             deployment_keys: vec![],
+            snapshots_keep: None,
             services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
         }
     }

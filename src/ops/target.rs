@@ -151,6 +151,8 @@ pub(crate) mod tests {
             cap_drop: vec![],
             privileged: false,
             health: None,
+            snapshot_on_upgrade: true,
+            snapshots_keep: None,
         }
     }
 
@@ -160,6 +162,7 @@ pub(crate) mod tests {
             source: None,
             keys: Default::default(),
             deployment_keys: vec![],
+            snapshots_keep: None,
             services: services
                 .iter()
                 .map(|(n, c)| (n.to_string(), service(n, *c)))

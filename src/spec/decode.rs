@@ -381,6 +381,8 @@ pub const SERVICE_KEYS: &[&str] = &[
     "cap_add",
     "cap_drop",
     "privileged",
+    "snapshot_on_upgrade",
+    "snapshots_keep",
     "health",
 ];
 
@@ -393,7 +395,7 @@ pub const HEALTH_KEYS: &[&str] = &[
     "on_unhealthy",
 ];
 
-pub const TOP_KEYS: &[&str] = &["name", "vars", "keys", "services"];
+pub const TOP_KEYS: &[&str] = &["name", "vars", "keys", "services", "snapshots_keep"];
 
 /// Decode a native deployment file.
 pub fn native(
@@ -408,8 +410,10 @@ pub fn native(
     let mut spans = BTreeMap::new();
     let mut saw_services = false;
     let mut saw_name = false;
+    let mut snapshots_keep = None;
     for e in entries {
         match e.key.as_str() {
+            "snapshots_keep" => snapshots_keep = keep_count(d, &e.value, "snapshots_keep"),
             "name" => {
                 saw_name = true;
                 if let Some(n) = d.string(&e.value, "name") {
@@ -508,10 +512,26 @@ pub fn native(
             source: None,
             keys,
             deployment_keys: Vec::new(),
+            snapshots_keep,
             services,
         },
         spans,
     ))
+}
+
+/// `snapshots_keep`: how many upgrade snapshots to keep per instance, 1 to 1000.
+fn keep_count(d: &mut Decoder, v: &Node, what: &str) -> Option<usize> {
+    let n = d.integer(v, what)?;
+    if (1..=1000).contains(&n) {
+        usize::try_from(n).ok()
+    } else {
+        d.err(
+            v.span,
+            format!("`{what}` must be between 1 and 1000, found {n}"),
+            "set snapshots_keep to how many snapshots to keep per instance, e.g. 3; turn snapshots off with snapshot_on_upgrade = false",
+        );
+        None
+    }
 }
 
 fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
@@ -544,6 +564,8 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
         cap_add: vec![],
         cap_drop: vec![],
         privileged: false,
+        snapshot_on_upgrade: true,
+        snapshots_keep: None,
         health: None,
     };
     let mut spans = ServiceSpans {
@@ -836,6 +858,12 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                     svc.read_only = b;
                 }
             }
+            "snapshot_on_upgrade" => {
+                if let Some(b) = d.boolean(v, &what) {
+                    svc.snapshot_on_upgrade = b;
+                }
+            }
+            "snapshots_keep" => svc.snapshots_keep = keep_count(d, v, &what),
             "privileged" => match &v.value {
                 Value::Bool(b) => svc.privileged = *b,
                 _ => d.type_err(

@@ -236,6 +236,8 @@ pub fn decode(
             cap_drop: vec![],
             privileged: false,
             health: None,
+            snapshot_on_upgrade: true,
+            snapshots_keep: None,
         };
         let mut sp = ServiceSpans {
             name: name_span,
@@ -410,6 +412,7 @@ pub fn decode(
             source: None,
             keys: BTreeMap::new(),
             deployment_keys,
+            snapshots_keep: None,
             services,
         },
         spans,

@@ -25,6 +25,10 @@ pub struct Deployment {
     pub deployment_keys: Vec<SshKey>,
     /// Services by name.
     pub services: BTreeMap<String, Service>,
+    /// Snapshots kept per instance (`snapshots_keep`), unless a service says
+    /// otherwise; `None`: [`crate::data::snapshot::DEFAULT_KEEP`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots_keep: Option<usize>,
 }
 
 /// An OpenSSH public key, already parsed and checked.
@@ -99,6 +103,13 @@ pub struct Service {
     pub cap_drop: Vec<String>,
     #[serde(default)]
     pub privileged: bool,
+    /// Snapshot the instance's volumes before `apply` recreates it for a
+    /// changed image (`snapshot_on_upgrade`, default true).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub snapshot_on_upgrade: bool,
+    /// Snapshots kept per instance of this service (`snapshots_keep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots_keep: Option<usize>,
     /// The health check (`health` table), or `health = false` to disable the
     /// image's. `None`: whatever the image declares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,5 +388,24 @@ impl Deployment {
             }
         }
         env
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl Deployment {
+    /// How many upgrade snapshots to keep per instance of `service`.
+    pub fn snapshots_keep(&self, service: &str) -> usize {
+        self.services
+            .get(service)
+            .and_then(|s| s.snapshots_keep)
+            .or(self.snapshots_keep)
+            .unwrap_or(crate::data::snapshot::DEFAULT_KEEP)
     }
 }

@@ -25,6 +25,10 @@ pub struct DeploymentFile {
     pub keys: Option<BTreeMap<String, String>>,
     /// The services, by name (same naming rules as `name`).
     pub services: BTreeMap<String, ServiceFile>,
+    /// Upgrade snapshots kept per instance, 1 to 1000, unless a service sets
+    /// its own. Default 3.
+    #[schemars(range(min = 1, max = 1000))]
+    pub snapshots_keep: Option<u32>,
 }
 
 /// One service: `count` identical containers of one image.
@@ -91,6 +95,14 @@ pub struct ServiceFile {
     /// Full access to the host. Must be the boolean `true` to take effect;
     /// strings such as "true" or "yes" are refused.
     pub privileged: Option<bool>,
+    /// Snapshot the instance's volumes before `berth apply` recreates it for a
+    /// changed image (kept under the state directory, see `berth snapshots`).
+    /// Default true.
+    pub snapshot_on_upgrade: Option<bool>,
+    /// Upgrade snapshots kept per instance of this service, 1 to 1000;
+    /// overrides the deployment's `snapshots_keep`. Default 3.
+    #[schemars(range(min = 1, max = 1000))]
+    pub snapshots_keep: Option<u32>,
     /// The health check Docker runs and berth acts on, or `false` to disable
     /// the image's HEALTHCHECK. Without it, the image's check (if any) is used.
     pub health: Option<HealthSetting>,

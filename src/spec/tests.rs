@@ -343,3 +343,35 @@ fn health_decodes_the_same_in_every_format() {
         assert_eq!(c.on_unhealthy, OnUnhealthy::Ignore);
     }
 }
+
+#[test]
+fn snapshot_settings_default_on_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dep.toml");
+    let load_text = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        load(&opts(file.clone()))
+    };
+    let d = load_text(
+        "name = \"s\"\nsnapshots_keep = 5\n[services.a]\nimage = \"x\"\n[services.b]\nimage = \"x\"\nsnapshot_on_upgrade = false\nsnapshots_keep = 2\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(d.services["a"].snapshot_on_upgrade);
+    assert!(!d.services["b"].snapshot_on_upgrade);
+    assert_eq!(d.snapshots_keep("a"), 5);
+    assert_eq!(d.snapshots_keep("b"), 2);
+    let d = load_text("name = \"s\"\n[services.a]\nimage = \"x\"\n").unwrap();
+    assert_eq!(d.snapshots_keep("a"), crate::data::snapshot::DEFAULT_KEEP);
+    for (bad, says) in [
+        ("snapshots_keep = 0", "between 1 and 1000"),
+        ("snapshot_on_upgrade = \"no\"", "snapshot_on_upgrade"),
+        ("snapshot_on_upgrad = false", "snapshot_on_upgrade"),
+    ] {
+        let e = load_text(&format!(
+            "name = \"s\"\n[services.a]\nimage = \"x\"\n{bad}\n"
+        ))
+        .err()
+        .unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+    }
+}

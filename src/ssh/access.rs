@@ -246,6 +246,7 @@ mod tests {
             source: None,
             keys,
             deployment_keys: vec![],
+            snapshots_keep: None,
             services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
         }
     }

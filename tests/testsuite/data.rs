@@ -873,6 +873,7 @@ fn failed_extraction_puts_the_previous_content_back() {
         created_at: "2026-01-01T00:00:00Z".into(),
         deployment: dep.clone(),
         consistent: true,
+        spec: None,
         instances: vec![InstanceEntry {
             service: "app".into(),
             instance: 1,

@@ -5,6 +5,7 @@ mod apply;
 mod data;
 mod health;
 mod invalid_files;
+mod lifecycle;
 mod ops;
 mod reliability;
 mod spec_commands;

@@ -839,3 +839,54 @@ fn removing_a_service_or_an_instance_removes_its_units_and_keeps_its_volumes() {
     d.wait_active("web");
     assert_eq!(crate::support::containers_of(&d.name), want);
 }
+
+#[test]
+fn backup_stops_through_the_unit_and_upgrade_snapshots_under_systemd() {
+    let host = boot();
+    let v1 = crate::support::busybox_image("sdv", "LABEL berth.test-version=1");
+    let v2 = crate::support::busybox_image("sdv", "LABEL berth.test-version=2");
+    let d = HostDeployment::new(&host, "sdbackup");
+    let file = |db_image: &str| {
+        TWO_SERVICES.replacen("image = \"IMAGE\"", &format!("image = \"{db_image}\""), 1)
+    };
+    d.write(&file(&v1));
+    d.apply();
+    d.wait_active("db");
+    let first = d.exec("db", "cat /data/first");
+    let unit = d.unit("db");
+    let invocation = host.unit_property(&unit, "InvocationID");
+
+    // Consistent backup: the unit is stopped (not just its container, which
+    // systemd would replace during the copy) and started again, enabled.
+    d.berth_ok("backup db -o /root/db.tar.zst");
+    d.wait_active("db");
+    assert_ne!(
+        host.unit_property(&unit, "InvocationID"),
+        invocation,
+        "the unit was stopped and started for the copy"
+    );
+    assert_eq!(
+        host.sh_ok(&format!("systemctl is-enabled {unit} || true"))
+            .trim(),
+        "enabled"
+    );
+    let marker = format!("/var/lib/berth/instances/{}.stopped", d.container("db"));
+    assert!(
+        host.sh(&format!("test ! -e {marker}")).status.success(),
+        "no stop marker left behind"
+    );
+    assert_eq!(d.exec("db", "cat /data/first"), first);
+
+    // Upgrade: the old db's data is snapshotted before its unit restarts.
+    d.write(&file(&v2));
+    d.apply();
+    d.wait_active("db");
+    let snaps = d.berth_ok("snapshots --output json");
+    let snaps: serde_json::Value =
+        serde_json::from_str(&snaps).unwrap_or_else(|e| panic!("{e}: {snaps}"));
+    let list = snaps.as_array().expect("a list");
+    assert_eq!(list.len(), 1, "{snaps}");
+    assert_eq!(list[0]["container"], d.container("db").as_str());
+    assert_eq!(list[0]["revision"], 1);
+    assert_eq!(d.exec("db", "cat /data/first"), first);
+}

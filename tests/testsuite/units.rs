@@ -45,6 +45,8 @@ fn svc(name: &str, image: &str) -> Service {
         cap_drop: vec![],
         privileged: false,
         health: None,
+        snapshot_on_upgrade: true,
+        snapshots_keep: None,
     }
 }
 
@@ -70,6 +72,7 @@ fn deployment(name: &str, services: Vec<Service>) -> Deployment {
         source: None,
         keys: BTreeMap::new(),
         deployment_keys: vec![],
+        snapshots_keep: None,
         services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
     }
 }

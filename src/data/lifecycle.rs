@@ -1,0 +1,359 @@
+//! Revisions over time: `berth history`, `berth rollback`, and bringing a
+//! deployment up from a backup taken with `--with-spec` (`restore --apply`).
+//!
+//! Backup, restore and rollback hold the deployment's apply lock while they
+//! touch instances, so they never race an apply ([`lock`]).
+
+use std::path::Path;
+
+use indicatif::ProgressBar;
+
+use super::restore::{self, RestoreOptions, RestoredVolume};
+use super::snapshot;
+use crate::apply::lock::{DeploymentLock, lock_deployment};
+use crate::apply::{self, ApplyOptions, ApplyReport, Reporter};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::names;
+use crate::spec::Deployment;
+use crate::state::{Revision, StateDir};
+
+/// Take the apply lock of `deployment`, telling `report` once if another
+/// apply (or backup, restore, rollback) holds it.
+///
+/// A running `berth up` of the deployment holds that lock for as long as it
+/// supervises; it changes instances only when told (SIGHUP, or the markers
+/// that backup and restore use to stop and start them through it), so then
+/// no lock is taken (`None`) instead of waiting for `up` to end.
+pub async fn lock(
+    state: &StateDir,
+    deployment: &str,
+    report: &Reporter,
+) -> Result<Option<DeploymentLock>> {
+    if crate::ops::control::running_up(state, deployment).is_some() {
+        return Ok(None);
+    }
+    let r = report.clone();
+    let name = deployment.to_string();
+    lock_deployment(state, deployment, None, move || {
+        r(format!(
+            "waiting for another berth apply of {name} to finish..."
+        ))
+    })
+    .await
+    .map(Some)
+}
+
+/// Every applied revision still kept under `revisions/`, oldest first.
+/// Unreadable files are skipped with a warning.
+pub fn history(state: &StateDir, deployment: &str) -> Result<Vec<Revision>> {
+    let dir = state.revisions_dir(deployment);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        let path = entry.path();
+        let is_rev = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+            .is_some_and(|n| n.parse::<u64>().is_ok());
+        if !is_rev {
+            continue;
+        }
+        let parsed = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Revision>(&b).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(r) => out.push(r),
+            Err(e) => tracing::warn!("{}: skipped ({e})", path.display()),
+        }
+    }
+    out.sort_by_key(|r| r.revision);
+    Ok(out)
+}
+
+/// What a rollback did.
+#[derive(Debug)]
+pub struct RollbackReport {
+    /// The revision returned to.
+    pub from_revision: u64,
+    /// The apply that did it (a new revision).
+    pub apply: ApplyReport,
+    /// Services that run their recorded image ID (pinned).
+    pub pinned: Vec<String>,
+    /// Services whose recorded image ID is gone: they run the image
+    /// reference as it resolves now.
+    pub unpinned: Vec<String>,
+    /// Volumes put back from the snapshots (`--with-data`).
+    pub restored: Vec<RestoredVolume>,
+    /// Instances that had no snapshot of that revision (`--with-data`).
+    pub without_snapshot: Vec<String>,
+}
+
+/// The deployment of revision `rev`, each service pinned to the image ID
+/// it ran then when that image is still on this host.
+pub async fn pinned_deployment(
+    engine: &Engine,
+    rev: &Revision,
+) -> Result<(Deployment, Vec<String>, Vec<String>)> {
+    let mut dep = rev.deployment.clone();
+    let (mut pinned, mut unpinned) = (Vec::new(), Vec::new());
+    for (name, svc) in dep.services.iter_mut() {
+        match rev.image_ids.get(name) {
+            Some(id) if engine.has_image(id).await? => {
+                svc.image = id.clone();
+                pinned.push(name.clone());
+            }
+            _ => unpinned.push(name.clone()),
+        }
+    }
+    Ok((dep, pinned, unpinned))
+}
+
+/// `berth rollback`: apply revision `to` (default: the one before the
+/// current) again as a new revision; with `with_data`, then put back each
+/// instance's newest snapshot taken while it ran `to` (instances stopped
+/// meanwhile, the replaced content saved as a `pre-restore` snapshot).
+pub async fn rollback(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &str,
+    to: Option<u64>,
+    with_data: bool,
+    opts: &ApplyOptions,
+    report: Reporter,
+) -> Result<RollbackReport> {
+    let Some(current) = state.read_current(deployment)? else {
+        return Err(Error::Usage(format!(
+            "deployment {deployment} was never applied with state directory {}; nothing to roll back",
+            state.root().display()
+        )));
+    };
+    if let Some(pid) = crate::ops::control::running_up(state, deployment) {
+        return Err(Error::Usage(format!(
+            "`berth up` (pid {pid}) supervises {deployment} and holds its apply lock; stop it first (rollback applies), or change its file and send SIGHUP"
+        )));
+    }
+    let revisions = history(state, deployment)?;
+    let target = match to {
+        Some(n) => revisions.iter().find(|r| r.revision == n),
+        None => revisions
+            .iter()
+            .rev()
+            .find(|r| r.revision < current.revision),
+    };
+    let Some(target) = target.cloned() else {
+        let kept: Vec<String> = revisions.iter().map(|r| r.revision.to_string()).collect();
+        return Err(Error::Usage(format!(
+            "{}: no revision {} of {deployment} is kept (kept: {}); see `berth history`",
+            state.revisions_dir(deployment).display(),
+            to.map(|n| n.to_string())
+                .unwrap_or_else(|| format!("before {}", current.revision)),
+            if kept.is_empty() {
+                "none".into()
+            } else {
+                kept.join(", ")
+            }
+        )));
+    };
+    // Snapshots to restore are found before the apply, which may prune.
+    let mut snapshots = Vec::new();
+    let mut without_snapshot = Vec::new();
+    if with_data {
+        for inst in target.deployment.instances() {
+            let newest = snapshot::list_instance(state, &inst.container)?
+                .into_iter()
+                .rev()
+                .find(|s| s.revision == Some(target.revision));
+            match newest {
+                Some(s) => snapshots.push(s),
+                None => without_snapshot.push(inst.container.clone()),
+            }
+        }
+    }
+    // Keep the archives safe from the apply's pruning: restore from copies.
+    let tmp = tempfile::tempdir_in(state.root()).map_err(|e| Error::io(state.root(), e))?;
+    let mut copies = Vec::new();
+    for s in &snapshots {
+        let name = s.path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+        let copy = tmp
+            .path()
+            .join(format!("{}-{}", s.container, name.to_string_lossy()));
+        std::fs::copy(&s.path, &copy).map_err(|e| Error::io(&s.path, e))?;
+        copies.push(copy);
+    }
+
+    let (dep, pinned, unpinned) = pinned_deployment(engine, &target).await?;
+    if copies.is_empty() {
+        let apply = apply::apply(engine, state, &dep, opts, report.clone()).await?;
+        return Ok(RollbackReport {
+            from_revision: target.revision,
+            apply,
+            pinned,
+            unpinned,
+            restored: Vec::new(),
+            without_snapshot,
+        });
+    }
+
+    // With data: the instances to restore are stopped the way `berth stop`
+    // does it (the marker keeps them stopped through the apply, which then
+    // recreates them on the old image without starting them, after its own
+    // snapshot of the data being replaced); the snapshots go back in; then
+    // they start. The old image never sees the newer data.
+    let ops_target = crate::ops::target::Target {
+        deployment: current.deployment.clone(),
+        integration: Some(current.integration.clone()),
+    };
+    let mut held = Vec::new();
+    {
+        let _lock = lock(state, deployment, &report).await?;
+        for s in &snapshots {
+            let Some(inst) = current
+                .deployment
+                .instances()
+                .into_iter()
+                .find(|i| i.container == s.container)
+            else {
+                continue;
+            };
+            let runs = engine
+                .observe_container(&inst.container)
+                .await?
+                .is_some_and(|c| c.is_running());
+            if runs && !crate::ops::markers::is_stopped(state, &inst.container) {
+                crate::ops::control::run(
+                    engine,
+                    state,
+                    &ops_target,
+                    std::slice::from_ref(&inst),
+                    crate::ops::control::Action::Stop,
+                )
+                .await?;
+                held.push(inst);
+            }
+        }
+    }
+    let kept_stopped = |e: Error| {
+        if held.is_empty() {
+            return e;
+        }
+        let names: Vec<&str> = held.iter().map(|i| i.service.as_str()).collect();
+        Error::Runtime(format!(
+            "{e}; {} stopped for the rollback and left stopped: start with `berth start {}` once resolved",
+            names.join(", "),
+            names.join(" ")
+        ))
+    };
+    let apply = apply::apply(engine, state, &dep, opts, report.clone())
+        .await
+        .map_err(kept_stopped)?;
+    let mut restored = Vec::new();
+    {
+        let _lock = lock(state, deployment, &report)
+            .await
+            .map_err(kept_stopped)?;
+        for copy in &copies {
+            let r = restore::restore(
+                engine,
+                state,
+                copy,
+                &RestoreOptions {
+                    services: Vec::new(),
+                    force: true,
+                    deployment: Some(deployment.to_string()),
+                },
+                &ProgressBar::hidden(),
+            )
+            .await
+            .map_err(kept_stopped)?;
+            restored.extend(r);
+        }
+    }
+    if !held.is_empty() {
+        let ops_target = crate::ops::target::Target {
+            deployment: dep.clone(),
+            integration: Some(opts.integration.as_str().to_string()),
+        };
+        crate::ops::control::run(
+            engine,
+            state,
+            &ops_target,
+            &held,
+            crate::ops::control::Action::Start,
+        )
+        .await?;
+    }
+    Ok(RollbackReport {
+        from_revision: target.revision,
+        apply,
+        pinned,
+        unpinned,
+        restored,
+        without_snapshot,
+    })
+}
+
+/// `berth restore FILE --apply [--name NEW]`: bring the deployment stored in
+/// a `--with-spec` backup up on this host: its volumes are restored first
+/// (refusing non-empty ones unless `force`), then it is applied, so every
+/// instance starts on its data.
+#[allow(clippy::too_many_arguments)]
+pub async fn restore_and_apply(
+    engine: &Engine,
+    state: &StateDir,
+    file: &Path,
+    rename: Option<&str>,
+    force: bool,
+    opts: &ApplyOptions,
+    report: Reporter,
+    progress: &ProgressBar,
+) -> Result<(Vec<RestoredVolume>, ApplyReport)> {
+    let manifest = restore::verify(file).await?;
+    let Some(rev) = manifest.spec.clone() else {
+        return Err(Error::Usage(format!(
+            "{}: the backup holds no deployment (take it with `berth backup --all --with-spec`); restore without --apply puts back only the volumes",
+            file.display()
+        )));
+    };
+    let verified = manifest;
+    let mut dep = rev.deployment;
+    if let Some(n) = rename {
+        names::check_name(n).map_err(|p| Error::Usage(format!("--name {n:?} {p}")))?;
+        dep.name = n.to_string();
+    }
+    if state.read_current(&dep.name)?.is_some() && !force {
+        return Err(Error::Usage(format!(
+            "deployment {} is already applied in {}; restore --apply sets up a new deployment (choose another with --name NEW); nothing was changed",
+            dep.name,
+            state.root().display()
+        )));
+    }
+    // The images first (pulled if missing): the volumes are reached through
+    // them, and a missing image must fail before any volume is written.
+    let refs: Vec<String> = dep.services.values().map(|s| s.image.clone()).collect();
+    engine.ensure_images(&refs, opts.progress).await?;
+    let restored = {
+        let _lock = lock(state, &dep.name, &report).await?;
+        restore::restore_verified(
+            engine,
+            state,
+            file,
+            verified,
+            &RestoreOptions {
+                services: Vec::new(),
+                force,
+                deployment: Some(dep.name.clone()),
+            },
+            progress,
+        )
+        .await?
+    };
+    let applied = apply::apply(engine, state, &dep, opts, report).await?;
+    Ok((restored, applied))
+}

@@ -1,0 +1,121 @@
+//! Snapshot before upgrade: `apply` calls [`snapshot_upgrades`] once the plan
+//! is known and before it touches any instance. Every instance that is about
+//! to be recreated because its image changed (reference or image ID), and
+//! whose service keeps `snapshot_on_upgrade` on, is stopped and its volumes
+//! are copied to `<state>/snapshots/<container>/<revision>-<time>.tar.zst`
+//! (`<revision>` is the revision being left, so `berth rollback --to
+//! <revision> --with-data` finds it). The recreate that follows removes the
+//! stopped container; the manifest records the old image.
+//!
+//! A failed snapshot stops the apply before anything was upgraded: the
+//! instances stopped for it are started again and the error names the cause.
+
+use crate::apply::Reporter;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::integration::systemd_ctl::Systemctl;
+use crate::names;
+use crate::plan::{Action, InstancePlan, Plan};
+use crate::spec::Deployment;
+use crate::state::StateDir;
+
+/// Does `item` replace its container because the image changed? Compared
+/// against the container there now, else the previously applied spec.
+pub async fn image_changed(engine: &Engine, item: &InstancePlan) -> Result<bool> {
+    if item.action != Action::Recreate {
+        return Ok(false);
+    }
+    let Some(spec) = &item.spec else {
+        return Ok(false);
+    };
+    if let Some(c) = engine.inspect_container(&item.container).await? {
+        let id = c.image.unwrap_or_default();
+        let reference = c.config.and_then(|c| c.image).unwrap_or_default();
+        return Ok(
+            (!spec.image_id.is_empty() && !id.is_empty() && id != spec.image_id)
+                || (!reference.is_empty() && reference != spec.image),
+        );
+    }
+    Ok(item.previous.as_ref().is_some_and(|p| {
+        p.image != spec.image
+            || (!p.image_id.is_empty() && !spec.image_id.is_empty() && p.image_id != spec.image_id)
+    }))
+}
+
+/// Snapshot every instance that `plan` upgrades to a new image. `revision`
+/// is the revision applied now (the one being left); `systemd` says the
+/// instances run under systemd units (stopped with `systemctl stop` so the
+/// supervisor does not start a fresh container during the copy).
+pub async fn snapshot_upgrades(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    plan: &Plan,
+    revision: u64,
+    systemd: Option<&Systemctl>,
+    report: &Reporter,
+) -> Result<()> {
+    let mut stopped: Vec<&InstancePlan> = Vec::new();
+    let mut failure = None;
+    for item in plan.instances.iter() {
+        let Some(svc) = deployment.services.get(&item.service) else {
+            continue;
+        };
+        if !svc.snapshot_on_upgrade || !image_changed(engine, item).await? {
+            continue;
+        }
+        let timeout = item
+            .previous
+            .as_ref()
+            .map(|p| p.stop_timeout)
+            .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
+        let r: Result<()> = async {
+            if let Some(ctl) = systemd {
+                ctl.stop(&[names::unit_name(&item.container)]).await?;
+            }
+            engine.stop_container(&item.container, timeout).await?;
+            stopped.push(item);
+            let keep = deployment.snapshots_keep(&item.service);
+            if let Some(s) = super::snapshot::snapshot_instance(
+                engine,
+                state,
+                &deployment.name,
+                &item.container,
+                revision,
+                keep,
+            )
+            .await?
+            {
+                report(format!(
+                    "snapshot of {} before upgrade: {}",
+                    item.container,
+                    s.path.display()
+                ));
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = r {
+            failure = Some(Error::Runtime(format!(
+                "snapshot of {} before its upgrade failed: {e}; nothing was upgraded (turn snapshots off for the service with snapshot_on_upgrade = false)",
+                item.container
+            )));
+            break;
+        }
+    }
+    let Some(err) = failure else {
+        return Ok(());
+    };
+    // Put back what was stopped for the snapshots; the old containers are
+    // still there.
+    for item in stopped {
+        let started = match systemd {
+            Some(ctl) => ctl.start(&[names::unit_name(&item.container)]).await,
+            None => engine.start_container(&item.container).await,
+        };
+        if let Err(e) = started {
+            tracing::warn!("starting {} again failed: {e}", item.container);
+        }
+    }
+    Err(err)
+}
