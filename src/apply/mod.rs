@@ -375,11 +375,12 @@ async fn remove_instances(
     Ok(())
 }
 
-/// Remove an instance's spec file and stopped marker.
+/// Remove an instance's spec file, stopped marker and crash record.
 pub fn forget_instance(state: &StateDir, container: &str) -> Result<()> {
     for p in [
         state.instance_file(container),
         instance::stopped_marker(state, container),
+        crate::supervise::backoff::CrashRecord::path(state, container),
     ] {
         match std::fs::remove_file(&p) {
             Ok(()) => {}

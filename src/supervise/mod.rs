@@ -15,9 +15,12 @@
 //! (for example a `tokio::sync::watch` receiver), restarting on
 //! [`Outcome::Exited`] as the instance's restart policy says.
 
+pub mod backoff;
+
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 
@@ -26,6 +29,7 @@ use crate::engine::{Engine, ExitStatus, PullProgress};
 use crate::error::{Error, Result};
 use crate::integration::docker::replace_container_with_hash;
 use crate::names;
+use backoff::{CrashRecord, RunEnd};
 
 /// Which stream a chunk of container output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,9 +245,80 @@ pub async fn supervise_container(
         revision,
     };
     let shutdown = shutdown_signal()?;
-    match run_instance(engine, &spec, &opts, shutdown).await? {
+    tokio::pin!(shutdown);
+
+    // Crash-loop backoff: systemd restarts the unit after a short fixed
+    // delay; the supervisor adds the growing part, counted across its own
+    // restarts in the state directory.
+    let mut record = CrashRecord::load(state, container);
+    let wait = record.wait();
+    if !wait.is_zero() {
+        let what = format!(
+            "{} quick failures in a row{}; waiting {}s before starting a fresh container",
+            record.failures,
+            match (&record.last_error, record.last_exit) {
+                (Some(e), _) => format!(" (last: {e})"),
+                (None, Some(code)) => format!(" (last exit status {code})"),
+                (None, None) => String::new(),
+            },
+            wait.as_secs()
+        );
+        tracing::warn!("{container}: {what}");
+        notify_status(&what, Some(wait + Duration::from_secs(START_TIMEOUT_SECS)));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = &mut shutdown => return Ok(0),
+        }
+        notify_status("starting", None);
+    }
+    record.started(SystemTime::now());
+    if let Err(e) = record.save(state, container) {
+        tracing::warn!("cannot record the start of {container}: {e}");
+    }
+
+    let run = run_instance(engine, &spec, &opts, shutdown);
+    tokio::pin!(run);
+    let stable = tokio::time::sleep(backoff::BACKOFF_RESET_AFTER);
+    let result = tokio::select! {
+        r = &mut run => r,
+        () = stable => {
+            // Ran long enough to count as stable: a later crash starts the
+            // schedule over (also after a power loss that skips the exit).
+            record.stable();
+            let _ = record.save(state, container);
+            run.await
+        }
+    };
+    let end = match &result {
+        Ok(Outcome::Stopped) => RunEnd::Stopped,
+        Ok(Outcome::Exited(status)) => RunEnd::Exited(status.code),
+        Err(e) => RunEnd::Failed(e.to_string()),
+    };
+    record.ended(SystemTime::now(), end, spec.restart);
+    if let Err(e) = record.save(state, container) {
+        tracing::warn!("cannot record how {container} ended: {e}");
+    }
+    match result? {
         Outcome::Stopped => Ok(0),
         Outcome::Exited(status) => Ok(u8::try_from(status.code).unwrap_or(1)),
+    }
+}
+
+/// The start timeout a unit gives the supervisor once it is past its backoff
+/// wait (the unit's own `TimeoutStartSec=`).
+const START_TIMEOUT_SECS: u64 = crate::integration::systemd::TIMEOUT_START_SEC;
+
+/// Tell systemd what the supervisor is doing (`STATUS=`, shown by
+/// `systemctl status`), extending the start timeout to `extend` from now.
+/// A no-op outside systemd; failures are only logged.
+fn notify_status(status: &str, extend: Option<Duration>) {
+    let mut states = vec![sd_notify::NotifyState::Status(status)];
+    if let Some(d) = extend {
+        let usec = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        states.push(sd_notify::NotifyState::ExtendTimeoutUsec(usec));
+    }
+    if let Err(e) = sd_notify::notify(false, &states) {
+        tracing::debug!("cannot notify systemd: {e}");
     }
 }
 
