@@ -141,9 +141,11 @@ pub async fn desired(
     let specs = instance::resolve(deployment, &images, integration);
     let target = match integration {
         Integration::Systemd => {
-            // Units use newer restart settings only where the host's systemd has them.
+            // Units use newer restart settings only where the host's systemd
+            // has them, and reach the engine this apply talks to.
             let opts = UnitOptions::new(berth_path, absolute(state.root()))
-                .with_systemd_version(host_systemd_version());
+                .with_systemd_version(host_systemd_version())
+                .with_docker_host(std::env::var("DOCKER_HOST").ok());
             // A path systemd cannot run is an error now, not a unit that never starts.
             opts.check()?;
             let units = deployment

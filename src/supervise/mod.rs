@@ -29,6 +29,7 @@ use crate::engine::{Engine, ExitStatus, PullProgress};
 use crate::error::{Error, Result};
 use crate::integration::docker::replace_container_with_hash;
 use crate::names;
+use crate::spec::RestartPolicy;
 use backoff::{CrashRecord, RunEnd};
 
 /// Which stream a chunk of container output came from.
@@ -217,33 +218,13 @@ pub async fn run_instance(
     Ok(outcome)
 }
 
-/// `berth supervise CONTAINER`: read the instance spec from the state
+/// `berth supervise CONTAINER`: wait out any crash-loop backoff, connect to
+/// the engine (`DOCKER_HOST`), read the instance spec from the state
 /// directory and run it until it exits (returning its exit code) or
 /// SIGTERM/SIGINT arrives (returning 0).
-pub async fn supervise_container(
-    engine: &Engine,
-    state: &crate::state::StateDir,
-    container: &str,
-) -> Result<u8> {
+pub async fn supervise_container(state: &crate::state::StateDir, container: &str) -> Result<u8> {
     names::check_name(container)
         .map_err(|p| Error::Usage(format!("container name {container:?} {p}")))?;
-    let spec = InstanceSpec::read(state, container)?.ok_or_else(|| {
-        Error::Runtime(format!(
-            "no instance spec for {container} in {}: run `berth apply` first",
-            state.instances_dir().display()
-        ))
-    })?;
-    let revision = state
-        .read_current(&spec.deployment)
-        .ok()
-        .flatten()
-        .map(|r| r.revision)
-        .unwrap_or(0);
-    let opts = SuperviseOptions {
-        notify_systemd: true,
-        output: stdio_output(),
-        revision,
-    };
     let shutdown = shutdown_signal()?;
     tokio::pin!(shutdown);
 
@@ -275,8 +256,45 @@ pub async fn supervise_container(
     if let Err(e) = record.save(state, container) {
         tracing::warn!("cannot record the start of {container}: {e}");
     }
+    // An unreachable engine or a missing spec is a quick failure too: systemd
+    // restarts the unit, and the next attempt waits longer.
+    let failed = |mut record: CrashRecord, e: Error| {
+        record.ended(
+            SystemTime::now(),
+            RunEnd::Failed(e.to_string()),
+            RestartPolicy::Always,
+        );
+        let _ = record.save(state, container);
+        e
+    };
+    let engine = match Engine::connect().await {
+        Ok(engine) => engine,
+        Err(e) => return Err(failed(record, e)),
+    };
+    let spec = match InstanceSpec::read(state, container) {
+        Ok(Some(spec)) => spec,
+        Ok(None) => {
+            let e = Error::Runtime(format!(
+                "no instance spec for {container} in {}: run `berth apply` first",
+                state.instances_dir().display()
+            ));
+            return Err(failed(record, e));
+        }
+        Err(e) => return Err(failed(record, e)),
+    };
+    let revision = state
+        .read_current(&spec.deployment)
+        .ok()
+        .flatten()
+        .map(|r| r.revision)
+        .unwrap_or(0);
+    let opts = SuperviseOptions {
+        notify_systemd: true,
+        output: stdio_output(),
+        revision,
+    };
 
-    let run = run_instance(engine, &spec, &opts, shutdown);
+    let run = run_instance(&engine, &spec, &opts, shutdown);
     tokio::pin!(run);
     let stable = tokio::time::sleep(backoff::BACKOFF_RESET_AFTER);
     let result = tokio::select! {
