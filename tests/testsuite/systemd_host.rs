@@ -426,6 +426,16 @@ command = ["sh", "-c", "echo broken-starting; exit 3"]
         j.contains("quick failures in a row (last exit status 3); waiting"),
         "the supervisor's backoff is not in the journal:\n{j}"
     );
+    // ... and tells systemd (`systemctl status` shows it) while it waits.
+    host.wait_for(
+        "the unit's status text to show the backoff",
+        Duration::from_secs(60),
+        || {
+            host.unit_property(&unit, "StatusText")
+                .contains("quick failures in a row")
+                .then_some(())
+        },
+    );
     // berth ps sees the crash loop: between two attempts it shows the
     // instance as restarting (or failed) with the exit status and the unit's
     // state, and it counts the restarts. (Polled: during an attempt the
