@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 use crate::engine::ImageInfo;
 use crate::error::{Error, Result};
 use crate::names;
-use crate::spec::{Deployment, InstanceRef, PortMapping, Protocol, RestartPolicy, VolumeSource};
+use crate::spec::{
+    Deployment, Health, InstanceRef, OnUnhealthy, PortMapping, Protocol, RestartPolicy,
+    VolumeSource,
+};
 use crate::state::StateDir;
 
 /// Which mechanism keeps instances running; decides Docker's restart policy.
@@ -158,6 +161,10 @@ pub struct InstanceSpec {
     pub stop_signal: Option<String>,
     /// Seconds between the stop signal and SIGKILL.
     pub stop_timeout: u64,
+    /// The file's health check (or `health = false`); `None`: the image's,
+    /// if it declares one. Part of the hash: a changed check recreates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 /// Turn a link alias into the prefix of its variables: `db` → `DB`,
@@ -375,6 +382,7 @@ fn instance_spec(
         privileged: svc.privileged,
         stop_signal: svc.stop_signal.clone(),
         stop_timeout: svc.stop_timeout_secs(),
+        health: svc.health.clone(),
     }
 }
 
@@ -388,6 +396,15 @@ impl InstanceSpec {
         let digest = Sha256::digest(&json);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         format!("sha256:{hex}")
+    }
+
+    /// What to do when the instance turns unhealthy (the image's check,
+    /// without a `health` table, restarts).
+    pub fn on_unhealthy(&self) -> OnUnhealthy {
+        self.health
+            .as_ref()
+            .map(|h| h.on_unhealthy)
+            .unwrap_or_default()
     }
 
     /// The instance this spec is for.
@@ -600,6 +617,7 @@ mod tests {
                     id: "sha256:m".into(),
                     exposed_ports: vec![(143, Protocol::Tcp), (25, Protocol::Tcp)],
                     volumes: vec!["/var/spool/exim4".into(), "/var/mail".into()],
+                    healthcheck: false,
                 },
             ),
             (
@@ -678,6 +696,32 @@ mod tests {
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d.iter().any(|l| l.starts_with("env.NEW: (none) → \"1\"")));
         assert!(d.iter().any(|l| l.starts_with("image_id:")));
+    }
+
+    #[test]
+    fn a_changed_health_check_changes_the_hash() {
+        let base = resolve(&dep(), &images(), Integration::Systemd);
+        let mut d = dep();
+        let mail = d.services.get_mut("mail").unwrap_or_else(|| panic!("mail"));
+        mail.health = Some(crate::spec::Health {
+            test: Some(vec!["CMD-SHELL".into(), "test -f /tmp/ok".into()]),
+            ..Default::default()
+        });
+        let with = resolve(&d, &images(), Integration::Systemd);
+        assert_ne!(base[0].hash(), with[0].hash());
+        assert_eq!(base[1].hash(), with[1].hash(), "other services unchanged");
+        let diff = base[0].diff(&with[0]);
+        assert!(diff.iter().any(|l| l.starts_with("health")), "{diff:?}");
+        let mut d2 = d.clone();
+        if let Some(h) = d2.services.get_mut("mail").and_then(|m| m.health.as_mut()) {
+            h.interval_ms = Some(2000);
+        }
+        let changed = resolve(&d2, &images(), Integration::Systemd);
+        assert_ne!(with[0].hash(), changed[0].hash());
+        // No `health` in the file: the spec (and its hash) is what it was
+        // before health checks existed.
+        let json = serde_json::to_value(&base[0]).unwrap_or_default();
+        assert!(json.get("health").is_none());
     }
 
     #[test]

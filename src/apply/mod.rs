@@ -13,6 +13,7 @@
 //! removed here.
 
 pub mod destroy;
+pub mod health;
 pub mod instance;
 pub mod lock;
 
@@ -220,6 +221,11 @@ pub async fn apply(
     )
     .await?;
     tracing::debug!("apply: lock and images ready after {:?}", started.elapsed());
+    if opts.integration == Integration::Docker {
+        for w in health::docker_integration_warnings(deployment, &desired.images) {
+            report(w);
+        }
+    }
     let mut plan = Plan::compute(
         engine,
         state,
@@ -524,6 +530,40 @@ async fn apply_containers(
             if let Err(e) = r {
                 errors.push(e.to_string());
                 failed_services.insert(service);
+            }
+        }
+        // The services of the next levels start only once the ones they link
+        // to run and, with a health check, are healthy.
+        if level < max {
+            let linked: std::collections::BTreeSet<&str> = deployment
+                .services
+                .values()
+                .flat_map(|s| s.links.iter().map(|l| l.target.as_str()))
+                .collect();
+            let waits: Vec<String> = plan
+                .instances
+                .iter()
+                .filter(|i| i.action != Action::Remove && !i.stopped_by_operator)
+                .filter(|i| levels.get(&i.service).copied().unwrap_or(0) == level)
+                .filter(|i| linked.contains(i.service.as_str()))
+                .filter(|i| !failed_services.contains(&i.service))
+                .map(|i| i.container.clone())
+                .collect();
+            if !waits.is_empty() {
+                let not_ready =
+                    health::wait_ready(engine, state, &waits, health::DEFAULT_LINK_WAIT).await;
+                for n in not_ready {
+                    let service = plan
+                        .instances
+                        .iter()
+                        .find(|i| i.container == n.container)
+                        .map(|i| i.service.clone())
+                        .unwrap_or_default();
+                    errors.push(format!(
+                        "{n}: not ready, so the services linking to it were not started"
+                    ));
+                    failed_services.insert(service);
+                }
             }
         }
     }

@@ -25,6 +25,14 @@ pub struct ApplyArgs {
     /// (`30s`, `2m`); default: wait.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub lock_timeout: Option<Duration>,
+    /// Return only once every instance runs and, those with a health check,
+    /// is healthy; fail (exit 1) naming the ones that are not, with their
+    /// last check output.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long `--wait` waits (`30s`, `2m`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m", requires = "wait")]
+    pub wait_timeout: Duration,
     /// Print only errors.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -81,6 +89,12 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<u8> {
             for c in &report.pending_systemctl {
                 println!("  {c}");
             }
+        }
+    }
+    if args.wait {
+        apply::health::wait_deployment(&engine, &state, &deployment, args.wait_timeout).await?;
+        if !quiet {
+            println!("{}: every instance is running and healthy", deployment.name);
         }
     }
     Ok(0)

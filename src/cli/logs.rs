@@ -22,6 +22,10 @@ pub struct LogsArgs {
     /// Prefix each line with the engine's timestamp.
     #[arg(short, long)]
     pub timestamps: bool,
+    /// Show the recent health-check results (exit code and output) instead
+    /// of the container's output.
+    #[arg(long, conflicts_with_all = ["follow", "tail", "timestamps"])]
+    pub health: bool,
 }
 
 pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
@@ -32,6 +36,10 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
     let instances = target::select_instances(&t.deployment, std::slice::from_ref(&args.service))?;
     let containers: Vec<String> = instances.into_iter().map(|i| i.container).collect();
     let engine = Engine::connect().await?;
+    if args.health {
+        print!("{}", logs::health_report(&engine, &containers).await?);
+        return Ok(0);
+    }
     let opts = LogOptions {
         follow: args.follow,
         tail: args.tail,

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountType,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
@@ -189,7 +189,27 @@ pub fn create_body(
         aliases: Some(spec.aliases.clone()),
         ..Default::default()
     };
+    let healthcheck = spec.health.as_ref().map(|h| {
+        let ns = |ms: Option<u64>| ms.and_then(|m| i64::try_from(m.saturating_mul(1_000_000)).ok());
+        if h.disabled {
+            HealthConfig {
+                test: Some(vec!["NONE".to_string()]),
+                ..Default::default()
+            }
+        } else {
+            // Unset fields (0 / empty test) take the image's values.
+            HealthConfig {
+                test: h.test.clone(),
+                interval: ns(h.interval_ms),
+                timeout: ns(h.timeout_ms),
+                start_period: ns(h.start_period_ms),
+                retries: h.retries.map(i64::from),
+                ..Default::default()
+            }
+        }
+    });
     ContainerCreateBody {
+        healthcheck,
         hostname: spec.hostname.clone(),
         user: spec.user.clone(),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),

@@ -21,6 +21,8 @@ pub struct ImageInfo {
     pub exposed_ports: Vec<(u16, Protocol)>,
     /// Container paths the image declares as `VOLUME`, sorted.
     pub volumes: Vec<String>,
+    /// The image declares a `HEALTHCHECK` (other than `NONE`).
+    pub healthcheck: bool,
 }
 
 /// How pull progress is shown.
@@ -94,6 +96,12 @@ impl Engine {
             .collect();
         exposed_ports.sort_by_key(|(p, proto)| (*p, proto.as_str()));
         exposed_ports.dedup();
+        let healthcheck = config
+            .healthcheck
+            .as_ref()
+            .and_then(|h| h.test.as_ref())
+            .and_then(|t| t.first())
+            .is_some_and(|t| t != "NONE");
         let mut volumes = config.volumes.unwrap_or_default();
         volumes.sort();
         volumes.dedup();
@@ -101,6 +109,7 @@ impl Engine {
             id: img.id.unwrap_or_default(),
             exposed_ports,
             volumes,
+            healthcheck,
         }))
     }
 

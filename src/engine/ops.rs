@@ -58,6 +58,9 @@ pub struct ContainerStatus {
     pub finished_at: Option<String>,
     /// `healthy`, `unhealthy`, `starting`, or `None` without a health check.
     pub health: Option<String>,
+    /// The engine's recent health-check results (it keeps the last five),
+    /// oldest first; empty without a check.
+    pub checks: Vec<CheckResult>,
     /// Restarts done by the engine's restart policy.
     pub restart_count: i64,
     pub restart_policy: Option<String>,
@@ -67,7 +70,40 @@ pub struct ContainerStatus {
     pub stop_timeout: Option<i64>,
 }
 
+/// One health-check run, as the engine recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    /// RFC 3339 time the check started.
+    pub start: Option<String>,
+    /// The check's exit code (0 healthy; -1 when it could not run or timed out).
+    pub exit_code: i64,
+    /// Its output (stdout and stderr, truncated by the engine).
+    pub output: String,
+}
+
+impl CheckResult {
+    /// `exit 1: first line of output` (one line, for tables and messages).
+    pub fn summary(&self) -> String {
+        let first = self
+            .output
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
+        if first.is_empty() {
+            format!("exit {}", self.exit_code)
+        } else {
+            format!("exit {}: {first}", self.exit_code)
+        }
+    }
+}
+
 impl ContainerStatus {
+    /// The most recent health-check result, if any.
+    pub fn last_check(&self) -> Option<&CheckResult> {
+        self.checks.last()
+    }
+
     pub fn is_running(&self) -> bool {
         self.status == "running" || self.status == "restarting" || self.status == "paused"
     }
@@ -111,6 +147,18 @@ impl ContainerStatus {
             ))
         });
         let empty_to_none = |s: Option<String>| s.filter(|s| !s.is_empty());
+        let checks: Vec<CheckResult> = state
+            .health
+            .as_ref()
+            .and_then(|h| h.log.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| CheckResult {
+                start: r.start.filter(|s| !s.is_empty()),
+                exit_code: r.exit_code.unwrap_or(-1),
+                output: r.output.unwrap_or_default(),
+            })
+            .collect();
         Self {
             id: c.id.unwrap_or_default(),
             name: c
@@ -133,6 +181,7 @@ impl ContainerStatus {
                 .and_then(|h| h.status)
                 .map(|s| s.to_string())
                 .filter(|s| !s.is_empty() && s != "none"),
+            checks,
             restart_count: c.restart_count.unwrap_or(0),
             restart_policy: c
                 .host_config

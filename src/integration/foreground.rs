@@ -285,6 +285,15 @@ impl Supervisor {
                 );
                 started.push(c.clone());
             }
+            // Only the services others link to hold the next level back.
+            started.retain(|c| {
+                wanted.get(c).is_some_and(|spec| {
+                    deployment
+                        .services
+                        .values()
+                        .any(|s| s.links.iter().any(|l| l.target == spec.service))
+                })
+            });
             if level < max && !started.is_empty() {
                 self.wait_running(&started).await;
             }
@@ -293,29 +302,44 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Wait (up to a minute, or until shutdown) until the containers run,
-    /// so that the services linking to them start after them. Instances the
-    /// operator stopped are not waited for.
+    /// Wait (up to five minutes, or until shutdown) until the containers run
+    /// and, those with a health check, are healthy, so that the services
+    /// linking to them start after them. Instances the operator stopped are
+    /// not waited for.
     async fn wait_running(&self, containers: &[String]) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(300);
         let mut shutdown = self.shared.shutdown.clone();
+        let mut said = false;
         loop {
-            let mut all = true;
+            let mut waiting_for = None;
             for c in containers {
                 if is_stopped_by_operator(&self.shared.state, c) {
                     continue;
                 }
-                let running = matches!(
+                let ready = matches!(
                     self.shared.engine.observe_container(c).await,
-                    Ok(Some(s)) if s.is_running()
+                    Ok(Some(s)) if s.is_running() && matches!(s.health.as_deref(), None | Some("healthy"))
                 );
-                if !running {
-                    all = false;
+                if !ready {
+                    waiting_for = Some(c.clone());
                     break;
                 }
             }
-            if all || *shutdown.borrow() || Instant::now() > deadline {
+            let Some(c) = waiting_for else { return };
+            if *shutdown.borrow() {
                 return;
+            }
+            if Instant::now() > deadline {
+                eprintln!(
+                    "berth: {c} is still not running and healthy; starting the services that link to it anyway"
+                );
+                return;
+            }
+            if !said && Instant::now() + Duration::from_secs(295) > deadline {
+                eprintln!(
+                    "berth: waiting for {c} to be healthy before starting the services that link to it"
+                );
+                said = true;
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -459,6 +483,8 @@ async fn supervise_loop(
         let ran = started.elapsed();
         match run {
             Ok(Outcome::Stopped) => continue,
+            // Already reported by the supervisor; a fresh container follows.
+            Ok(Outcome::Unhealthy(_)) => {}
             Ok(Outcome::Exited(status)) => {
                 let again = match spec.restart {
                     RestartPolicy::Always => true,

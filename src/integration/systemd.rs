@@ -185,6 +185,21 @@ pub struct RenderedUnit {
     pub text: String,
 }
 
+/// Seconds systemd waits for READY when the service has a health check:
+/// long enough for the start period and a full round of checks (Docker's
+/// defaults for what the file leaves unset), never below the usual timeout.
+fn health_start_timeout(h: &crate::spec::Health) -> u64 {
+    const DOCKER_DEFAULT_MS: u64 = 30_000;
+    let interval = h.interval_ms.unwrap_or(DOCKER_DEFAULT_MS);
+    let timeout = h.timeout_ms.unwrap_or(DOCKER_DEFAULT_MS);
+    let retries = u64::from(h.retries.unwrap_or(3));
+    let ms = h
+        .start_period_ms
+        .unwrap_or(0)
+        .saturating_add((interval.saturating_add(timeout)).saturating_mul(retries + 1));
+    TIMEOUT_START_SEC.max(ms / 1000 + 60)
+}
+
 /// Render the unit of every instance of a deployment, in instance order.
 pub fn render_units(deployment: &Deployment, opts: &UnitOptions) -> Vec<RenderedUnit> {
     deployment
@@ -263,7 +278,8 @@ pub fn render_unit(deployment: &Deployment, instance: &InstanceRef, opts: &UnitO
     let _ = writeln!(u, "StartLimitBurst={START_LIMIT_BURST}");
     let _ = writeln!(u);
     let _ = writeln!(u, "[Service]");
-    // The supervisor reports READY=1 once the container runs.
+    // The supervisor reports READY=1 once the container runs and, when it
+    // has a health check, is healthy.
     let _ = writeln!(u, "Type=notify");
     let _ = writeln!(u, "NotifyAccess=main");
     if let Some(host) = &opts.docker_host {
@@ -281,7 +297,11 @@ pub fn render_unit(deployment: &Deployment, instance: &InstanceRef, opts: &UnitO
     } else {
         let _ = writeln!(u, "RestartSec={RESTART_SEC_FIXED}");
     }
-    let _ = writeln!(u, "TimeoutStartSec={TIMEOUT_START_SEC}");
+    let timeout_start = svc
+        .and_then(|s| s.health.as_ref())
+        .map(health_start_timeout)
+        .unwrap_or(TIMEOUT_START_SEC);
+    let _ = writeln!(u, "TimeoutStartSec={timeout_start}");
     // The supervisor stops the container with the container's own timeout
     // when it gets SIGTERM; systemd waits for that plus the removal.
     let _ = writeln!(u, "TimeoutStopSec={stop_timeout}");
@@ -370,6 +390,7 @@ mod tests {
             cap_add: vec![],
             cap_drop: vec![],
             privileged: false,
+            health: None,
         }
     }
 
@@ -405,6 +426,25 @@ mod tests {
         assert_eq!(exec_word(Path::new("/a\nb"), false), "\"/a\\x0ab\"");
         assert_eq!(exec_word(Path::new("/é"), false), "\"/\\xc3\\xa9\"");
         assert_eq!(exec_word(Path::new(""), false), "\"\"");
+    }
+
+    #[test]
+    fn start_timeout_covers_a_long_health_start_period() {
+        let d = deployment(vec![service("web")]);
+        let u = render_unit(&d, &d.instances()[0], &UnitOptions::new("/b", "/s"));
+        assert_eq!(line(&u, "TimeoutStartSec"), ["300"]);
+        let mut s = service("web");
+        s.health = Some(crate::spec::Health {
+            start_period_ms: Some(600_000),
+            interval_ms: Some(5_000),
+            timeout_ms: Some(5_000),
+            retries: Some(3),
+            ..Default::default()
+        });
+        let d = deployment(vec![s]);
+        let u = render_unit(&d, &d.instances()[0], &UnitOptions::new("/b", "/s"));
+        // 600s start period + 4 rounds of (5s + 5s) + 60s margin.
+        assert_eq!(line(&u, "TimeoutStartSec"), ["700"]);
     }
 
     #[test]

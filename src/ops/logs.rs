@@ -204,6 +204,39 @@ async fn follow_one(
     }
 }
 
+/// `berth logs SERVICE --health`: the engine's recent health-check results
+/// of each container (it keeps the last five), oldest first.
+pub async fn health_report(engine: &Engine, containers: &[String]) -> Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for c in containers {
+        let Some(st) = engine.observe_container(c).await? else {
+            let _ = writeln!(out, "{c}: no container");
+            continue;
+        };
+        match &st.health {
+            None => {
+                let _ = writeln!(out, "{c}: no health check");
+            }
+            Some(h) => {
+                let _ = writeln!(out, "{c}: {h}");
+            }
+        }
+        for check in &st.checks {
+            let _ = writeln!(
+                out,
+                "  {} exit {}",
+                check.start.as_deref().unwrap_or("-"),
+                check.exit_code
+            );
+            for line in check.output.lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

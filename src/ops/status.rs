@@ -29,6 +29,8 @@ pub struct InstanceRow {
     pub reason: Option<String>,
     /// `healthy`, `unhealthy`, `starting`, or `-` without a health check.
     pub health: String,
+    /// The last health-check result (`exit 1: first line of output`), if any.
+    pub last_check: Option<String>,
     /// Seconds since the container started, while it runs.
     pub uptime_seconds: Option<u64>,
     /// Restarts by the engine's restart policy plus restarts by `berth up`.
@@ -155,6 +157,7 @@ pub fn rows(
                 state: if stopped { "stopped" } else { "missing" }.into(),
                 reason: None,
                 health: "-".into(),
+                last_check: None,
                 uptime_seconds: None,
                 restarts: sup_restarts,
                 ports: vec![],
@@ -205,6 +208,7 @@ fn row_from(
         state,
         reason,
         health: c.health.clone().unwrap_or_else(|| "-".into()),
+        last_check: c.last_check().map(|r| r.summary()),
         uptime_seconds,
         restarts: u64::try_from(c.restart_count).unwrap_or(0) + sup_restarts,
         ports: dedup_ports(&c.ports),
@@ -354,9 +358,16 @@ pub fn apply_unit_status(row: &mut InstanceRow, unit: UnitStatus, record: &Crash
 /// Aligned table, one line per row, with a header.
 pub fn render_table(rows: &[InstanceRow]) -> String {
     let header = [
-        "INSTANCE", "STATE", "HEALTH", "UPTIME", "RESTARTS", "PORTS", "IMAGE",
+        "INSTANCE",
+        "STATE",
+        "HEALTH",
+        "UPTIME",
+        "RESTARTS",
+        "PORTS",
+        "IMAGE",
+        "LAST CHECK",
     ];
-    let mut lines: Vec<[String; 7]> = vec![header.map(String::from)];
+    let mut lines: Vec<[String; 8]> = vec![header.map(String::from)];
     for r in rows {
         let state = match &r.reason {
             Some(reason) => format!("{} ({reason})", r.state),
@@ -381,9 +392,20 @@ pub fn render_table(rows: &[InstanceRow]) -> String {
             r.restarts.to_string(),
             ports,
             r.image.clone(),
+            r.last_check
+                .as_deref()
+                .map(|c| {
+                    // Long outputs would push the table apart: the JSON has it whole.
+                    if c.chars().count() > 60 {
+                        format!("{}...", c.chars().take(57).collect::<String>())
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 8];
     for l in &lines {
         for (w, cell) in widths.iter_mut().zip(l.iter()) {
             *w = (*w).max(cell.chars().count());
@@ -422,6 +444,7 @@ mod tests {
             started_at: Some("2026-01-01T00:00:00.123456789Z".into()),
             finished_at: None,
             health: None,
+            checks: vec![],
             restart_count: 2,
             restart_policy: None,
             ports: vec![

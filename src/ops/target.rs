@@ -150,6 +150,7 @@ pub(crate) mod tests {
             cap_add: vec![],
             cap_drop: vec![],
             privileged: false,
+            health: None,
         }
     }
 

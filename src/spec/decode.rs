@@ -381,6 +381,16 @@ pub const SERVICE_KEYS: &[&str] = &[
     "cap_add",
     "cap_drop",
     "privileged",
+    "health",
+];
+
+pub const HEALTH_KEYS: &[&str] = &[
+    "cmd",
+    "interval",
+    "timeout",
+    "start_period",
+    "retries",
+    "on_unhealthy",
 ];
 
 pub const TOP_KEYS: &[&str] = &["name", "vars", "keys", "services"];
@@ -534,6 +544,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
         cap_add: vec![],
         cap_drop: vec![],
         privileged: false,
+        health: None,
     };
     let mut spans = ServiceSpans {
         name: s.key_span,
@@ -862,6 +873,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                     }
                 }
             }
+            "health" => svc.health = health(d, v, &what),
             k if k.starts_with("x-") => {}
             _ => d.unknown_key(e, SERVICE_KEYS, &format!("in service `{sname}`")),
         }
@@ -881,6 +893,126 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
         svc.env.insert(k, v);
     }
     Some((svc, spans))
+}
+
+/// `health = false`, or a table of `cmd`, `interval`, `timeout`,
+/// `start_period`, `retries` and `on_unhealthy`.
+fn health(d: &mut Decoder, v: &Node, what: &str) -> Option<Health> {
+    const HELP: &str = "write health = { cmd = \"test -f /tmp/ok\", interval = \"5s\" }, or health = false to disable the image's check";
+    let entries = match &v.value {
+        Value::Bool(false) => return Some(Health::disabled()),
+        Value::Bool(true) => {
+            d.err(
+                v.span,
+                format!("`{what} = true` says nothing about the check"),
+                "the image's HEALTHCHECK is used by default; write a table to set one, or health = false to disable it",
+            );
+            return None;
+        }
+        Value::Map(m) => m,
+        _ => {
+            d.type_err(v, what, "a table or false", HELP);
+            return None;
+        }
+    };
+    let mut h = Health::default();
+    let mut ok = true;
+    for e in entries {
+        let n = &e.value;
+        let key_what = format!("{what}.{}", e.key);
+        match e.key.as_str() {
+            "cmd" => match &n.value {
+                Value::Str(s) if s.trim().is_empty() => {
+                    d.err(
+                        n.span,
+                        format!("`{key_what}` is empty"),
+                        "write the command that checks the service, e.g. \"test -f /tmp/ok\"",
+                    );
+                    ok = false;
+                }
+                Value::Str(s) => h.test = Some(vec!["CMD-SHELL".to_string(), s.clone()]),
+                Value::Seq(_) => match d.string_list(n, &key_what) {
+                    Some(l) if l.is_empty() => {
+                        d.err(n.span, format!("`{key_what}` is an empty list"), "write the program and its arguments, e.g. [\"test\", \"-f\", \"/tmp/ok\"]");
+                        ok = false;
+                    }
+                    Some(l) => {
+                        let mut test = vec!["CMD".to_string()];
+                        test.extend(l.into_iter().map(|(s, _)| s));
+                        h.test = Some(test);
+                    }
+                    None => ok = false,
+                },
+                _ => {
+                    d.type_err(
+                        n,
+                        &key_what,
+                        "a string or a list of strings",
+                        "write \"shell command\" (run by /bin/sh -c) or [\"prog\", \"arg\"]",
+                    );
+                    ok = false;
+                }
+            },
+            "interval" | "timeout" | "start_period" => {
+                let text = match &n.value {
+                    Value::Str(s) => Some(s.clone()),
+                    Value::Int(i) => Some(i.to_string()),
+                    _ => {
+                        d.type_err(
+                            n,
+                            &key_what,
+                            "a duration",
+                            "write a duration such as \"5s\" or \"500ms\"",
+                        );
+                        None
+                    }
+                };
+                match text.map(|t| values::parse_duration_ms(&t)) {
+                    Some(Ok(ms)) => match e.key.as_str() {
+                        "interval" => h.interval_ms = Some(ms),
+                        "timeout" => h.timeout_ms = Some(ms),
+                        _ => h.start_period_ms = Some(ms),
+                    },
+                    Some(Err(p)) => {
+                        d.problem(n.span, p);
+                        ok = false;
+                    }
+                    None => ok = false,
+                }
+            }
+            "retries" => match d.integer(n, &key_what) {
+                Some(r) if (1..=1000).contains(&r) => h.retries = Some(r as u32),
+                Some(r) => {
+                    d.err(n.span, format!("`{key_what}` must be between 1 and 1000, found {r}"), "retries is how many failed checks in a row make the service unhealthy, e.g. 3");
+                    ok = false;
+                }
+                None => ok = false,
+            },
+            "on_unhealthy" => match d.string(n, &key_what).as_deref() {
+                Some("restart") => h.on_unhealthy = OnUnhealthy::Restart,
+                Some("ignore") => h.on_unhealthy = OnUnhealthy::Ignore,
+                Some(other) => {
+                    let help = match suggest(other, ["restart", "ignore"].into_iter()) {
+                        Some(s) => format!("did you mean \"{s}\"? on_unhealthy is \"restart\" (the default) or \"ignore\""),
+                        None => "on_unhealthy is \"restart\" (the default: replace the container) or \"ignore\"".to_string(),
+                    };
+                    d.err(
+                        n.span,
+                        format!("unknown on_unhealthy action `{other}`"),
+                        help,
+                    );
+                    ok = false;
+                }
+                None => ok = false,
+            },
+            k if k.starts_with("x-") => {}
+            _ => {
+                d.unknown_key(e, HEALTH_KEYS, &format!("in `{what}`"));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(h)
 }
 
 /// `ports` as a list of strings or bare numbers.

@@ -235,6 +235,7 @@ pub fn decode(
             cap_add: vec![],
             cap_drop: vec![],
             privileged: false,
+            health: None,
         };
         let mut sp = ServiceSpans {
             name: name_span,

@@ -99,6 +99,58 @@ pub struct Service {
     pub cap_drop: Vec<String>,
     #[serde(default)]
     pub privileged: bool,
+    /// The health check (`health` table), or `health = false` to disable the
+    /// image's. `None`: whatever the image declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// A service's health check: Docker runs it, berth acts on it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Health {
+    /// `health = false`: no check at all, not even the image's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// Docker's form: `["CMD", prog, args...]` or `["CMD-SHELL", "script"]`.
+    /// `None`: the image's check command, with the timings below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<Vec<String>>,
+    /// Milliseconds between checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    /// Milliseconds a check may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Milliseconds after start during which failures do not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period_ms: Option<u64>,
+    /// Consecutive failures that make the container unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// What berth does with an unhealthy instance.
+    #[serde(default)]
+    pub on_unhealthy: OnUnhealthy,
+}
+
+impl Health {
+    /// The check disabled (`health = false`).
+    pub fn disabled() -> Self {
+        Health {
+            disabled: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// `on_unhealthy`: what happens to an instance its check declares unhealthy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnhealthy {
+    /// Replace it with a fresh container (volumes kept). The default.
+    #[default]
+    Restart,
+    /// Report it (ps, apply --wait) and leave it running.
+    Ignore,
 }
 
 /// Default stop timeout when the service sets none (Docker's own default).

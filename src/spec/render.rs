@@ -155,6 +155,9 @@ impl Rendered {
             if let Some(c) = &svc.command {
                 let _ = writeln!(o, "  command: {c:?}");
             }
+            if let Some(h) = &svc.health {
+                let _ = writeln!(o, "  health: {}", describe_health(h));
+            }
             if !svc.links.is_empty() {
                 let links: Vec<String> = svc
                     .links
@@ -223,4 +226,35 @@ impl Rendered {
         }
         o
     }
+}
+
+/// One line for a health check: `test -f /tmp/ok every 5s (timeout 30s,
+/// 3 retries, start period 0s), on unhealthy: restart`.
+fn describe_health(h: &super::model::Health) -> String {
+    if h.disabled {
+        return "disabled (health = false; the image's HEALTHCHECK is not run)".into();
+    }
+    let ms = |v: Option<u64>| match v {
+        Some(ms) => humantime::format_duration(std::time::Duration::from_millis(ms)).to_string(),
+        None => "default".into(),
+    };
+    let cmd = match h.test.as_deref() {
+        Some([kind, script]) if kind == "CMD-SHELL" => script.clone(),
+        Some([kind, rest @ ..]) if kind == "CMD" => format!("{rest:?}"),
+        _ => "the image's HEALTHCHECK command".into(),
+    };
+    let retries = h
+        .retries
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "default".into());
+    let action = match h.on_unhealthy {
+        super::model::OnUnhealthy::Restart => "replace the container",
+        super::model::OnUnhealthy::Ignore => "ignore",
+    };
+    format!(
+        "{cmd}; interval {}, timeout {}, start period {}, retries {retries}; on unhealthy: {action}",
+        ms(h.interval_ms),
+        ms(h.timeout_ms),
+        ms(h.start_period_ms)
+    )
 }

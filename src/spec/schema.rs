@@ -91,6 +91,46 @@ pub struct ServiceFile {
     /// Full access to the host. Must be the boolean `true` to take effect;
     /// strings such as "true" or "yes" are refused.
     pub privileged: Option<bool>,
+    /// The health check Docker runs and berth acts on, or `false` to disable
+    /// the image's HEALTHCHECK. Without it, the image's check (if any) is used.
+    pub health: Option<HealthSetting>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HealthSetting {
+    /// `false`: no health check, not even the image's.
+    Disabled(bool),
+    Check(HealthFile),
+}
+
+/// A health check. Timings default to Docker's (30s interval, 30s timeout,
+/// 3 retries, no start period).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFile {
+    /// The check: a shell command (run with `/bin/sh -c`) or a list (exec
+    /// form). Exit 0 means healthy. Default: the image's HEALTHCHECK command.
+    pub cmd: Option<StringOrList>,
+    /// Time between checks, e.g. "5s" (a number is seconds).
+    pub interval: Option<IntOrString>,
+    /// Time one check may take before it counts as failed.
+    pub timeout: Option<IntOrString>,
+    /// Time after start during which failed checks do not count.
+    pub start_period: Option<IntOrString>,
+    /// Failed checks in a row that make the instance unhealthy (1 to 1000).
+    #[schemars(range(min = 1, max = 1000))]
+    pub retries: Option<IntOrString>,
+    /// `restart` (default: replace the container with a fresh one, volumes
+    /// kept) or `ignore` (report only).
+    pub on_unhealthy: Option<OnUnhealthyFile>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnhealthyFile {
+    Restart,
+    Ignore,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -179,6 +219,12 @@ mod tests {
         svc.sort();
         assert_eq!(keys(&s["$defs"]["ServiceFile"]), svc);
         assert_eq!(s["$defs"]["ServiceFile"]["additionalProperties"], false);
+        let mut health: Vec<String> = crate::spec::decode::HEALTH_KEYS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        health.sort();
+        assert_eq!(keys(&s["$defs"]["HealthFile"]), health);
     }
 
     /// The fixtures also deserialize into the schema types (TOML and JSON).

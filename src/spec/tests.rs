@@ -292,3 +292,54 @@ fn every_error_is_reported_at_once_in_file_order() {
     assert_eq!(lines, vec![3, 6, 7]);
     assert!(e.to_string().ends_with("3 errors found"));
 }
+
+#[test]
+fn health_decodes_the_same_in_every_format() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let files = [
+        (
+            "h.toml",
+            "name = \"h\"\n[services.a]\nimage = \"img\"\nhealth = { cmd = \"test -f /tmp/ok\", interval = \"2s\", timeout = \"500ms\", start_period = 3, retries = 2 }\n[services.b]\nimage = \"img\"\nhealth = false\n[services.c]\nimage = \"img\"\n[services.c.health]\ncmd = [\"test\", \"-f\", \"/x\"]\non_unhealthy = \"ignore\"\n",
+        ),
+        (
+            "h.yaml",
+            "name: h\nservices:\n  a:\n    image: img\n    health:\n      cmd: test -f /tmp/ok\n      interval: 2s\n      timeout: 500ms\n      start_period: 3\n      retries: 2\n  b:\n    image: img\n    health: false\n  c:\n    image: img\n    health:\n      cmd: [test, -f, /x]\n      on_unhealthy: ignore\n",
+        ),
+        (
+            "h.json",
+            r#"{"name": "h", "services": {"a": {"image": "img", "health": {"cmd": "test -f /tmp/ok", "interval": "2s", "timeout": "500ms", "start_period": 3, "retries": 2}}, "b": {"image": "img", "health": false}, "c": {"image": "img", "health": {"cmd": ["test", "-f", "/x"], "on_unhealthy": "ignore"}}}}"#,
+        ),
+    ];
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        let d = load_ok(&opts(path));
+        let a = d.services["a"]
+            .health
+            .clone()
+            .unwrap_or_else(|| panic!("{name}: a has no health"));
+        assert_eq!(
+            a,
+            Health {
+                disabled: false,
+                test: Some(vec!["CMD-SHELL".into(), "test -f /tmp/ok".into()]),
+                interval_ms: Some(2000),
+                timeout_ms: Some(500),
+                start_period_ms: Some(3000),
+                retries: Some(2),
+                on_unhealthy: OnUnhealthy::Restart,
+            },
+            "{name}"
+        );
+        assert_eq!(d.services["b"].health, Some(Health::disabled()), "{name}");
+        let c = d.services["c"]
+            .health
+            .clone()
+            .unwrap_or_else(|| panic!("{name}: c has no health"));
+        assert_eq!(
+            c.test,
+            Some(vec!["CMD".into(), "test".into(), "-f".into(), "/x".into()])
+        );
+        assert_eq!(c.on_unhealthy, OnUnhealthy::Ignore);
+    }
+}

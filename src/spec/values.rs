@@ -329,6 +329,45 @@ pub fn parse_duration_secs(s: &str) -> R<u64> {
     }
 }
 
+/// A health-check duration in milliseconds: seconds as a number, or a
+/// duration such as "5s", "500ms" or "1m". At least 1ms (Docker's minimum).
+pub fn parse_duration_ms(s: &str) -> R<u64> {
+    const HELP: &str =
+        "write a duration such as \"5s\", \"500ms\" or \"1m\" (a bare number is seconds)";
+    let t = s.trim();
+    let d = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        t.parse::<u64>()
+            .ok()
+            .and_then(|secs| secs.checked_mul(1000))
+            .map(std::time::Duration::from_millis)
+            .ok_or_else(|| problem(format!("duration `{s}` is too large"), HELP))?
+    } else {
+        humantime::parse_duration(t)
+            .map_err(|_| problem(format!("`{s}` is not a duration"), HELP))?
+    };
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(problem(
+            format!("duration `{s}` is not a whole number of milliseconds"),
+            HELP,
+        ));
+    }
+    let ms = u64::try_from(d.as_millis())
+        .map_err(|_| problem(format!("duration `{s}` is too large"), HELP))?;
+    if ms == 0 {
+        return Err(problem(
+            format!("duration `{s}` must be longer than 0"),
+            HELP,
+        ));
+    }
+    if ms > 24 * 3600 * 1000 {
+        return Err(problem(
+            format!("duration `{s}` is longer than a day"),
+            HELP,
+        ));
+    }
+    Ok(ms)
+}
+
 const SIGNALS: &[&str] = &[
     "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "IOT", "BUS", "FPE", "KILL", "USR1", "SEGV",
     "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU",

@@ -116,13 +116,94 @@ impl Default for SuperviseOptions {
 }
 
 /// How a supervised run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The container exited by itself with this status (it is left in place,
     /// stopped, for `berth logs`; the next run replaces it).
     Exited(ExitStatus),
     /// `shutdown` resolved: the container was stopped and removed.
     Stopped,
+    /// Its health check declared it unhealthy and its `on_unhealthy` is
+    /// `restart`: the container was stopped and removed. Carries the last
+    /// check's summary (`exit 1: output`).
+    Unhealthy(String),
+}
+
+/// Send `READY=1` to systemd. Not being under systemd is fine
+/// (`NOTIFY_SOCKET` unset: no-op); a failing notification is logged and
+/// systemd's start timeout decides.
+fn notify_ready() {
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
+}
+
+/// How often the supervisor looks at the container's health.
+pub const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Watch the container's health: notify systemd READY once it runs and,
+/// when it has a check, is healthy (or is unhealthy with `on_unhealthy =
+/// "ignore"`); return the last check's summary when it turns unhealthy and
+/// `restart` is asked for. Never returns otherwise.
+async fn watch_health(
+    engine: &Engine,
+    spec: &InstanceSpec,
+    notify: bool,
+    already_ready: bool,
+    output: &OutputFn,
+) -> String {
+    let restart = spec.on_unhealthy() == crate::spec::OnUnhealthy::Restart;
+    let mut ready = already_ready;
+    let mut last_status: Option<String> = None;
+    loop {
+        // A failing inspect is transient (the wait on the container sees a
+        // real exit): try again at the next poll.
+        if let Ok(Some(st)) = engine.observe_container(&spec.container).await {
+            let health = st.health.clone();
+            let unhealthy = health.as_deref() == Some("unhealthy");
+            // With `restart`, the replacement message says it all.
+            if health != last_status && health.is_some() && !(unhealthy && restart) {
+                let line = match (health.as_deref(), st.last_check()) {
+                    (Some("unhealthy"), Some(c)) => format!(
+                        "berth: {} is unhealthy; last check: {}\n",
+                        spec.container,
+                        c.summary()
+                    ),
+                    (Some(h), _) => format!("berth: {} is {h}\n", spec.container),
+                    (None, _) => String::new(),
+                };
+                output(Stream::Stderr, line.as_bytes());
+                last_status = health.clone();
+            }
+            if unhealthy && restart {
+                return st
+                    .last_check()
+                    .map(|c| c.summary())
+                    .unwrap_or_else(|| "no check output".into());
+            }
+            // Without a check, ready means started (as before health
+            // checks existed, even if it already exited: systemd then sees
+            // the exit and restarts it); with one, running and healthy.
+            let ready_now = match health.as_deref() {
+                None => true,
+                Some("healthy") | Some("unhealthy") => st.is_running(),
+                Some(_) => false,
+            };
+            if !ready && ready_now {
+                ready = true;
+                if notify {
+                    notify_ready();
+                }
+            }
+            if ready && health.is_none() {
+                // No check: nothing more to watch.
+                std::future::pending::<()>().await;
+            }
+        }
+        // Quick until ready (dependents wait for it), calmer afterwards.
+        let pause = if ready { HEALTH_POLL * 2 } else { HEALTH_POLL };
+        tokio::time::sleep(pause).await;
+    }
 }
 
 /// Make sure what an instance needs exists: its image (pulled if missing),
@@ -193,17 +274,31 @@ pub async fn run_instance(
         }
     });
 
-    if opts.notify_systemd {
-        // Not being under systemd is fine (NOTIFY_SOCKET unset: no-op); a
-        // failing notification is logged and systemd's timeout decides.
-        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-            tracing::warn!("cannot notify systemd: {e}");
-        }
+    // Without a health check the instance is ready once started: tell
+    // systemd now, before the container can exit (as quick as it may be).
+    let has_check = engine
+        .observe_container(&spec.container)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.health.is_some());
+    if !has_check && opts.notify_systemd {
+        notify_ready();
     }
 
     tokio::pin!(shutdown);
     let outcome = tokio::select! {
         status = engine.wait_container(&spec.container) => Outcome::Exited(status?),
+        check = watch_health(engine, &spec, opts.notify_systemd, !has_check, &opts.output) => {
+            let msg = format!(
+                "berth: {} is unhealthy (last check: {check}); replacing it with a fresh container\n",
+                spec.container
+            );
+            (opts.output)(Stream::Stderr, msg.as_bytes());
+            engine.stop_container(&spec.container, spec.stop_timeout).await?;
+            engine.remove_container(&spec.container).await?;
+            Outcome::Unhealthy(check)
+        }
         () = &mut shutdown => {
             if opts.notify_systemd {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -319,6 +414,8 @@ pub async fn supervise_container(state: &crate::state::StateDir, container: &str
     match result? {
         Outcome::Stopped => Ok(0),
         Outcome::Exited(status) => Ok(u8::try_from(status.code).unwrap_or(1)),
+        // Non-zero so that systemd restarts the unit with a fresh container.
+        Outcome::Unhealthy(_) => Ok(1),
     }
 }
 

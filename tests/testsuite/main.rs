@@ -3,6 +3,7 @@
 
 mod apply;
 mod data;
+mod health;
 mod invalid_files;
 mod ops;
 mod spec_commands;

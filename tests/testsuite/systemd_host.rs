@@ -737,6 +737,77 @@ fn units_for_newer_systemd_verify_silently_under_systemd_254_or_later() {
         crate::support::show(&out)
     );
 }
+
+/// `db` turns healthy a few seconds after it starts (its check looks for a
+/// file created late) and keeps data in a volume; `web` links to it and, as
+/// it starts, asks db over HTTP for that very file.
+const HEALTH_SERVICES: &str = r#"
+name = "NAME"
+
+[services.db]
+image = "IMAGE"
+command = ["sh", "-c", "echo boot >> /data/boots; mkdir -p /www; (sleep 3; echo ok > /www/ok) & exec httpd -f -p 80 -h /www"]
+volumes = ["data:/data"]
+stop_timeout = 2
+health = { cmd = "test -f /www/ok", interval = "1s", timeout = "2s", retries = 2, start_period = "60s" }
+
+[services.web]
+image = "IMAGE"
+links = ["db"]
+command = ["sh", "-c", "if wget -q -O /dev/null http://db/ok; then echo dependency-was-healthy; else echo dependency-was-not-healthy; fi; trap 'exit 0' TERM; while :; do sleep 1; done"]
+stop_timeout = 2
+"#;
+
+#[test]
+fn unhealthy_instance_is_replaced_by_systemd_and_dependents_wait_for_healthy() {
+    let host = boot();
+    let d = HostDeployment::new(&host, "health");
+    d.write(HEALTH_SERVICES);
+    let out = d.berth("apply --integration systemd");
+    assert!(
+        out.status.success(),
+        "{}\n--- db journal\n{}",
+        crate::support::show(&out),
+        host.unit_journal(&d.unit("db"))
+    );
+    let old = d.wait_active("db");
+    d.wait_active("web");
+    let web_unit = d.unit("web");
+    let said = host.wait_for(
+        "web's verdict in its journal",
+        Duration::from_secs(60),
+        || {
+            let j = host.unit_journal(&web_unit);
+            j.contains("dependency-was-").then_some(j)
+        },
+    );
+    assert!(
+        said.contains("dependency-was-healthy"),
+        "web started before db was healthy (READY came too early):\n{said}"
+    );
+    let restarts = host.unit_property(&d.unit("db"), "NRestarts");
+
+    // The check starts failing: the supervisor removes the container and
+    // exits non-zero, systemd starts a fresh one.
+    crate::support::docker_ok(&["exec", &d.container("db"), "rm", "/www/ok"]);
+    let new = host.wait_for("a fresh db container", Duration::from_secs(90), || {
+        d.running_id("db").filter(|id| *id != old)
+    });
+    assert_ne!(new, old);
+    assert_ne!(host.unit_property(&d.unit("db"), "NRestarts"), restarts);
+    let boots = d.exec("db", "cat /data/boots");
+    assert_eq!(boots.lines().count(), 2, "same volume, two boots: {boots}");
+    let j = host.unit_journal(&d.unit("db"));
+    assert!(j.contains("is unhealthy (last check: exit 1"), "{j}");
+    // Healthy again, and the unit is active.
+    host.wait_for("db healthy again", Duration::from_secs(60), || {
+        (crate::support::inspect("container", &d.container("db"))?["State"]["Health"]["Status"]
+            == "healthy")
+            .then_some(())
+    });
+    d.wait_active("db");
+}
+
 #[test]
 fn berth_stop_keeps_it_stopped_across_reboots_and_applies_until_berth_start() {
     let host = boot();

@@ -44,6 +44,7 @@ fn svc(name: &str, image: &str) -> Service {
         cap_add: vec![],
         cap_drop: vec![],
         privileged: false,
+        health: None,
     }
 }
 

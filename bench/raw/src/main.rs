@@ -1,7 +1,9 @@
-//! The floor for berth's cold-apply benchmark: create N volumes and N
-//! containers (each with its volume and a published port) and start them,
-//! all in parallel, straight through the engine API. No planning, no state,
-//! no checks: nothing berth does can be faster than this on the same engine.
+//! The floor for berth's cold-apply benchmark: create the same objects berth
+//! creates for N independent services (a user-defined bridge network; per
+//! service a named volume and a container with that volume, a published port
+//! and a network alias) and start them, all in parallel, straight through the
+//! engine API. No planning, no state, no checks: nothing berth does can be
+//! faster than this on the same engine.
 //!
 //! ```text
 //! berth-bench-raw up   PREFIX IMAGE N BASE_PORT
@@ -12,7 +14,10 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, VolumeCreateRequest};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, VolumeCreateRequest,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
 };
@@ -48,6 +53,15 @@ async fn run(args: &[String]) -> Result<(), String> {
             let image = args.get(3).ok_or("missing IMAGE")?;
             let n = num(4)?;
             let base = num(5)?;
+            docker
+                .create_network(NetworkCreateRequest {
+                    name: prefix.to_string(),
+                    driver: Some("bridge".into()),
+                    labels: Some(HashMap::from([("berth.bench".to_string(), prefix.to_string())])),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
             let results =
                 join_all((1..=n).map(|i| up_one(&docker, prefix, image, i, base + i))).await;
             results.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -58,6 +72,7 @@ async fn run(args: &[String]) -> Result<(), String> {
             let n = num(3)?;
             let results = join_all((1..=n).map(|i| down_one(&docker, prefix, i))).await;
             results.into_iter().collect::<Result<Vec<_>, _>>()?;
+            let _ = docker.remove_network(prefix).await;
             Ok(())
         }
         _ => Err("usage: berth-bench-raw up PREFIX IMAGE N BASE_PORT | down PREFIX N".into()),
@@ -96,7 +111,17 @@ async fn up_one(
         host_config: Some(HostConfig {
             binds: Some(vec![format!("{name}-data:/data")]),
             port_bindings: Some(bindings),
+            network_mode: Some(prefix.to_string()),
             ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                prefix.to_string(),
+                EndpointSettings {
+                    aliases: Some(vec![format!("s{i}")]),
+                    ..Default::default()
+                },
+            )])),
         }),
         ..Default::default()
     };
