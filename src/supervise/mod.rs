@@ -405,6 +405,7 @@ pub async fn supervise_container(state: &crate::state::StateDir, container: &str
     let end = match &result {
         Ok(Outcome::Stopped) => RunEnd::Stopped,
         Ok(Outcome::Exited(status)) => RunEnd::Exited(status.code),
+        Ok(Outcome::Unhealthy(check)) => RunEnd::Failed(format!("unhealthy: {check}")),
         Err(e) => RunEnd::Failed(e.to_string()),
     };
     record.ended(SystemTime::now(), end, spec.restart);
