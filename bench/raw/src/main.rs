@@ -57,7 +57,10 @@ async fn run(args: &[String]) -> Result<(), String> {
                 .create_network(NetworkCreateRequest {
                     name: prefix.to_string(),
                     driver: Some("bridge".into()),
-                    labels: Some(HashMap::from([("berth.bench".to_string(), prefix.to_string())])),
+                    labels: Some(HashMap::from([(
+                        "berth.bench".to_string(),
+                        prefix.to_string(),
+                    )])),
                     ..Default::default()
                 })
                 .await
