@@ -343,7 +343,8 @@ pub fn apply_unit_status(row: &mut InstanceRow, unit: UnitStatus, record: &Crash
             parts.push(format!("exit status {code}"));
         }
         if record.failures > 0 {
-            parts.push(format!("{} quick failures in a row", record.failures));
+            let s = if record.failures == 1 { "" } else { "s" };
+            parts.push(format!("{} quick failure{s} in a row", record.failures));
         }
         parts.push(format!(
             "unit {}/{}, result {}, {} restarts",

@@ -330,8 +330,9 @@ pub async fn supervise_container(state: &crate::state::StateDir, container: &str
     let wait = record.wait();
     if !wait.is_zero() {
         let what = format!(
-            "{} quick failures in a row{}; waiting {}s before starting a fresh container",
+            "{} quick failure{} in a row{}; waiting {}s before starting a fresh container",
             record.failures,
+            if record.failures == 1 { "" } else { "s" },
             match (&record.last_error, record.last_exit) {
                 (Some(e), _) => format!(" (last: {e})"),
                 (None, Some(code)) => format!(" (last exit status {code})"),

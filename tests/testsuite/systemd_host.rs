@@ -955,6 +955,21 @@ stop_timeout = 5
                 .then_some(())
         },
     );
+    // Those failures back off like a crashing container does.
+    host.wait_for(
+        "the supervisor to back off while the engine is unreachable",
+        Duration::from_secs(60),
+        || {
+            host.unit_journal(&unit)
+                .lines()
+                .any(|l| {
+                    l.contains("quick failures in a row (last: ")
+                        && l.contains(&format!("cannot reach the engine at {alt}"))
+                        && l.contains("; waiting ")
+                })
+                .then_some(())
+        },
+    );
     // ... and with it back, systemd's retries get through: a fresh container.
     // (The old one may have outlived its supervisor, which could not reach
     // the engine to stop it; the new supervisor replaces it.)
