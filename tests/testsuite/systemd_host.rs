@@ -464,6 +464,37 @@ command = ["sh", "-c", "echo broken-starting; exit 3"]
         row["consecutive_failures"].as_u64().unwrap_or(0) >= 3,
         "{row}"
     );
+    // `berth restart` is the operator asking: the next attempt does not wait
+    // out the backoff (the first thing the unit logs after it is the
+    // container's own output, not a wait).
+    let before = host.sh_ok("date +%s.%N");
+    d.berth_ok("restart broken");
+    let after = host.wait_for(
+        "the restarted unit to start its container",
+        Duration::from_secs(60),
+        || {
+            let out = host.exec(&[
+                "journalctl",
+                "--no-pager",
+                "-o",
+                "cat",
+                "-u",
+                &unit,
+                "--since",
+                &format!("@{}", before.trim()),
+            ]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.contains("broken-starting").then_some(text)
+        },
+    );
+    let first = after
+        .lines()
+        .find(|l| l.contains("broken-starting") || l.contains("; waiting "))
+        .unwrap_or_default();
+    assert!(
+        first.contains("broken-starting"),
+        "berth restart still waited out the backoff:\n{after}"
+    );
     // The linked service was never disturbed.
     assert_eq!(d.running_id("db").as_deref(), Some(db.as_str()));
     assert_eq!(host.unit_property(&d.unit("db"), "NRestarts"), "0");
