@@ -6,10 +6,12 @@ use clap::Args;
 
 use super::Context;
 use super::plan::{IntegrationArg, berth_path};
-use crate::apply::{self, ApplyOptions, IntegrationChoice};
+use crate::apply::{self, ApplyOptions, Integration, IntegrationChoice};
 use crate::engine::{Engine, PullProgress};
 use crate::error::{Error, Result};
+use crate::integration::ssh_gateway;
 use crate::plan::Action;
+use crate::ssh::gateway;
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -36,6 +38,11 @@ pub struct ApplyArgs {
     /// Print only errors.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// With systemd, where the SSH gateway unit (installed while any
+    /// deployment on this host grants `ssh` keys) listens. Default: the
+    /// address of the installed unit, else 0.0.0.0:2222.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub ssh_listen: Option<String>,
 }
 
 pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
@@ -45,10 +52,22 @@ pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 /// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<u8> {
     let deployment = ctx.load_deployment()?;
+    if let Some(l) = &args.ssh_listen {
+        crate::ssh::gateway::check_listen(l).map_err(|_| {
+            Error::Usage(format!(
+                "--ssh-listen {:?}: expected ADDR:PORT, for example 0.0.0.0:2222 or 127.0.0.1:2200",
+                l
+            ))
+        })?;
+    }
+    let integration = IntegrationChoice::from(args.integration).resolve();
+    if integration == Integration::Systemd {
+        ssh_gateway::check_unit_clash(&deployment)?;
+    }
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();
     let opts = ApplyOptions {
-        integration: IntegrationChoice::from(args.integration).resolve(),
+        integration,
         unit_dir: ctx.global.unit_dir.clone(),
         systemctl: !args.no_systemctl,
         berth_path: berth_path(),
@@ -65,12 +84,48 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<u8> {
             eprintln!("{line}");
         }
     });
-    let report = apply::apply(&engine, &state, &deployment, &opts, reporter)
+    let report = apply::apply(&engine, &state, &deployment, &opts, reporter.clone())
         .await
         .map_err(|e| match e {
             Error::Runtime(m) => Error::Runtime(format!("apply of {}: {m}", deployment.name)),
             other => other,
         })?;
+    let mut gateway_pending = Vec::new();
+    match opts.integration {
+        Integration::Systemd => {
+            let g = ssh_gateway::reconcile_unit(
+                &state,
+                &opts.unit_dir,
+                &opts.berth_path,
+                args.ssh_listen.as_deref(),
+                opts.systemctl,
+            )
+            .await
+            .map_err(|e| Error::Runtime(format!("SSH gateway unit: {e}")))?;
+            match &g.change {
+                ssh_gateway::UnitChange::Installed { listen } => reporter(format!(
+                    "installed {} (listening on {listen})",
+                    gateway::UNIT_NAME
+                )),
+                ssh_gateway::UnitChange::Updated { listen } => reporter(format!(
+                    "updated {} (listening on {listen})",
+                    gateway::UNIT_NAME
+                )),
+                ssh_gateway::UnitChange::Removed => reporter(format!(
+                    "removed {} (no deployment grants ssh keys)",
+                    gateway::UNIT_NAME
+                )),
+                ssh_gateway::UnitChange::Unchanged => {}
+            }
+            gateway_pending = g.pending;
+        }
+        Integration::Docker => {
+            if let Some(hint) = ssh_gateway::docker_hint(&deployment, args.ssh_listen.as_deref()) {
+                reporter(hint);
+            }
+        }
+        Integration::Foreground => {}
+    }
     let count = |a: Action| report.plan.with_action(a).count();
     if !quiet {
         println!(
@@ -84,9 +139,9 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<u8> {
             count(Action::Remove),
             count(Action::Unchanged),
         );
-        if !report.pending_systemctl.is_empty() {
+        if !report.pending_systemctl.is_empty() || !gateway_pending.is_empty() {
             println!("systemctl was not run (--no-systemctl); to activate the units run:");
-            for c in &report.pending_systemctl {
+            for c in report.pending_systemctl.iter().chain(&gateway_pending) {
                 println!("  {c}");
             }
         }

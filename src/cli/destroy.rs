@@ -9,6 +9,7 @@ use super::Context;
 use crate::apply::destroy::{DestroyOptions, destroy};
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::integration::ssh_gateway;
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
@@ -38,7 +39,26 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<u8> {
         lock_timeout: args.lock_timeout,
     };
     let reporter: crate::apply::Reporter = std::sync::Arc::new(|l: String| eprintln!("{l}"));
-    let report = destroy(&engine, &ctx.state_dir(), &name, &opts, reporter).await?;
+    let state = ctx.state_dir();
+    let report = destroy(&engine, &state, &name, &opts, reporter).await?;
+    // The host's SSH gateway unit goes with the last deployment granting keys.
+    if ssh_gateway::unit_path(&opts.unit_dir).exists() {
+        let g = ssh_gateway::reconcile_unit(
+            &state,
+            &opts.unit_dir,
+            &super::plan::berth_path(),
+            None,
+            opts.systemctl,
+        )
+        .await
+        .map_err(|e| crate::error::Error::Runtime(format!("SSH gateway unit: {e}")))?;
+        if g.change == ssh_gateway::UnitChange::Removed {
+            eprintln!(
+                "removed unit {} (no deployment grants ssh keys)",
+                crate::ssh::gateway::UNIT_NAME
+            );
+        }
+    }
     println!(
         "{name}: destroyed ({} containers, {} units removed)",
         report.containers.len(),

@@ -1,30 +1,83 @@
 //! `berth up`: supervise the whole deployment in the foreground.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use clap::Args;
 
 use super::Context;
 use super::plan::berth_path;
 use crate::engine::{Engine, PullProgress};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::integration::foreground::{self, UpOptions};
+use crate::integration::ssh_gateway::{self, ForegroundGateway};
+use crate::ssh::gateway;
 
 #[derive(Debug, Args)]
-pub struct UpArgs {}
+pub struct UpArgs {
+    /// Where the SSH gateway listens (it runs in this process when the
+    /// deployment grants `ssh` keys).
+    #[arg(long, value_name = "ADDR:PORT", default_value = gateway::DEFAULT_LISTEN)]
+    pub ssh_listen: String,
+    /// Do not run the SSH gateway even though keys are granted.
+    #[arg(long)]
+    pub no_ssh: bool,
+}
 
-pub async fn run(ctx: &Context, _args: UpArgs) -> Result<u8> {
+pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
     // Read once up front so that an invalid file fails before anything starts.
-    ctx.load_deployment()?;
+    let deployment = ctx.load_deployment()?;
+    if !args.no_ssh {
+        gateway::check_listen(&args.ssh_listen).map_err(|_| {
+            Error::Usage(format!(
+                "--ssh-listen {:?}: expected ADDR:PORT, for example 0.0.0.0:2222 or 127.0.0.1:2200",
+                args.ssh_listen
+            ))
+        })?;
+    }
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();
+    // The gateway starts with the first file that grants keys: at once, or
+    // when a file re-read on SIGHUP starts granting them. It then stays up
+    // (it looks keys up in the applied state, so revoked keys stop working).
+    let gw: Arc<Mutex<Option<ForegroundGateway>>> = Arc::new(Mutex::new(None));
+    let start_gateway = {
+        let (gw, engine, state) = (gw.clone(), engine.clone(), state.clone());
+        let (no_ssh, listen) = (args.no_ssh, args.ssh_listen.clone());
+        move |d: &crate::spec::Deployment| -> Result<()> {
+            let mut slot = gw.lock().unwrap_or_else(|p| p.into_inner());
+            if no_ssh || slot.is_some() {
+                return Ok(());
+            }
+            if let Some(g) = ssh_gateway::start_foreground(&engine, &state, d, &listen)? {
+                eprintln!(
+                    "berth: ssh gateway listening on {} (host key {})",
+                    g.addr, g.fingerprint
+                );
+                *slot = Some(g);
+            }
+            Ok(())
+        }
+    };
+    start_gateway(&deployment)?;
     let opts = UpOptions {
         unit_dir: ctx.global.unit_dir.clone(),
         berth_path: berth_path(),
         progress: PullProgress::Auto,
     };
     let loader_ctx = ctx.clone();
-    let load: foreground::Loader = Arc::new(move || loader_ctx.load_deployment());
-    foreground::up(&engine, &state, &opts, load).await?;
+    let load: foreground::Loader = Arc::new(move || {
+        let d = loader_ctx.load_deployment()?;
+        // A gateway that cannot start must not stop the services.
+        if let Err(e) = start_gateway(&d) {
+            eprintln!("berth: {e}");
+        }
+        Ok(d)
+    });
+    let result = foreground::up(&engine, &state, &opts, load).await;
+    let running = gw.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(g) = running {
+        g.stop().await;
+    }
+    result?;
     Ok(0)
 }

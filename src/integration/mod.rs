@@ -3,5 +3,6 @@
 
 pub mod docker;
 pub mod foreground;
+pub mod ssh_gateway;
 pub mod systemd;
 pub mod systemd_ctl;

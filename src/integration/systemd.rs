@@ -328,7 +328,7 @@ fn escape_specifiers(s: &str) -> String {
 /// and at exec time substitutes `$VAR`/`${VAR}` in the arguments (`$$` is a
 /// literal `$`) but not in the executable's path. Bytes that are not
 /// printable ASCII are written as `\xNN` so the unit file stays plain text.
-fn exec_word(path: &Path, executable: bool) -> String {
+pub(crate) fn exec_word(path: &Path, executable: bool) -> String {
     use std::os::unix::ffi::OsStrExt;
     let bytes = path.as_os_str().as_bytes();
     let plain = !bytes.is_empty()

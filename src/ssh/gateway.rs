@@ -872,8 +872,10 @@ pub fn render_unit(
          [Service]\nType=simple\nEnvironment=RUST_LOG=warn,berth::audit=info\n\
          ExecStart={bin} --state-dir {state} ssh-gateway --listen {listen}\n\
          Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
-        bin = berth_path.display(),
-        state = state_dir.display(),
+        // Quoted and escaped for systemd (spaces, `%`, `$`, quotes).
+        bin = crate::integration::systemd::exec_word(berth_path, true),
+        state = crate::integration::systemd::exec_word(state_dir, false),
+        listen = crate::integration::systemd::exec_word(std::path::Path::new(listen), false),
     )
 }
 

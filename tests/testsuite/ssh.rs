@@ -19,12 +19,12 @@ use crate::support::*;
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Test keys made with `ssh-keygen`.
-struct Keys {
+pub(crate) struct Keys {
     dir: tempfile::TempDir,
 }
 
 impl Keys {
-    fn new(names: &[&str]) -> Self {
+    pub(crate) fn new(names: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("key dir");
         for n in names {
             // Names say the key type when it is not ed25519: `rsa-x`, `ecdsa-x`.
@@ -41,11 +41,11 @@ impl Keys {
         Self { dir }
     }
 
-    fn private(&self, name: &str) -> PathBuf {
+    pub(crate) fn private(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    fn public(&self, name: &str) -> String {
+    pub(crate) fn public(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.pub")))
             .expect("public key")
             .trim()
@@ -220,22 +220,7 @@ impl Gateway {
     /// An `ssh` command to `login@127.0.0.1` with `key`, isolated from any
     /// user configuration.
     fn ssh(&self, keys: &Keys, key: &str, login: &str) -> Command {
-        let mut c = Command::new("ssh");
-        c.args(["-F", "/dev/null", "-p", &self.port.to_string(), "-i"])
-            .arg(keys.private(key))
-            .args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=accept-new",
-                "-o",
-            ])
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"])
-            .arg(format!("{login}@127.0.0.1"));
-        c
+        ssh_command("127.0.0.1", self.port, &self.known_hosts, keys, key, login)
     }
 
     /// The first log line matching `pred`, waiting for it: the audit line
@@ -255,6 +240,34 @@ impl Gateway {
     fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// An `ssh` command to `login@host:port` with `key`, isolated from any
+/// user configuration, trusting the host key it sees first.
+pub(crate) fn ssh_command(
+    host: &str,
+    port: u16,
+    known_hosts: &std::path::Path,
+    keys: &Keys,
+    key: &str,
+    login: &str,
+) -> Command {
+    let mut c = Command::new("ssh");
+    c.args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
+        .arg(keys.private(key))
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+        ])
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"])
+        .arg(format!("{login}@{host}"));
+    c
 }
 
 impl Drop for Gateway {
@@ -291,7 +304,7 @@ fn run_input(mut cmd: Command, input: Vec<u8>) -> Output {
     }
 }
 
-fn run(cmd: Command) -> Output {
+pub(crate) fn run(cmd: Command) -> Output {
     run_input(cmd, Vec::new())
 }
 

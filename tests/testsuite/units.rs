@@ -254,7 +254,7 @@ fn units_hold_no_environment_values_or_keys() {
 /// from `unit_dir`: the units of the deployment are found there, `docker.service`
 /// (not installed on every machine) comes from a stub, and everything else from
 /// the system's own unit directories. Any output at all is a failure.
-fn verify(unit_dir: &Path, files: &[PathBuf]) -> Result<(), String> {
+pub(crate) fn verify(unit_dir: &Path, files: &[PathBuf]) -> Result<(), String> {
     let stubs = tempfile::tempdir().expect("stub directory");
     std::fs::write(
         stubs.path().join("docker.service"),
