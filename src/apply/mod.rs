@@ -142,9 +142,11 @@ pub async fn desired(
     let specs = instance::resolve(deployment, &images, integration);
     let target = match integration {
         Integration::Systemd => {
-            // Units use newer restart settings only where the host's systemd has them.
+            // Units use newer restart settings only where the host's systemd
+            // has them, and reach the engine this apply talks to.
             let opts = UnitOptions::new(berth_path, absolute(state.root()))
-                .with_systemd_version(host_systemd_version());
+                .with_systemd_version(host_systemd_version())
+                .with_docker_host(std::env::var("DOCKER_HOST").ok());
             // A path systemd cannot run is an error now, not a unit that never starts.
             opts.check()?;
             let units = deployment
@@ -395,11 +397,12 @@ async fn remove_instances(
     Ok(())
 }
 
-/// Remove an instance's spec file and stopped marker.
+/// Remove an instance's spec file, stopped marker and crash record.
 pub fn forget_instance(state: &StateDir, container: &str) -> Result<()> {
     for p in [
         state.instance_file(container),
         instance::stopped_marker(state, container),
+        crate::supervise::backoff::CrashRecord::path(state, container),
     ] {
         match std::fs::remove_file(&p) {
             Ok(()) => {}

@@ -3,7 +3,6 @@
 use clap::Args;
 
 use super::Context;
-use crate::engine::Engine;
 use crate::error::Result;
 
 #[derive(Debug, Args)]
@@ -14,6 +13,6 @@ pub struct SuperviseArgs {
 
 /// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: SuperviseArgs) -> Result<u8> {
-    let engine = Engine::connect().await?;
-    crate::supervise::supervise_container(&engine, &ctx.state_dir(), &args.container).await
+    // The supervisor connects to the engine itself, after any crash-loop wait.
+    crate::supervise::supervise_container(&ctx.state_dir(), &args.container).await
 }

@@ -35,63 +35,7 @@ use crate::spec::{Deployment, RestartPolicy};
 use crate::state::{Revision, StateDir};
 use crate::supervise::{Outcome, OutputFn, SuperviseOptions, prefixed_output};
 
-/// First wait before restarting a container that exited.
-pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// The wait never grows beyond this.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A container that ran this long is considered healthy again: the next
-/// restart waits [`BACKOFF_MIN`] again.
-pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
-
-/// Exponential backoff for crash loops: 1s, 2s, 4s, ... capped at 30s,
-/// back to 1s after a run of at least 60s.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Backoff {
-    pub fn new() -> Self {
-        Self { next: BACKOFF_MIN }
-    }
-
-    /// The wait before the next start, after a run that lasted `ran`.
-    pub fn after_run(&mut self, ran: Duration) -> Duration {
-        if ran >= BACKOFF_RESET_AFTER {
-            self.next = BACKOFF_MIN;
-        }
-        let wait = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        wait
-    }
-
-    /// Forget past crashes (the operator started the instance again).
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
-
-    /// The most container starts a crash-looping instance (one whose
-    /// container exits at once) can make within `window`: the first start,
-    /// then one after each wait of the schedule that still fits.
-    pub fn max_starts_within(window: Duration) -> u32 {
-        let mut b = Backoff::new();
-        let mut elapsed = Duration::ZERO;
-        let mut starts = 1;
-        loop {
-            elapsed += b.after_run(Duration::ZERO);
-            if elapsed > window {
-                return starts;
-            }
-            starts += 1;
-        }
-    }
-}
+pub use crate::supervise::backoff::{BACKOFF_MAX, BACKOFF_MIN, BACKOFF_RESET_AFTER, Backoff};
 
 /// Options of [`up`].
 #[derive(Debug, Clone)]
@@ -715,29 +659,6 @@ async fn pause_plain(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_caps_and_resets() {
-        let mut b = Backoff::new();
-        let quick = Duration::from_millis(100);
-        let waits: Vec<u64> = (0..8).map(|_| b.after_run(quick).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
-        assert_eq!(b.after_run(Duration::from_secs(59)).as_secs(), 30);
-        assert_eq!(b.after_run(Duration::from_secs(60)).as_secs(), 1);
-        assert_eq!(b.after_run(quick).as_secs(), 2);
-        b.reset();
-        assert_eq!(b.after_run(quick).as_secs(), 1);
-    }
-
-    #[test]
-    fn starts_within_window_follow_the_schedule() {
-        // Starts at 0, 1, 3, 7, 15, 31, 61 seconds (waits only).
-        assert_eq!(Backoff::max_starts_within(Duration::from_secs(0)), 1);
-        assert_eq!(Backoff::max_starts_within(Duration::from_secs(1)), 2);
-        assert_eq!(Backoff::max_starts_within(Duration::from_secs(10)), 4);
-        assert_eq!(Backoff::max_starts_within(Duration::from_secs(20)), 5);
-        assert_eq!(Backoff::max_starts_within(Duration::from_secs(61)), 7);
-    }
 
     #[test]
     fn prefixes() {

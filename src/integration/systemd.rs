@@ -24,10 +24,12 @@ use crate::spec::{Deployment, InstanceRef, Service};
 pub const SYSTEMD_RESTART_STEPS: u32 = 254;
 
 /// Delay before systemd restarts an instance whose container exited, when the
-/// host's systemd cannot grow the delay by itself (< 254). Long enough that a
-/// crash-looping container costs the engine little (one create/start every few
-/// seconds), short enough that a one-off crash is a short outage.
-pub const RESTART_SEC_FIXED: u64 = 5;
+/// host's systemd cannot grow the delay by itself (< 254). Short, because
+/// `berth supervise` grows the delay itself: it counts quick failures in the
+/// state directory and waits 1, 2, 4, ... up to 30 seconds before creating
+/// the next container (see [`crate::supervise::backoff`]), so a crash loop
+/// costs the engine little while a one-off crash is a short outage.
+pub const RESTART_SEC_FIXED: u64 = 1;
 /// First restart delay on systemd >= 254; it doubles up to [`RESTART_MAX_DELAY`].
 pub const RESTART_SEC_INITIAL: u64 = 1;
 /// Longest restart delay on systemd >= 254. Kept at a minute (Docker's own
@@ -38,8 +40,8 @@ pub const RESTART_MAX_DELAY: u64 = 60;
 /// 15, 30, 60 seconds.
 pub const RESTART_STEPS: u32 = 6;
 /// Start-rate limit: at most this many starts within [`START_LIMIT_INTERVAL`].
-/// With the restart delays above, automatic restarts alone never reach it
-/// (at most 60/5 = 12 per minute), so a crash-looping service is retried for
+/// With the restart delays above and the supervisor's own backoff, automatic
+/// restarts alone never reach it (at most 7 starts in a minute), so a crash-looping service is retried for
 /// as long as it keeps failing, as Docker's `restart: always` does, instead of
 /// being given up on after a few seconds (systemd's default is 5 starts in
 /// 10 s). What it still stops is a runaway loop of manual or scripted starts.
@@ -47,7 +49,9 @@ pub const START_LIMIT_BURST: u32 = 20;
 /// See [`START_LIMIT_BURST`].
 pub const START_LIMIT_INTERVAL: u64 = 60;
 /// Time the supervisor gets to create and start the container and report it
-/// ready. Covers pulling an image that is not on the host yet.
+/// ready. Covers pulling an image that is not on the host yet, and the
+/// supervisor's crash-loop wait (at most 30 s; it also extends the timeout
+/// with `EXTEND_TIMEOUT_USEC` while it waits).
 pub const TIMEOUT_START_SEC: u64 = 300;
 /// Time on top of the container's own stop timeout for the supervisor to
 /// remove the stopped container and exit.
@@ -64,6 +68,10 @@ pub struct UnitOptions {
     /// Major version of the host's systemd, when known. `None` renders for the
     /// oldest supported systemd (252, Debian bookworm).
     pub systemd_version: Option<u32>,
+    /// The engine address (`DOCKER_HOST`) `apply` used, passed on to the
+    /// supervisor so that it talks to the same engine. `None`: the default
+    /// socket. An address, not a secret, so it may sit in a world-readable unit.
+    pub docker_host: Option<String>,
 }
 
 impl UnitOptions {
@@ -73,7 +81,14 @@ impl UnitOptions {
             berth_path: berth_path.into(),
             state_dir: state_dir.into(),
             systemd_version: None,
+            docker_host: None,
         }
+    }
+
+    /// The same options, with units talking to the engine at `docker_host`.
+    pub fn with_docker_host(mut self, docker_host: Option<String>) -> Self {
+        self.docker_host = docker_host.filter(|h| !h.is_empty());
+        self
     }
 
     /// The same options, rendering for a given systemd version.
@@ -92,7 +107,9 @@ impl UnitOptions {
             path: state_dir.to_path_buf(),
             source,
         })?;
-        let opts = Self::new(berth_path, state_dir).with_systemd_version(host_systemd_version());
+        let opts = Self::new(berth_path, state_dir)
+            .with_systemd_version(host_systemd_version())
+            .with_docker_host(std::env::var("DOCKER_HOST").ok());
         opts.check()?;
         Ok(opts)
     }
@@ -265,6 +282,12 @@ pub fn render_unit(deployment: &Deployment, instance: &InstanceRef, opts: &UnitO
     // has a health check, is healthy.
     let _ = writeln!(u, "Type=notify");
     let _ = writeln!(u, "NotifyAccess=main");
+    if let Some(host) = &opts.docker_host {
+        // The supervisor must reach the engine `apply` used. Environment=
+        // takes the same quoting as an executable path (no `$` expansion).
+        let assignment = format!("DOCKER_HOST={host}");
+        let _ = writeln!(u, "Environment={}", exec_word(Path::new(&assignment), true));
+    }
     let _ = writeln!(u, "ExecStart={exec_start}");
     let _ = writeln!(u, "Restart={restart}");
     if opts.has_restart_steps() {
@@ -483,11 +506,47 @@ mod tests {
     }
 
     #[test]
+    fn docker_host_reaches_the_supervisor_quoted() {
+        let d = deployment(vec![service("web")]);
+        let inst = &d.instances()[0];
+        let opts = UnitOptions::new("/usr/bin/berth", "/var/lib/berth");
+        let plain = render_unit(&d, inst, &opts);
+        assert!(line(&plain, "Environment").is_empty(), "{plain}");
+        let unit = render_unit(
+            &d,
+            inst,
+            &opts
+                .clone()
+                .with_docker_host(Some("tcp://10.0.0.5:2375".into())),
+        );
+        assert_eq!(
+            line(&unit, "Environment"),
+            ["DOCKER_HOST=tcp://10.0.0.5:2375"]
+        );
+        let odd = render_unit(
+            &d,
+            inst,
+            &opts
+                .clone()
+                .with_docker_host(Some("unix:///run/a b/100%.sock".into())),
+        );
+        assert_eq!(
+            line(&odd, "Environment"),
+            ["\"DOCKER_HOST=unix:///run/a b/100%%.sock\""]
+        );
+        let empty = render_unit(&d, inst, &opts.with_docker_host(Some(String::new())));
+        assert_eq!(
+            empty, plain,
+            "an empty DOCKER_HOST means the default socket"
+        );
+    }
+
+    #[test]
     fn backoff_settings_follow_the_systemd_version() {
         let d = deployment(vec![service("web")]);
         let inst = &d.instances()[0];
         let old = render_unit(&d, inst, &UnitOptions::new("/b", "/s"));
-        assert_eq!(line(&old, "RestartSec"), ["5"]);
+        assert_eq!(line(&old, "RestartSec"), ["1"]);
         assert!(!old.contains("RestartSteps"));
         assert!(!old.contains("RestartMaxDelaySec"));
         let opts = UnitOptions::new("/b", "/s").with_systemd_version(Some(252));

@@ -76,7 +76,11 @@ pub async fn run(
     for inst in instances {
         match action {
             Action::Stop => markers::set_stopped(state, &inst.container)?,
-            Action::Start | Action::Restart => markers::clear_stopped(state, &inst.container)?,
+            Action::Start | Action::Restart => {
+                markers::clear_stopped(state, &inst.container)?;
+                // The operator asked for it: no crash-loop wait on this start.
+                crate::supervise::backoff::CrashRecord::remove(state, &inst.container);
+            }
         }
     }
     match integration {

@@ -12,6 +12,7 @@ use crate::engine::ops::{ContainerStatus, PublishedPort};
 use crate::error::Result;
 use crate::names;
 use crate::state::StateDir;
+use crate::supervise::backoff::CrashRecord;
 
 /// One line of `berth ps`. The JSON form uses these field names; keep them stable.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,7 +24,8 @@ pub struct InstanceRow {
     /// `running`, `stopped`, `exited(<code>)`, `restarting`, `paused`,
     /// `created`, `missing`, `failed`.
     pub state: String,
-    /// Why the instance failed, when `state` is `failed` (else null).
+    /// Why the instance failed or is restarting, when `state` is `failed`
+    /// or `restarting` (else null).
     pub reason: Option<String>,
     /// `healthy`, `unhealthy`, `starting`, or `-` without a health check.
     pub health: String,
@@ -40,6 +42,41 @@ pub struct InstanceRow {
     pub integration: Option<String>,
     /// False for containers of the deployment that the file no longer lists.
     pub in_spec: bool,
+    /// Under systemd: the state of the instance's unit.
+    pub unit: Option<UnitStatus>,
+    /// Under systemd: quick failures in a row, as counted by `berth supervise`
+    /// for its crash-loop backoff.
+    pub consecutive_failures: Option<u32>,
+}
+
+/// What `systemctl show` says about an instance's unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UnitStatus {
+    /// `ActiveState`: `active`, `activating`, `failed`, `inactive`, ...
+    pub active_state: String,
+    /// `SubState`: `running`, `start`, `auto-restart`, `failed`, `dead`, ...
+    pub sub_state: String,
+    /// `Result`: `success`, `exit-code`, `start-limit-hit`, ...
+    pub result: String,
+    /// `NRestarts`: automatic restarts since the unit was last started by hand.
+    pub n_restarts: u64,
+}
+
+impl UnitStatus {
+    /// Parse `systemctl show -p ActiveState,SubState,Result,NRestarts` output.
+    pub fn parse(text: &str) -> Self {
+        let mut u = Self::default();
+        for line in text.lines() {
+            match line.split_once('=') {
+                Some(("ActiveState", v)) => u.active_state = v.to_string(),
+                Some(("SubState", v)) => u.sub_state = v.to_string(),
+                Some(("Result", v)) => u.result = v.to_string(),
+                Some(("NRestarts", v)) => u.n_restarts = v.trim().parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        u
+    }
 }
 
 /// Parse the engine's RFC 3339 timestamps (nanosecond fractions, `Z`).
@@ -128,6 +165,8 @@ pub fn rows(
                 container_id: None,
                 integration: target.integration.clone(),
                 in_spec: true,
+                unit: None,
+                consecutive_failures: None,
             },
         };
         out.push(row);
@@ -177,6 +216,8 @@ fn row_from(
         container_id: Some(c.id.clone()),
         integration: target.integration.clone(),
         in_spec,
+        unit: None,
+        consecutive_failures: None,
     }
 }
 
@@ -217,10 +258,15 @@ pub async fn collect(
     {
         mark_restarting(&mut rows, &target.deployment);
     }
-    // Under systemd the unit is restarted, not the container: add its count.
+    // Under systemd the unit is restarted, not the container: add its count
+    // and say what the unit is doing.
     if target.integration.as_deref() == Some("systemd") && crate::doctor::systemd_is_pid1() {
         for r in rows.iter_mut().filter(|r| r.in_spec) {
-            r.restarts += systemd_restarts(&names::unit_name(&r.instance)).unwrap_or(0);
+            let Some(unit) = unit_status(&names::unit_name(&r.instance)) else {
+                continue;
+            };
+            let record = CrashRecord::load(state, &r.instance);
+            apply_unit_status(r, unit, &record);
         }
     }
     Ok(rows)
@@ -250,17 +296,64 @@ pub fn mark_restarting(rows: &mut [InstanceRow], deployment: &crate::spec::Deplo
     }
 }
 
-/// `NRestarts` of a unit, from `systemctl show`.
-fn systemd_restarts(unit: &str) -> Option<u64> {
+/// A unit's state, from `systemctl show` (None when systemctl fails).
+fn unit_status(unit: &str) -> Option<UnitStatus> {
     let out = std::process::Command::new("systemctl")
-        .args(["show", "-p", "NRestarts", "--value", unit])
+        .args(["show", "-p", "ActiveState,SubState,Result,NRestarts", unit])
         .stdin(std::process::Stdio::null())
         .output()
         .ok()?;
     if !out.status.success() {
         return None;
     }
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    Some(UnitStatus::parse(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Fold a unit's state and the supervisor's crash record into a row (pure).
+///
+/// An instance whose container is not running is `failed` when its unit
+/// failed (systemd gave up, or the restart policy does not restart it), and
+/// `restarting` while the unit is on its way to a fresh container (waiting
+/// out `RestartSec=` or the supervisor's crash-loop backoff). The reason
+/// names the last exit status or error, the quick failures in a row and
+/// the unit's state.
+pub fn apply_unit_status(row: &mut InstanceRow, unit: UnitStatus, record: &CrashRecord) {
+    row.restarts += unit.n_restarts;
+    row.consecutive_failures = Some(record.failures);
+    let settled = matches!(row.state.as_str(), "running" | "stopped" | "paused");
+    let next = match unit.active_state.as_str() {
+        "failed" => Some("failed"),
+        "activating" => Some("restarting"),
+        _ => None,
+    };
+    if let (false, Some(next)) = (settled, next) {
+        let exit = row
+            .state
+            .strip_prefix("exited(")
+            .and_then(|s| s.strip_suffix(')'))
+            .and_then(|s| s.parse::<i64>().ok())
+            .or(record.last_exit);
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(r) = row.reason.take() {
+            parts.push(r);
+        }
+        if let Some(e) = &record.last_error {
+            parts.push(e.clone());
+        } else if let Some(code) = exit {
+            parts.push(format!("exit status {code}"));
+        }
+        if record.failures > 0 {
+            let s = if record.failures == 1 { "" } else { "s" };
+            parts.push(format!("{} quick failure{s} in a row", record.failures));
+        }
+        parts.push(format!(
+            "unit {}/{}, result {}, {} restarts",
+            unit.active_state, unit.sub_state, unit.result, unit.n_restarts
+        ));
+        row.state = next.to_string();
+        row.reason = Some(parts.join("; "));
+    }
+    row.unit = Some(unit);
 }
 
 /// Aligned table, one line per row, with a header.
@@ -423,6 +516,77 @@ mod tests {
             assert_eq!(l.as_bytes()[at - 1], b' ', "{table}");
             assert_ne!(l.as_bytes()[at], b' ', "{table}");
         }
+    }
+
+    #[test]
+    fn a_crash_looping_unit_shows_as_restarting_or_failed_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let target = Target {
+            deployment: deployment(&[("web", 1)]),
+            integration: Some("systemd".into()),
+        };
+        let now = parse_time("2026-01-01T00:01:05Z").expect("time");
+        let cs = vec![container("ex-web", "exited")];
+        let record = CrashRecord {
+            failures: 4,
+            last_start: 0,
+            last_exit: Some(3),
+            last_error: None,
+        };
+        let unit = |active: &str, sub: &str| {
+            UnitStatus::parse(&format!(
+                "ActiveState={active}\nSubState={sub}\nResult=exit-code\nNRestarts=5\n"
+            ))
+        };
+        let mut row = rows(&state, &target, &cs, now).remove(0);
+        assert_eq!(row.state, "exited(3)");
+        apply_unit_status(&mut row, unit("activating", "auto-restart"), &record);
+        assert_eq!(row.state, "restarting");
+        assert_eq!(
+            row.reason.as_deref(),
+            Some(
+                "exit status 3; 4 quick failures in a row; unit activating/auto-restart, result exit-code, 5 restarts"
+            )
+        );
+        assert_eq!(row.restarts, 2 + 5);
+        assert_eq!(row.consecutive_failures, Some(4));
+        let json = serde_json::to_value(&row).expect("json");
+        assert_eq!(json["unit"]["sub_state"], "auto-restart");
+        assert_eq!(json["unit"]["n_restarts"], 5);
+
+        let mut row = rows(&state, &target, &cs, now).remove(0);
+        apply_unit_status(&mut row, unit("failed", "failed"), &record);
+        assert_eq!(row.state, "failed");
+        assert!(
+            row.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("exit status 3;"))
+        );
+
+        // The supervisor could not even create the container: its error is the reason.
+        let broken = CrashRecord {
+            last_error: Some("no such image".into()),
+            ..record.clone()
+        };
+        let mut row = rows(&state, &target, &[], now).remove(0);
+        assert_eq!(row.state, "missing");
+        apply_unit_status(&mut row, unit("activating", "start"), &broken);
+        assert_eq!(row.state, "restarting");
+        assert!(
+            row.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("no such image;"))
+        );
+
+        // A running container or an operator's stop is left as it is.
+        let mut row = rows(&state, &target, &[container("ex-web", "running")], now).remove(0);
+        apply_unit_status(&mut row, unit("active", "running"), &CrashRecord::default());
+        assert_eq!(
+            (row.state.as_str(), row.reason.as_deref()),
+            ("running", None)
+        );
+        assert_eq!(row.consecutive_failures, Some(0));
     }
 
     #[test]

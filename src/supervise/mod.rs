@@ -15,9 +15,12 @@
 //! (for example a `tokio::sync::watch` receiver), restarting on
 //! [`Outcome::Exited`] as the instance's restart policy says.
 
+pub mod backoff;
+
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 
@@ -26,6 +29,8 @@ use crate::engine::{Engine, ExitStatus, PullProgress};
 use crate::error::{Error, Result};
 use crate::integration::docker::replace_container_with_hash;
 use crate::names;
+use crate::spec::RestartPolicy;
+use backoff::{CrashRecord, RunEnd};
 
 /// Which stream a chunk of container output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,22 +313,71 @@ pub async fn run_instance(
     Ok(outcome)
 }
 
-/// `berth supervise CONTAINER`: read the instance spec from the state
+/// `berth supervise CONTAINER`: wait out any crash-loop backoff, connect to
+/// the engine (`DOCKER_HOST`), read the instance spec from the state
 /// directory and run it until it exits (returning its exit code) or
 /// SIGTERM/SIGINT arrives (returning 0).
-pub async fn supervise_container(
-    engine: &Engine,
-    state: &crate::state::StateDir,
-    container: &str,
-) -> Result<u8> {
+pub async fn supervise_container(state: &crate::state::StateDir, container: &str) -> Result<u8> {
     names::check_name(container)
         .map_err(|p| Error::Usage(format!("container name {container:?} {p}")))?;
-    let spec = InstanceSpec::read(state, container)?.ok_or_else(|| {
-        Error::Runtime(format!(
-            "no instance spec for {container} in {}: run `berth apply` first",
-            state.instances_dir().display()
-        ))
-    })?;
+    let shutdown = shutdown_signal()?;
+    tokio::pin!(shutdown);
+
+    // Crash-loop backoff: systemd restarts the unit after a short fixed
+    // delay; the supervisor adds the growing part, counted across its own
+    // restarts in the state directory.
+    let mut record = CrashRecord::load(state, container);
+    let wait = record.wait();
+    if !wait.is_zero() {
+        let what = format!(
+            "{} quick failure{} in a row{}; waiting {}s before starting a fresh container",
+            record.failures,
+            if record.failures == 1 { "" } else { "s" },
+            match (&record.last_error, record.last_exit) {
+                (Some(e), _) => format!(" (last: {e})"),
+                (None, Some(code)) => format!(" (last exit status {code})"),
+                (None, None) => String::new(),
+            },
+            wait.as_secs()
+        );
+        tracing::warn!("{container}: {what}");
+        notify_status(&what, Some(wait + Duration::from_secs(START_TIMEOUT_SECS)));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = &mut shutdown => return Ok(0),
+        }
+        notify_status("starting", None);
+    }
+    record.started(SystemTime::now());
+    if let Err(e) = record.save(state, container) {
+        tracing::warn!("cannot record the start of {container}: {e}");
+    }
+    // An unreachable engine or a missing spec is a quick failure too: systemd
+    // restarts the unit, and the next attempt waits longer.
+    let failed = |mut record: CrashRecord, e: Error| {
+        record.ended(
+            SystemTime::now(),
+            RunEnd::Failed(e.to_string()),
+            RestartPolicy::Always,
+        );
+        let _ = record.save(state, container);
+        e
+    };
+    let engine = match Engine::connect().await {
+        Ok(engine) => engine,
+        Err(e) => return Err(failed(record, e)),
+    };
+    let spec = match InstanceSpec::read(state, container) {
+        Ok(Some(spec)) => spec,
+        Ok(None) => {
+            let e = Error::Runtime(format!(
+                "no instance spec for {container} in {}: run `berth apply` first",
+                state.instances_dir().display()
+            ));
+            return Err(failed(record, e));
+        }
+        Err(e) => return Err(failed(record, e)),
+    };
     let revision = state
         .read_current(&spec.deployment)
         .ok()
@@ -335,12 +389,53 @@ pub async fn supervise_container(
         output: stdio_output(),
         revision,
     };
-    let shutdown = shutdown_signal()?;
-    match run_instance(engine, &spec, &opts, shutdown).await? {
+
+    let run = run_instance(&engine, &spec, &opts, shutdown);
+    tokio::pin!(run);
+    let stable = tokio::time::sleep(backoff::BACKOFF_RESET_AFTER);
+    let result = tokio::select! {
+        r = &mut run => r,
+        () = stable => {
+            // Ran long enough to count as stable: a later crash starts the
+            // schedule over (also after a power loss that skips the exit).
+            record.stable();
+            let _ = record.save(state, container);
+            run.await
+        }
+    };
+    let end = match &result {
+        Ok(Outcome::Stopped) => RunEnd::Stopped,
+        Ok(Outcome::Exited(status)) => RunEnd::Exited(status.code),
+        Ok(Outcome::Unhealthy(check)) => RunEnd::Failed(format!("unhealthy: {check}")),
+        Err(e) => RunEnd::Failed(e.to_string()),
+    };
+    record.ended(SystemTime::now(), end, spec.restart);
+    if let Err(e) = record.save(state, container) {
+        tracing::warn!("cannot record how {container} ended: {e}");
+    }
+    match result? {
         Outcome::Stopped => Ok(0),
         Outcome::Exited(status) => Ok(u8::try_from(status.code).unwrap_or(1)),
         // Non-zero so that systemd restarts the unit with a fresh container.
         Outcome::Unhealthy(_) => Ok(1),
+    }
+}
+
+/// The start timeout a unit gives the supervisor once it is past its backoff
+/// wait (the unit's own `TimeoutStartSec=`).
+const START_TIMEOUT_SECS: u64 = crate::integration::systemd::TIMEOUT_START_SEC;
+
+/// Tell systemd what the supervisor is doing (`STATUS=`, shown by
+/// `systemctl status`), extending the start timeout to `extend` from now.
+/// A no-op outside systemd; failures are only logged.
+fn notify_status(status: &str, extend: Option<Duration>) {
+    let mut states = vec![sd_notify::NotifyState::Status(status)];
+    if let Some(d) = extend {
+        let usec = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        states.push(sd_notify::NotifyState::ExtendTimeoutUsec(usec));
+    }
+    if let Err(e) = sd_notify::notify(false, &states) {
+        tracing::debug!("cannot notify systemd: {e}");
     }
 }
 

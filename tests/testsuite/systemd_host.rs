@@ -379,13 +379,34 @@ command = ["sh", "-c", "echo broken-starting; exit 3"]
     let _ = d.berth("apply --integration systemd");
     let db = d.wait_active("db");
     let unit = d.unit("broken");
-    host.wait_for(
-        "the crash-looping unit to be restarted 3 times",
-        Duration::from_secs(90),
+    // Every attempt creates a fresh container, which says `broken-starting`
+    // first thing: the journal's timestamps of those lines show the waits
+    // between attempts.
+    let creations = host.wait_for(
+        "the crash-looping unit to start its container 6 times",
+        Duration::from_secs(150),
         || {
-            let n: u32 = host.unit_property(&unit, "NRestarts").parse().unwrap_or(0);
-            (n >= 3).then_some(())
+            let times = journal_times(&host, &unit, "broken-starting");
+            (times.len() >= 6).then_some(times)
         },
+    );
+    let gaps: Vec<i128> = creations.windows(2).map(|w| w[1] - w[0]).collect();
+    let ms: Vec<i128> = gaps.iter().map(|g| g / 1_000_000).collect();
+    // Behavioural bounds, not timing goals: the waits never shrink while it
+    // keeps crashing, and they grow. Each gap is the supervisor's wait (1, 2,
+    // 4, 8, 16 s) plus systemd's RestartSec and the engine work of an attempt,
+    // which varies by a second or two on a busy engine; a gap may come out
+    // that much shorter than the one before without the wait having shrunk.
+    let jitter = 2_000_000_000;
+    assert!(
+        gaps.windows(2).all(|w| w[1] + jitter >= w[0]),
+        "the delay between attempts shrank (ms between creations: {ms:?})"
+    );
+    assert!(
+        gaps.last()
+            .zip(gaps.first())
+            .is_some_and(|(l, f)| *l > f + jitter),
+        "the delay between attempts did not grow (ms between creations: {ms:?})"
     );
     // systemd saw the container's exit status and keeps retrying with the
     // configured delay rather than giving up.
@@ -400,11 +421,27 @@ command = ["sh", "-c", "echo broken-starting; exit 3"]
     );
     assert_ne!(host.unit_property(&unit, "Result"), "start-limit-hit");
     assert!(j.matches("broken-starting").count() >= 3, "{j}");
-    // berth ps sees the crash loop: between two attempts it shows the exit
-    // status, and it counts the restarts. (Polled: during an attempt the
+    // The supervisor says why it waits.
+    assert!(
+        j.contains("quick failures in a row (last exit status 3); waiting"),
+        "the supervisor's backoff is not in the journal:\n{j}"
+    );
+    // ... and tells systemd (`systemctl status` shows it) while it waits.
+    host.wait_for(
+        "the unit's status text to show the backoff",
+        Duration::from_secs(60),
+        || {
+            host.unit_property(&unit, "StatusText")
+                .contains("quick failures in a row")
+                .then_some(())
+        },
+    );
+    // berth ps sees the crash loop: between two attempts it shows the
+    // instance as restarting (or failed) with the exit status and the unit's
+    // state, and it counts the restarts. (Polled: during an attempt the
     // fresh container briefly runs.)
     let row = host.wait_for(
-        "berth ps to show the broken instance's exit status",
+        "berth ps to show the broken instance restarting with its exit status",
         Duration::from_secs(60),
         || {
             let ps: serde_json::Value =
@@ -414,15 +451,78 @@ command = ["sh", "-c", "echo broken-starting; exit 3"]
                 .iter()
                 .find(|r| r["instance"] == d.container("broken").as_str())?
                 .clone();
-            format!("{} {}", row["state"], row["reason"])
-                .contains('3')
-                .then_some(row)
+            (matches!(row["state"].as_str(), Some("restarting" | "failed"))
+                && row["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("exit status 3")))
+            .then_some(row)
         },
     );
     assert!(row["restarts"].as_u64().unwrap_or(0) >= 3, "{row}");
+    assert_eq!(row["unit"]["active_state"], "activating", "{row}");
+    assert!(
+        row["consecutive_failures"].as_u64().unwrap_or(0) >= 3,
+        "{row}"
+    );
+    // `berth restart` is the operator asking: the next attempt does not wait
+    // out the backoff (the first thing the unit logs after it is the
+    // container's own output, not a wait).
+    let before = host.sh_ok("date +%s.%N");
+    d.berth_ok("restart broken");
+    let after = host.wait_for(
+        "the restarted unit to start its container",
+        Duration::from_secs(60),
+        || {
+            let out = host.exec(&[
+                "journalctl",
+                "--no-pager",
+                "-o",
+                "cat",
+                "-u",
+                &unit,
+                "--since",
+                &format!("@{}", before.trim()),
+            ]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.contains("broken-starting").then_some(text)
+        },
+    );
+    let first = after
+        .lines()
+        .find(|l| l.contains("broken-starting") || l.contains("; waiting "))
+        .unwrap_or_default();
+    assert!(
+        first.contains("broken-starting"),
+        "berth restart still waited out the backoff:\n{after}"
+    );
     // The linked service was never disturbed.
     assert_eq!(d.running_id("db").as_deref(), Some(db.as_str()));
     assert_eq!(host.unit_property(&d.unit("db"), "NRestarts"), "0");
+}
+
+/// When the unit's journal (this boot) logged lines ending with `marker`,
+/// in nanoseconds since the epoch, oldest first.
+fn journal_times(host: &SystemdHost, unit: &str, marker: &str) -> Vec<i128> {
+    let out = host.exec(&[
+        "journalctl",
+        "-b",
+        "--no-pager",
+        "-o",
+        "short-unix",
+        "-u",
+        unit,
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_end().ends_with(marker))
+        .filter_map(|l| {
+            // `1795579461.913055 host ident[pid]: message`
+            let (secs, micros) = l.split_whitespace().next()?.split_once('.')?;
+            let secs: i128 = secs.parse().ok()?;
+            let micros: i128 = micros.parse().ok()?;
+            Some(secs * 1_000_000_000 + micros * 1_000)
+        })
+        .collect()
 }
 
 #[test]
@@ -889,4 +989,76 @@ fn backup_stops_through_the_unit_and_upgrade_snapshots_under_systemd() {
     assert_eq!(list[0]["container"], d.container("db").as_str());
     assert_eq!(list[0]["revision"], 1);
     assert_eq!(d.exec("db", "cat /data/first"), first);
+}
+
+#[test]
+fn units_reach_the_engine_apply_used_through_docker_host() {
+    let host = boot();
+    let d = HostDeployment::new(&host, "dockerhost");
+    d.write(
+        r#"
+name = "NAME"
+
+[services.db]
+image = "IMAGE"
+command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+stop_timeout = 5
+"#,
+    );
+    // A second address for the same engine, which only DOCKER_HOST names.
+    let alt = "unix:///run/berth-alt/docker.sock";
+    let link = "mkdir -p /run/berth-alt && ln -sf /var/run/docker.sock /run/berth-alt/docker.sock";
+    host.sh_ok(link);
+    host.sh_ok(&format!(
+        "cd {} && DOCKER_HOST={alt} NO_COLOR=1 {HOST_BERTH} apply --integration systemd",
+        d.dir
+    ));
+    let first = d.wait_active("db");
+    let unit = d.unit("db");
+    let text = host.sh_ok(&format!("cat /etc/systemd/system/{unit}"));
+    assert!(
+        text.contains(&format!("Environment=DOCKER_HOST={alt}\n")),
+        "{text}"
+    );
+    assert_eq!(
+        host.unit_property(&unit, "Environment"),
+        format!("DOCKER_HOST={alt}")
+    );
+    // The supervisor really talks to that address: with it gone, a fresh
+    // start cannot reach the engine and says where it looked ...
+    host.sh_ok("rm /run/berth-alt/docker.sock");
+    host.sh_ok(&format!("systemctl restart --no-block {unit}"));
+    host.wait_for(
+        "the supervisor to report the missing engine address",
+        Duration::from_secs(60),
+        || {
+            host.unit_journal(&unit)
+                .contains(&format!("cannot reach the engine at {alt}"))
+                .then_some(())
+        },
+    );
+    // Those failures back off like a crashing container does.
+    host.wait_for(
+        "the supervisor to back off while the engine is unreachable",
+        Duration::from_secs(60),
+        || {
+            host.unit_journal(&unit)
+                .lines()
+                .any(|l| {
+                    l.contains("quick failures in a row (last: ")
+                        && l.contains(&format!("cannot reach the engine at {alt}"))
+                        && l.contains("; waiting ")
+                })
+                .then_some(())
+        },
+    );
+    // ... and with it back, systemd's retries get through: a fresh container.
+    // (The old one may have outlived its supervisor, which could not reach
+    // the engine to stop it; the new supervisor replaces it.)
+    host.sh_ok(link);
+    let again = d.wait_active("db");
+    assert_ne!(
+        again, first,
+        "no fresh container after the engine came back"
+    );
 }

@@ -216,6 +216,9 @@ fn rendered_units_match_golden_files() {
     problems.extend(check_golden("example-odd-paths", &example(), &odd));
     let new = golden_options().with_systemd_version(Some(256));
     problems.extend(check_golden("example-systemd256", &example(), &new));
+    // Applied with DOCKER_HOST set: the supervisor gets the same address.
+    let remote = golden_options().with_docker_host(Some("tcp://10.0.0.5:2375".into()));
+    problems.extend(check_golden("example-docker-host", &example(), &remote));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -310,7 +313,8 @@ fn every_rendered_unit_passes_systemd_analyze_verify_silently() {
     std::os::unix::fs::symlink(bin(), &odd_bin).expect("symlink berth");
     let variants = [
         UnitOptions::new(bin(), tmp.path().join("state")),
-        UnitOptions::new(&odd_bin, odd_dir.join("state \"dir\" '%n' \\")),
+        UnitOptions::new(&odd_bin, odd_dir.join("state \"dir\" '%n' \\"))
+            .with_docker_host(Some("unix:///run/my docker/100%/\"$x\".sock".into())),
     ];
     let mut failures = Vec::new();
     let mut checked = 0;
