@@ -365,34 +365,8 @@ mod tests {
 
     fn service(name: &str) -> Service {
         Service {
-            name: name.into(),
-            image: "busybox".into(),
-            count: 1,
-            command: None,
-            entrypoint: None,
-            ports: vec![],
             env: BTreeMap::from([("SECRET_PASSWORD".into(), "hunter2".into())]),
-            volumes: vec![],
-            links: vec![],
-            ssh: vec![],
-            ssh_shell: None,
-            restart: RestartPolicy::Always,
-            user: None,
-            workdir: None,
-            hostname: None,
-            labels: BTreeMap::new(),
-            stop_timeout: None,
-            stop_signal: None,
-            memory: None,
-            cpus: None,
-            read_only: false,
-            tmpfs: vec![],
-            cap_add: vec![],
-            cap_drop: vec![],
-            privileged: false,
-            health: None,
-            snapshot_on_upgrade: true,
-            snapshots_keep: None,
+            ..Service::new(name, "busybox")
         }
     }
 

@@ -121,38 +121,12 @@ pub fn select_instances(deployment: &Deployment, names: &[String]) -> Result<Vec
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::spec::{RestartPolicy, Service};
+    use crate::spec::Service;
 
     pub(crate) fn service(name: &str, count: u32) -> Service {
         Service {
-            name: name.into(),
-            image: "img".into(),
             count,
-            command: None,
-            entrypoint: None,
-            ports: vec![],
-            env: Default::default(),
-            volumes: vec![],
-            links: vec![],
-            ssh: vec![],
-            ssh_shell: None,
-            restart: RestartPolicy::Always,
-            user: None,
-            workdir: None,
-            hostname: None,
-            labels: Default::default(),
-            stop_timeout: None,
-            stop_signal: None,
-            memory: None,
-            cpus: None,
-            read_only: false,
-            tmpfs: vec![],
-            cap_add: vec![],
-            cap_drop: vec![],
-            privileged: false,
-            health: None,
-            snapshot_on_upgrade: true,
-            snapshots_keep: None,
+            ..Service::new(name, "img")
         }
     }
 

@@ -538,36 +538,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
     let sname = &s.key;
     let path = |k: &str| format!("services.{sname}.{k}");
     let entries = d.map(&s.value, &format!("services.{sname}"))?;
-    let mut svc = Service {
-        name: sname.clone(),
-        image: String::new(),
-        count: 1,
-        command: None,
-        entrypoint: None,
-        ports: vec![],
-        env: BTreeMap::new(),
-        volumes: vec![],
-        links: vec![],
-        ssh: vec![],
-        ssh_shell: None,
-        restart: RestartPolicy::Always,
-        user: None,
-        workdir: None,
-        hostname: None,
-        labels: BTreeMap::new(),
-        stop_timeout: None,
-        stop_signal: None,
-        memory: None,
-        cpus: None,
-        read_only: false,
-        tmpfs: vec![],
-        cap_add: vec![],
-        cap_drop: vec![],
-        privileged: false,
-        snapshot_on_upgrade: true,
-        snapshots_keep: None,
-        health: None,
-    };
+    let mut svc = Service::new(sname.clone(), String::new());
     let mut spans = ServiceSpans {
         name: s.key_span,
         ..Default::default()

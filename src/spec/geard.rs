@@ -209,36 +209,7 @@ pub fn decode(
             continue;
         }
         let what = |k: &str| format!("containers[{i}].{k}");
-        let mut svc = Service {
-            name: sname.clone(),
-            image: String::new(),
-            count: 1,
-            command: None,
-            entrypoint: None,
-            ports: vec![],
-            env: BTreeMap::new(),
-            volumes: vec![],
-            links: vec![],
-            ssh: vec![],
-            ssh_shell: None,
-            restart: RestartPolicy::Always,
-            user: None,
-            workdir: None,
-            hostname: None,
-            labels: BTreeMap::new(),
-            stop_timeout: None,
-            stop_signal: None,
-            memory: None,
-            cpus: None,
-            read_only: false,
-            tmpfs: vec![],
-            cap_add: vec![],
-            cap_drop: vec![],
-            privileged: false,
-            health: None,
-            snapshot_on_upgrade: true,
-            snapshots_keep: None,
-        };
+        let mut svc = Service::new(sname.clone(), String::new());
         let mut sp = ServiceSpans {
             name: name_span,
             ..Default::default()

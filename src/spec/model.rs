@@ -168,6 +168,41 @@ pub enum OnUnhealthy {
 pub const DEFAULT_STOP_TIMEOUT: u64 = 10;
 
 impl Service {
+    /// A service with only its name and image set and every other setting at
+    /// the default the file format gives it when the key is absent.
+    pub fn new(name: impl Into<String>, image: impl Into<String>) -> Self {
+        Service {
+            name: name.into(),
+            image: image.into(),
+            count: 1,
+            command: None,
+            entrypoint: None,
+            ports: vec![],
+            env: BTreeMap::new(),
+            volumes: vec![],
+            links: vec![],
+            ssh: vec![],
+            ssh_shell: None,
+            restart: RestartPolicy::Always,
+            user: None,
+            workdir: None,
+            hostname: None,
+            labels: BTreeMap::new(),
+            stop_timeout: None,
+            stop_signal: None,
+            memory: None,
+            cpus: None,
+            read_only: false,
+            tmpfs: vec![],
+            cap_add: vec![],
+            cap_drop: vec![],
+            privileged: false,
+            snapshot_on_upgrade: true,
+            snapshots_keep: None,
+            health: None,
+        }
+    }
+
     /// Stop timeout in seconds, with Docker's default filled in.
     pub fn stop_timeout_secs(&self) -> u64 {
         self.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT)

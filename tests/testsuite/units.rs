@@ -18,36 +18,7 @@ use crate::support::bin;
 
 /// A service with nothing set but its name and image.
 fn svc(name: &str, image: &str) -> Service {
-    Service {
-        name: name.into(),
-        image: image.into(),
-        count: 1,
-        command: None,
-        entrypoint: None,
-        ports: vec![],
-        env: BTreeMap::new(),
-        volumes: vec![],
-        links: vec![],
-        ssh: vec![],
-        ssh_shell: None,
-        restart: RestartPolicy::Always,
-        user: None,
-        workdir: None,
-        hostname: None,
-        labels: BTreeMap::new(),
-        stop_timeout: None,
-        stop_signal: None,
-        memory: None,
-        cpus: None,
-        read_only: false,
-        tmpfs: vec![],
-        cap_add: vec![],
-        cap_drop: vec![],
-        privileged: false,
-        health: None,
-        snapshot_on_upgrade: true,
-        snapshots_keep: None,
-    }
+    Service::new(name, image)
 }
 
 fn port(host: Option<u16>, container: u16) -> PortMapping {
