@@ -1442,7 +1442,29 @@ fn openssh_sshd_with_authorized_keys_command() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         l.local_addr().expect("addr").port()
     };
-    let berth_path = bin().canonicalize().expect("berth path");
+    // sshd runs an AuthorizedKeysCommand only from a path whose every
+    // directory is root-owned and writable by nobody else (as /usr/local/bin
+    // is on a real host). The build directory may sit below /tmp, so the
+    // binary is copied to such a place for the test and removed afterwards.
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let safe_parent = std::path::Path::new("/var/lib/berth-test");
+    let safe_dir = safe_parent.join(format!("sshd-{d}"));
+    std::fs::create_dir_all(&safe_dir).expect("directory for the berth copy");
+    let _remove_safe_dir = RemoveDir(safe_dir.clone());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for p in [safe_parent, safe_dir.as_path()] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod 0755");
+        }
+    }
+    let berth_path = safe_dir.join("berth");
+    std::fs::copy(bin(), &berth_path).expect("copy berth");
     let state = std::path::absolute(ws.state_dir()).expect("abs");
     let config = format!(
         "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nUsePAM no\n\
