@@ -152,9 +152,12 @@ impl Engine {
 
     /// Remove a carrier. Only the carrier goes; the named volume stays.
     pub async fn remove_carrier(&self, carrier: &Carrier) -> Result<()> {
+        // `v` removes only the anonymous volumes the engine made for the
+        // carrier's other image-declared paths (never a named volume), which
+        // would otherwise be left behind after every copy.
         let opts = RemoveContainerOptions {
             force: true,
-            v: false,
+            v: true,
             ..Default::default()
         };
         match self
