@@ -8,10 +8,12 @@
 //! so that spaces, quotes, `%` (systemd specifiers) and `$` (environment
 //! substitution) reach `berth` unchanged.
 //!
-//! The rendering targets the systemd of Debian bookworm (252) by default and
-//! uses newer settings only when told the host's systemd is new enough
-//! ([`UnitOptions::systemd_version`]): an unknown setting makes systemd log a
-//! warning on every load, and `systemd-analyze verify` must stay silent.
+//! The rendering uses only settings the systemd of Debian bookworm (252)
+//! knows: an unknown setting makes systemd log a warning on every load, and
+//! `systemd-analyze verify` must stay silent. The host's version is known
+//! ([`UnitOptions::systemd_version`]) so that a setting of a newer release can
+//! be used where it is worth it; none is today (the crash-loop backoff that
+//! `RestartSteps=` would add lives in the supervisor on every version).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,26 +21,14 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::spec::{Deployment, InstanceRef, Service};
 
-/// The systemd release that introduced `RestartSteps=` and
-/// `RestartMaxDelaySec=` (exponential restart backoff).
-pub const SYSTEMD_RESTART_STEPS: u32 = 254;
-
-/// Delay before systemd restarts an instance whose container exited, when the
-/// host's systemd cannot grow the delay by itself (< 254). Short, because
-/// `berth supervise` grows the delay itself: it counts quick failures in the
-/// state directory and waits 1, 2, 4, ... up to 30 seconds before creating
-/// the next container (see [`crate::supervise::backoff`]), so a crash loop
-/// costs the engine little while a one-off crash is a short outage.
-pub const RESTART_SEC_FIXED: u64 = 1;
-/// First restart delay on systemd >= 254; it doubles up to [`RESTART_MAX_DELAY`].
-pub const RESTART_SEC_INITIAL: u64 = 1;
-/// Longest restart delay on systemd >= 254. Kept at a minute (Docker's own
-/// cap): systemd only forgets the restart count when the unit is started by
-/// hand, so a service that crashes once a month must not wait for long.
-pub const RESTART_MAX_DELAY: u64 = 60;
-/// Steps from [`RESTART_SEC_INITIAL`] to [`RESTART_MAX_DELAY`]: 1, 2, 4, 8,
-/// 15, 30, 60 seconds.
-pub const RESTART_STEPS: u32 = 6;
+/// Delay before systemd restarts an instance's unit, in milliseconds:
+/// systemd's own default, and the same on every systemd version. The unit adds
+/// no growing delay of its own (no `RestartSteps=`): `berth supervise` keeps
+/// the crash-loop backoff, counting quick failures in the state directory and
+/// waiting 1, 2, 4, ... up to 30 seconds before it creates the next container
+/// (see [`crate::supervise::backoff`]), so a crash loop costs the engine little,
+/// while a stable service that crashes once is replaced within moments.
+pub const RESTART_SEC_MS: u64 = 100;
 /// Start-rate limit: at most this many starts within [`START_LIMIT_INTERVAL`].
 /// With the restart delays above and the supervisor's own backoff, automatic
 /// restarts alone never reach it (at most 7 starts in a minute), so a crash-looping service is retried for
@@ -144,11 +134,6 @@ impl UnitOptions {
             )));
         }
         Ok(())
-    }
-
-    fn has_restart_steps(&self) -> bool {
-        self.systemd_version
-            .is_some_and(|v| v >= SYSTEMD_RESTART_STEPS)
     }
 }
 
@@ -290,13 +275,7 @@ pub fn render_unit(deployment: &Deployment, instance: &InstanceRef, opts: &UnitO
     }
     let _ = writeln!(u, "ExecStart={exec_start}");
     let _ = writeln!(u, "Restart={restart}");
-    if opts.has_restart_steps() {
-        let _ = writeln!(u, "RestartSec={RESTART_SEC_INITIAL}");
-        let _ = writeln!(u, "RestartSteps={RESTART_STEPS}");
-        let _ = writeln!(u, "RestartMaxDelaySec={RESTART_MAX_DELAY}");
-    } else {
-        let _ = writeln!(u, "RestartSec={RESTART_SEC_FIXED}");
-    }
+    let _ = writeln!(u, "RestartSec={RESTART_SEC_MS}ms");
     let timeout_start = svc
         .and_then(|s| s.health.as_ref())
         .map(health_start_timeout)
@@ -516,20 +495,20 @@ mod tests {
     }
 
     #[test]
-    fn backoff_settings_follow_the_systemd_version() {
+    fn restart_delay_is_short_and_the_same_on_every_systemd() {
         let d = deployment(vec![service("web")]);
         let inst = &d.instances()[0];
+        // The supervisor owns the backoff: systemd restarts after a short
+        // fixed delay, whatever its version, and never adds its own growing
+        // delay (RestartSteps=) on top.
         let old = render_unit(&d, inst, &UnitOptions::new("/b", "/s"));
-        assert_eq!(line(&old, "RestartSec"), ["1"]);
+        assert_eq!(line(&old, "RestartSec"), ["100ms"]);
         assert!(!old.contains("RestartSteps"));
         assert!(!old.contains("RestartMaxDelaySec"));
-        let opts = UnitOptions::new("/b", "/s").with_systemd_version(Some(252));
-        assert_eq!(render_unit(&d, inst, &opts), old);
-        let opts = UnitOptions::new("/b", "/s").with_systemd_version(Some(254));
-        let new = render_unit(&d, inst, &opts);
-        assert_eq!(line(&new, "RestartSec"), ["1"]);
-        assert_eq!(line(&new, "RestartSteps"), ["6"]);
-        assert_eq!(line(&new, "RestartMaxDelaySec"), ["60"]);
+        for v in [252, 254, 256] {
+            let opts = UnitOptions::new("/b", "/s").with_systemd_version(Some(v));
+            assert_eq!(render_unit(&d, inst, &opts), old, "systemd {v}");
+        }
     }
 
     #[test]

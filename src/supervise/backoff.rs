@@ -1,7 +1,8 @@
 //! Crash-loop backoff shared by the supervisors.
 //!
-//! [`Backoff`] is the schedule (1 s, 2 s, 4 s, ... capped at 30 s, back to
-//! the start after a run of a minute). `berth up` keeps one in memory per
+//! [`Backoff`] is the schedule: a container that had been running for a
+//! while ([`BACKOFF_RESET_AFTER`]) is replaced at once; one that keeps
+//! failing quickly waits 1 s, 2 s, 4 s, ... capped at 30 s. `berth up` keeps one in memory per
 //! instance. Under systemd every start is a fresh `berth supervise` process,
 //! so the schedule's position lives in the state directory instead: a
 //! [`CrashRecord`] in `<state>/instances/<container>.crashes` counts the
@@ -21,12 +22,14 @@ use crate::state::StateDir;
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// The wait never grows beyond this.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A container that ran this long is considered healthy again: the next
-/// restart waits [`BACKOFF_MIN`] again.
-pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
+/// A container that ran this long is considered healthy: when it ends, the
+/// next one starts at once and the schedule starts over. Ten seconds, as
+/// Docker's own restart policy counts it.
+pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
 
-/// Exponential backoff for crash loops: 1s, 2s, 4s, ... capped at 30s,
-/// back to 1s after a run of at least 60s.
+/// Exponential backoff for crash loops: no wait after a stable run (one of
+/// at least [`BACKOFF_RESET_AFTER`]), then 1s, 2s, 4s, ... capped at 30s for
+/// runs that keep ending quickly.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,
@@ -46,7 +49,9 @@ impl Backoff {
     /// The wait before the next start, after a run that lasted `ran`.
     pub fn after_run(&mut self, ran: Duration) -> Duration {
         if ran >= BACKOFF_RESET_AFTER {
+            // A one-off crash of a stable service: replace it now.
             self.next = BACKOFF_MIN;
+            return Duration::ZERO;
         }
         let wait = self.next;
         self.next = (self.next * 2).min(BACKOFF_MAX);
@@ -202,8 +207,9 @@ mod tests {
         let quick = Duration::from_millis(100);
         let waits: Vec<u64> = (0..8).map(|_| b.after_run(quick).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
-        assert_eq!(b.after_run(Duration::from_secs(59)).as_secs(), 30);
-        assert_eq!(b.after_run(Duration::from_secs(60)).as_secs(), 1);
+        assert_eq!(b.after_run(Duration::from_secs(9)).as_secs(), 30);
+        assert_eq!(b.after_run(Duration::from_secs(10)), Duration::ZERO);
+        assert_eq!(b.after_run(quick).as_secs(), 1);
         assert_eq!(b.after_run(quick).as_secs(), 2);
         b.reset();
         assert_eq!(b.after_run(quick).as_secs(), 1);
@@ -247,9 +253,9 @@ mod tests {
         );
         assert_eq!(r.failures, 8);
         assert_eq!(r.last_error.as_deref(), Some("no image"));
-        // A run of a minute or more is stable: the count starts over.
+        // A run of ten seconds or more is stable: the count starts over.
         r.started(at(t));
-        r.ended(at(t + 60), RunEnd::Exited(3), RestartPolicy::Always);
+        r.ended(at(t + 10), RunEnd::Exited(3), RestartPolicy::Always);
         assert_eq!((r.failures, r.wait()), (0, Duration::ZERO));
         assert_eq!(r.last_error, None);
         // A quick clean exit is a failure under `always` (it loops) but not

@@ -211,33 +211,41 @@ async fn watch_health(
 /// create, with the image ID refreshed if the recorded image is gone.
 pub async fn prepare(engine: &Engine, spec: &InstanceSpec, revision: u64) -> Result<InstanceSpec> {
     let mut spec = spec.clone();
-    let by_id = if spec.image_id.is_empty() {
-        None
-    } else {
-        engine.image_info(&spec.image_id).await?
-    };
-    if by_id.is_none() {
+    // The image, the network and the volumes are independent requests: make
+    // them at once, since they sit between a crash and its replacement.
+    let image = async {
+        let by_id = if spec.image_id.is_empty() {
+            None
+        } else {
+            engine.image_info(&spec.image_id).await?
+        };
+        if by_id.is_some() {
+            return Ok(None);
+        }
         let info = engine
             .ensure_images(std::slice::from_ref(&spec.image), PullProgress::Lines)
             .await?;
-        if let Some(i) = info.get(&spec.image) {
-            if !spec.image_id.is_empty() && spec.image_id != i.id {
-                tracing::warn!(
-                    "{}: image {} is gone; using {} ({}) instead",
-                    spec.container,
-                    spec.image_id,
-                    spec.image,
-                    i.id
-                );
-            }
-            spec.image_id = i.id.clone();
+        Ok::<_, Error>(info.get(&spec.image).map(|i| i.id.clone()))
+    };
+    let network = engine.ensure_network(&spec.deployment);
+    let volumes =
+        futures_util::future::try_join_all(spec.volume_names().into_iter().map(|(vol, path)| {
+            let mut labels = spec.berth_labels(revision);
+            labels.insert(names::LABEL_VOLUME_PATH.into(), path.to_string());
+            async move { engine.ensure_volume(vol, &labels).await }
+        }));
+    let (image_id, _, _) = tokio::try_join!(image, network, volumes)?;
+    if let Some(id) = image_id {
+        if !spec.image_id.is_empty() && spec.image_id != id {
+            tracing::warn!(
+                "{}: image {} is gone; using {} ({}) instead",
+                spec.container,
+                spec.image_id,
+                spec.image,
+                id
+            );
         }
-    }
-    engine.ensure_network(&spec.deployment).await?;
-    for (vol, path) in spec.volume_names() {
-        let mut labels = spec.berth_labels(revision);
-        labels.insert(names::LABEL_VOLUME_PATH.into(), path.to_string());
-        engine.ensure_volume(vol, &labels).await?;
+        spec.image_id = id;
     }
     Ok(spec)
 }

@@ -181,8 +181,8 @@ fn rendered_units_match_golden_files() {
     for (name, d) in fixtures() {
         problems.extend(check_golden(&name, &d, &golden_options()));
     }
-    // Paths that need quoting and escaping, and a systemd new enough for
-    // exponential restart backoff.
+    // Paths that need quoting and escaping, and a newer systemd (which gets
+    // the same restart settings: the supervisor owns the backoff).
     let odd = UnitOptions::new("/opt/berth tools/100%/berth", "/srv/state \"$HOME\"\\x");
     problems.extend(check_golden("example-odd-paths", &example(), &odd));
     let new = golden_options().with_systemd_version(Some(256));

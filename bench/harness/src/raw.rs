@@ -6,12 +6,11 @@
 //! faster than this on the same engine.
 //!
 //! ```text
-//! berth-bench-raw up   PREFIX IMAGE N BASE_PORT
-//! berth-bench-raw down PREFIX N
+//! berth-bench raw up   PREFIX IMAGE N BASE_PORT
+//! berth-bench raw down PREFIX N
 //! ```
 
 use std::collections::HashMap;
-use std::process::ExitCode;
 
 use bollard::Docker;
 use bollard::models::{
@@ -23,36 +22,20 @@ use bollard::query_parameters::{
 };
 use futures_util::future::join_all;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    match run(&args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("berth-bench-raw: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(args: &[String]) -> Result<(), String> {
-    let docker = Docker::connect_with_defaults()
-        .map_err(|e| e.to_string())?
-        .negotiate_version()
-        .await
-        .map_err(|e| e.to_string())?;
+/// `raw up PREFIX IMAGE N BASE_PORT` or `raw down PREFIX N`.
+pub async fn run(docker: &Docker, args: &[String]) -> Result<(), String> {
     let num = |i: usize| -> Result<u32, String> {
         args.get(i)
             .ok_or("missing argument")?
             .parse::<u32>()
             .map_err(|e| e.to_string())
     };
-    match args.get(1).map(String::as_str) {
+    match args.first().map(String::as_str) {
         Some("up") => {
-            let prefix = args.get(2).ok_or("missing PREFIX")?;
-            let image = args.get(3).ok_or("missing IMAGE")?;
-            let n = num(4)?;
-            let base = num(5)?;
+            let prefix = args.get(1).ok_or("missing PREFIX")?;
+            let image = args.get(2).ok_or("missing IMAGE")?;
+            let n = num(3)?;
+            let base = num(4)?;
             docker
                 .create_network(NetworkCreateRequest {
                     name: prefix.to_string(),
@@ -66,19 +49,19 @@ async fn run(args: &[String]) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let results =
-                join_all((1..=n).map(|i| up_one(&docker, prefix, image, i, base + i))).await;
+                join_all((1..=n).map(|i| up_one(docker, prefix, image, i, base + i))).await;
             results.into_iter().collect::<Result<Vec<_>, _>>()?;
             Ok(())
         }
         Some("down") => {
-            let prefix = args.get(2).ok_or("missing PREFIX")?;
-            let n = num(3)?;
-            let results = join_all((1..=n).map(|i| down_one(&docker, prefix, i))).await;
+            let prefix = args.get(1).ok_or("missing PREFIX")?;
+            let n = num(2)?;
+            let results = join_all((1..=n).map(|i| down_one(docker, prefix, i))).await;
             results.into_iter().collect::<Result<Vec<_>, _>>()?;
             let _ = docker.remove_network(prefix).await;
             Ok(())
         }
-        _ => Err("usage: berth-bench-raw up PREFIX IMAGE N BASE_PORT | down PREFIX N".into()),
+        _ => Err("usage: berth-bench raw up PREFIX IMAGE N BASE_PORT | raw down PREFIX N".into()),
     }
 }
 
