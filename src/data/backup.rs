@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
@@ -39,7 +39,8 @@ fn write_error(e: std::io::Error) -> Error {
 }
 
 enum Msg {
-    Member(String, Bytes),
+    /// A member whose data is these chunks, as the engine sent them.
+    Member(String, Vec<Bytes>),
     Finish(Box<Manifest>),
 }
 
@@ -63,7 +64,7 @@ pub async fn backup<W: Write + Send + 'static>(
         let mut w = ArchiveWriter::new(out, &dep)?;
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                Msg::Member(path, data) => w.member(&path, &data)?,
+                Msg::Member(path, data) => w.member_chunks(&path, &data)?,
                 Msg::Finish(m) => return w.finish(&m),
             }
         }
@@ -215,32 +216,51 @@ async fn stream_volume(
     tx: &mpsc::Sender<Msg>,
 ) -> Result<(u64, String, u32)> {
     let closed = || Error::Runtime("cannot write the backup (the writer stopped)".into());
+    // sha256 on its own thread, beside the compressor's, off the runtime.
+    let (hash_tx, mut hash_rx) = mpsc::channel::<Vec<Bytes>>(2);
+    let hasher = tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256::new();
+        while let Some(chunks) = hash_rx.blocking_recv() {
+            for c in &chunks {
+                hasher.update(c);
+            }
+        }
+        hex(&hasher.finalize())
+    });
     let mut stream = Box::pin(engine.download_volume(carrier));
-    let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut parts = 0u32;
-    let mut buf = BytesMut::with_capacity(PART_SIZE);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        hasher.update(&chunk);
-        size += chunk.len() as u64;
-        progress.inc(chunk.len() as u64);
-        buf.extend_from_slice(&chunk);
-        if buf.len() >= PART_SIZE {
-            let data = std::mem::replace(&mut buf, BytesMut::with_capacity(PART_SIZE)).freeze();
-            tx.send(Msg::Member(part_path(volume, parts), data))
+    // A part is the chunks as they came (no copy into one buffer).
+    let mut part: Vec<Bytes> = Vec::new();
+    let mut part_len = 0usize;
+    loop {
+        let chunk = stream.next().await.transpose()?;
+        let last = chunk.is_none();
+        if let Some(chunk) = chunk {
+            size += chunk.len() as u64;
+            progress.inc(chunk.len() as u64);
+            part_len += chunk.len();
+            part.push(chunk);
+        }
+        // A volume has at least one part, even when its stream is empty.
+        if part_len >= PART_SIZE || (last && (part_len > 0 || parts == 0)) {
+            let chunks = std::mem::take(&mut part);
+            part_len = 0;
+            hash_tx.send(chunks.clone()).await.map_err(|_| closed())?;
+            tx.send(Msg::Member(part_path(volume, parts), chunks))
                 .await
                 .map_err(|_| closed())?;
             parts += 1;
         }
+        if last {
+            break;
+        }
     }
-    if !buf.is_empty() || parts == 0 {
-        tx.send(Msg::Member(part_path(volume, parts), buf.freeze()))
-            .await
-            .map_err(|_| closed())?;
-        parts += 1;
-    }
-    Ok((size, hex(&hasher.finalize()), parts))
+    drop(hash_tx);
+    let sha256 = hasher
+        .await
+        .map_err(|e| Error::Runtime(format!("hashing volume {volume}: {e}")))?;
+    Ok((size, sha256, parts))
 }
 
 /// Back up into a file: written to `<file>.partial` and renamed into place

@@ -121,45 +121,74 @@ pub fn parse_part_path(path: &str) -> Option<(&str, u32)> {
 }
 
 /// Writes the archive: members in order, zstd-compressed, to any writer.
+///
+/// The tar headers are written here rather than through `tar::Builder`, so
+/// that a part can go to the compressor as the chunks it arrived in, without
+/// being copied into one buffer first.
 pub struct ArchiveWriter<W: Write> {
-    tar: tar::Builder<zstd::Encoder<'static, W>>,
+    enc: zstd::Encoder<'static, W>,
     mtime: u64,
+}
+
+/// Worker threads for compression: all cores (up to a few), so that
+/// compressing keeps up with the engine's stream.
+fn zstd_workers() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get().min(4) as u32)
+        .unwrap_or(1)
 }
 
 impl<W: Write> ArchiveWriter<W> {
     pub fn new(out: W, deployment: &str) -> std::io::Result<Self> {
         let mut enc = zstd::Encoder::new(out, ZSTD_LEVEL)?;
         enc.include_checksum(true)?;
+        // Still one zstd frame, read like any other; only compressing runs
+        // on worker threads (and lags behind the input by a few MiB).
+        enc.multithread(zstd_workers())?;
         let mtime = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut w = Self {
-            tar: tar::Builder::new(enc),
-            mtime,
-        };
+        let mut w = Self { enc, mtime };
         w.member(MARKER, format!("{FORMAT}\n{deployment}\n").as_bytes())?;
         Ok(w)
     }
 
     /// Append one member.
     pub fn member(&mut self, path: &str, data: &[u8]) -> std::io::Result<()> {
+        self.member_chunks(path, &[data])
+    }
+
+    /// Append one member whose data is the concatenation of `chunks`.
+    pub fn member_chunks<B: AsRef<[u8]>>(
+        &mut self,
+        path: &str,
+        chunks: &[B],
+    ) -> std::io::Result<()> {
+        let size: u64 = chunks.iter().map(|c| c.as_ref().len() as u64).sum();
         let mut h = tar::Header::new_ustar();
         h.set_path(path)?;
-        h.set_size(data.len() as u64);
+        h.set_size(size);
         h.set_mode(0o600);
         h.set_mtime(self.mtime);
         h.set_entry_type(tar::EntryType::Regular);
         h.set_cksum();
-        self.tar.append(&h, data)
+        self.enc.write_all(h.as_bytes())?;
+        for c in chunks {
+            self.enc.write_all(c.as_ref())?;
+        }
+        // Data is padded to whole 512-byte blocks.
+        let pad = (512 - (size % 512) as usize) % 512;
+        self.enc.write_all(&[0u8; 512][..pad])
     }
 
     /// Append the manifest and finish the compressed stream; returns the writer.
     pub fn finish(mut self, manifest: &Manifest) -> std::io::Result<W> {
         let json = serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?;
         self.member(MANIFEST, &json)?;
-        let enc = self.tar.into_inner()?;
-        let mut out = enc.finish()?;
+        // The end of a tar archive: two zero blocks.
+        self.enc.write_all(&[0u8; 1024])?;
+        let mut out = self.enc.finish()?;
         out.flush()?;
         Ok(out)
     }
@@ -181,8 +210,41 @@ pub enum Event {
 pub fn read_archive(
     input: impl Read,
     what: &str,
-    mut f: impl FnMut(Event) -> Result<()>,
+    f: impl FnMut(Event) -> Result<()>,
 ) -> Result<Manifest> {
+    // sha256 runs on its own thread, beside decompression: each takes about
+    // as long as the other.
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Bytes)>(2);
+        let hasher = s.spawn(move || {
+            let mut hashers: Vec<Sha256> = Vec::new();
+            for (i, data) in rx {
+                if hashers.len() <= i {
+                    hashers.resize_with(i + 1, Sha256::new);
+                }
+                hashers[i].update(&data);
+            }
+            hashers
+                .into_iter()
+                .map(|h| hex(&h.finalize()))
+                .collect::<Vec<_>>()
+        });
+        read_archive_hashed(input, what, f, tx, move || {
+            hasher
+                .join()
+                .map_err(|_| Error::Runtime("the sha256 thread failed".into()))
+        })
+    })
+}
+
+fn read_archive_hashed(
+    input: impl Read,
+    what: &str,
+    mut f: impl FnMut(Event) -> Result<()>,
+    hash: std::sync::mpsc::SyncSender<(usize, Bytes)>,
+    digests: impl FnOnce() -> Result<Vec<String>>,
+) -> Result<Manifest> {
+    let hash_gone = || Error::Runtime("the sha256 thread stopped".into());
     let bad = |msg: String| Error::Usage(format!("{what}: {msg}"));
     let io_bad = |e: std::io::Error| {
         Error::Usage(format!(
@@ -193,8 +255,9 @@ pub fn read_archive(
     let mut tar = tar::Archive::new(dec);
     let mut seen_marker = false;
     let mut manifest: Option<Manifest> = None;
-    // Per volume: (size, hasher, parts) in order of appearance.
-    let mut payloads: Vec<(String, u64, Sha256, u32)> = Vec::new();
+    // Per volume: (size, parts) in order of appearance; its sha256 is
+    // computed by `hash` under the same index.
+    let mut payloads: Vec<(String, u64, u32)> = Vec::new();
     let entries = tar.entries().map_err(io_bad)?;
     for entry in entries {
         let mut entry = match entry {
@@ -252,12 +315,12 @@ pub fn read_archive(
         };
         let volume = volume.to_string();
         let expected_part = match payloads.last_mut() {
-            Some((v, _, _, parts)) if *v == volume => *parts,
+            Some((v, _, parts)) if *v == volume => *parts,
             _ => {
                 if payloads.iter().any(|(v, ..)| *v == volume) {
                     return Err(bad(format!("parts of volume {volume} are not contiguous")));
                 }
-                payloads.push((volume.clone(), 0, Sha256::new(), 0));
+                payloads.push((volume.clone(), 0, 0));
                 0
             }
         };
@@ -268,15 +331,14 @@ pub fn read_archive(
         }
         let mut data = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
         entry.read_to_end(&mut data).map_err(io_bad)?;
-        if let Some((_, size, hasher, parts)) = payloads.last_mut() {
+        let data = Bytes::from(data);
+        if let Some((_, size, parts)) = payloads.last_mut() {
             *size += data.len() as u64;
-            hasher.update(&data);
             *parts += 1;
         }
-        f(Event::Part {
-            volume,
-            data: Bytes::from(data),
-        })?;
+        hash.send((payloads.len() - 1, data.clone()))
+            .map_err(|_| hash_gone())?;
+        f(Event::Part { volume, data })?;
     }
     // Read the compressed stream to its very end: that is where zstd checks
     // the frame's checksum, and where a cut-off tail shows.
@@ -296,9 +358,15 @@ pub fn read_archive(
             manifest.format
         )));
     }
+    drop(hash);
+    let digests = digests()?;
+    if digests.len() != payloads.len() {
+        return Err(hash_gone());
+    }
     let mut found: BTreeMap<String, (u64, String, u32)> = payloads
         .into_iter()
-        .map(|(v, size, h, parts)| (v, (size, hex(&h.finalize()), parts)))
+        .zip(digests)
+        .map(|((v, size, parts), sha)| (v, (size, sha, parts)))
         .collect();
     for (_, vol) in manifest.volumes() {
         let Some((size, sha, parts)) = found.remove(&vol.name) else {
