@@ -178,7 +178,7 @@ r = {n: rate(n) for sec in rows.values() for _, n in sec}
 print(f"One volume of {size / 2**20:.0f} MiB in {files} files: half incompressible "
       "(64 MiB random files), half text (headers, docs, man pages of the host cut into "
       "1-32 KiB and 256 KiB-2 MiB files). Warm page cache; archives go to the volumes' "
-      "filesystem; each restore run writes to a fresh destination after a `sync`. berth's archive: {arch / 2**20:.0f} MiB; tar | zstd -3: {zst / 2**20:.0f} MiB. "
+      f"filesystem; each restore run writes to a fresh destination after a `sync`. berth's archive: {arch / 2**20:.0f} MiB; tar | zstd -3: {zst / 2**20:.0f} MiB. "
       f"{runs} runs each.\n")
 print("| | MB/s (median) | min-max |")
 print("|---|---:|---:|")
