@@ -149,12 +149,20 @@ if bt and dt and bs and ds:
     print(f"\nTarget within 1.5× of `docker exec`: {verdict(ok)}.")
 print()
 
+print("## 6. Backup and restore (`bench/backup.sh`)\n")
 frag = os.path.join(out, "backup.md")
 if os.path.exists(frag):
     with open(frag) as f:
         print(f.read())
+    bb, tc = load("backup-berth-backup"), load("backup-tar-c")
+    br, tx = load("backup-berth-restore"), load("backup-tar-x")
+    if bb and tc and br and tx:
+        # MB/s ratio = inverse time ratio (same bytes).
+        b_ok = statistics.median(tc) / statistics.median(bb) >= 0.8
+        r_ok = statistics.median(tx) / statistics.median(br) >= 0.8
+        print(f"Target at least 80 % of `tar`: backup {verdict(b_ok)}, restore {verdict(r_ok)}.\n")
 else:
-    print("## 6. Backup and restore\n\nnot measured in this run\n")
+    print("not measured in this run\n")
 
 notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
 if os.path.exists(notes):

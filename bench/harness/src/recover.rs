@@ -21,7 +21,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use berth_test_support::systemd_host::{HostDeployment, SystemdHost};
 use bollard::Docker;
 use bollard::models::RestartPolicyNameEnum;
-use bollard::models::{ContainerCreateBody, EventMessage, HostConfig, RestartPolicy};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, EventMessage, HostConfig, NetworkCreateRequest,
+    NetworkingConfig, RestartPolicy,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptions, RemoveContainerOptionsBuilder,
 };
@@ -73,8 +76,20 @@ pub async fn run(docker: &Docker, args: &[String]) -> Result<(), String> {
             let name = format!("bbrecdk{}", std::process::id());
             let names = container_names(&name, services);
             let result = async {
-                for n in &names {
-                    create_restart_always(docker, n, image).await?;
+                // On a user-defined network with an alias, as berth's
+                // containers are (and as docker-compose would put them):
+                // the engine's network setup is part of every start.
+                docker
+                    .create_network(NetworkCreateRequest {
+                        name: name.clone(),
+                        driver: Some("bridge".into()),
+                        labels: Some(HashMap::from([("berth.bench".to_string(), name.clone())])),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| format!("create network {name}: {e}"))?;
+                for (i, n) in names.iter().enumerate() {
+                    create_restart_always(docker, n, image, &name, &format!("s{}", i + 1)).await?;
                 }
                 wait_running(docker, &names).await?;
                 measure(docker, &names, samples, settle).await
@@ -88,6 +103,7 @@ pub async fn run(docker: &Docker, args: &[String]) -> Result<(), String> {
                     )
                     .await;
             }
+            let _ = docker.remove_network(&name).await;
             result?
         }
         _ => return Err("usage: berth-bench recover up|systemd|docker --image IMAGE --out FILE [--berth PATH] [--services K] [--samples N] [--settle S]".into()),
@@ -121,7 +137,13 @@ fn container_names(deployment: &str, services: u32) -> Vec<String> {
         .collect()
 }
 
-async fn create_restart_always(docker: &Docker, name: &str, image: &str) -> Result<(), String> {
+async fn create_restart_always(
+    docker: &Docker,
+    name: &str,
+    image: &str,
+    network: &str,
+    alias: &str,
+) -> Result<(), String> {
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: Some(vec!["sleep".into(), "1000000".into()]),
@@ -134,7 +156,17 @@ async fn create_restart_always(docker: &Docker, name: &str, image: &str) -> Resu
                 name: Some(RestartPolicyNameEnum::ALWAYS),
                 maximum_retry_count: None,
             }),
+            network_mode: Some(network.to_string()),
             ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.to_string(),
+                EndpointSettings {
+                    aliases: Some(vec![alias.to_string()]),
+                    ..Default::default()
+                },
+            )])),
         }),
         ..Default::default()
     };
