@@ -15,9 +15,11 @@ def load(name):
     path = os.path.join(out, name + ".json")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        times = json.load(f)["results"][0]["times"]
-    return times
+    try:
+        with open(path) as f:
+            return json.load(f)["results"][0]["times"]
+    except (ValueError, KeyError, IndexError):
+        return None  # an interrupted run
 
 
 def fmt(times):
