@@ -38,6 +38,10 @@ def ratio(a, b):
     return f"{statistics.median(a) / statistics.median(b):.2f}×"
 
 
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
 def cmd(*args):
     try:
         return subprocess.run(args, capture_output=True, text=True).stdout.strip()
@@ -90,10 +94,6 @@ def pct(samples, p):
     s = sorted(samples)
     k = max(0, min(len(s) - 1, -(-p * len(s) // 100) - 1))
     return s[int(k)]
-
-
-def verdict(ok):
-    return "met" if ok else "**missed**"
 
 
 print("## 3. Recovery: container killed → a fresh one running\n")
