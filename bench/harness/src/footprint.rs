@@ -31,25 +31,7 @@ pub async fn run(docker: &Docker, args: &[String]) -> Result<(), String> {
                 }
             })
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(600);
-        for n in &names {
-            loop {
-                let up = docker
-                    .inspect_container(n, None)
-                    .await
-                    .ok()
-                    .and_then(|c| c.state)
-                    .and_then(|s| s.running)
-                    == Some(true);
-                if up {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("{n} did not start"));
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
+        crate::recover::wait_running(docker, &names, Duration::from_secs(600)).await?;
         let all_running = started.elapsed();
         // Let log streams and waits settle before reading the peak.
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -62,7 +44,7 @@ pub async fn run(docker: &Docker, args: &[String]) -> Result<(), String> {
                 .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.parse().ok())
         };
-        Ok(serde_json::json!({
+        Ok::<_, String>(serde_json::json!({
             "instances": instances,
             "all_running_s": all_running.as_secs_f64(),
             "vm_hwm_kb": field("VmHWM:"),

@@ -52,7 +52,7 @@ pub async fn run(docker: &Docker, args: &[String]) -> Result<(), String> {
             let mut child = dep.spawn_up()?;
             let names = container_names(&name, services);
             let result = async {
-                wait_running(docker, &names).await?;
+                wait_running(docker, &names, Duration::from_secs(300)).await?;
                 measure(docker, &names, samples, settle).await
             }
             .await;
@@ -91,7 +91,7 @@ pub async fn run(docker: &Docker, args: &[String]) -> Result<(), String> {
                 for (i, n) in names.iter().enumerate() {
                     create_restart_always(docker, n, image, &name, &format!("s{}", i + 1)).await?;
                 }
-                wait_running(docker, &names).await?;
+                wait_running(docker, &names, Duration::from_secs(300)).await?;
                 measure(docker, &names, samples, settle).await
             }
             .await;
@@ -195,8 +195,13 @@ async fn running(docker: &Docker, name: &str) -> Option<(u32, SystemTime)> {
     Some((pid, started))
 }
 
-async fn wait_running(docker: &Docker, names: &[String]) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+/// Wait until every named container runs (at most `limit`).
+pub async fn wait_running(
+    docker: &Docker,
+    names: &[String],
+    limit: Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + limit;
     for n in names {
         while running(docker, n).await.is_none() {
             if tokio::time::Instant::now() > deadline {
