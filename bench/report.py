@@ -166,6 +166,22 @@ if os.path.exists(frag):
 else:
     print("not measured in this run\n")
 
+print("## 7. Reliability suite (long form)\n")
+rel = os.path.join(out, "reliability.txt")
+if os.path.exists(rel):
+    with open(rel) as f:
+        text = f.read().strip()
+    if text.startswith("FAILED"):
+        print("**Divergence** (the run stopped at the first one):\n")
+        print("```\n" + text[len("FAILED"):].strip() + "\n```\n")
+    else:
+        print("Random operations and injected faults against one deployment, the engine checked")
+        print("against the model and every volume's sentinel read back after every step")
+        print("(`tests/testsuite/reliability.rs`):\n")
+        print("```\n" + text + "\n```\n")
+else:
+    print("not run in this run\n")
+
 notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
 if os.path.exists(notes):
     with open(notes) as f:
