@@ -128,7 +128,7 @@ pub async fn serve(
             let deadline = tokio::time::Instant::now() + login_grace;
             let session = match tokio::time::timeout_at(
                 deadline,
-                russh::server::run_stream(config, socket, conn),
+                russh::server::run_stream(config, super::quickack::QuickAck::new(socket), conn),
             )
             .await
             {

@@ -9,9 +9,12 @@
 //! - [`local`]: attach this process's terminal or stdio to an exec (`berth
 //!   exec`, and `berth exec --ssh`, sshd's forced command).
 //! - [`hostkey`]: the gateway's host key.
+//! - [`quickack`]: the gateway's connections acknowledge received data at
+//!   once (no 40 ms stalls behind OpenSSH's Nagle).
 
 pub mod access;
 pub mod gateway;
 pub mod hostkey;
 pub mod local;
 pub mod openssh;
+pub mod quickack;
