@@ -9,7 +9,8 @@
 //! `docker kill` of a container (Docker counts that as a stop by hand and
 //! does not restart it: the next apply must), berth killed by SIGKILL in the
 //! middle of an apply (the apply run again) or of a destroy (destroy run
-//! again, then apply), `berth stop` / `berth start` of a service, and
+//! again, then apply), `berth stop` / `berth start` / `berth restart` of a
+//! service (a restart must replace every container of the service), and
 //! `berth destroy` (volumes kept) followed by a fresh apply.
 //!
 //! After every step the engine must match the model: exactly the expected
@@ -454,7 +455,7 @@ impl Suite {
             .into_keys()
             .filter(|c| !self.model.stopped.contains(c))
             .collect();
-        match self.rng.below(11) {
+        match self.rng.below(12) {
             0 => {
                 let Some(s) = self.rng.pick(&services).cloned() else {
                     return self.step();
@@ -634,6 +635,34 @@ impl Suite {
                 self.berth_ok(&["destroy"]);
                 self.model.stopped.clear();
                 self.apply();
+            }
+            10 => {
+                let Some(s) = self.rng.pick(&services).cloned() else {
+                    return self.step();
+                };
+                let Some(svc) = self.model.services.get(&s).cloned() else {
+                    return self.step();
+                };
+                let containers = self.model.containers_of(&s, &svc);
+                let before: Vec<(String, String)> = containers
+                    .iter()
+                    .map(|c| (c.clone(), docker_ok(&["inspect", "-f", "{{.Id}}", c])))
+                    .collect();
+                eprintln!("step {}: berth restart {s}", self.step);
+                self.count_op("restart");
+                self.berth_ok(&["restart", &s]);
+                // Restart also undoes an operator's stop.
+                for c in &containers {
+                    self.model.stopped.remove(c);
+                }
+                // Every start is a fresh container: none keeps its old one.
+                for (c, old) in &before {
+                    if docker_ok(&["inspect", "-f", "{{.Id}}", c]) == *old {
+                        self.fail(&format!(
+                            "berth restart {s} kept the container {c} ({old}) instead of replacing it"
+                        ));
+                    }
+                }
             }
             _ => {
                 eprintln!("step {}: re-apply the unchanged file", self.step);
