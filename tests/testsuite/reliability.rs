@@ -445,6 +445,14 @@ impl Suite {
         name
     }
 
+    /// A random service of `services` and its containers in the model.
+    fn pick_service(&mut self, services: &[String]) -> Option<(String, Vec<String>)> {
+        let s = self.rng.pick(services).cloned()?;
+        let svc = self.model.services.get(&s)?;
+        let containers = self.model.containers_of(&s, svc);
+        Some((s, containers))
+    }
+
     /// One random step; returns what it changed.
     fn step(&mut self) -> Touched {
         let mut t = Touched::default();
@@ -571,13 +579,9 @@ impl Suite {
                 self.apply();
             }
             6 => {
-                let Some(s) = self.rng.pick(&services).cloned() else {
+                let Some((s, containers)) = self.pick_service(&services) else {
                     return self.step();
                 };
-                let Some(svc) = self.model.services.get(&s).cloned() else {
-                    return self.step();
-                };
-                let containers = self.model.containers_of(&s, &svc);
                 let all_stopped = containers.iter().all(|c| self.model.stopped.contains(c));
                 if all_stopped {
                     eprintln!("step {}: berth start {s}", self.step);
@@ -637,13 +641,9 @@ impl Suite {
                 self.apply();
             }
             10 => {
-                let Some(s) = self.rng.pick(&services).cloned() else {
+                let Some((s, containers)) = self.pick_service(&services) else {
                     return self.step();
                 };
-                let Some(svc) = self.model.services.get(&s).cloned() else {
-                    return self.step();
-                };
-                let containers = self.model.containers_of(&s, &svc);
                 let before: Vec<(String, String)> = containers
                     .iter()
                     .map(|c| (c.clone(), docker_ok(&["inspect", "-f", "{{.Id}}", c])))
