@@ -50,10 +50,18 @@ def cmd(*args):
 
 
 print("# berth benchmark results\n")
-print(f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}")
+print(f"- report written: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}")
 print(f"- machine: {platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}")
 print(f"- engine: {cmd('docker', 'version', '--format', '{{.Server.Version}} (API {{.Server.APIVersion}})')}")
 print(f"- docker-compose: {cmd('docker-compose', 'version', '--short')}")
+stamps = []
+for sec in ("apply", "recover", "footprint", "ssh", "backup", "reliability"):
+    path = os.path.join(out, f"ran-{sec}.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            stamps.append(f"{sec} {f.read().strip()}")
+if stamps:
+    print(f"- sections started (UTC): {', '.join(stamps)}; each section measures berth and its peers together")
 print("- figures: median ± half the range over repeated runs (hyperfine); ratios of medians, same run\n")
 print("Reproduce with `bench/run` (see bench/README.md).\n")
 
