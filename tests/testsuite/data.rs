@@ -464,8 +464,10 @@ fn corrupted_archive_is_refused_and_nothing_is_touched() {
 }
 
 /// The stand-in service appends line N to a log, then writes N to a
-/// counter, ten times a second; SIGTERM ends it between two rounds.
-const WRITER: &str = "trap 'exit 0' TERM; n=$(cat /data/counter 2>/dev/null || echo 0); while true; do n=$((n+1)); echo line $n >> /data/log; echo $n > /data/counter; sleep 0.1; done";
+/// counter, ten times a second. SIGTERM only sets a flag, so a round is
+/// never cut between the log and the counter; the counter is replaced by
+/// rename, so a reader never sees it half written.
+const WRITER: &str = "trap 'stop=1' TERM; n=$(cat /data/counter 2>/dev/null || echo 0); while [ -z \"$stop\" ]; do n=$((n+1)); echo line $n >> /data/log; echo $n > /data/counter.new; mv /data/counter.new /data/counter; sleep 0.1; done";
 
 #[test]
 fn backup_of_a_writing_service_consistent_and_live() {
