@@ -268,6 +268,15 @@ impl Conn {
             drop(guard);
         });
     }
+
+    /// Refuse a channel the gateway never opens (forwarding, X11), with an
+    /// audit line so that an operator sees what a client tried.
+    async fn refuse_channel(&self, what: &str, reply: russh::server::ChannelOpenHandle) {
+        tracing::info!(target: "berth::audit", peer = %self.peer, "refused: {what}");
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+    }
 }
 
 impl russh::server::Handler for Conn {
@@ -377,10 +386,8 @@ impl russh::server::Handler for Conn {
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::info!(target: "berth::audit", peer = %self.peer, "refused: port forwarding to {}:{port}", printable(host));
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        let what = format!("port forwarding to {}:{port}", printable(host));
+        self.refuse_channel(&what, reply).await;
         Ok(())
     }
 
@@ -392,38 +399,34 @@ impl russh::server::Handler for Conn {
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        self.refuse_channel("an X11 channel", reply).await;
         Ok(())
     }
 
     async fn channel_open_forwarded_tcpip(
         &mut self,
         _channel: Channel<Msg>,
-        _host: &str,
-        _port: u32,
+        host: &str,
+        port: u32,
         _originator_address: &str,
         _originator_port: u32,
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        let what = format!("a forwarded channel from {}:{port}", printable(host));
+        self.refuse_channel(&what, reply).await;
         Ok(())
     }
 
     async fn channel_open_direct_streamlocal(
         &mut self,
         _channel: Channel<Msg>,
-        _socket_path: &str,
+        socket_path: &str,
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        let what = format!("socket forwarding to {}", printable(socket_path));
+        self.refuse_channel(&what, reply).await;
         Ok(())
     }
 

@@ -712,6 +712,36 @@ fn ssh_refuses_forwarding_and_subsystems() {
         "{}",
         s.gw.log()
     );
+    // Socket forwarding (direct-streamlocal) to the engine's socket, the
+    // classic way out of a container onto its host: refused and audited.
+    let dir = tempfile::tempdir().expect("socket dir");
+    let local = dir.path().join("engine.sock");
+    let mut c = s.gw.ssh(&s.keys, "alice", "mail");
+    c.arg("-N")
+        .arg("-L")
+        .arg(format!("{}:/var/run/docker.sock", local.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut forwarder = c.spawn().expect("ssh -L");
+    let start = Instant::now();
+    while !local.exists() {
+        assert!(start.elapsed() < DEADLINE, "ssh -L made no local socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut conn = std::os::unix::net::UnixStream::connect(&local).expect("local socket");
+    conn.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+    let _ = conn.write_all(b"GET /containers/json HTTP/1.0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    let _ = forwarder.kill();
+    let _ = forwarder.wait();
+    assert!(
+        answer.is_empty(),
+        "the engine answered through the gateway: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    s.gw.wait_log_line(|l| l.contains("refused: socket forwarding to /var/run/docker.sock"));
     // Remote forwarding (tcpip-forward).
     let mut c = s.gw.ssh(&s.keys, "alice", "mail");
     c.args(["-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:9"])
