@@ -1,7 +1,11 @@
 //! The library's one error enum. Every variant knows its exit code, so the
-//! binary maps failures to `0 / 1 / 2` in one place.
+//! binary maps failures to `0 / 1 / 2` in one place. Its messages often hold
+//! input (names, paths, what the engine or an archive said), so every one is
+//! shown through [`crate::echo`]: escaped and capped, whoever prints it.
 
 use std::path::PathBuf;
+
+use crate::echo;
 
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -23,11 +27,11 @@ pub enum Error {
 
     /// Invalid command-line usage that clap could not catch (for example an
     /// unknown service name given to `berth stop`).
-    #[error("{0}")]
+    #[error("{}", echo::lines(.0))]
     Usage(String),
 
     /// The Docker engine could not be reached, is too old, or refused a request.
-    #[error("docker engine: {context}: {source}")]
+    #[error("docker engine: {}: {}", echo::lines(context), echo::lines(&source.to_string()))]
     Engine {
         context: String,
         #[source]
@@ -35,11 +39,15 @@ pub enum Error {
     },
 
     /// A runtime failure with a message meant for the operator.
-    #[error("{0}")]
+    #[error("{}", echo::lines(.0))]
     Runtime(String),
 
+    /// An input file that is no file berth reads (a device, a FIFO, too large).
+    #[error("{}", echo::lines(&.0.to_string()))]
+    Input(#[from] crate::input::InputError),
+
     /// File-system trouble, with the path involved.
-    #[error("{path}: {source}")]
+    #[error("{}: {}", echo::path(path), echo::lines(&source.to_string()))]
     Io {
         path: PathBuf,
         #[source]
@@ -52,6 +60,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Spec(_) | Error::Usage(_) => EXIT_INVALID,
+            Error::Input(e) if e.is_refusal() => EXIT_INVALID,
             _ => EXIT_FAILURE,
         }
     }

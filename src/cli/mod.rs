@@ -234,7 +234,7 @@ fn report(e: &Error) {
             let mut msg = format!("error: {other}");
             let mut source = std::error::Error::source(other);
             while let Some(s) = source {
-                let s_text = s.to_string();
+                let s_text = crate::echo::lines(&s.to_string());
                 if !msg.contains(&s_text) {
                     msg.push_str(&format!("\n  caused by: {s_text}"));
                 }

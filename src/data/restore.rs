@@ -73,7 +73,7 @@ struct Target {
 pub async fn verify(file: &Path) -> Result<Manifest> {
     let path = file.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let f = crate::input::open_regular(&path)?;
         let r = std::io::BufReader::with_capacity(1 << 20, f);
         read_archive(r, &path.display().to_string(), |_| Ok(()))
     })
@@ -348,7 +348,7 @@ fn apply_archive<'a>(
         let wanted: Vec<String> = plan.keys().cloned().collect();
         let path = file.to_path_buf();
         let reader = tokio::task::spawn_blocking(move || {
-            let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            let f = crate::input::open_regular(&path)?;
             let r = std::io::BufReader::with_capacity(1 << 20, f);
             read_archive(r, &path.display().to_string(), |ev| {
                 if let Event::Part { volume, .. } = &ev

@@ -34,7 +34,14 @@ pub fn config_path() -> Option<PathBuf> {
 /// the pull then fails with the registry's own message if it needs auth.
 pub fn credentials_for(reference: &str) -> Option<DockerCredentials> {
     let path = config_path()?;
-    let text = std::fs::read_to_string(&path).ok()?;
+    let text = match crate::input::read_capped(&path, crate::input::MAX_DOCKER_CONFIG) {
+        Ok(bytes) => String::from_utf8(bytes).ok()?,
+        Err(e) if e.is_not_found() => return None,
+        Err(e) => {
+            tracing::warn!("{e}; pulling without credentials");
+            return None;
+        }
+    };
     let registry = registry_of(reference);
     match credentials_from_config(&text, &registry) {
         Ok(c) => c,

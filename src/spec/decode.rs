@@ -250,44 +250,43 @@ impl<'a> Decoder<'a> {
     /// Read one `env_file` into `env`.
     pub fn env_file(&mut self, rel: &str, span: Span, env: &mut BTreeMap<String, String>) {
         let path = self.base_dir.join(rel);
-        let meta = std::fs::metadata(&path);
-        if let Ok(m) = &meta
-            && m.len() > super::tree::MAX_FILE_SIZE
-        {
+        let bytes = match crate::input::read_capped(&path, crate::input::MAX_ENV_FILE) {
+            Ok(b) => b,
+            Err(e) if e.is_refusal() => {
+                self.err(
+                    span,
+                    format!("env_file `{rel}` {}", e.reason()),
+                    "an env_file is a regular file of KEY=value lines",
+                );
+                return;
+            }
+            Err(e) => {
+                self.err(
+                    span,
+                    format!("cannot read env_file `{rel}`: {}", e.reason()),
+                    format!(
+                        "env_file paths are relative to the deployment file's directory; berth looked for `{}`",
+                        path.display()
+                    ),
+                );
+                return;
+            }
+        };
+        let Ok(text) = String::from_utf8(bytes) else {
             self.err(
                 span,
-                format!("env_file `{rel}` is too large"),
-                "an env file holds KEY=value lines",
+                format!("env_file `{rel}` is not UTF-8 text"),
+                "save the file as UTF-8",
             );
             return;
+        };
+        let env_src = Source::env_file(path, text);
+        let (entries, diags) = dotenv::parse(&env_src.text);
+        for d in diags {
+            self.errors.push(env_src.diag(d));
         }
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let Ok(text) = String::from_utf8(bytes) else {
-                    self.err(
-                        span,
-                        format!("env_file `{rel}` is not UTF-8 text"),
-                        "save the file as UTF-8",
-                    );
-                    return;
-                };
-                let env_src = Source::new(path.clone(), text);
-                let (entries, diags) = dotenv::parse(&env_src.text);
-                for d in diags {
-                    self.errors.push(env_src.diag(d));
-                }
-                for e in entries {
-                    env.insert(e.key, e.value);
-                }
-            }
-            Err(e) => self.err(
-                span,
-                format!("cannot read env_file `{rel}`: {}", io_reason(&e)),
-                format!(
-                    "env_file paths are relative to the deployment file's directory; berth looked for `{}`",
-                    path.display()
-                ),
-            ),
+        for e in entries {
+            env.insert(e.key, e.value);
         }
     }
 }
@@ -297,21 +296,6 @@ fn string_help(n: &Node) -> &'static str {
     match n.value {
         Value::Map(_) | Value::Seq(_) => "write a single string here, e.g. \"value\"",
         _ => "put the value in quotes",
-    }
-}
-
-pub fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => {
-            let s = e.to_string();
-            // Drop the "(os error N)" suffix: it means nothing to an operator.
-            match s.find(" (os error") {
-                Some(i) => s[..i].to_lowercase(),
-                None => s,
-            }
-        }
     }
 }
 

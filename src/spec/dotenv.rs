@@ -2,6 +2,10 @@
 //! `env_file` entries: `KEY=value` lines, `#` comments, an optional leading
 //! `export `, and single- (literal) or double-quoted (with `\n`, `\t`, `\"`,
 //! `\\` escapes) values. Unquoted values are trimmed and end at ` #`.
+//!
+//! An env file can be any file on the host (`env_file = "/etc/shadow"`), so
+//! its errors name the line and the problem and at most a valid variable
+//! name: never a value, nor text that failed to parse.
 
 use super::interpolate::is_name;
 use super::tree::{Diag, Span};
@@ -15,11 +19,24 @@ pub struct EnvEntry {
     pub span: Span,
 }
 
+/// Bad lines reported before the parser gives up on a file.
+pub const MAX_BAD_LINES: usize = 20;
+
 pub fn parse(text: &str) -> (Vec<EnvEntry>, Vec<Diag>) {
     let mut entries = Vec::new();
-    let mut diags = Vec::new();
+    let mut diags: Vec<Diag> = Vec::new();
     let mut offset = 0usize;
     for raw in text.split_inclusive('\n') {
+        if diags.len() == MAX_BAD_LINES {
+            diags.push(
+                Diag::new(
+                    Span::new(offset, offset),
+                    format!("stopped reading after {MAX_BAD_LINES} bad lines"),
+                )
+                .help("is this an env file? each line is KEY=value; comments start with #"),
+            );
+            break;
+        }
         let line_start = offset;
         offset += raw.len();
         let line = raw.trim_end_matches(['\n', '\r']);
@@ -47,7 +64,7 @@ pub fn parse(text: &str) -> (Vec<EnvEntry>, Vec<Diag>) {
         let key_span = Span::new(at, at + key.len());
         if !is_name(key) {
             diags.push(
-                Diag::new(key_span, format!("invalid variable name `{key}`"))
+                Diag::new(key_span, "invalid variable name before `=`")
                     .help("names are letters, digits and _, not starting with a digit"),
             );
             continue;

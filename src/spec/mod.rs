@@ -25,6 +25,9 @@ pub use model::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::echo;
+use crate::input::{self, InputError};
+
 use source::Source;
 use tree::{Node, Span, Value};
 
@@ -66,33 +69,37 @@ pub struct SpecError {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SpecErrors(pub Vec<SpecError>);
 
+/// Every part of a diagnostic that can hold input (the path, the message,
+/// the help, the source line) is shown through [`crate::echo`], here and
+/// only here: escaped, quoted values and long lines capped.
 impl std::fmt::Display for SpecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let message = echo::line(&self.message);
         match &self.file {
-            Some(p) if self.line == 0 => write!(f, "{}: error: {}", p.display(), self.message)?,
+            Some(p) if self.line == 0 => write!(f, "{}: error: {message}", echo::path(p))?,
             Some(p) => write!(
                 f,
-                "{}:{}:{}: error: {}",
-                p.display(),
+                "{}:{}:{}: error: {message}",
+                echo::path(p),
                 self.line,
                 self.column,
-                self.message
             )?,
-            None => write!(f, "error: {}", self.message)?,
+            None => write!(f, "error: {message}")?,
         }
         if let Some(line) = &self.snippet {
+            let (line, column) = echo::snippet(line, self.snippet_column);
             let gutter = self.line.to_string();
             let pad = " ".repeat(gutter.len());
             write!(f, "\n{pad} |\n{gutter} | {line}\n{pad} | ")?;
             let caret_at: String = line
                 .chars()
-                .take(self.snippet_column.saturating_sub(1))
+                .take(column.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             write!(f, "{caret_at}^")?;
         }
         if let Some(help) = &self.help {
-            write!(f, "\n  help: {help}")?;
+            write!(f, "\n  help: {}", echo::line(help))?;
         }
         Ok(())
     }
@@ -100,13 +107,16 @@ impl std::fmt::Display for SpecError {
 
 impl std::fmt::Display for SpecErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
+        for (i, e) in self.0.iter().take(echo::MAX_ERRORS_SHOWN).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             writeln!(f, "{e}")?;
         }
         let n = self.0.len();
+        if n > echo::MAX_ERRORS_SHOWN {
+            writeln!(f, "\n... and {} more", n - echo::MAX_ERRORS_SHOWN)?;
+        }
         write!(f, "{n} error{} found", if n == 1 { "" } else { "s" })
     }
 }
@@ -207,36 +217,31 @@ pub fn load(opts: &LoadOptions) -> Result<Deployment, SpecErrors> {
     let path = &opts.file;
     let one =
         |msg: String, help: &str| SpecErrors(vec![SpecError::whole_file(Some(path), msg, help)]);
+    // A device or FIFO is refused before the name is looked at: that it is
+    // no file at all is what the operator needs to hear.
+    let bytes = input::read_capped(path, input::MAX_DEPLOYMENT_FILE);
+    if let Err(e) = &bytes
+        && e.is_refusal()
+    {
+        return Err(one(
+            format!("the deployment file {}", e.reason()),
+            match e {
+                InputError::TooLarge { .. } => "this does not look like a deployment file",
+                _ => "pass the deployment file with -f FILE",
+            },
+        ));
+    }
     let Some(format) = Format::from_path(path) else {
         return Err(one(
             "cannot tell the file's format from its name".into(),
             "name the deployment file *.toml, *.yaml, *.yml or *.json",
         ));
     };
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            return Err(one(
-                "is a directory, not a deployment file".into(),
-                "pass the file with -f FILE",
-            ));
-        }
-        Ok(m) if m.len() > tree::MAX_FILE_SIZE => {
-            return Err(one(
-                format!(
-                    "the file is {} bytes; a deployment file may be at most {}",
-                    m.len(),
-                    tree::MAX_FILE_SIZE
-                ),
-                "this does not look like a deployment file",
-            ));
-        }
-        _ => {}
-    }
-    let bytes = match std::fs::read(path) {
+    let bytes = match bytes {
         Ok(b) => b,
         Err(e) => {
             return Err(one(
-                format!("cannot read the deployment file: {}", decode::io_reason(&e)),
+                format!("cannot read the deployment file: {}", e.reason()),
                 "pass the deployment file with -f FILE (the default is berth.toml in the current directory)",
             ));
         }
@@ -301,22 +306,33 @@ pub fn load_str(
         .unwrap_or_default();
     let dotenv_path = base_dir.join(".env");
     let mut dotenv_vars = BTreeMap::new();
-    if dotenv_path.is_file() {
-        match std::fs::read_to_string(&dotenv_path) {
+    match input::read_capped(&dotenv_path, input::MAX_ENV_FILE) {
+        Ok(bytes) => match String::from_utf8(bytes) {
             Ok(t) => {
-                let env_src = Source::new(dotenv_path.clone(), t);
+                let env_src = Source::env_file(dotenv_path.clone(), t);
                 let (entries, diags) = dotenv::parse(&env_src.text);
                 errors.extend(diags.into_iter().map(|d| env_src.diag(d)));
                 for e in entries {
                     dotenv_vars.insert(e.key, e.value);
                 }
             }
-            Err(e) => errors.push(SpecError::whole_file(
+            Err(_) => errors.push(SpecError::whole_file(
                 Some(&dotenv_path),
-                format!("cannot read: {}", decode::io_reason(&e)),
-                "make the .env file beside the deployment file readable, or remove it",
+                "the .env file is not UTF-8 text",
+                "save the .env file beside the deployment file as UTF-8, or remove it",
             )),
-        }
+        },
+        // No `.env` is the usual case.
+        Err(e) if e.is_not_found() => {}
+        Err(e) => errors.push(SpecError::whole_file(
+            Some(&dotenv_path),
+            if e.is_refusal() {
+                format!("the .env file {}", e.reason())
+            } else {
+                format!("cannot read the .env file: {}", e.reason())
+            },
+            "make the .env file beside the deployment file a readable file of KEY=value lines, or remove it",
+        )),
     }
     layers.push(dotenv_vars);
     let mut file_vars = BTreeMap::new();

@@ -14,10 +14,24 @@ pub struct Source {
     pub text: String,
     /// Byte offset of the start of every line.
     line_starts: Vec<usize>,
+    /// Whether errors may show the file's lines. Not for env files: an
+    /// `env_file` can name any file on the host (`/etc/shadow`), and its
+    /// lines hold values, so their errors give only the line and the problem.
+    show_lines: bool,
 }
 
 impl Source {
+    /// A deployment file: errors show the line under the message.
     pub fn new(path: PathBuf, text: String) -> Self {
+        Self::with(path, text, true)
+    }
+
+    /// An env file (`.env`, `env_file`): errors never show its lines.
+    pub fn env_file(path: PathBuf, text: String) -> Self {
+        Self::with(path, text, false)
+    }
+
+    fn with(path: PathBuf, text: String, show_lines: bool) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(
             text.bytes()
@@ -29,6 +43,7 @@ impl Source {
             path,
             text,
             line_starts,
+            show_lines,
         }
     }
 
@@ -49,7 +64,7 @@ impl Source {
     }
 
     /// The text of a 1-based line, without its line break.
-    pub fn line_text(&self, line: usize) -> Option<String> {
+    pub fn line_text(&self, line: usize) -> Option<&str> {
         let start = *self.line_starts.get(line.checked_sub(1)?)?;
         let end = self
             .line_starts
@@ -57,7 +72,7 @@ impl Source {
             .copied()
             .unwrap_or(self.text.len());
         let s = self.text.get(start..end)?;
-        Some(s.trim_end_matches(['\n', '\r']).to_string())
+        Some(s.trim_end_matches(['\n', '\r']))
     }
 
     /// The source text of a span (empty if the span is not on char boundaries).
@@ -68,9 +83,9 @@ impl Source {
     /// An error at a span.
     pub fn error(&self, span: Span, message: impl Into<String>, help: Option<String>) -> SpecError {
         let (line, column) = self.line_col(span.start);
-        let (snippet, snippet_column) = match self.line_text(line) {
+        let (snippet, snippet_column) = match self.line_text(line).filter(|_| self.show_lines) {
             Some(text) => {
-                let (t, c) = window(&text, column);
+                let (t, c) = crate::echo::snippet(text, column);
                 (Some(t), c)
             }
             None => (None, column),
@@ -91,32 +106,6 @@ impl Source {
     }
 }
 
-/// Longest snippet shown; longer lines are shown around the caret.
-const MAX_SNIPPET: usize = 120;
-
-/// The part of a line to show, and the caret's column in it.
-fn window(line: &str, column: usize) -> (String, usize) {
-    let len = line.chars().count();
-    if len <= MAX_SNIPPET {
-        return (line.to_string(), column);
-    }
-    let start = column
-        .saturating_sub(1)
-        .saturating_sub(MAX_SNIPPET / 2)
-        .min(len - MAX_SNIPPET);
-    let mut out: String = if start > 0 {
-        "...".into()
-    } else {
-        String::new()
-    };
-    let prefix = out.len();
-    out.extend(line.chars().skip(start).take(MAX_SNIPPET));
-    if start + MAX_SNIPPET < len {
-        out.push_str("...");
-    }
-    (out, column - start + prefix)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,20 +118,8 @@ mod tests {
         assert_eq!(s.line_col(3), (2, 1));
         assert_eq!(s.line_col(5), (2, 2));
         assert_eq!(s.line_col(s.text.len()), (4, 2));
-        assert_eq!(s.line_text(2).as_deref(), Some("çd"));
-        assert_eq!(s.line_text(3).as_deref(), Some(""));
+        assert_eq!(s.line_text(2), Some("çd"));
+        assert_eq!(s.line_text(3), Some(""));
         assert_eq!(s.line_text(9), None);
-    }
-
-    #[test]
-    fn long_lines_are_shown_around_the_caret() {
-        let line = format!("{}X{}", "a".repeat(300), "b".repeat(300));
-        let (w, c) = window(&line, 301);
-        assert!(w.starts_with("...") && w.ends_with("..."));
-        assert_eq!(w.chars().nth(c - 1), Some('X'));
-        let (w, c) = window("short", 3);
-        assert_eq!((w.as_str(), c), ("short", 3));
-        let (w, c) = window(&line, 2);
-        assert_eq!((w.chars().count(), c), (123, 2));
     }
 }

@@ -85,8 +85,6 @@ pub const MAX_DEPTH: usize = 64;
 /// Most values (scalars and collections) any parser builds, including the
 /// copies YAML aliases make.
 pub const MAX_NODES: usize = 200_000;
-/// Largest deployment file read.
-pub const MAX_FILE_SIZE: u64 = 8 * 1024 * 1024;
 
 /// A problem found while reading, located by byte range; turned into a
 /// [`super::SpecError`] with line, column and snippet by [`super::source::Source`].
