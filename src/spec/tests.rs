@@ -375,3 +375,58 @@ fn snapshot_settings_default_on_and_are_checked() {
         assert!(e.to_string().contains(says), "{bad}: {e}");
     }
 }
+
+/// Display is where input is made safe to print, whoever built the error.
+#[test]
+fn diagnostics_escape_and_cap_whatever_they_hold() {
+    let e = SpecErrors(vec![SpecError {
+        file: Some(PathBuf::from("a\x1b[2J.toml")),
+        line: 3,
+        column: 5,
+        snippet: Some(format!("x = \"\x1b]0;t\x07{}\"", "v".repeat(5000))),
+        snippet_column: 5,
+        message: format!("bad `\u{202e}{}`", "m".repeat(5000)),
+        help: Some("try\r\nthis".into()),
+    }]);
+    let text = e.to_string();
+    assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text}");
+    assert!(
+        text.starts_with("a\\x1b[2J.toml:3:5: error: bad `\\u{202e}mmm"),
+        "{text}"
+    );
+    assert!(text.contains("\n3 | x = \"\\x1b]0;t\\x07vvv"), "{text}");
+    assert!(text.contains("\n  |     ^\n"), "{text}");
+    assert!(text.contains("  help: try\\r\\nthis\n"), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.chars().count() <= crate::echo::MAX_LINE)
+    );
+}
+
+#[test]
+fn env_file_errors_show_no_line_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret.env"), "s3cr3t-line\n").unwrap();
+    let file = dir.path().join("d.toml");
+    let text = "name = \"x\"\n[services.web]\nimage = \"nginx\"\nenv_file = \"secret.env\"\n";
+    let e = load_str(&opts(file), Format::Toml, text.into()).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!((e.0[0].line, e.0[0].snippet.as_deref()), (1, None));
+    assert!(!e.to_string().contains("s3cr3t"), "{e}");
+}
+
+/// Past the cap the rest of the errors are counted, not listed.
+#[test]
+fn many_errors_are_listed_up_to_a_cap() {
+    let one = SpecError::whole_file(None, "bad", "fix");
+    let e = SpecErrors(vec![one; crate::echo::MAX_ERRORS_SHOWN + 5]);
+    let text = e.to_string();
+    assert_eq!(
+        text.matches("error: bad").count(),
+        crate::echo::MAX_ERRORS_SHOWN
+    );
+    assert!(
+        text.ends_with("\n... and 5 more\n105 errors found"),
+        "{text}"
+    );
+}

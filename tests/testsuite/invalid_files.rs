@@ -96,6 +96,12 @@ fn every_invalid_file_is_rejected_with_its_exact_message() {
             ));
         } else if stderr.contains("panicked") {
             failures.push(format!("{rel}: panicked\n{stderr}"));
+        } else if let Some(c) = stderr
+            .chars()
+            .find(|&c| c.is_control() && c != '\n' && c != '\t')
+        {
+            // Whatever the file holds, no control character reaches the terminal.
+            failures.push(format!("{rel}: stderr holds the control character {c:?}"));
         }
     }
     assert!(
@@ -162,4 +168,33 @@ fn the_fixtures_validate() {
             format!("ok: {file}: {summary}\n")
         );
     }
+}
+
+/// A 1 MB value is quoted in part, not echoed whole: the message, the source
+/// line under it and the help stay short.
+#[test]
+fn a_huge_value_is_quoted_in_part() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let huge = "A".repeat(1 << 20);
+    std::fs::write(
+        dir.path().join("huge.toml"),
+        format!("name = \"demo\"\n\n[services.web]\nimage = \"{huge}\"\n"),
+    )
+    .expect("write huge.toml");
+    let out = validate(&dir.path().join("huge.toml"), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let quoted = format!("`{}...`", "A".repeat(77));
+    assert!(
+        stderr.starts_with(&format!(
+            "huge.toml:4:9: error: image {quoted} is not a valid reference"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("4 | image = \"{}...\n", "A".repeat(108))));
+    assert!(
+        stderr.lines().all(|l| l.chars().count() <= 400),
+        "a line longer than 400 characters:\n{stderr}"
+    );
+    assert!(stderr.len() < 2000, "{} bytes of stderr", stderr.len());
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::{bin, show};
+use crate::support::{Workspace, bin, show};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -151,5 +151,204 @@ fn schema_is_json_schema_of_the_native_format() {
             .as_str()
             .unwrap_or("")
             .contains("true")
+    );
+}
+
+/// Longest any refusal of a special file may take. Far above what a refusal
+/// needs; a berth that blocks on a FIFO or reads `/dev/zero` is killed when
+/// it passes, so the regression fails the test instead of hanging it.
+const REFUSAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Run berth in `dir` with a clean environment plus `env`, killed (by the id
+/// of the process this test started) if it runs past [`REFUSAL_LIMIT`].
+fn berth_bounded(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let child = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("BERTH_STATE_DIR", dir.join("state"))
+        .env("BERTH_UNIT_DIR", dir.join("units"))
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start berth");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(REFUSAL_LIMIT) {
+        Ok(out) => out.expect("wait for berth"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("berth {args:?} still running after {REFUSAL_LIMIT:?}");
+        }
+    }
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+}
+
+/// Exit 2 with exactly `expected` on stderr, nothing on stdout, and no
+/// state written.
+fn assert_refused(dir: &Path, out: &Output, expected: &str) {
+    assert_eq!(out.status.code(), Some(2), "{}", show(out));
+    assert!(out.stdout.is_empty(), "{}", show(out));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
+    assert!(!dir.join("state").exists(), "state was written");
+    assert!(!dir.join("units").exists(), "units were written");
+}
+
+#[test]
+fn a_deployment_file_that_is_no_regular_file_is_refused() {
+    let ws = Workspace::new();
+    let dir = ws.path();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.toml")).expect("symlink");
+    mkfifo(&dir.join("fifo.yaml"));
+    std::fs::create_dir(dir.join("dir.json")).expect("mkdir");
+    let help = "  help: pass the deployment file with -f FILE\n1 error found\n";
+    for (file, kind) in [
+        ("/dev/zero", "a character device"),
+        ("zero.toml", "a character device"),
+        ("fifo.yaml", "a FIFO"),
+        ("dir.json", "a directory"),
+    ] {
+        for command in ["validate", "plan", "apply"] {
+            let out = berth_bounded(dir, &[command, "-f", file], &[]);
+            assert_refused(
+                dir,
+                &out,
+                &format!(
+                    "{file}: error: the deployment file is {kind}, not a regular file\n{help}"
+                ),
+            );
+        }
+    }
+}
+
+#[test]
+fn env_files_that_are_no_regular_files_are_refused() {
+    let ws = Workspace::new();
+    let dir = ws.path();
+    ws.write(
+        "deploy.toml",
+        "name = \"demo\"\n\n[services.web]\nimage = \"nginx\"\nenv_file = [\"/dev/zero\", \"pipe.env\"]\n",
+    );
+    mkfifo(&dir.join("pipe.env"));
+    mkfifo(&dir.join(".env"));
+    let help = "  help: an env_file is a regular file of KEY=value lines";
+    for command in ["validate", "apply"] {
+        let out = berth_bounded(dir, &[command, "-f", "deploy.toml"], &[]);
+        assert_refused(
+            dir,
+            &out,
+            &format!(
+                ".env: error: the .env file is a FIFO, not a regular file\n  \
+                 help: make the .env file beside the deployment file a readable file of KEY=value lines, or remove it\n\n\
+                 deploy.toml:5:13: error: env_file `/dev/zero` is a character device, not a regular file\n  |\n\
+                 5 | env_file = [\"/dev/zero\", \"pipe.env\"]\n  |             ^\n{help}\n\n\
+                 deploy.toml:5:26: error: env_file `pipe.env` is a FIFO, not a regular file\n  |\n\
+                 5 | env_file = [\"/dev/zero\", \"pipe.env\"]\n  |                          ^\n{help}\n\
+                 3 errors found\n"
+            ),
+        );
+    }
+}
+
+#[test]
+fn oversized_input_files_are_refused() {
+    let ws = Workspace::new();
+    let dir = ws.path();
+    // Sparse: the size is what counts, not the disk it takes.
+    let big = std::fs::File::create(dir.join("big.toml")).expect("create big.toml");
+    big.set_len(8 * 1024 * 1024 + 1).expect("grow big.toml");
+    let out = berth_bounded(dir, &["validate", "-f", "big.toml"], &[]);
+    assert_refused(
+        dir,
+        &out,
+        "big.toml: error: the deployment file is larger than 8 MiB\n  \
+         help: this does not look like a deployment file\n1 error found\n",
+    );
+
+    ws.write(
+        "deploy.toml",
+        "name = \"demo\"\n\n[services.web]\nimage = \"nginx\"\nenv_file = \"big.env\"\n",
+    );
+    ws.write("big.env", &format!("A={}\n", "x".repeat(1024 * 1024)));
+    let out = berth_bounded(dir, &["validate", "-f", "deploy.toml"], &[]);
+    assert_refused(
+        dir,
+        &out,
+        "deploy.toml:5:12: error: env_file `big.env` is larger than 1 MiB\n  |\n\
+         5 | env_file = \"big.env\"\n  |            ^\n  \
+         help: an env_file is a regular file of KEY=value lines\n1 error found\n",
+    );
+    // Just under the cap is read.
+    ws.write("big.env", &format!("A={}\n", "x".repeat(1024 * 1024 - 4)));
+    let out = berth_bounded(dir, &["validate", "-f", "deploy.toml"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
+
+/// `env_file` can name any file on the host. When it is no env file, the
+/// errors give its lines' numbers and problems, never their text: a file
+/// shaped like /etc/shadow leaks no hash, /proc/self/environ no value.
+#[test]
+fn an_env_file_that_is_no_env_file_is_never_quoted() {
+    let ws = Workspace::new();
+    let dir = ws.path();
+    let shadow = ws.write(
+        "host/shadow",
+        "root:$6$Zq3xVtKp$N8hJw2TfYQ1rM4sB7cLd9eGa0uXk5Pi:19700:0:99999:7:::\n\
+         daemon:*:19700:0:99999:7:::\n\
+         svc:$y$j9T$Rk2mQ8vX1tLs9bZ4pN7wC0$aB3dE5fG7hJ9kL1=:19700:0:99999:7:::\n",
+    );
+    ws.write(
+        "deploy.toml",
+        &format!(
+            "name = \"demo\"\n\n[services.web]\nimage = \"nginx\"\nenv_file = [{:?}, \"/proc/self/environ\"]\n",
+            shadow.display()
+        ),
+    );
+    let secret = "hunter2-0f9e8d7c";
+    let out = berth_bounded(
+        dir,
+        &["validate", "-f", "deploy.toml"],
+        &[("SECRET_TOKEN", secret)],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for leak in [
+        "Zq3xVtKp", "N8hJw2Tf", "Rk2mQ8vX", "aB3dE5fG", "19700", "99999", secret,
+    ] {
+        assert!(!stderr.contains(leak), "{leak:?} leaked:\n{stderr}");
+    }
+    let shadow = shadow.display();
+    assert!(
+        stderr.contains(&format!(
+            "{shadow}:1:1: error: expected `KEY=value`\n  help:"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{shadow}:3:1: error: invalid variable name before `=`\n  help:"
+        )),
+        "{stderr}"
+    );
+    // The process environment is NUL-separated: one line, named by its first
+    // variable, its value not shown.
+    let environ = stderr
+        .lines()
+        .find(|l| l.starts_with("/proc/self/environ:1:1: error: "))
+        .unwrap_or_else(|| panic!("no error for /proc/self/environ:\n{stderr}"));
+    assert!(
+        environ.starts_with("/proc/self/environ:1:1: error: the value of `")
+            && environ.ends_with("` contains a NUL character"),
+        "{environ}"
     );
 }
