@@ -352,3 +352,33 @@ fn an_env_file_that_is_no_env_file_is_never_quoted() {
         "{environ}"
     );
 }
+
+/// A backup archive is input too: a device or FIFO is refused before
+/// anything is read, for `restore` and `restore --apply` alike.
+#[test]
+fn restore_refuses_an_archive_that_is_no_regular_file() {
+    let ws = Workspace::new();
+    let dir = ws.path();
+    mkfifo(&dir.join("backup.fifo"));
+    let docker_host = std::env::var("DOCKER_HOST").unwrap_or_default();
+    let env: Vec<(&str, &str)> = if docker_host.is_empty() {
+        vec![]
+    } else {
+        vec![("DOCKER_HOST", docker_host.as_str())]
+    };
+    for (file, kind) in [
+        ("/dev/zero", "a character device"),
+        ("backup.fifo", "a FIFO"),
+    ] {
+        for extra in [&[][..], &["--apply"][..]] {
+            let mut args = vec!["restore", file];
+            args.extend_from_slice(extra);
+            let out = berth_bounded(dir, &args, &env);
+            assert_refused(
+                dir,
+                &out,
+                &format!("error: `{file}` is {kind}, not a regular file\n"),
+            );
+        }
+    }
+}
