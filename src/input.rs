@@ -58,6 +58,15 @@ impl InputError {
     }
 }
 
+/// Whether anything is at `path` (a regular file or not, a symlink even if
+/// dangling). Commands that fall back to the applied deployment when there
+/// is no deployment file use this, not `is_file()`: a FIFO or device named
+/// with `-f` is then refused by [`read_capped`], not silently passed over
+/// for some other deployment.
+pub fn present(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
 /// Open `path` for reading if it is a regular file. O_NONBLOCK keeps the
 /// open of a FIFO from waiting for a writer, O_NOCTTY keeps a terminal from
 /// becoming berth's controlling terminal; the type is then checked on the

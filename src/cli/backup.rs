@@ -112,7 +112,7 @@ pub(super) fn deployment_name(ctx: &Context) -> Result<String> {
         crate::names::check_name(n).map_err(|p| Error::Usage(format!("--name {n:?} {p}")))?;
         return Ok(n.clone());
     }
-    if ctx.global.file.is_file() {
+    if crate::input::present(&ctx.global.file) {
         return Ok(ctx.load_deployment()?.name);
     }
     let state = ctx.state_dir();

@@ -27,7 +27,7 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
             Some(name),
             unreachable_load,
         )?);
-    } else if ctx.global.file.is_file() || ctx.global.name.is_some() {
+    } else if crate::input::present(&ctx.global.file) || ctx.global.name.is_some() {
         targets.push(target::resolve(
             &state,
             &ctx.global.file,

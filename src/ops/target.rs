@@ -28,7 +28,7 @@ pub fn resolve(
     name: Option<&str>,
     load_file: impl FnOnce() -> Result<Deployment>,
 ) -> Result<Target> {
-    if file.is_file() {
+    if crate::input::present(file) {
         let deployment = load_file()?;
         let integration = state.read_current(&deployment.name)?.map(|r| r.integration);
         return Ok(Target {

@@ -382,3 +382,26 @@ fn restore_refuses_an_archive_that_is_no_regular_file() {
         }
     }
 }
+
+/// Commands that fall back to the applied deployment when there is no
+/// deployment file refuse a `-f` that names a FIFO or device instead of
+/// passing over it to some other deployment.
+#[test]
+fn operation_commands_refuse_a_special_deployment_file() {
+    let ws = Workspace::new();
+    let dir = ws.path();
+    mkfifo(&dir.join("fifo.toml"));
+    let expected = "fifo.toml: error: the deployment file is a FIFO, not a regular file\n  \
+                    help: pass the deployment file with -f FILE\n1 error found\n";
+    for args in [
+        &["ps", "-f", "fifo.toml"][..],
+        &["stop", "-f", "fifo.toml", "web"][..],
+        &["restart", "-f", "fifo.toml", "web"][..],
+        &["backup", "-f", "fifo.toml", "--all", "-o", "out.berth"][..],
+        &["destroy", "-f", "fifo.toml"][..],
+    ] {
+        let out = berth_bounded(dir, args, &[]);
+        assert_refused(dir, &out, expected);
+        assert!(!dir.join("out.berth").exists());
+    }
+}
