@@ -229,9 +229,7 @@ impl Engine {
                 Ok(i) => i,
                 Err(e) => return Err(explain_pull_error(reference, &e)),
             };
-            // What the engine relays from the registry reaches the terminal
-            // escaped, like every other message.
-            let status = crate::echo::line(info.status.as_deref().unwrap_or_default());
+            let status = info.status.clone().unwrap_or_default();
             match progress {
                 PullProgress::Bars => {
                     if let Some(bar) = bar {
@@ -257,7 +255,7 @@ impl Engine {
                         continue;
                     }
                     let line = match &info.id {
-                        Some(id) => format!("{reference}: {}: {status}", crate::echo::line(id)),
+                        Some(id) => format!("{reference}: {id}: {status}"),
                         None => format!("{reference}: {status}"),
                     };
                     if line != last_line {
