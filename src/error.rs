@@ -81,3 +81,33 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_escaped_and_capped_whoever_prints_them() {
+        let huge = "v".repeat(100_000);
+        let e = Error::Runtime(format!("bad `\x1b[2J{huge}`\nsecond\x07 line"));
+        let text = e.to_string();
+        assert_eq!(
+            text,
+            format!(
+                "bad `\\x1b[2J{}...`\nsecond\\x07 line",
+                "v".repeat(crate::echo::MAX_QUOTED - 10)
+            )
+        );
+        let e = Error::io("a\rb", std::io::Error::other("x\u{202e}y"));
+        assert_eq!(e.to_string(), "a\\rb: x\\u{202e}y");
+    }
+
+    #[test]
+    fn refused_input_files_exit_2_and_failed_reads_1() {
+        let refused = crate::input::read_capped(std::path::Path::new("/dev/null"), 1).unwrap_err();
+        assert_eq!(Error::from(refused).exit_code(), EXIT_INVALID);
+        let missing =
+            crate::input::read_capped(std::path::Path::new("/nonexistent/x"), 1).unwrap_err();
+        assert_eq!(Error::from(missing).exit_code(), EXIT_FAILURE);
+    }
+}

@@ -34,19 +34,35 @@ pub fn config_path() -> Option<PathBuf> {
 /// the pull then fails with the registry's own message if it needs auth.
 pub fn credentials_for(reference: &str) -> Option<DockerCredentials> {
     let path = config_path()?;
-    let text = match crate::input::read_capped(&path, crate::input::MAX_DOCKER_CONFIG) {
-        Ok(bytes) => String::from_utf8(bytes).ok()?,
-        Err(e) if e.is_not_found() => return None,
-        Err(e) => {
-            tracing::warn!("{e}; pulling without credentials");
-            return None;
-        }
-    };
+    let text = read_config(&path)?;
     let registry = registry_of(reference);
     match credentials_from_config(&text, &registry) {
         Ok(c) => c,
         Err(msg) => {
             tracing::warn!("{}: {msg}; pulling without credentials", path.display());
+            None
+        }
+    }
+}
+
+/// The text of the client configuration at `path`; `None` when there is
+/// none, or it is no regular file (a FIFO would block every pull), too
+/// large or not text: those are logged.
+fn read_config(path: &std::path::Path) -> Option<String> {
+    match crate::input::read_capped(path, crate::input::MAX_DOCKER_CONFIG) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                tracing::warn!(
+                    "{}: not UTF-8 text; pulling without credentials",
+                    path.display()
+                );
+                None
+            }
+        },
+        Err(e) if e.is_not_found() => None,
+        Err(e) => {
+            tracing::warn!("{e}; pulling without credentials");
             None
         }
     }
@@ -150,6 +166,19 @@ pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_that_is_no_regular_file_is_skipped_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("config.json");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(read_config(&fifo), None);
+        assert_eq!(read_config(std::path::Path::new("/dev/zero")), None);
+        assert_eq!(read_config(&dir.path().join("none.json")), None);
+        let ok = dir.path().join("ok.json");
+        std::fs::write(&ok, "{}").unwrap();
+        assert_eq!(read_config(&ok).as_deref(), Some("{}"));
+    }
 
     #[test]
     fn base64_decodes() {
