@@ -67,20 +67,40 @@ pub fn present(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
 
-/// Open `path` for reading if it is a regular file. O_NONBLOCK keeps the
-/// open of a FIFO from waiting for a writer, O_NOCTTY keeps a terminal from
-/// becoming berth's controlling terminal; the type is then checked on the
-/// handle itself.
+/// Open `path` for reading if it is a regular file. What decides is the
+/// type of the open handle, so a path swapped after any check by path is
+/// still caught; O_NONBLOCK keeps the open of a FIFO from waiting for a
+/// writer, O_NOCTTY keeps a terminal from becoming berth's controlling
+/// terminal. A look at the path first spares devices the open itself, which
+/// can act (`/dev/watchdog` arms on open, a tape rewinds).
 pub fn open_regular(path: &Path) -> Result<File, InputError> {
-    let io = |source| InputError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    if let Ok(m) = std::fs::metadata(path)
+        && !m.is_file()
+    {
+        return Err(InputError::NotRegular {
+            path: path.to_path_buf(),
+            kind: describe(&m.file_type()),
+        });
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
         .open(path)
-        .map_err(io)?;
+        .map_err(|source| InputError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    regular(path, file)
+}
+
+/// `file` (opened from `path` without blocking) if it is a regular file,
+/// switched back to blocking reads: a regular file never blocks anyway, but
+/// the handle may be passed to code that expects an ordinary one.
+fn regular(path: &Path, file: File) -> Result<File, InputError> {
+    let io = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let kind = file.metadata().map_err(io)?.file_type();
     if !kind.is_file() {
         return Err(InputError::NotRegular {
@@ -88,8 +108,6 @@ pub fn open_regular(path: &Path) -> Result<File, InputError> {
             kind: describe(&kind),
         });
     }
-    // Back to blocking reads: a regular file never blocks anyway, but the
-    // handle may be passed to code that expects an ordinary one.
     let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)
         .map_err(|e| io(std::io::Error::from(e)))?;
     let flags = nix::fcntl::OFlag::from_bits_retain(flags) - nix::fcntl::OFlag::O_NONBLOCK;
@@ -208,6 +226,34 @@ mod tests {
         let e = read_capped(&dir.path().join("nowhere"), MAX_ENV_FILE).unwrap_err();
         assert!(e.is_not_found() && !e.is_refusal());
         assert_eq!(e.reason(), "no such file");
+    }
+
+    /// The check by path is a courtesy; the handle decides. A FIFO that
+    /// appears under the path after that check is still refused.
+    #[test]
+    fn the_open_handle_decides() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let handle = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let e = regular(&fifo, handle).unwrap_err();
+        assert_eq!(e.reason(), "is a FIFO, not a regular file");
+        let p = dir.path().join("x");
+        std::fs::write(&p, "x").unwrap();
+        let handle = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&p)
+            .unwrap();
+        let f = regular(&p, handle).unwrap();
+        let flags = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        assert!(
+            !nix::fcntl::OFlag::from_bits_retain(flags).contains(nix::fcntl::OFlag::O_NONBLOCK)
+        );
     }
 
     #[test]
