@@ -72,6 +72,12 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     escape_with(s, |_| false)
 }
 
+/// Output that must be shown whole (`render`, `plan`): every unsafe
+/// character escaped except line breaks and tabs, nothing cut.
+pub fn text(s: &str) -> Cow<'_, str> {
+    escape_with(s, |c| c == '\n' || c == '\t')
+}
+
 /// `s` cut to at most `max` characters, ending in [`ELLIPSIS`] when cut.
 pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
     match s.char_indices().nth(max) {
@@ -226,6 +232,9 @@ mod tests {
         assert_eq!(line("unknown key `imgae`"), "unknown key `imgae`");
         assert_eq!(line("`a\x1b[2Jb`"), "`a\\x1b[2Jb`");
         assert_eq!(lines("one\ntwo\x1b"), "one\ntwo\\x1b");
+        // Whole output keeps its layout and length.
+        let long = format!("a\tb\n{huge}\x1b\u{202e}\n");
+        assert_eq!(text(&long), format!("a\tb\n{huge}\\x1b\\u{{202e}}\n"));
     }
 
     #[test]

@@ -518,7 +518,8 @@ impl Plan {
         } else {
             push(&mut out, "no changes".to_string());
         }
-        out
+        // Values from the file (paths, env changes) may hold control characters.
+        crate::echo::text(&out).into_owned()
     }
 }
 

@@ -224,7 +224,8 @@ impl Rendered {
             let _ = writeln!(o, "# {}", inst.unit);
             o.push_str(&inst.unit_text);
         }
-        o
+        // Values from the file may hold control characters.
+        crate::echo::text(&o).into_owned()
     }
 }
 

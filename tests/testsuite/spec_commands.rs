@@ -405,3 +405,54 @@ fn operation_commands_refuse_a_special_deployment_file() {
         assert!(!dir.join("out.berth").exists());
     }
 }
+
+/// `render` and `plan` print values from the file whole, but a control
+/// character in them reaches the terminal only as an escape.
+#[test]
+fn render_and_plan_escape_control_characters_from_the_file() {
+    let ws = Workspace::new();
+    let dir = ws.path();
+    let name = crate::support::unique_name("esc");
+    ws.write(
+        "deploy.toml",
+        &format!(
+            "name = \"{name}\"\n\n[services.web]\nimage = \"nginx\"\n\
+             env = {{ X = \"\\u001b]0;owned\\u0007\\u001b[2J\" }}\n\
+             volumes = [\"data:/da\\u001bta\"]\n"
+        ),
+    );
+    let docker_host = std::env::var("DOCKER_HOST").unwrap_or_default();
+    let env: Vec<(&str, &str)> = if docker_host.is_empty() {
+        vec![]
+    } else {
+        vec![("DOCKER_HOST", docker_host.as_str())]
+    };
+    for (command, code, needles) in [
+        (
+            "render",
+            0,
+            &[
+                "X=\\x1b]0;owned\\x07\\x1b[2J",
+                "-> /da\\x1bta (named volume",
+            ][..],
+        ),
+        ("plan", 3, &["at /da\\x1bta)"][..]),
+    ] {
+        let out = berth_bounded(dir, &[command, "-f", "deploy.toml"], &env);
+        assert_eq!(out.status.code(), Some(code), "{}", show(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout
+                .chars()
+                .all(|c| !c.is_control() || c == '\n' || c == '\t'),
+            "{command} printed a control character:\n{}",
+            show(&out)
+        );
+        for needle in needles {
+            assert!(
+                stdout.contains(needle),
+                "{command}: no {needle:?} in\n{stdout}"
+            );
+        }
+    }
+}
