@@ -54,7 +54,8 @@ pub struct SpecError {
     /// 1-based line and column, when known.
     pub line: usize,
     pub column: usize,
-    /// The source line, for the snippet (a window of it, for long lines).
+    /// The source line, for the snippet (escaped, and a window of it for
+    /// long lines); never a line of an env file.
     pub snippet: Option<String>,
     /// 1-based column of the caret within `snippet` (differs from `column`
     /// when a long line is shown in part).
