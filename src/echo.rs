@@ -12,7 +12,7 @@ use std::borrow::Cow;
 pub const MAX_QUOTED: usize = 80;
 /// Longest line of a message, in characters: the backstop for input quoted
 /// without backticks.
-pub const MAX_LINE: usize = 400;
+pub const MAX_LINE: usize = 500;
 /// Longest source line shown under a message, in characters; longer lines
 /// are shown as a window around the caret.
 pub const MAX_SNIPPET: usize = 120;
