@@ -198,22 +198,28 @@ elif pid="$(running_gateway)"; then
     gateway_note="the gateway started by an earlier run.sh (pid $pid) serves it; run.sh down stops it"
 else
     say "starting the SSH gateway on 127.0.0.1:$ssh_port (log: $run_dir/ssh-gateway.log)"
-    setsid "$berth" ssh-gateway --listen "127.0.0.1:$ssh_port" \
+    rm -f "$gateway_pid"
+    # In a session of its own, so that closing this terminal does not end it;
+    # the gateway's own pid goes to the pid file (setsid may fork).
+    setsid sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$gateway_pid" \
+        "$berth" ssh-gateway --listen "127.0.0.1:$ssh_port" \
         </dev/null >"$run_dir/ssh-gateway.log" 2>&1 &
-    pid=$!
-    echo "$pid" >"$gateway_pid"
-    for _ in $(seq 1 50); do
+    pid=""
+    for _ in $(seq 1 150); do
+        pid="${pid:-$(cat "$gateway_pid" 2>/dev/null || true)}"
         if [ "$(ssh_banner "$ssh_port")" = SSH-2.0-berth ]; then
             gateway_ok=1
             break
         fi
-        kill -0 "$pid" 2>/dev/null || break
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            break
+        fi
         sleep 0.2
     done
     if [ -n "$gateway_ok" ]; then
         gateway_note="the gateway runs in the background (pid $pid); run.sh down stops it"
     else
-        kill "$pid" 2>/dev/null || true
+        [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
         rm -f "$gateway_pid"
         cat "$run_dir/ssh-gateway.log" >&2 || true
         warn "the SSH gateway did not start on 127.0.0.1:$ssh_port (see above; MAIL_SSH_PORT picks another port)"
