@@ -99,6 +99,10 @@ pub fn volume_name(container: &str, volume: &str) -> String {
     format!("{container}-{volume}")
 }
 
+/// How [`image_volume_name`] spells a name, for messages about volumes that
+/// are known only once the image is inspected.
+pub const IMAGE_VOLUME_PATTERN: &str = "<container>-<path>-<hash>";
+
 /// Name of the volume that persists an image-declared `VOLUME` path.
 ///
 /// `/var/spool/exim4` becomes `<container>-var-spool-exim4`. Characters that
@@ -160,5 +164,16 @@ mod tests {
         let b = image_volume_name("ex-mail", "/a/b");
         assert_ne!(a, b);
         assert!(a.starts_with("ex-mail-a-b-"));
+        // What messages say about the name is what it is.
+        let real = image_volume_name("ex-mail", "/var/mail");
+        let hash = &real[real.len() - 6..];
+        assert!(hash.chars().all(|c| c.is_ascii_hexdigit()), "{real}");
+        assert_eq!(
+            IMAGE_VOLUME_PATTERN
+                .replace("<container>", "ex-mail")
+                .replace("<path>", "var-mail")
+                .replace("<hash>", hash),
+            real
+        );
     }
 }

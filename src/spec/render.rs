@@ -10,7 +10,12 @@ use crate::integration::systemd::{UnitOptions, render_unit};
 use crate::names;
 
 /// Note printed about volumes the image declares.
-pub const IMAGE_VOLUMES_NOTE: &str = "every VOLUME the image declares is also kept in a named volume <container>-<path>; those are known only when the image is inspected, at apply time";
+fn image_volumes_note() -> String {
+    format!(
+        "every VOLUME the image declares is also kept in a named volume {}; those are known only when the image is inspected, at apply time",
+        names::IMAGE_VOLUME_PATTERN
+    )
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Rendered {
@@ -21,7 +26,7 @@ pub struct Rendered {
     /// Services in start order.
     pub start_order: Vec<String>,
     pub instances: Vec<RenderedInstance>,
-    pub image_volumes: &'static str,
+    pub image_volumes: String,
     /// The validated model itself.
     pub model: Deployment,
 }
@@ -119,7 +124,7 @@ impl Rendered {
             network: names::network_name(&dep.name),
             start_order: dep.start_order().iter().map(|s| s.name.clone()).collect(),
             instances,
-            image_volumes: IMAGE_VOLUMES_NOTE,
+            image_volumes: image_volumes_note(),
             model: dep.clone(),
         }
     }
@@ -209,7 +214,8 @@ impl Rendered {
                 }
                 let _ = writeln!(
                     o,
-                    "    volumes the image declares: kept as <container>-<path>, known at apply time"
+                    "    volumes the image declares: kept as {}, known at apply time",
+                    names::IMAGE_VOLUME_PATTERN
                 );
                 if !inst.link_env.is_empty() {
                     let _ = writeln!(o, "    link environment:");

@@ -369,12 +369,57 @@ ports = ["{port}:80"]
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{port}/tcp")));
 }
 
+/// Stops the SSH gateway `examples/mail/run.sh` started (its pid file), when
+/// dropped: the script leaves it running in the background by design.
+struct ExampleGateway(std::path::PathBuf);
+
+impl ExampleGateway {
+    fn pid(&self) -> Option<String> {
+        let pid = std::fs::read_to_string(&self.0).ok()?.trim().to_string();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .contains("ssh-gateway")
+            .then_some(pid)
+    }
+}
+
+impl Drop for ExampleGateway {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = std::process::Command::new("kill").arg(&pid).status();
+        }
+    }
+}
+
+/// The example as a newcomer meets it: `run.sh` on a host without systemd
+/// grants a key (one it makes, then the user's own once they have one),
+/// starts the SSH gateway and prints the lines to try, which work as printed;
+/// later commands on the file see what the script set up; `run.sh down`
+/// removes everything it made.
 #[test]
 fn mail_example_script_end_to_end() {
     let name = unique_name("mailex");
     let _cleanup = Cleanup::new(&name);
     let ws = Workspace::new();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mail/run.sh");
+    // A copy of the example, since run.sh writes .env and .run/ beside
+    // berth.toml; without what a run in the source tree left there.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mail");
+    let example = ws.path().join("examples/mail");
+    std::fs::create_dir_all(ws.path().join("examples")).expect("examples dir");
+    let cp = std::process::Command::new("cp")
+        .arg("-R")
+        .arg(&src)
+        .arg(&example)
+        .output()
+        .expect("cp");
+    assert!(cp.status.success(), "{}", show(&cp));
+    let _ = std::fs::remove_file(example.join(".env"));
+    let _ = std::fs::remove_dir_all(example.join(".run"));
+    let script = example.join("run.sh");
+    let gateway = ExampleGateway(example.join(".run/ssh-gateway.pid"));
+    let home = ws.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+
     let ports: Vec<(&str, u16)> = [
         "MAIL_SMTP_PORT",
         "MAIL_SMTPS_PORT",
@@ -383,16 +428,30 @@ fn mail_example_script_end_to_end() {
         "MAIL_IMAPS_PORT",
         "MAIL_SIEVE_PORT",
         "WEBMAIL_PORT",
+        "MAIL_SSH_PORT",
     ]
     .into_iter()
     .map(|v| (v, free_port()))
     .collect();
-    let run_script = || {
+    let port = |var: &str| {
+        ports
+            .iter()
+            .find(|(v, _)| *v == var)
+            .map(|p| p.1)
+            .unwrap_or(0)
+    };
+    let run_script = |arg: Option<&str>| {
         let mut cmd = std::process::Command::new(&script);
-        cmd.env("BERTH_BIN", bin())
+        cmd.args(arg)
+            .env("BERTH_BIN", bin())
             .env("BERTH_EXAMPLE_NAME", &name)
+            .env("BERTH_INTEGRATION", "docker")
             .env("BERTH_STATE_DIR", ws.state_dir())
             .env("BERTH_UNIT_DIR", ws.unit_dir())
+            .env("HOME", &home)
+            .env_remove("SUDO_USER")
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID")
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::null());
         for (var, port) in &ports {
@@ -400,16 +459,59 @@ fn mail_example_script_end_to_end() {
         }
         cmd.output().expect("run examples/mail/run.sh")
     };
-    let out = run_script();
+    // The printed line after `label:`.
+    let printed = |stdout: &str, label: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix(label))
+            .map(|l| l.trim().to_string())
+            .unwrap_or_else(|| panic!("no {label:?} line in:\n{stdout}"))
+    };
+    // The printed ssh line, run as printed (plus batch mode and a known_hosts
+    // of the test's own), with `command`.
+    let ssh = |line: &str, command: &str| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.first(), Some(&"ssh"), "{line}");
+        std::process::Command::new("ssh")
+            .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o"])
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                ws.path().join("known_hosts").display()
+            ))
+            .args(&words[1..])
+            .arg(command)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("ssh")
+    };
+
+    // First run: no key in ~/.ssh, so the example makes one of its own.
+    let out = run_script(None);
     let stdout = ok(&out);
-    let web_port = ports
-        .iter()
-        .find(|(v, _)| *v == "WEBMAIL_PORT")
-        .map(|p| p.1)
-        .unwrap_or(0);
+    let web_port = port("WEBMAIL_PORT");
     assert!(
         stdout.contains(&format!("curl http://127.0.0.1:{web_port}/")),
         "{stdout}"
+    );
+    let made_key = example.join(".run/id_ed25519");
+    let pubkey = std::fs::read_to_string(made_key.with_extension("pub")).expect("a key was made");
+    let env = std::fs::read_to_string(example.join(".env")).expect(".env written");
+    assert!(env.contains(pubkey.trim()), "{env}");
+    let ssh_line = printed(&stdout, "ssh:");
+    assert_eq!(
+        ssh_line,
+        format!(
+            "ssh -i {} -p {} -o StrictHostKeyChecking=accept-new {name}.mail@127.0.0.1",
+            made_key.display(),
+            port("MAIL_SSH_PORT")
+        )
+    );
+    let boot = ssh(&ssh_line, "cat /var/mail/boot.log");
+    assert!(boot.status.success(), "{}", show(&boot));
+    assert!(
+        String::from_utf8_lossy(&boot.stdout).starts_with("started "),
+        "{}",
+        show(&boot)
     );
 
     let page = std::process::Command::new("curl")
@@ -447,42 +549,74 @@ fn mail_example_script_end_to_end() {
         "{}",
         show(&sent)
     );
-    let spool = docker_ok(&[
-        "exec",
-        &format!("{name}-mail"),
-        "cat",
-        "/var/spool/mail/postmaster",
-    ]);
+    // So does mail sent to the published SMTP port with the printed line,
+    // and the printed `exec` line reads both.
+    let smtp = std::process::Command::new("sh")
+        .args(["-c", &printed(&stdout, "over SMTP:")])
+        .output()
+        .expect("sh");
+    assert!(smtp.status.success(), "{}", show(&smtp));
+    let read = std::process::Command::new("sh")
+        .args(["-c", &printed(&stdout, "read it:")])
+        .env("BERTH_STATE_DIR", ws.state_dir())
+        .output()
+        .expect("sh");
+    let spool = ok(&read);
     assert!(spool.contains("hello from the webmail"), "{spool}");
+    assert!(spool.contains("\nhello\n"), "{spool}");
 
-    // Published SMTP port answers on the host.
-    let smtp = ports
-        .iter()
-        .find(|(v, _)| *v == "MAIL_SMTP_PORT")
-        .map(|p| p.1)
-        .unwrap_or(0);
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", smtp)).expect("connect to SMTP");
-    conn.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut greeting = [0u8; 64];
-    let n = std::io::Read::read(&mut conn, &mut greeting).expect("greeting");
-    assert!(greeting[..n].starts_with(b"220 "));
-
-    // Running it again changes nothing: same containers.
+    // Second run, now that the user has a key: that one is granted instead,
+    // and nothing else changes (same containers, same gateway).
+    std::fs::create_dir_all(home.join(".ssh")).expect(".ssh");
+    let own_key = home.join(".ssh/id_ed25519");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "newcomer", "-f"])
+        .arg(&own_key)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh-keygen");
+    assert!(keygen.status.success(), "{}", show(&keygen));
+    let gateway_pid = gateway.pid().expect("the gateway runs");
     let ids: Vec<Option<String>> = ["mail", "webmail"]
         .iter()
         .map(|s| container_id(&format!("{name}-{s}")))
         .collect();
-    ok(&run_script());
+    let stdout = ok(&run_script(None));
     let again: Vec<Option<String>> = ["mail", "webmail"]
         .iter()
         .map(|s| container_id(&format!("{name}-{s}")))
         .collect();
     assert_eq!(ids, again);
     assert!(ids.iter().all(Option::is_some));
+    assert_eq!(gateway.pid(), Some(gateway_pid));
+    let own_line = printed(&stdout, "ssh:");
+    assert!(
+        own_line.starts_with(&format!("ssh -i {} ", own_key.display())),
+        "{own_line}"
+    );
+    let hostname = ssh(&own_line, "hostname");
+    assert!(hostname.status.success(), "{}", show(&hostname));
+    let refused = ssh(&ssh_line, "true");
+    assert!(
+        !refused.status.success(),
+        "the example's own key is no longer granted: {}",
+        show(&refused)
+    );
 
+    // Later commands on the file resolve it as run.sh did (.env: the key and
+    // the port overrides), so nothing is to change.
+    let file = example.join("berth.toml");
+    let file = file.to_str().expect("utf-8 path");
+    let plan = run(&ws, &["-f", file, "--name", &name, "plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", show(&plan));
     let ps = ok(&run(&ws, &["ps", &name]));
     assert_eq!(ps.matches(" running ").count(), 2, "{ps}");
+
+    // `run.sh down` stops the gateway and removes the deployment and its data.
+    ok(&run_script(Some("down")));
+    assert_eq!(gateway.pid(), None);
+    assert!(containers_of(&name).is_empty());
+    assert!(volumes_of(&name).is_empty(), "{:?}", volumes_of(&name));
 }
 
 /// Under systemd, `stop` disables the unit: the instance stays stopped across

@@ -36,6 +36,7 @@ fn render_shows_instances_links_and_units_for_the_geard_example() {
         "ExecStart=",
         "supervise geard-roundcube",
         "--state-dir /tmp/berth-render-test-state",
+        "volumes the image declares: kept as <container>-<path>-<hash>, known at apply time",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
@@ -91,6 +92,15 @@ fn render_json_has_every_instance_with_volumes_and_unit_text() {
             .as_str()
             .unwrap_or("")
             .contains("apply time")
+    );
+    // The name image-declared volumes really get, hash suffix included.
+    assert!(
+        v["image_volumes"]
+            .as_str()
+            .unwrap_or("")
+            .contains("named volume <container>-<path>-<hash>;"),
+        "{}",
+        v["image_volumes"]
     );
     assert_eq!(v["model"]["services"]["worker"]["count"], 3);
 }

@@ -1063,3 +1063,64 @@ stop_timeout = 5
         "no fresh container after the engine came back"
     );
 }
+
+/// `scripts/install-deps` on a systemd host that lacks the test packages
+/// installs them without starting or enabling the services they ship (the
+/// tests start their own): no sshd on port 22, no registry on 5000, not now
+/// and not after a reboot; its temporary `policy-rc.d` is gone afterwards,
+/// and a second run has nothing to do. Runs non-interactively, as CI does.
+#[test]
+fn install_deps_starts_and_enables_no_service_on_a_systemd_host() {
+    let host = boot();
+    let installed = |pkg: &str| {
+        host.sh(&format!(
+            "dpkg-query -W -f='${{Status}}' {pkg} 2>/dev/null | grep -q 'install ok installed'"
+        ))
+        .status
+        .success()
+    };
+    assert!(!installed("openssh-server") && !installed("docker-registry"));
+    host.sh_ok("test ! -e /usr/sbin/policy-rc.d");
+    host.write_file(
+        "/root/install-deps",
+        include_str!("../../scripts/install-deps"),
+    );
+    let out = host.sh_ok("chmod 755 /root/install-deps && /root/install-deps </dev/null 2>&1");
+    assert!(
+        installed("openssh-server") && installed("docker-registry"),
+        "{out}"
+    );
+    host.sh_ok("test ! -e /usr/sbin/policy-rc.d");
+    let listening = || {
+        // Local ports in LISTEN state (0A), from the host's own network namespace.
+        let table = host.sh_ok("cat /proc/net/tcp /proc/net/tcp6 2>/dev/null || true");
+        table
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(3) == Some(&"0A"))
+                    .then(|| f.get(1)?.rsplit(':').next())
+                    .flatten()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            })
+            .collect::<Vec<u16>>()
+    };
+    let check = |when: &str| {
+        for unit in ["ssh.service", "ssh.socket", "docker-registry.service"] {
+            let enabled = host.sh_ok(&format!("systemctl is-enabled {unit} || true"));
+            assert_eq!(enabled, "disabled", "{unit} {when}");
+            let active = host.sh_ok(&format!("systemctl is-active {unit} || true"));
+            assert_eq!(active, "inactive", "{unit} {when}");
+        }
+        let ports = listening();
+        assert!(
+            !ports.contains(&22) && !ports.contains(&5000),
+            "listening {when}: {ports:?}"
+        );
+    };
+    check("after install-deps");
+    assert!(out.contains("disabling ssh.service"), "{out}");
+    host.reboot();
+    check("after a reboot");
+    assert_eq!(host.sh_ok("/root/install-deps </dev/null 2>&1"), "");
+}
