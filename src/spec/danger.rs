@@ -25,17 +25,17 @@ const HOST_DIRS: &[(&str, &str, Below)] = &[
     ("/", "the host's whole file system", Below::Never),
     (
         "/etc",
-        "the host's configuration (users, password hashes, sudoers, systemd units)",
+        "the host's configuration, with its users, password hashes, sudoers and systemd units",
         Below::Writable,
     ),
     (
         "/root",
-        "root's home directory (SSH keys, shell start-up files)",
+        "root's home directory, with its SSH keys and shell start-up files",
         Below::Always,
     ),
     (
         "/home",
-        "the users' home directories (SSH keys)",
+        "the users' home directories, with their SSH keys",
         Below::Writable,
     ),
     ("/boot", "the host's kernels and boot loader", Below::Always),
@@ -201,7 +201,7 @@ fn bind_danger(source: &str, read_only: bool) -> Option<String> {
     };
     warn.then(|| {
         format!(
-            "bind mount of `{path}` from the host's `{dir}` ({what}){}",
+            "bind mount of `{path}`, inside `{dir}` ({what}){}",
             if read_only {
                 ": the container can read it"
             } else {

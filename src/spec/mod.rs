@@ -117,6 +117,7 @@ impl std::fmt::Display for SpecWarnings {
         for (i, w) in self.0.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
+                writeln!(f)?;
             }
             w.write_as(f, "warning")?;
         }
@@ -447,7 +448,7 @@ pub fn load_str_checked(
             dep.source =
                 Some(std::path::absolute(&opts.file).unwrap_or_else(|_| opts.file.clone()));
             let mut warnings = d.warnings;
-            warnings.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+            warnings.sort_by_key(|w| (w.line, w.column));
             Ok(Loaded {
                 deployment: dep,
                 warnings: SpecWarnings(warnings),
