@@ -220,9 +220,18 @@ impl Plan {
             .into_iter()
             .map(|v| (v.name, v.labels))
             .collect();
-        let create_network = !engine.network_exists(&names::network_name(name)).await?;
-
+        let network = names::network_name(name);
         let mut conflicts = Vec::new();
+        let create_network = match engine.network_labels(&network).await? {
+            None => true,
+            Some(labels) => {
+                conflicts.extend(crate::engine::networks::network_conflict(
+                    &network, name, &labels,
+                ));
+                false
+            }
+        };
+
         let all_by_name: BTreeMap<&str, &ContainerInfo> = all_containers
             .iter()
             .map(|c| (c.name.as_str(), c))
@@ -695,5 +704,56 @@ fn mask_secret(line: &str) -> String {
         format!("env.{key}: (value changed, hidden)")
     } else {
         line.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::instance::resolve;
+    use crate::engine::ImageInfo;
+
+    fn dep(services: serde_json::Value) -> Deployment {
+        serde_json::from_value(serde_json::json!({ "name": "d", "services": services }))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_listed_volume_named_like_an_image_declared_one_collides() {
+        let image_volume = names::image_volume_name("d-s", "/var/lib/data");
+        let listed = image_volume
+            .strip_prefix("d-s-")
+            .unwrap_or_else(|| panic!("{image_volume}"));
+        let d = dep(serde_json::json!({
+            "s": {"name": "s", "image": "img", "count": 1, "volumes": [
+                {"source": {"named": listed}, "target": "/other"}
+            ]}
+        }));
+        let images = BTreeMap::from([(
+            "img".to_string(),
+            ImageInfo {
+                id: "sha256:1".into(),
+                exposed_ports: vec![],
+                volumes: vec!["/var/lib/data".into()],
+                healthcheck: false,
+            },
+        )]);
+        let specs = resolve(&d, &images, Integration::Docker);
+        let c = name_collisions(&specs);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(c[0].starts_with(&format!("volume {image_volume}: both deployment d, service s, instance 1, volume {listed} and deployment d, service s, instance 1, volume /var/lib/data")), "{c:?}");
+        // Without the image's VOLUME there is nothing to collide with.
+        assert!(name_collisions(&resolve(&d, &BTreeMap::new(), Integration::Docker)).is_empty());
+    }
+
+    #[test]
+    fn two_services_with_one_container_name_collide() {
+        let d = dep(serde_json::json!({
+            "s": {"name": "s", "image": "img", "count": 2},
+            "s-1": {"name": "s-1", "image": "img", "count": 1}
+        }));
+        let c = name_collisions(&resolve(&d, &BTreeMap::new(), Integration::Docker));
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(c[0].starts_with("container d-s-1: both"), "{c:?}");
     }
 }

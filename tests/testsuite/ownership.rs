@@ -353,3 +353,51 @@ fn cli_new_volumes_say_which_volume_of_the_instance_they_are() {
     assert_eq!(labels["berth.instance"], "1");
     assert_eq!(labels["berth.volume"], "data");
 }
+
+/// Removes a network this test made (without berth's labels) on drop.
+struct NetworkOnDrop(String);
+
+impl Drop for NetworkOnDrop {
+    fn drop(&mut self) {
+        let _ = docker(&["network", "rm", &self.0]);
+    }
+}
+
+#[test]
+fn cli_a_network_named_like_the_deployment_but_not_its_own_is_not_joined_or_removed() {
+    let name = unique_name("net");
+    let _c = Cleanup::new(&name);
+    let _net = NetworkOnDrop(name.clone());
+    let id = docker_ok(&["network", "create", &name]);
+    let ws = Workspace::new();
+    ws.write(
+        "berth.toml",
+        &format!("name = \"{name}\"\n{}", service("app", "")),
+    );
+    for cmd in ["plan", "apply"] {
+        let out = run(&ws, &[cmd, "--integration", "docker"]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("network {name} exists and was not made by berth")),
+            "{cmd}: {err}"
+        );
+    }
+    assert!(containers_of(&name).is_empty());
+    let out = run(&ws, &["destroy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        docker_ok(&["network", "inspect", "-f", "{{.Id}}", &name]),
+        id
+    );
+    // Docker's own networks are refused alike: a deployment named `host`
+    // would otherwise run its containers on the host's network.
+    let out = run(&ws, &["plan", "--integration", "docker", "--name", "host"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("network host exists and was not made by berth"),
+        "{}",
+        show(&out)
+    );
+}
