@@ -93,6 +93,11 @@ pub fn container_name(deployment: &str, service: &str, index: u32, count: u32) -
     }
 }
 
+/// The stem of the SSH gateway's unit (`berth-ssh-gateway.service`): the
+/// unit an instance container named `ssh-gateway` (deployment `ssh`,
+/// service `gateway`) would get, so no instance may have that name.
+pub const GATEWAY_UNIT_STEM: &str = "ssh-gateway";
+
 /// systemd unit name of a container.
 pub fn unit_name(container: &str) -> String {
     format!("berth-{container}.service")

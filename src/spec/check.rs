@@ -239,6 +239,16 @@ fn host_names(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, Servic
         };
         for inst in dep.service_instances(svc) {
             let who = instance_text(&svc.name, inst.index, svc.count);
+            if inst.container == names::GATEWAY_UNIT_STEM {
+                d.err(
+                    sp.name,
+                    format!(
+                        "the unit of {who} would be {}, the unit of berth's SSH gateway",
+                        names::unit_name(&inst.container)
+                    ),
+                    "rename the service, or the deployment (--name)",
+                );
+            }
             let mut clash = |d: &mut Decoder,
                              seen: &mut HashMap<String, (String, Span)>,
                              name: String,

@@ -71,13 +71,13 @@ fn port_text(p: &PortMapping) -> String {
     }
 }
 
-fn volumes(svc: &Service, container: &str) -> Vec<RenderedVolume> {
+fn volumes(svc: &Service, prefix: &str) -> Vec<RenderedVolume> {
     svc.volumes
         .iter()
         .map(|v| match &v.source {
             VolumeSource::Named(n) => RenderedVolume {
                 kind: "named",
-                source: names::volume_name(container, n),
+                source: names::volume_name(prefix, n),
                 target: v.target.clone(),
                 read_only: v.read_only,
                 origin: "file",
@@ -107,7 +107,9 @@ impl Rendered {
                     unit: inst.unit(),
                     image: svc.image.clone(),
                     ports: svc.ports.iter().map(port_text).collect(),
-                    volumes: volumes(svc, &inst.container),
+                    // The volumes' own prefix: instance 1 keeps `<deployment>-<service>`
+                    // whatever the count (see `names::volume_prefix`).
+                    volumes: volumes(svc, &names::volume_prefix(&dep.name, &svc.name, inst.index)),
                     link_env: dep.link_env(&inst),
                     unit_text: render_unit(dep, &inst, unit_opts),
                 })

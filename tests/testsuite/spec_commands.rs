@@ -253,3 +253,21 @@ fn apply_shows_the_warnings_and_succeeds() {
         vec![format!("{name}-app")]
     );
 }
+
+#[test]
+fn render_names_the_volumes_apply_uses() {
+    // Instance 1 keeps `<deployment>-<service>-<volume>` whatever the count,
+    // so that scaling up does not hand it a new, empty volume.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("berth.toml"),
+        "name = \"demo\"\n[services.web]\nimage = \"busybox\"\ncount = 2\nvolumes = [\"data:/data\"]\n",
+    )
+    .expect("write");
+    let out = berth_in(dir.path(), &["render", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["instances"][0]["container"], "demo-web-1");
+    assert_eq!(v["instances"][0]["volumes"][0]["source"], "demo-web-data");
+    assert_eq!(v["instances"][1]["volumes"][0]["source"], "demo-web-2-data");
+}
