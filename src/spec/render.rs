@@ -24,6 +24,36 @@ pub struct Rendered {
     pub image_volumes: &'static str,
     /// The validated model itself.
     pub model: Deployment,
+    /// The file's warnings (dangerous settings), located.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<RenderedWarning>,
+}
+
+/// One warning about the file, for `render --output json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedWarning {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+impl Rendered {
+    /// Attach the file's warnings.
+    pub fn with_warnings(mut self, warnings: &super::SpecWarnings) -> Self {
+        self.warnings = warnings
+            .0
+            .iter()
+            .map(|w| RenderedWarning {
+                line: w.line,
+                column: w.column,
+                message: w.message.clone(),
+                help: w.help.clone(),
+            })
+            .collect();
+        self
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +153,7 @@ impl Rendered {
             instances,
             image_volumes: IMAGE_VOLUMES_NOTE,
             model: dep.clone(),
+            warnings: Vec::new(),
         }
     }
 

@@ -215,6 +215,19 @@ fn dangerous_settings_are_located_warnings_and_do_not_change_the_exit_code() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(String::from_utf8_lossy(&out.stderr), DANGEROUS_WARNINGS);
     assert!(String::from_utf8_lossy(&out.stdout).contains("deployment: demo"));
+    let out = berth_in(dir.path(), &["render", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let warnings = v["warnings"].as_array().expect("warnings in render's JSON");
+    assert_eq!(warnings.len(), 5, "{warnings:?}");
+    assert_eq!(warnings[2]["line"], 6);
+    assert_eq!(warnings[2]["column"], 14);
+    assert!(
+        warnings[2]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("service `tool` runs privileged")
+    );
 }
 
 #[test]
