@@ -401,3 +401,44 @@ fn cli_a_network_named_like_the_deployment_but_not_its_own_is_not_joined_or_remo
         show(&out)
     );
 }
+
+#[test]
+fn cli_up_refuses_another_deployments_instance_before_writing_anything() {
+    let a = unique_name("upown");
+    let ax = format!("{a}-x");
+    let _ca = Cleanup::new(&a);
+    let _cax = Cleanup::new(&ax);
+    let ws = Workspace::new();
+    ws.write("a.toml", &format!("name = \"{a}\"\n{}", service("x-y", "")));
+    ws.write("ax.toml", &format!("name = \"{ax}\"\n{}", service("y", "")));
+    let out = run(&ws, &["apply", "-f", "a.toml", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let container = format!("{a}-x-y");
+    let id = id_of(&container);
+    let spec = ws
+        .state_dir()
+        .join("instances")
+        .join(format!("{container}.json"));
+    let spec_before = std::fs::read(&spec).expect("instance spec");
+    let mut up = Background::spawn(bin(), &ws, "up", &["-f", "ax.toml", "up", "--no-ssh"]);
+    let status = up.wait_exit(std::time::Duration::from_secs(60));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(2),
+        "berth up did not refuse:\n{}",
+        up.output()
+    );
+    assert!(
+        up.output().contains(&format!(
+            "container {container} belongs to deployment {a}, service x-y, instance 1"
+        )),
+        "{}",
+        up.output()
+    );
+    assert_eq!(
+        std::fs::read(&spec).expect("instance spec kept"),
+        spec_before
+    );
+    assert_eq!(id_of(&container), id);
+    assert!(containers_of(&ax).is_empty());
+}
