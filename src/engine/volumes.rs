@@ -52,6 +52,15 @@ impl Engine {
         }
     }
 
+    /// The labels of a volume; `None` when it does not exist.
+    pub async fn volume_labels(&self, name: &str) -> Result<Option<BTreeMap<String, String>>> {
+        match self.docker().inspect_volume(name).await {
+            Ok(v) => Ok(Some(v.labels.into_iter().collect())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::engine(format!("inspecting volume {name}"), e)),
+        }
+    }
+
     /// Volumes labelled `berth.deployment=<deployment>`, sorted by name.
     pub async fn list_volumes(&self, deployment: &str) -> Result<Vec<VolumeInfo>> {
         let filters = label_filter(deployment, &[]);

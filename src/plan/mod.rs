@@ -5,6 +5,11 @@
 //! recreate (with the fields that changed) / start / remove / unchanged,
 //! plus volumes to create and ports that change. `apply` carries out
 //! exactly this plan.
+//!
+//! Before that it makes sure every name the deployment would use is its
+//! own: an existing container, volume, network or instance spec whose
+//! labels (or recorded owner) name another deployment, service or instance
+//! is a [`Error::Conflict`] (exit 2), reported before anything is changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -275,14 +280,14 @@ impl Plan {
         let found = futures_util::future::join_all(
             candidates
                 .iter()
-                .map(|(v, _)| engine.volume_details(&v.name)),
+                .map(|(v, _)| engine.volume_labels(&v.name)),
         )
         .await;
         let mut volumes_to_create = Vec::new();
         for ((v, owner), found) in candidates.into_iter().zip(found) {
             match found? {
                 None => volumes_to_create.push(v),
-                Some(d) => match owner.claim(&d.labels) {
+                Some(labels) => match owner.claim(&labels) {
                     // A volume without any berth label was made by hand
                     // (pre-filled data for this instance, say): berth never
                     // made it, so it is nobody else's, and it is used as it is.
