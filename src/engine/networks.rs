@@ -9,15 +9,6 @@ use crate::error::{Error, Result};
 use crate::names;
 
 impl Engine {
-    /// True when a network of that name exists.
-    pub async fn network_exists(&self, name: &str) -> Result<bool> {
-        match self.docker().inspect_network(name, None).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(Error::engine(format!("inspecting network {name}"), e)),
-        }
-    }
-
     /// The labels of a network; `None` when it does not exist.
     pub async fn network_labels(&self, name: &str) -> Result<Option<BTreeMap<String, String>>> {
         match self.docker().inspect_network(name, None).await {

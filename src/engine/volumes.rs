@@ -43,15 +43,6 @@ impl Engine {
         Ok(v.labels.into_iter().collect())
     }
 
-    /// True when a volume of that name exists.
-    pub async fn volume_exists(&self, name: &str) -> Result<bool> {
-        match self.docker().inspect_volume(name).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(Error::engine(format!("inspecting volume {name}"), e)),
-        }
-    }
-
     /// The labels of a volume; `None` when it does not exist.
     pub async fn volume_labels(&self, name: &str) -> Result<Option<BTreeMap<String, String>>> {
         match self.docker().inspect_volume(name).await {
