@@ -30,6 +30,12 @@ pub enum Error {
     #[error("{}", echo::lines(.0))]
     Usage(String),
 
+    /// An object on the host has the name berth would give to something of
+    /// this deployment, but its labels say it belongs to someone else (or
+    /// berth did not make it). Found before anything was changed.
+    #[error("{0}")]
+    Conflict(String),
+
     /// The Docker engine could not be reached, is too old, or refused a request.
     #[error("docker engine: {}: {}", echo::lines(context), echo::lines(&source.to_string()))]
     Engine {
@@ -59,7 +65,7 @@ impl Error {
     /// The process exit code this error maps to.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Spec(_) | Error::Usage(_) => EXIT_INVALID,
+            Error::Spec(_) | Error::Usage(_) | Error::Conflict(_) => EXIT_INVALID,
             Error::Input(e) if e.is_refusal() => EXIT_INVALID,
             _ => EXIT_FAILURE,
         }

@@ -15,6 +15,10 @@ pub const LABEL_SPEC_HASH: &str = "berth.spec-hash";
 pub const LABEL_REVISION: &str = "berth.revision";
 /// Label on volumes: the container path the volume is mounted at.
 pub const LABEL_VOLUME_PATH: &str = "berth.volume-path";
+/// Label on volumes: which volume of its instance it is: the name the file
+/// lists it by (`data`), or for an image-declared `VOLUME` its path
+/// (`/var/lib/data`; names never contain `/`, so the two cannot be confused).
+pub const LABEL_VOLUME: &str = "berth.volume";
 
 /// Longest deployment or service name accepted. Container names are
 /// `<deployment>-<service>-<n>` and unit names add `berth-` and `.service`;
@@ -89,9 +93,27 @@ pub fn container_name(deployment: &str, service: &str, index: u32, count: u32) -
     }
 }
 
+/// The stem of the SSH gateway's unit (`berth-ssh-gateway.service`): the
+/// unit an instance container named `ssh-gateway` (deployment `ssh`,
+/// service `gateway`) would get, so no instance may have that name.
+pub const GATEWAY_UNIT_STEM: &str = "ssh-gateway";
+
 /// systemd unit name of a container.
 pub fn unit_name(container: &str) -> String {
     format!("berth-{container}.service")
+}
+
+/// The prefix of an instance's volume names. It does not depend on `count`,
+/// so scaling never hands an instance someone else's (or an empty) volume:
+/// instance 1 owns `<deployment>-<service>-<volume>` (the container's own
+/// name while `count = 1`), instance n > 1 owns
+/// `<deployment>-<service>-<n>-<volume>` (its container's name).
+pub fn volume_prefix(deployment: &str, service: &str, index: u32) -> String {
+    if index <= 1 {
+        format!("{deployment}-{service}")
+    } else {
+        format!("{deployment}-{service}-{index}")
+    }
 }
 
 /// Name of a volume listed in the file (`name:/path`) for one container.
@@ -127,6 +149,127 @@ pub fn image_volume_name(container: &str, path: &str) -> String {
         flat
     };
     format!("{container}-{flat}-{short}")
+}
+
+/// Who an object on the host is meant to belong to: one instance of a
+/// service of a deployment, and for a volume which of the instance's volumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub deployment: String,
+    pub service: String,
+    pub instance: u32,
+    /// For volumes: the [`LABEL_VOLUME`] value it should carry.
+    pub volume: Option<String>,
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "deployment {}, service {}, instance {}",
+            self.deployment, self.service, self.instance
+        )?;
+        if let Some(v) = &self.volume {
+            write!(f, ", volume {v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What an existing object's labels say about whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Every ownership label it carries names the expected owner.
+    Same,
+    /// It carries none of berth's ownership labels: berth did not make it.
+    Unlabelled,
+    /// Its labels name someone else (described: `deployment a, service x`).
+    Other(String),
+}
+
+impl Owner {
+    /// The labels every object of this owner carries (a volume also
+    /// [`LABEL_VOLUME`]).
+    pub fn labels(&self) -> std::collections::BTreeMap<String, String> {
+        let mut l = std::collections::BTreeMap::new();
+        l.insert(LABEL_DEPLOYMENT.into(), self.deployment.clone());
+        l.insert(LABEL_SERVICE.into(), self.service.clone());
+        l.insert(LABEL_INSTANCE.into(), self.instance.to_string());
+        if let Some(v) = &self.volume {
+            l.insert(LABEL_VOLUME.into(), v.clone());
+        }
+        l
+    }
+
+    /// Compare an existing object's labels with this owner.
+    ///
+    /// A label that is missing is not held against the object, as long as
+    /// at least one ownership label is there and all those present match:
+    /// volumes made by older berth versions carry no [`LABEL_VOLUME`] (and
+    /// possibly fewer labels still), and they must stay usable by the
+    /// instance they were made for, since no data moves on upgrade. A
+    /// label that is present and names someone else always wins.
+    pub fn claim(&self, labels: &std::collections::BTreeMap<String, String>) -> Claim {
+        let instance = self.instance.to_string();
+        let wanted: [(&str, Option<&str>); 4] = [
+            (LABEL_DEPLOYMENT, Some(&self.deployment)),
+            (LABEL_SERVICE, Some(&self.service)),
+            (LABEL_INSTANCE, Some(&instance)),
+            (LABEL_VOLUME, self.volume.as_deref()),
+        ];
+        let mut any = false;
+        let mut differs = false;
+        for (key, want) in wanted {
+            let Some(have) = labels.get(key) else {
+                continue;
+            };
+            any = true;
+            // An object with a volume label where none is expected (a
+            // container label on a volume, say) is someone else's too.
+            if want != Some(have.as_str()) {
+                differs = true;
+            }
+        }
+        if differs {
+            Claim::Other(describe(labels))
+        } else if any {
+            Claim::Same
+        } else {
+            Claim::Unlabelled
+        }
+    }
+}
+
+/// The operator's message for an object (`kind` `name`) that `wanted` would
+/// use but whose labels name someone else (`theirs`, from [`describe`]).
+pub fn conflict_message(kind: &str, name: &str, theirs: &str, wanted: &Owner) -> String {
+    format!(
+        "{kind} {name} belongs to {theirs} (by its labels), but {wanted} would use it; \
+         names are joined with `-`, so these two give the same name. Nothing was changed: \
+         rename the volume, the service or the deployment (--name) so the names differ"
+    )
+}
+
+/// An object's owner as its labels state it: `deployment a, service x, instance 1`.
+pub fn describe(labels: &std::collections::BTreeMap<String, String>) -> String {
+    let parts: Vec<String> = [
+        (LABEL_DEPLOYMENT, "deployment"),
+        (LABEL_SERVICE, "service"),
+        (LABEL_INSTANCE, "instance"),
+        (LABEL_VOLUME, "volume"),
+    ]
+    .iter()
+    .filter_map(|(k, word)| {
+        labels
+            .get(*k)
+            .map(|v| format!("{word} {}", v.escape_debug()))
+    })
+    .collect();
+    if parts.is_empty() {
+        "nobody berth knows (no berth labels)".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// The user-defined bridge network of a deployment.
@@ -175,5 +318,61 @@ mod tests {
                 .replace("<hash>", hash),
             real
         );
+        assert_eq!(volume_prefix("ex", "mail", 1), "ex-mail");
+        assert_eq!(volume_prefix("ex", "mail", 2), "ex-mail-2");
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn claims_compare_every_label_present() {
+        let me = Owner {
+            deployment: "a-x".into(),
+            service: "y".into(),
+            instance: 1,
+            volume: Some("data".into()),
+        };
+        assert_eq!(me.claim(&me.labels()), Claim::Same);
+        assert_eq!(me.claim(&labels(&[])), Claim::Unlabelled);
+        assert_eq!(me.claim(&labels(&[("other", "x")])), Claim::Unlabelled);
+        // The volume `a-x-y-data` of deployment `a`, service `x`, volume `y-data`.
+        let theirs = labels(&[
+            (LABEL_DEPLOYMENT, "a"),
+            (LABEL_SERVICE, "x"),
+            (LABEL_INSTANCE, "1"),
+            (LABEL_VOLUME, "y-data"),
+        ]);
+        assert_eq!(
+            me.claim(&theirs),
+            Claim::Other("deployment a, service x, instance 1, volume y-data".into())
+        );
+        // An older berth's volume without `berth.volume`: judged by the rest.
+        let old = labels(&[
+            (LABEL_DEPLOYMENT, "a-x"),
+            (LABEL_SERVICE, "y"),
+            (LABEL_INSTANCE, "1"),
+        ]);
+        assert_eq!(me.claim(&old), Claim::Same);
+        let old_other = labels(&[(LABEL_DEPLOYMENT, "a"), (LABEL_SERVICE, "x-y")]);
+        assert!(matches!(me.claim(&old_other), Claim::Other(_)));
+        // Another instance of the same service.
+        let two = labels(&[
+            (LABEL_DEPLOYMENT, "a-x"),
+            (LABEL_SERVICE, "y"),
+            (LABEL_INSTANCE, "2"),
+        ]);
+        assert!(matches!(me.claim(&two), Claim::Other(_)));
+        // A container's claim (no volume expected) against a volume label.
+        let container = Owner {
+            volume: None,
+            ..me.clone()
+        };
+        assert!(matches!(container.claim(&me.labels()), Claim::Other(_)));
+        assert_eq!(container.claim(&old), Claim::Same);
     }
 }

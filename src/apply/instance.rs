@@ -222,17 +222,9 @@ pub fn link_variables(
     env
 }
 
-/// The prefix of an instance's volume names. It does not depend on `count`,
-/// so scaling never hands an instance someone else's (or an empty) volume:
-/// instance 1 owns `<deployment>-<service>-<volume>` (the container's own
-/// name while `count = 1`), instance n > 1 owns
-/// `<deployment>-<service>-<n>-<volume>` (its container's name).
+/// The prefix of an instance's volume names: [`names::volume_prefix`].
 pub fn volume_owner(deployment: &str, service: &str, index: u32) -> String {
-    if index <= 1 {
-        format!("{deployment}-{service}")
-    } else {
-        format!("{deployment}-{service}-{index}")
-    }
+    names::volume_prefix(deployment, service, index)
 }
 
 /// Resolve every instance of a deployment into its spec.
@@ -428,13 +420,60 @@ impl InstanceSpec {
             .collect()
     }
 
+    /// Who the instance's container belongs to.
+    pub fn owner(&self) -> names::Owner {
+        names::Owner {
+            deployment: self.deployment.clone(),
+            service: self.service.clone(),
+            instance: self.index,
+            volume: None,
+        }
+    }
+
+    /// The named volumes the instance mounts: engine name, container path,
+    /// and whose (which volume of this instance) it is.
+    pub fn volume_owners(&self) -> Vec<(&str, &str, names::Owner)> {
+        let prefix = format!(
+            "{}-",
+            names::volume_prefix(&self.deployment, &self.service, self.index)
+        );
+        self.mounts
+            .iter()
+            .filter_map(|m| match &m.source {
+                MountSource::Volume { name, from_image } => {
+                    let key = if *from_image {
+                        m.target.clone()
+                    } else {
+                        name.strip_prefix(&prefix).unwrap_or(name).to_string()
+                    };
+                    let owner = names::Owner {
+                        volume: Some(key),
+                        ..self.owner()
+                    };
+                    Some((name.as_str(), m.target.as_str(), owner))
+                }
+                MountSource::Bind { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The labels a volume of this instance is created with.
+    pub fn volume_labels(
+        &self,
+        owner: &names::Owner,
+        path: &str,
+        revision: u64,
+    ) -> BTreeMap<String, String> {
+        let mut l = owner.labels();
+        l.insert(names::LABEL_REVISION.into(), revision.to_string());
+        l.insert(names::LABEL_VOLUME_PATH.into(), path.to_string());
+        l
+    }
+
     /// The labels every object of this instance carries (container and its
     /// volumes), given the revision that creates it.
     pub fn berth_labels(&self, revision: u64) -> BTreeMap<String, String> {
-        let mut l = BTreeMap::new();
-        l.insert(names::LABEL_DEPLOYMENT.into(), self.deployment.clone());
-        l.insert(names::LABEL_SERVICE.into(), self.service.clone());
-        l.insert(names::LABEL_INSTANCE.into(), self.index.to_string());
+        let mut l = self.owner().labels();
         l.insert(names::LABEL_REVISION.into(), revision.to_string());
         l
     }

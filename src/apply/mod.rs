@@ -326,7 +326,7 @@ pub async fn apply(
 }
 
 /// Create planned volumes (in parallel), labelled like the instance they
-/// belong to plus `berth.volume-path`.
+/// belong to plus `berth.volume` and `berth.volume-path`.
 async fn create_volumes(
     engine: &Engine,
     specs: &[InstanceSpec],
@@ -336,14 +336,29 @@ async fn create_volumes(
 ) -> Result<()> {
     let results: Vec<Result<()>> = futures_util::stream::iter(volumes)
         .map(|v| {
-            let mut labels = specs
+            let wanted = specs
                 .iter()
                 .find(|s| s.container == v.container)
-                .map(|s| s.berth_labels(revision))
-                .unwrap_or_default();
-            labels.insert(names::LABEL_VOLUME_PATH.into(), v.path.clone());
+                .and_then(|s| {
+                    s.volume_owners()
+                        .into_iter()
+                        .find(|(name, _, _)| *name == v.name)
+                        .map(|(_, _, owner)| (s.volume_labels(&owner, &v.path, revision), owner))
+                });
             async move {
-                engine.ensure_volume(&v.name, &labels).await?;
+                let Some((labels, owner)) = wanted else {
+                    return Err(Error::Runtime(format!(
+                        "volume {}: no instance of this deployment mounts it",
+                        v.name
+                    )));
+                };
+                let have = engine.ensure_volume(&v.name, &labels).await?;
+                // Made by someone else since the plan was computed.
+                if let names::Claim::Other(theirs) = owner.claim(&have) {
+                    return Err(Error::Conflict(names::conflict_message(
+                        "volume", &v.name, &theirs, &owner,
+                    )));
+                }
                 report(format!("created volume {}", v.name));
                 Ok(())
             }

@@ -76,7 +76,7 @@ pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 
 /// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<u8> {
-    let deployment = ctx.load_deployment()?;
+    let deployment = ctx.load_deployment_warned()?;
     if let Some(l) = &args.ssh_listen {
         crate::ssh::gateway::check_listen(l).map_err(|_| {
             Error::Usage(format!(

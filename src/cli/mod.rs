@@ -168,6 +168,24 @@ impl Context {
     pub fn load_deployment(&self) -> Result<Deployment> {
         Ok(spec::load(&self.load_options()?)?)
     }
+
+    /// [`Context::load_deployment`], printing the file's warnings (for the
+    /// commands that check or apply it: validate, render, plan, apply, up).
+    pub fn load_deployment_warned(&self) -> Result<Deployment> {
+        let loaded = spec::load_checked(&self.load_options()?)?;
+        print_warnings(&loaded.warnings);
+        Ok(loaded.deployment)
+    }
+}
+
+/// Print a file's warnings on stderr (in colour on a terminal, never with `NO_COLOR`).
+pub(crate) fn print_warnings(warnings: &spec::SpecWarnings) {
+    if warnings.0.is_empty() {
+        return;
+    }
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    eprintln!("{}", warnings.render(color));
 }
 
 /// Parse the command line, run the command, and turn the outcome into an exit code.

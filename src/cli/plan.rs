@@ -50,7 +50,7 @@ pub(crate) fn berth_path() -> std::path::PathBuf {
 
 /// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
-    let deployment = ctx.load_deployment()?;
+    let deployment = ctx.load_deployment_warned()?;
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();
     let integration = IntegrationChoice::from(args.integration).resolve();

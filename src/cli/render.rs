@@ -15,13 +15,14 @@ pub struct RenderArgs {
 }
 
 pub async fn run(ctx: &Context, args: RenderArgs) -> Result<u8> {
-    let dep = match super::validate::load_or_report(ctx)? {
-        Ok(dep) => dep,
+    let loaded = match super::validate::load_or_report(ctx)? {
+        Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
+    let dep = loaded.deployment;
     // The units exactly as `apply` would write them on this host.
     let opts = UnitOptions::for_host(ctx.state_dir().root())?;
-    let rendered = Rendered::build(&dep, &opts);
+    let rendered = Rendered::build(&dep, &opts).with_warnings(&loaded.warnings);
     match args.output {
         OutputFormat::Table => print!("{}", rendered.text()),
         OutputFormat::Json => {

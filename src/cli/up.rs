@@ -25,7 +25,7 @@ pub struct UpArgs {
 
 pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
     // Read once up front so that an invalid file fails before anything starts.
-    let deployment = ctx.load_deployment()?;
+    let deployment = ctx.load_deployment_warned()?;
     if !args.no_ssh {
         gateway::check_listen(&args.ssh_listen).map_err(|_| {
             Error::Usage(format!(
@@ -66,7 +66,7 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
     };
     let loader_ctx = ctx.clone();
     let load: foreground::Loader = Arc::new(move || {
-        let d = loader_ctx.load_deployment()?;
+        let d = loader_ctx.load_deployment_warned()?;
         // A gateway that cannot start must not stop the services.
         if let Err(e) = start_gateway(&d) {
             eprintln!("berth: {e}");

@@ -327,11 +327,27 @@ impl Engine {
             .all(true)
             .filters(&filters)
             .build();
+        self.list_with(opts, &format!("listing containers of {deployment}"))
+            .await
+    }
+
+    /// Every container on the engine, berth's or not, sorted by name: what
+    /// tells whose a container with one of a deployment's names is.
+    pub async fn list_all_containers(&self) -> Result<Vec<ContainerInfo>> {
+        let opts = ListContainersOptionsBuilder::default().all(true).build();
+        self.list_with(opts, "listing containers").await
+    }
+
+    async fn list_with(
+        &self,
+        opts: bollard::query_parameters::ListContainersOptions,
+        context: &str,
+    ) -> Result<Vec<ContainerInfo>> {
         let list = self
             .docker()
             .list_containers(Some(opts))
             .await
-            .map_err(|e| Error::engine(format!("listing containers of {deployment}"), e))?;
+            .map_err(|e| Error::engine(context, e))?;
         let mut out: Vec<ContainerInfo> = list
             .into_iter()
             .map(|c| ContainerInfo {

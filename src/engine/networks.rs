@@ -1,6 +1,6 @@
 //! The deployment's user-defined bridge network.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::NetworkCreateRequest;
 
@@ -9,20 +9,26 @@ use crate::error::{Error, Result};
 use crate::names;
 
 impl Engine {
-    /// True when a network of that name exists.
-    pub async fn network_exists(&self, name: &str) -> Result<bool> {
+    /// The labels of a network; `None` when it does not exist.
+    pub async fn network_labels(&self, name: &str) -> Result<Option<BTreeMap<String, String>>> {
         match self.docker().inspect_network(name, None).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
+            Ok(n) => Ok(Some(n.labels.unwrap_or_default().into_iter().collect())),
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(Error::engine(format!("inspecting network {name}"), e)),
         }
     }
 
     /// Create the deployment's bridge network (labelled) unless it exists.
+    /// An existing network of that name that is not labelled as the
+    /// deployment's (Docker's own `host` or `bridge`, another deployment's,
+    /// one made by hand) is refused: the containers would join it.
     pub async fn ensure_network(&self, deployment: &str) -> Result<String> {
         let name = names::network_name(deployment);
-        if self.network_exists(&name).await? {
-            return Ok(name);
+        if let Some(labels) = self.network_labels(&name).await? {
+            return match network_conflict(&name, deployment, &labels) {
+                Some(msg) => Err(Error::Conflict(msg)),
+                None => Ok(name),
+            };
         }
         let req = NetworkCreateRequest {
             name: name.clone(),
@@ -41,13 +47,43 @@ impl Engine {
         }
     }
 
-    /// Remove the deployment's network. A missing network is not an error.
+    /// Remove the deployment's network. A missing network is not an error,
+    /// and a network of that name that is not the deployment's is left alone.
     pub async fn remove_network(&self, deployment: &str) -> Result<()> {
         let name = names::network_name(deployment);
+        match self.network_labels(&name).await? {
+            None => return Ok(()),
+            Some(labels) if network_conflict(&name, deployment, &labels).is_some() => {
+                tracing::info!("network {name} is not deployment {deployment}'s; left alone");
+                return Ok(());
+            }
+            Some(_) => {}
+        }
         match self.docker().remove_network(&name).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(Error::engine(format!("removing network {name}"), e)),
         }
+    }
+}
+
+/// Why the existing network `name` (with `labels`) cannot be `deployment`'s,
+/// if it cannot.
+pub fn network_conflict(
+    name: &str,
+    deployment: &str,
+    labels: &BTreeMap<String, String>,
+) -> Option<String> {
+    match labels.get(names::LABEL_DEPLOYMENT) {
+        Some(owner) if owner == deployment => None,
+        Some(owner) => Some(format!(
+            "network {name} belongs to deployment {} (by its labels), but deployment {deployment} would attach its containers to it. \
+             Nothing was changed: rename the deployment (--name)",
+            owner.escape_debug()
+        )),
+        None => Some(format!(
+            "network {name} exists and was not made by berth (Docker's own `bridge`, `host` and `none`, or one made by hand), \
+             but deployment {deployment} would attach its containers to it. Nothing was changed: rename the deployment (--name)"
+        )),
     }
 }

@@ -21,8 +21,13 @@ pub struct VolumeInfo {
 
 impl Engine {
     /// Create a volume with labels; an existing volume of that name is kept
-    /// as it is (its data and labels untouched).
-    pub async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+    /// as it is (its data and labels untouched). Returns the labels the
+    /// volume has, so the caller can tell whose an existing one is.
+    pub async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>> {
         // The engine's create is idempotent for an existing local volume: it
         // returns that volume unchanged. One request instead of two.
         let req = VolumeCreateRequest {
@@ -30,18 +35,19 @@ impl Engine {
             labels: Some(labels.clone().into_iter().collect::<HashMap<_, _>>()),
             ..Default::default()
         };
-        self.docker()
+        let v = self
+            .docker()
             .create_volume(req)
             .await
             .map_err(|e| Error::engine(format!("creating volume {name}"), e))?;
-        Ok(())
+        Ok(v.labels.into_iter().collect())
     }
 
-    /// True when a volume of that name exists.
-    pub async fn volume_exists(&self, name: &str) -> Result<bool> {
+    /// The labels of a volume; `None` when it does not exist.
+    pub async fn volume_labels(&self, name: &str) -> Result<Option<BTreeMap<String, String>>> {
         match self.docker().inspect_volume(name).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
+            Ok(v) => Ok(Some(v.labels.into_iter().collect())),
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(Error::engine(format!("inspecting volume {name}"), e)),
         }
     }

@@ -50,22 +50,35 @@ pub async fn replace_container_with_hash(
 }
 
 /// Stop and remove the container named like `spec`'s, if it is this
-/// deployment's.
+/// instance's (by its labels: deployment, service and instance).
 pub async fn remove_own_container(engine: &Engine, spec: &InstanceSpec) -> Result<()> {
     let Some(existing) = engine.inspect_container(&spec.container).await? else {
         return Ok(());
     };
-    let owner = existing
+    let labels: std::collections::BTreeMap<String, String> = existing
         .config
         .as_ref()
-        .and_then(|c| c.labels.as_ref())
-        .and_then(|l| l.get(names::LABEL_DEPLOYMENT))
-        .cloned();
-    if owner.as_deref() != Some(spec.deployment.as_str()) {
-        return Err(Error::Runtime(format!(
-            "a container named {} exists and does not belong to deployment {}; remove or rename it (berth does not touch containers it did not create)",
-            spec.container, spec.deployment
-        )));
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let owner = spec.owner();
+    match owner.claim(&labels) {
+        names::Claim::Same => {}
+        names::Claim::Unlabelled => {
+            return Err(Error::Conflict(format!(
+                "a container named {} exists and was not made by berth; remove or rename it (berth does not touch containers it did not create)",
+                spec.container
+            )));
+        }
+        names::Claim::Other(theirs) => {
+            return Err(Error::Conflict(names::conflict_message(
+                "container",
+                &spec.container,
+                &theirs,
+                &owner,
+            )));
+        }
     }
     let running = existing
         .state

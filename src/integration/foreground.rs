@@ -174,6 +174,17 @@ impl Supervisor {
             Some(self.opts.progress),
         )
         .await?;
+        // The plan's checks, before anything is touched: no container,
+        // volume, network or instance spec of someone else is taken over.
+        crate::plan::Plan::compute(
+            engine,
+            state,
+            &deployment,
+            &desired.specs,
+            &[],
+            &desired.target,
+        )
+        .await?;
         let wanted: BTreeMap<String, InstanceSpec> = desired
             .specs
             .into_iter()

@@ -27,7 +27,7 @@ use crate::state::StateDir;
 
 /// The name [`systemd_ctl`] knows the gateway's unit by
 /// (`berth-ssh-gateway.service`).
-const UNIT_STEM: &str = "ssh-gateway";
+const UNIT_STEM: &str = crate::names::GATEWAY_UNIT_STEM;
 
 /// The gateway's unit is `berth-ssh-gateway.service`, which is also the
 /// unit name an instance container called `ssh-gateway` would get

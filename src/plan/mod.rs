@@ -5,6 +5,11 @@
 //! recreate (with the fields that changed) / start / remove / unchanged,
 //! plus volumes to create and ports that change. `apply` carries out
 //! exactly this plan.
+//!
+//! Before that it makes sure every name the deployment would use is its
+//! own: an existing container, volume, network or instance spec whose
+//! labels (or recorded owner) name another deployment, service or instance
+//! is a [`Error::Conflict`] (exit 2), reported before anything is changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -13,8 +18,8 @@ use serde::Serialize;
 
 use crate::apply::instance::{InstanceSpec, Integration, is_stopped_by_operator};
 use crate::engine::{ContainerInfo, ContainerState, Engine};
-use crate::error::Result;
-use crate::names;
+use crate::error::{Error, Result};
+use crate::names::{self, Claim};
 use crate::spec::{Deployment, PortMapping, RestartPolicy};
 use crate::state::StateDir;
 
@@ -194,48 +199,107 @@ impl Plan {
         target: &Target,
     ) -> Result<Plan> {
         let name = &deployment.name;
-        let containers = engine.list_containers(name, &[]).await?;
+        // Two instances or volumes of this deployment with one name would
+        // share a container or data: refused before the engine is asked.
+        let collisions = name_collisions(specs);
+        if !collisions.is_empty() {
+            return Err(Error::Conflict(collisions.join("\n")));
+        }
+        // Every container, not only this deployment's: one named like an
+        // instance of ours but someone else's must not be adopted.
+        let all_containers = engine.list_all_containers().await?;
+        let containers: Vec<ContainerInfo> = all_containers
+            .iter()
+            .filter(|c| c.labels.get(names::LABEL_DEPLOYMENT) == Some(name))
+            .cloned()
+            .collect();
         let by_name: BTreeMap<&str, &ContainerInfo> =
             containers.iter().map(|c| (c.name.as_str(), c)).collect();
         let previous: BTreeMap<String, InstanceSpec> = InstanceSpec::read_all(state, name)?
             .into_iter()
             .map(|s| (s.container.clone(), s))
             .collect();
-        let existing_volumes: BTreeSet<String> = engine
+        let existing_volumes: BTreeMap<String, BTreeMap<String, String>> = engine
             .list_volumes(name)
             .await?
             .into_iter()
-            .map(|v| v.name)
+            .map(|v| (v.name, v.labels))
             .collect();
-        let create_network = !engine.network_exists(&names::network_name(name)).await?;
+        let network = names::network_name(name);
+        let mut conflicts = Vec::new();
+        let create_network = match engine.network_labels(&network).await? {
+            None => true,
+            Some(labels) => {
+                conflicts.extend(crate::engine::networks::network_conflict(
+                    &network, name, &labels,
+                ));
+                false
+            }
+        };
+
+        let all_by_name: BTreeMap<&str, &ContainerInfo> = all_containers
+            .iter()
+            .map(|c| (c.name.as_str(), c))
+            .collect();
+        for spec in specs {
+            conflicts.extend(container_conflict(
+                state,
+                spec,
+                all_by_name.get(spec.container.as_str()).copied(),
+                previous.get(&spec.container),
+            ));
+        }
 
         let mut candidates = Vec::new();
         let mut seen_volumes = BTreeSet::new();
         for spec in specs {
-            for (vol, path) in spec.volume_names() {
-                if existing_volumes.contains(vol) || !seen_volumes.insert(vol.to_string()) {
+            for (vol, path, owner) in spec.volume_owners() {
+                if !seen_volumes.insert(vol.to_string()) {
                     continue;
                 }
-                candidates.push(VolumePlan {
-                    name: vol.to_string(),
-                    container: spec.container.clone(),
-                    service: spec.service.clone(),
-                    index: spec.index,
-                    path: path.to_string(),
-                });
+                if let Some(labels) = existing_volumes.get(vol) {
+                    if let Claim::Other(theirs) = owner.claim(labels) {
+                        conflicts.push(names::conflict_message("volume", vol, &theirs, &owner));
+                    }
+                    continue;
+                }
+                candidates.push((
+                    VolumePlan {
+                        name: vol.to_string(),
+                        container: spec.container.clone(),
+                        service: spec.service.clone(),
+                        index: spec.index,
+                        path: path.to_string(),
+                    },
+                    owner,
+                ));
             }
         }
-        // Unlabelled volumes of the same name (created by hand) are used as
-        // they are; ask about all candidates at once.
-        let exists = futures_util::future::join_all(
-            candidates.iter().map(|v| engine.volume_exists(&v.name)),
+        // Volumes of these names that are not labelled as this
+        // deployment's: ask about all at once.
+        let found = futures_util::future::join_all(
+            candidates
+                .iter()
+                .map(|(v, _)| engine.volume_labels(&v.name)),
         )
         .await;
         let mut volumes_to_create = Vec::new();
-        for (v, e) in candidates.into_iter().zip(exists) {
-            if !e? {
-                volumes_to_create.push(v);
+        for ((v, owner), found) in candidates.into_iter().zip(found) {
+            match found? {
+                None => volumes_to_create.push(v),
+                Some(labels) => match owner.claim(&labels) {
+                    // A volume without any berth label was made by hand
+                    // (pre-filled data for this instance, say): berth never
+                    // made it, so it is nobody else's, and it is used as it is.
+                    Claim::Same | Claim::Unlabelled => {}
+                    Claim::Other(theirs) => {
+                        conflicts.push(names::conflict_message("volume", &v.name, &theirs, &owner))
+                    }
+                },
             }
+        }
+        if !conflicts.is_empty() {
+            return Err(Error::Conflict(conflicts.join("\n")));
         }
 
         let mut instances = Vec::new();
@@ -523,6 +587,88 @@ impl Plan {
     }
 }
 
+/// Names that two of `specs` give to different things: one container name
+/// for two instances, or one volume name for two volumes (of two instances,
+/// or a listed volume and an image-declared one of the same instance).
+/// The file's own names are checked when it is read; this also sees the
+/// image-declared volumes, and specs that did not come from a file.
+pub fn name_collisions(specs: &[InstanceSpec]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut containers: BTreeMap<&str, &InstanceSpec> = BTreeMap::new();
+    let mut volumes: BTreeMap<&str, names::Owner> = BTreeMap::new();
+    for spec in specs {
+        if let Some(first) = containers.insert(&spec.container, spec) {
+            out.push(format!(
+                "container {}: both {} and {} would have this name; rename one of the services",
+                spec.container,
+                first.owner(),
+                spec.owner()
+            ));
+        }
+        for (vol, _, owner) in spec.volume_owners() {
+            match volumes.get(vol) {
+                Some(first) if *first != owner => out.push(format!(
+                    "volume {vol}: both {first} and {owner} would use this volume; rename one of them"
+                )),
+                Some(_) => {}
+                None => {
+                    volumes.insert(vol, owner);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Why an instance may not take the name of its container: a container of
+/// that name that is someone else's, or an instance spec (and so a unit)
+/// berth wrote for someone else.
+fn container_conflict(
+    state: &StateDir,
+    spec: &InstanceSpec,
+    existing: Option<&ContainerInfo>,
+    previous: Option<&InstanceSpec>,
+) -> Vec<String> {
+    let owner = spec.owner();
+    let mut out = Vec::new();
+    if let Some(c) = existing {
+        match owner.claim(&c.labels) {
+            Claim::Same => {}
+            Claim::Unlabelled => out.push(format!(
+                "container {} exists and was not made by berth (it has no berth labels), but {owner} would use its name. \
+                 Nothing was changed: remove or rename that container, or rename the service or the deployment (--name)",
+                spec.container
+            )),
+            Claim::Other(theirs) => out.push(names::conflict_message(
+                "container",
+                &spec.container,
+                &theirs,
+                &owner,
+            )),
+        }
+    }
+    // The spec file berth keeps per container (and the unit made from it):
+    // this deployment's are in `previous`; one of another deployment is
+    // read from the state directory by the container's name.
+    let on_disk = match previous {
+        Some(p) => Some(p.clone()),
+        None => InstanceSpec::read(state, &spec.container).ok().flatten(),
+    };
+    if let Some(p) = on_disk
+        && p.owner() != owner
+        && out.is_empty()
+    {
+        out.push(format!(
+            "instance {}: berth already runs this name for {} (its instance spec and unit), but {owner} would use it; \
+             names are joined with `-`, so these two give the same name. Nothing was changed: \
+             rename the service or the deployment (--name) so the names differ",
+            spec.container,
+            p.owner()
+        ));
+    }
+    out
+}
+
 /// Why an instance is recreated: the field diff against the previous spec
 /// when that spec is the one the container was made from, else the hashes.
 fn explain(
@@ -564,5 +710,56 @@ fn mask_secret(line: &str) -> String {
         format!("env.{key}: (value changed, hidden)")
     } else {
         line.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::instance::resolve;
+    use crate::engine::ImageInfo;
+
+    fn dep(services: serde_json::Value) -> Deployment {
+        serde_json::from_value(serde_json::json!({ "name": "d", "services": services }))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_listed_volume_named_like_an_image_declared_one_collides() {
+        let image_volume = names::image_volume_name("d-s", "/var/lib/data");
+        let listed = image_volume
+            .strip_prefix("d-s-")
+            .unwrap_or_else(|| panic!("{image_volume}"));
+        let d = dep(serde_json::json!({
+            "s": {"name": "s", "image": "img", "count": 1, "volumes": [
+                {"source": {"named": listed}, "target": "/other"}
+            ]}
+        }));
+        let images = BTreeMap::from([(
+            "img".to_string(),
+            ImageInfo {
+                id: "sha256:1".into(),
+                exposed_ports: vec![],
+                volumes: vec!["/var/lib/data".into()],
+                healthcheck: false,
+            },
+        )]);
+        let specs = resolve(&d, &images, Integration::Docker);
+        let c = name_collisions(&specs);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(c[0].starts_with(&format!("volume {image_volume}: both deployment d, service s, instance 1, volume {listed} and deployment d, service s, instance 1, volume /var/lib/data")), "{c:?}");
+        // Without the image's VOLUME there is nothing to collide with.
+        assert!(name_collisions(&resolve(&d, &BTreeMap::new(), Integration::Docker)).is_empty());
+    }
+
+    #[test]
+    fn two_services_with_one_container_name_collide() {
+        let d = dep(serde_json::json!({
+            "s": {"name": "s", "image": "img", "count": 2},
+            "s-1": {"name": "s-1", "image": "img", "count": 1}
+        }));
+        let c = name_collisions(&resolve(&d, &BTreeMap::new(), Integration::Docker));
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(c[0].starts_with("container d-s-1: both"), "{c:?}");
     }
 }

@@ -1,15 +1,18 @@
-//! Checks across services: links, ssh keys, published host ports.
+//! Checks across services: links, ssh keys, published host ports, and the
+//! names services give to containers (and their units) and volumes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::decode::{Decoder, ServiceSpans, suggest};
-use super::model::{Deployment, PortMapping, Protocol};
+use super::model::{Deployment, PortMapping, Protocol, VolumeSource};
 use super::tree::Span;
+use crate::names;
 
 pub fn cross(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpans>) {
     links(d, dep, spans);
     ssh_keys(d, dep, spans);
     ports(d, dep, spans);
+    host_names(d, dep, spans);
 }
 
 fn links(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpans>) {
@@ -198,5 +201,99 @@ fn ports(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpan
             continue;
         }
         group.push((svc, p, span));
+    }
+}
+
+/// Most name collisions reported: one pair of clashing services can make
+/// a hundred (one per instance).
+const MAX_NAME_COLLISIONS: usize = 20;
+
+/// `instance n of service `s`` or `service `s`` when it runs one.
+fn instance_text(service: &str, index: u32, count: u32) -> String {
+    if count > 1 {
+        format!("instance {index} of service `{service}`")
+    } else {
+        format!("service `{service}`")
+    }
+}
+
+/// Names are joined with `-` and may contain `-`, so two services can give
+/// one container (and unit) name, or one volume name: deployment `d` with
+/// service `s` (count = 2) and service `s-1` both name a container `d-s-1`;
+/// service `a` with volume `b-data` and service `a-b` with volume `data`
+/// both name the volume `d-a-b-data`. Either would share a container or
+/// data between two services, so both are errors. (Image-declared volumes
+/// are known once the image is, and checked by `plan`.)
+fn host_names(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpans>) {
+    let mut reported = 0;
+    // Container name -> (description, where its service is named).
+    let mut containers: HashMap<String, (String, Span)> = HashMap::new();
+    // Volume name -> (description, where it is written).
+    let mut volumes: HashMap<String, (String, Span)> = HashMap::new();
+    // In the order the services are written, so the later one is reported.
+    let mut order: Vec<&super::model::Service> = dep.services.values().collect();
+    order.sort_by_key(|svc| spans.get(&svc.name).map(|s| s.name.start).unwrap_or(0));
+    for svc in order {
+        let Some(sp) = spans.get(&svc.name) else {
+            continue;
+        };
+        for inst in dep.service_instances(svc) {
+            let who = instance_text(&svc.name, inst.index, svc.count);
+            if inst.container == names::GATEWAY_UNIT_STEM {
+                d.err(
+                    sp.name,
+                    format!(
+                        "the unit of {who} would be {}, the unit of berth's SSH gateway",
+                        names::unit_name(&inst.container)
+                    ),
+                    "rename the service, or the deployment (--name)",
+                );
+            }
+            let mut clash = |d: &mut Decoder,
+                             seen: &mut HashMap<String, (String, Span)>,
+                             name: String,
+                             what: String,
+                             span: Span,
+                             help: &str| {
+                match seen.get(&name) {
+                    Some((first, first_span)) => {
+                        if reported < MAX_NAME_COLLISIONS {
+                            reported += 1;
+                            let (line, col) = d.src.line_col(first_span.start);
+                            d.err(
+                                span,
+                                format!("{what} would be named `{name}`, like {first} (line {line}, column {col})"),
+                                help,
+                            );
+                        }
+                    }
+                    None => {
+                        seen.insert(name, (what, span));
+                    }
+                }
+            };
+            clash(
+                d,
+                &mut containers,
+                inst.container.clone(),
+                format!("the container of {who}"),
+                sp.name,
+                "containers are named <deployment>-<service>, with -<n> when count > 1, and names may contain `-`; rename one of the services so their names differ",
+            );
+            let prefix = names::volume_prefix(&dep.name, &svc.name, inst.index);
+            for (i, v) in svc.volumes.iter().enumerate() {
+                let VolumeSource::Named(key) = &v.source else {
+                    continue;
+                };
+                clash(
+                    d,
+                    &mut volumes,
+                    names::volume_name(&prefix, key),
+                    format!("volume `{key}` of {who}"),
+                    sp.volumes.get(i).copied().unwrap_or(sp.name),
+                    "volumes are named <deployment>-<service>[-<n>]-<volume>, and names may contain `-`; rename the volume or the service so the names differ",
+                );
+            }
+        }
     }
 }

@@ -24,12 +24,19 @@ pub struct ServiceSpans {
     pub ports: Vec<Span>,
     pub links: Vec<Span>,
     pub ssh: Vec<Span>,
+    /// One span per entry in `Service::volumes`.
+    pub volumes: Vec<Span>,
+    /// One span per entry in `Service::cap_add`.
+    pub cap_add: Vec<Span>,
+    pub privileged: Option<Span>,
 }
 
 /// Collects errors while decoding one file.
 pub struct Decoder<'a> {
     pub src: &'a Source,
     pub errors: Vec<SpecError>,
+    /// Settings that are valid but deserve the operator's attention.
+    pub warnings: Vec<SpecError>,
     /// The deployment file's directory, for `env_file`.
     pub base_dir: PathBuf,
     /// Keys that are defined but invalid (already reported): `ssh` entries
@@ -46,6 +53,7 @@ impl<'a> Decoder<'a> {
         Decoder {
             src,
             errors: Vec::new(),
+            warnings: Vec::new(),
             base_dir,
             bad_keys: Vec::new(),
             suggested: Vec::new(),
@@ -55,6 +63,11 @@ impl<'a> Decoder<'a> {
     pub fn err(&mut self, span: Span, message: impl Into<String>, help: impl Into<String>) {
         let e = self.src.error(span, message, Some(help.into()));
         self.errors.push(e);
+    }
+
+    pub fn warn(&mut self, span: Span, message: impl Into<String>, help: impl Into<String>) {
+        let w = self.src.error(span, message, Some(help.into()));
+        self.warnings.push(w);
     }
 
     pub fn problem(&mut self, span: Span, p: Problem) {
@@ -623,6 +636,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                                     );
                                 } else {
                                     svc.volumes.push(m);
+                                    spans.volumes.push(span);
                                 }
                             }
                             Err(p) => d.problem(span, p),
@@ -820,7 +834,10 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
             }
             "snapshots_keep" => svc.snapshots_keep = keep_count(d, v, &what),
             "privileged" => match &v.value {
-                Value::Bool(b) => svc.privileged = *b,
+                Value::Bool(b) => {
+                    svc.privileged = *b;
+                    spans.privileged = Some(v.span);
+                }
                 _ => d.type_err(
                     v,
                     &what,
@@ -843,14 +860,19 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
             "cap_add" | "cap_drop" => {
                 if let Some(l) = d.string_list(v, &what) {
                     let mut caps = Vec::new();
+                    let mut cap_spans = Vec::new();
                     for (c, span) in l {
                         match values::parse_capability(&c) {
-                            Ok(c) => caps.push(c),
+                            Ok(c) => {
+                                caps.push(c);
+                                cap_spans.push(span);
+                            }
                             Err(p) => d.problem(span, p),
                         }
                     }
                     if e.key == "cap_add" {
                         svc.cap_add = caps;
+                        spans.cap_add = cap_spans;
                     } else {
                         svc.cap_drop = caps;
                     }

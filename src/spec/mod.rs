@@ -5,6 +5,7 @@
 //! returned at once as [`SpecErrors`], each located in its file.
 
 mod check;
+mod danger;
 mod decode;
 pub mod dotenv;
 mod geard;
@@ -75,17 +76,24 @@ pub struct SpecErrors(pub Vec<SpecError>);
 /// only here: escaped, quoted values and long lines capped.
 impl std::fmt::Display for SpecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.write_as(f, "error")
+    }
+}
+
+impl SpecError {
+    /// The located form, as an `error` or a `warning`.
+    fn write_as(&self, f: &mut std::fmt::Formatter<'_>, kind: &str) -> std::fmt::Result {
         let message = echo::line(&self.message);
         match &self.file {
-            Some(p) if self.line == 0 => write!(f, "{}: error: {message}", echo::path(p))?,
+            Some(p) if self.line == 0 => write!(f, "{}: {kind}: {message}", echo::path(p))?,
             Some(p) => write!(
                 f,
-                "{}:{}:{}: error: {message}",
+                "{}:{}:{}: {kind}: {message}",
                 echo::path(p),
                 self.line,
                 self.column,
             )?,
-            None => write!(f, "error: {message}")?,
+            None => write!(f, "{kind}: {message}")?,
         }
         if let Some(line) = &self.snippet {
             let (line, column) = echo::snippet(line, self.snippet_column);
@@ -104,6 +112,39 @@ impl std::fmt::Display for SpecError {
         }
         Ok(())
     }
+}
+
+/// Settings of a valid file that deserve the operator's attention (they
+/// hand a container power over the host), located like errors. They do not
+/// make the file invalid.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SpecWarnings(pub Vec<SpecError>);
+
+impl std::fmt::Display for SpecWarnings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, w) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+                writeln!(f)?;
+            }
+            w.write_as(f, "warning")?;
+        }
+        Ok(())
+    }
+}
+
+impl SpecWarnings {
+    /// The plain form (`Display`), or with ANSI colours for a terminal.
+    pub fn render(&self, color: bool) -> String {
+        colorize(&self.to_string(), color, "warning", "\x1b[1;33m")
+    }
+}
+
+/// A deployment read from its file, with the warnings it deserves.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub deployment: Deployment,
+    pub warnings: SpecWarnings,
 }
 
 impl std::fmt::Display for SpecErrors {
@@ -128,48 +169,54 @@ impl SpecErrors {
     /// The plain form (`Display`), or the same text with ANSI colours for a
     /// terminal: `error` in red, the gutter in blue, `help` in cyan.
     pub fn render(&self, color: bool) -> String {
-        let plain = self.to_string();
-        if !color {
-            return plain;
-        }
-        const RED: &str = "\x1b[1;31m";
-        const BLUE: &str = "\x1b[1;34m";
-        const CYAN: &str = "\x1b[1;36m";
-        const BOLD: &str = "\x1b[1m";
-        const RESET: &str = "\x1b[0m";
-        let mut out = String::with_capacity(plain.len() + 256);
-        for line in plain.lines() {
-            if let Some(i) = line
-                .find(": error: ")
-                .or_else(|| line.starts_with("error: ").then_some(0))
-            {
-                let (loc, rest) = line.split_at(i);
-                let msg = rest.trim_start_matches(": ").trim_start_matches("error: ");
-                let sep = if loc.is_empty() { "" } else { ": " };
-                out.push_str(&format!(
-                    "{BOLD}{loc}{RESET}{sep}{RED}error{RESET}: {BOLD}{msg}{RESET}"
-                ));
-            } else if let Some(h) = line.strip_prefix("  help: ") {
-                out.push_str(&format!("  {CYAN}help{RESET}: {h}"));
-            } else if let Some((gutter, rest)) = line.split_once(" |") {
-                if gutter.trim().chars().all(|c| c.is_ascii_digit()) {
-                    let rest_colored = if gutter.trim().is_empty() && rest.contains('^') {
-                        format!("{RED}{rest}{RESET}")
-                    } else {
-                        rest.to_string()
-                    };
-                    out.push_str(&format!("{BLUE}{gutter} |{RESET}{rest_colored}"));
+        colorize(&self.to_string(), color, "error", "\x1b[1;31m")
+    }
+}
+
+/// Colour located diagnostics of one `kind` (`error`, `warning`): the kind in
+/// `KIND_COLOR`, the gutter in blue, `help` in cyan.
+fn colorize(plain: &str, color: bool, kind: &str, kind_color: &str) -> String {
+    if !color {
+        return plain.to_string();
+    }
+    const BLUE: &str = "\x1b[1;34m";
+    const CYAN: &str = "\x1b[1;36m";
+    const BOLD: &str = "\x1b[1m";
+    const RESET: &str = "\x1b[0m";
+    let infix = format!(": {kind}: ");
+    let prefix = format!("{kind}: ");
+    let mut out = String::with_capacity(plain.len() + 256);
+    for line in plain.lines() {
+        if let Some(i) = line
+            .find(&infix)
+            .or_else(|| line.starts_with(&prefix).then_some(0))
+        {
+            let (loc, rest) = line.split_at(i);
+            let msg = rest.trim_start_matches(": ").trim_start_matches(&prefix);
+            let sep = if loc.is_empty() { "" } else { ": " };
+            out.push_str(&format!(
+                "{BOLD}{loc}{RESET}{sep}{kind_color}{kind}{RESET}: {BOLD}{msg}{RESET}"
+            ));
+        } else if let Some(h) = line.strip_prefix("  help: ") {
+            out.push_str(&format!("  {CYAN}help{RESET}: {h}"));
+        } else if let Some((gutter, rest)) = line.split_once(" |") {
+            if gutter.trim().chars().all(|c| c.is_ascii_digit()) {
+                let rest_colored = if gutter.trim().is_empty() && rest.contains('^') {
+                    format!("{kind_color}{rest}{RESET}")
                 } else {
-                    out.push_str(line);
-                }
+                    rest.to_string()
+                };
+                out.push_str(&format!("{BLUE}{gutter} |{RESET}{rest_colored}"));
             } else {
                 out.push_str(line);
             }
-            out.push('\n');
+        } else {
+            out.push_str(line);
         }
-        out.pop();
-        out
+        out.push('\n');
     }
+    out.pop();
+    out
 }
 
 /// The formats a deployment file can be written in.
@@ -215,6 +262,11 @@ impl SpecError {
 
 /// Read, interpolate and validate a deployment file.
 pub fn load(opts: &LoadOptions) -> Result<Deployment, SpecErrors> {
+    load_checked(opts).map(|l| l.deployment)
+}
+
+/// [`load`], keeping the warnings the file deserves.
+pub fn load_checked(opts: &LoadOptions) -> Result<Loaded, SpecErrors> {
     let path = &opts.file;
     let one =
         |msg: String, help: &str| SpecErrors(vec![SpecError::whole_file(Some(path), msg, help)]);
@@ -262,7 +314,7 @@ pub fn load(opts: &LoadOptions) -> Result<Deployment, SpecErrors> {
             )]));
         }
     };
-    load_str(opts, format, text)
+    load_str_checked(opts, format, text)
 }
 
 /// [`load`] for text already in memory (`opts.file` still names it, and
@@ -272,6 +324,15 @@ pub fn load_str(
     format: Format,
     text: String,
 ) -> Result<Deployment, SpecErrors> {
+    load_str_checked(opts, format, text).map(|l| l.deployment)
+}
+
+/// [`load_str`], keeping the warnings the file deserves.
+pub fn load_str_checked(
+    opts: &LoadOptions,
+    format: Format,
+    text: String,
+) -> Result<Loaded, SpecErrors> {
     let src = Source::new(opts.file.clone(), text);
     let (tree, diags) = match format {
         Format::Toml => toml::parse(&src.text),
@@ -396,13 +457,19 @@ pub fn load_str(
     };
     if let Some((dep, spans)) = &decoded {
         check::cross(&mut d, dep, spans);
+        danger::warnings(&mut d, dep, spans);
     }
     errors.append(&mut d.errors);
     match decoded {
         Some((mut dep, _)) if errors.is_empty() => {
             dep.source =
                 Some(std::path::absolute(&opts.file).unwrap_or_else(|_| opts.file.clone()));
-            Ok(dep)
+            let mut warnings = d.warnings;
+            warnings.sort_by_key(|w| (w.line, w.column));
+            Ok(Loaded {
+                deployment: dep,
+                warnings: SpecWarnings(warnings),
+            })
         }
         _ => Err(finish(errors)),
     }

@@ -29,6 +29,36 @@ pub struct Rendered {
     pub image_volumes: String,
     /// The validated model itself.
     pub model: Deployment,
+    /// The file's warnings (dangerous settings), located.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<RenderedWarning>,
+}
+
+/// One warning about the file, for `render --output json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedWarning {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+impl Rendered {
+    /// Attach the file's warnings.
+    pub fn with_warnings(mut self, warnings: &super::SpecWarnings) -> Self {
+        self.warnings = warnings
+            .0
+            .iter()
+            .map(|w| RenderedWarning {
+                line: w.line,
+                column: w.column,
+                message: w.message.clone(),
+                help: w.help.clone(),
+            })
+            .collect();
+        self
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,13 +106,13 @@ fn port_text(p: &PortMapping) -> String {
     }
 }
 
-fn volumes(svc: &Service, container: &str) -> Vec<RenderedVolume> {
+fn volumes(svc: &Service, prefix: &str) -> Vec<RenderedVolume> {
     svc.volumes
         .iter()
         .map(|v| match &v.source {
             VolumeSource::Named(n) => RenderedVolume {
                 kind: "named",
-                source: names::volume_name(container, n),
+                source: names::volume_name(prefix, n),
                 target: v.target.clone(),
                 read_only: v.read_only,
                 origin: "file",
@@ -112,7 +142,9 @@ impl Rendered {
                     unit: inst.unit(),
                     image: svc.image.clone(),
                     ports: svc.ports.iter().map(port_text).collect(),
-                    volumes: volumes(svc, &inst.container),
+                    // The volumes' own prefix: instance 1 keeps `<deployment>-<service>`
+                    // whatever the count (see `names::volume_prefix`).
+                    volumes: volumes(svc, &names::volume_prefix(&dep.name, &svc.name, inst.index)),
                     link_env: dep.link_env(&inst),
                     unit_text: render_unit(dep, &inst, unit_opts),
                 })
@@ -126,6 +158,7 @@ impl Rendered {
             instances,
             image_volumes: image_volumes_note(),
             model: dep.clone(),
+            warnings: Vec::new(),
         }
     }
 

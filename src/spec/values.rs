@@ -216,6 +216,12 @@ pub fn parse_volume(entry: &str) -> R<VolumeMount> {
             format!("write the path inside the container from the root, e.g. \"/{target}\""),
         ));
     }
+    if target.split('/').all(|c| c.is_empty() || c == ".") {
+        return Err(problem(
+            format!("volume `{entry}`: a volume cannot be mounted at the container's root `/`"),
+            "mount it at a directory inside the container, e.g. \"/data\"",
+        ));
+    }
     let source = if source.starts_with('/') {
         if source.split('/').any(|c| c == "..") {
             return Err(problem(
@@ -401,22 +407,76 @@ pub fn parse_signal(s: &str) -> R<String> {
     }
 }
 
-/// A Linux capability name as Docker takes it (`NET_ADMIN`, `CAP_NET_ADMIN`, `ALL`).
+/// Every Linux capability (capabilities(7), up to CAP_CHECKPOINT_RESTORE of
+/// Linux 5.9), without the `CAP_` prefix. The engine refuses any other name
+/// only when it creates the container, long after the host was touched.
+pub const CAPABILITIES: &[&str] = &[
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYSLOG",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "WAKE_ALARM",
+];
+
+/// A Linux capability name as Docker takes it (`NET_ADMIN`, `CAP_NET_ADMIN`,
+/// `ALL`): one of [`CAPABILITIES`], in any case, with or without `CAP_`.
 pub fn parse_capability(s: &str) -> R<String> {
     let upper = s.to_ascii_uppercase();
     let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-    if !bare.is_empty()
+    let well_formed = !bare.is_empty()
         && bare
             .bytes()
-            .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit())
-    {
-        Ok(bare.to_string())
-    } else {
-        Err(problem(
+            .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit());
+    if !well_formed {
+        return Err(problem(
             format!("`{s}` is not a capability name"),
             "write capability names such as \"NET_ADMIN\" or \"SYS_TIME\" (see capabilities(7))",
-        ))
+        ));
     }
+    if bare == "ALL" || CAPABILITIES.contains(&bare) {
+        return Ok(bare.to_string());
+    }
+    let help = match super::decode::suggest(bare, CAPABILITIES.iter().copied()) {
+        Some(c) => format!("did you mean \"{c}\"?"),
+        None => "capabilities are those of capabilities(7) without the CAP_ prefix, such as \"NET_ADMIN\" or \"SYS_TIME\", or \"ALL\"".to_string(),
+    };
+    Err(problem(format!("`{s}` is not a Linux capability"), help))
 }
 
 /// A hostname: dot-separated labels of letters, digits and `-`, 63 bytes per label.
@@ -818,6 +878,10 @@ mod tests {
         assert!(parse_signal("SIGFOO").is_err());
         assert_eq!(parse_capability("cap_net_admin").unwrap(), "NET_ADMIN");
         assert!(parse_capability("net admin").is_err());
+        assert_eq!(parse_capability("all").unwrap(), "ALL");
+        assert_eq!(parse_capability("CAP_SYS_ADMIN").unwrap(), "SYS_ADMIN");
+        assert!(parse_capability("bogus").is_err());
+        assert!(parse_capability("SYS_ADMINN").is_err());
     }
 
     #[test]

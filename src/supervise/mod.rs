@@ -228,12 +228,21 @@ pub async fn prepare(engine: &Engine, spec: &InstanceSpec, revision: u64) -> Res
         Ok::<_, Error>(info.get(&spec.image).map(|i| i.id.clone()))
     };
     let network = engine.ensure_network(&spec.deployment);
-    let volumes =
-        futures_util::future::try_join_all(spec.volume_names().into_iter().map(|(vol, path)| {
-            let mut labels = spec.berth_labels(revision);
-            labels.insert(names::LABEL_VOLUME_PATH.into(), path.to_string());
-            async move { engine.ensure_volume(vol, &labels).await }
-        }));
+    let volumes = futures_util::future::try_join_all(spec.volume_owners().into_iter().map(
+        |(vol, path, owner)| {
+            let labels = spec.volume_labels(&owner, path, revision);
+            async move {
+                let have = engine.ensure_volume(vol, &labels).await?;
+                // Never mount someone else's data (see `names::Owner::claim`).
+                match owner.claim(&have) {
+                    names::Claim::Other(theirs) => Err(Error::Conflict(names::conflict_message(
+                        "volume", vol, &theirs, &owner,
+                    ))),
+                    _ => Ok(()),
+                }
+            }
+        },
+    ));
     let (image_id, _, _) = tokio::try_join!(image, network, volumes)?;
     if let Some(id) = image_id {
         if !spec.image_id.is_empty() && spec.image_id != id {

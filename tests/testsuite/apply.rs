@@ -1189,11 +1189,16 @@ fn cli_apply_refuses_to_replace_a_container_it_did_not_create() {
             base_image()
         ),
     );
+    // Found by the plan, before anything is touched: exit 2.
     let out = run(&ws, &["apply", "--integration", "docker"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("does not belong to deployment"), "{err}");
+    assert!(
+        err.contains(&format!("container {c} exists and was not made by berth")),
+        "{err}"
+    );
     assert_eq!(id_of(&c), foreign_id, "the foreign container is untouched");
+    assert!(networks_of(&name).is_empty(), "the network was created");
 }
 
 #[test]
