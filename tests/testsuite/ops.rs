@@ -27,6 +27,27 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// `(host address, host port)` of every binding the engine reports for
+/// `key` (`80/tcp`) in an inspect answer.
+fn bindings(c: &serde_json::Value, key: &str) -> Vec<(String, u64)> {
+    c["NetworkSettings"]["Ports"][key]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| {
+                    (
+                        b["HostIp"].as_str().unwrap_or_default().to_string(),
+                        b["HostPort"]
+                            .as_str()
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn ps_table_and_json_match_the_engine() {
     let name = unique_name("ps");
@@ -98,16 +119,27 @@ restart = "no"
             assert_eq!(c["State"]["Running"].as_bool(), Some(true));
             assert_eq!(row["state"].as_str(), Some("running"), "{json}");
             assert!(row["uptime_seconds"].as_u64().is_some(), "{json}");
-            // The engine picked the host port: ps shows the actual one.
-            let bound = c["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
-                .as_str()
-                .and_then(|p| p.parse::<u64>().ok())
-                .expect("published port");
-            let ports = row["ports"].as_array().expect("ports");
-            assert_eq!(ports.len(), 1, "{json}");
-            assert_eq!(ports[0]["host_port"].as_u64(), Some(bound));
-            assert_eq!(ports[0]["container_port"].as_u64(), Some(80));
-            assert_eq!(ports[0]["protocol"].as_str(), Some("tcp"));
+            // The engine picked the host ports, possibly a different one per
+            // address family (moby/moby#43246): ps carries every binding the
+            // engine reports, as it reports it.
+            let mut engine_bindings = bindings(&c, "80/tcp");
+            assert!(!engine_bindings.is_empty(), "{inst}: nothing published");
+            let mut shown: Vec<(String, u64)> = row["ports"]
+                .as_array()
+                .expect("ports")
+                .iter()
+                .map(|p| {
+                    assert_eq!(p["container_port"].as_u64(), Some(80), "{json}");
+                    assert_eq!(p["protocol"].as_str(), Some("tcp"), "{json}");
+                    (
+                        p["host_ip"].as_str().unwrap_or("?").to_string(),
+                        p["host_port"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect();
+            engine_bindings.sort();
+            shown.sort();
+            assert_eq!(shown, engine_bindings, "{inst}: {json}");
         }
     }
 
@@ -127,11 +159,22 @@ restart = "no"
             "{table}"
         );
     }
-    let web1 = inspect("container", &format!("{name}-web-1")).expect("web-1");
-    let port = web1["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
-        .as_str()
-        .expect("port");
-    assert!(table.contains(&format!("{port}->80/tcp")), "{table}");
+    // Every binding of every instance is in its line, with its address.
+    for (line, row) in lines[1..].iter().zip(rows) {
+        let inst = row["instance"].as_str().unwrap_or("?");
+        if inst == once {
+            continue;
+        }
+        let c = inspect("container", inst).expect("container exists");
+        for (ip, port) in bindings(&c, "80/tcp") {
+            let ip = if ip == "::" {
+                ":::".to_string()
+            } else {
+                format!("{ip}:")
+            };
+            assert!(line.contains(&format!("{ip}{port}->80/tcp")), "{table}");
+        }
+    }
 
     // By name from the state directory, without the file.
     let by_name = ok(&run(&ws, &["ps", &name, "--output", "json"]));
