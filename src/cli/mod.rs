@@ -10,6 +10,23 @@ use crate::error::{EXIT_INVALID, Error, Result};
 use crate::spec::{self, Deployment};
 use crate::state::{DEFAULT_STATE_DIR, DEFAULT_UNIT_DIR, StateDir};
 
+// `print!` and `println!` in every command file go through
+// `crate::stdout`, so a closed pipe ends the output quietly instead of
+// panicking (these shadow the std macros for the modules declared below).
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::stdout::write_fmt(format_args!($($arg)*))
+    };
+}
+macro_rules! println {
+    () => {
+        $crate::stdout::write_bytes(b"\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::stdout::write_fmt(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod apply;
 mod authorized_keys;
 mod backup;
@@ -188,12 +205,20 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(ctx, cli.command)) {
-        Ok(code) => ExitCode::from(code),
+    let code = match runtime.block_on(run(ctx, cli.command)) {
+        Ok(code) => code,
         Err(e) => {
             report(&e);
-            ExitCode::from(e.exit_code())
+            e.exit_code()
         }
+    };
+    crate::stdout::flush();
+    match crate::stdout::failure() {
+        Some(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            ExitCode::from(1)
+        }
+        None => ExitCode::from(code),
     }
 }
 

@@ -41,12 +41,12 @@ impl LinePrinter {
         buf.extend_from_slice(line);
         buf.push(b'\n');
         // A closed stdout (`berth logs | head`) is not worth an error message.
-        let _ = if stderr {
-            std::io::stderr().write_all(&buf)
+        if stderr {
+            let _ = std::io::stderr().write_all(&buf);
         } else {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&buf).and_then(|_| out.flush())
-        };
+            crate::stdout::write_bytes(&buf);
+            crate::stdout::flush();
+        }
     }
 }
 
@@ -173,6 +173,10 @@ async fn follow_one(
                 Ok(LogChunk::Stdout(b)) => {
                     for l in out.feed(&b) {
                         printer.line(prefix, &l, false);
+                    }
+                    // Nobody reads any more: following is over.
+                    if crate::stdout::is_closed() {
+                        return Ok(());
                     }
                 }
                 Ok(LogChunk::Stderr(b)) => {

@@ -7,6 +7,7 @@ mod health;
 mod invalid_files;
 mod lifecycle;
 mod ops;
+mod pipes;
 mod reliability;
 mod spec_commands;
 mod ssh;
