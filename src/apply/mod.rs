@@ -248,9 +248,9 @@ pub async fn apply(
                 .map(|i| (s.name.clone(), i.id.clone()))
         })
         .collect();
-    let changed = plan.has_changes()
-        || current.as_ref().map(|c| &c.deployment) != Some(deployment)
-        || current.as_ref().map(|c| c.integration.as_str()) != Some(opts.integration.as_str());
+    // The plan covers the revision too (`settings_changes`): what plan
+    // shows is exactly what makes apply write a new revision.
+    let changed = plan.has_changes();
     let revision = match &current {
         Some(c) if !changed => c.revision,
         Some(c) => c.revision + 1,

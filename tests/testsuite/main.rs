@@ -8,6 +8,7 @@ mod invalid_files;
 mod lifecycle;
 mod ops;
 mod pipes;
+mod plan;
 mod reliability;
 mod spec_commands;
 mod ssh;
