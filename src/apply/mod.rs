@@ -397,20 +397,26 @@ async fn remove_instances(
     Ok(())
 }
 
-/// Remove an instance's spec file, stopped marker and crash record.
-pub fn forget_instance(state: &StateDir, container: &str) -> Result<()> {
+/// Remove every file the state directory keeps for one instance: its spec,
+/// the operator's stopped marker, a pending restart request, `berth up`'s
+/// restart count and the supervisor's crash record. Returns the files that
+/// were there.
+pub fn forget_instance(state: &StateDir, container: &str) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
     for p in [
         state.instance_file(container),
         instance::stopped_marker(state, container),
+        crate::ops::markers::restart_request(state, container),
+        crate::ops::markers::restarts_file(state, container),
         crate::supervise::backoff::CrashRecord::path(state, container),
     ] {
         match std::fs::remove_file(&p) {
-            Ok(()) => {}
+            Ok(()) => removed.push(p),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(p, e)),
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Switching an instance from systemd to Docker's restart policy: its unit
