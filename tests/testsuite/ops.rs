@@ -334,12 +334,26 @@ stop_timeout = 1
             .join(format!("instances/{app}.stopped"))
             .exists()
     );
+    // Every start is a fresh container, as under systemd and `berth up`.
+    let started_id = container_id(&app).expect("app exists");
+    assert_ne!(started_id, id, "start makes a fresh container");
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let out = docker(&["exec", &app, "cat", "/data/boots"]);
+            String::from_utf8_lossy(&out.stdout).lines().count() == 2
+        }),
+        "the volume did not carry over to the started container: {:?}",
+        docker(&["exec", &app, "cat", "/data/boots"])
+    );
+    // Starting what runs leaves it alone.
+    ok(&f(&["start", "app"]));
+    assert_eq!(container_id(&app), Some(started_id.clone()));
 
     // restart: a fresh container, same volume.
     ok(&f(&["restart", "app"]));
     assert!(wait_for(Duration::from_secs(30), || running(&app)));
     let new_id = container_id(&app).expect("app exists");
-    assert_ne!(new_id, id, "restart makes a fresh container");
+    assert_ne!(new_id, started_id, "restart makes a fresh container");
     assert!(
         wait_for(Duration::from_secs(30), || {
             let out = docker(&["exec", &app, "cat", "/data/boots"]);
