@@ -90,6 +90,23 @@ impl IntegrationChoice {
     }
 }
 
+/// The integration deployment `name` is kept running by on this host:
+/// `choice` when given, else the one its applied revision records, else
+/// this host's default (systemd where it runs, else docker).
+pub fn effective_integration(
+    state: &StateDir,
+    name: &str,
+    choice: Option<IntegrationChoice>,
+) -> Result<Integration> {
+    if let Some(c) = choice {
+        return Ok(c.resolve());
+    }
+    let applied = state
+        .read_current(name)?
+        .and_then(|r| Integration::parse(&r.integration));
+    Ok(applied.unwrap_or_else(|| IntegrationChoice::Auto.resolve()))
+}
+
 /// The desired state of a deployment on this host, ready to diff.
 #[derive(Debug, Clone)]
 pub struct Desired {

@@ -10,11 +10,34 @@ use crate::integration::systemd::{UnitOptions, render_unit};
 use crate::names;
 
 /// Note printed about volumes the image declares.
-pub const IMAGE_VOLUMES_NOTE: &str = "every VOLUME the image declares is also kept in a named volume <container>-<path>; those are known only when the image is inspected, at apply time";
+pub const IMAGE_VOLUMES_NOTE: &str = "every VOLUME the image declares is also kept in a named volume <container>-<path>-<hash> (the path with `/` as `-`, and a short hash of the exact path); those are known only when the image is inspected, at apply time";
+
+/// What keeps the instances running, as far as rendering goes.
+#[derive(Debug, Clone, Copy)]
+pub enum RenderIntegration<'a> {
+    /// One unit per instance, rendered with these options.
+    Systemd(&'a UnitOptions),
+    /// Docker's restart policies.
+    Docker,
+    /// `berth up` in the foreground.
+    Foreground,
+}
+
+impl RenderIntegration<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            RenderIntegration::Systemd(_) => "systemd",
+            RenderIntegration::Docker => "docker",
+            RenderIntegration::Foreground => "foreground",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Rendered {
     pub deployment: String,
+    /// `systemd`, `docker` or `foreground`: what the output describes.
+    pub integration: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     pub network: String,
@@ -31,13 +54,19 @@ pub struct RenderedInstance {
     pub service: String,
     pub index: u32,
     pub container: String,
-    pub unit: String,
+    /// The unit's name and text (systemd only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
     pub image: String,
     pub ports: Vec<String>,
     pub volumes: Vec<RenderedVolume>,
     /// Legacy link variables derivable from the file.
     pub link_env: BTreeMap<String, String>,
-    pub unit_text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_text: Option<String>,
+    /// Docker's restart policy on the container (`no` where systemd or
+    /// `berth up` restarts it).
+    pub docker_restart: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,7 +123,7 @@ fn volumes(svc: &Service, container: &str) -> Vec<RenderedVolume> {
 }
 
 impl Rendered {
-    pub fn build(dep: &Deployment, unit_opts: &UnitOptions) -> Rendered {
+    pub fn build(dep: &Deployment, how: RenderIntegration<'_>) -> Rendered {
         let instances = dep
             .instances()
             .into_iter()
@@ -104,17 +133,25 @@ impl Rendered {
                     service: inst.service.clone(),
                     index: inst.index,
                     container: inst.container.clone(),
-                    unit: inst.unit(),
+                    unit: matches!(how, RenderIntegration::Systemd(_)).then(|| inst.unit()),
                     image: svc.image.clone(),
                     ports: svc.ports.iter().map(port_text).collect(),
                     volumes: volumes(svc, &inst.container),
                     link_env: dep.link_env(&inst),
-                    unit_text: render_unit(dep, &inst, unit_opts),
+                    unit_text: match how {
+                        RenderIntegration::Systemd(opts) => Some(render_unit(dep, &inst, opts)),
+                        _ => None,
+                    },
+                    docker_restart: match how {
+                        RenderIntegration::Docker => svc.restart.docker(),
+                        _ => "no",
+                    },
                 })
             })
             .collect();
         Rendered {
             deployment: dep.name.clone(),
+            integration: how.name(),
             source: dep.source.as_ref().map(|p| p.display().to_string()),
             network: names::network_name(&dep.name),
             start_order: dep.start_order().iter().map(|s| s.name.clone()).collect(),
@@ -138,6 +175,15 @@ impl Rendered {
             self.network
         );
         let _ = writeln!(o, "start order: {}", self.start_order.join(", "));
+        let _ = writeln!(
+            o,
+            "integration: {}",
+            match self.integration {
+                "systemd" => "systemd (one unit per instance runs `berth supervise`)",
+                "docker" => "docker (the engine's restart policies keep containers running)",
+                _ => "foreground (`berth up` supervises every instance)",
+            }
+        );
         for svc in self.model.services.values() {
             let _ = writeln!(o);
             let _ = writeln!(
@@ -188,10 +234,17 @@ impl Rendered {
                 let _ = writeln!(o, "  ssh keys: {}", keys.join(", "));
             }
             for inst in self.instances.iter().filter(|i| i.service == svc.name) {
+                let keeper = match &inst.unit {
+                    Some(u) => format!("unit {u}"),
+                    None if self.integration == "docker" => {
+                        format!("restart policy {}", inst.docker_restart)
+                    }
+                    None => "supervised by `berth up`".to_string(),
+                };
                 let _ = writeln!(
                     o,
-                    "  instance {}: container {}, unit {}",
-                    inst.index, inst.container, inst.unit
+                    "  instance {}: container {}, {keeper}",
+                    inst.index, inst.container
                 );
                 for p in &inst.ports {
                     let _ = writeln!(o, "    port {p}");
@@ -209,7 +262,7 @@ impl Rendered {
                 }
                 let _ = writeln!(
                     o,
-                    "    volumes the image declares: kept as <container>-<path>, known at apply time"
+                    "    volumes the image declares: kept as <container>-<path>-<hash>, known at apply time"
                 );
                 if !inst.link_env.is_empty() {
                     let _ = writeln!(o, "    link environment:");
@@ -220,9 +273,11 @@ impl Rendered {
             }
         }
         for inst in &self.instances {
-            let _ = writeln!(o);
-            let _ = writeln!(o, "# {}", inst.unit);
-            o.push_str(&inst.unit_text);
+            if let (Some(unit), Some(text)) = (&inst.unit, &inst.unit_text) {
+                let _ = writeln!(o);
+                let _ = writeln!(o, "# {unit}");
+                o.push_str(text);
+            }
         }
         o
     }

@@ -627,3 +627,49 @@ stop_timeout = 1
     });
     assert_ne!(first, second);
 }
+
+/// `render` shows what the deployment's integration produces: after an
+/// apply with `--integration docker`, restart policies and no unit files.
+#[test]
+fn render_follows_the_integration_the_deployment_was_applied_with() {
+    let name = unique_name("renderint");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    ws.write(
+        "berth.toml",
+        &format!(
+            r#"name = "{name}"
+
+[services.web]
+image = "{image}"
+command = ["sleep", "3600"]
+stop_timeout = 1
+"#,
+            image = base_image()
+        ),
+    );
+    ok(&run(&ws, &["apply", "--integration", "docker"]));
+    let text = ok(&run(&ws, &["render"]));
+    assert!(text.contains("integration: docker"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "container {name}-web, restart policy unless-stopped"
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("[Unit]") && !text.contains(".service"),
+        "{text}"
+    );
+    let json = ok(&run(&ws, &["render", "--output", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(v["integration"], "docker");
+    assert!(v["instances"][0]["unit_text"].is_null(), "{json}");
+    assert_eq!(v["instances"][0]["docker_restart"], "unless-stopped");
+    // Asked for, the units are still there to see.
+    let text = ok(&run(&ws, &["render", "--integration", "systemd"]));
+    assert!(
+        text.contains(&format!("# berth-{name}-web.service")),
+        "{text}"
+    );
+}

@@ -22,7 +22,11 @@ fn berth_in(dir: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn render_shows_instances_links_and_units_for_the_geard_example() {
-    let out = berth_in(&fixtures(), &["render", "-f", "geard.json"]);
+    // The units are what systemd hosts get; ask for them on any host.
+    let out = berth_in(
+        &fixtures(),
+        &["render", "-f", "geard.json", "--integration", "systemd"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
@@ -45,12 +49,21 @@ fn render_shows_instances_links_and_units_for_the_geard_example() {
 fn render_json_has_every_instance_with_volumes_and_unit_text() {
     let out = berth_in(
         &fixtures(),
-        &["render", "-f", "example.toml", "--output", "json"],
+        &[
+            "render",
+            "-f",
+            "example.toml",
+            "--output",
+            "json",
+            "--integration",
+            "systemd",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("render --output json is JSON");
     assert_eq!(v["deployment"], "example");
+    assert_eq!(v["integration"], "systemd");
     assert_eq!(v["network"], "example");
     let instances = v["instances"].as_array().expect("instances");
     let containers: Vec<&str> = instances
