@@ -232,6 +232,33 @@ stop_timeout = 1
         "{stdout}"
     );
 
+    // As JSON: one object per line, stderr lines marked, on stdout.
+    let out = run(
+        &ws,
+        &["-f", "deploy.toml", "logs", "talk", "--output", "json"],
+    );
+    let text = ok(&out);
+    let objects: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    for i in [1, 2] {
+        let inst = format!("{name}-talk-{i}");
+        let of = |stream: &str, line: &str| {
+            objects.iter().any(|o| {
+                o["instance"] == inst.as_str() && o["stream"] == stream && o["line"] == line
+            })
+        };
+        assert!(of("stdout", "hello-berth-logs"), "{text}");
+        assert!(of("stderr", "oops"), "{text}");
+    }
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["timestamp"].as_str().is_some_and(|t| t.ends_with('Z'))),
+        "{text}"
+    );
+
     // One instance by name: no prefix. --tail limits the lines.
     let one = ok(&run(
         &ws,

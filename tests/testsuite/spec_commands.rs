@@ -166,3 +166,45 @@ fn schema_is_json_schema_of_the_native_format() {
             .contains("true")
     );
 }
+
+#[test]
+fn validate_output_json_lists_every_problem_with_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("berth.toml"),
+        "name = \"vj\"\n[services.web]\nimage = \"img\"\nports = [\"70000:80\"]\nlinks = [\"nosuch\"]\n",
+    )
+    .expect("write");
+    let out = berth_in(dir.path(), &["validate", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["warnings"], serde_json::json!([]));
+    let errors = v["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 2, "{v}");
+    let port = errors
+        .iter()
+        .find(|e| e["message"].as_str().is_some_and(|m| m.contains("70000")))
+        .expect("the port error");
+    assert_eq!(port["severity"], "error");
+    assert_eq!(port["line"], 4);
+    assert!(port["column"].as_u64().is_some_and(|c| c > 1), "{port}");
+    assert!(
+        port["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("berth.toml"))
+    );
+    assert!(port["help"].is_string(), "{port}");
+
+    std::fs::write(
+        dir.path().join("berth.toml"),
+        "name = \"vj\"\n[services.web]\nimage = \"img\"\ncount = 2\n",
+    )
+    .expect("write");
+    let out = berth_in(dir.path(), &["validate", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["instances"], 2);
+    assert_eq!(v["errors"], serde_json::json!([]));
+}
