@@ -59,8 +59,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command accepts.
+/// Options every command accepts. In every command's help they come last,
+/// under their own heading, so the command's own options stand out.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The deployment file (TOML, YAML or JSON; geard JSON accepted).
     #[arg(

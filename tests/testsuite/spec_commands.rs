@@ -208,3 +208,24 @@ fn validate_output_json_lists_every_problem_with_its_place() {
     assert_eq!(v["instances"], 2);
     assert_eq!(v["errors"], serde_json::json!([]));
 }
+
+/// A command's help lists its own options first; the global ones come
+/// after, under their own heading.
+#[test]
+fn subcommand_help_keeps_global_options_under_their_own_heading() {
+    for cmd in ["ps", "plan", "logs", "destroy"] {
+        let out = berth_in(&fixtures(), &[cmd, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (own, global) = text
+            .split_once("Global options:")
+            .unwrap_or_else(|| panic!("no Global options heading in {cmd} --help:\n{text}"));
+        for g in ["--state-dir", "--unit-dir", "--set", "--name"] {
+            assert!(
+                !own.contains(g),
+                "{cmd}: {g} among its own options:\n{text}"
+            );
+            assert!(global.contains(g), "{cmd}: {g} missing:\n{text}");
+        }
+    }
+}
