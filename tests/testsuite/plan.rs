@@ -8,6 +8,9 @@ const ADMIN: &str =
 const OPS: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM4HWB8iRuQWXv4JfGCRkY8s9PE7IOkmUSW/boy5TsQK ops@desk";
 
+/// One step's edit of (service lines, top-level lines, `[keys]` lines).
+type Change<'a> = dyn Fn(&mut Vec<String>, &mut String, &mut String) + 'a;
+
 #[test]
 fn plan_names_every_setting_apply_would_record() {
     let name = unique_name("plansettings");
@@ -43,10 +46,7 @@ stop_timeout = 1
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
     // Each step changes one setting; plan must name it and exit 3.
-    let steps: Vec<(
-        &str,
-        Box<dyn Fn(&mut Vec<String>, &mut String, &mut String)>,
-    )> = vec![
+    let steps: Vec<(&str, Box<Change>)> = vec![
         ("key ops added", Box::new(|_, _, k| *k = ops_key.clone())),
         (
             "web: ssh grants changed (+ops)",
