@@ -41,6 +41,13 @@ pub fn write_fmt(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Write formatted text to stderr (`eprint!`/`eprintln!` in the command
+/// files). A closed stderr (`berth apply 2>&1 | head`) loses the text and
+/// nothing else: progress and errors never end a command.
+pub fn write_err_fmt(args: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
 /// Push buffered output out (before exit, and where a line must be seen now).
 pub fn flush() {
     if CLOSED.load(Ordering::Relaxed) {

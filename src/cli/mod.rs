@@ -10,7 +10,7 @@ use crate::error::{EXIT_INVALID, Error, Result};
 use crate::spec::{self, Deployment};
 use crate::state::{DEFAULT_STATE_DIR, DEFAULT_UNIT_DIR, StateDir};
 
-// `print!` and `println!` in every command file go through
+// `print!`, `println!` and `eprintln!` in every command file go through
 // `crate::stdout`, so a closed pipe ends the output quietly instead of
 // panicking (these shadow the std macros for the modules declared below).
 macro_rules! print {
@@ -24,6 +24,14 @@ macro_rules! println {
     };
     ($($arg:tt)*) => {
         $crate::stdout::write_fmt(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+macro_rules! eprintln {
+    () => {
+        $crate::stdout::write_err_fmt(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::stdout::write_err_fmt(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 

@@ -74,4 +74,23 @@ stop_timeout = 1
         );
         assert_eq!(code, Some(want), "berth {args:?}: {stderr}");
     }
+
+    // `berth apply 2>&1 | head -1`: with stdout and stderr both closed, the
+    // apply still does all its work (nothing is left half done) and exits 0.
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    let err = write.try_clone().expect("dup");
+    let out = Command::new(bin())
+        .args(["apply", "--integration", "docker"])
+        .env("BERTH_STATE_DIR", ws.state_dir())
+        .env("BERTH_UNIT_DIR", ws.unit_dir())
+        .current_dir(ws.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::from(err))
+        .status()
+        .expect("run berth apply");
+    assert_eq!(out.code(), Some(0), "apply into a closed pipe");
+    let out = run(&ws, &["plan", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(0), "converged: {}", show(&out));
 }
