@@ -420,8 +420,17 @@ impl Plan {
             (p.container.clone(), container_port, p.after.is_some())
         });
         let current = state.read_current(name)?;
-        let settings_changes =
-            settings::changes(current.as_ref(), deployment, target.integration().as_str());
+        let recreated: BTreeSet<String> = instances
+            .iter()
+            .filter(|i| i.action != Action::Unchanged && i.action != Action::Start)
+            .map(|i| i.service.clone())
+            .collect();
+        let settings_changes = settings::changes(
+            current.as_ref(),
+            deployment,
+            target.integration().as_str(),
+            &recreated,
+        );
         let mut images_to_pull: Vec<String> = missing_images.to_vec();
         images_to_pull.sort();
         images_to_pull.dedup();

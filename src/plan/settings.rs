@@ -16,17 +16,51 @@ use serde_json::Value;
 use crate::spec::Deployment;
 use crate::state::Revision;
 
+/// Service fields that go into the instance spec: a change to one of them
+/// recreates the service's instances, and the plan's recreate lines already
+/// name it. Any field not listed here is shown as a setting (so a field
+/// added later shows twice at worst, never not at all).
+const CONTAINER_FIELDS: &[&str] = &[
+    "image",
+    "count",
+    "command",
+    "entrypoint",
+    "ports",
+    "env",
+    "volumes",
+    "links",
+    "restart",
+    "user",
+    "workdir",
+    "hostname",
+    "labels",
+    "stop_timeout",
+    "stop_signal",
+    "memory",
+    "cpus",
+    "read_only",
+    "tmpfs",
+    "cap_add",
+    "cap_drop",
+    "privileged",
+    "health",
+];
+
 /// Lines describing how the revision `apply` would write differs from
-/// `current` (empty: apply writes no new revision).
+/// `current` (empty: apply writes no new revision). `recreated` are the
+/// services whose instances the plan creates, recreates or removes: their
+/// container fields are explained there and not repeated here.
 pub fn changes(
     current: Option<&Revision>,
     deployment: &Deployment,
     integration: &str,
+    recreated: &BTreeSet<String>,
 ) -> Vec<String> {
     let Some(current) = current else {
         return vec!["first revision of this deployment on this host".into()];
     };
     let mut out = Vec::new();
+    let mut explained_elsewhere = false;
     if current.integration != integration {
         out.push(format!(
             "integration: {} → {integration}",
@@ -102,13 +136,17 @@ pub fn changes(
         }
         let mut fields = Vec::new();
         diff(String::new(), &a, &b, &mut fields);
-        for f in fields {
-            out.push(format!("{name}: {f}"));
+        for (field, line) in fields {
+            if recreated.contains(name) && CONTAINER_FIELDS.contains(&field.as_str()) {
+                explained_elsewhere = true;
+                continue;
+            }
+            out.push(format!("{name}: {line}"));
         }
     }
     // Anything else that differs (a field added to the model later) still
     // shows, so that plan never says "no changes" when apply would write.
-    if out.is_empty() {
+    if out.is_empty() && !explained_elsewhere {
         out.push("the resolved deployment differs from the applied revision".into());
     }
     out
@@ -136,8 +174,8 @@ fn set_delta(before: &BTreeSet<String>, after: &BTreeSet<String>) -> String {
 }
 
 /// Field paths that differ, with values where they are short scalars and
-/// not environment (which may hold secrets).
-fn diff(path: String, a: &Value, b: &Value, out: &mut Vec<String>) {
+/// not environment (which may hold secrets): `(top-level field, line)`.
+fn diff(path: String, a: &Value, b: &Value, out: &mut Vec<(String, String)>) {
     if a == b {
         return;
     }
@@ -166,11 +204,13 @@ fn diff(path: String, a: &Value, b: &Value, out: &mut Vec<String>) {
         }
         return;
     }
-    let secret = path == "env" || path.starts_with("env.");
-    match (scalar(a), scalar(b)) {
-        (Some(x), Some(y)) if !secret => out.push(format!("{path}: {x} → {y}")),
-        _ => out.push(format!("{path} changed")),
-    }
+    let top = path.split('.').next().unwrap_or_default().to_string();
+    let secret = top == "env";
+    let line = match (scalar(a), scalar(b)) {
+        (Some(x), Some(y)) if !secret => format!("{path}: {x} → {y}"),
+        _ => format!("{path} changed"),
+    };
+    out.push((top, line));
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -214,6 +254,10 @@ mod tests {
         }
     }
 
+    fn none() -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+
     fn rev(d: Deployment) -> Revision {
         Revision {
             revision: 1,
@@ -227,8 +271,8 @@ mod tests {
     #[test]
     fn nothing_changed_is_no_line() {
         let d = dep(Value::Null);
-        assert!(changes(Some(&rev(d.clone())), &d, "docker").is_empty());
-        assert_eq!(changes(None, &d, "docker").len(), 1);
+        assert!(changes(Some(&rev(d.clone())), &d, "docker", &none()).is_empty());
+        assert_eq!(changes(None, &d, "docker", &none()).len(), 1);
     }
 
     #[test]
@@ -273,11 +317,22 @@ mod tests {
             ),
         ];
         for (extra, want) in cases {
-            let got = changes(Some(&current), &dep(extra.clone()), "docker");
+            let got = changes(Some(&current), &dep(extra.clone()), "docker", &none());
             assert_eq!(got, [want.to_string()], "{extra}");
             assert!(!got.iter().any(|l| l.contains("secret")), "{got:?}");
         }
-        let got = changes(Some(&current), &dep(Value::Null), "systemd");
+        let got = changes(Some(&current), &dep(Value::Null), "systemd", &none());
         assert_eq!(got, ["integration: docker → systemd"]);
+        // A recreated service's container fields are explained by the
+        // recreate; its other settings still show.
+        let mail: BTreeSet<String> = ["mail".to_string()].into();
+        let both = serde_json::json!({"services": {"mail": {
+            "env": {"PASSWORD": "new-secret"}, "ssh_shell": "/bin/sh"}}});
+        assert_eq!(
+            changes(Some(&current), &dep(both), "docker", &mail),
+            ["mail: ssh_shell: (unset) → \"/bin/sh\""]
+        );
+        let env_only = serde_json::json!({"services": {"mail": {"env": {"PASSWORD": "x"}}}});
+        assert!(changes(Some(&current), &dep(env_only), "docker", &mail).is_empty());
     }
 }

@@ -69,7 +69,7 @@ stop_timeout = 1
             Box::new(|_, t, _| *t = "snapshots_keep = 4".into()),
         ),
         (
-            "web: health.on_unhealthy",
+            "health.on_unhealthy",
             Box::new(|s, _, _| s[1] = health_ignore.into()),
         ),
     ];
