@@ -54,8 +54,11 @@ stop_timeout = 1
     for (args, want) in [
         (&["ps"][..], 0),
         (&["ps", "--output", "json"][..], 0),
-        (&["plan"][..], 3),
-        (&["plan", "--output", "json"][..], 3),
+        (&["plan", "--integration", "docker"][..], 3),
+        (
+            &["plan", "--integration", "docker", "--output", "json"][..],
+            3,
+        ),
         (&["render"][..], 0),
         (&["schema"][..], 0),
         (&["logs", "web"][..], 0),
