@@ -25,6 +25,7 @@ pub mod plan;
 pub mod spec;
 pub mod ssh;
 pub mod state;
+pub mod stdout;
 pub mod supervise;
 
 pub use error::{Error, Result};

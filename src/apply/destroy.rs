@@ -36,6 +36,13 @@ pub struct DestroyReport {
     pub volumes: Vec<String>,
     /// Volumes kept.
     pub kept_volumes: Vec<String>,
+    /// Snapshot archives deleted (only with `volumes`).
+    pub snapshots: Vec<std::path::PathBuf>,
+    /// Snapshot archives kept (without `volumes`).
+    pub kept_snapshots: Vec<std::path::PathBuf>,
+    /// Files of the state directory removed: instance specs, markers,
+    /// crash records, and the deployment's directory (revisions, lock).
+    pub state_files: Vec<std::path::PathBuf>,
 }
 
 /// Remove deployment `name` from this host.
@@ -110,7 +117,7 @@ pub async fn destroy(
     engine.remove_network(name).await?;
 
     for c in &candidates {
-        forget_instance(state, c)?;
+        out.state_files.extend(forget_instance(state, c)?);
     }
 
     let volumes = engine.list_volumes(name).await?;
@@ -123,10 +130,20 @@ pub async fn destroy(
     } else {
         out.kept_volumes = volumes.into_iter().map(|v| v.name).collect();
     }
+    // Snapshots are copies of the volumes' data: they go with the volumes.
+    let snapshots = crate::data::snapshot::of_deployment(state, name, &candidates)?;
+    if opts.volumes {
+        out.snapshots = crate::data::snapshot::remove(state, &snapshots)?;
+        for p in &out.snapshots {
+            report(format!("removed snapshot {}", p.display()));
+        }
+    } else {
+        out.kept_snapshots = snapshots.into_iter().map(|s| s.path).collect();
+    }
 
     let dir = state.deployment_dir(name);
     match std::fs::remove_dir_all(&dir) {
-        Ok(()) => {}
+        Ok(()) => out.state_files.push(dir),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(dir, e)),
     }

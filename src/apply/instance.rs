@@ -43,10 +43,19 @@ impl Integration {
 
     /// The Docker restart policy an instance gets under this integration.
     pub fn docker_restart(self, policy: RestartPolicy) -> &'static str {
-        match (self, policy) {
-            (Integration::Docker, RestartPolicy::Always) => "unless-stopped",
-            (Integration::Docker, RestartPolicy::OnFailure) => "on-failure",
+        match self {
+            Integration::Docker => policy.docker(),
             _ => "no",
+        }
+    }
+
+    /// Parse [`Integration::as_str`]'s names (as recorded in a revision).
+    pub fn parse(s: &str) -> Option<Integration> {
+        match s {
+            "systemd" => Some(Integration::Systemd),
+            "docker" => Some(Integration::Docker),
+            "foreground" => Some(Integration::Foreground),
+            _ => None,
         }
     }
 }

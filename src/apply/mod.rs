@@ -90,6 +90,23 @@ impl IntegrationChoice {
     }
 }
 
+/// The integration deployment `name` is kept running by on this host:
+/// `choice` when given, else the one its applied revision records, else
+/// this host's default (systemd where it runs, else docker).
+pub fn effective_integration(
+    state: &StateDir,
+    name: &str,
+    choice: Option<IntegrationChoice>,
+) -> Result<Integration> {
+    if let Some(c) = choice {
+        return Ok(c.resolve());
+    }
+    let applied = state
+        .read_current(name)?
+        .and_then(|r| Integration::parse(&r.integration));
+    Ok(applied.unwrap_or_else(|| IntegrationChoice::Auto.resolve()))
+}
+
 /// The desired state of a deployment on this host, ready to diff.
 #[derive(Debug, Clone)]
 pub struct Desired {
@@ -248,9 +265,9 @@ pub async fn apply(
                 .map(|i| (s.name.clone(), i.id.clone()))
         })
         .collect();
-    let changed = plan.has_changes()
-        || current.as_ref().map(|c| &c.deployment) != Some(deployment)
-        || current.as_ref().map(|c| c.integration.as_str()) != Some(opts.integration.as_str());
+    // The plan covers the revision too (`settings_changes`): what plan
+    // shows is exactly what makes apply write a new revision.
+    let changed = plan.has_changes();
     let revision = match &current {
         Some(c) if !changed => c.revision,
         Some(c) => c.revision + 1,
@@ -412,20 +429,26 @@ async fn remove_instances(
     Ok(())
 }
 
-/// Remove an instance's spec file, stopped marker and crash record.
-pub fn forget_instance(state: &StateDir, container: &str) -> Result<()> {
+/// Remove every file the state directory keeps for one instance: its spec,
+/// the operator's stopped marker, a pending restart request, `berth up`'s
+/// restart count and the supervisor's crash record. Returns the files that
+/// were there.
+pub fn forget_instance(state: &StateDir, container: &str) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
     for p in [
         state.instance_file(container),
         instance::stopped_marker(state, container),
+        crate::ops::markers::restart_request(state, container),
+        crate::ops::markers::restarts_file(state, container),
         crate::supervise::backoff::CrashRecord::path(state, container),
     ] {
         match std::fs::remove_file(&p) {
-            Ok(()) => {}
+            Ok(()) => removed.push(p),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(p, e)),
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Switching an instance from systemd to Docker's restart policy: its unit

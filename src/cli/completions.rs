@@ -14,6 +14,8 @@ pub struct CompletionsArgs {
 
 pub async fn run(_ctx: &Context, args: CompletionsArgs) -> Result<u8> {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "berth", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "berth", &mut script);
+    crate::stdout::write_bytes(&script);
     Ok(0)
 }

@@ -59,22 +59,31 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<u8> {
             );
         }
     }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let n = |v: usize, what: &str| format!("{v} {what}{}", plural(v));
     println!(
-        "{name}: destroyed ({} containers, {} units removed)",
-        report.containers.len(),
-        report.units.len()
+        "{name}: destroyed (removed {}, {}, {}, {}, {} of state)",
+        n(report.containers.len(), "container"),
+        n(report.units.len(), "unit"),
+        n(report.volumes.len(), "volume"),
+        n(report.snapshots.len(), "snapshot"),
+        n(report.state_files.len(), "file"),
     );
-    if !report.kept_volumes.is_empty() {
+    for f in &report.state_files {
+        println!("removed {}", f.display());
+    }
+    if !report.kept_volumes.is_empty() || !report.kept_snapshots.is_empty() {
         println!(
-            "kept {} volume{} (remove with `berth destroy --volumes`): {}",
-            report.kept_volumes.len(),
-            if report.kept_volumes.len() == 1 {
-                ""
-            } else {
-                "s"
-            },
-            report.kept_volumes.join(" ")
+            "kept {} and {} (the data; remove with `berth --name {name} destroy --volumes`):",
+            n(report.kept_volumes.len(), "volume"),
+            n(report.kept_snapshots.len(), "snapshot"),
         );
+        for v in &report.kept_volumes {
+            println!("  volume   {v}");
+        }
+        for s in &report.kept_snapshots {
+            println!("  snapshot {}", s.display());
+        }
     }
     Ok(0)
 }

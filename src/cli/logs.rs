@@ -24,8 +24,19 @@ pub struct LogsArgs {
     pub timestamps: bool,
     /// Show the recent health-check results (exit code and output) instead
     /// of the container's output.
-    #[arg(long, conflicts_with_all = ["follow", "tail", "timestamps"])]
+    #[arg(long, conflicts_with_all = ["follow", "tail", "timestamps", "output"])]
     pub health: bool,
+    /// text, or json: one object per line, `{"instance", "stream",
+    /// "timestamp", "line"}`, for scripts.
+    #[arg(long, value_enum, default_value_t = LogsFormat::Text)]
+    pub output: LogsFormat,
+}
+
+/// `berth logs --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogsFormat {
+    Text,
+    Json,
 }
 
 pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
@@ -45,7 +56,8 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
         tail: args.tail,
         timestamps: args.timestamps,
     };
-    logs::show(&engine, &containers, &opts, containers.len() > 1).await?;
+    let json = args.output == LogsFormat::Json;
+    logs::show(&engine, &containers, &opts, containers.len() > 1, json).await?;
     Ok(0)
 }
 

@@ -10,6 +10,31 @@ use crate::error::{EXIT_INVALID, Error, Result};
 use crate::spec::{self, Deployment};
 use crate::state::{DEFAULT_STATE_DIR, DEFAULT_UNIT_DIR, StateDir};
 
+// `print!`, `println!` and `eprintln!` in every command file go through
+// `crate::stdout`, so a closed pipe ends the output quietly instead of
+// panicking (these shadow the std macros for the modules declared below).
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::stdout::write_fmt(format_args!($($arg)*))
+    };
+}
+macro_rules! println {
+    () => {
+        $crate::stdout::write_bytes(b"\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::stdout::write_fmt(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+macro_rules! eprintln {
+    () => {
+        $crate::stdout::write_err_fmt(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::stdout::write_err_fmt(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod apply;
 mod authorized_keys;
 mod backup;
@@ -42,8 +67,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command accepts.
+/// Options every command accepts. In every command's help they come last,
+/// under their own heading, so the command's own options stand out.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The deployment file (TOML, YAML or JSON; geard JSON accepted).
     #[arg(
@@ -206,12 +233,20 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(ctx, cli.command)) {
-        Ok(code) => ExitCode::from(code),
+    let code = match runtime.block_on(run(ctx, cli.command)) {
+        Ok(code) => code,
         Err(e) => {
             report(&e);
-            ExitCode::from(e.exit_code())
+            e.exit_code()
         }
+    };
+    crate::stdout::flush();
+    match crate::stdout::failure() {
+        Some(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            ExitCode::from(1)
+        }
+        None => ExitCode::from(code),
     }
 }
 

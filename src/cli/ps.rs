@@ -55,10 +55,19 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
                 .map_err(|e| crate::Error::Runtime(format!("cannot encode JSON: {e}")))?;
             println!("{text}");
         }
-        OutputFormat::Table => print!("{}", status::render_table(&rows)),
+        OutputFormat::Table => {
+            // On a terminal a long PORTS cell is clipped so the table stays
+            // readable; a pipe gets every binding (as does --output json).
+            let width = std::io::IsTerminal::is_terminal(&std::io::stdout())
+                .then_some(PORTS_WIDTH_ON_TERMINAL);
+            print!("{}", status::render_table(&rows, width));
+        }
     }
     Ok(0)
 }
+
+/// Widest PORTS cell on a terminal: two bindings of one port fit.
+const PORTS_WIDTH_ON_TERMINAL: usize = 48;
 
 /// `resolve` only reads the file when the path is a file; the empty path never is.
 fn unreachable_load() -> Result<crate::spec::Deployment> {

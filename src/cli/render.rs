@@ -3,12 +3,17 @@
 use clap::Args;
 
 use super::{Context, OutputFormat};
+use crate::apply::{self, instance::Integration};
 use crate::error::{Error, Result};
 use crate::integration::systemd::UnitOptions;
-use crate::spec::render::Rendered;
+use crate::spec::render::{RenderIntegration, Rendered};
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
+    /// What to render for: by default the integration the deployment was
+    /// applied with on this host, else this host's default (as `apply`).
+    #[arg(long, value_enum)]
+    pub integration: Option<super::plan::IntegrationArg>,
     /// table: readable text with the unit files; json: everything, machine-readable.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -20,9 +25,17 @@ pub async fn run(ctx: &Context, args: RenderArgs) -> Result<u8> {
         Err(code) => return Ok(code),
     };
     let dep = loaded.deployment;
+    let state = ctx.state_dir();
+    let integration =
+        apply::effective_integration(&state, &dep.name, args.integration.map(Into::into))?;
     // The units exactly as `apply` would write them on this host.
-    let opts = UnitOptions::for_host(ctx.state_dir().root())?;
-    let rendered = Rendered::build(&dep, &opts).with_warnings(&loaded.warnings);
+    let opts = UnitOptions::for_host(state.root())?;
+    let how = match integration {
+        Integration::Systemd => RenderIntegration::Systemd(&opts),
+        Integration::Docker => RenderIntegration::Docker,
+        Integration::Foreground => RenderIntegration::Foreground,
+    };
+    let rendered = Rendered::build(&dep, how).with_warnings(&loaded.warnings);
     match args.output {
         OutputFormat::Table => print!("{}", rendered.text()),
         OutputFormat::Json => {

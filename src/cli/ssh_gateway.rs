@@ -1,12 +1,10 @@
 //! `berth ssh-gateway`.
 
-use std::io::Write;
-
 use clap::Args;
 
 use super::Context;
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ssh::{gateway, hostkey};
 
 #[derive(Debug, Args)]
@@ -35,14 +33,11 @@ pub async fn run(ctx: &Context, args: SshGatewayArgs) -> Result<u8> {
     }
     let engine = Engine::connect().await?;
     let (listener, addr) = gateway::bind(&args.listen).await?;
-    let mut out = std::io::stdout();
-    writeln!(
-        out,
+    println!(
         "berth ssh-gateway listening on {addr} (host key {})",
         hostkey::fingerprint(&key)
-    )
-    .and_then(|_| out.flush())
-    .map_err(|e| Error::Runtime(format!("stdout: {e}")))?;
+    );
+    crate::stdout::flush();
     let grace = std::time::Duration::from_secs(args.login_grace);
     gateway::serve(engine, state, listener, key, grace).await?;
     Ok(0)

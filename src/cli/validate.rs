@@ -2,14 +2,22 @@
 
 use clap::Args;
 
-use super::Context;
+use super::{Context, OutputFormat};
 use crate::error::{EXIT_INVALID, Result};
 use crate::spec::{self, Loaded};
 
 #[derive(Debug, Args)]
-pub struct ValidateArgs {}
+pub struct ValidateArgs {
+    /// text, or json: `{"valid", "file", "errors", "warnings", ...}` with
+    /// every problem as `{severity, file, line, column, message, help}`.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
 
-pub async fn run(ctx: &Context, _args: ValidateArgs) -> Result<u8> {
+pub async fn run(ctx: &Context, args: ValidateArgs) -> Result<u8> {
+    if args.output == OutputFormat::Json {
+        return run_json(ctx);
+    }
     let dep = match load_or_report(ctx)? {
         Ok(loaded) => loaded.deployment,
         Err(code) => return Ok(code),
@@ -26,6 +34,56 @@ pub async fn run(ctx: &Context, _args: ValidateArgs) -> Result<u8> {
         if instances == 1 { "" } else { "s" },
     );
     Ok(0)
+}
+
+/// `validate --output json`: the verdict on stdout, exit 2 when invalid.
+fn run_json(ctx: &Context) -> Result<u8> {
+    let (value, code) = match spec::load_checked(&ctx.load_options()?) {
+        Ok(Loaded {
+            deployment: dep,
+            warnings,
+        }) => (
+            serde_json::json!({
+                "valid": true,
+                "file": ctx.global.file,
+                "deployment": dep.name,
+                "services": dep.services.len(),
+                "instances": dep.instances().len(),
+                "errors": [],
+                "warnings": warning_list(&warnings),
+            }),
+            0,
+        ),
+        Err(errors) => {
+            let list: Vec<spec::Diagnostic> = errors.0.iter().map(|e| e.diagnostic()).collect();
+            (
+                serde_json::json!({
+                    "valid": false,
+                    "file": ctx.global.file,
+                    "errors": list,
+                    // An invalid file's warnings are not worked out.
+                    "warnings": [],
+                }),
+                EXIT_INVALID,
+            )
+        }
+    };
+    let text = serde_json::to_string_pretty(&value)
+        .map_err(|e| crate::Error::Runtime(format!("cannot encode JSON: {e}")))?;
+    println!("{text}");
+    Ok(code)
+}
+
+/// Warnings in the same shape as errors.
+fn warning_list(warnings: &spec::SpecWarnings) -> Vec<spec::Diagnostic> {
+    warnings
+        .0
+        .iter()
+        .map(|w| spec::Diagnostic {
+            severity: "warning",
+            ..w.diagnostic()
+        })
+        .collect()
 }
 
 /// Load the deployment file and print its warnings; if it is invalid, print

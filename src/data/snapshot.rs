@@ -232,6 +232,44 @@ pub fn list(state: &StateDir, deployment: Option<&str>) -> Result<Vec<SnapshotIn
     Ok(out)
 }
 
+/// Snapshots that belong to `deployment`: those whose manifest names it,
+/// and those kept for one of its `containers` (a `pre-restore` copy may
+/// have no manifest). A container-name prefix alone is not enough here:
+/// `ex-web-1` could be an instance of a deployment named `ex-web`.
+pub fn of_deployment(
+    state: &StateDir,
+    deployment: &str,
+    containers: &[String],
+) -> Result<Vec<SnapshotInfo>> {
+    Ok(list(state, None)?
+        .into_iter()
+        .filter(|s| match &s.manifest {
+            Some(m) => m.deployment == deployment,
+            None => containers.contains(&s.container),
+        })
+        .collect())
+}
+
+/// Delete `snapshots` (archives and their manifests), then every instance
+/// directory left empty. Returns the archives deleted.
+pub fn remove(state: &StateDir, snapshots: &[SnapshotInfo]) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for s in snapshots {
+        for p in [s.path.clone(), sidecar(&s.path)] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(p, e)),
+            }
+        }
+        removed.push(s.path.clone());
+        let dir = snapshots_dir(state, &s.container);
+        // Only an empty directory goes (remove_dir refuses others).
+        let _ = std::fs::remove_dir(&dir);
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,9 +5,10 @@
 //!
 //! - systemd: `systemctl disable --now` / `enable --now` / `restart` of the
 //!   instance's unit (disabled, it stays stopped across reboots too).
-//! - docker: the engine stops / starts the container; its restart policy
+//! - docker: the engine stops the container; its restart policy
 //!   (`unless-stopped`) keeps a stopped container stopped across daemon
-//!   restarts.
+//!   restarts. `start` and `restart` replace it with a fresh container made
+//!   from the instance spec (volumes carry the data over).
 //! - foreground (`berth up`): the running supervisor sees the marker within
 //!   about a second and stops, starts or replaces the container; this command
 //!   waits for that to happen.
@@ -136,17 +137,29 @@ pub async fn run(
             // Docker restart policies (or never applied: act on what exists).
             for inst in instances {
                 let t = stop_timeout(target, inst);
-                let exists = engine.observe_container(&inst.container).await?.is_some();
-                if !exists {
+                let current = engine.observe_container(&inst.container).await?;
+                let has_spec = InstanceSpec::read(state, &inst.container)?.is_some();
+                if current.is_none() && !has_spec {
                     return Err(Error::Runtime(format!(
                         "{}: no container; run `berth apply` to create it",
                         inst.container
                     )));
                 }
                 match action {
-                    Action::Stop => engine.stop_container(&inst.container, t).await?,
-                    Action::Start => engine.start_container(&inst.container).await?,
-                    Action::Restart => restart_fresh(engine, state, target, inst, t).await?,
+                    Action::Stop => {
+                        if current.is_some() {
+                            engine.stop_container(&inst.container, t).await?;
+                        }
+                    }
+                    // Every start is a fresh container, as under systemd
+                    // and `berth up`; one already running is left alone.
+                    Action::Start if current.as_ref().is_some_and(|c| c.is_running()) => {
+                        report.push(format!("{}: already running", inst.container));
+                        continue;
+                    }
+                    Action::Start | Action::Restart => {
+                        restart_fresh(engine, state, target, inst, t).await?
+                    }
                 }
                 report.push(format!("{}: {}", inst.container, action.verb()));
             }

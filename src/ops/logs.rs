@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 #[derive(Clone)]
 pub struct LinePrinter {
     lock: Arc<Mutex<()>>,
+    /// One JSON object per line on stdout instead of text (see [`json_line`]).
+    json: bool,
 }
 
 impl Default for LinePrinter {
@@ -30,24 +32,59 @@ impl LinePrinter {
     pub fn new() -> Self {
         Self {
             lock: Arc::new(Mutex::new(())),
+            json: false,
         }
     }
 
-    /// Print one line (without its newline) to stdout or stderr.
-    pub fn line(&self, prefix: &str, line: &[u8], stderr: bool) {
+    /// A printer of JSON lines.
+    pub fn json() -> Self {
+        Self {
+            json: true,
+            ..Self::new()
+        }
+    }
+
+    /// Print one line (without its newline) of `container` to stdout or
+    /// stderr; as JSON, everything goes to stdout.
+    pub fn line(&self, container: &str, prefix: &str, line: &[u8], stderr: bool) {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.json {
+            let mut text = json_line(container, line, stderr);
+            text.push('\n');
+            crate::stdout::write_bytes(text.as_bytes());
+            crate::stdout::flush();
+            return;
+        }
         let mut buf = Vec::with_capacity(prefix.len() + line.len() + 1);
         buf.extend_from_slice(prefix.as_bytes());
         buf.extend_from_slice(line);
         buf.push(b'\n');
         // A closed stdout (`berth logs | head`) is not worth an error message.
-        let _ = if stderr {
-            std::io::stderr().write_all(&buf)
+        if stderr {
+            let _ = std::io::stderr().write_all(&buf);
         } else {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&buf).and_then(|_| out.flush())
-        };
+            crate::stdout::write_bytes(&buf);
+            crate::stdout::flush();
+        }
     }
+}
+
+/// `berth logs --output json`: one object per line, `{"instance", "stream",
+/// "timestamp", "line"}`. `line` is the engine's line with its timestamp
+/// (the engine is always asked for one in this mode) split off.
+pub fn json_line(container: &str, line: &[u8], stderr: bool) -> String {
+    let text = String::from_utf8_lossy(line);
+    let (timestamp, rest) = match text.split_once(' ') {
+        Some((t, rest)) if crate::ops::status::parse_time(t).is_some() => (Some(t), rest),
+        _ => (None, text.as_ref()),
+    };
+    serde_json::json!({
+        "instance": container,
+        "stream": if stderr { "stderr" } else { "stdout" },
+        "timestamp": timestamp,
+        "line": rest,
+    })
+    .to_string()
 }
 
 /// Splits chunks into lines, keeping an unfinished line until its end arrives.
@@ -85,14 +122,25 @@ impl LineSplitter {
 }
 
 /// Print (and with `follow`, keep printing) the output of `containers`.
-/// `prefix` puts `<container> | ` before each line.
+/// `prefix` puts `<container> | ` before each line; `json` prints JSON
+/// lines instead (see [`json_line`]).
 pub async fn show(
     engine: &Engine,
     containers: &[String],
     opts: &LogOptions,
     prefix: bool,
+    json: bool,
 ) -> Result<()> {
-    let printer = LinePrinter::new();
+    let (printer, prefix, opts) = if json {
+        let opts = LogOptions {
+            timestamps: true,
+            ..opts.clone()
+        };
+        (LinePrinter::json(), false, opts)
+    } else {
+        (LinePrinter::new(), prefix, opts.clone())
+    };
+    let opts = &opts;
     let width = containers.iter().map(|c| c.len()).max().unwrap_or(0);
     let mut missing = Vec::new();
     let mut tasks = Vec::new();
@@ -172,12 +220,16 @@ async fn follow_one(
             match item {
                 Ok(LogChunk::Stdout(b)) => {
                     for l in out.feed(&b) {
-                        printer.line(prefix, &l, false);
+                        printer.line(container, prefix, &l, false);
+                    }
+                    // Nobody reads any more: following is over.
+                    if crate::stdout::is_closed() {
+                        return Ok(());
                     }
                 }
                 Ok(LogChunk::Stderr(b)) => {
                     for l in err.feed(&b) {
-                        printer.line(prefix, &l, true);
+                        printer.line(container, prefix, &l, true);
                     }
                 }
                 // The container went away mid-stream: with follow, wait for
@@ -190,10 +242,10 @@ async fn follow_one(
             }
         }
         if let Some(l) = out.finish() {
-            printer.line(prefix, &l, false);
+            printer.line(container, prefix, &l, false);
         }
         if let Some(l) = err.finish() {
-            printer.line(prefix, &l, true);
+            printer.line(container, prefix, &l, true);
         }
         if !opts.follow {
             return Ok(());
@@ -249,5 +301,24 @@ mod tests {
         assert_eq!(s.feed(b"tail"), Vec::<Vec<u8>>::new());
         assert_eq!(s.finish(), Some(b"tail".to_vec()));
         assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn json_lines_split_the_engine_timestamp_off() {
+        let v: serde_json::Value = serde_json::from_str(&json_line(
+            "ex-web",
+            b"2026-01-01T00:00:00.123456789Z hello world",
+            true,
+        ))
+        .expect("JSON");
+        assert_eq!(
+            v,
+            serde_json::json!({"instance": "ex-web", "stream": "stderr",
+                "timestamp": "2026-01-01T00:00:00.123456789Z", "line": "hello world"})
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&json_line("ex-web", b"no stamp here", false)).expect("JSON");
+        assert_eq!(v["timestamp"], serde_json::Value::Null);
+        assert_eq!(v["line"], "no stamp here");
     }
 }

@@ -211,7 +211,7 @@ fn row_from(
         last_check: c.last_check().map(|r| r.summary()),
         uptime_seconds,
         restarts: u64::try_from(c.restart_count).unwrap_or(0) + sup_restarts,
-        ports: dedup_ports(&c.ports),
+        ports: c.ports.clone(),
         image: c.image.clone(),
         container_id: Some(c.id.clone()),
         integration: target.integration.clone(),
@@ -221,24 +221,95 @@ fn row_from(
     }
 }
 
-/// The engine lists a port once per address family (`0.0.0.0` and `::`);
-/// show it once.
-fn dedup_ports(ports: &[PublishedPort]) -> Vec<PublishedPort> {
-    let mut out: Vec<PublishedPort> = Vec::new();
-    for p in ports {
-        let wildcard = matches!(p.host_ip.as_str(), "" | "0.0.0.0" | "::");
-        let dup = out.iter().any(|q| {
-            q.host_port == p.host_port
-                && q.container_port == p.container_port
-                && q.protocol == p.protocol
-                && (q.host_ip == p.host_ip
-                    || (wildcard && matches!(q.host_ip.as_str(), "" | "0.0.0.0" | "::")))
+/// The PORTS cell: every binding, grouped as `docker ps` groups them.
+///
+/// Bindings are ordered by container port, then address; a run of
+/// consecutive ports on the same address and protocol is compressed to a
+/// range (`0.0.0.0:8000-8002->8000-8002/tcp`). The engine binds a port once
+/// per address family and may pick different host ports for each
+/// (moby/moby#43246), so both are shown, as docker does:
+/// `0.0.0.0:49153->80/tcp, :::49154->80/tcp`.
+pub fn ports_text(ports: &[PublishedPort]) -> String {
+    let mut sorted: Vec<&PublishedPort> = ports.iter().collect();
+    sorted.sort_by(|a, b| {
+        (a.container_port, &a.host_ip, a.host_port, &a.protocol).cmp(&(
+            b.container_port,
+            &b.host_ip,
+            b.host_port,
+            &b.protocol,
+        ))
+    });
+    sorted.dedup();
+    // (address, protocol, first host, last host, first container, last container)
+    type Group<'a> = (&'a str, &'a str, u16, u16, u16, u16);
+    let mut groups: Vec<Group> = Vec::new();
+    for p in sorted {
+        let extends = groups.iter_mut().rev().find(|g| {
+            g.0 == p.host_ip
+                && g.1 == p.protocol
+                && g.3.checked_add(1) == Some(p.host_port)
+                && g.5.checked_add(1) == Some(p.container_port)
         });
-        if !dup {
-            out.push(p.clone());
+        match extends {
+            Some(g) => {
+                g.3 = p.host_port;
+                g.5 = p.container_port;
+            }
+            None => groups.push((
+                &p.host_ip,
+                &p.protocol,
+                p.host_port,
+                p.host_port,
+                p.container_port,
+                p.container_port,
+            )),
         }
     }
-    out
+    let range = |a: u16, b: u16| {
+        if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        }
+    };
+    groups
+        .iter()
+        .map(|&(ip, proto, h0, h1, c0, c1)| {
+            // Docker 20.10 writes the wildcards as `0.0.0.0:` and `:::`;
+            // any other IPv6 address in brackets, so the port stays readable.
+            let ip = match ip {
+                "" => String::new(),
+                ip if ip.contains(':') && ip != "::" => format!("[{ip}]:"),
+                ip => format!("{ip}:"),
+            };
+            format!("{ip}{}->{}/{proto}", range(h0, h1), range(c0, c1))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Shorten a PORTS cell for a terminal at a binding boundary; the JSON
+/// output and a pipe get the whole text.
+pub fn clip_ports(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let parts: Vec<&str> = text.split(", ").collect();
+    let mut kept = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        let rest = parts.len() - i;
+        let tail = format!(", +{rest} more");
+        let candidate = if kept.is_empty() {
+            part.to_string()
+        } else {
+            format!("{kept}, {part}")
+        };
+        if candidate.chars().count() + tail.chars().count() > max && !kept.is_empty() {
+            return format!("{kept}, +{rest} more");
+        }
+        kept = candidate;
+    }
+    kept
 }
 
 /// Ask the engine about one deployment and build its rows.
@@ -356,8 +427,9 @@ pub fn apply_unit_status(row: &mut InstanceRow, unit: UnitStatus, record: &Crash
     row.unit = Some(unit);
 }
 
-/// Aligned table, one line per row, with a header.
-pub fn render_table(rows: &[InstanceRow]) -> String {
+/// Aligned table, one line per row, with a header. `ports_width` clips
+/// the PORTS cell (for a terminal); `None` prints every binding.
+pub fn render_table(rows: &[InstanceRow], ports_width: Option<usize>) -> String {
     let header = [
         "INSTANCE",
         "STATE",
@@ -377,11 +449,11 @@ pub fn render_table(rows: &[InstanceRow]) -> String {
         let ports = if r.ports.is_empty() {
             "-".to_string()
         } else {
-            r.ports
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
+            let text = ports_text(&r.ports);
+            match ports_width {
+                Some(max) => clip_ports(&text, max),
+                None => text,
+            }
         };
         lines.push([
             r.instance.clone(),
@@ -499,16 +571,19 @@ mod tests {
             ]
         );
         assert_eq!(rows[1].uptime_seconds, Some(64));
-        assert_eq!(rows[1].ports.len(), 1, "IPv4 and IPv6 bindings shown once");
+        assert_eq!(rows[1].ports.len(), 2, "every binding, IPv4 and IPv6");
         assert_eq!(rows[1].restarts, 2);
         assert!(!rows[4].in_spec);
         let mut marked = rows.clone();
         mark_restarting(&mut marked, &target.deployment);
         assert_eq!(marked[2].state, "restarting");
         assert_eq!(marked[4].state, "exited(3)", "not in the file: left as is");
-        let table = render_table(&rows);
+        let table = render_table(&rows, None);
         assert!(table.starts_with("INSTANCE "), "{table}");
-        assert!(table.contains("8080->80/tcp"), "{table}");
+        assert!(
+            table.contains("0.0.0.0:8080->80/tcp, :::8080->80/tcp"),
+            "{table}"
+        );
         assert!(table.contains("1m04s"), "{table}");
         // Columns line up: STATE starts at the same offset on every line.
         let at = table.find("STATE").expect("header");
@@ -587,6 +662,62 @@ mod tests {
             ("running", None)
         );
         assert_eq!(row.consecutive_failures, Some(0));
+    }
+
+    fn port(ip: &str, host: u16, container: u16, proto: &str) -> PublishedPort {
+        PublishedPort {
+            host_ip: ip.into(),
+            host_port: host,
+            container_port: container,
+            protocol: proto.into(),
+        }
+    }
+
+    #[test]
+    fn ports_are_grouped_as_docker_ps_groups_them() {
+        // The engine picked different host ports per family (moby/moby#43246).
+        let split = [
+            port("::", 49154, 80, "tcp"),
+            port("0.0.0.0", 49153, 80, "tcp"),
+        ];
+        assert_eq!(
+            ports_text(&split),
+            "0.0.0.0:49153->80/tcp, :::49154->80/tcp"
+        );
+        // A contiguous range on each family is one entry per family.
+        let mut range = Vec::new();
+        for p in 8000..=8002 {
+            range.push(port("0.0.0.0", p, p, "tcp"));
+            range.push(port("::", p, p, "tcp"));
+        }
+        range.push(port("127.0.0.1", 4190, 4190, "tcp"));
+        range.push(port("0.0.0.0", 53, 53, "udp"));
+        range.push(port("::1", 9000, 90, "tcp"));
+        assert_eq!(
+            ports_text(&range),
+            "0.0.0.0:53->53/udp, [::1]:9000->90/tcp, 127.0.0.1:4190->4190/tcp, \
+             0.0.0.0:8000-8002->8000-8002/tcp, :::8000-8002->8000-8002/tcp"
+        );
+        // Not contiguous on both sides: separate entries.
+        let gaps = [
+            port("0.0.0.0", 10, 80, "tcp"),
+            port("0.0.0.0", 12, 81, "tcp"),
+        ];
+        assert_eq!(ports_text(&gaps), "0.0.0.0:10->80/tcp, 0.0.0.0:12->81/tcp");
+    }
+
+    #[test]
+    fn a_long_ports_cell_is_clipped_at_a_binding() {
+        let text = "0.0.0.0:25->25/tcp, :::25->25/tcp, 0.0.0.0:143->143/tcp, :::143->143/tcp";
+        assert_eq!(clip_ports(text, 200), text);
+        let clipped = clip_ports(text, 48);
+        assert_eq!(clipped, "0.0.0.0:25->25/tcp, :::25->25/tcp, +2 more");
+        assert!(clipped.chars().count() <= 48);
+        // One binding wider than the limit is kept whole rather than cut.
+        assert_eq!(
+            clip_ports("0.0.0.0:25->25/tcp, x", 5),
+            "0.0.0.0:25->25/tcp, +1 more"
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::names::{self, Claim};
 use crate::spec::{Deployment, PortMapping, RestartPolicy};
 use crate::state::StateDir;
 
+pub mod settings;
+
 /// What happens to one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,6 +159,10 @@ pub struct Plan {
     /// from `--integration systemd`): stopped, disabled and removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub units_to_remove: Vec<String>,
+    /// What changes in the applied revision besides containers: keys and
+    /// SSH grants, `ssh_shell`, snapshot settings, the integration...
+    /// (see [`settings`]). Non-empty: apply writes a new revision.
+    pub settings_changes: Vec<String>,
 }
 
 fn port_text(p: &PortMapping) -> String {
@@ -178,6 +184,7 @@ impl Plan {
             || self.create_network
             || !self.units_to_remove.is_empty()
             || !self.volumes_to_create.is_empty()
+            || !self.settings_changes.is_empty()
             || self.instances.iter().any(|i| i.action != Action::Unchanged)
     }
 
@@ -476,6 +483,18 @@ impl Plan {
                 .unwrap_or(0);
             (p.container.clone(), container_port, p.after.is_some())
         });
+        let current = state.read_current(name)?;
+        let recreated: BTreeSet<String> = instances
+            .iter()
+            .filter(|i| i.action != Action::Unchanged && i.action != Action::Start)
+            .map(|i| i.service.clone())
+            .collect();
+        let settings_changes = settings::changes(
+            current.as_ref(),
+            deployment,
+            target.integration().as_str(),
+            &recreated,
+        );
         let mut images_to_pull: Vec<String> = missing_images.to_vec();
         images_to_pull.sort();
         images_to_pull.dedup();
@@ -488,6 +507,7 @@ impl Plan {
             instances,
             port_changes,
             units_to_remove: Vec::new(),
+            settings_changes,
         })
     }
 
@@ -561,6 +581,9 @@ impl Plan {
                 ),
             );
         }
+        for c in &self.settings_changes {
+            push(&mut out, format!("  update    {c}"));
+        }
         for p in &self.port_changes {
             let text = match (&p.before, &p.after) {
                 (Some(b), None) => format!("  port      {} - {b}", p.container),
@@ -575,10 +598,15 @@ impl Plan {
             .filter(|i| i.action != Action::Unchanged)
             .count();
         if self.has_changes() {
-            push(
-                &mut out,
-                format!("{n} instance{} to change", if n == 1 { "" } else { "s" }),
-            );
+            let mut summary = format!("{n} instance{} to change", if n == 1 { "" } else { "s" });
+            let k = self.settings_changes.len();
+            if k > 0 {
+                summary.push_str(&format!(
+                    ", {k} setting{} to update",
+                    if k == 1 { "" } else { "s" }
+                ));
+            }
+            push(&mut out, summary);
         } else {
             push(&mut out, "no changes".to_string());
         }

@@ -165,6 +165,35 @@ impl std::fmt::Display for SpecErrors {
 
 impl std::error::Error for SpecErrors {}
 
+/// A problem as a structured object (`berth validate --output json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    /// `error` or `warning`.
+    pub severity: &'static str,
+    /// The file it is in; `null` for `--set` arguments.
+    pub file: Option<PathBuf>,
+    /// 1-based; `null` when the problem concerns the whole file.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl SpecError {
+    /// The structured form of this error.
+    pub fn diagnostic(&self) -> Diagnostic {
+        let known = self.line > 0;
+        Diagnostic {
+            severity: "error",
+            file: self.file.clone(),
+            line: known.then_some(self.line),
+            column: (known && self.column > 0).then_some(self.column),
+            message: self.message.clone(),
+            help: self.help.clone(),
+        }
+    }
+}
+
 impl SpecErrors {
     /// The plain form (`Display`), or the same text with ANSI colours for a
     /// terminal: `error` in red, the gutter in blue, `help` in cyan.

@@ -292,6 +292,16 @@ impl RestartPolicy {
             RestartPolicy::No => "no",
         }
     }
+
+    /// Docker's restart policy for it when Docker keeps the instance
+    /// running (`--integration docker`).
+    pub fn docker(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "unless-stopped",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::No => "no",
+        }
+    }
 }
 
 /// One instance of a service: one container, one unit.

@@ -17,9 +17,32 @@ fn image_volumes_note() -> String {
     )
 }
 
+/// What keeps the instances running, as far as rendering goes.
+#[derive(Debug, Clone, Copy)]
+pub enum RenderIntegration<'a> {
+    /// One unit per instance, rendered with these options.
+    Systemd(&'a UnitOptions),
+    /// Docker's restart policies.
+    Docker,
+    /// `berth up` in the foreground.
+    Foreground,
+}
+
+impl RenderIntegration<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            RenderIntegration::Systemd(_) => "systemd",
+            RenderIntegration::Docker => "docker",
+            RenderIntegration::Foreground => "foreground",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Rendered {
     pub deployment: String,
+    /// `systemd`, `docker` or `foreground`: what the output describes.
+    pub integration: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     pub network: String,
@@ -66,13 +89,19 @@ pub struct RenderedInstance {
     pub service: String,
     pub index: u32,
     pub container: String,
-    pub unit: String,
+    /// The unit's name and text (systemd only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
     pub image: String,
     pub ports: Vec<String>,
     pub volumes: Vec<RenderedVolume>,
     /// Legacy link variables derivable from the file.
     pub link_env: BTreeMap<String, String>,
-    pub unit_text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_text: Option<String>,
+    /// Docker's restart policy on the container (`no` where systemd or
+    /// `berth up` restarts it).
+    pub docker_restart: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,7 +158,7 @@ fn volumes(svc: &Service, prefix: &str) -> Vec<RenderedVolume> {
 }
 
 impl Rendered {
-    pub fn build(dep: &Deployment, unit_opts: &UnitOptions) -> Rendered {
+    pub fn build(dep: &Deployment, how: RenderIntegration<'_>) -> Rendered {
         let instances = dep
             .instances()
             .into_iter()
@@ -139,19 +168,27 @@ impl Rendered {
                     service: inst.service.clone(),
                     index: inst.index,
                     container: inst.container.clone(),
-                    unit: inst.unit(),
+                    unit: matches!(how, RenderIntegration::Systemd(_)).then(|| inst.unit()),
                     image: svc.image.clone(),
                     ports: svc.ports.iter().map(port_text).collect(),
                     // The volumes' own prefix: instance 1 keeps `<deployment>-<service>`
                     // whatever the count (see `names::volume_prefix`).
                     volumes: volumes(svc, &names::volume_prefix(&dep.name, &svc.name, inst.index)),
                     link_env: dep.link_env(&inst),
-                    unit_text: render_unit(dep, &inst, unit_opts),
+                    unit_text: match how {
+                        RenderIntegration::Systemd(opts) => Some(render_unit(dep, &inst, opts)),
+                        _ => None,
+                    },
+                    docker_restart: match how {
+                        RenderIntegration::Docker => svc.restart.docker(),
+                        _ => "no",
+                    },
                 })
             })
             .collect();
         Rendered {
             deployment: dep.name.clone(),
+            integration: how.name(),
             source: dep.source.as_ref().map(|p| p.display().to_string()),
             network: names::network_name(&dep.name),
             start_order: dep.start_order().iter().map(|s| s.name.clone()).collect(),
@@ -176,6 +213,15 @@ impl Rendered {
             self.network
         );
         let _ = writeln!(o, "start order: {}", self.start_order.join(", "));
+        let _ = writeln!(
+            o,
+            "integration: {}",
+            match self.integration {
+                "systemd" => "systemd (one unit per instance runs `berth supervise`)",
+                "docker" => "docker (the engine's restart policies keep containers running)",
+                _ => "foreground (`berth up` supervises every instance)",
+            }
+        );
         for svc in self.model.services.values() {
             let _ = writeln!(o);
             let _ = writeln!(
@@ -226,10 +272,17 @@ impl Rendered {
                 let _ = writeln!(o, "  ssh keys: {}", keys.join(", "));
             }
             for inst in self.instances.iter().filter(|i| i.service == svc.name) {
+                let keeper = match &inst.unit {
+                    Some(u) => format!("unit {u}"),
+                    None if self.integration == "docker" => {
+                        format!("restart policy {}", inst.docker_restart)
+                    }
+                    None => "supervised by `berth up`".to_string(),
+                };
                 let _ = writeln!(
                     o,
-                    "  instance {}: container {}, unit {}",
-                    inst.index, inst.container, inst.unit
+                    "  instance {}: container {}, {keeper}",
+                    inst.index, inst.container
                 );
                 for p in &inst.ports {
                     let _ = writeln!(o, "    port {p}");
@@ -259,9 +312,11 @@ impl Rendered {
             }
         }
         for inst in &self.instances {
-            let _ = writeln!(o);
-            let _ = writeln!(o, "# {}", inst.unit);
-            o.push_str(&inst.unit_text);
+            if let (Some(unit), Some(text)) = (&inst.unit, &inst.unit_text) {
+                let _ = writeln!(o);
+                let _ = writeln!(o, "# {unit}");
+                o.push_str(text);
+            }
         }
         // Values from the file may hold control characters.
         crate::echo::text(&o).into_owned()

@@ -9,9 +9,14 @@
 //! <state>/deployments/<deployment>/current.json     the applied revision
 //! <state>/deployments/<deployment>/revisions/<n>.json
 //! <state>/deployments/<deployment>/lock             one apply at a time
+//! <state>/deployments/<deployment>/up.pid           a running `berth up`
 //! <state>/instances/<container>.json                what `berth supervise <container>` runs
+//! <state>/instances/<container>.stopped|.restart|.restarts|.crashes   markers and counters
+//! <state>/snapshots/<container>/...                 volume snapshots (see data::snapshot)
 //! <state>/ssh/host_ed25519_key                      the gateway's host key (0600)
 //! ```
+//! `destroy --volumes` removes everything of a deployment here but the
+//! host-wide `ssh/`; plain `destroy` keeps its snapshots with its volumes.
 
 use std::path::{Path, PathBuf};
 

@@ -458,3 +458,71 @@ fn backup_under_berth_up_stops_and_starts_through_the_supervisor() {
     assert_eq!(out, "kept");
     upp.signal("INT");
 }
+
+/// Plain `destroy` keeps the data (volumes and snapshots) and says how to
+/// remove it; `destroy --volumes` removes all of it: volumes, snapshots,
+/// and every file the state directory kept for the deployment.
+#[test]
+fn destroy_volumes_removes_snapshots_and_every_state_file() {
+    let name = unique_name("destroysnap");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let v1 = busybox_image("lifecycle-v1", "LABEL version=1");
+    let v2 = busybox_image("lifecycle-v2", "LABEL version=2");
+    ws.write("berth.toml", &file(&name, &v1, ""));
+    run_ok(&ws, &["apply", "--integration", "docker"]);
+    let c = format!("{name}-app");
+    exec_ok(&c, "echo data > /data/f");
+    ws.write("berth.toml", &file(&name, &v2, ""));
+    run_ok(&ws, &["apply", "--integration", "docker"]);
+    run_ok(&ws, &["stop", "app"]);
+    let snaps_dir = ws.state_dir().join("snapshots").join(&c);
+    let snap_files = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        snap_files(&snaps_dir)
+            .iter()
+            .any(|f| f.ends_with(".tar.zst")),
+        "the upgrade took a snapshot"
+    );
+    // Another deployment's snapshot, without a manifest, whose container
+    // name starts like ours: never ours to delete.
+    let foreign = ws
+        .state_dir()
+        .join("snapshots")
+        .join(format!("{name}-app-x"));
+    std::fs::create_dir_all(&foreign).expect("dir");
+    std::fs::write(foreign.join("pre-restore-20260101T000000Z.tar.zst"), b"x").expect("file");
+    let instance_files = || -> Vec<String> {
+        snap_files(&ws.state_dir().join("instances"))
+            .into_iter()
+            .filter(|f| f.starts_with(&format!("{c}.")))
+            .collect()
+    };
+    assert!(!instance_files().is_empty(), "spec and stop marker");
+
+    let out = run_ok(&ws, &["destroy"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("kept 1 volume and 1 snapshot"), "{text}");
+    assert!(text.contains("destroy --volumes"), "says how: {text}");
+    assert_eq!(volumes_of(&name), vec![format!("{c}-data")]);
+    assert!(!snap_files(&snaps_dir).is_empty(), "snapshot kept");
+    assert!(instance_files().is_empty(), "{:?}", instance_files());
+
+    let out = run_ok(&ws, &["destroy", "--volumes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("removed 0 containers"), "{text}");
+    assert!(text.contains("1 volume, 1 snapshot"), "{text}");
+    assert!(volumes_of(&name).is_empty());
+    assert!(!snaps_dir.exists(), "{:?}", snap_files(&snaps_dir));
+    assert!(!ws.state_dir().join("deployments").join(&name).exists());
+    assert!(instance_files().is_empty(), "{:?}", instance_files());
+    assert_eq!(snap_files(&foreign).len(), 1, "another deployment's kept");
+}

@@ -8,6 +8,8 @@ mod invalid_files;
 mod lifecycle;
 mod ops;
 mod ownership;
+mod pipes;
+mod plan;
 mod reliability;
 mod spec_commands;
 mod ssh;

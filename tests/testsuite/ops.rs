@@ -27,6 +27,27 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// `(host address, host port)` of every binding the engine reports for
+/// `key` (`80/tcp`) in an inspect answer.
+fn bindings(c: &serde_json::Value, key: &str) -> Vec<(String, u64)> {
+    c["NetworkSettings"]["Ports"][key]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| {
+                    (
+                        b["HostIp"].as_str().unwrap_or_default().to_string(),
+                        b["HostPort"]
+                            .as_str()
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn ps_table_and_json_match_the_engine() {
     let name = unique_name("ps");
@@ -98,16 +119,27 @@ restart = "no"
             assert_eq!(c["State"]["Running"].as_bool(), Some(true));
             assert_eq!(row["state"].as_str(), Some("running"), "{json}");
             assert!(row["uptime_seconds"].as_u64().is_some(), "{json}");
-            // The engine picked the host port: ps shows the actual one.
-            let bound = c["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
-                .as_str()
-                .and_then(|p| p.parse::<u64>().ok())
-                .expect("published port");
-            let ports = row["ports"].as_array().expect("ports");
-            assert_eq!(ports.len(), 1, "{json}");
-            assert_eq!(ports[0]["host_port"].as_u64(), Some(bound));
-            assert_eq!(ports[0]["container_port"].as_u64(), Some(80));
-            assert_eq!(ports[0]["protocol"].as_str(), Some("tcp"));
+            // The engine picked the host ports, possibly a different one per
+            // address family (moby/moby#43246): ps carries every binding the
+            // engine reports, as it reports it.
+            let mut engine_bindings = bindings(&c, "80/tcp");
+            assert!(!engine_bindings.is_empty(), "{inst}: nothing published");
+            let mut shown: Vec<(String, u64)> = row["ports"]
+                .as_array()
+                .expect("ports")
+                .iter()
+                .map(|p| {
+                    assert_eq!(p["container_port"].as_u64(), Some(80), "{json}");
+                    assert_eq!(p["protocol"].as_str(), Some("tcp"), "{json}");
+                    (
+                        p["host_ip"].as_str().unwrap_or("?").to_string(),
+                        p["host_port"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect();
+            engine_bindings.sort();
+            shown.sort();
+            assert_eq!(shown, engine_bindings, "{inst}: {json}");
         }
     }
 
@@ -127,11 +159,22 @@ restart = "no"
             "{table}"
         );
     }
-    let web1 = inspect("container", &format!("{name}-web-1")).expect("web-1");
-    let port = web1["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
-        .as_str()
-        .expect("port");
-    assert!(table.contains(&format!("{port}->80/tcp")), "{table}");
+    // Every binding of every instance is in its line, with its address.
+    for (line, row) in lines[1..].iter().zip(rows) {
+        let inst = row["instance"].as_str().unwrap_or("?");
+        if inst == once {
+            continue;
+        }
+        let c = inspect("container", inst).expect("container exists");
+        for (ip, port) in bindings(&c, "80/tcp") {
+            let ip = if ip == "::" {
+                ":::".to_string()
+            } else {
+                format!("{ip}:")
+            };
+            assert!(line.contains(&format!("{ip}{port}->80/tcp")), "{table}");
+        }
+    }
 
     // By name from the state directory, without the file.
     let by_name = ok(&run(&ws, &["ps", &name, "--output", "json"]));
@@ -187,6 +230,33 @@ stop_timeout = 1
             .lines()
             .all(|l| l.starts_with(&format!("{name}-talk-"))),
         "{stdout}"
+    );
+
+    // As JSON: one object per line, stderr lines marked, on stdout.
+    let out = run(
+        &ws,
+        &["-f", "deploy.toml", "logs", "talk", "--output", "json"],
+    );
+    let text = ok(&out);
+    let objects: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    for i in [1, 2] {
+        let inst = format!("{name}-talk-{i}");
+        let of = |stream: &str, line: &str| {
+            objects.iter().any(|o| {
+                o["instance"] == inst.as_str() && o["stream"] == stream && o["line"] == line
+            })
+        };
+        assert!(of("stdout", "hello-berth-logs"), "{text}");
+        assert!(of("stderr", "oops"), "{text}");
+    }
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["timestamp"].as_str().is_some_and(|t| t.ends_with('Z'))),
+        "{text}"
     );
 
     // One instance by name: no prefix. --tail limits the lines.
@@ -291,12 +361,26 @@ stop_timeout = 1
             .join(format!("instances/{app}.stopped"))
             .exists()
     );
+    // Every start is a fresh container, as under systemd and `berth up`.
+    let started_id = container_id(&app).expect("app exists");
+    assert_ne!(started_id, id, "start makes a fresh container");
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let out = docker(&["exec", &app, "cat", "/data/boots"]);
+            String::from_utf8_lossy(&out.stdout).lines().count() == 2
+        }),
+        "the volume did not carry over to the started container: {:?}",
+        docker(&["exec", &app, "cat", "/data/boots"])
+    );
+    // Starting what runs leaves it alone.
+    ok(&f(&["start", "app"]));
+    assert_eq!(container_id(&app), Some(started_id.clone()));
 
     // restart: a fresh container, same volume.
     ok(&f(&["restart", "app"]));
     assert!(wait_for(Duration::from_secs(30), || running(&app)));
     let new_id = container_id(&app).expect("app exists");
-    assert_ne!(new_id, id, "restart makes a fresh container");
+    assert_ne!(new_id, started_id, "restart makes a fresh container");
     assert!(
         wait_for(Duration::from_secs(30), || {
             let out = docker(&["exec", &app, "cat", "/data/boots"]);
@@ -703,4 +787,50 @@ stop_timeout = 1
         container_id(&web).filter(|id| *id != first && running(&web))
     });
     assert_ne!(first, second);
+}
+
+/// `render` shows what the deployment's integration produces: after an
+/// apply with `--integration docker`, restart policies and no unit files.
+#[test]
+fn render_follows_the_integration_the_deployment_was_applied_with() {
+    let name = unique_name("renderint");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    ws.write(
+        "berth.toml",
+        &format!(
+            r#"name = "{name}"
+
+[services.web]
+image = "{image}"
+command = ["sleep", "3600"]
+stop_timeout = 1
+"#,
+            image = base_image()
+        ),
+    );
+    ok(&run(&ws, &["apply", "--integration", "docker"]));
+    let text = ok(&run(&ws, &["render"]));
+    assert!(text.contains("integration: docker"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "container {name}-web, restart policy unless-stopped"
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("[Unit]") && !text.contains(".service"),
+        "{text}"
+    );
+    let json = ok(&run(&ws, &["render", "--output", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(v["integration"], "docker");
+    assert!(v["instances"][0]["unit_text"].is_null(), "{json}");
+    assert_eq!(v["instances"][0]["docker_restart"], "unless-stopped");
+    // Asked for, the units are still there to see.
+    let text = ok(&run(&ws, &["render", "--integration", "systemd"]));
+    assert!(
+        text.contains(&format!("# berth-{name}-web.service")),
+        "{text}"
+    );
 }

@@ -22,7 +22,11 @@ fn berth_in(dir: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn render_shows_instances_links_and_units_for_the_geard_example() {
-    let out = berth_in(&fixtures(), &["render", "-f", "geard.json"]);
+    // The units are what systemd hosts get; ask for them on any host.
+    let out = berth_in(
+        &fixtures(),
+        &["render", "-f", "geard.json", "--integration", "systemd"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
@@ -46,12 +50,21 @@ fn render_shows_instances_links_and_units_for_the_geard_example() {
 fn render_json_has_every_instance_with_volumes_and_unit_text() {
     let out = berth_in(
         &fixtures(),
-        &["render", "-f", "example.toml", "--output", "json"],
+        &[
+            "render",
+            "-f",
+            "example.toml",
+            "--output",
+            "json",
+            "--integration",
+            "systemd",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("render --output json is JSON");
     assert_eq!(v["deployment"], "example");
+    assert_eq!(v["integration"], "systemd");
     assert_eq!(v["network"], "example");
     let instances = v["instances"].as_array().expect("instances");
     let containers: Vec<&str> = instances
@@ -528,6 +541,18 @@ fn dangerous_settings_are_located_warnings_and_do_not_change_the_exit_code() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(String::from_utf8_lossy(&out.stderr), DANGEROUS_WARNINGS);
     assert!(String::from_utf8_lossy(&out.stdout).contains("deployment: demo"));
+    // validate --output json carries the same warnings, structured.
+    let out = berth_in(dir.path(), &["validate", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["valid"], true);
+    let warnings = v["warnings"]
+        .as_array()
+        .expect("warnings in validate's JSON");
+    assert_eq!(warnings.len(), 5, "{warnings:?}");
+    assert_eq!(warnings[2]["severity"], "warning");
+    assert_eq!(warnings[2]["line"], 6);
+    assert_eq!(warnings[2]["column"], 14);
     let out = berth_in(dir.path(), &["render", "--output", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -596,4 +621,67 @@ fn render_names_the_volumes_apply_uses() {
     assert_eq!(v["instances"][0]["container"], "demo-web-1");
     assert_eq!(v["instances"][0]["volumes"][0]["source"], "demo-web-data");
     assert_eq!(v["instances"][1]["volumes"][0]["source"], "demo-web-2-data");
+}
+
+#[test]
+fn validate_output_json_lists_every_problem_with_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("berth.toml"),
+        "name = \"vj\"\n[services.web]\nimage = \"img\"\nports = [\"70000:80\"]\nlinks = [\"nosuch\"]\n",
+    )
+    .expect("write");
+    let out = berth_in(dir.path(), &["validate", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["warnings"], serde_json::json!([]));
+    let errors = v["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 2, "{v}");
+    let port = errors
+        .iter()
+        .find(|e| e["message"].as_str().is_some_and(|m| m.contains("70000")))
+        .expect("the port error");
+    assert_eq!(port["severity"], "error");
+    assert_eq!(port["line"], 4);
+    assert!(port["column"].as_u64().is_some_and(|c| c > 1), "{port}");
+    assert!(
+        port["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("berth.toml"))
+    );
+    assert!(port["help"].is_string(), "{port}");
+
+    std::fs::write(
+        dir.path().join("berth.toml"),
+        "name = \"vj\"\n[services.web]\nimage = \"img\"\ncount = 2\n",
+    )
+    .expect("write");
+    let out = berth_in(dir.path(), &["validate", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["instances"], 2);
+    assert_eq!(v["errors"], serde_json::json!([]));
+}
+
+/// A command's help lists its own options first; the global ones come
+/// after, under their own heading.
+#[test]
+fn subcommand_help_keeps_global_options_under_their_own_heading() {
+    for cmd in ["ps", "plan", "logs", "destroy"] {
+        let out = berth_in(&fixtures(), &[cmd, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (own, global) = text
+            .split_once("Global options:")
+            .unwrap_or_else(|| panic!("no Global options heading in {cmd} --help:\n{text}"));
+        for g in ["--state-dir", "--unit-dir", "--set", "--name"] {
+            assert!(
+                !own.contains(g),
+                "{cmd}: {g} among its own options:\n{text}"
+            );
+            assert!(global.contains(g), "{cmd}: {g} missing:\n{text}");
+        }
+    }
 }

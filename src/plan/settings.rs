@@ -1,0 +1,338 @@
+//! What `apply` would record beyond containers: the applied revision.
+//!
+//! `apply` writes a new revision whenever the resolved deployment or the
+//! integration differs from the current one, and the SSH gateway, the
+//! supervisor and snapshots act on what that revision says (keys and grants,
+//! `ssh_shell`, snapshot settings...). [`changes`] compares exactly what
+//! `apply` would write with what is recorded, so `plan` shows every such
+//! change and `apply` decides whether to write a revision from the same
+//! plan: the two cannot drift. Lines name what changed, never a secret
+//! value (environment values are not shown; keys by name only).
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::spec::Deployment;
+use crate::state::Revision;
+
+/// Service fields that go into the instance spec: a change to one of them
+/// recreates the service's instances, and the plan's recreate lines already
+/// name it. Any field not listed here is shown as a setting (so a field
+/// added later shows twice at worst, never not at all).
+const CONTAINER_FIELDS: &[&str] = &[
+    "image",
+    "count",
+    "command",
+    "entrypoint",
+    "ports",
+    "env",
+    "volumes",
+    "links",
+    "restart",
+    "user",
+    "workdir",
+    "hostname",
+    "labels",
+    "stop_timeout",
+    "stop_signal",
+    "memory",
+    "cpus",
+    "read_only",
+    "tmpfs",
+    "cap_add",
+    "cap_drop",
+    "privileged",
+    "health",
+];
+
+/// Lines describing how the revision `apply` would write differs from
+/// `current` (empty: apply writes no new revision). `recreated` are the
+/// services whose instances the plan creates, recreates or removes: their
+/// container fields are explained there and not repeated here.
+pub fn changes(
+    current: Option<&Revision>,
+    deployment: &Deployment,
+    integration: &str,
+    recreated: &BTreeSet<String>,
+) -> Vec<String> {
+    let Some(current) = current else {
+        return vec!["first revision of this deployment on this host".into()];
+    };
+    let mut out = Vec::new();
+    let mut explained_elsewhere = false;
+    if current.integration != integration {
+        out.push(format!(
+            "integration: {} → {integration}",
+            current.integration
+        ));
+    }
+    if &current.deployment == deployment {
+        return out;
+    }
+    let before = current.deployment.clone();
+    if before.source != deployment.source {
+        out.push(format!(
+            "deployment file: {} → {}",
+            path_text(before.source.as_deref()),
+            path_text(deployment.source.as_deref())
+        ));
+    }
+    // Keys by name (their fingerprints are not secret, but long).
+    let names = |d: &Deployment| -> BTreeSet<String> { d.keys.keys().cloned().collect() };
+    let (kb, ka) = (names(&before), names(deployment));
+    for k in ka.difference(&kb) {
+        out.push(format!("key {k} added"));
+    }
+    for k in kb.difference(&ka) {
+        out.push(format!("key {k} removed"));
+    }
+    for k in ka.intersection(&kb) {
+        if before.keys.get(k) != deployment.keys.get(k) {
+            out.push(format!("key {k} replaced"));
+        }
+    }
+    if before.deployment_keys != deployment.deployment_keys {
+        let fps = |d: &Deployment| -> BTreeSet<String> {
+            d.deployment_keys
+                .iter()
+                .map(|k| k.fingerprint.clone())
+                .collect()
+        };
+        out.push(format!(
+            "deployment-wide keys changed{}",
+            set_delta(&fps(&before), &fps(deployment))
+        ));
+    }
+    if before.snapshots_keep != deployment.snapshots_keep {
+        out.push(format!(
+            "snapshots_keep: {} → {}",
+            opt_text(before.snapshots_keep),
+            opt_text(deployment.snapshots_keep)
+        ));
+    }
+    // Services present before and after (added and removed services show
+    // as instances to create and remove).
+    for (name, svc) in &deployment.services {
+        let Some(old) = before.services.get(name) else {
+            continue;
+        };
+        if old == svc {
+            continue;
+        }
+        if old.ssh != svc.ssh {
+            let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
+            out.push(format!(
+                "{name}: ssh grants changed{}",
+                set_delta(&set(&old.ssh), &set(&svc.ssh))
+            ));
+        }
+        let mut a = serde_json::to_value(old).unwrap_or_default();
+        let mut b = serde_json::to_value(svc).unwrap_or_default();
+        for v in [&mut a, &mut b] {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("ssh");
+            }
+        }
+        let mut fields = Vec::new();
+        diff(String::new(), &a, &b, &mut fields);
+        for (field, line) in fields {
+            if recreated.contains(name) && CONTAINER_FIELDS.contains(&field.as_str()) {
+                explained_elsewhere = true;
+                continue;
+            }
+            out.push(format!("{name}: {line}"));
+        }
+    }
+    // Anything else that differs (a field added to the model later) still
+    // shows, so that plan never says "no changes" when apply would write.
+    if out.is_empty() && !explained_elsewhere {
+        out.push("the resolved deployment differs from the applied revision".into());
+    }
+    out
+}
+
+fn path_text(p: Option<&std::path::Path>) -> String {
+    p.map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(none)".into())
+}
+
+fn opt_text(v: Option<usize>) -> String {
+    v.map(|n| n.to_string())
+        .unwrap_or_else(|| "(default)".into())
+}
+
+/// ` (+a, -b)`, or nothing when only the order changed.
+fn set_delta(before: &BTreeSet<String>, after: &BTreeSet<String>) -> String {
+    let mut parts: Vec<String> = after.difference(before).map(|k| format!("+{k}")).collect();
+    parts.extend(before.difference(after).map(|k| format!("-{k}")));
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+/// Field paths that differ, with values where they are short scalars and
+/// not environment (which may hold secrets): `(top-level field, line)`.
+fn diff(path: String, a: &Value, b: &Value, out: &mut Vec<(String, String)>) {
+    if a == b {
+        return;
+    }
+    // A table added or removed: its fields one by one.
+    let empty = Value::Object(Default::default());
+    let (a, b) = match (a, b) {
+        (Value::Null, Value::Object(_)) => (&empty, b),
+        (Value::Object(_), Value::Null) => (a, &empty),
+        _ => (a, b),
+    };
+    if let (Value::Object(ma), Value::Object(mb)) = (a, b) {
+        let keys: BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
+        for k in keys {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            let null = Value::Null;
+            diff(
+                p,
+                ma.get(k).unwrap_or(&null),
+                mb.get(k).unwrap_or(&null),
+                out,
+            );
+        }
+        return;
+    }
+    let top = path.split('.').next().unwrap_or_default().to_string();
+    let secret = top == "env";
+    let line = match (scalar(a), scalar(b)) {
+        (Some(x), Some(y)) if !secret => format!("{path}: {x} → {y}"),
+        _ => format!("{path} changed"),
+    };
+    out.push((top, line));
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    let s = match v {
+        Value::Null => "(unset)".to_string(),
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => v.to_string(),
+        _ => return None,
+    };
+    (s.chars().count() <= 60).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep(extra: Value) -> Deployment {
+        let mut base = serde_json::json!({
+            "name": "ex",
+            "keys": {
+                "admin": {"name": "admin", "openssh": "ssh-ed25519 AAAA admin", "fingerprint": "SHA256:a"},
+                "ops": {"name": "ops", "openssh": "ssh-ed25519 BBBB ops", "fingerprint": "SHA256:b"}
+            },
+            "services": {
+                "mail": {"name": "mail", "image": "img", "count": 1, "ssh": ["admin"],
+                         "env": {"PASSWORD": "old-secret"}}
+            }
+        });
+        merge(&mut base, extra);
+        serde_json::from_value(base).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn merge(a: &mut Value, b: Value) {
+        match (a, b) {
+            (Value::Object(ma), Value::Object(mb)) => {
+                for (k, v) in mb {
+                    merge(ma.entry(k).or_insert(Value::Null), v);
+                }
+            }
+            (_, Value::Null) => {}
+            (a, b) => *a = b,
+        }
+    }
+
+    fn none() -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+
+    fn rev(d: Deployment) -> Revision {
+        Revision {
+            revision: 1,
+            applied_at: "2026-01-01T00:00:00Z".into(),
+            integration: "docker".into(),
+            deployment: d,
+            image_ids: Default::default(),
+        }
+    }
+
+    #[test]
+    fn nothing_changed_is_no_line() {
+        let d = dep(Value::Null);
+        assert!(changes(Some(&rev(d.clone())), &d, "docker", &none()).is_empty());
+        assert_eq!(changes(None, &d, "docker", &none()).len(), 1);
+    }
+
+    #[test]
+    fn every_setting_apply_records_is_named_without_secret_values() {
+        let current = rev(dep(Value::Null));
+        let cases = [
+            (
+                serde_json::json!({"services": {"mail": {"ssh": ["admin", "ops"]}}}),
+                "mail: ssh grants changed (+ops)",
+            ),
+            (
+                serde_json::json!({"services": {"mail": {"ssh_shell": "/bin/bash"}}}),
+                "mail: ssh_shell: (unset) → \"/bin/bash\"",
+            ),
+            (
+                serde_json::json!({"services": {"mail": {"snapshot_on_upgrade": false}}}),
+                "mail: snapshot_on_upgrade: (unset) → false",
+            ),
+            (
+                serde_json::json!({"services": {"mail": {"snapshots_keep": 2}}}),
+                "mail: snapshots_keep: (unset) → 2",
+            ),
+            (
+                serde_json::json!({"services": {"mail": {"health": {"on_unhealthy": "ignore"}}}}),
+                "mail: health.on_unhealthy: (unset) → \"ignore\"",
+            ),
+            (
+                serde_json::json!({"snapshots_keep": 5}),
+                "snapshots_keep: (default) → 5",
+            ),
+            (
+                serde_json::json!({"keys": {"dev": {"name": "dev", "openssh": "ssh-ed25519 CCCC", "fingerprint": "SHA256:c"}}}),
+                "key dev added",
+            ),
+            (
+                serde_json::json!({"keys": {"ops": {"openssh": "ssh-ed25519 DDDD ops", "fingerprint": "SHA256:d"}}}),
+                "key ops replaced",
+            ),
+            (
+                serde_json::json!({"services": {"mail": {"env": {"PASSWORD": "new-secret"}}}}),
+                "mail: env.PASSWORD changed",
+            ),
+        ];
+        for (extra, want) in cases {
+            let got = changes(Some(&current), &dep(extra.clone()), "docker", &none());
+            assert_eq!(got, [want.to_string()], "{extra}");
+            assert!(!got.iter().any(|l| l.contains("secret")), "{got:?}");
+        }
+        let got = changes(Some(&current), &dep(Value::Null), "systemd", &none());
+        assert_eq!(got, ["integration: docker → systemd"]);
+        // A recreated service's container fields are explained by the
+        // recreate; its other settings still show.
+        let mail: BTreeSet<String> = ["mail".to_string()].into();
+        let both = serde_json::json!({"services": {"mail": {
+            "env": {"PASSWORD": "new-secret"}, "ssh_shell": "/bin/sh"}}});
+        assert_eq!(
+            changes(Some(&current), &dep(both), "docker", &mail),
+            ["mail: ssh_shell: (unset) → \"/bin/sh\""]
+        );
+        let env_only = serde_json::json!({"services": {"mail": {"env": {"PASSWORD": "x"}}}});
+        assert!(changes(Some(&current), &dep(env_only), "docker", &mail).is_empty());
+    }
+}
