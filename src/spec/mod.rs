@@ -15,6 +15,7 @@ pub mod model;
 pub mod render;
 pub mod schema;
 mod source;
+pub mod stored;
 mod toml;
 mod tree;
 pub mod values;
@@ -266,6 +267,17 @@ pub fn load_str(
     format: Format,
     text: String,
 ) -> Result<Deployment, SpecErrors> {
+    load_text(opts, format, text, true)
+}
+
+/// [`load_str`]; without `read_dotenv` no `.env` beside `opts.file` is read
+/// (for text that is not a file on disk, see [`stored`]).
+fn load_text(
+    opts: &LoadOptions,
+    format: Format,
+    text: String,
+    read_dotenv: bool,
+) -> Result<Deployment, SpecErrors> {
     let src = Source::new(opts.file.clone(), text);
     let (tree, diags) = match format {
         Format::Toml => toml::parse(&src.text),
@@ -301,7 +313,7 @@ pub fn load_str(
         .unwrap_or_default();
     let dotenv_path = base_dir.join(".env");
     let mut dotenv_vars = BTreeMap::new();
-    if dotenv_path.is_file() {
+    if read_dotenv && dotenv_path.is_file() {
         match std::fs::read_to_string(&dotenv_path) {
             Ok(t) => {
                 let env_src = Source::new(dotenv_path.clone(), t);
