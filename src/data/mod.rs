@@ -16,6 +16,7 @@
 //!   the way their integration expects.
 
 pub mod backup;
+pub mod entries;
 pub mod format;
 pub mod instances;
 pub mod lifecycle;
