@@ -569,6 +569,7 @@ fn read_archive_hashed(
             manifest.format
         )));
     }
+    manifest.check(what)?;
     drop(hash);
     let digests = digests()?;
     if digests.len() != payloads.len() {
