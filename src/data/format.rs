@@ -680,6 +680,120 @@ mod tests {
     }
 
     #[test]
+    fn manifest_names_are_checked() {
+        let (_, good) = sample(b"x");
+        assert!(good.check("a").is_ok());
+        let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+            ("deployment", Box::new(|m| m.deployment = "../x".into())),
+            (
+                "service",
+                Box::new(|m| m.instances[0].service = "s\nx".into()),
+            ),
+            ("instance 0", Box::new(|m| m.instances[0].instance = 0)),
+            ("instance 101", Box::new(|m| m.instances[0].instance = 101)),
+            (
+                "container",
+                Box::new(|m| m.instances[0].container = "../../etc".into()),
+            ),
+            (
+                "numbered container for instance 2 only",
+                Box::new(|m| m.instances[0].instance = 2),
+            ),
+            (
+                "duplicate instance",
+                Box::new(|m| {
+                    let mut again = m.instances[0].clone();
+                    again.volumes[0].name = "d-s-w".into();
+                    again.volumes[0].key = "w".into();
+                    m.instances.push(again);
+                }),
+            ),
+            (
+                "duplicate volume name",
+                Box::new(|m| {
+                    let mut again = m.instances[0].clone();
+                    again.service = "t".into();
+                    again.container = "d-t".into();
+                    m.instances.push(again);
+                }),
+            ),
+            (
+                "duplicate key",
+                Box::new(|m| {
+                    let mut v = m.instances[0].volumes[0].clone();
+                    v.name = "d-s-v2".into();
+                    m.instances[0].volumes.push(v);
+                }),
+            ),
+            (
+                "key",
+                Box::new(|m| m.instances[0].volumes[0].key = "a/b".into()),
+            ),
+            (
+                "volume name",
+                Box::new(|m| m.instances[0].volumes[0].name = "x\u{1b}[2J".into()),
+            ),
+            (
+                "mount path",
+                Box::new(|m| m.instances[0].volumes[0].mount_path = Some("/a/../..".into())),
+            ),
+            (
+                "image volume without a path",
+                Box::new(|m| {
+                    m.instances[0].volumes[0].from_image = true;
+                    m.instances[0].volumes[0].mount_path = None;
+                }),
+            ),
+            (
+                "image",
+                Box::new(|m| m.instances[0].image = Some("A B".into())),
+            ),
+            (
+                "image id",
+                Box::new(|m| m.instances[0].image_id = Some("sha256:zz".into())),
+            ),
+            (
+                "sha256",
+                Box::new(|m| m.instances[0].volumes[0].sha256 = "../x".into()),
+            ),
+        ];
+        for (what, change) in cases {
+            let mut m = good.clone();
+            change(&mut m);
+            let e = m.check("crafted.tar.zst").expect_err(what);
+            assert!(
+                e.to_string().starts_with("crafted.tar.zst: "),
+                "{what}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_in_headers_are_bounded() {
+        let raw = |path: &str, size: u64| {
+            let mut out = Vec::new();
+            let mut marker = tar::Header::new_ustar();
+            let text = format!("{FORMAT}\nd\n");
+            marker.set_path(MARKER).unwrap();
+            marker.set_size(text.len() as u64);
+            marker.set_cksum();
+            out.extend_from_slice(marker.as_bytes());
+            out.extend_from_slice(text.as_bytes());
+            out.resize(1024, 0);
+            let mut h = tar::Header::new_ustar();
+            h.set_path(path).unwrap();
+            h.set_size(size);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            zstd::encode_all(&out[..], 1).unwrap()
+        };
+        let e = read_archive(&raw("volumes/v/000000", 64 << 30)[..], "x", |_| Ok(())).unwrap_err();
+        assert!(e.to_string().contains("declares"), "{e}");
+        let e = read_archive(&raw(MANIFEST, 1 << 30)[..], "x", |_| Ok(())).unwrap_err();
+        assert!(e.to_string().contains("manifest declares"), "{e}");
+    }
+
+    #[test]
     fn part_paths() {
         assert_eq!(parse_part_path(&part_path("a-b", 3)), Some(("a-b", 3)));
         assert_eq!(parse_part_path("volumes/a/1"), None);

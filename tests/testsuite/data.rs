@@ -382,7 +382,10 @@ fn restore_refuses_a_non_empty_volume_unless_forced() {
     let changed = listing(&vol);
     assert_ne!(changed, original);
 
-    let out = support::run(&ws, &["restore", path_str(&archive)]);
+    let out = support::run(
+        &ws,
+        &["restore", path_str(&archive), "--allow-special-files"],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&vol) && err.contains("--force"), "{err}");
