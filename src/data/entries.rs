@@ -523,10 +523,32 @@ impl Scanner {
         Ok(())
     }
 
+    /// Keys of every prefix of `path` ending at a component (the volume
+    /// root first, `path` itself last), with where each prefix ends; one
+    /// pass over the path, so a deep path costs its length, not its square.
+    fn keys(&self, path: &[u8]) -> Vec<(usize, u128)> {
+        use std::hash::Hasher;
+        let (mut a, mut b) = (self.keys.0.build_hasher(), self.keys.1.build_hasher());
+        let mut out = Vec::new();
+        let mut start = 0;
+        for (i, part) in path.split(|&c| c == b'/').enumerate() {
+            if i > 0 {
+                a.write(b"/");
+                b.write(b"/");
+            }
+            a.write(part);
+            b.write(part);
+            start += part.len() + usize::from(i > 0);
+            out.push((
+                start,
+                (u128::from(a.clone().finish()) << 64) | u128::from(b.clone().finish()),
+            ));
+        }
+        out
+    }
+
     fn key(&self, path: &[u8]) -> u128 {
-        let a = self.keys.0.hash_one(path);
-        let b = self.keys.1.hash_one(path);
-        (u128::from(a) << 64) | u128::from(b)
+        self.keys(path).last().map(|k| k.1).unwrap_or_default()
     }
 
     /// Check where an entry goes and record it.
@@ -573,10 +595,9 @@ impl Scanner {
     /// Every parent must be a directory (or not yet defined: the engine
     /// creates it), never a symlink or a file.
     fn check_parents(&mut self, raw: &[u8], path: &[u8]) -> Result<(), EntryError> {
-        let mut at = CARRIER_ROOT.len();
-        while at < path.len() {
-            let parent = &path[..at];
-            let key = self.key(parent);
+        let keys = self.keys(path);
+        for &(end, key) in &keys[..keys.len().saturating_sub(1)] {
+            let parent = &path[..end];
             match self.paths.get(&key) {
                 None => {
                     self.paths.insert(key, Kind::ImplicitDir);
@@ -595,11 +616,6 @@ impl Scanner {
                     ));
                 }
             }
-            at = path[at + 1..]
-                .iter()
-                .position(|&c| c == b'/')
-                .map(|i| at + 1 + i)
-                .unwrap_or(path.len());
         }
         Ok(())
     }

@@ -683,7 +683,8 @@ mod tests {
     fn manifest_names_are_checked() {
         let (_, good) = sample(b"x");
         assert!(good.check("a").is_ok());
-        let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+        type Change = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("deployment", Box::new(|m| m.deployment = "../x".into())),
             (
                 "service",

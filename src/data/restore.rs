@@ -796,7 +796,7 @@ async fn put_back(
             saved.display()
         ),
         Err(e) => format!(
-            "; putting its previous content back failed too ({e}): it is saved in {}, restore it with `berth restore {} --force`",
+            "; putting its previous content back failed too ({e}): it is saved in {}, restore it with `berth restore {} --force` (with --allow-special-files if it held device nodes, FIFOs or setuid files)",
             saved.display(),
             saved.display()
         ),

@@ -366,7 +366,8 @@ ports = ["[::1]:9090:90/udp", "0.0.0.0:7000-7001:70-71/sctp"]
     fn what_a_file_refuses_is_refused() {
         let base = load(FULL);
         let origin = Path::new("crafted.tar.zst");
-        let cases: Vec<(&str, Box<dyn Fn(&mut Deployment)>)> = vec![
+        type Change = Box<dyn Fn(&mut Deployment)>;
+        let cases: Vec<(&str, Change)> = vec![
             (
                 "newline in a service name",
                 Box::new(|d| {

@@ -46,6 +46,7 @@ fn raw_header(name: &[u8], typeflag: u8, size: u64, mode: u32, link: &[u8]) -> V
 }
 
 /// One entry of a crafted volume stream.
+#[derive(Clone, Copy)]
 enum E<'a> {
     Dir(&'a str),
     File(&'a str, &'a [u8]),
@@ -88,7 +89,7 @@ fn volume_stream(entries: &[E]) -> Vec<u8> {
                 _ => panic!("long names only for files"),
             }
         } else {
-            clone_entry(e)
+            *e
         };
         match e {
             E::Dir(n) => out.extend(raw_header(n.as_bytes(), b'5', 0, 0o755, b"")),
@@ -379,7 +380,7 @@ fn crafted_volume_entries_are_refused_before_anything_is_created() {
         let dep = support::unique_name("hostent");
         let _clean = Cleanup::new(&dep);
         let ws = Workspace::new();
-        let mut entries: Vec<E> = GOOD.iter().map(clone_entry).collect();
+        let mut entries: Vec<E> = GOOD.to_vec();
         entries.extend(bad);
         let stream = volume_stream(&entries);
         let file = ws.path().join("crafted.tar.zst");
@@ -400,23 +401,12 @@ fn crafted_volume_entries_are_refused_before_anything_is_created() {
     }
 }
 
-fn clone_entry<'a>(e: &E<'a>) -> E<'a> {
-    match *e {
-        E::Dir(n) => E::Dir(n),
-        E::File(n, d) => E::File(n, d),
-        E::Mode(n, m) => E::Mode(n, m),
-        E::Sym(n, t) => E::Sym(n, t),
-        E::Hard(n, t) => E::Hard(n, t),
-        E::Type(t, n) => E::Type(t, n),
-    }
-}
-
 #[test]
 fn recorded_special_files_need_the_flag() {
     let dep = support::unique_name("hostspecial");
     let _clean = Cleanup::new(&dep);
     let ws = Workspace::new();
-    let mut entries: Vec<E> = GOOD.iter().map(clone_entry).collect();
+    let mut entries: Vec<E> = GOOD.to_vec();
     entries.push(E::Type(b'6', "berth-volume/fifo"));
     entries.push(E::Mode("berth-volume/suid", 0o4755));
     let stream = volume_stream(&entries);
