@@ -399,6 +399,7 @@ fn crafted_volume_entries_are_refused_before_anything_is_created() {
             assert_refused(&ws, &dep, &file, args, &needles);
         }
     }
+    assert!(!Path::new("/tmp/berth-escape").exists());
 }
 
 #[test]
@@ -586,6 +587,7 @@ fn crafted_manifests_are_refused_before_anything_is_created() {
         }
     }
     assert!(!Path::new("/tmp/berth-pwned").exists());
+    assert!(!Path::new("/tmp/berth-escape").exists());
 }
 
 /// Run berth with its address space limited, so that an allocation driven
