@@ -505,6 +505,10 @@ impl Scanner {
                 self.first_special = Some(format!("{} ({special})", show(&name)));
             }
         }
+        if typeflag == b'2' && link.is_empty() {
+            // The engine's symlink() fails on it half-way through.
+            return Err(err(Some(&name), "a symlink to nothing"));
+        }
         // Only regular files carry data in Go's reader, whatever the
         // header declares for the others.
         self.skip = data + pad(data);
@@ -962,6 +966,7 @@ mod tests {
                 ],
             ),
             ("root is a symlink", vec![E::Sym("berth-volume", "/etc")]),
+            ("empty symlink", vec![E::Sym("berth-volume/s", "")]),
             ("root is a file", vec![E::File("berth-volume", b"")]),
             ("unknown type", vec![E::Raw(b'S', "berth-volume/sparse")]),
             ("contiguous", vec![E::Raw(b'7', "berth-volume/c")]),
