@@ -363,6 +363,23 @@ ports = ["[::1]:9090:90/udp", "0.0.0.0:7000-7001:70-71/sctp"]
     }
 
     #[test]
+    fn every_fixture_passes_as_it_is() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for name in ["example.toml", "example.yaml", "example.json", "geard.json"] {
+            let mut d = super::super::load(&LoadOptions {
+                file: dir.join(name),
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            d.source = None;
+            match check_stored(&d, Path::new("b.tar.zst")) {
+                Ok(checked) => assert_eq!(checked, d, "{name}"),
+                Err(e) => panic!("{name}: {e}"),
+            }
+        }
+    }
+
+    #[test]
     fn what_a_file_refuses_is_refused() {
         let base = load(FULL);
         let origin = Path::new("crafted.tar.zst");
