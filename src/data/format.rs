@@ -125,9 +125,8 @@ impl Manifest {
     }
 }
 
-/// Docker's rule for volume names (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`), plus no
-/// `..` and a length limit: they become engine object names and, through
-/// their container, paths under the state directory.
+/// Docker's rule for volume names (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`) and a
+/// length limit: no `/`, so a name never becomes a path.
 fn check_volume_name(name: &str) -> std::result::Result<(), String> {
     let ok_chars = name
         .chars()
@@ -136,9 +135,9 @@ fn check_volume_name(name: &str) -> std::result::Result<(), String> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !ok_chars || name.contains("..") || name.len() > 255 {
+    if !ok_chars || name.len() > 255 {
         return Err(format!(
-            "{:?} is not a volume name (letters, digits, `_`, `.` and `-`, starting with a letter or digit, no `..`, at most 255 characters)",
+            "{:?} is not a volume name (letters, digits, `_`, `.` and `-`, starting with a letter or digit, at most 255 characters)",
             super::entries::show(name.as_bytes())
         ));
     }
@@ -236,7 +235,23 @@ impl Manifest {
                     return Err(bad(format!("lists volume {} twice", vol.name)));
                 }
                 if vol.from_image {
-                    check_volume_name(&vol.key)
+                    // The flattened container path (`var-spool-exim4-1a2b3c`,
+                    // `.hidden-...` for `/.hidden`): only the characters of a
+                    // volume name, and it follows the owner's `-`.
+                    let ok = !vol.key.is_empty()
+                        && vol.key.len() <= 255
+                        && vol
+                            .key
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{} (letters, digits, `_`, `.` and `-` only)",
+                            shown(&vol.key)
+                        ))
+                    }
                 } else {
                     crate::names::check_name(&vol.key)
                         .map_err(|p| format!("{} {p}", shown(&vol.key)))
@@ -683,6 +698,13 @@ mod tests {
     fn manifest_names_are_checked() {
         let (_, good) = sample(b"x");
         assert!(good.check("a").is_ok());
+        // An image volume of `/.hidden` is kept as `<owner>-.hidden-<hash>`.
+        let mut hidden = good.clone();
+        hidden.instances[0].volumes[0].from_image = true;
+        hidden.instances[0].volumes[0].key = crate::names::image_volume_name("d-s", "/.hidden")
+            .trim_start_matches("d-s-")
+            .to_string();
+        assert!(hidden.check("a").is_ok(), "{:?}", hidden.check("a"));
         type Change = Box<dyn Fn(&mut Manifest)>;
         let cases: Vec<(&str, Change)> = vec![
             ("deployment", Box::new(|m| m.deployment = "../x".into())),
