@@ -137,7 +137,7 @@ fn check_volume_name(name: &str) -> std::result::Result<(), String> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if !ok_chars || name.len() > 255 {
         return Err(format!(
-            "{:?} is not a volume name (letters, digits, `_`, `.` and `-`, starting with a letter or digit, at most 255 characters)",
+            "{} is not a volume name (letters, digits, `_`, `.` and `-`, starting with a letter or digit, at most 255 characters)",
             super::entries::show(name.as_bytes())
         ));
     }
