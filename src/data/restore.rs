@@ -2,15 +2,17 @@
 //!
 //! Order of work, so that a bad archive or a refusal touches nothing:
 //! 1. read the whole archive once and check every payload against the
-//!    manifest (size, sha256, parts; zstd's own frame checksum on the way);
+//!    manifest (size, sha256, parts; zstd's own frame checksum on the way),
+//!    every name and number in the manifest ([`Manifest::check`]) and every
+//!    entry of every volume's tar stream ([`super::entries`]);
 //! 2. map every volume onto its target (another deployment name maps by the
 //!    container-name prefix), check each existing target is empty or
 //!    `--force` was given, and that an image to reach it through is here;
 //! 3. stop the target instances, then per volume: create it if missing
 //!    (labelled as berth labels its volumes), with `--force` save its current
 //!    content to `<state>/snapshots/<container>/pre-restore-<time>.tar.zst`
-//!    and empty it, extract the payload through the engine; if that fails
-//!    the saved content is put back;
+//!    and empty it, extract the payload through the engine, its entries
+//!    checked again on the way; if that fails the saved content is put back;
 //! 4. start the instances again, also after a failure.
 
 use std::collections::BTreeMap;
