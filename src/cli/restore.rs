@@ -28,6 +28,11 @@ pub struct RestoreArgs {
     /// `--name NEW` renames it.
     #[arg(long = "apply", conflicts_with = "services")]
     pub apply: bool,
+    /// Recreate device nodes, FIFOs, setuid/setgid files and files with
+    /// capabilities. Only for archives whose manifest records that berth
+    /// backed them up from a volume that held them; refused otherwise.
+    #[arg(long)]
+    pub allow_special_files: bool,
     #[command(flatten)]
     pub apply_args: super::apply::ApplyArgs,
 }
@@ -49,6 +54,7 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> Result<u8> {
             &args.file,
             rename.as_deref(),
             args.force,
+            args.allow_special_files,
             &opts,
             super::apply::reporter(args.apply_args.quiet),
             &progress,
@@ -73,13 +79,14 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> Result<u8> {
         services: args.services,
         force: args.force,
         deployment: args.deployment.or_else(|| ctx.global.name.clone()),
+        allow_special_files: args.allow_special_files,
     };
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();
     // Not while an apply (or backup, rollback) of the target deployment runs.
     let progress = super::backup::data_progress();
     progress.set_message(format!("verifying {}", args.file.display()));
-    let manifest = restore::verify(&args.file).await?;
+    let manifest = restore::verify(&args.file, args.allow_special_files).await?;
     let target = opts
         .deployment
         .clone()

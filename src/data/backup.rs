@@ -12,6 +12,7 @@ use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::entries::{Mode, Scanner, SpecialFiles};
 use super::format::{
     ArchiveWriter, FORMAT, InstanceEntry, Manifest, PART_SIZE, VolumeEntry, hex, part_path,
 };
@@ -185,7 +186,7 @@ async fn copy_volume(
         .await?;
     let copied = stream_volume(engine, &carrier, &vol.name, progress, tx).await;
     let removed = engine.remove_carrier(&carrier).await;
-    let (size, sha256, parts) = copied?;
+    let (size, sha256, parts, special_files) = copied?;
     removed?;
     // Volume names hang off the instance's volume owner (which, unlike the
     // container name, does not change with `count`), so the key is what
@@ -205,6 +206,7 @@ async fn copy_volume(
         size,
         sha256,
         parts,
+        special_files,
     })
 }
 
@@ -214,18 +216,40 @@ async fn stream_volume(
     volume: &str,
     progress: &ProgressBar,
     tx: &mpsc::Sender<Msg>,
-) -> Result<(u64, String, u32)> {
+) -> Result<(u64, String, u32, SpecialFiles)> {
     let closed = || Error::Runtime("cannot write the backup (the writer stopped)".into());
     // sha256 on its own thread, beside the compressor's, off the runtime.
+    // The same thread counts the special files the stream holds, for the
+    // manifest (restore recreates only what is recorded there).
     let (hash_tx, mut hash_rx) = mpsc::channel::<Vec<Bytes>>(2);
+    let name = volume.to_string();
     let hasher = tokio::task::spawn_blocking(move || {
         let mut hasher = Sha256::new();
+        let mut scanner = Some(Scanner::new(Mode::Classify));
+        let mut special = SpecialFiles::default();
+        let unreadable = |e: super::entries::EntryError| {
+            tracing::warn!(
+                "volume {name}: the engine's stream holds what restore refuses ({e}); the backup is written, but restoring it will fail"
+            );
+        };
         while let Some(chunks) = hash_rx.blocking_recv() {
             for c in &chunks {
                 hasher.update(c);
+                if let Some(s) = scanner.as_mut()
+                    && let Err(e) = s.feed(c)
+                {
+                    unreadable(e);
+                    scanner = None;
+                }
             }
         }
-        hex(&hasher.finalize())
+        if let Some(s) = scanner {
+            match s.finish() {
+                Ok(found) => special = found,
+                Err(e) => unreadable(e),
+            }
+        }
+        (hex(&hasher.finalize()), special)
     });
     let mut stream = Box::pin(engine.download_volume(carrier));
     let mut size = 0u64;
@@ -257,10 +281,10 @@ async fn stream_volume(
         }
     }
     drop(hash_tx);
-    let sha256 = hasher
+    let (sha256, special) = hasher
         .await
         .map_err(|e| Error::Runtime(format!("hashing volume {volume}: {e}")))?;
-    Ok((size, sha256, parts))
+    Ok((size, sha256, parts, special))
 }
 
 /// Back up into a file: written to `<file>.partial` and renamed into place

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::entries::SpecialFiles;
 use crate::error::{Error, Result};
 
 /// First line of the `berth-backup` member, and `format` in the manifest.
@@ -36,6 +37,19 @@ pub const MANIFEST: &str = "manifest.json";
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// zstd level: 3 is zstd's default, fast enough to keep up with the engine.
 pub const ZSTD_LEVEL: i32 = 3;
+/// Largest part a reader accepts: berth cuts a part once it holds
+/// [`PART_SIZE`] bytes, so a part exceeds it by at most one chunk of the
+/// engine's stream. A part is held in memory, so a header declaring more is
+/// refused before anything is allocated.
+pub const MAX_PART: u64 = 2 * PART_SIZE as u64;
+/// Largest manifest a reader accepts (a deployment of a hundred services
+/// with a hundred instances each stays well below it).
+pub const MAX_MANIFEST: u64 = 16 * 1024 * 1024;
+/// Most volumes an archive may hold.
+pub const MAX_VOLUMES: usize = 100_000;
+/// Bytes a reader accepts after the tar stream's end (berth writes 1 KiB of
+/// zeros there).
+const MAX_TRAILER: u64 = 64 * 1024;
 
 /// What a backup holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +108,12 @@ pub struct VolumeEntry {
     pub sha256: String,
     /// Number of parts.
     pub parts: u32,
+    /// Device nodes, FIFOs, setuid/setgid files and file capabilities the
+    /// volume held when it was backed up (see [`super::entries`]): restore
+    /// recreates them only when they are recorded here and the operator
+    /// allows it.
+    #[serde(default, skip_serializing_if = "SpecialFiles::is_empty")]
+    pub special_files: SpecialFiles,
 }
 
 impl Manifest {
@@ -102,6 +122,177 @@ impl Manifest {
         self.instances
             .iter()
             .flat_map(|i| i.volumes.iter().map(move |v| (i, v)))
+    }
+}
+
+/// Docker's rule for volume names (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`) and a
+/// length limit: no `/`, so a name never becomes a path.
+fn check_volume_name(name: &str) -> std::result::Result<(), String> {
+    let ok_chars = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok_chars || name.len() > 255 {
+        return Err(format!(
+            "{} is not a volume name (letters, digits, `_`, `.` and `-`, starting with a letter or digit, at most 255 characters)",
+            super::entries::show(name.as_bytes())
+        ));
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// Check everything berth takes from the manifest to name things on this
+    /// host (deployment, services, instance numbers, containers, volume keys,
+    /// mount paths, images) with the rules a deployment file obeys, and
+    /// refuse duplicates. `what` names the archive in messages. The stored
+    /// deployment itself is checked by `restore --apply`, which uses it.
+    pub fn check(&self, what: &str) -> Result<()> {
+        let bad = |msg: String| {
+            Error::Usage(format!(
+                "{what}: the manifest {msg}; the archive was not written by berth, or was altered; nothing was restored"
+            ))
+        };
+        let shown = |s: &str| super::entries::show(s.as_bytes());
+        crate::names::check_name(&self.deployment).map_err(|p| {
+            bad(format!(
+                "names the deployment {} which {p}",
+                shown(&self.deployment)
+            ))
+        })?;
+        let mut instances = std::collections::BTreeSet::new();
+        let mut volume_names = std::collections::BTreeSet::new();
+        for inst in &self.instances {
+            crate::names::check_name(&inst.service).map_err(|p| {
+                bad(format!(
+                    "names the service {} which {p}",
+                    shown(&inst.service)
+                ))
+            })?;
+            if !(1..=crate::spec::MAX_COUNT).contains(&inst.instance) {
+                return Err(bad(format!(
+                    "gives service {} the instance number {} (instances are 1 to {})",
+                    inst.service,
+                    inst.instance,
+                    crate::spec::MAX_COUNT
+                )));
+            }
+            if !instances.insert((inst.service.as_str(), inst.instance)) {
+                return Err(bad(format!(
+                    "lists instance {} of service {} twice",
+                    inst.instance, inst.service
+                )));
+            }
+            // Instance 1 of a service of one instance has no number.
+            let counts: &[u32] = if inst.instance == 1 { &[1, 2] } else { &[2] };
+            let names: Vec<String> = counts
+                .iter()
+                .map(|&count| {
+                    crate::names::container_name(
+                        &self.deployment,
+                        &inst.service,
+                        inst.instance,
+                        count,
+                    )
+                })
+                .collect();
+            if !names.contains(&inst.container) {
+                return Err(bad(format!(
+                    "names the container of instance {} of service {} {} (berth names it {})",
+                    inst.instance,
+                    inst.service,
+                    shown(&inst.container),
+                    names.join(" or ")
+                )));
+            }
+            if let Some(image) = &inst.image {
+                crate::spec::values::check_image(image).map_err(|p| {
+                    bad(format!(
+                        "gives instance {} an image that is not valid: {}",
+                        inst.container, p.message
+                    ))
+                })?;
+            }
+            if let Some(id) = &inst.image_id {
+                let ok = id
+                    .strip_prefix("sha256:")
+                    .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                if !ok {
+                    return Err(bad(format!(
+                        "gives instance {} the image ID {} (not sha256:<64 hex digits>)",
+                        inst.container,
+                        shown(id)
+                    )));
+                }
+            }
+            let mut keys = std::collections::BTreeSet::new();
+            for vol in &inst.volumes {
+                check_volume_name(&vol.name).map_err(|m| bad(format!("lists volume {m}")))?;
+                if !volume_names.insert(vol.name.as_str()) {
+                    return Err(bad(format!("lists volume {} twice", vol.name)));
+                }
+                if vol.from_image {
+                    // The flattened container path (`var-spool-exim4-1a2b3c`,
+                    // `.hidden-...` for `/.hidden`): only the characters of a
+                    // volume name, and it follows the owner's `-`.
+                    let ok = !vol.key.is_empty()
+                        && vol.key.len() <= 255
+                        && vol
+                            .key
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{} (letters, digits, `_`, `.` and `-` only)",
+                            shown(&vol.key)
+                        ))
+                    }
+                } else {
+                    crate::names::check_name(&vol.key)
+                        .map_err(|p| format!("{} {p}", shown(&vol.key)))
+                }
+                .map_err(|m| bad(format!("gives volume {} the key {m}", vol.name)))?;
+                if !keys.insert(vol.key.as_str()) {
+                    return Err(bad(format!(
+                        "gives two volumes of {} the key {}",
+                        inst.container, vol.key
+                    )));
+                }
+                match &vol.mount_path {
+                    Some(p) => {
+                        let ok = p.starts_with('/')
+                            && p.len() <= 4095
+                            && !p.chars().any(char::is_control)
+                            && !p.split('/').any(|c| c == "..");
+                        if !ok {
+                            return Err(bad(format!(
+                                "gives volume {} the mount path {} (not an absolute container path)",
+                                vol.name,
+                                shown(p)
+                            )));
+                        }
+                    }
+                    None if vol.from_image => {
+                        return Err(bad(format!(
+                            "gives the image volume {} no mount path",
+                            vol.name
+                        )));
+                    }
+                    None => {}
+                }
+                let hex_ok =
+                    vol.sha256.len() == 64 && vol.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+                if !hex_ok {
+                    return Err(bad(format!("gives volume {} a malformed sha256", vol.name)));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -258,7 +449,10 @@ fn read_archive_hashed(
     // Per volume: (size, parts) in order of appearance; its sha256 is
     // computed by `hash` under the same index.
     let mut payloads: Vec<(String, u64, u32)> = Vec::new();
-    let entries = tar.entries().map_err(io_bad)?;
+    // Raw: extension members (GNU long names, PAX) are not interpreted (the
+    // tar crate would read them whole into memory); berth writes none, and
+    // any member not of berth's own is refused below.
+    let entries = tar.entries().map_err(io_bad)?.raw(true);
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
@@ -270,6 +464,11 @@ fn read_archive_hashed(
             Err(e) => return Err(io_bad(e)),
         };
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(bad(format!(
+                "unexpected member {path:?} (not a regular file); not a berth backup"
+            )));
+        }
         if manifest.is_some() {
             return Err(bad(format!(
                 "unexpected member {path:?} after the manifest; not a berth backup"
@@ -297,10 +496,16 @@ fn read_archive_hashed(
             continue;
         }
         if path == MANIFEST {
+            if entry.size() > MAX_MANIFEST {
+                return Err(bad(format!(
+                    "the manifest declares {} bytes (at most {MAX_MANIFEST}); not a berth backup",
+                    entry.size()
+                )));
+            }
             let mut json = Vec::new();
             entry
                 .by_ref()
-                .take(64 * 1024 * 1024)
+                .take(MAX_MANIFEST)
                 .read_to_end(&mut json)
                 .map_err(io_bad)?;
             let m: Manifest = serde_json::from_slice(&json)
@@ -320,6 +525,11 @@ fn read_archive_hashed(
                 if payloads.iter().any(|(v, ..)| *v == volume) {
                     return Err(bad(format!("parts of volume {volume} are not contiguous")));
                 }
+                if payloads.len() >= MAX_VOLUMES {
+                    return Err(bad(format!(
+                        "more than {MAX_VOLUMES} volumes; not a berth backup"
+                    )));
+                }
                 payloads.push((volume.clone(), 0, 0));
                 0
             }
@@ -329,8 +539,18 @@ fn read_archive_hashed(
                 "volume {volume}: part {part} where part {expected_part} was expected"
             )));
         }
+        if entry.size() > MAX_PART {
+            return Err(bad(format!(
+                "volume {volume:?}: part {part} declares {} bytes (berth writes parts of at most {MAX_PART}); not a berth backup",
+                entry.size()
+            )));
+        }
         let mut data = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
-        entry.read_to_end(&mut data).map_err(io_bad)?;
+        entry
+            .by_ref()
+            .take(MAX_PART)
+            .read_to_end(&mut data)
+            .map_err(io_bad)?;
         let data = Bytes::from(data);
         if let Some((_, size, parts)) = payloads.last_mut() {
             *size += data.len() as u64;
@@ -342,8 +562,14 @@ fn read_archive_hashed(
     }
     // Read the compressed stream to its very end: that is where zstd checks
     // the frame's checksum, and where a cut-off tail shows.
-    let mut rest = tar.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink()).map_err(io_bad)?;
+    let rest = tar.into_inner();
+    let trailer =
+        std::io::copy(&mut rest.take(MAX_TRAILER + 1), &mut std::io::sink()).map_err(io_bad)?;
+    if trailer > MAX_TRAILER {
+        return Err(bad(
+            "unexpected data after the end of the archive; not a berth backup".into(),
+        ));
+    }
     if !seen_marker {
         return Err(bad("empty archive; not a berth backup".into()));
     }
@@ -358,6 +584,7 @@ fn read_archive_hashed(
             manifest.format
         )));
     }
+    manifest.check(what)?;
     drop(hash);
     let digests = digests()?;
     if digests.len() != payloads.len() {
@@ -419,6 +646,7 @@ mod tests {
                     key: "v".into(),
                     mount_path: Some("/v".into()),
                     from_image: false,
+                    special_files: SpecialFiles::default(),
                     size: payload.len() as u64,
                     sha256: hex(&Sha256::digest(payload)),
                     parts: 2,
@@ -464,6 +692,128 @@ mod tests {
         flipped[at] ^= 0x01;
         assert!(read_archive(&flipped[..], "x", |_| Ok(())).is_err());
         assert!(read_archive(&b"plain text"[..], "x", |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn manifest_names_are_checked() {
+        let (_, good) = sample(b"x");
+        assert!(good.check("a").is_ok());
+        // An image volume of `/.hidden` is kept as `<owner>-.hidden-<hash>`.
+        let mut hidden = good.clone();
+        hidden.instances[0].volumes[0].from_image = true;
+        hidden.instances[0].volumes[0].key = crate::names::image_volume_name("d-s", "/.hidden")
+            .trim_start_matches("d-s-")
+            .to_string();
+        assert!(hidden.check("a").is_ok(), "{:?}", hidden.check("a"));
+        type Change = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("deployment", Box::new(|m| m.deployment = "../x".into())),
+            (
+                "service",
+                Box::new(|m| m.instances[0].service = "s\nx".into()),
+            ),
+            ("instance 0", Box::new(|m| m.instances[0].instance = 0)),
+            ("instance 101", Box::new(|m| m.instances[0].instance = 101)),
+            (
+                "container",
+                Box::new(|m| m.instances[0].container = "../../etc".into()),
+            ),
+            (
+                "numbered container for instance 2 only",
+                Box::new(|m| m.instances[0].instance = 2),
+            ),
+            (
+                "duplicate instance",
+                Box::new(|m| {
+                    let mut again = m.instances[0].clone();
+                    again.volumes[0].name = "d-s-w".into();
+                    again.volumes[0].key = "w".into();
+                    m.instances.push(again);
+                }),
+            ),
+            (
+                "duplicate volume name",
+                Box::new(|m| {
+                    let mut again = m.instances[0].clone();
+                    again.service = "t".into();
+                    again.container = "d-t".into();
+                    m.instances.push(again);
+                }),
+            ),
+            (
+                "duplicate key",
+                Box::new(|m| {
+                    let mut v = m.instances[0].volumes[0].clone();
+                    v.name = "d-s-v2".into();
+                    m.instances[0].volumes.push(v);
+                }),
+            ),
+            (
+                "key",
+                Box::new(|m| m.instances[0].volumes[0].key = "a/b".into()),
+            ),
+            (
+                "volume name",
+                Box::new(|m| m.instances[0].volumes[0].name = "x\u{1b}[2J".into()),
+            ),
+            (
+                "mount path",
+                Box::new(|m| m.instances[0].volumes[0].mount_path = Some("/a/../..".into())),
+            ),
+            (
+                "image volume without a path",
+                Box::new(|m| {
+                    m.instances[0].volumes[0].from_image = true;
+                    m.instances[0].volumes[0].mount_path = None;
+                }),
+            ),
+            (
+                "image",
+                Box::new(|m| m.instances[0].image = Some("A B".into())),
+            ),
+            (
+                "image id",
+                Box::new(|m| m.instances[0].image_id = Some("sha256:zz".into())),
+            ),
+            (
+                "sha256",
+                Box::new(|m| m.instances[0].volumes[0].sha256 = "../x".into()),
+            ),
+        ];
+        for (what, change) in cases {
+            let mut m = good.clone();
+            change(&mut m);
+            let e = m.check("crafted.tar.zst").expect_err(what);
+            assert!(
+                e.to_string().starts_with("crafted.tar.zst: "),
+                "{what}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_in_headers_are_bounded() {
+        let raw = |path: &str, size: u64| {
+            let mut out = Vec::new();
+            let mut marker = tar::Header::new_ustar();
+            let text = format!("{FORMAT}\nd\n");
+            marker.set_path(MARKER).unwrap();
+            marker.set_size(text.len() as u64);
+            marker.set_cksum();
+            out.extend_from_slice(marker.as_bytes());
+            out.extend_from_slice(text.as_bytes());
+            out.resize(1024, 0);
+            let mut h = tar::Header::new_ustar();
+            h.set_path(path).unwrap();
+            h.set_size(size);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            zstd::encode_all(&out[..], 1).unwrap()
+        };
+        let e = read_archive(&raw("volumes/v/000000", 64 << 30)[..], "x", |_| Ok(())).unwrap_err();
+        assert!(e.to_string().contains("declares"), "{e}");
+        let e = read_archive(&raw(MANIFEST, 1 << 30)[..], "x", |_| Ok(())).unwrap_err();
+        assert!(e.to_string().contains("manifest declares"), "{e}");
     }
 
     #[test]

@@ -267,6 +267,9 @@ pub async fn rollback(
                     services: Vec::new(),
                     force: true,
                     deployment: Some(deployment.to_string()),
+                    // berth's own snapshots of these instances, from the
+                    // state directory: what they record comes back.
+                    allow_special_files: true,
                 },
                 &ProgressBar::hidden(),
             )
@@ -303,6 +306,11 @@ pub async fn rollback(
 /// a `--with-spec` backup up on this host: its volumes are restored first
 /// (refusing non-empty ones unless `force`), then it is applied, so every
 /// instance starts on its data.
+///
+/// The stored deployment comes from another host: before anything is
+/// touched it passes the checks a deployment file gets
+/// ([`crate::spec::stored::check_stored`], after the rename), and the
+/// manifest's instances must be instances of it.
 #[allow(clippy::too_many_arguments)]
 pub async fn restore_and_apply(
     engine: &Engine,
@@ -310,23 +318,48 @@ pub async fn restore_and_apply(
     file: &Path,
     rename: Option<&str>,
     force: bool,
+    allow_special_files: bool,
     opts: &ApplyOptions,
     report: Reporter,
     progress: &ProgressBar,
 ) -> Result<(Vec<RestoredVolume>, ApplyReport)> {
-    let manifest = restore::verify(file).await?;
+    let manifest = restore::verify(file, allow_special_files).await?;
     let Some(rev) = manifest.spec.clone() else {
         return Err(Error::Usage(format!(
             "{}: the backup holds no deployment (take it with `berth backup --all --with-spec`); restore without --apply puts back only the volumes",
             file.display()
         )));
     };
-    let verified = manifest;
     let mut dep = rev.deployment;
+    if dep.name != manifest.deployment {
+        return Err(Error::Usage(format!(
+            "{}: the stored deployment is named {} but the backup is of {}; the archive was altered; nothing was restored",
+            file.display(),
+            super::entries::show(dep.name.as_bytes()),
+            manifest.deployment
+        )));
+    }
     if let Some(n) = rename {
         names::check_name(n).map_err(|p| Error::Usage(format!("--name {n:?} {p}")))?;
         dep.name = n.to_string();
     }
+    let origin = std::path::PathBuf::from(format!("{} (stored deployment)", file.display()));
+    let dep = crate::spec::stored::check_stored(&dep, &origin)?;
+    for inst in &manifest.instances {
+        let fits = dep
+            .services
+            .get(&inst.service)
+            .is_some_and(|s| inst.instance <= s.count);
+        if !fits {
+            return Err(Error::Usage(format!(
+                "{}: the backup holds instance {} of service {}, which the stored deployment does not have; the archive was altered; nothing was restored",
+                file.display(),
+                inst.instance,
+                inst.service
+            )));
+        }
+    }
+    let verified = manifest;
     if state.read_current(&dep.name)?.is_some() && !force {
         return Err(Error::Usage(format!(
             "deployment {} is already applied in {}; restore --apply sets up a new deployment (choose another with --name NEW); nothing was changed",
@@ -349,6 +382,7 @@ pub async fn restore_and_apply(
                 services: Vec::new(),
                 force,
                 deployment: Some(dep.name.clone()),
+                allow_special_files,
             },
             progress,
         )

@@ -7,8 +7,9 @@
 //! - [`backup::backup`] / [`backup::backup_to_file`]: volumes of chosen
 //!   instances into one archive ([`format`]), instances stopped meanwhile
 //!   unless `live`.
-//! - [`restore::verify`] / [`restore::restore`]: check a whole archive, then
-//!   put its volumes back.
+//! - [`restore::verify`] / [`restore::restore`]: check a whole archive (its
+//!   manifest, and every entry of its volumes' tar streams, [`entries`]),
+//!   then put its volumes back.
 //! - [`snapshot::snapshot_instance`]: one instance's volumes into
 //!   `<state>/snapshots/<container>/`, keeping the newest N; for `apply` to
 //!   call before it recreates an instance for a changed image.
@@ -16,6 +17,7 @@
 //!   the way their integration expects.
 
 pub mod backup;
+pub mod entries;
 pub mod format;
 pub mod instances;
 pub mod lifecycle;

@@ -2,15 +2,17 @@
 //!
 //! Order of work, so that a bad archive or a refusal touches nothing:
 //! 1. read the whole archive once and check every payload against the
-//!    manifest (size, sha256, parts; zstd's own frame checksum on the way);
+//!    manifest (size, sha256, parts; zstd's own frame checksum on the way),
+//!    every name and number in the manifest ([`Manifest::check`]) and every
+//!    entry of every volume's tar stream ([`super::entries`]);
 //! 2. map every volume onto its target (another deployment name maps by the
 //!    container-name prefix), check each existing target is empty or
 //!    `--force` was given, and that an image to reach it through is here;
 //! 3. stop the target instances, then per volume: create it if missing
 //!    (labelled as berth labels its volumes), with `--force` save its current
 //!    content to `<state>/snapshots/<container>/pre-restore-<time>.tar.zst`
-//!    and empty it, extract the payload through the engine; if that fails
-//!    the saved content is put back;
+//!    and empty it, extract the payload through the engine, its entries
+//!    checked again on the way; if that fails the saved content is put back;
 //! 4. start the instances again, also after a failure.
 
 use std::collections::BTreeMap;
@@ -22,6 +24,7 @@ use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 
 use super::backup::{BackupOptions, backup_to_file};
+use super::entries::{Mode, Scanner, SpecialFiles};
 use super::format::{Event, Manifest, read_archive};
 use super::instances::{self, DataInstance, DataVolume, instance_labels};
 use crate::engine::Engine;
@@ -39,6 +42,9 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Restore into this deployment instead of the one the backup came from.
     pub deployment: Option<String>,
+    /// Recreate device nodes, FIFOs, setuid/setgid files and file
+    /// capabilities, when the manifest records that the volume held them.
+    pub allow_special_files: bool,
 }
 
 /// One restored volume.
@@ -69,16 +75,88 @@ struct Target {
     save_to: Option<PathBuf>,
 }
 
-/// Read and check a whole archive without touching anything.
-pub async fn verify(file: &Path) -> Result<Manifest> {
+/// Read and check a whole archive without touching anything: its structure
+/// and checksums, its manifest ([`Manifest::check`]), and every entry of
+/// every volume's tar stream ([`super::entries`]); special files pass only
+/// when the manifest records them and `allow_special_files`.
+pub async fn verify(file: &Path, allow_special_files: bool) -> Result<Manifest> {
     let path = file.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let f = crate::input::open_regular(&path)?;
         let r = std::io::BufReader::with_capacity(1 << 20, f);
-        read_archive(r, &path.display().to_string(), |_| Ok(()))
+        let what = path.display().to_string();
+        let mut found: BTreeMap<String, (SpecialFiles, Option<String>)> = BTreeMap::new();
+        // The first refused entry; reported only once the checksums have
+        // held (a corrupt archive is reported as corrupt, not as its garbage).
+        let mut refused: Option<Error> = None;
+        let mut current: Option<(String, Option<Scanner>)> = None;
+        let mut close = |current: &mut Option<(String, Option<Scanner>)>,
+                         refused: &mut Option<Error>| {
+            if let Some((volume, Some(s))) = current.take() {
+                let (_, first) = s.special();
+                let first = first.map(str::to_string);
+                match s.finish() {
+                    Ok(special) => {
+                        found.insert(volume, (special, first));
+                    }
+                    Err(e) => {
+                        refused.get_or_insert(entry_refused(&what, &volume, &e));
+                    }
+                }
+            }
+        };
+        let manifest = read_archive(r, &what, |ev| {
+            match ev {
+                Event::Part { volume, data } => {
+                    if current.as_ref().map(|c| &c.0) != Some(&volume) {
+                        close(&mut current, &mut refused);
+                        current = Some((volume, Some(Scanner::new(Mode::Verify))));
+                    }
+                    if let Some((volume, scanner)) = current.as_mut()
+                        && let Some(s) = scanner
+                        && let Err(e) = s.feed(&data)
+                    {
+                        refused.get_or_insert(entry_refused(&what, volume, &e));
+                        *scanner = None;
+                    }
+                }
+                Event::Manifest(_) => close(&mut current, &mut refused),
+            }
+            Ok(())
+        })?;
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        for (_, vol) in manifest.volumes() {
+            let (special, first) = found.remove(&vol.name).unwrap_or_default();
+            if special == vol.special_files && special.is_empty() {
+                continue;
+            }
+            let first = first.unwrap_or_default();
+            if special != vol.special_files {
+                return Err(Error::Usage(format!(
+                    "{what}: volume {}: its data holds {special} (first: {first}) but the manifest records {}: the archive was not made by berth from a volume that held them, or was altered; nothing was restored",
+                    vol.name, vol.special_files
+                )));
+            }
+            if !allow_special_files {
+                return Err(Error::Usage(format!(
+                    "{what}: volume {}: holds {special} (first: {first}); berth recreates device nodes, FIFOs, setuid/setgid files and file capabilities only with --allow-special-files; nothing was restored",
+                    vol.name
+                )));
+            }
+        }
+        Ok(manifest)
     })
     .await
     .map_err(|e| Error::Runtime(format!("verifying {}: {e}", file.display())))?
+}
+
+fn entry_refused(what: &str, volume: &str, e: &super::entries::EntryError) -> Error {
+    Error::Usage(format!(
+        "{what}: volume {}: {e}; nothing was restored",
+        super::entries::show(volume.as_bytes())
+    ))
 }
 
 /// Restore `file` (see the module documentation for the order of work).
@@ -90,7 +168,7 @@ pub async fn restore(
     progress: &ProgressBar,
 ) -> Result<Vec<RestoredVolume>> {
     progress.set_message(format!("verifying {}", file.display()));
-    let manifest = verify(file).await?;
+    let manifest = verify(file, opts.allow_special_files).await?;
     restore_verified(engine, state, file, manifest, opts, progress).await
 }
 
@@ -150,10 +228,16 @@ pub async fn restore_verified(
     let mut to_stop: Vec<DataInstance> = Vec::new();
     let stamp = super::snapshot::stamp(std::time::SystemTime::now());
     for inst in &chosen {
-        let container = match inst.container.strip_prefix(&manifest.deployment) {
-            Some(rest) if target_dep != manifest.deployment => format!("{target_dep}{rest}"),
-            _ => inst.container.clone(),
-        };
+        // Named like the source's ([`Manifest::check`] holds it to one of
+        // the two forms): numbered when the service ran several instances.
+        let numbered = inst.container
+            != names::container_name(&manifest.deployment, &inst.service, inst.instance, 1);
+        let container = names::container_name(
+            &target_dep,
+            &inst.service,
+            inst.instance,
+            if numbered { 2 } else { 1 },
+        );
         let live = existing.iter().find(|e| e.container == container);
         let image = carrier_image(engine, live, inst).await?;
         if let Some(l) = live
@@ -181,6 +265,19 @@ pub async fn restore_verified(
                         return Err(Error::Usage(format!(
                             "volume {volume} exists and belongs to deployment {owner}, not {target_dep}; nothing was restored"
                         )));
+                    }
+                    // Nor to another service or instance of it.
+                    for (label, want) in [
+                        (names::LABEL_SERVICE, inst.service.clone()),
+                        (names::LABEL_INSTANCE, inst.instance.to_string()),
+                    ] {
+                        if let Some(have) = d.labels.get(label)
+                            && *have != want
+                        {
+                            return Err(Error::Usage(format!(
+                                "volume {volume} exists and belongs to {label}={have}, not {want}; nothing was restored"
+                            )));
+                        }
                     }
                     (
                         true,
@@ -233,7 +330,21 @@ pub async fn restore_verified(
         }
     }
     if result.is_ok() {
-        result = apply_archive(engine, state, file, &plan, progress).await;
+        // The archive is read again: its entries are checked again on the
+        // way, so that a file changed since the first pass cannot slip an
+        // entry past it.
+        let allowed: BTreeMap<String, SpecialFiles> = manifest
+            .volumes()
+            .map(|(_, v)| {
+                let allow = if opts.allow_special_files {
+                    v.special_files
+                } else {
+                    SpecialFiles::default()
+                };
+                (v.name.clone(), allow)
+            })
+            .collect();
+        result = apply_archive(engine, state, file, &plan, Some(allowed), progress).await;
     }
     let mut start_errors = Vec::new();
     for s in stopped {
@@ -336,11 +447,16 @@ async fn first_entries_empty(engine: &Engine, carrier: &Carrier) -> Result<bool>
 }
 
 /// Second pass over the (verified) archive: extract each planned volume.
+///
+/// With `checks` (the special files allowed per volume), every entry is
+/// checked again before its bytes go to the engine; without, the archive is
+/// berth's own copy of a volume saved moments ago ([`put_back`]).
 fn apply_archive<'a>(
     engine: &'a Engine,
     state: &'a StateDir,
     file: &'a Path,
     plan: &'a BTreeMap<String, Target>,
+    checks: Option<BTreeMap<String, SpecialFiles>>,
     progress: &'a ProgressBar,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<RestoredVolume>>> + Send + 'a>> {
     Box::pin(async move {
@@ -350,11 +466,33 @@ fn apply_archive<'a>(
         let reader = tokio::task::spawn_blocking(move || {
             let f = crate::input::open_regular(&path)?;
             let r = std::io::BufReader::with_capacity(1 << 20, f);
-            read_archive(r, &path.display().to_string(), |ev| {
-                if let Event::Part { volume, .. } = &ev
-                    && !wanted.contains(volume)
-                {
-                    return Ok(());
+            let what = path.display().to_string();
+            let mut scanner: Option<(String, Scanner)> = None;
+            read_archive(r, &what, |ev| {
+                if let Event::Part { volume, data } = &ev {
+                    if !wanted.contains(volume) {
+                        return Ok(());
+                    }
+                    if let Some(allowed) = &checks {
+                        if scanner.as_ref().map(|s| &s.0) != Some(volume) {
+                            scanner = Some((volume.clone(), Scanner::new(Mode::Verify)));
+                        }
+                        if let Some((_, s)) = scanner.as_mut() {
+                            s.feed(data).map_err(|e| entry_refused(&what, volume, &e))?;
+                            let (found, first) = s.special();
+                            let allow = allowed.get(volume).copied().unwrap_or_default();
+                            if found.devices > allow.devices
+                                || found.fifos > allow.fifos
+                                || found.setid > allow.setid
+                                || found.capabilities > allow.capabilities
+                            {
+                                return Err(Error::Usage(format!(
+                                    "{what}: volume {volume}: the archive changed since it was verified (it now holds {found}, first: {}); restore stopped",
+                                    first.unwrap_or_default()
+                                )));
+                            }
+                        }
+                    }
                 }
                 tx.blocking_send(ev)
                     .map_err(|_| Error::Runtime("restore interrupted".into()))
@@ -654,13 +792,13 @@ async fn put_back(
             ..target.clone()
         },
     );
-    match apply_archive(engine, state, saved, &plan, progress).await {
+    match apply_archive(engine, state, saved, &plan, None, progress).await {
         Ok(_) => format!(
             "; its previous content was put back (a copy stays in {})",
             saved.display()
         ),
         Err(e) => format!(
-            "; putting its previous content back failed too ({e}): it is saved in {}, restore it with `berth restore {} --force`",
+            "; putting its previous content back failed too ({e}): it is saved in {}, restore it with `berth restore {} --force` (with --allow-special-files if it held device nodes, FIFOs or setuid files)",
             saved.display(),
             saved.display()
         ),

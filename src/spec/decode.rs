@@ -559,13 +559,13 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
             "count" => {
                 spans.count = Some(v.span);
                 if let Some(n) = d.integer(v, &what) {
-                    if (1..=100).contains(&n) {
+                    if (1..=i64::from(MAX_COUNT)).contains(&n) {
                         svc.count = n as u32;
                     } else {
                         d.err(
                             v.span,
-                            format!("`{what}` must be between 1 and 100, found {n}"),
-                            "set count to the number of instances to run, 1 to 100",
+                            format!("`{what}` must be between 1 and {MAX_COUNT}, found {n}"),
+                            format!("set count to the number of instances to run, 1 to {MAX_COUNT}"),
                         );
                     }
                 }

@@ -16,6 +16,7 @@ pub mod model;
 pub mod render;
 pub mod schema;
 mod source;
+pub mod stored;
 mod toml;
 mod tree;
 pub mod values;
@@ -362,6 +363,17 @@ pub fn load_str_checked(
     format: Format,
     text: String,
 ) -> Result<Loaded, SpecErrors> {
+    load_text(opts, format, text, true)
+}
+
+/// [`load_str_checked`]; without `read_dotenv` no `.env` beside `opts.file`
+/// is read (for text that is not a file on disk, see [`stored`]).
+fn load_text(
+    opts: &LoadOptions,
+    format: Format,
+    text: String,
+    read_dotenv: bool,
+) -> Result<Loaded, SpecErrors> {
     let src = Source::new(opts.file.clone(), text);
     let (tree, diags) = match format {
         Format::Toml => toml::parse(&src.text),
@@ -397,8 +409,14 @@ pub fn load_str_checked(
         .unwrap_or_default();
     let dotenv_path = base_dir.join(".env");
     let mut dotenv_vars = BTreeMap::new();
-    match input::read_capped(&dotenv_path, input::MAX_ENV_FILE) {
-        Ok(bytes) => match String::from_utf8(bytes) {
+    let dotenv = if read_dotenv {
+        Some(input::read_capped(&dotenv_path, input::MAX_ENV_FILE))
+    } else {
+        None
+    };
+    match dotenv {
+        None => {}
+        Some(Ok(bytes)) => match String::from_utf8(bytes) {
             Ok(t) => {
                 let env_src = Source::env_file(dotenv_path.clone(), t);
                 let (entries, diags) = dotenv::parse(&env_src.text);
@@ -414,8 +432,8 @@ pub fn load_str_checked(
             )),
         },
         // No `.env` is the usual case.
-        Err(e) if e.is_not_found() => {}
-        Err(e) => errors.push(SpecError::whole_file(
+        Some(Err(e)) if e.is_not_found() => {}
+        Some(Err(e)) => errors.push(SpecError::whole_file(
             Some(&dotenv_path),
             if e.is_refusal() {
                 format!("the .env file {}", e.reason())

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::names;
 
+/// Most instances a service may run (`count`).
+pub const MAX_COUNT: u32 = 100;
+
 /// A validated deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {
@@ -48,7 +51,7 @@ pub struct Service {
     pub name: String,
     /// Image reference as written (`repo[:tag][@digest]`).
     pub image: String,
-    /// Number of instances, 1..=100.
+    /// Number of instances, 1..=[`MAX_COUNT`].
     pub count: u32,
     /// Replaces the image's `CMD` (exec form).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -308,10 +308,30 @@ fn round_trip_keeps_every_kind_of_entry_and_migrates() {
     );
     assert!(!ws.path().join("backup.tar.zst.partial").exists());
 
+    // The volume holds a FIFO and setuid/setgid files: the backup records
+    // them, and restore recreates them only when asked to.
+    let out = support::run(
+        &ws,
+        &["restore", path_str(&archive), "--deployment", &other],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--allow-special-files") && err.contains("1 FIFO"),
+        "{err}"
+    );
+    assert!(support::volumes_of(&other).is_empty(), "nothing created");
+
     // Migration: the same data under another deployment name, volume created.
     run_ok(
         &ws,
-        &["restore", path_str(&archive), "--deployment", &other],
+        &[
+            "restore",
+            path_str(&archive),
+            "--deployment",
+            &other,
+            "--allow-special-files",
+        ],
     );
     let migrated = format!("{other}-app-data");
     assert_same_tree(&before, &listing(&migrated));
@@ -325,7 +345,16 @@ fn round_trip_keeps_every_kind_of_entry_and_migrates() {
     // Lost volume: restore recreates it, labelled, with the same tree.
     docker_ok(&["rm", "-f", &container]);
     docker_ok(&["volume", "rm", &vol]);
-    run_ok(&ws, &["--name", &dep, "restore", path_str(&archive)]);
+    run_ok(
+        &ws,
+        &[
+            "--name",
+            &dep,
+            "restore",
+            path_str(&archive),
+            "--allow-special-files",
+        ],
+    );
     assert_same_tree(&before, &listing(&vol));
     let labels = support::inspect("volume", &vol).expect("volume recreated")["Labels"].clone();
     assert_eq!(labels["berth.deployment"], dep.as_str());
@@ -353,14 +382,25 @@ fn restore_refuses_a_non_empty_volume_unless_forced() {
     let changed = listing(&vol);
     assert_ne!(changed, original);
 
-    let out = support::run(&ws, &["restore", path_str(&archive)]);
+    let out = support::run(
+        &ws,
+        &["restore", path_str(&archive), "--allow-special-files"],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&vol) && err.contains("--force"), "{err}");
     assert_eq!(listing(&vol), changed, "a refused restore changes nothing");
     assert!(running(&container));
 
-    run_ok(&ws, &["restore", path_str(&archive), "--force"]);
+    run_ok(
+        &ws,
+        &[
+            "restore",
+            path_str(&archive),
+            "--force",
+            "--allow-special-files",
+        ],
+    );
     assert_same_tree(&original, &listing(&vol));
     assert!(
         running(&container),
@@ -376,7 +416,15 @@ fn restore_refuses_a_non_empty_volume_unless_forced() {
         .filter(|p| p.to_string_lossy().ends_with(".tar.zst"))
         .collect();
     assert_eq!(saved.len(), 1, "{saved:?}");
-    run_ok(&ws, &["restore", path_str(&saved[0]), "--force"]);
+    run_ok(
+        &ws,
+        &[
+            "restore",
+            path_str(&saved[0]),
+            "--force",
+            "--allow-special-files",
+        ],
+    );
     assert_same_tree(&changed, &listing(&vol));
 }
 
@@ -825,11 +873,13 @@ fn restore_without_the_image_fails_clearly_and_creates_nothing() {
     assert_eq!(in_volume(&vol, "cat /v/file"), b"precious\n".to_vec());
 }
 
-/// An extraction the engine fails part-way (here: a hard link to a file the
-/// payload does not hold, in an otherwise valid, checksummed archive) after
-/// `--force` emptied the volume: the previous content is put back exactly.
+/// An extraction the engine fails part-way after `--force` emptied the
+/// volume: the previous content is put back exactly. Every entry is checked
+/// before extraction, so the failure used is one only the kernel sees: a
+/// file whose (recorded, allowed) file capability is malformed.
 #[test]
 fn failed_extraction_puts_the_previous_content_back() {
+    use berth::data::entries::SpecialFiles;
     use berth::data::format::{
         ArchiveWriter, FORMAT, InstanceEntry, Manifest, VolumeEntry, hex, part_path,
     };
@@ -843,29 +893,35 @@ fn failed_extraction_puts_the_previous_content_back() {
     let container = start_instance(&dep, "app", &[(&vol, "/data")], IDLE);
     let before = listing(&vol);
 
-    // Payload: a file, then a hard link whose target is missing.
+    // Payload: a file, then a file with a capability the kernel refuses.
     let mut payload = tar::Builder::new(Vec::new());
-    let mut dir = tar::Header::new_gnu();
+    let mut dir = tar::Header::new_ustar();
     dir.set_path("berth-volume/").expect("path");
     dir.set_entry_type(tar::EntryType::Directory);
     dir.set_mode(0o755);
     dir.set_size(0);
     dir.set_cksum();
     payload.append(&dir, &[][..]).expect("dir");
-    let mut file = tar::Header::new_gnu();
+    let mut file = tar::Header::new_ustar();
     file.set_path("berth-volume/partial").expect("path");
     file.set_mode(0o644);
     file.set_size(7);
     file.set_cksum();
     payload.append(&file, &b"partial"[..]).expect("file");
-    let mut link = tar::Header::new_gnu();
-    link.set_path("berth-volume/broken").expect("path");
-    link.set_entry_type(tar::EntryType::Link);
-    link.set_link_name("berth-volume/missing")
-        .expect("link name");
-    link.set_size(0);
-    link.set_cksum();
-    payload.append(&link, &[][..]).expect("link");
+    let record = b"42 SCHILY.xattr.security.capability=bogus\n";
+    let mut pax = tar::Header::new_ustar();
+    pax.set_path("PaxHeaders/broken").expect("path");
+    pax.set_entry_type(tar::EntryType::XHeader);
+    pax.set_mode(0o644);
+    pax.set_size(record.len() as u64);
+    pax.set_cksum();
+    payload.append(&pax, &record[..]).expect("pax");
+    let mut broken = tar::Header::new_ustar();
+    broken.set_path("berth-volume/broken").expect("path");
+    broken.set_mode(0o755);
+    broken.set_size(0);
+    broken.set_cksum();
+    payload.append(&broken, &[][..]).expect("broken");
     let payload = payload.into_inner().expect("payload");
 
     let image = docker_ok(&["image", "inspect", "-f", "{{.Id}}", support::base_image()]);
@@ -890,6 +946,10 @@ fn failed_extraction_puts_the_previous_content_back() {
                 size: payload.len() as u64,
                 sha256: hex(&sha2::Sha256::digest(&payload)),
                 parts: 1,
+                special_files: SpecialFiles {
+                    capabilities: 1,
+                    ..Default::default()
+                },
             }],
         }],
     };
@@ -899,7 +959,15 @@ fn failed_extraction_puts_the_previous_content_back() {
     w.member(&part_path(&vol, 0), &payload).expect("part");
     w.finish(&manifest).expect("finish");
 
-    let out = support::run(&ws, &["restore", path_str(&archive), "--force"]);
+    let out = support::run(
+        &ws,
+        &[
+            "restore",
+            path_str(&archive),
+            "--force",
+            "--allow-special-files",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("previous content was put back"), "{err}");

@@ -4,6 +4,7 @@
 mod apply;
 mod data;
 mod health;
+mod hostile_archives;
 mod invalid_files;
 mod lifecycle;
 mod ops;
