@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use super::backup::{BackupOptions, backup_to_file};
 use super::entries::{Mode, Scanner, SpecialFiles};
 use super::format::{Event, Manifest, read_archive};
-use super::instances::{self, DataInstance, DataVolume, instance_labels};
+use super::instances::{self, DataInstance, DataVolume};
 use crate::engine::Engine;
 use crate::engine::archive::{CARRIER_ROOT, Carrier};
 use crate::error::{Error, Result};
@@ -249,7 +249,17 @@ pub async fn restore_verified(
             let owner =
                 crate::apply::instance::volume_owner(&target_dep, &inst.service, inst.instance);
             let volume = names::volume_name(&owner, &vol.key);
-            let mut labels = instance_labels(&target_dep, &inst.service, inst.instance);
+            // Whose volume it is, as apply labels it (see `names::Owner::claim`).
+            let claimant = names::Owner {
+                deployment: target_dep.clone(),
+                service: inst.service.clone(),
+                instance: inst.instance,
+                volume: Some(match (&vol.mount_path, vol.from_image) {
+                    (Some(p), true) => p.clone(),
+                    _ => vol.key.clone(),
+                }),
+            };
+            let mut labels = claimant.labels();
             if vol.from_image
                 && let Some(p) = &vol.mount_path
             {
@@ -259,25 +269,11 @@ pub async fn restore_verified(
             let (exists, non_empty) = match &details {
                 None => (false, false),
                 Some(d) => {
-                    if let Some(owner) = d.labels.get(names::LABEL_DEPLOYMENT)
-                        && *owner != target_dep
-                    {
-                        return Err(Error::Usage(format!(
-                            "volume {volume} exists and belongs to deployment {owner}, not {target_dep}; nothing was restored"
+                    // Never restore into someone else's volume.
+                    if let names::Claim::Other(theirs) = claimant.claim(&d.labels) {
+                        return Err(Error::Conflict(names::conflict_message(
+                            "volume", &volume, &theirs, &claimant,
                         )));
-                    }
-                    // Nor to another service or instance of it.
-                    for (label, want) in [
-                        (names::LABEL_SERVICE, inst.service.clone()),
-                        (names::LABEL_INSTANCE, inst.instance.to_string()),
-                    ] {
-                        if let Some(have) = d.labels.get(label)
-                            && *have != want
-                        {
-                            return Err(Error::Usage(format!(
-                                "volume {volume} exists and belongs to {label}={have}, not {want}; nothing was restored"
-                            )));
-                        }
                     }
                     (
                         true,

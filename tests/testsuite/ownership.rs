@@ -442,3 +442,69 @@ fn cli_up_refuses_another_deployments_instance_before_writing_anything() {
     assert_eq!(id_of(&container), id);
     assert!(containers_of(&ax).is_empty());
 }
+
+#[test]
+fn cli_restore_never_writes_into_another_deployments_volume() {
+    // A backup of deployment `a-x` (service `y`, volume `data`) restored
+    // while deployment `a` (service `x`, volume `y-data`) holds the volume
+    // `a-x-y-data`: even with --force, a's data stays a's.
+    let a = unique_name("rest");
+    let ax = format!("{a}-x");
+    let _ca = Cleanup::new(&a);
+    let _cax = Cleanup::new(&ax);
+    let ws = Workspace::new();
+    ws.write(
+        "a.toml",
+        &format!("name = \"{a}\"\n{}", service("x", "\"y-data:/data\"")),
+    );
+    ws.write(
+        "ax.toml",
+        &format!("name = \"{ax}\"\n{}", service("y", "\"data:/data\"")),
+    );
+    let out = run(&ws, &["apply", "-f", "ax.toml", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    docker_ok(&[
+        "exec",
+        &format!("{ax}-y"),
+        "sh",
+        "-c",
+        "echo theirs > /data/owner",
+    ]);
+    let archive = ws.path().join("ax.tar.zst");
+    let archive = archive.to_str().expect("utf-8 path");
+    let out = run(&ws, &["-f", "ax.toml", "backup", "--all", "-o", archive]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = run(&ws, &["destroy", "-f", "ax.toml", "--volumes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    let out = run(&ws, &["apply", "-f", "a.toml", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let volume = format!("{a}-x-y-data");
+    docker_ok(&[
+        "exec",
+        &format!("{a}-x"),
+        "sh",
+        "-c",
+        "echo mine > /data/owner",
+    ]);
+    let labels_before = labels_of_volume(&volume);
+    for extra in [&[][..], &["--force"][..]] {
+        let mut args = vec!["restore", archive];
+        args.extend_from_slice(extra);
+        let out = run(&ws, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "volume {volume} belongs to deployment {a}, service x, instance 1, volume y-data"
+            )),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(labels_of_volume(&volume), labels_before);
+    assert_eq!(
+        docker_ok(&["exec", &format!("{a}-x"), "cat", "/data/owner"]),
+        "mine"
+    );
+    assert!(containers_of(&ax).is_empty(), "{:?}", containers_of(&ax));
+}
