@@ -39,6 +39,19 @@ fn service(name: &str, volumes: &str) -> String {
     )
 }
 
+/// `a.toml`: deployment `a`, service `x`, volume `y-data`; `ax.toml`:
+/// deployment `a-x`, service `y`, volume `data`. Both name `a-x-y-data`.
+fn write_colliding(ws: &Workspace, a: &str, ax: &str) {
+    ws.write(
+        "a.toml",
+        &format!("name = \"{a}\"\n{}", service("x", "\"y-data:/data\"")),
+    );
+    ws.write(
+        "ax.toml",
+        &format!("name = \"{ax}\"\n{}", service("y", "\"data:/data\"")),
+    );
+}
+
 #[test]
 fn cli_a_deployment_cannot_take_over_another_deployments_volume() {
     // Deployment `a`, service `x`, volume `y-data` and deployment `a-x`,
@@ -48,14 +61,7 @@ fn cli_a_deployment_cannot_take_over_another_deployments_volume() {
     let _ca = Cleanup::new(&a);
     let _cax = Cleanup::new(&ax);
     let ws = Workspace::new();
-    ws.write(
-        "a.toml",
-        &format!("name = \"{a}\"\n{}", service("x", "\"y-data:/data\"")),
-    );
-    ws.write(
-        "ax.toml",
-        &format!("name = \"{ax}\"\n{}", service("y", "\"data:/data\"")),
-    );
+    write_colliding(&ws, &a, &ax);
     let out = run(&ws, &["apply", "-f", "a.toml", "--integration", "docker"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let volume = format!("{a}-x-y-data");
@@ -453,14 +459,7 @@ fn cli_restore_never_writes_into_another_deployments_volume() {
     let _ca = Cleanup::new(&a);
     let _cax = Cleanup::new(&ax);
     let ws = Workspace::new();
-    ws.write(
-        "a.toml",
-        &format!("name = \"{a}\"\n{}", service("x", "\"y-data:/data\"")),
-    );
-    ws.write(
-        "ax.toml",
-        &format!("name = \"{ax}\"\n{}", service("y", "\"data:/data\"")),
-    );
+    write_colliding(&ws, &a, &ax);
     let out = run(&ws, &["apply", "-f", "ax.toml", "--integration", "docker"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     docker_ok(&[
