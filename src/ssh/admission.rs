@@ -6,28 +6,32 @@
 //! OpenSSH's `MaxStartups start:rate:full`), and every one is closed when its
 //! login grace time is up.
 //!
-//! Unlike sshd, the gateway does not only refuse new connections when the
-//! table is full: it closes stalled ones to make room, so that a flood which
-//! holds connections open cannot keep a good client out.
+//! Unlike sshd, the gateway neither refuses good clients on a coin toss nor
+//! lets a flood that holds connections open keep them out:
 //!
-//! - A source at its share: its newest connection replaces the one of its own
-//!   that has made the least progress (fewest bytes received, then oldest). A
-//!   client that is logging in has sent its key exchange and is past a
-//!   banner-and-stall connection, so a flood from an address crowds out only
-//!   itself, never the login from that address that is under way.
-//! - Overall at `full`: the new connection replaces the least advanced one of
-//!   the source holding the most, if that holds more than the newcomer's
-//!   source would; otherwise it is refused.
-//! - Between `start` and `full`, a source that already has a connection
-//!   logging in gets its next one refused with a probability rising linearly
-//!   from `rate` % to 100 % (random early drop). A source with none is never
-//!   refused on a coin toss while there is room.
+//! - A connection beyond the bounds is not refused but waits for a slot (it
+//!   has been accepted, has not been sent the banner, and costs a socket).
+//!   Waiting ones take free slots newest first, so that a flood that came
+//!   before a client cannot queue ahead of it. The waiting room is bounded
+//!   too (`full` overall, `full / 2` per address): when it is full, the
+//!   oldest waiting connection of the address at its share, or of the
+//!   address with the most waiting, gives way; a connection is refused only
+//!   when its address would then hold as many as any other.
+//! - A slot holder that has kept the gateway waiting for [`STALLED`] (the
+//!   gateway spoke last: a banner and then nothing) is closed when a waiting
+//!   connection needs its slot: one of the same address when that address
+//!   is at its share, or, when all `full` slots are taken, one of an address
+//!   holding more than the waiting one's would.
+//! - Between `start` and `full`, a connection from an address that already
+//!   holds a slot waits with a probability rising linearly from `rate` % to
+//!   100 % (sshd's random early drop, deferring instead of dropping). An
+//!   address with none gets a free slot at once.
 //!
 //! Refusals and closings are audited once per source and kind per
 //! [`AUDIT_WINDOW`], with a count of the ones not logged, so that a flood
 //! cannot flood the journal.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
@@ -47,6 +51,10 @@ pub const STARTUPS: Startups = Startups {
 };
 /// At most one audit line per source and kind of refusal in this time.
 pub const AUDIT_WINDOW: Duration = Duration::from_secs(60);
+/// How long a slot holder must have kept the gateway waiting before it may
+/// be closed to make room: a client in the middle of its handshake answers
+/// within milliseconds.
+pub const STALLED: Duration = Duration::from_secs(1);
 /// Sources remembered for audit rate limiting; beyond that they share one line.
 const AUDIT_SOURCES: usize = 4096;
 
@@ -116,10 +124,13 @@ impl Default for Limits {
     }
 }
 
-/// What the admission table needs of a connection: how far it got, and a
-/// way to close its socket at once, whatever its task is doing.
+/// What the admission table needs of a connection: whether it is keeping
+/// the gateway waiting, and a way to close its socket at once, whatever its
+/// task is doing.
 pub trait Conn: Send + Sync {
-    fn received(&self) -> u64;
+    /// Since when the gateway has been waiting on the client, if it spoke
+    /// last (sent something after the client's last byte).
+    fn waiting_on_client_since(&self) -> Option<Instant>;
     fn kill(&self);
 }
 
@@ -152,10 +163,8 @@ impl std::fmt::Display for Source {
 /// Why a connection was refused or closed before it logged in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Event {
-    /// Overall bound reached and no source holds more than this one.
+    /// Waiting room full.
     Full,
-    /// Random early drop between `start` and `full`.
-    EarlyDrop,
     /// Closed to make room for a newer connection from the same source.
     ReplacedBySameSource,
     /// Closed to make room for a connection from a source holding fewer.
@@ -170,19 +179,15 @@ impl Event {
     fn message(self, limits: &Limits) -> String {
         match self {
             Event::Full => format!(
-                "refused: {} connections are logging in already (the most allowed)",
-                limits.startups.full
-            ),
-            Event::EarlyDrop => format!(
-                "refused: many connections are logging in (random early drop, max startups {})",
-                limits.startups
+                "refused: {} connections are logging in and {} more waiting (the most allowed)",
+                limits.startups.full, limits.startups.full
             ),
             Event::ReplacedBySameSource => format!(
-                "dropped: not logged in, and a newer connection from the same address took its place ({} at most per address)",
+                "dropped: stalled before login, and a newer connection from the same address took its place ({} at most per address)",
                 limits.per_source
             ),
             Event::ReplacedByOtherSource => format!(
-                "dropped: not logged in, and this address held the most of the {} connections logging in; one from another address took its place",
+                "dropped: not logged in while all {} places were taken, and this address held more of them than one waiting",
                 limits.startups.full
             ),
             Event::NoHandshake => "dropped: no SSH handshake in time".into(),
@@ -196,19 +201,39 @@ struct Entry {
     conn: Arc<dyn Conn>,
 }
 
-/// The unauthenticated connections, by admission order (ids grow).
+/// A connection closed to make room, and why.
+type Victim = (Source, Arc<dyn Conn>, Event);
+
+/// The unauthenticated connections: those holding a slot (in the SSH
+/// handshake or authenticating) and those waiting for one (accepted, not
+/// yet sent the banner). Ids grow with age.
 #[derive(Default)]
 struct Table {
     next_id: u64,
-    entries: HashMap<u64, Entry>,
+    slots: HashMap<u64, Entry>,
     per_source: HashMap<Source, usize>,
+    waiting: BTreeMap<u64, Entry>,
+    waiting_per_source: HashMap<Source, usize>,
 }
 
-/// Admitted; `victim`, if any, was taken out of the table to make room and
-/// must be killed.
-struct Admitted {
-    id: u64,
-    victim: Option<(Source, Arc<dyn Conn>, Event)>,
+/// Where a new connection went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Slot,
+    Waiting,
+}
+
+fn bump(map: &mut HashMap<Source, usize>, source: Source) {
+    *map.entry(source).or_insert(0) += 1;
+}
+
+fn unbump(map: &mut HashMap<Source, usize>, source: Source) {
+    if let Some(n) = map.get_mut(&source) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&source);
+        }
+    }
 }
 
 impl Table {
@@ -216,73 +241,157 @@ impl Table {
         self.per_source.get(&source).copied().unwrap_or(0)
     }
 
-    /// `coin` is uniform in 0..100.
-    fn admit(
+    /// May a connection from `source` (waiting as `waiter`, if it is) take a
+    /// slot now? `Some(victim)`: yes, closing `victim` (if any) for it;
+    /// `None`: it waits. `coin` is uniform in 0..100.
+    fn slot_for(
+        &self,
+        limits: &Limits,
+        source: Source,
+        waiter: Option<u64>,
+        coin: u8,
+        now: Instant,
+    ) -> Option<Option<(u64, Event)>> {
+        // Newest first: a flood that came before a client cannot queue ahead of it.
+        if let Some(me) = waiter
+            && self
+                .waiting
+                .range(me + 1..)
+                .any(|(_, e)| e.source == source)
+        {
+            return None;
+        }
+        let here = self.count(source);
+        let total = self.slots.len();
+        let s = limits.startups;
+        if here >= limits.per_source.max(1) {
+            return self
+                .stalled(now, |e| e.source == source)
+                .map(|v| Some((v, Event::ReplacedBySameSource)));
+        }
+        if total >= s.full {
+            // Room is made only at the expense of an address holding more.
+            return self
+                .stalled(now, |e| self.count(e.source) > here + 1)
+                .map(|v| Some((v, Event::ReplacedByOtherSource)));
+        }
+        if here > 0 && total >= s.start {
+            let span = (s.full - s.start).max(1);
+            let p = usize::from(s.rate) + (100 - usize::from(s.rate)) * (total - s.start) / span;
+            if usize::from(coin) < p {
+                return None;
+            }
+        }
+        Some(None)
+    }
+
+    /// The slot holder matching `pred` that has waited longest on its
+    /// client, if that is at least [`STALLED`].
+    fn stalled(&self, now: Instant, pred: impl Fn(&Entry) -> bool) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter(|(_, e)| pred(e))
+            .filter_map(|(id, e)| {
+                let since = e.conn.waiting_on_client_since()?;
+                (now.saturating_duration_since(since) >= STALLED).then_some((since, *id))
+            })
+            .min()
+            .map(|(_, id)| id)
+    }
+
+    fn take_slot(&mut self, id: u64, entry: Entry, victim: Option<(u64, Event)>) -> Option<Victim> {
+        let victim = victim.and_then(|(vid, event)| {
+            let e = self.remove(vid)?;
+            Some((e.source, e.conn, event))
+        });
+        bump(&mut self.per_source, entry.source);
+        self.slots.insert(id, entry);
+        victim
+    }
+
+    /// A new connection: a slot, a place in the waiting room, or refused.
+    fn enter(
         &mut self,
         limits: &Limits,
         source: Source,
         coin: u8,
         conn: Arc<dyn Conn>,
-    ) -> Result<Admitted, Event> {
-        let here = self.count(source);
-        let total = self.entries.len();
-        let s = limits.startups;
-        let victim = if here >= limits.per_source.max(1) {
-            self.least_advanced(source)
-                .map(|v| (v, Event::ReplacedBySameSource))
-        } else if total >= s.full {
-            let largest = self
-                .per_source
+        now: Instant,
+    ) -> Result<(u64, Place, Option<Victim>), Event> {
+        let id = self.next_id;
+        let entry = Entry { source, conn };
+        if let Some(victim) = self.slot_for(limits, source, None, coin, now) {
+            self.next_id += 1;
+            let victim = self.take_slot(id, entry, victim);
+            return Ok((id, Place::Slot, victim));
+        }
+        let queued = self.waiting_per_source.get(&source).copied().unwrap_or(0);
+        // Room in the waiting room is made by the oldest waiting connection
+        // of this address when it is at its share, else (room full) of the
+        // address waiting with the most, if that is more than this one.
+        let gives_way = if queued >= waiting_per_source(limits) {
+            Some((source, Event::ReplacedBySameSource))
+        } else if self.waiting.len() >= limits.startups.full {
+            let most = self
+                .waiting_per_source
                 .iter()
                 .max_by_key(|&(_, n)| *n)
-                .map(|(src, n)| (*src, *n));
-            match largest {
-                Some((big, n)) if n > here + 1 => self
-                    .least_advanced(big)
-                    .map(|v| (v, Event::ReplacedByOtherSource)),
+                .map(|(s, n)| (*s, *n));
+            match most {
+                Some((other, n)) if n > queued + 1 => Some((other, Event::ReplacedByOtherSource)),
+                _ if queued > 0 => Some((source, Event::ReplacedBySameSource)),
                 _ => return Err(Event::Full),
             }
         } else {
-            if here > 0 && total >= s.start {
-                let span = (s.full - s.start).max(1);
-                let p = usize::from(s.rate) + (100 - usize::from(s.rate)) * (total - s.start) / span;
-                if usize::from(coin) < p {
-                    return Err(Event::EarlyDrop);
-                }
-            }
             None
         };
-        let victim = victim.and_then(|(id, event)| {
-            let e = self.remove(id)?;
+        let victim = gives_way.and_then(|(from, event)| {
+            let oldest = self
+                .waiting
+                .iter()
+                .find(|(_, e)| e.source == from)
+                .map(|(id, _)| *id)?;
+            let e = self.remove(oldest)?;
             Some((e.source, e.conn, event))
         });
-        let id = self.next_id;
         self.next_id += 1;
-        self.entries.insert(id, Entry { source, conn });
-        *self.per_source.entry(source).or_insert(0) += 1;
-        Ok(Admitted { id, victim })
+        bump(&mut self.waiting_per_source, source);
+        self.waiting.insert(id, entry);
+        Ok((id, Place::Waiting, victim))
     }
 
-    /// The connection of `source` that got the fewest bytes in, the oldest
-    /// of those.
-    fn least_advanced(&self, source: Source) -> Option<u64> {
-        self.entries
-            .iter()
-            .filter(|(_, e)| e.source == source)
-            .min_by_key(|&(id, e)| (e.conn.received(), *id))
-            .map(|(id, _)| *id)
+    /// A waiting connection asks again. `Err`: it is no longer waiting (it
+    /// was closed to make room); `Ok(None)`: wait on.
+    fn retry(
+        &mut self,
+        limits: &Limits,
+        id: u64,
+        coin: u8,
+        now: Instant,
+    ) -> Result<Option<Option<Victim>>, ()> {
+        let source = self.waiting.get(&id).ok_or(())?.source;
+        let Some(victim) = self.slot_for(limits, source, Some(id), coin, now) else {
+            return Ok(None);
+        };
+        let entry = self.waiting.remove(&id).ok_or(())?;
+        unbump(&mut self.waiting_per_source, source);
+        Ok(Some(self.take_slot(id, entry, victim)))
     }
 
     fn remove(&mut self, id: u64) -> Option<Entry> {
-        let e = self.entries.remove(&id)?;
-        if let Some(n) = self.per_source.get_mut(&e.source) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_source.remove(&e.source);
-            }
+        if let Some(e) = self.slots.remove(&id) {
+            unbump(&mut self.per_source, e.source);
+            return Some(e);
         }
+        let e = self.waiting.remove(&id)?;
+        unbump(&mut self.waiting_per_source, e.source);
         Some(e)
     }
+}
+
+/// Connections of one address that may wait for a slot.
+fn waiting_per_source(limits: &Limits) -> usize {
+    (limits.startups.full / 2).max(limits.per_source).max(1)
 }
 
 /// One audit line per (event, source) and window; the rest are counted.
@@ -299,11 +408,12 @@ impl Quiet {
                 .retain(|_, (at, _)| now.duration_since(*at) < AUDIT_WINDOW);
         }
         // Too many sources at once: the others share one line.
-        let key = if self.last.len() < AUDIT_SOURCES || self.last.contains_key(&(event, Some(source))) {
-            (event, Some(source))
-        } else {
-            (event, None)
-        };
+        let key =
+            if self.last.len() < AUDIT_SOURCES || self.last.contains_key(&(event, Some(source))) {
+                (event, Some(source))
+            } else {
+                (event, None)
+            };
         match self.last.get_mut(&key) {
             Some((at, skipped)) if now.duration_since(*at) < AUDIT_WINDOW => {
                 *skipped += 1;
@@ -359,21 +469,20 @@ impl Admission {
         (h.finish() % 100) as u8
     }
 
-    /// Let `conn` from `peer` in, closing another to make room if that is
-    /// the policy; `None`: refused (audited), the caller drops the socket.
+    /// Take `conn` from `peer` in (holding a slot, or waiting for one; see
+    /// [`Ticket::admitted`]); `None`: refused (audited), the caller drops
+    /// the socket.
     pub fn admit(self: &Arc<Self>, peer: IpAddr, conn: Arc<dyn Conn>) -> Option<Ticket> {
         let source = Source::of(peer);
         let coin = self.coin();
-        let r = lock(&self.table).admit(&self.limits, source, coin, conn);
+        let r = lock(&self.table).enter(&self.limits, source, coin, conn, Instant::now());
         match r {
-            Ok(Admitted { id, victim }) => {
-                if let Some((vsource, vconn, event)) = victim {
-                    vconn.kill();
-                    self.audit(event, vsource);
-                }
+            Ok((id, place, victim)) => {
+                self.close(victim);
                 Some(Ticket {
                     admission: self.clone(),
                     id,
+                    waiting: place == Place::Waiting,
                 })
             }
             Err(event) => {
@@ -383,9 +492,17 @@ impl Admission {
         }
     }
 
+    fn close(&self, victim: Option<Victim>) {
+        if let Some((source, conn, event)) = victim {
+            conn.kill();
+            self.audit(event, source);
+        }
+    }
+
     /// Number of unauthenticated connections (for tests and diagnostics).
     pub fn unauthenticated(&self) -> usize {
-        lock(&self.table).entries.len()
+        let t = lock(&self.table);
+        t.slots.len() + t.waiting.len()
     }
 
     /// An audit line for `event` from `peer`, rate limited per source.
@@ -407,11 +524,36 @@ impl Admission {
     }
 }
 
+/// How often a waiting connection asks for a slot again.
+const RETRY: Duration = Duration::from_millis(100);
+
 /// A connection's place among the unauthenticated ones; given back when
 /// dropped (on login, or when the connection ends).
 pub struct Ticket {
     admission: Arc<Admission>,
     id: u64,
+    waiting: bool,
+}
+
+impl Ticket {
+    /// Wait until the connection holds a slot (at once if it does);
+    /// `false` if it was closed to make room meanwhile.
+    pub async fn admitted(&mut self) -> bool {
+        while self.waiting {
+            let adm = &self.admission;
+            let coin = adm.coin();
+            let r = lock(&adm.table).retry(&adm.limits, self.id, coin, Instant::now());
+            match r {
+                Err(()) => return false,
+                Ok(Some(victim)) => {
+                    adm.close(victim);
+                    self.waiting = false;
+                }
+                Ok(None) => tokio::time::sleep(RETRY).await,
+            }
+        }
+        true
+    }
 }
 
 impl Drop for Ticket {
@@ -427,17 +569,26 @@ mod tests {
 
     #[derive(Default)]
     struct Fake {
-        received: AtomicU64,
+        /// The gateway spoke last, at this time.
+        waiting_since: Mutex<Option<Instant>>,
         killed: AtomicBool,
     }
 
     impl Conn for Fake {
-        fn received(&self) -> u64 {
-            self.received.load(Ordering::SeqCst)
+        fn waiting_on_client_since(&self) -> Option<Instant> {
+            *lock(&self.waiting_since)
         }
         fn kill(&self) {
             self.killed.store(true, Ordering::SeqCst);
         }
+    }
+
+    fn fake() -> Arc<Fake> {
+        Arc::new(Fake::default())
+    }
+
+    fn stall(c: &Fake, since: Instant) {
+        *lock(&c.waiting_since) = Some(since);
     }
 
     fn ip(s: &str) -> Source {
@@ -463,7 +614,16 @@ mod tests {
                 full: 5
             })
         );
-        for bad in ["", "1:2", "a:1:2", "10:101:100", "20:30:10", "0", "1:2:3:4", "-1"] {
+        for bad in [
+            "",
+            "1:2",
+            "a:1:2",
+            "10:101:100",
+            "20:30:10",
+            "0",
+            "1:2:3:4",
+            "-1",
+        ] {
             assert!(bad.parse::<Startups>().is_err(), "{bad}");
         }
     }
@@ -478,88 +638,170 @@ mod tests {
     }
 
     #[test]
-    fn a_source_at_its_share_replaces_its_least_advanced_connection() {
+    fn beyond_its_share_a_source_waits_and_replaces_a_stalled_connection() {
         let l = limits(3, "100:30:100");
         let mut t = Table::default();
         let a = ip("192.0.2.1");
-        let conns: Vec<Arc<Fake>> = (0..3).map(|_| Arc::new(Fake::default())).collect();
+        let now = Instant::now();
+        let conns: Vec<Arc<Fake>> = (0..3).map(|_| fake()).collect();
         for c in &conns {
-            assert!(t.admit(&l, a, 0, c.clone()).expect("admit").victim.is_none());
+            let (_, place, victim) = t.enter(&l, a, 0, c.clone(), now).expect("admit");
+            assert_eq!(place, Place::Slot);
+            assert!(victim.is_none());
         }
-        // The first one is logging in (key exchange sent); the second is the
-        // least advanced of the stalled ones by age.
-        conns[0].received.store(1500, Ordering::SeqCst);
-        conns[1].received.store(20, Ordering::SeqCst);
-        conns[2].received.store(20, Ordering::SeqCst);
-        let r = t.admit(&l, a, 0, Arc::new(Fake::default())).expect("admit");
-        let (vs, victim, event) = r.victim.expect("victim");
+        // Nobody has stalled yet: the fourth waits, nothing is closed.
+        conns[1].waiting_since.lock().expect("lock").replace(now);
+        let (w, place, victim) = t.enter(&l, a, 0, fake(), now).expect("wait");
+        assert_eq!(place, Place::Waiting);
+        assert!(victim.is_none());
+        assert!(t.retry(&l, w, 0, now).expect("waiting").is_none());
+        // Once one has kept the gateway waiting long enough, it makes room.
+        let later = now + STALLED;
+        stall(&conns[2], now + Duration::from_millis(500));
+        let victim = t.retry(&l, w, 0, later).expect("waiting").expect("slot");
+        let (vs, vconn, event) = victim.expect("victim");
         assert_eq!((vs, event), (a, Event::ReplacedBySameSource));
-        victim.kill();
+        vconn.kill();
         assert!(conns[1].killed.load(Ordering::SeqCst));
-        assert!(!conns[0].killed.load(Ordering::SeqCst));
-        assert_eq!((t.count(a), t.entries.len()), (3, 3));
+        assert!(!conns[0].killed.load(Ordering::SeqCst) && !conns[2].killed.load(Ordering::SeqCst));
+        assert_eq!((t.count(a), t.slots.len(), t.waiting.len()), (3, 3, 0));
         // Another source is not affected.
         let b = ip("192.0.2.2");
-        assert!(t.admit(&l, b, 0, Arc::new(Fake::default())).expect("admit").victim.is_none());
-        assert_eq!(t.count(b), 1);
+        let (_, place, _) = t.enter(&l, b, 0, fake(), later).expect("admit");
+        assert_eq!(place, Place::Slot);
     }
 
     #[test]
-    fn when_full_the_largest_source_makes_room() {
+    fn the_newest_waiting_connection_goes_first() {
+        let l = limits(1, "100:30:100");
+        let mut t = Table::default();
+        let a = ip("192.0.2.1");
+        let now = Instant::now();
+        let first = fake();
+        t.enter(&l, a, 0, first.clone(), now).expect("admit");
+        let (old, _, _) = t.enter(&l, a, 0, fake(), now).expect("wait");
+        let (new, _, _) = t.enter(&l, a, 0, fake(), now).expect("wait");
+        stall(&first, now);
+        let later = now + STALLED;
+        assert_eq!(
+            t.retry(&l, old, 0, later).expect("waiting").map(|_| ()),
+            None
+        );
+        assert!(t.retry(&l, new, 0, later).expect("waiting").is_some());
+    }
+
+    #[test]
+    fn the_waiting_room_is_bounded() {
+        let l = limits(1, "4:30:4");
+        let mut t = Table::default();
+        let now = Instant::now();
+        let a = ip("192.0.2.1");
+        t.enter(&l, a, 0, fake(), now).expect("slot");
+        // Per address: full / 2 wait; a newer one pushes the oldest out.
+        let waiters: Vec<_> = (0..2)
+            .map(|_| t.enter(&l, a, 0, fake(), now).expect("wait").0)
+            .collect();
+        let (_, place, victim) = t.enter(&l, a, 0, fake(), now).expect("wait");
+        assert_eq!(place, Place::Waiting);
+        assert_eq!(
+            victim.map(|v| (v.0, v.2)),
+            Some((a, Event::ReplacedBySameSource))
+        );
+        assert!(t.retry(&l, waiters[0], 0, now).is_err());
+        // Overall: `full` wait; beyond that, refused.
+        for i in 2..4 {
+            let s = ip(&format!("192.0.2.{i}"));
+            t.enter(&l, s, 0, fake(), now).expect("slot");
+            t.enter(&l, s, 0, fake(), now).expect("wait");
+        }
+        assert_eq!(t.slots.len(), 3);
+        t.enter(&l, ip("192.0.2.9"), 0, fake(), now)
+            .expect("last free slot");
+        assert_eq!(t.waiting.len(), 4);
+        // a waits with 2: a newcomer from elsewhere takes a's oldest place.
+        let (_, place, victim) = t.enter(&l, ip("192.0.2.10"), 0, fake(), now).expect("wait");
+        assert_eq!(place, Place::Waiting);
+        assert_eq!(
+            victim.map(|v| (v.0, v.2)),
+            Some((a, Event::ReplacedByOtherSource))
+        );
+        // Now every address waits with 1: the next is refused.
+        assert_eq!(
+            t.enter(&l, ip("192.0.2.11"), 0, fake(), now).err(),
+            Some(Event::Full)
+        );
+        assert_eq!(t.waiting.len(), 4);
+    }
+
+    #[test]
+    fn when_full_a_source_holding_more_makes_room() {
         let l = limits(10, "4:30:4");
         let mut t = Table::default();
         let (a, b, c) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3"));
-        for _ in 0..3 {
-            t.admit(&l, a, 99, Arc::new(Fake::default())).expect("admit");
+        let now = Instant::now();
+        let mut held = Vec::new();
+        for s in [a, a, a, b] {
+            let conn = fake();
+            stall(&conn, now);
+            t.enter(&l, s, 99, conn.clone(), now).expect("admit");
+            held.push(conn);
         }
-        t.admit(&l, b, 99, Arc::new(Fake::default())).expect("admit");
-        // Full: c gets in at a's expense.
-        let r = t.admit(&l, c, 0, Arc::new(Fake::default())).expect("admit");
-        let (vs, _, event) = r.victim.expect("victim");
+        // Full: c gets in at a's expense once a's connections have stalled.
+        let later = now + STALLED;
+        let (id, place, victim) = t.enter(&l, c, 0, fake(), later).expect("admit");
+        assert_eq!(place, Place::Slot, "{id}");
+        let (vs, _, event) = victim.expect("victim");
         assert_eq!((vs, event), (a, Event::ReplacedByOtherSource));
         assert_eq!((t.count(a), t.count(b), t.count(c)), (2, 1, 1));
-        // a now holds 2; b would hold 2 as well: refused, nothing closed.
-        assert_eq!(
-            t.admit(&l, b, 99, Arc::new(Fake::default())).err(),
-            Some(Event::Full)
-        );
-        assert_eq!(t.entries.len(), 4);
+        // a now holds 2; b would hold 2 as well: it waits, nothing closed.
+        let (_, place, victim) = t.enter(&l, b, 99, fake(), later).expect("wait");
+        assert_eq!(place, Place::Waiting);
+        assert!(victim.is_none());
     }
 
     #[test]
-    fn early_drop_spares_a_source_with_none_logging_in() {
+    fn early_drop_defers_and_spares_a_source_with_none_logging_in() {
         let l = limits(100, "2:50:10");
         let mut t = Table::default();
         let a = ip("192.0.2.1");
-        t.admit(&l, a, 0, Arc::new(Fake::default())).expect("admit");
-        t.admit(&l, a, 0, Arc::new(Fake::default())).expect("admit");
+        let now = Instant::now();
+        t.enter(&l, a, 0, fake(), now).expect("admit");
+        t.enter(&l, a, 0, fake(), now).expect("admit");
         // At start: p = 50 %.
-        assert_eq!(
-            t.admit(&l, a, 49, Arc::new(Fake::default())).err(),
-            Some(Event::EarlyDrop)
-        );
-        t.admit(&l, a, 50, Arc::new(Fake::default())).expect("coin above p");
-        // A new source is never refused on a coin toss while there is room.
-        t.admit(&l, ip("192.0.2.9"), 0, Arc::new(Fake::default()))
+        let (w, place, _) = t.enter(&l, a, 49, fake(), now).expect("wait");
+        assert_eq!(place, Place::Waiting);
+        assert!(t.retry(&l, w, 50, now).expect("waiting").is_some());
+        // An address with none gets a slot on any coin while there is room.
+        let (_, place, _) = t
+            .enter(&l, ip("192.0.2.9"), 0, fake(), now)
             .expect("new source");
+        assert_eq!(place, Place::Slot);
     }
 
-    #[test]
-    fn tickets_give_their_place_back() {
-        let adm = Admission::new(limits(2, "10:30:100"));
+    #[tokio::test]
+    async fn tickets_give_their_place_back() {
+        let adm = Admission::new(limits(1, "10:30:100"));
         let peer: IpAddr = "192.0.2.1".parse().expect("ip");
-        let t1 = adm.admit(peer, Arc::new(Fake::default())).expect("admit");
-        let t2 = adm.admit(peer, Arc::new(Fake::default())).expect("admit");
+        let first = fake();
+        let mut t1 = adm.admit(peer, first.clone()).expect("admit");
+        assert!(t1.admitted().await);
+        let mut t2 = adm.admit(peer, fake()).expect("admit");
         assert_eq!(adm.unauthenticated(), 2);
-        // A third replaces the first; the first's ticket then finds nothing.
-        let t3 = adm.admit(peer, Arc::new(Fake::default())).expect("admit");
-        assert_eq!(adm.unauthenticated(), 2);
+        // t2 waits until t1 gives its slot back.
+        let waiter = tokio::spawn(async move {
+            let ok = t2.admitted().await;
+            (ok, t2)
+        });
+        tokio::time::sleep(RETRY * 3).await;
+        assert!(!waiter.is_finished());
         drop(t1);
-        assert_eq!(adm.unauthenticated(), 2);
+        let (ok, t2) = waiter.await.expect("join");
+        assert!(ok);
+        assert_eq!(adm.unauthenticated(), 1);
         drop(t2);
-        drop(t3);
         assert_eq!(adm.unauthenticated(), 0);
-        assert!(lock(&adm.table).per_source.is_empty());
+        let t = lock(&adm.table);
+        assert!(t.per_source.is_empty() && t.waiting_per_source.is_empty());
     }
 
     #[test]
@@ -577,7 +819,7 @@ mod tests {
         // Many sources: bounded memory, the rest share one line.
         for i in 0..(AUDIT_SOURCES as u32 * 2) {
             let s = Source::of(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
-            q.note(Event::EarlyDrop, s, now);
+            q.note(Event::Full, s, now);
         }
         assert!(q.last.len() <= AUDIT_SOURCES + 2);
     }

@@ -156,28 +156,37 @@ async fn connection(
     let Pending {
         admission,
         peer,
-        ticket,
+        mut ticket,
         switch,
         mut login,
     } = pending;
     let deadline = tokio::time::Instant::now() + admission.limits().login_grace;
-    let session = match tokio::time::timeout_at(
-        deadline,
-        russh::server::run_stream(config, stream, conn),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, "ssh connection setup failed: {e}");
-            return;
-        }
+    // The grace time includes any wait for a slot.
+    match tokio::time::timeout_at(deadline, ticket.admitted()).await {
+        Ok(true) => {}
+        // Closed to make room for a newer one.
+        Ok(false) => return,
         Err(_) => {
             switch.kill();
             admission.audit_peer(Event::NoHandshake, peer.ip());
             return;
         }
-    };
+    }
+    let session =
+        match tokio::time::timeout_at(deadline, russh::server::run_stream(config, stream, conn))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "ssh connection setup failed: {e}");
+                return;
+            }
+            Err(_) => {
+                switch.kill();
+                admission.audit_peer(Event::NoHandshake, peer.ip());
+                return;
+            }
+        };
     let mut session = std::pin::pin!(session);
     tokio::select! {
         r = &mut session => {

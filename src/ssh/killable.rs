@@ -5,14 +5,16 @@
 //! act on a disconnect request. So the stream is shared with a [`Switch`]:
 //! killing it drops the socket at once (the client sees the connection
 //! closed, whatever the session task is doing) and wakes that task, whose
-//! next read or write fails, so that it ends too. The bytes received are
-//! counted for the admission policy (how far a connection got).
+//! next read or write fails, so that it ends too. The times of the last
+//! read and write tell the admission policy whether the client is keeping
+//! the gateway waiting.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -24,10 +26,19 @@ struct State<S> {
 
 struct Shared<S> {
     state: Mutex<State<S>>,
-    received: AtomicU64,
+    born: Instant,
+    /// Microseconds after `born` of the last read that got data and the
+    /// last write, plus one (0: never).
+    last_read: AtomicU64,
+    last_write: AtomicU64,
 }
 
 impl<S> Shared<S> {
+    fn stamp(&self, at: &AtomicU64) {
+        let us = u64::try_from(self.born.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
+        at.store(us + 1, Ordering::Relaxed);
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<S>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -47,7 +58,9 @@ pub fn new<S>(stream: S) -> (Killable<S>, Switch<S>) {
             read: None,
             write: None,
         }),
-        received: AtomicU64::new(0),
+        born: Instant::now(),
+        last_read: AtomicU64::new(0),
+        last_write: AtomicU64::new(0),
     });
     (Killable(shared.clone()), Switch(shared))
 }
@@ -71,8 +84,10 @@ impl<S> Switch<S> {
 }
 
 impl<S: Send> super::admission::Conn for Switch<S> {
-    fn received(&self) -> u64 {
-        self.0.received.load(Ordering::Relaxed)
+    fn waiting_on_client_since(&self) -> Option<Instant> {
+        let read = self.0.last_read.load(Ordering::Relaxed);
+        let write = self.0.last_write.load(Ordering::Relaxed);
+        (write > read).then(|| self.0.born + std::time::Duration::from_micros(write - 1))
     }
 
     fn kill(&self) {
@@ -107,11 +122,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Killable<S> {
         let polled = Pin::new(stream).poll_read(cx, buf);
         match &polled {
             Poll::Pending => park(read, cx),
-            Poll::Ready(Ok(())) => {
-                let n = (buf.filled().len() - before) as u64;
-                shared.received.fetch_add(n, Ordering::Relaxed);
-            }
-            Poll::Ready(Err(_)) => {}
+            Poll::Ready(Ok(())) if buf.filled().len() > before => shared.stamp(&shared.last_read),
+            Poll::Ready(_) => {}
         }
         polled
     }
@@ -129,8 +141,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Killable<S> {
             return Poll::Ready(Err(closed()));
         };
         let polled = Pin::new(stream).poll_write(cx, buf);
-        if polled.is_pending() {
-            park(write, cx);
+        match polled {
+            Poll::Pending => park(write, cx),
+            Poll::Ready(Ok(n)) if n > 0 => self.0.stamp(&self.0.last_write),
+            Poll::Ready(_) => {}
         }
         polled
     }
@@ -146,14 +160,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Killable<S> {
             return Poll::Ready(Err(closed()));
         };
         let polled = Pin::new(stream).poll_write_vectored(cx, bufs);
-        if polled.is_pending() {
-            park(write, cx);
+        match polled {
+            Poll::Pending => park(write, cx),
+            Poll::Ready(Ok(n)) if n > 0 => self.0.stamp(&self.0.last_write),
+            Poll::Ready(_) => {}
         }
         polled
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.lock().stream.as_ref().is_some_and(|s| s.is_write_vectored())
+        self.0
+            .lock()
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -197,10 +217,14 @@ mod tests {
         let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
         let (mut stream, switch) = new(server);
+        use super::super::admission::Conn;
+        assert_eq!(switch.waiting_on_client_since(), None);
+        stream.write_all(b"banner").await.expect("write");
+        assert!(switch.waiting_on_client_since().is_some());
         client.write_all(b"hello").await.expect("write");
         let mut buf = [0u8; 5];
         stream.read_exact(&mut buf).await.expect("read");
-        assert_eq!(super::super::admission::Conn::received(&switch), 5);
+        assert_eq!(switch.waiting_on_client_since(), None);
         // A read that waits for the client ends when the switch is thrown.
         let reader = tokio::spawn(async move {
             let mut b = [0u8; 1];
@@ -212,17 +236,20 @@ mod tests {
             .await
             .expect("the read ends")
             .expect("join");
-        assert_eq!(r.err().map(|e| e.kind()), Some(io::ErrorKind::ConnectionAborted));
+        assert_eq!(
+            r.err().map(|e| e.kind()),
+            Some(io::ErrorKind::ConnectionAborted)
+        );
         // The client sees the connection closed.
         let mut rest = Vec::new();
-        let n = tokio::time::timeout(
+        tokio::time::timeout(
             std::time::Duration::from_secs(10),
             client.read_to_end(&mut rest),
         )
         .await
         .expect("closed")
         .expect("EOF");
-        assert_eq!(n, 0);
+        assert_eq!(rest, b"banner");
         assert!(switch.is_killed());
     }
 }
