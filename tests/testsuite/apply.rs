@@ -1094,6 +1094,70 @@ fn cli_sigkill_during_apply_then_apply_converges() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_removed_between_plan_and_start_is_created_again() {
+    // What a killed apply's remove, still in the engine, does to the next
+    // apply: the plan saw the container, and it is gone when started.
+    let name = unique_name("gone");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let dep = deployment(&name, vec![svc("a", base_image(), json!({}))]);
+    apply_docker(&ws, &dep).await;
+    let c = format!("{name}-a");
+    docker_ok(&["stop", "-t", "0", &c]);
+    let plan = plan_docker(&ws, &dep).await;
+    let item = plan
+        .instances
+        .iter()
+        .find(|i| i.container == c)
+        .expect("instance in plan");
+    assert_eq!(item.action, Action::Start, "{plan:?}");
+    let old = id_of(&c);
+    docker_ok(&["rm", "-f", &c]);
+    let engine = engine().await;
+    let state = StateDir::new(ws.state_dir());
+    berth::integration::docker::converge_instance(&engine, &state, item, 1)
+        .await
+        .unwrap_or_else(|e| panic!("converge: {e}"));
+    assert!(running(&c));
+    assert_ne!(id_of(&c), old);
+    assert!(!plan_docker(&ws, &dep).await.has_changes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_taken_between_plan_and_create_by_another_deployment_is_left_alone() {
+    let name = unique_name("taken");
+    let other = unique_name("taken-other");
+    let _cleanup = Cleanup::new(&name);
+    let _other_cleanup = Cleanup::new(&other);
+    let ws = Workspace::new();
+    let dep = deployment(&name, vec![svc("a", base_image(), json!({}))]);
+    let plan = plan_docker(&ws, &dep).await;
+    let item = plan.instances.first().expect("instance in plan");
+    assert_eq!(item.action, Action::Create);
+    // The name is taken after the plan, by a container of another deployment.
+    let c = format!("{name}-a");
+    docker_ok(&[
+        "create",
+        "--name",
+        &c,
+        "--label",
+        &format!("berth.deployment={other}"),
+        base_image(),
+        "sleep",
+        "3600",
+    ]);
+    let foreign = id_of(&c);
+    let engine = engine().await;
+    engine.ensure_network(&name).await.expect("network");
+    let state = StateDir::new(ws.state_dir());
+    let err = berth::integration::docker::converge_instance(&engine, &state, item, 1)
+        .await
+        .expect_err("another deployment's container is not taken over");
+    assert!(err.to_string().contains("does not belong"), "{err}");
+    assert_eq!(id_of(&c), foreign);
+}
+
 #[test]
 fn cli_two_concurrent_applies_both_succeed_without_duplicates() {
     let name = unique_name("concurrent");
