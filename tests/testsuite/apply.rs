@@ -1003,7 +1003,7 @@ fn cli_sigkill_during_apply_then_apply_converges() {
         (true, 0),
     ];
     for (round, (after_stop, ms)) in kills.into_iter().enumerate() {
-        if round >= 5 && started.elapsed() > std::time::Duration::from_secs(45) {
+        if round >= 5 && started.elapsed() > std::time::Duration::from_secs(40) {
             break;
         }
         rounds += 1;
