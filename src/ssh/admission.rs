@@ -18,7 +18,8 @@
 //!   address with the most waiting, gives way; a connection is refused only
 //!   when its address would then hold as many as any other.
 //! - A slot holder that has kept the gateway waiting for [`STALLED`] (the
-//!   gateway spoke last: a banner and then nothing) is closed when a waiting
+//!   gateway spoke last: a banner and then nothing; [`STALLED_IN_LOGIN`]
+//!   once it sent its key exchange) is closed when a waiting
 //!   connection needs its slot: one of the same address when that address
 //!   is at its share, or, when all `full` slots are taken, one of an address
 //!   holding more than the waiting one's would.
@@ -55,6 +56,13 @@ pub const AUDIT_WINDOW: Duration = Duration::from_secs(60);
 /// be closed to make room: a client in the middle of its handshake answers
 /// within milliseconds.
 pub const STALLED: Duration = Duration::from_secs(1);
+/// The same for a client that has sent its key exchange ([`KEX_SENT`]
+/// bytes): it is logging in, if slowly (a loaded client host, a key to
+/// unlock), and costs a flood a key exchange per connection.
+pub const STALLED_IN_LOGIN: Duration = Duration::from_secs(10);
+/// Received bytes past which a client has sent its key exchange init (an
+/// identification line is at most 255 bytes; OpenSSH's KEXINIT is over 1 KiB).
+pub const KEX_SENT: u64 = 512;
 /// Sources remembered for audit rate limiting; beyond that they share one line.
 const AUDIT_SOURCES: usize = 4096;
 
@@ -131,6 +139,8 @@ pub trait Conn: Send + Sync {
     /// Since when the gateway has been waiting on the client, if it spoke
     /// last (sent something after the client's last byte).
     fn waiting_on_client_since(&self) -> Option<Instant>;
+    /// Bytes received from the client so far.
+    fn received(&self) -> u64;
     fn kill(&self);
 }
 
@@ -285,18 +295,21 @@ impl Table {
         Some(None)
     }
 
-    /// The slot holder matching `pred` that has waited longest on its
-    /// client, if that is at least [`STALLED`].
+    /// The slot holder matching `pred` that has kept the gateway waiting
+    /// long enough ([`STALLED`], or [`STALLED_IN_LOGIN`] once it sent its
+    /// key exchange): the least advanced, then the longest waiting.
     fn stalled(&self, now: Instant, pred: impl Fn(&Entry) -> bool) -> Option<u64> {
         self.slots
             .iter()
             .filter(|(_, e)| pred(e))
             .filter_map(|(id, e)| {
                 let since = e.conn.waiting_on_client_since()?;
-                (now.saturating_duration_since(since) >= STALLED).then_some((since, *id))
+                let in_login = e.conn.received() >= KEX_SENT;
+                let limit = if in_login { STALLED_IN_LOGIN } else { STALLED };
+                (now.saturating_duration_since(since) >= limit).then_some((in_login, since, *id))
             })
             .min()
-            .map(|(_, id)| id)
+            .map(|(_, _, id)| id)
     }
 
     fn take_slot(&mut self, id: u64, entry: Entry, victim: Option<(u64, Event)>) -> Option<Victim> {
@@ -571,12 +584,16 @@ mod tests {
     struct Fake {
         /// The gateway spoke last, at this time.
         waiting_since: Mutex<Option<Instant>>,
+        received: AtomicU64,
         killed: AtomicBool,
     }
 
     impl Conn for Fake {
         fn waiting_on_client_since(&self) -> Option<Instant> {
             *lock(&self.waiting_since)
+        }
+        fn received(&self) -> u64 {
+            self.received.load(Ordering::SeqCst)
         }
         fn kill(&self) {
             self.killed.store(true, Ordering::SeqCst);
@@ -669,6 +686,40 @@ mod tests {
         let b = ip("192.0.2.2");
         let (_, place, _) = t.enter(&l, b, 0, fake(), later).expect("admit");
         assert_eq!(place, Place::Slot);
+    }
+
+    #[test]
+    fn a_client_past_its_key_exchange_gets_longer_before_it_is_replaced() {
+        let l = limits(2, "100:30:100");
+        let mut t = Table::default();
+        let a = ip("192.0.2.1");
+        let now = Instant::now();
+        let (slow, stalled) = (fake(), fake());
+        t.enter(&l, a, 0, slow.clone(), now).expect("slot");
+        t.enter(&l, a, 0, stalled.clone(), now).expect("slot");
+        slow.received.store(1500, Ordering::SeqCst);
+        stall(&slow, now);
+        stall(&stalled, now + Duration::from_millis(10));
+        // The banner-only one goes first, though it stalled later.
+        let (w, _, _) = t.enter(&l, a, 0, fake(), now).expect("wait");
+        let victim = t
+            .retry(&l, w, 0, now + STALLED * 2)
+            .expect("waiting")
+            .expect("slot");
+        victim.expect("victim").1.kill();
+        assert!(stalled.killed.load(Ordering::SeqCst));
+        // The one logging in only after STALLED_IN_LOGIN.
+        let (w, _, _) = t.enter(&l, a, 0, fake(), now).expect("wait");
+        assert!(
+            t.retry(&l, w, 0, now + STALLED * 5)
+                .expect("waiting")
+                .is_none()
+        );
+        assert!(
+            t.retry(&l, w, 0, now + STALLED_IN_LOGIN)
+                .expect("waiting")
+                .is_some()
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ struct Shared<S> {
     /// last write, plus one (0: never).
     last_read: AtomicU64,
     last_write: AtomicU64,
+    received: AtomicU64,
 }
 
 impl<S> Shared<S> {
@@ -61,6 +62,7 @@ pub fn new<S>(stream: S) -> (Killable<S>, Switch<S>) {
         born: Instant::now(),
         last_read: AtomicU64::new(0),
         last_write: AtomicU64::new(0),
+        received: AtomicU64::new(0),
     });
     (Killable(shared.clone()), Switch(shared))
 }
@@ -88,6 +90,10 @@ impl<S: Send> super::admission::Conn for Switch<S> {
         let read = self.0.last_read.load(Ordering::Relaxed);
         let write = self.0.last_write.load(Ordering::Relaxed);
         (write > read).then(|| self.0.born + std::time::Duration::from_micros(write - 1))
+    }
+
+    fn received(&self) -> u64 {
+        self.0.received.load(Ordering::Relaxed)
     }
 
     fn kill(&self) {
@@ -122,7 +128,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Killable<S> {
         let polled = Pin::new(stream).poll_read(cx, buf);
         match &polled {
             Poll::Pending => park(read, cx),
-            Poll::Ready(Ok(())) if buf.filled().len() > before => shared.stamp(&shared.last_read),
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                let n = (buf.filled().len() - before) as u64;
+                shared.received.fetch_add(n, Ordering::Relaxed);
+                shared.stamp(&shared.last_read);
+            }
             Poll::Ready(_) => {}
         }
         polled
@@ -225,6 +235,7 @@ mod tests {
         let mut buf = [0u8; 5];
         stream.read_exact(&mut buf).await.expect("read");
         assert_eq!(switch.waiting_on_client_since(), None);
+        assert_eq!(switch.received(), 5);
         // A read that waits for the client ends when the switch is thrown.
         let reader = tokio::spawn(async move {
             let mut b = [0u8; 1];

@@ -1768,7 +1768,14 @@ fn ssh_good_logins_get_through_a_pre_auth_flood() {
         c.args(["-o", &format!("BindAddress={from}")]);
         c.arg("echo INSIDE");
         let out = run(c);
-        assert_eq!(stdout(&out), "INSIDE\n", "from {from}: {}", show(&out));
+        assert_eq!(
+            stdout(&out),
+            "INSIDE\n",
+            "from {from} after {:?}: {}\ngateway log:\n{}",
+            start.elapsed(),
+            show(&out),
+            gw.log()
+        );
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "login from {from} took {:?}",
