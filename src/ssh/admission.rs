@@ -22,11 +22,12 @@
 //!   once it sent its key exchange) is closed when a waiting
 //!   connection needs its slot: one of the same address when that address
 //!   is at its share, or, when all `full` slots are taken, one of an address
-//!   holding more than the waiting one's would.
-//! - Between `start` and `full`, a connection from an address that already
-//!   holds a slot waits with a probability rising linearly from `rate` % to
-//!   100 % (sshd's random early drop, deferring instead of dropping). An
-//!   address with none gets a free slot at once.
+//!   holding more than the waiting one's (else its own).
+//! - Between `start` and `full`, a new connection from an address that
+//!   already holds a slot waits with a probability rising linearly from
+//!   `rate` % to 100 % (sshd's random early drop, deferring instead of
+//!   dropping; once waiting it takes the next free slot). An address with
+//!   none gets a free slot at once.
 //!
 //! Refusals and closings are audited once per source and kind per
 //! [`AUDIT_WINDOW`], with a count of the ones not logged, so that a flood
@@ -280,12 +281,18 @@ impl Table {
                 .map(|v| Some((v, Event::ReplacedBySameSource)));
         }
         if total >= s.full {
-            // Room is made only at the expense of an address holding more.
+            // Room is made at the expense of an address holding more, else
+            // of this address's own stalled connection.
+            if let Some(v) = self.stalled(now, |e| self.count(e.source) > here) {
+                return Some(Some((v, Event::ReplacedByOtherSource)));
+            }
             return self
-                .stalled(now, |e| self.count(e.source) > here + 1)
-                .map(|v| Some((v, Event::ReplacedByOtherSource)));
+                .stalled(now, |e| e.source == source)
+                .map(|v| Some((v, Event::ReplacedBySameSource)));
         }
-        if here > 0 && total >= s.start {
+        // Early deferral applies once, on arrival: a connection that waited
+        // takes the next free slot.
+        if waiter.is_none() && here > 0 && total >= s.start {
             let span = (s.full - s.start).max(1);
             let p = usize::from(s.rate) + (100 - usize::from(s.rate)) * (total - s.start) / span;
             if usize::from(coin) < p {
@@ -804,10 +811,60 @@ mod tests {
         let (vs, _, event) = victim.expect("victim");
         assert_eq!((vs, event), (a, Event::ReplacedByOtherSource));
         assert_eq!((t.count(a), t.count(b), t.count(c)), (2, 1, 1));
-        // a now holds 2; b would hold 2 as well: it waits, nothing closed.
-        let (_, place, victim) = t.enter(&l, b, 99, fake(), later).expect("wait");
+        // a holds 2, more than b's 1: b's next takes a's place.
+        let (_, place, victim) = t.enter(&l, b, 99, fake(), later).expect("slot");
+        assert_eq!(place, Place::Slot);
+        assert_eq!(
+            victim.map(|v| (v.0, v.2)),
+            Some((a, Event::ReplacedByOtherSource))
+        );
+        assert_eq!((t.count(a), t.count(b), t.count(c)), (1, 2, 1));
+        // Nobody holds more than a's 1 but b's stalled one: a's next waits
+        // for it... and takes it, b holding more.
+        let (_, place, victim) = t.enter(&l, a, 99, fake(), later).expect("slot");
+        assert_eq!(place, Place::Slot);
+        assert_eq!(
+            victim.map(|v| (v.0, v.2)),
+            Some((b, Event::ReplacedByOtherSource))
+        );
+        // c's next takes a's last stalled one; then none is left stalled,
+        // and b's next waits.
+        let (_, place, victim) = t.enter(&l, c, 99, fake(), later).expect("slot");
+        assert_eq!(place, Place::Slot);
+        assert_eq!(
+            victim.map(|v| (v.0, v.2)),
+            Some((a, Event::ReplacedByOtherSource))
+        );
+        let (w, place, victim) = t.enter(&l, b, 99, fake(), later).expect("wait");
         assert_eq!(place, Place::Waiting);
         assert!(victim.is_none());
+        assert!(t.retry(&l, w, 0, later).expect("waiting").is_none());
+    }
+
+    #[test]
+    fn when_full_an_address_at_an_equal_share_still_rotates_its_own() {
+        // The stalemate a flood from many addresses made: every address
+        // holds as many as the waiting client's; its own stalled one goes.
+        let l = limits(10, "4:30:4");
+        let mut t = Table::default();
+        let now = Instant::now();
+        let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        for s in [a, a, b, b] {
+            let conn = fake();
+            stall(&conn, now);
+            t.enter(&l, s, 99, conn, now).expect("slot");
+        }
+        let (w, place, _) = t.enter(&l, a, 99, fake(), now).expect("wait");
+        assert_eq!(place, Place::Waiting);
+        let victim = t
+            .retry(&l, w, 99, now + STALLED)
+            .expect("waiting")
+            .expect("slot");
+        assert_eq!(
+            victim.map(|v| (v.0, v.2)),
+            Some((a, Event::ReplacedBySameSource))
+        );
+        assert_eq!((t.count(a), t.count(b)), (2, 2));
     }
 
     #[test]
@@ -821,7 +878,9 @@ mod tests {
         // At start: p = 50 %.
         let (w, place, _) = t.enter(&l, a, 49, fake(), now).expect("wait");
         assert_eq!(place, Place::Waiting);
-        assert!(t.retry(&l, w, 50, now).expect("waiting").is_some());
+        // Once waiting, it takes the next free slot whatever the coin.
+        assert!(t.retry(&l, w, 0, now).expect("waiting").is_some());
+        t.enter(&l, a, 50, fake(), now).expect("coin above p");
         // An address with none gets a slot on any coin while there is room.
         let (_, place, _) = t
             .enter(&l, ip("192.0.2.9"), 0, fake(), now)
