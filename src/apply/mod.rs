@@ -322,6 +322,9 @@ pub async fn apply(
     }
 
     tracing::debug!("apply: instances done after {:?}", started.elapsed());
+    // A killed predecessor's snapshot may have left a carrier, even one
+    // created after this apply planned.
+    engine.remove_leftover_carriers(&deployment.name).await?;
     if changed {
         write_revision(
             state,

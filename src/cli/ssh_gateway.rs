@@ -1,10 +1,12 @@
 //! `berth ssh-gateway`.
 
 use clap::Args;
+use clap::builder::TypedValueParser;
 
 use super::Context;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::ssh::admission::{self, Limits, Startups};
 use crate::ssh::{gateway, hostkey};
 
 #[derive(Debug, Args)]
@@ -12,10 +14,20 @@ pub struct SshGatewayArgs {
     /// Address and port to listen on.
     #[arg(long, value_name = "ADDR:PORT", default_value = gateway::DEFAULT_LISTEN)]
     pub listen: String,
-    /// Seconds a connection gets to log in before it is dropped.
-    #[arg(long, value_name = "SECONDS", default_value_t = gateway::LOGIN_GRACE.as_secs(),
+    /// Seconds a connection gets to log in before it is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = admission::LOGIN_GRACE.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub login_grace: u64,
+    /// Connections not logged in yet, overall: from START on, a new one
+    /// waits for a place (no banner yet) with a probability rising from
+    /// RATE % to 100 % at FULL (sshd's MaxStartups, deferring instead of
+    /// dropping); stalled ones are closed to make room.
+    #[arg(long, value_name = "START:RATE:FULL", default_value_t = admission::STARTUPS)]
+    pub max_startups: Startups,
+    /// Connections not logged in yet, per source address (IPv6: per /64).
+    #[arg(long, value_name = "N", default_value_t = admission::PER_SOURCE,
+          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    pub per_source_max_startups: usize,
     /// Print the SHA256 fingerprint of the host key (creating the key if needed) and exit.
     #[arg(long)]
     pub fingerprint: bool,
@@ -38,7 +50,11 @@ pub async fn run(ctx: &Context, args: SshGatewayArgs) -> Result<u8> {
         hostkey::fingerprint(&key)
     );
     crate::stdout::flush();
-    let grace = std::time::Duration::from_secs(args.login_grace);
-    gateway::serve(engine, state, listener, key, grace).await?;
+    let limits = Limits {
+        login_grace: std::time::Duration::from_secs(args.login_grace),
+        startups: args.max_startups,
+        per_source: args.per_source_max_startups,
+    };
+    gateway::serve(engine, state, listener, key, limits).await?;
     Ok(0)
 }

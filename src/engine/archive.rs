@@ -150,6 +150,25 @@ impl Engine {
         })
     }
 
+    /// Remove every carrier of `deployment`: called under the deployment
+    /// lock, when none can be in use, to clear what an interrupted berth
+    /// process left (its create may even land after the next apply planned).
+    pub async fn remove_leftover_carriers(&self, deployment: &str) -> Result<()> {
+        let leftovers = self.list_containers(deployment, &[]).await?;
+        for c in leftovers
+            .iter()
+            .filter(|c| c.labels.contains_key(LABEL_CARRIER))
+        {
+            tracing::debug!("removing leftover carrier {}", c.name);
+            self.remove_carrier(&Carrier {
+                id: c.id.clone(),
+                volume: String::new(),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Remove a carrier. Only the carrier goes; the named volume stays.
     pub async fn remove_carrier(&self, carrier: &Carrier) -> Result<()> {
         // `v` removes only the anonymous volumes the engine made for the

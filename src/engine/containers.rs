@@ -14,10 +14,13 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 
-use super::{Engine, is_not_found, is_not_modified, label_filter};
+use super::{Engine, is_conflict, is_not_found, is_not_modified, label_filter};
 use crate::apply::instance::{InstanceSpec, MountSource};
 use crate::error::{Error, Result};
 use crate::names;
+
+/// How long [`Engine::wait_gone`] waits for a removal in progress.
+pub const GONE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A container as listed by the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,7 +295,9 @@ impl Engine {
 
     /// Remove a container (forcefully: a running one is killed). Anonymous
     /// volumes are not removed; berth mounts only named volumes anyway. A
-    /// missing container is not an error.
+    /// missing container is not an error. Returns once the name is free:
+    /// when a removal is already in progress (an interrupted apply's request
+    /// the engine is still carrying out), it waits for that to finish.
     pub async fn remove_container(&self, name: &str) -> Result<()> {
         let opts = RemoveContainerOptionsBuilder::default()
             .force(true)
@@ -301,12 +306,25 @@ impl Engine {
         match self.docker().remove_container(name, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            // "removal already in progress"
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
+            // "removal of container ... is already in progress"
+            Err(e) if is_conflict(&e) => self.wait_gone(name).await,
             Err(e) => Err(Error::engine(format!("removing container {name}"), e)),
         }
+    }
+
+    /// Wait (up to [`GONE_TIMEOUT`]) until no container is named `name`.
+    pub async fn wait_gone(&self, name: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + GONE_TIMEOUT;
+        while self.inspect_container(name).await?.is_some() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Runtime(format!(
+                    "removing container {name}: the engine's removal did not finish within {}s",
+                    GONE_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(())
     }
 
     /// Stop (within `timeout_secs`) then remove a container.

@@ -31,21 +31,118 @@ pub async fn replace_container_with_hash(
     restart_policy: &str,
     hash: &str,
 ) -> Result<String> {
-    remove_own_container(engine, spec).await?;
-    match engine
-        .create_container_with_hash(spec, revision, restart_policy, hash)
-        .await
-    {
-        Ok(id) => Ok(id),
-        Err(Error::Engine { source, .. }) if crate::engine::is_conflict(&source) => {
-            // Created concurrently (an interrupted apply's leftover being
-            // recreated by the supervisor, say): remove it and try once more.
+    create_own_container(engine, spec, revision, restart_policy, hash, true).await
+}
+
+/// Attempts at creating (and starting) a container while the name is
+/// being taken or freed by requests of an interrupted apply that the engine
+/// is still carrying out.
+const ATTEMPTS: u32 = 5;
+
+/// Pause before attempt `n` (1-based) of a retried create or start.
+fn backoff(n: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(100 * u64::from(n))
+}
+
+/// Create `spec`'s container, removing its own container of that name
+/// first when `replace` is set. A name conflict means another request
+/// (an interrupted apply's create, say) created one meanwhile: if it is this
+/// very instance with this spec hash it is taken as it is, else it is
+/// removed (only if it is this deployment's) and the create retried, a
+/// bounded number of times.
+async fn create_own_container(
+    engine: &Engine,
+    spec: &InstanceSpec,
+    revision: u64,
+    restart_policy: &str,
+    hash: &str,
+    replace: bool,
+) -> Result<String> {
+    let mut replace = replace;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if replace {
             remove_own_container(engine, spec).await?;
-            engine
-                .create_container_with_hash(spec, revision, restart_policy, hash)
-                .await
         }
-        Err(e) => Err(e),
+        match engine
+            .create_container_with_hash(spec, revision, restart_policy, hash)
+            .await
+        {
+            Ok(id) => return Ok(id),
+            Err(Error::Engine { source, .. })
+                if crate::engine::is_conflict(&source) && attempt < ATTEMPTS =>
+            {
+                if let Some(id) = same_instance(engine, spec, hash).await? {
+                    return Ok(id);
+                }
+                tracing::debug!(
+                    "creating {}: name in use, attempt {attempt}",
+                    spec.container
+                );
+                tokio::time::sleep(backoff(attempt)).await;
+                replace = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The ID of the container named like `spec`'s if it is this instance of
+/// this deployment, created from this spec hash, and not being removed.
+async fn same_instance(engine: &Engine, spec: &InstanceSpec, hash: &str) -> Result<Option<String>> {
+    let Some(existing) = engine.inspect_container(&spec.container).await? else {
+        return Ok(None);
+    };
+    let labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
+    let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    let instance = spec.index.to_string();
+    let ours = label(names::LABEL_DEPLOYMENT) == Some(spec.deployment.as_str())
+        && label(names::LABEL_SERVICE) == Some(spec.service.as_str())
+        && label(names::LABEL_INSTANCE) == Some(instance.as_str())
+        && label(names::LABEL_SPEC_HASH) == Some(hash);
+    let going = existing
+        .state
+        .as_ref()
+        .and_then(|s| s.status)
+        .is_some_and(|s| {
+            matches!(
+                s,
+                bollard::models::ContainerStateStatusEnum::REMOVING
+                    | bollard::models::ContainerStateStatusEnum::DEAD
+            )
+        });
+    Ok((ours && !going).then(|| existing.id.unwrap_or_default()))
+}
+
+/// Start `spec`'s container, re-creating it if it vanished or is being
+/// removed under us (404 or 409 on start: an interrupted apply's remove
+/// still in the engine), a bounded number of times.
+async fn start_own_container(engine: &Engine, spec: &InstanceSpec, revision: u64) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match engine.start_container(&spec.container).await {
+            Ok(()) => return Ok(()),
+            Err(Error::Engine { source, .. })
+                if (crate::engine::is_not_found(&source)
+                    || crate::engine::is_conflict(&source))
+                    && attempt < ATTEMPTS =>
+            {
+                tracing::debug!("starting {}: {source}; creating it again", spec.container);
+                tokio::time::sleep(backoff(attempt)).await;
+                create_own_container(
+                    engine,
+                    spec,
+                    revision,
+                    &spec.docker_restart,
+                    &spec.hash(),
+                    true,
+                )
+                .await?;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -85,10 +182,13 @@ pub async fn remove_own_container(engine: &Engine, spec: &InstanceSpec) -> Resul
         .as_ref()
         .and_then(|s| s.running)
         .unwrap_or(false);
-    if running {
-        engine
+    if running
+        && let Err(e) = engine
             .stop_container(&spec.container, spec.stop_timeout)
-            .await?;
+            .await
+    {
+        // Being removed already, say; the forced remove below kills it anyway.
+        tracing::debug!("{e}");
     }
     engine.remove_container(&spec.container).await
 }
@@ -109,32 +209,26 @@ pub async fn converge_instance(
     spec.write(state)?;
     let stopped = is_stopped_by_operator(state, &spec.container);
     match item.action {
-        Action::Create => {
-            // The plan saw no container of that name: create directly, and
-            // fall back to replacing only if one appeared meanwhile.
-            match engine
-                .create_container(spec, revision, &spec.docker_restart)
-                .await
-            {
-                Ok(_) => {}
-                Err(Error::Engine { source, .. }) if crate::engine::is_conflict(&source) => {
-                    replace_container(engine, spec, revision, &spec.docker_restart).await?;
-                }
-                Err(e) => return Err(e),
-            }
+        Action::Create | Action::Recreate => {
+            // Create: the plan saw no container of that name, so create
+            // directly (replacing only if one appeared meanwhile).
+            let replace = item.action == Action::Recreate;
+            create_own_container(
+                engine,
+                spec,
+                revision,
+                &spec.docker_restart,
+                &spec.hash(),
+                replace,
+            )
+            .await?;
             if !stopped {
-                engine.start_container(&spec.container).await?;
-            }
-        }
-        Action::Recreate => {
-            replace_container(engine, spec, revision, &spec.docker_restart).await?;
-            if !stopped {
-                engine.start_container(&spec.container).await?;
+                start_own_container(engine, spec, revision).await?;
             }
         }
         Action::Start => {
             if !stopped {
-                engine.start_container(&spec.container).await?;
+                start_own_container(engine, spec, revision).await?;
             }
         }
         Action::Unchanged | Action::Remove => {}

@@ -247,7 +247,7 @@ pub fn start_foreground(
     let engine = engine.clone();
     let state = state.clone();
     let task = runtime.spawn(async move {
-        let r = gateway::serve(engine, state, listener, key, gateway::LOGIN_GRACE).await;
+        let r = gateway::serve(engine, state, listener, key, Default::default()).await;
         if let Err(e) = &r {
             tracing::error!("ssh gateway stopped: {e}");
         }

@@ -15,8 +15,9 @@
 //! - One audit line per session (target `berth::audit`, level info): peer,
 //!   login, key fingerprint, container, command or `shell`, TTY, exit status,
 //!   duration; refused attempts are logged there too.
-//! - Limits: [`LOGIN_GRACE`] to log in, [`MAX_UNAUTHENTICATED`] connections
-//!   authenticating at once, [`MAX_CHANNELS`] sessions per connection, and
+//! - Limits: connections that have not logged in are bounded per source
+//!   address and overall, and closed when their login grace time is up
+//!   ([`super::admission`]); [`MAX_CHANNELS`] sessions per connection, and
 //!   [`STDIN_BUFFER`] bytes of client input waiting for a process that does
 //!   not read it (beyond that the connection is paused).
 //! - When a client of a terminal session goes away, the session is hung up
@@ -29,7 +30,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -38,9 +39,11 @@ use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, MethodKind, MethodSet};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use super::access::{self, Grant, Target};
+use super::admission::{Admission, Event, Limits, Ticket};
+use super::killable;
+use super::quickack::QuickAck;
 use crate::engine::Engine;
 use crate::engine::exec::{ExecOutput, ExecReadiness, ExecSpec};
 use crate::error::{Error, Result};
@@ -54,11 +57,6 @@ pub const MAX_AUTH_ATTEMPTS: usize = 6;
 pub const REJECTION_DELAY: Duration = Duration::from_millis(1000);
 /// Sessions (pending or running) one connection may have at once.
 pub const MAX_CHANNELS: usize = 10;
-/// Default time a connection gets from its first byte to a successful login.
-pub const LOGIN_GRACE: Duration = Duration::from_secs(60);
-/// Connections that may be authenticating at the same time; more are
-/// dropped at once (logged-in sessions do not count).
-pub const MAX_UNAUTHENTICATED: usize = 64;
 /// Client input buffered per session while the process is not reading it.
 pub const STDIN_BUFFER: usize = 16 * 1024 * 1024;
 /// Environment variables a client may pass (`SendEnv`), besides `TERM`.
@@ -78,7 +76,7 @@ pub async fn serve(
     state: StateDir,
     listener: TcpListener,
     host_key: PrivateKey,
-    login_grace: Duration,
+    limits: Limits,
 ) -> Result<()> {
     let config = russh::server::Config {
         server_id: russh::SshId::Standard("SSH-2.0-berth".into()),
@@ -96,7 +94,7 @@ pub async fn serve(
     };
     let config = Arc::new(config);
     let shared = Arc::new(Shared { engine, state });
-    let unauthenticated = Arc::new(Semaphore::new(MAX_UNAUTHENTICATED));
+    let admission = Admission::new(limits);
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -108,65 +106,107 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = unauthenticated.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "ssh-gateway: too many connections still authenticating; dropped one");
+        let _ = socket.set_nodelay(true);
+        let (stream, switch) = killable::new(QuickAck::new(socket));
+        let switch = Arc::new(switch);
+        // Refused: the socket closes as `stream` is dropped.
+        let Some(ticket) = admission.admit(peer.ip(), switch.clone()) else {
             continue;
         };
-        let _ = socket.set_nodelay(true);
-        let authenticated = Arc::new(AtomicBool::new(false));
+        let (logged_in, login) = tokio::sync::oneshot::channel();
         let conn = Conn {
             shared: shared.clone(),
             peer: peer.to_string(),
             authed: None,
             channels: HashMap::new(),
             running: Arc::new(AtomicUsize::new(0)),
-            authenticated: authenticated.clone(),
-            unauthenticated_slot: Some(permit),
+            logged_in: Some(logged_in),
         };
-        let config = config.clone();
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + login_grace;
-            let session = match tokio::time::timeout_at(
-                deadline,
-                russh::server::run_stream(config, super::quickack::QuickAck::new(socket), conn),
-            )
+        let pending = Pending {
+            admission: admission.clone(),
+            peer,
+            ticket,
+            switch,
+            login,
+        };
+        tokio::spawn(connection(config.clone(), stream, conn, pending));
+    }
+}
+
+/// A connection that has not logged in yet.
+struct Pending {
+    admission: Arc<Admission>,
+    peer: SocketAddr,
+    /// Its place among the unauthenticated connections, held until login.
+    ticket: Ticket,
+    switch: Arc<killable::Switch<QuickAck>>,
+    /// Fires when a key is accepted.
+    login: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Serve one connection: it counts as unauthenticated until a key is
+/// accepted, and is closed (socket and all) when the login grace time is up
+/// first.
+async fn connection(
+    config: Arc<russh::server::Config>,
+    stream: killable::Killable<QuickAck>,
+    conn: Conn,
+    pending: Pending,
+) {
+    let Pending {
+        admission,
+        peer,
+        mut ticket,
+        switch,
+        mut login,
+    } = pending;
+    let deadline = tokio::time::Instant::now() + admission.limits().login_grace;
+    // The grace time includes any wait for a slot.
+    match tokio::time::timeout_at(deadline, ticket.admitted()).await {
+        Ok(true) => {}
+        // Closed to make room for a newer one.
+        Ok(false) => return,
+        Err(_) => {
+            switch.kill();
+            admission.audit_peer(Event::NoHandshake, peer.ip());
+            return;
+        }
+    }
+    let session =
+        match tokio::time::timeout_at(deadline, russh::server::run_stream(config, stream, conn))
             .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "ssh connection setup failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(target: "berth::audit", %peer, "dropped: no SSH handshake in time");
-                    return;
-                }
-            };
-            let handle = session.handle();
-            let mut session = std::pin::pin!(session);
-            tokio::select! {
-                r = &mut session => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, "ssh connection ended: {e}");
-                    }
-                    return;
-                }
-                _ = tokio::time::sleep_until(deadline) => {}
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "ssh connection setup failed: {e}");
+                return;
             }
-            if !authenticated.load(Ordering::SeqCst) {
-                tracing::info!(target: "berth::audit", %peer, "dropped: not authenticated in time");
-                let _ = handle
-                    .disconnect(
-                        russh::Disconnect::ByApplication,
-                        "authentication took too long".into(),
-                        String::new(),
-                    )
-                    .await;
+            Err(_) => {
+                switch.kill();
+                admission.audit_peer(Event::NoHandshake, peer.ip());
+                return;
             }
-            if let Err(e) = session.await {
+        };
+    let mut session = std::pin::pin!(session);
+    tokio::select! {
+        r = &mut session => {
+            if let Err(e) = r {
                 tracing::debug!(%peer, "ssh connection ended: {e}");
             }
-        });
+            return;
+        }
+        Ok(()) = &mut login => {}
+        _ = tokio::time::sleep_until(deadline) => {
+            // The session task ends at its next read or write; the socket
+            // is closed now.
+            switch.kill();
+            admission.audit_peer(Event::NotAuthenticated, peer.ip());
+            return;
+        }
+    }
+    drop(ticket);
+    if let Err(e) = session.await {
+        tracing::debug!(%peer, "ssh connection ended: {e}");
     }
 }
 
@@ -200,10 +240,9 @@ struct Conn {
     channels: HashMap<ChannelId, PendingChannel>,
     /// Sessions of this connection whose shell or command runs.
     running: Arc<AtomicUsize>,
-    /// Set once a key was accepted (the login grace timer reads it).
-    authenticated: Arc<AtomicBool>,
-    /// One of the [`MAX_UNAUTHENTICATED`] slots, given back on login.
-    unauthenticated_slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Told once a key was accepted (the connection then no longer counts
+    /// as unauthenticated).
+    logged_in: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Counts a running session; the count drops when the session ends.
@@ -330,8 +369,9 @@ impl russh::server::Handler for Conn {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         if self.grant(user, key.public_key).is_some() {
-            self.authenticated.store(true, Ordering::SeqCst);
-            self.unauthenticated_slot = None;
+            if let Some(tx) = self.logged_in.take() {
+                let _ = tx.send(());
+            }
             self.authed = Some(Authed {
                 login: user.to_string(),
                 key: key.public_key.clone(),

@@ -8,13 +8,19 @@
 //!   host-user scheme that goes with it (documented there).
 //! - [`local`]: attach this process's terminal or stdio to an exec (`berth
 //!   exec`, and `berth exec --ssh`, sshd's forced command).
+//! - [`admission`]: the gateway's bounds on connections that have not
+//!   logged in (per source address and overall, login grace time).
+//! - [`killable`]: a connection the gateway can close from outside its
+//!   session task.
 //! - [`hostkey`]: the gateway's host key.
 //! - [`quickack`]: the gateway's connections acknowledge received data at
 //!   once (no 40 ms stalls behind OpenSSH's Nagle).
 
 pub mod access;
+pub mod admission;
 pub mod gateway;
 pub mod hostkey;
+pub mod killable;
 pub mod local;
 pub mod openssh;
 pub mod quickack;

@@ -1673,3 +1673,157 @@ fn ssh_gateway_drops_connections_that_do_not_log_in() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(stderr(&out).contains("is not running"), "{}", show(&out));
 }
+
+/// A pre-authentication flood client: a TCP connection to the gateway from
+/// `from` (any 127/8 address is loopback) that sends an SSH banner (or
+/// nothing) and then stalls.
+fn stalled_connection(from: [u8; 4], port: u16, banner: bool) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    sock.bind(&std::net::SocketAddr::from((from, 0)).into())
+        .expect("bind a loopback source address");
+    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .expect("connect");
+    let mut s: std::net::TcpStream = sock.into();
+    if banner {
+        // The gateway may have closed it already.
+        let _ = s.write_all(b"SSH-2.0-flood\r\n");
+    }
+    s
+}
+
+/// Read the gateway's identification line from `s`.
+fn read_banner(s: &mut std::net::TcpStream) {
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\n") {
+        match s.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => panic!("no banner from the gateway: {other:?} after {got:?}"),
+        }
+    }
+    assert!(got.starts_with(b"SSH-2.0-berth"), "{got:?}");
+}
+
+/// Has the gateway closed `s`? Reads what it sent without waiting.
+fn closed_by_peer(mut s: &std::net::TcpStream) -> bool {
+    s.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Wait (blocking, up to [`DEADLINE`]) for the gateway to close `s`: EOF, or
+/// a reset if it closed with unread data.
+fn wait_closed(s: &mut std::net::TcpStream) -> Duration {
+    let start = Instant::now();
+    s.set_nonblocking(false).expect("blocking");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return start.elapsed(),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return start.elapsed(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("the gateway did not close a stalled connection: {e}"),
+        }
+    }
+}
+
+#[test]
+fn ssh_good_logins_get_through_a_pre_auth_flood() {
+    let d = unique_name("sshflood");
+    let _cleanup = Cleanup::new(&d);
+    let ws = Workspace::new();
+    let keys = Keys::new(&["alice"]);
+    apply_state(&ws, &keys, &d, &[svc("mail", &["alice"])], true);
+    // A long grace time: the flood stays for the whole test unless the
+    // gateway closes connections to make room.
+    let gw = Gateway::start_with(&ws, &["--login-grace", "600"]);
+    let mut flood = Vec::new();
+    // 120 connections from 12 other addresses, then 80 from the address the
+    // good client uses; a fifth of them send nothing at all.
+    for i in 0..200usize {
+        let from = if i < 120 {
+            [127, 0, 0, 2 + (i % 12) as u8]
+        } else {
+            [127, 0, 0, 1]
+        };
+        flood.push(stalled_connection(from, gw.port, i % 5 != 0));
+    }
+    // Good logins, from the flooding address and from a new one.
+    for from in ["127.0.0.1", "127.0.0.200"] {
+        let start = Instant::now();
+        let mut c = gw.ssh(&keys, "alice", "mail");
+        c.args(["-o", &format!("BindAddress={from}")]);
+        c.arg("echo INSIDE");
+        let out = run(c);
+        assert_eq!(
+            stdout(&out),
+            "INSIDE\n",
+            "from {from} after {:?}: {}\ngateway log:\n{}",
+            start.elapsed(),
+            show(&out),
+            gw.log()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "login from {from} took {:?}",
+            start.elapsed()
+        );
+    }
+    // The flood was still there while they logged in.
+    let held = flood.len() - flood.iter().filter(|s| closed_by_peer(s)).count();
+    assert!(held >= 5, "only {held} of the flood still held");
+    // Refusals are audited, but not one line per connection.
+    let log = gw.log();
+    let refusals = log
+        .lines()
+        .filter(|l| l.contains("refused: ") || l.contains("dropped: "))
+        .count();
+    assert!(refusals >= 1, "{log}");
+    // At most one line per kind (five) and address (thirteen) a minute.
+    assert!(refusals <= 13 * 5, "{refusals} lines:\n{log}");
+}
+
+#[test]
+fn ssh_gateway_closes_stalled_connections_when_their_grace_is_up() {
+    let d = unique_name("sshstall");
+    let ws = Workspace::new();
+    let keys = Keys::new(&["alice"]);
+    apply_state(&ws, &keys, &d, &[svc("mail", &["alice"])], false);
+    let gw = Gateway::start_with(&ws, &["--login-grace", "2"]);
+    let start = Instant::now();
+    // Within the per-address share: all are let in, none closed to make room.
+    let mut stalled: Vec<_> = (0..10)
+        .map(|i| {
+            let mut s = stalled_connection([127, 0, 0, 1], gw.port, i % 3 != 0);
+            read_banner(&mut s);
+            s
+        })
+        .collect();
+    for s in &mut stalled {
+        wait_closed(s);
+    }
+    // Closed by the grace timer (which starts after `start`), not at once.
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    // One audit line per kind and address, however many there were.
+    let log = gw.log();
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(count("dropped: not authenticated in time"), 1, "{log}");
+    assert_eq!(count("dropped: no SSH handshake in time"), 1, "{log}");
+}
