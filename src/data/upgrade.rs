@@ -30,10 +30,13 @@ pub async fn image_changed(engine: &Engine, item: &InstancePlan) -> Result<bool>
     };
     if let Some(c) = engine.inspect_container(&item.container).await? {
         let id = c.image.unwrap_or_default();
+        // berth creates from the image ID when it knows it, so the
+        // container's configured image is that ID, or the reference when the
+        // ID was not known yet: either names the image it runs.
         let reference = c.config.and_then(|c| c.image).unwrap_or_default();
         return Ok(
             (!spec.image_id.is_empty() && !id.is_empty() && id != spec.image_id)
-                || (!reference.is_empty() && reference != spec.image),
+                || (!reference.is_empty() && reference != spec.image && reference != spec.image_id),
         );
     }
     Ok(item.previous.as_ref().is_some_and(|p| {

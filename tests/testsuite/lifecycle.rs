@@ -150,6 +150,32 @@ fn upgrade_snapshots_then_rollback_with_data_returns_old_image_and_data() {
     assert_eq!(revisions(&ws), vec![1, 2, 3, 4]);
 }
 
+/// Only a new image snapshots: a change of anything else recreates the
+/// container without stopping it for a copy of its volumes.
+#[test]
+fn a_recreate_for_another_reason_takes_no_snapshot() {
+    let name = unique_name("nosnap");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    ws.write("berth.toml", &file(&name, base_image(), ""));
+    run_ok(&ws, &["apply", "--integration", "docker"]);
+    ws.write(
+        "berth.toml",
+        &file(&name, base_image(), "env = { CHANGED = \"1\" }"),
+    );
+    let out = run_ok(&ws, &["apply", "--integration", "docker"]);
+    assert!(!show(&out).contains("snapshot of"), "{}", show(&out));
+    let snaps = json(&run_ok(&ws, &["snapshots", "--output", "json"]));
+    assert_eq!(snaps.as_array().map(Vec::len), Some(0), "{snaps}");
+    let env = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        &format!("{name}-app"),
+    ]);
+    assert!(env.lines().any(|l| l == "CHANGED=1"), "recreated: {env}");
+}
+
 #[test]
 fn snapshot_on_upgrade_false_takes_none() {
     let name = unique_name("nosnap");
