@@ -1154,7 +1154,12 @@ async fn a_name_taken_between_plan_and_create_by_another_deployment_is_left_alon
     let err = berth::integration::docker::converge_instance(&engine, &state, item, 1)
         .await
         .expect_err("another deployment's container is not taken over");
-    assert!(err.to_string().contains("does not belong"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("container {c} belongs to deployment {other}")),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2, "a conflict is refused input: {err}");
     assert_eq!(id_of(&c), foreign);
 }
 
