@@ -16,12 +16,13 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::apply::instance::{InstanceSpec, Integration, is_stopped_by_operator};
+use crate::apply::instance::{InstanceSpec, Integration};
 use crate::engine::{ContainerInfo, ContainerState, Engine};
 use crate::error::{Error, Result};
 use crate::names::{self, Claim};
 use crate::spec::{Deployment, PortMapping, RestartPolicy};
 use crate::state::StateDir;
+use crate::state::markers::is_stopped as is_stopped_by_operator;
 
 pub mod settings;
 

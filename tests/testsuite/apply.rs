@@ -1303,7 +1303,7 @@ async fn operator_stopped_instance_stays_stopped_through_apply() {
     let b = format!("{name}-b");
     // What `berth stop a` does: the marker, then the container stopped.
     let state = StateDir::new(ws.state_dir());
-    std::fs::write(berth::apply::instance::stopped_marker(&state, &a), b"").expect("marker");
+    std::fs::write(state.stopped_marker(&a), b"").expect("marker");
     docker_ok(&["stop", "-t", "1", &a]);
 
     let plan = plan_docker(&ws, &mk("1")).await;
