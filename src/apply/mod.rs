@@ -16,6 +16,7 @@ pub mod destroy;
 pub mod health;
 pub mod instance;
 pub mod lock;
+pub mod observe;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 pub use instance::{InstanceSpec, Integration, MountSource, MountSpec};
+pub use observe::compute_plan;
 
 use crate::engine::{Engine, ImageInfo, PullProgress};
 use crate::error::{Error, Result};
@@ -243,7 +245,7 @@ pub async fn apply(
             report(w);
         }
     }
-    let mut plan = Plan::compute(
+    let mut plan = compute_plan(
         engine,
         state,
         deployment,

@@ -6,7 +6,6 @@ use super::{Context, OutputFormat};
 use crate::apply::{self, IntegrationChoice};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::plan::Plan;
 
 /// Exit code of `berth plan` when applying would change something.
 pub const EXIT_CHANGES: u8 = 3;
@@ -64,7 +63,7 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
         None,
     )
     .await?;
-    let mut plan = Plan::compute(
+    let mut plan = apply::compute_plan(
         &engine,
         &state,
         &deployment,

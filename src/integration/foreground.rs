@@ -174,7 +174,7 @@ impl Supervisor {
         .await?;
         // The plan's checks, before anything is touched: no container,
         // volume, network or instance spec of someone else is taken over.
-        crate::plan::Plan::compute(
+        apply::compute_plan(
             engine,
             state,
             &deployment,

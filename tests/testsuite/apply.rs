@@ -81,7 +81,7 @@ async fn plan_docker(ws: &Workspace, dep: &Deployment) -> Plan {
     )
     .await
     .expect("desired state");
-    Plan::compute(&engine, &state, dep, &d.specs, &d.missing_images, &d.target)
+    apply::compute_plan(&engine, &state, dep, &d.specs, &d.missing_images, &d.target)
         .await
         .expect("plan")
 }
