@@ -245,16 +245,16 @@ pub async fn apply(
             report(w);
         }
     }
-    let mut plan = compute_plan(
+    let plan = compute_plan(
         engine,
         state,
         deployment,
         &desired.specs,
         &[],
         &desired.target,
+        &opts.unit_dir,
     )
     .await?;
-    plan.note_stale_units(&opts.unit_dir);
 
     let current = state.read_current(&deployment.name)?;
     let image_ids: BTreeMap<String, String> = deployment

@@ -1,11 +1,13 @@
 //! What is on the host for a plan: the engine's containers, volumes and
 //! network, and the state directory's instance specs, stops, unit files and
-//! applied revision, gathered into a [`plan::Observed`] for the pure
+//! applied revision (and, under another integration than systemd, the unit
+//! files left from it), gathered into a [`plan::Observed`] for the pure
 //! [`Plan::diff`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
-use crate::apply::instance::InstanceSpec;
+use crate::apply::instance::{InstanceSpec, Integration};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::names;
@@ -13,13 +15,15 @@ use crate::plan::{self, Observed, Plan, Target};
 use crate::spec::Deployment;
 use crate::state::{StateDir, markers};
 
-/// Read what [`Plan::diff`] compares `specs` of `deployment` against.
+/// Read what [`Plan::diff`] compares `specs` of `deployment` against;
+/// `unit_dir` is where systemd units are (or were) written.
 pub async fn observe(
     engine: &Engine,
     state: &StateDir,
     deployment: &Deployment,
     specs: &[InstanceSpec],
     target: &Target,
+    unit_dir: &Path,
 ) -> Result<Observed> {
     let name = &deployment.name;
     let containers = engine.list_all_containers().await?;
@@ -66,7 +70,9 @@ pub async fn observe(
         }
     }
 
-    let stopped: BTreeSet<String> = specs
+    // Every instance the plan can name: desired, or this deployment's
+    // container or spec.
+    let known: BTreeSet<&str> = specs
         .iter()
         .map(|s| s.container.as_str())
         .chain(
@@ -76,9 +82,21 @@ pub async fn observe(
                 .map(|c| c.name.as_str()),
         )
         .chain(previous.keys().map(String::as_str))
-        .filter(|c| markers::is_stopped(state, c))
-        .map(String::from)
         .collect();
+    let stopped: BTreeSet<String> = known
+        .iter()
+        .filter(|c| markers::is_stopped(state, c))
+        .map(|c| c.to_string())
+        .collect();
+    let units_left: BTreeSet<String> = if target.integration() == Integration::Systemd {
+        BTreeSet::new()
+    } else {
+        known
+            .iter()
+            .filter(|c| unit_dir.join(names::unit_name(c)).exists())
+            .map(|c| c.to_string())
+            .collect()
+    };
 
     let mut unit_files = BTreeMap::new();
     if let Target::Systemd { unit_dir, .. } = target {
@@ -99,6 +117,7 @@ pub async fn observe(
         network,
         stopped,
         unit_files,
+        units_left,
         current: state.read_current(name),
     })
 }
@@ -113,8 +132,9 @@ pub async fn compute_plan(
     specs: &[InstanceSpec],
     missing_images: &[String],
     target: &Target,
+    unit_dir: &Path,
 ) -> Result<Plan> {
     plan::check_collisions(specs)?;
-    let observed = observe(engine, state, deployment, specs, target).await?;
+    let observed = observe(engine, state, deployment, specs, target, unit_dir).await?;
     Plan::diff(deployment, specs, observed, missing_images, target)
 }

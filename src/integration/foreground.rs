@@ -181,6 +181,7 @@ impl Supervisor {
             &desired.specs,
             &[],
             &desired.target,
+            &self.opts.unit_dir,
         )
         .await?;
         let wanted: BTreeMap<String, InstanceSpec> = desired

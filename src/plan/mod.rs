@@ -166,6 +166,9 @@ pub struct Observed {
     /// Under systemd: the unit file on disk of each desired instance that
     /// has one, by container.
     pub unit_files: BTreeMap<String, String>,
+    /// Under another integration: the instances whose systemd unit file
+    /// is still in the unit directory (from `--integration systemd`).
+    pub units_left: BTreeSet<String>,
     /// The applied revision; a failure to read it is reported after the
     /// ownership checks, which come first.
     pub current: Result<Option<Revision>>,
@@ -183,6 +186,7 @@ impl Default for Observed {
             network: None,
             stopped: BTreeSet::new(),
             unit_files: BTreeMap::new(),
+            units_left: BTreeSet::new(),
             current: Ok(None),
         }
     }
@@ -269,6 +273,7 @@ impl Plan {
             network: network_labels,
             stopped: stopped_set,
             unit_files,
+            units_left,
             current,
         } = observed;
         let containers: Vec<ContainerInfo> = all_containers
@@ -534,6 +539,17 @@ impl Plan {
             target.integration().as_str(),
             &recreated,
         );
+        // Units of instances now kept running another way must go, or
+        // systemd and the engine would fight over the containers.
+        let units_to_remove = if target.integration() == Integration::Systemd {
+            Vec::new()
+        } else {
+            instances
+                .iter()
+                .filter(|i| units_left.contains(&i.container))
+                .map(|i| names::unit_name(&i.container))
+                .collect()
+        };
         let mut images_to_pull: Vec<String> = missing_images.to_vec();
         images_to_pull.sort();
         images_to_pull.dedup();
@@ -545,24 +561,9 @@ impl Plan {
             volumes_to_create,
             instances,
             port_changes,
-            units_to_remove: Vec::new(),
+            units_to_remove,
             settings_changes,
         })
-    }
-
-    /// Under a non-systemd integration, note the unit files in `unit_dir`
-    /// that still run instances of this plan (they must go, or systemd and
-    /// the engine would fight over the containers).
-    pub fn note_stale_units(&mut self, unit_dir: &std::path::Path) {
-        if self.integration == Integration::Systemd {
-            return;
-        }
-        self.units_to_remove = self
-            .instances
-            .iter()
-            .map(|i| names::unit_name(&i.container))
-            .filter(|u| unit_dir.join(u).exists())
-            .collect();
     }
 
     /// The plan as text for the operator.
@@ -1260,6 +1261,14 @@ mod tests {
             ..Observed::default()
         });
         assert_eq!(same.instances[0].action, Action::Unchanged);
+        // Its own units are never stale.
+        let own = plan(Observed {
+            previous: previous.clone(),
+            unit_files: BTreeMap::from([("d-w".to_string(), "unit text".to_string())]),
+            units_left: ["d-w".to_string()].into(),
+            ..Observed::default()
+        });
+        assert!(own.units_to_remove.is_empty());
 
         let changed_unit = plan(Observed {
             previous,
@@ -1267,6 +1276,32 @@ mod tests {
             ..Observed::default()
         });
         assert!(changed_unit.instances[0].changes[0].ends_with(" changed"));
+    }
+
+    #[test]
+    fn leaving_systemd_removes_the_units_of_every_instance_named() {
+        let before = web(serde_json::json!({}));
+        let after = dep(serde_json::json!({"db": {"name": "db", "image": "pg", "count": 1}}));
+        let mut host = applied(&before);
+        host.units_left = ["d-db".to_string(), "d-web".to_string(), "d-x".to_string()].into();
+        let plan = diff(&after, host);
+        // The kept instance's and the removed one's; no other unit.
+        assert_eq!(
+            plan.units_to_remove,
+            [names::unit_name("d-db"), names::unit_name("d-web")]
+        );
+        assert!(plan.has_changes());
+        assert!(
+            plan.render().contains(&format!(
+                "remove    unit {} (kept running by docker now)",
+                names::unit_name("d-db")
+            )),
+            "{}",
+            plan.render()
+        );
+        let mut host = applied(&after);
+        host.units_left.clear();
+        assert!(diff(&after, host).units_to_remove.is_empty());
     }
 
     #[test]

@@ -81,9 +81,17 @@ async fn plan_docker(ws: &Workspace, dep: &Deployment) -> Plan {
     )
     .await
     .expect("desired state");
-    apply::compute_plan(&engine, &state, dep, &d.specs, &d.missing_images, &d.target)
-        .await
-        .expect("plan")
+    apply::compute_plan(
+        &engine,
+        &state,
+        dep,
+        &d.specs,
+        &d.missing_images,
+        &d.target,
+        &ws.unit_dir(),
+    )
+    .await
+    .expect("plan")
 }
 
 fn id_of(container: &str) -> String {
