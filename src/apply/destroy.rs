@@ -5,7 +5,7 @@
 
 use futures_util::StreamExt;
 
-use super::{PARALLELISM, Reporter, forget_instance, instance::InstanceSpec, lock};
+use super::{PARALLELISM, Reporter, instance::InstanceSpec, lock};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::integration::systemd_ctl::{self, Systemctl};
@@ -117,7 +117,7 @@ pub async fn destroy(
     engine.remove_network(name).await?;
 
     for c in &candidates {
-        out.state_files.extend(forget_instance(state, c)?);
+        out.state_files.extend(state.forget_instance(c)?);
     }
 
     let volumes = engine.list_volumes(name).await?;

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::spec::{Deployment, OnUnhealthy};
 use crate::state::StateDir;
 
-use super::instance::is_stopped_by_operator;
+use crate::state::markers::is_stopped as is_stopped_by_operator;
 
 /// How long `apply` waits for the services others link to, by default.
 pub const DEFAULT_LINK_WAIT: Duration = Duration::from_secs(300);

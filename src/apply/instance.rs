@@ -4,8 +4,7 @@
 //! `<state>/instances/<container>.json`, without the deployment file.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -499,7 +498,7 @@ impl InstanceSpec {
 
     /// Read a spec written by [`InstanceSpec::write`]; `None` if there is none.
     pub fn read(state: &StateDir, container: &str) -> Result<Option<InstanceSpec>> {
-        let path = state.instance_file(container);
+        let path = state.instance_spec(container);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -519,29 +518,19 @@ impl InstanceSpec {
     pub fn write(&self, state: &StateDir) -> Result<()> {
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Runtime(format!("cannot serialise instance spec: {e}")))?;
-        let path = state.instance_file(&self.container);
+        let path = state.instance_spec(&self.container);
         // Unchanged: leave the file alone (a no-op apply writes nothing).
         if std::fs::read(&path).ok().as_deref() == Some(json.as_slice()) {
             return Ok(());
         }
-        write_private(&path, &json)
+        crate::state::write_private(&path, &json)
     }
 
     /// Every instance spec in the state directory that belongs to `deployment`.
     pub fn read_all(state: &StateDir, deployment: &str) -> Result<Vec<InstanceSpec>> {
-        let dir = state.instances_dir();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(dir, e)),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(&dir, e))?;
-            let name = entry.file_name();
-            let Some(container) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-                continue;
-            };
+        for container in state.instance_spec_names()? {
+            let container = container.as_str();
             // Only files whose name says they could belong to this deployment.
             if !container.starts_with(&format!("{deployment}-")) {
                 continue;
@@ -555,45 +544,6 @@ impl InstanceSpec {
         out.sort_by(|a, b| a.container.cmp(&b.container));
         Ok(out)
     }
-}
-
-/// Path of the marker that says an operator stopped an instance
-/// (`berth stop`): `<state>/instances/<container>.stopped`.
-///
-/// While it exists, `apply` and `up` never start the instance, not even
-/// when its spec changed (a changed instance is recreated but left
-/// stopped); `berth start` removes it.
-pub fn stopped_marker(state: &StateDir, container: &str) -> PathBuf {
-    state.instances_dir().join(format!("{container}.stopped"))
-}
-
-/// True when the operator stopped this instance (see [`stopped_marker`]).
-pub fn is_stopped_by_operator(state: &StateDir, container: &str) -> bool {
-    stopped_marker(state, container).exists()
-}
-
-/// Write `data` to `path` atomically with mode 0600, creating the parent
-/// directory with mode 0700 if needed.
-pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let dir = path
-        .parent()
-        .ok_or_else(|| Error::Runtime(format!("{}: no parent directory", path.display())))?;
-    if !dir.is_dir() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| Error::io(dir, e))?;
-    }
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.write_all(data).map_err(|e| Error::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
 }
 
 fn diff_values(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
@@ -780,7 +730,7 @@ mod tests {
         let spec = resolve(&dep(), &images(), Integration::Docker).remove(0);
         spec.write(&state).unwrap_or_else(|e| panic!("{e}"));
         let meta =
-            std::fs::metadata(state.instance_file("ex-mail")).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::metadata(state.instance_spec("ex-mail")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         let dmeta = std::fs::metadata(state.instances_dir()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(dmeta.permissions().mode() & 0o777, 0o700);

@@ -25,13 +25,7 @@ pub async fn lock_deployment(
     timeout: Option<Duration>,
     on_wait: impl FnOnce(),
 ) -> Result<DeploymentLock> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = state.deployment_dir(deployment);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| Error::io(&dir, e))?;
+    crate::state::create_private_dir(&state.deployment_dir(deployment))?;
     let path = state.lock_file(deployment);
     let start = Instant::now();
     let mut on_wait = Some(on_wait);

@@ -16,6 +16,7 @@ pub mod destroy;
 pub mod health;
 pub mod instance;
 pub mod lock;
+pub mod observe;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 pub use instance::{InstanceSpec, Integration, MountSource, MountSpec};
+pub use observe::compute_plan;
 
 use crate::engine::{Engine, ImageInfo, PullProgress};
 use crate::error::{Error, Result};
@@ -243,16 +245,16 @@ pub async fn apply(
             report(w);
         }
     }
-    let mut plan = Plan::compute(
+    let plan = compute_plan(
         engine,
         state,
         deployment,
         &desired.specs,
         &[],
         &desired.target,
+        &opts.unit_dir,
     )
     .await?;
-    plan.note_stale_units(&opts.unit_dir);
 
     let current = state.read_current(&deployment.name)?;
     let image_ids: BTreeMap<String, String> = deployment
@@ -421,7 +423,7 @@ async fn remove_instances(
                 .map(|p| p.stop_timeout)
                 .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
             engine.stop_and_remove(&item.container, timeout).await?;
-            forget_instance(state, &item.container)?;
+            state.forget_instance(&item.container)?;
             report(format!("removed {}", item.container));
             Ok(())
         })
@@ -430,28 +432,6 @@ async fn remove_instances(
         .await;
     results.into_iter().collect::<Result<Vec<()>>>()?;
     Ok(())
-}
-
-/// Remove every file the state directory keeps for one instance: its spec,
-/// the operator's stopped marker, a pending restart request, `berth up`'s
-/// restart count and the supervisor's crash record. Returns the files that
-/// were there.
-pub fn forget_instance(state: &StateDir, container: &str) -> Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
-    for p in [
-        state.instance_file(container),
-        instance::stopped_marker(state, container),
-        crate::ops::markers::restart_request(state, container),
-        crate::ops::markers::restarts_file(state, container),
-        crate::supervise::backoff::CrashRecord::path(state, container),
-    ] {
-        match std::fs::remove_file(&p) {
-            Ok(()) => removed.push(p),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(p, e)),
-        }
-    }
-    Ok(removed)
 }
 
 /// Switching an instance from systemd to Docker's restart policy: its unit
@@ -730,17 +710,11 @@ pub fn write_revision(state: &StateDir, rev: &Revision) -> Result<()> {
     let json = serde_json::to_vec_pretty(rev)
         .map_err(|e| Error::Runtime(format!("cannot serialise revision: {e}")))?;
     let name = &rev.deployment.name;
-    let dir = state.revisions_dir(name);
-    instance::write_private(&dir.join(format!("{}.json", rev.revision)), &json)?;
-    instance::write_private(&state.current_revision(name), &json)?;
-    if let Ok(entries) = std::fs::read_dir(&dir) {
+    crate::state::write_private(&state.revision_file(name, rev.revision), &json)?;
+    crate::state::write_private(&state.current_revision(name), &json)?;
+    if let Ok(entries) = std::fs::read_dir(state.revisions_dir(name)) {
         for entry in entries.flatten() {
-            let n: Option<u64> = entry
-                .file_name()
-                .to_str()
-                .and_then(|f| f.strip_suffix(".json"))
-                .and_then(|f| f.parse().ok());
-            if let Some(n) = n
+            if let Some(n) = StateDir::revision_number(&entry.path())
                 && n + KEEP_REVISIONS <= rev.revision
             {
                 let _ = std::fs::remove_file(entry.path());

@@ -6,7 +6,6 @@ use super::{Context, OutputFormat};
 use crate::apply::{self, IntegrationChoice};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::plan::Plan;
 
 /// Exit code of `berth plan` when applying would change something.
 pub const EXIT_CHANGES: u8 = 3;
@@ -64,16 +63,16 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
         None,
     )
     .await?;
-    let mut plan = Plan::compute(
+    let plan = apply::compute_plan(
         &engine,
         &state,
         &deployment,
         &desired.specs,
         &desired.missing_images,
         &desired.target,
+        &ctx.global.unit_dir,
     )
     .await?;
-    plan.note_stale_units(&ctx.global.unit_dir);
     match args.output {
         OutputFormat::Json => {
             let text = serde_json::to_string_pretty(&serde_json::json!({

@@ -57,12 +57,7 @@ pub fn history(state: &StateDir, deployment: &str) -> Result<Vec<Revision>> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(&dir, e))?;
         let path = entry.path();
-        let is_rev = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".json"))
-            .is_some_and(|n| n.parse::<u64>().is_ok());
-        if !is_rev {
+        if StateDir::revision_number(&path).is_none() {
             continue;
         }
         let parsed = std::fs::read(&path)
@@ -177,7 +172,7 @@ pub async fn rollback(
         }
     }
     // Keep the archives safe from the apply's pruning: restore from copies.
-    let tmp = tempfile::tempdir_in(state.root()).map_err(|e| Error::io(state.root(), e))?;
+    let tmp = state.scratch_dir()?;
     let mut copies = Vec::new();
     for s in &snapshots {
         let name = s.path.file_name().map(|n| n.to_owned()).unwrap_or_default();
@@ -226,7 +221,7 @@ pub async fn rollback(
                 .observe_container(&inst.container)
                 .await?
                 .is_some_and(|c| c.is_running());
-            if runs && !crate::ops::markers::is_stopped(state, &inst.container) {
+            if runs && !crate::state::markers::is_stopped(state, &inst.container) {
                 crate::ops::control::run(
                     engine,
                     state,

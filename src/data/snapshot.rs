@@ -24,9 +24,10 @@ use crate::state::StateDir;
 /// Snapshots kept per instance when the deployment file says nothing.
 pub const DEFAULT_KEEP: usize = 3;
 
-/// Directory holding the snapshots of one instance.
+/// Directory holding the snapshots of one instance (kept as a function of
+/// this module for its callers in `data`).
 pub fn snapshots_dir(state: &StateDir, container: &str) -> PathBuf {
-    state.root().join("snapshots").join(container)
+    state.instance_snapshots_dir(container)
 }
 
 /// One snapshot file.
@@ -82,7 +83,7 @@ pub async fn snapshot_instance(
         return Ok(None);
     };
     let dir = snapshots_dir(state, container);
-    create_private_dir(&dir)?;
+    crate::state::create_private_dir(&dir)?;
     let taken = stamp(std::time::SystemTime::now());
     let base = format!("{revision}-{taken}");
     let path = dir.join(format!("{base}.tar.zst"));
@@ -125,15 +126,6 @@ fn sidecar(archive: &Path) -> PathBuf {
         .unwrap_or("snapshot");
     let stem = name.strip_suffix(".tar.zst").unwrap_or(name);
     archive.with_file_name(format!("{stem}.json"))
-}
-
-fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::io(dir, e))
 }
 
 /// Delete all but the newest `keep` revision snapshots of an instance.
@@ -202,7 +194,7 @@ pub fn list_instance(state: &StateDir, container: &str) -> Result<Vec<SnapshotIn
 /// Snapshots of every instance in the state directory (or only those of
 /// `deployment`, judged by the manifest, else by the container-name prefix).
 pub fn list(state: &StateDir, deployment: Option<&str>) -> Result<Vec<SnapshotInfo>> {
-    let root = state.root().join("snapshots");
+    let root = state.snapshots_dir();
     let entries = match std::fs::read_dir(&root) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -2,12 +2,13 @@
 //! (`unless-stopped` for services that always restart) and the engine keeps
 //! them running. Also the container-replacing step every integration shares.
 
-use crate::apply::instance::{InstanceSpec, is_stopped_by_operator};
+use crate::apply::instance::InstanceSpec;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::names;
 use crate::plan::{Action, InstancePlan};
 use crate::state::StateDir;
+use crate::state::markers::is_stopped as is_stopped_by_operator;
 
 /// Remove whatever container has `spec`'s name (stopping it within the
 /// spec's stop timeout), then create a fresh one. A container of that name

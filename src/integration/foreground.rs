@@ -10,7 +10,7 @@
 //! (links), independent ones in parallel.
 //!
 //! The operator's intent reaches the tasks through marker files (see
-//! [`crate::ops::markers`]), polled about once a second: a stopped instance
+//! [`crate::state::markers`]), polled about once a second: a stopped instance
 //! stays stopped until `berth start`; `berth restart` asks for a fresh
 //! container. SIGINT/SIGTERM stop and remove every container (volumes stay)
 //! and return; SIGHUP re-reads the deployment file and applies the
@@ -25,13 +25,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::apply::instance::is_stopped_by_operator;
 use crate::apply::{self, InstanceSpec, Integration};
 use crate::engine::{Engine, PullProgress};
 use crate::error::{Error, Result};
-use crate::ops::control::up_pid_file;
-use crate::ops::markers;
 use crate::spec::{Deployment, RestartPolicy};
+use crate::state::markers::{self, is_stopped as is_stopped_by_operator};
 use crate::state::{Revision, StateDir};
 use crate::supervise::{Outcome, OutputFn, SuperviseOptions, prefixed_output};
 
@@ -98,8 +96,8 @@ pub async fn up(engine: &Engine, state: &StateDir, opts: &UpOptions, load: Loade
         std::process::exit(130);
     });
 
-    let pid_file = up_pid_file(state, &name);
-    apply::instance::write_private(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
+    let pid_file = state.up_pid(&name);
+    crate::state::write_private(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
 
     let shared = Arc::new(Shared {
         engine: engine.clone(),
@@ -176,13 +174,14 @@ impl Supervisor {
         .await?;
         // The plan's checks, before anything is touched: no container,
         // volume, network or instance spec of someone else is taken over.
-        crate::plan::Plan::compute(
+        apply::compute_plan(
             engine,
             state,
             &deployment,
             &desired.specs,
             &[],
             &desired.target,
+            &self.opts.unit_dir,
         )
         .await?;
         let wanted: BTreeMap<String, InstanceSpec> = desired
@@ -228,8 +227,7 @@ impl Supervisor {
             };
             engine.stop_and_remove(c, spec.stop_timeout).await?;
             if !wanted.contains_key(c) {
-                apply::forget_instance(state, c)?;
-                markers::forget(state, c);
+                state.forget_instance(c)?;
                 say(&prefix_for(&deployment.name, c, 0), "removed");
             }
         }
@@ -242,8 +240,7 @@ impl Supervisor {
                     .map(|s| s.stop_timeout)
                     .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
                 engine.stop_and_remove(&c.name, timeout).await?;
-                apply::forget_instance(state, &c.name)?;
-                markers::forget(state, &c.name);
+                state.forget_instance(&c.name)?;
             }
         }
 
@@ -518,7 +515,7 @@ async fn interrupted(
         if *cancel.borrow()
             || *shutdown.borrow()
             || is_stopped_by_operator(&shared.state, container)
-            || markers::restart_request(&shared.state, container).exists()
+            || shared.state.restart_request(container).exists()
         {
             return;
         }

@@ -13,16 +13,15 @@
 //!   about a second and stops, starts or replaces the container; this command
 //!   waits for that to happen.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::markers;
 use super::target::Target;
 use crate::apply::instance::InstanceSpec;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::spec::InstanceRef;
 use crate::state::StateDir;
+use crate::state::markers;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -41,14 +40,9 @@ impl Action {
     }
 }
 
-/// `<state>/deployments/<name>/up.pid`: the process id of a running `berth up`.
-pub fn up_pid_file(state: &StateDir, deployment: &str) -> PathBuf {
-    state.deployment_dir(deployment).join("up.pid")
-}
-
 /// The pid of a live `berth up` for this deployment, if one runs.
 pub fn running_up(state: &StateDir, deployment: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(up_pid_file(state, deployment))
+    let pid: u32 = std::fs::read_to_string(state.up_pid(deployment))
         .ok()?
         .trim()
         .parse()

@@ -1,10 +1,9 @@
 //! Day-to-day operation of an applied deployment: which deployment a command
 //! means ([`target`]), what its instances are doing ([`status`]), stopping and
-//! starting them under every integration ([`control`], [`markers`]), and
-//! their output ([`logs`]).
+//! starting them under every integration ([`control`], through the markers
+//! of [`crate::state::markers`]), and their output ([`logs`]).
 
 pub mod control;
 pub mod logs;
-pub mod markers;
 pub mod status;
 pub mod target;

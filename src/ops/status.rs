@@ -5,13 +5,13 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::markers;
 use super::target::Target;
 use crate::engine::Engine;
 use crate::engine::ops::{ContainerStatus, PublishedPort};
 use crate::error::Result;
 use crate::names;
 use crate::state::StateDir;
+use crate::state::markers;
 use crate::supervise::backoff::CrashRecord;
 
 /// One line of `berth ps`. The JSON form uses these field names; keep them stable.

@@ -1,10 +1,11 @@
 //! `berth plan`: the difference between the desired instance specs and what
-//! runs on the host. [`Plan::compute`] reads the live state (containers,
-//! volumes and the network labelled `berth.deployment=<name>`, the instance
-//! specs and units berth wrote before) and says, per instance, create /
-//! recreate (with the fields that changed) / start / remove / unchanged,
-//! plus volumes to create and ports that change. `apply` carries out
-//! exactly this plan.
+//! runs on the host. [`Plan::diff`] takes what is there ([`Observed`]: the
+//! containers, volumes and network, the instance specs and units berth wrote
+//! before, the operator's stops, the applied revision; gathered by
+//! `apply::observe`) and says, per instance, create / recreate (with the
+//! fields that changed) / start / remove / unchanged, plus volumes to create
+//! and ports that change. It does no I/O. `apply` carries out exactly this
+//! plan.
 //!
 //! Before that it makes sure every name the deployment would use is its
 //! own: an existing container, volume, network or instance spec whose
@@ -16,12 +17,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::apply::instance::{InstanceSpec, Integration, is_stopped_by_operator};
-use crate::engine::{ContainerInfo, ContainerState, Engine};
+use crate::apply::instance::{InstanceSpec, Integration};
+use crate::engine::{ContainerInfo, ContainerState};
 use crate::error::{Error, Result};
 use crate::names::{self, Claim};
 use crate::spec::{Deployment, PortMapping, RestartPolicy};
-use crate::state::StateDir;
+use crate::state::Revision;
 
 pub mod settings;
 
@@ -138,6 +139,59 @@ impl Target {
     }
 }
 
+/// Labels of an engine object.
+pub type Labels = BTreeMap<String, String>;
+
+/// What is on the host, as far as the plan is concerned: gathered from the
+/// engine and the state directory by `apply::observe`, so that
+/// [`Plan::diff`] is a pure function of it and the desired instances.
+#[derive(Debug)]
+pub struct Observed {
+    /// Every container on the host, not only this deployment's: one named
+    /// like an instance of ours but someone else's must not be adopted.
+    pub containers: Vec<ContainerInfo>,
+    /// The instance specs berth wrote for this deployment, by container.
+    pub previous: BTreeMap<String, InstanceSpec>,
+    /// Instance specs under the names of desired instances that are not in
+    /// `previous` (another deployment's), by container.
+    pub other_specs: BTreeMap<String, InstanceSpec>,
+    /// Volumes labelled as this deployment's.
+    pub deployment_volumes: BTreeMap<String, Labels>,
+    /// The other volumes that exist under a name a desired instance uses.
+    pub other_volumes: BTreeMap<String, Labels>,
+    /// The deployment network's labels, if it exists.
+    pub network: Option<Labels>,
+    /// Instances the operator stopped (`berth stop`).
+    pub stopped: BTreeSet<String>,
+    /// Under systemd: the unit file on disk of each desired instance that
+    /// has one, by container.
+    pub unit_files: BTreeMap<String, String>,
+    /// Under another integration: the instances whose systemd unit file
+    /// is still in the unit directory (from `--integration systemd`).
+    pub units_left: BTreeSet<String>,
+    /// The applied revision; a failure to read it is reported after the
+    /// ownership checks, which come first.
+    pub current: Result<Option<Revision>>,
+}
+
+impl Default for Observed {
+    /// An empty host.
+    fn default() -> Self {
+        Self {
+            containers: Vec::new(),
+            previous: BTreeMap::new(),
+            other_specs: BTreeMap::new(),
+            deployment_volumes: BTreeMap::new(),
+            other_volumes: BTreeMap::new(),
+            network: None,
+            stopped: BTreeSet::new(),
+            unit_files: BTreeMap::new(),
+            units_left: BTreeSet::new(),
+            current: Ok(None),
+        }
+    }
+}
+
 /// What `apply` would do.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -193,28 +247,35 @@ impl Plan {
         self.instances.iter().filter(move |i| i.action == action)
     }
 
-    /// Compare the desired `specs` of `deployment` with the host.
+    /// Compare the desired `specs` of `deployment` with what is on the host
+    /// (`observed`, gathered by `apply::observe`). No I/O: the same inputs
+    /// give the same plan.
     ///
     /// `missing_images` are the references not on this host (their specs
     /// carry no image ID yet, so their instances show as changing).
-    pub async fn compute(
-        engine: &Engine,
-        state: &StateDir,
+    /// Refuses with [`Error::Conflict`] names that two instances would share
+    /// and names that are someone else's (see [`Observed`]).
+    pub fn diff(
         deployment: &Deployment,
         specs: &[InstanceSpec],
+        observed: Observed,
         missing_images: &[String],
         target: &Target,
     ) -> Result<Plan> {
         let name = &deployment.name;
-        // Two instances or volumes of this deployment with one name would
-        // share a container or data: refused before the engine is asked.
-        let collisions = name_collisions(specs);
-        if !collisions.is_empty() {
-            return Err(Error::Conflict(collisions.join("\n")));
-        }
-        // Every container, not only this deployment's: one named like an
-        // instance of ours but someone else's must not be adopted.
-        let all_containers = engine.list_all_containers().await?;
+        check_collisions(specs)?;
+        let Observed {
+            containers: all_containers,
+            previous,
+            other_specs,
+            deployment_volumes: existing_volumes,
+            other_volumes,
+            network: network_labels,
+            stopped: stopped_set,
+            unit_files,
+            units_left,
+            current,
+        } = observed;
         let containers: Vec<ContainerInfo> = all_containers
             .iter()
             .filter(|c| c.labels.get(names::LABEL_DEPLOYMENT) == Some(name))
@@ -222,23 +283,13 @@ impl Plan {
             .collect();
         let by_name: BTreeMap<&str, &ContainerInfo> =
             containers.iter().map(|c| (c.name.as_str(), c)).collect();
-        let previous: BTreeMap<String, InstanceSpec> = InstanceSpec::read_all(state, name)?
-            .into_iter()
-            .map(|s| (s.container.clone(), s))
-            .collect();
-        let existing_volumes: BTreeMap<String, BTreeMap<String, String>> = engine
-            .list_volumes(name)
-            .await?
-            .into_iter()
-            .map(|v| (v.name, v.labels))
-            .collect();
         let network = names::network_name(name);
         let mut conflicts = Vec::new();
-        let create_network = match engine.network_labels(&network).await? {
+        let create_network = match &network_labels {
             None => true,
             Some(labels) => {
                 conflicts.extend(crate::engine::networks::network_conflict(
-                    &network, name, &labels,
+                    &network, name, labels,
                 ));
                 false
             }
@@ -249,11 +300,16 @@ impl Plan {
             .map(|c| (c.name.as_str(), c))
             .collect();
         for spec in specs {
+            // The spec file berth keeps per container (and the unit made
+            // from it): this deployment's are in `previous`; one of another
+            // deployment was read by the container's name.
+            let on_disk = previous
+                .get(&spec.container)
+                .or_else(|| other_specs.get(&spec.container));
             conflicts.extend(container_conflict(
-                state,
                 spec,
                 all_by_name.get(spec.container.as_str()).copied(),
-                previous.get(&spec.container),
+                on_disk,
             ));
         }
 
@@ -282,19 +338,12 @@ impl Plan {
                 ));
             }
         }
-        // Volumes of these names that are not labelled as this
-        // deployment's: ask about all at once.
-        let found = futures_util::future::join_all(
-            candidates
-                .iter()
-                .map(|(v, _)| engine.volume_labels(&v.name)),
-        )
-        .await;
+        // Volumes of these names that are not labelled as this deployment's.
         let mut volumes_to_create = Vec::new();
-        for ((v, owner), found) in candidates.into_iter().zip(found) {
-            match found? {
+        for (v, owner) in candidates {
+            match other_volumes.get(&v.name) {
                 None => volumes_to_create.push(v),
-                Some(labels) => match owner.claim(&labels) {
+                Some(labels) => match owner.claim(labels) {
                     // A volume without any berth label was made by hand
                     // (pre-filled data for this instance, say): berth never
                     // made it, so it is nobody else's, and it is used as it is.
@@ -315,7 +364,7 @@ impl Plan {
             let hash = spec.hash();
             let prev = previous.get(&spec.container);
             let container = by_name.get(spec.container.as_str()).copied();
-            let stopped = is_stopped_by_operator(state, &spec.container);
+            let stopped = stopped_set.contains(&spec.container);
             let image_missing = missing_images.contains(&spec.image);
             let mut changes = Vec::new();
             if image_missing {
@@ -344,7 +393,7 @@ impl Plan {
                 },
                 Target::Systemd { unit_dir, units } => {
                     let unit_path = unit_dir.join(names::unit_name(&spec.container));
-                    let on_disk = std::fs::read_to_string(&unit_path).ok();
+                    let on_disk = unit_files.get(&spec.container);
                     let wanted = units.get(&spec.container);
                     match prev {
                         None => Action::Create,
@@ -354,7 +403,7 @@ impl Plan {
                                 changes.extend(explain(Some(p), spec, Some(&p.hash())));
                                 recreate = true;
                             }
-                            if on_disk.as_ref() != wanted {
+                            if on_disk != wanted {
                                 changes.push(format!(
                                     "unit {} {}",
                                     unit_path.display(),
@@ -433,11 +482,6 @@ impl Plan {
                 .filter(|c| !wanted.contains(c.as_str()))
                 .cloned(),
         );
-        if let Target::Systemd { unit_dir, .. } = target {
-            // Units whose spec file is gone but whose unit file remains are
-            // found through the specs; nothing else names them reliably.
-            let _ = unit_dir;
-        }
         for c in gone {
             let prev = previous.get(&c);
             let info = by_name.get(c.as_str());
@@ -459,7 +503,7 @@ impl Plan {
                     .unwrap_or(0),
                 action: Action::Remove,
                 changes: vec!["no longer in the deployment file (its volumes are kept)".into()],
-                stopped_by_operator: is_stopped_by_operator(state, &c),
+                stopped_by_operator: stopped_set.contains(&c),
                 current_id: info.map(|i| i.id.clone()),
                 spec: None,
                 previous: prev.cloned(),
@@ -483,7 +527,7 @@ impl Plan {
                 .unwrap_or(0);
             (p.container.clone(), container_port, p.after.is_some())
         });
-        let current = state.read_current(name)?;
+        let current = current?;
         let recreated: BTreeSet<String> = instances
             .iter()
             .filter(|i| i.action != Action::Unchanged && i.action != Action::Start)
@@ -495,6 +539,17 @@ impl Plan {
             target.integration().as_str(),
             &recreated,
         );
+        // Units of instances now kept running another way must go, or
+        // systemd and the engine would fight over the containers.
+        let units_to_remove = if target.integration() == Integration::Systemd {
+            Vec::new()
+        } else {
+            instances
+                .iter()
+                .filter(|i| units_left.contains(&i.container))
+                .map(|i| names::unit_name(&i.container))
+                .collect()
+        };
         let mut images_to_pull: Vec<String> = missing_images.to_vec();
         images_to_pull.sort();
         images_to_pull.dedup();
@@ -506,24 +561,9 @@ impl Plan {
             volumes_to_create,
             instances,
             port_changes,
-            units_to_remove: Vec::new(),
+            units_to_remove,
             settings_changes,
         })
-    }
-
-    /// Under a non-systemd integration, note the unit files in `unit_dir`
-    /// that still run instances of this plan (they must go, or systemd and
-    /// the engine would fight over the containers).
-    pub fn note_stale_units(&mut self, unit_dir: &std::path::Path) {
-        if self.integration == Integration::Systemd {
-            return;
-        }
-        self.units_to_remove = self
-            .instances
-            .iter()
-            .map(|i| names::unit_name(&i.container))
-            .filter(|u| unit_dir.join(u).exists())
-            .collect();
     }
 
     /// The plan as text for the operator.
@@ -648,14 +688,23 @@ pub fn name_collisions(specs: &[InstanceSpec]) -> Vec<String> {
     out
 }
 
+/// [`name_collisions`] as an error: refused before the host is even looked at.
+pub fn check_collisions(specs: &[InstanceSpec]) -> Result<()> {
+    let collisions = name_collisions(specs);
+    if collisions.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Conflict(collisions.join("\n")))
+    }
+}
+
 /// Why an instance may not take the name of its container: a container of
 /// that name that is someone else's, or an instance spec (and so a unit)
-/// berth wrote for someone else.
+/// berth wrote for someone else (`on_disk`: the one under its name).
 fn container_conflict(
-    state: &StateDir,
     spec: &InstanceSpec,
     existing: Option<&ContainerInfo>,
-    previous: Option<&InstanceSpec>,
+    on_disk: Option<&InstanceSpec>,
 ) -> Vec<String> {
     let owner = spec.owner();
     let mut out = Vec::new();
@@ -675,13 +724,6 @@ fn container_conflict(
             )),
         }
     }
-    // The spec file berth keeps per container (and the unit made from it):
-    // this deployment's are in `previous`; one of another deployment is
-    // read from the state directory by the container's name.
-    let on_disk = match previous {
-        Some(p) => Some(p.clone()),
-        None => InstanceSpec::read(state, &spec.container).ok().flatten(),
-    };
     if let Some(p) = on_disk
         && p.owner() != owner
         && out.is_empty()
@@ -778,6 +820,517 @@ mod tests {
         assert!(c[0].starts_with(&format!("volume {image_volume}: both deployment d, service s, instance 1, volume {listed} and deployment d, service s, instance 1, volume /var/lib/data")), "{c:?}");
         // Without the image's VOLUME there is nothing to collide with.
         assert!(name_collisions(&resolve(&d, &BTreeMap::new(), Integration::Docker)).is_empty());
+    }
+
+    // Plan::diff against hosts described by hand.
+
+    fn web(extra: serde_json::Value) -> Deployment {
+        let mut web = serde_json::json!({
+            "name": "web", "image": "img", "count": 1,
+            "env": {"MODE": "a", "DB_PASSWORD": "old"},
+            "ports": [{"host_port": 8080, "container_port": 80}],
+            "volumes": [{"source": {"named": "data"}, "target": "/data"}]
+        });
+        if let (Some(w), serde_json::Value::Object(e)) = (web.as_object_mut(), extra) {
+            w.extend(e);
+        }
+        dep(serde_json::json!({ "web": web, "db": {"name": "db", "image": "pg", "count": 1} }))
+    }
+
+    fn specs(d: &Deployment) -> Vec<InstanceSpec> {
+        resolve(d, &BTreeMap::new(), Integration::Docker)
+    }
+
+    fn spec<'a>(specs: &'a [InstanceSpec], container: &str) -> &'a InstanceSpec {
+        specs
+            .iter()
+            .find(|s| s.container == container)
+            .unwrap_or_else(|| panic!("no spec {container}"))
+    }
+
+    /// The container apply makes from `spec`.
+    fn container(spec: &InstanceSpec, state: ContainerState) -> ContainerInfo {
+        let mut labels = spec.labels.clone();
+        labels.extend(spec.berth_labels(1));
+        labels.insert(names::LABEL_SPEC_HASH.into(), spec.hash());
+        ContainerInfo {
+            id: format!("id-{}", spec.container),
+            name: spec.container.clone(),
+            image: spec.image.clone(),
+            image_id: String::new(),
+            labels,
+            state,
+            status: String::new(),
+            created: 0,
+        }
+    }
+
+    fn revision(d: &Deployment) -> Revision {
+        Revision {
+            revision: 1,
+            applied_at: "2026-01-01T00:00:00Z".into(),
+            integration: "docker".into(),
+            deployment: d.clone(),
+            image_ids: BTreeMap::new(),
+        }
+    }
+
+    /// The host after `d` was applied under Docker: every container running.
+    fn applied(d: &Deployment) -> Observed {
+        let specs = specs(d);
+        let mut volumes = BTreeMap::new();
+        for s in &specs {
+            for (vol, _, owner) in s.volume_owners() {
+                volumes.insert(vol.to_string(), owner.labels());
+            }
+        }
+        Observed {
+            containers: specs
+                .iter()
+                .map(|s| container(s, ContainerState::Running))
+                .collect(),
+            previous: specs
+                .iter()
+                .map(|s| (s.container.clone(), s.clone()))
+                .collect(),
+            deployment_volumes: volumes,
+            network: Some(BTreeMap::from([(
+                names::LABEL_DEPLOYMENT.to_string(),
+                "d".to_string(),
+            )])),
+            current: Ok(Some(revision(d))),
+            ..Observed::default()
+        }
+    }
+
+    fn docker() -> Target {
+        Target::Containers(Integration::Docker)
+    }
+
+    fn diff(d: &Deployment, observed: Observed) -> Plan {
+        Plan::diff(d, &specs(d), observed, &[], &docker()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn actions(plan: &Plan) -> Vec<(&str, Action)> {
+        plan.instances
+            .iter()
+            .map(|i| (i.container.as_str(), i.action))
+            .collect()
+    }
+
+    fn conflict(d: &Deployment, observed: Observed) -> String {
+        match Plan::diff(d, &specs(d), observed, &[], &docker()) {
+            Err(Error::Conflict(m)) => m,
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_host_creates_everything() {
+        let d = web(serde_json::json!({}));
+        let plan = diff(&d, Observed::default());
+        assert_eq!(
+            actions(&plan),
+            [("d-db", Action::Create), ("d-web", Action::Create)]
+        );
+        assert!(plan.create_network);
+        assert_eq!(plan.volumes_to_create.len(), 1);
+        assert_eq!(plan.volumes_to_create[0].name, "d-web-data");
+        assert_eq!(plan.volumes_to_create[0].path, "/data");
+        assert_eq!(plan.port_changes.len(), 1);
+        assert_eq!(
+            plan.port_changes[0].after.as_deref(),
+            Some("0.0.0.0:8080->80/tcp")
+        );
+        assert_eq!(
+            plan.settings_changes,
+            ["first revision of this deployment on this host"]
+        );
+        assert!(plan.has_changes());
+    }
+
+    #[test]
+    fn the_host_as_applied_is_no_change() {
+        let d = web(serde_json::json!({}));
+        let plan = diff(&d, applied(&d));
+        assert_eq!(
+            actions(&plan),
+            [("d-db", Action::Unchanged), ("d-web", Action::Unchanged)]
+        );
+        assert!(!plan.create_network);
+        assert!(plan.volumes_to_create.is_empty());
+        assert!(plan.port_changes.is_empty());
+        assert!(plan.settings_changes.is_empty());
+        assert!(plan.instances.iter().all(|i| i.changes.is_empty()));
+        assert!(!plan.has_changes());
+        assert!(plan.render().ends_with("no changes\n"), "{}", plan.render());
+    }
+
+    #[test]
+    fn a_changed_spec_recreates_that_instance_and_names_the_fields() {
+        let before = web(serde_json::json!({}));
+        let after = web(serde_json::json!({
+            "env": {"MODE": "b", "DB_PASSWORD": "new"},
+            "ports": [{"host_port": 8081, "container_port": 80}]
+        }));
+        let plan = diff(&after, applied(&before));
+        assert_eq!(
+            actions(&plan),
+            [("d-db", Action::Unchanged), ("d-web", Action::Recreate)]
+        );
+        let web = &plan.instances[1];
+        assert_eq!(web.current_id.as_deref(), Some("id-d-web"));
+        assert!(
+            web.changes.contains(&"env.MODE: \"a\" → \"b\"".to_string()),
+            "{:?}",
+            web.changes
+        );
+        // A secret-looking variable is named, its values are not.
+        assert!(
+            web.changes
+                .contains(&"env.DB_PASSWORD: (value changed, hidden)".to_string()),
+            "{:?}",
+            web.changes
+        );
+        assert!(
+            !web.changes
+                .iter()
+                .any(|c| c.contains("new") || c.contains("old"))
+        );
+        assert!(
+            web.changes.iter().any(|c| c.starts_with("ports")),
+            "{:?}",
+            web.changes
+        );
+        let ports: Vec<(Option<&str>, Option<&str>)> = plan
+            .port_changes
+            .iter()
+            .map(|p| (p.before.as_deref(), p.after.as_deref()))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (Some("0.0.0.0:8080->80/tcp"), None),
+                (None, Some("0.0.0.0:8081->80/tcp"))
+            ]
+        );
+        // The service's container fields are explained by the recreate.
+        assert!(
+            plan.settings_changes.is_empty(),
+            "{:?}",
+            plan.settings_changes
+        );
+    }
+
+    #[test]
+    fn a_container_from_an_unrecorded_spec_is_recreated_by_hash() {
+        let d = web(serde_json::json!({}));
+        let mut host = applied(&d);
+        host.previous.clear();
+        host.containers[1]
+            .labels
+            .insert(names::LABEL_SPEC_HASH.into(), "old-hash".into());
+        let plan = diff(&d, host);
+        assert_eq!(plan.instances[1].action, Action::Recreate);
+        assert_eq!(
+            plan.instances[1].changes,
+            [format!(
+                "spec hash old-hash → {} (previous spec not recorded)",
+                spec(&specs(&d), "d-web").hash()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_stopped_container_is_started_unless_the_operator_or_its_policy_says_otherwise() {
+        let d = web(serde_json::json!({}));
+        let mut host = applied(&d);
+        host.containers[0].state = ContainerState::Exited;
+        host.containers[1].state = ContainerState::Exited;
+        host.stopped.insert("d-web".into());
+        let plan = diff(&d, host);
+        assert_eq!(
+            actions(&plan),
+            [("d-db", Action::Start), ("d-web", Action::Unchanged)]
+        );
+        assert!(plan.instances[1].stopped_by_operator);
+        assert!(
+            plan.render()
+                .contains("d-web (stopped by operator: stays stopped)")
+        );
+
+        // A one-shot job that finished is left as it is.
+        let d = web(serde_json::json!({"restart": "no"}));
+        let mut host = applied(&d);
+        host.containers[1].state = ContainerState::Exited;
+        assert_eq!(diff(&d, host).instances[1].action, Action::Unchanged);
+    }
+
+    #[test]
+    fn a_service_gone_from_the_file_is_removed_and_its_ports_closed() {
+        let before = web(serde_json::json!({}));
+        let after = dep(serde_json::json!({"db": {"name": "db", "image": "pg", "count": 1}}));
+        let plan = diff(&after, applied(&before));
+        assert_eq!(
+            actions(&plan),
+            [("d-db", Action::Unchanged), ("d-web", Action::Remove)]
+        );
+        let gone = &plan.instances[1];
+        assert_eq!((gone.service.as_str(), gone.index), ("web", 1));
+        assert_eq!(gone.current_id.as_deref(), Some("id-d-web"));
+        assert!(gone.spec.is_none() && gone.previous.is_some());
+        assert_eq!(
+            gone.changes,
+            ["no longer in the deployment file (its volumes are kept)"]
+        );
+        assert_eq!(plan.port_changes.len(), 1);
+        assert_eq!(
+            plan.port_changes[0].before.as_deref(),
+            Some("0.0.0.0:8080->80/tcp")
+        );
+        // Only the container is gone: no volume is touched.
+        assert!(plan.volumes_to_create.is_empty());
+    }
+
+    #[test]
+    fn scaling_up_creates_the_new_instances_and_down_removes_them() {
+        let count =
+            |n: u32| dep(serde_json::json!({"w": {"name": "w", "image": "img", "count": n}}));
+        let names: Vec<String> = specs(&count(3))
+            .iter()
+            .map(|s| s.container.clone())
+            .collect();
+        assert_eq!(names, ["d-w-1", "d-w-2", "d-w-3"]);
+
+        let up = diff(&count(3), applied(&count(2)));
+        assert_eq!(
+            actions(&up),
+            [
+                ("d-w-1", Action::Unchanged),
+                ("d-w-2", Action::Unchanged),
+                ("d-w-3", Action::Create)
+            ]
+        );
+        // `count` is a container field: the create explains it.
+        assert!(up.settings_changes.is_empty(), "{:?}", up.settings_changes);
+
+        let down = diff(&count(2), applied(&count(3)));
+        assert_eq!(
+            actions(&down),
+            [
+                ("d-w-1", Action::Unchanged),
+                ("d-w-2", Action::Unchanged),
+                ("d-w-3", Action::Remove)
+            ]
+        );
+        assert_eq!(down.instances[2].index, 3);
+
+        // From one instance, its container's name changes (`d-w` becomes
+        // `d-w-1`); its volumes keep their names (see names::volume_prefix).
+        let from_one = diff(&count(2), applied(&count(1)));
+        assert_eq!(
+            actions(&from_one),
+            [
+                ("d-w-1", Action::Create),
+                ("d-w-2", Action::Create),
+                ("d-w", Action::Remove)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_image_is_pulled_and_its_instances_change() {
+        let d = web(serde_json::json!({}));
+        let missing = ["img".to_string(), "img".to_string()];
+        let plan = Plan::diff(&d, &specs(&d), applied(&d), &missing, &docker())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan.images_to_pull, ["img"]);
+        assert_eq!(plan.instances[0].action, Action::Unchanged);
+        assert_eq!(plan.instances[1].action, Action::Recreate);
+        assert_eq!(
+            plan.instances[1].changes[0],
+            "image img is not on this host: pull it"
+        );
+    }
+
+    #[test]
+    fn names_that_are_someone_elses_are_refused() {
+        let d = web(serde_json::json!({}));
+        let web_spec = spec(&specs(&d), "d-web").clone();
+        let other = |key: &str| -> BTreeMap<String, String> {
+            let mut l = web_spec.owner().labels();
+            l.insert(key.into(), "other".into());
+            l
+        };
+
+        // A container of our name that another deployment made.
+        let mut host = Observed::default();
+        let mut theirs = container(&web_spec, ContainerState::Running);
+        theirs.labels = other(names::LABEL_DEPLOYMENT);
+        host.containers.push(theirs);
+        let m = conflict(&d, host);
+        assert!(m.starts_with("container d-web"), "{m}");
+
+        // One nobody labelled.
+        let mut host = Observed::default();
+        let mut bare = container(&web_spec, ContainerState::Running);
+        bare.labels.clear();
+        host.containers.push(bare);
+        assert!(conflict(&d, host).contains("was not made by berth"));
+
+        // A volume of our name that belongs to another service.
+        let mut host = Observed::default();
+        host.other_volumes
+            .insert("d-web-data".into(), other(names::LABEL_SERVICE));
+        assert!(conflict(&d, host).starts_with("volume d-web-data"));
+
+        // A volume made by hand, without labels, is used as it is.
+        let mut host = Observed::default();
+        host.other_volumes
+            .insert("d-web-data".into(), BTreeMap::new());
+        assert!(diff(&d, host).volumes_to_create.is_empty());
+
+        // A network of our name not labelled as ours.
+        let host = Observed {
+            network: Some(BTreeMap::new()),
+            ..Observed::default()
+        };
+        assert!(conflict(&d, host).starts_with("network d"));
+
+        // An instance spec another deployment keeps under our name.
+        let mut host = Observed::default();
+        let mut foreign = web_spec.clone();
+        foreign.deployment = "d-web".into();
+        host.other_specs.insert("d-web".into(), foreign);
+        assert!(conflict(&d, host).contains("berth already runs this name"));
+
+        // Every conflict at once, before anything else: even an unreadable
+        // applied revision comes second.
+        let mut host = applied(&d);
+        host.network = Some(BTreeMap::new());
+        host.other_specs.clear();
+        host.containers[1].labels = other(names::LABEL_INSTANCE);
+        host.current = Err(Error::Runtime("corrupt".into()));
+        let m = conflict(&d, host);
+        assert_eq!(m.lines().count(), 2, "{m}");
+    }
+
+    #[test]
+    fn two_instances_with_one_name_are_refused_before_the_host_counts() {
+        let d = dep(serde_json::json!({
+            "s": {"name": "s", "image": "img", "count": 2},
+            "s-2": {"name": "s-2", "image": "img", "count": 1}
+        }));
+        let m = conflict(&d, Observed::default());
+        assert!(m.starts_with("container d-s-2: both"), "{m}");
+    }
+
+    #[test]
+    fn under_systemd_the_unit_files_count() {
+        let d = dep(serde_json::json!({"w": {"name": "w", "image": "img", "count": 1}}));
+        let specs = resolve(&d, &BTreeMap::new(), Integration::Systemd);
+        let target = Target::Systemd {
+            unit_dir: PathBuf::from("/units"),
+            units: BTreeMap::from([("d-w".to_string(), "unit text".to_string())]),
+        };
+        let previous: BTreeMap<String, InstanceSpec> = specs
+            .iter()
+            .map(|s| (s.container.clone(), s.clone()))
+            .collect();
+        let plan = |observed: Observed| {
+            Plan::diff(&d, &specs, observed, &[], &target).unwrap_or_else(|e| panic!("{e}"))
+        };
+
+        let fresh = plan(Observed::default());
+        assert_eq!(actions(&fresh), [("d-w", Action::Create)]);
+        assert_eq!(fresh.integration, Integration::Systemd);
+
+        let missing_unit = plan(Observed {
+            previous: previous.clone(),
+            ..Observed::default()
+        });
+        assert_eq!(missing_unit.instances[0].action, Action::Recreate);
+        assert_eq!(
+            missing_unit.instances[0].changes,
+            [format!("unit /units/{} missing", names::unit_name("d-w"))]
+        );
+
+        let same = plan(Observed {
+            previous: previous.clone(),
+            unit_files: BTreeMap::from([("d-w".to_string(), "unit text".to_string())]),
+            ..Observed::default()
+        });
+        assert_eq!(same.instances[0].action, Action::Unchanged);
+        // Its own units are never stale.
+        let own = plan(Observed {
+            previous: previous.clone(),
+            unit_files: BTreeMap::from([("d-w".to_string(), "unit text".to_string())]),
+            units_left: ["d-w".to_string()].into(),
+            ..Observed::default()
+        });
+        assert!(own.units_to_remove.is_empty());
+
+        let changed_unit = plan(Observed {
+            previous,
+            unit_files: BTreeMap::from([("d-w".to_string(), "old text".to_string())]),
+            ..Observed::default()
+        });
+        assert!(changed_unit.instances[0].changes[0].ends_with(" changed"));
+    }
+
+    #[test]
+    fn leaving_systemd_removes_the_units_of_every_instance_named() {
+        let before = web(serde_json::json!({}));
+        let after = dep(serde_json::json!({"db": {"name": "db", "image": "pg", "count": 1}}));
+        let mut host = applied(&before);
+        host.units_left = ["d-db".to_string(), "d-web".to_string(), "d-x".to_string()].into();
+        let plan = diff(&after, host);
+        // The kept instance's and the removed one's; no other unit.
+        assert_eq!(
+            plan.units_to_remove,
+            [names::unit_name("d-db"), names::unit_name("d-web")]
+        );
+        assert!(plan.has_changes());
+        assert!(
+            plan.render().contains(&format!(
+                "remove    unit {} (kept running by docker now)",
+                names::unit_name("d-db")
+            )),
+            "{}",
+            plan.render()
+        );
+        let mut host = applied(&after);
+        host.units_left.clear();
+        assert!(diff(&after, host).units_to_remove.is_empty());
+    }
+
+    #[test]
+    fn a_setting_outside_the_containers_shows_as_an_update_only() {
+        let before = web(serde_json::json!({}));
+        let after = web(serde_json::json!({"ssh_shell": "/bin/sh"}));
+        let plan = diff(&after, applied(&before));
+        assert!(plan.instances.iter().all(|i| i.action == Action::Unchanged));
+        assert_eq!(
+            plan.settings_changes,
+            ["web: ssh_shell: (unset) → \"/bin/sh\""]
+        );
+        assert!(plan.has_changes());
+        assert!(
+            plan.render().contains("1 setting to update"),
+            "{}",
+            plan.render()
+        );
+
+        // Another integration is a change of its own.
+        let d = web(serde_json::json!({}));
+        let mut host = applied(&d);
+        if let Ok(Some(r)) = &mut host.current {
+            r.integration = "systemd".into();
+        }
+        assert_eq!(
+            diff(&d, host).settings_changes,
+            ["integration: systemd → docker"]
+        );
     }
 
     #[test]

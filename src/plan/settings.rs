@@ -335,4 +335,49 @@ mod tests {
         let env_only = serde_json::json!({"services": {"mail": {"env": {"PASSWORD": "x"}}}});
         assert!(changes(Some(&current), &dep(env_only), "docker", &mail).is_empty());
     }
+
+    #[test]
+    fn keys_grants_and_the_file_are_named_by_what_changed() {
+        let current = rev(dep(Value::Null));
+        let mut d = dep(Value::Null);
+        d.keys.remove("ops");
+        assert_eq!(
+            changes(Some(&current), &d, "docker", &none()),
+            ["key ops removed"]
+        );
+
+        let mut d = dep(Value::Null);
+        d.deployment_keys.push(d.keys["ops"].clone());
+        assert_eq!(
+            changes(Some(&current), &d, "docker", &none()),
+            ["deployment-wide keys changed (+SHA256:b)"]
+        );
+
+        let mut d = dep(Value::Null);
+        d.source = Some("/srv/mail.toml".into());
+        assert_eq!(
+            changes(Some(&current), &d, "docker", &none()),
+            ["deployment file: (none) → /srv/mail.toml"]
+        );
+
+        // Grants only reordered: a change (apply writes it), with no delta.
+        let mut before = dep(serde_json::json!({"services": {"mail": {"ssh": ["admin", "ops"]}}}));
+        let after = dep(serde_json::json!({"services": {"mail": {"ssh": ["ops", "admin"]}}}));
+        assert_eq!(
+            changes(Some(&rev(before.clone())), &after, "docker", &none()),
+            ["mail: ssh grants changed"]
+        );
+
+        // A service gone shows as removals in the plan; the revision still
+        // changes, so there is a line for it here too.
+        before
+            .services
+            .insert("extra".into(), before.services["mail"].clone());
+        let after = dep(serde_json::json!({"services": {"mail": {"ssh": ["admin", "ops"]}}}));
+        let extra: BTreeSet<String> = ["extra".to_string()].into();
+        assert_eq!(
+            changes(Some(&rev(before)), &after, "docker", &extra),
+            ["the resolved deployment differs from the applied revision"]
+        );
+    }
 }

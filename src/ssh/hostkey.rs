@@ -45,7 +45,7 @@ pub fn load_or_create(state: &StateDir) -> Result<PrivateKey> {
 
     // Written to a temporary name with mode 0600 from the start, then renamed:
     // the key is never readable by others, and a crash leaves no half key.
-    let tmp = dir.join(".host_ed25519_key.tmp");
+    let tmp = state.ssh_host_key_tmp();
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)

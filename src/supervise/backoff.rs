@@ -9,7 +9,6 @@
 //! consecutive quick failures and remembers the last start and exit status
 //! (which `berth ps` shows).
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -112,15 +111,10 @@ fn epoch_secs(t: SystemTime) -> u64 {
 }
 
 impl CrashRecord {
-    /// `<state>/instances/<container>.crashes`
-    pub fn path(state: &StateDir, container: &str) -> PathBuf {
-        state.instances_dir().join(format!("{container}.crashes"))
-    }
-
     /// The record of an instance; a missing or unreadable file is an empty
     /// record (the worst that costs is one backoff step too few).
     pub fn load(state: &StateDir, container: &str) -> Self {
-        let path = Self::path(state, container);
+        let path = state.crash_record(container);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!("ignoring unreadable {}: {e}", path.display());
@@ -132,15 +126,15 @@ impl CrashRecord {
 
     /// Write the record (atomically).
     pub fn save(&self, state: &StateDir, container: &str) -> Result<()> {
-        let path = Self::path(state, container);
+        let path = state.crash_record(container);
         let json = serde_json::to_vec(self)
             .map_err(|e| Error::Runtime(format!("cannot serialise crash record: {e}")))?;
-        crate::apply::instance::write_private(&path, &json)
+        crate::state::write_private(&path, &json)
     }
 
     /// Forget the record (the operator started the instance again).
     pub fn remove(state: &StateDir, container: &str) {
-        let _ = std::fs::remove_file(Self::path(state, container));
+        let _ = std::fs::remove_file(state.crash_record(container));
     }
 
     /// How long to wait before the next start: nothing after a clean
@@ -292,9 +286,9 @@ mod tests {
         };
         r.save(&state, "ex-web").expect("save");
         assert_eq!(CrashRecord::load(&state, "ex-web"), r);
-        std::fs::write(CrashRecord::path(&state, "ex-web"), "garbage").expect("write");
+        std::fs::write(state.crash_record("ex-web"), "garbage").expect("write");
         assert_eq!(CrashRecord::load(&state, "ex-web"), CrashRecord::default());
         CrashRecord::remove(&state, "ex-web");
-        assert!(!CrashRecord::path(&state, "ex-web").exists());
+        assert!(!state.crash_record("ex-web").exists());
     }
 }

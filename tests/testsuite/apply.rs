@@ -81,9 +81,17 @@ async fn plan_docker(ws: &Workspace, dep: &Deployment) -> Plan {
     )
     .await
     .expect("desired state");
-    Plan::compute(&engine, &state, dep, &d.specs, &d.missing_images, &d.target)
-        .await
-        .expect("plan")
+    apply::compute_plan(
+        &engine,
+        &state,
+        dep,
+        &d.specs,
+        &d.missing_images,
+        &d.target,
+        &ws.unit_dir(),
+    )
+    .await
+    .expect("plan")
 }
 
 fn id_of(container: &str) -> String {
@@ -1459,7 +1467,7 @@ async fn operator_stopped_instance_stays_stopped_through_apply() {
     let b = format!("{name}-b");
     // What `berth stop a` does: the marker, then the container stopped.
     let state = StateDir::new(ws.state_dir());
-    std::fs::write(berth::apply::instance::stopped_marker(&state, &a), b"").expect("marker");
+    std::fs::write(state.stopped_marker(&a), b"").expect("marker");
     docker_ok(&["stop", "-t", "1", &a]);
 
     let plan = plan_docker(&ws, &mk("1")).await;

@@ -14,26 +14,14 @@
 
 use std::path::PathBuf;
 
+use super::StateDir;
 use crate::error::{Error, Result};
-use crate::state::StateDir;
 
-/// `<state>/instances/<container>.stopped` (the same file `apply` honours).
-pub fn stopped_marker(state: &StateDir, container: &str) -> PathBuf {
-    crate::apply::instance::stopped_marker(state, container)
-}
-
-/// `<state>/instances/<container>.restart`
-pub fn restart_request(state: &StateDir, container: &str) -> PathBuf {
-    state.instances_dir().join(format!("{container}.restart"))
-}
-
-/// `<state>/instances/<container>.restarts`
-pub fn restarts_file(state: &StateDir, container: &str) -> PathBuf {
-    state.instances_dir().join(format!("{container}.restarts"))
-}
-
+/// True while the operator's stop holds: `apply` and `up` never start the
+/// instance, not even when its spec changed (a changed instance is
+/// recreated but left stopped); `berth start` removes the marker.
 pub fn is_stopped(state: &StateDir, container: &str) -> bool {
-    stopped_marker(state, container).exists()
+    state.stopped_marker(container).exists()
 }
 
 fn touch(path: PathBuf, text: &str) -> Result<()> {
@@ -54,43 +42,36 @@ fn remove(path: PathBuf) -> Result<()> {
 /// Record that the operator stopped this instance.
 pub fn set_stopped(state: &StateDir, container: &str) -> Result<()> {
     touch(
-        stopped_marker(state, container),
+        state.stopped_marker(container),
         "stopped by `berth stop`; `berth start` starts it again\n",
     )
 }
 
 /// Forget a stop: the instance may run again.
 pub fn clear_stopped(state: &StateDir, container: &str) -> Result<()> {
-    remove(stopped_marker(state, container))
+    remove(state.stopped_marker(container))
 }
 
 /// Ask a running `berth up` for a fresh container.
 pub fn request_restart(state: &StateDir, container: &str) -> Result<()> {
-    touch(restart_request(state, container), "")
+    touch(state.restart_request(container), "")
 }
 
 /// Consume a restart request; true if there was one.
 pub fn take_restart_request(state: &StateDir, container: &str) -> bool {
-    std::fs::remove_file(restart_request(state, container)).is_ok()
+    std::fs::remove_file(state.restart_request(container)).is_ok()
 }
 
 /// Restarts recorded by the foreground supervisor (0 when none).
 pub fn read_restarts(state: &StateDir, container: &str) -> u64 {
-    std::fs::read_to_string(restarts_file(state, container))
+    std::fs::read_to_string(state.restart_count(container))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
 }
 
 pub fn write_restarts(state: &StateDir, container: &str, n: u64) -> Result<()> {
-    touch(restarts_file(state, container), &format!("{n}\n"))
-}
-
-/// Remove the foreground supervisor's files of an instance that is gone
-/// (its restart count and any pending restart request).
-pub fn forget(state: &StateDir, container: &str) {
-    let _ = std::fs::remove_file(restarts_file(state, container));
-    let _ = std::fs::remove_file(restart_request(state, container));
+    touch(state.restart_count(container), &format!("{n}\n"))
 }
 
 #[cfg(test)]
