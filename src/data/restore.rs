@@ -285,7 +285,8 @@ pub async fn restore_verified(
                 refusals.push(volume.clone());
             }
             let save_to = (non_empty && opts.force).then(|| {
-                super::snapshot::snapshots_dir(state, &container)
+                state
+                    .instance_snapshots_dir(&container)
                     .join(format!("pre-restore-{stamp}.tar.zst"))
             });
             plan.insert(
@@ -707,12 +708,7 @@ async fn save_volume(
     progress: &ProgressBar,
 ) -> Result<()> {
     if let Some(dir) = save.parent() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| Error::io(dir, e))?;
+        crate::state::create_private_dir(dir)?;
     }
     let inst = DataInstance {
         deployment: target

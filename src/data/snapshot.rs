@@ -24,12 +24,6 @@ use crate::state::StateDir;
 /// Snapshots kept per instance when the deployment file says nothing.
 pub const DEFAULT_KEEP: usize = 3;
 
-/// Directory holding the snapshots of one instance (kept as a function of
-/// this module for its callers in `data`).
-pub fn snapshots_dir(state: &StateDir, container: &str) -> PathBuf {
-    state.instance_snapshots_dir(container)
-}
-
 /// One snapshot file.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SnapshotInfo {
@@ -82,7 +76,7 @@ pub async fn snapshot_instance(
     let Some(inst) = all.into_iter().find(|i| i.container == container) else {
         return Ok(None);
     };
-    let dir = snapshots_dir(state, container);
+    let dir = state.instance_snapshots_dir(container);
     crate::state::create_private_dir(&dir)?;
     let taken = stamp(std::time::SystemTime::now());
     let base = format!("{revision}-{taken}");
@@ -150,7 +144,7 @@ pub fn prune(state: &StateDir, container: &str, keep: usize) -> Result<()> {
 
 /// Snapshots of one instance, oldest first.
 pub fn list_instance(state: &StateDir, container: &str) -> Result<Vec<SnapshotInfo>> {
-    let dir = snapshots_dir(state, container);
+    let dir = state.instance_snapshots_dir(container);
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -255,7 +249,7 @@ pub fn remove(state: &StateDir, snapshots: &[SnapshotInfo]) -> Result<Vec<PathBu
             }
         }
         removed.push(s.path.clone());
-        let dir = snapshots_dir(state, &s.container);
+        let dir = state.instance_snapshots_dir(&s.container);
         // Only an empty directory goes (remove_dir refuses others).
         let _ = std::fs::remove_dir(&dir);
     }
@@ -270,7 +264,7 @@ mod tests {
     fn list_and_prune_keep_the_newest_revisions_and_every_pre_restore_copy() {
         let tmp = tempfile::tempdir().unwrap();
         let state = StateDir::new(tmp.path());
-        let dir = snapshots_dir(&state, "d-web");
+        let dir = state.instance_snapshots_dir("d-web");
         std::fs::create_dir_all(&dir).unwrap();
         for name in [
             "1-20261125T010000Z.tar.zst",
