@@ -18,6 +18,7 @@ pub mod echo;
 pub mod engine;
 pub mod error;
 pub mod input;
+pub mod instance;
 pub mod integration;
 pub mod names;
 pub mod ops;

@@ -5,9 +5,10 @@
 
 use futures_util::StreamExt;
 
-use super::{PARALLELISM, Reporter, instance::InstanceSpec, lock};
+use super::{PARALLELISM, Reporter, lock};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::instance::InstanceSpec;
 use crate::integration::systemd_ctl::{self, Systemctl};
 use crate::names;
 use crate::state::StateDir;

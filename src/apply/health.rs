@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, ImageInfo};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::instance::ImageInfo;
 use crate::spec::{Deployment, OnUnhealthy};
 use crate::state::StateDir;
 

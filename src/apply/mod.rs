@@ -14,7 +14,6 @@
 
 pub mod destroy;
 pub mod health;
-pub mod instance;
 pub mod lock;
 pub mod observe;
 
@@ -25,11 +24,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-pub use instance::{InstanceSpec, Integration, MountSource, MountSpec};
 pub use observe::compute_plan;
 
-use crate::engine::{Engine, ImageInfo, PullProgress};
+use crate::engine::{Engine, PullProgress};
 use crate::error::{Error, Result};
+use crate::instance::{ImageInfo, InstanceSpec, Integration};
 use crate::integration::systemd::{UnitOptions, host_systemd_version, render_unit};
 use crate::integration::systemd_ctl::{self, Systemctl};
 use crate::names;
@@ -158,7 +157,7 @@ pub async fn desired(
             (images, missing)
         }
     };
-    let specs = instance::resolve(deployment, &images, integration);
+    let specs = crate::instance::resolve(deployment, &images, integration);
     let target = match integration {
         Integration::Systemd => {
             // Units use newer restart settings only where the host's systemd

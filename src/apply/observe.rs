@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::apply::instance::{InstanceSpec, Integration};
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::instance::{InstanceSpec, Integration};
 use crate::names;
 use crate::plan::{self, Observed, Plan, Target};
 use crate::spec::Deployment;

@@ -6,9 +6,10 @@ use clap::Args;
 
 use super::Context;
 use super::plan::{IntegrationArg, berth_path};
-use crate::apply::{self, ApplyOptions, Integration, IntegrationChoice};
+use crate::apply::{self, ApplyOptions, IntegrationChoice};
 use crate::engine::{Engine, PullProgress};
 use crate::error::{Error, Result};
+use crate::instance::Integration;
 use crate::integration::ssh_gateway;
 use crate::plan::Action;
 use crate::ssh::gateway;

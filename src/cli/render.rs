@@ -3,8 +3,9 @@
 use clap::Args;
 
 use super::{Context, OutputFormat};
-use crate::apply::{self, instance::Integration};
+use crate::apply;
 use crate::error::{Error, Result};
+use crate::instance::Integration;
 use crate::integration::systemd::UnitOptions;
 use crate::spec::render::{RenderIntegration, Rendered};
 

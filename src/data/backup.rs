@@ -191,7 +191,7 @@ async fn copy_volume(
     // Volume names hang off the instance's volume owner (which, unlike the
     // container name, does not change with `count`), so the key is what
     // follows it.
-    let owner = crate::apply::instance::volume_owner(&inst.deployment, &inst.service, inst.index);
+    let owner = crate::instance::volume_owner(&inst.deployment, &inst.service, inst.index);
     let key = vol
         .name
         .strip_prefix(&format!("{owner}-"))

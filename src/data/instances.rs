@@ -10,10 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::apply::instance::{InstanceSpec, MountSource};
 use crate::engine::Engine;
 use crate::engine::archive::LABEL_CARRIER;
 use crate::error::{Error, Result};
+use crate::instance::{InstanceSpec, MountSource};
 use crate::names;
 use crate::state::StateDir;
 

@@ -246,8 +246,7 @@ pub async fn restore_verified(
             to_stop.push(l.clone());
         }
         for vol in &inst.volumes {
-            let owner =
-                crate::apply::instance::volume_owner(&target_dep, &inst.service, inst.instance);
+            let owner = crate::instance::volume_owner(&target_dep, &inst.service, inst.instance);
             let volume = names::volume_name(&owner, &vol.key);
             // Whose volume it is, as apply labels it (see `names::Owner::claim`).
             let claimant = names::Owner {

@@ -15,8 +15,8 @@ use bollard::query_parameters::{
 use futures_util::{Stream, StreamExt};
 
 use super::{Engine, is_conflict, is_not_found, is_not_modified, label_filter};
-use crate::apply::instance::{InstanceSpec, MountSource};
 use crate::error::{Error, Result};
+use crate::instance::{InstanceSpec, MountSource};
 use crate::names;
 
 /// How long [`Engine::wait_gone`] waits for a removal in progress.

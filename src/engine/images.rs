@@ -10,20 +10,8 @@ use futures_util::stream::FuturesUnordered;
 
 use super::{Engine, is_not_found, registry};
 use crate::error::{Error, Result};
+use crate::instance::ImageInfo;
 use crate::spec::Protocol;
-
-/// What berth needs to know about a local image.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ImageInfo {
-    /// Content-addressed image ID (`sha256:...`).
-    pub id: String,
-    /// Ports the image `EXPOSE`s, sorted.
-    pub exposed_ports: Vec<(u16, Protocol)>,
-    /// Container paths the image declares as `VOLUME`, sorted.
-    pub volumes: Vec<String>,
-    /// The image declares a `HEALTHCHECK` (other than `NONE`).
-    pub healthcheck: bool,
-}
 
 /// How pull progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

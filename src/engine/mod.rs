@@ -4,7 +4,7 @@
 //! [`Engine`] is a cheap-to-clone handle. Its methods are grouped by object
 //! kind in the submodules: [`images`] (inspect, pull with progress and
 //! registry credentials), [`containers`] (create from an
-//! [`InstanceSpec`](crate::apply::InstanceSpec), start, stop, remove, list,
+//! [`InstanceSpec`](crate::instance::InstanceSpec), start, stop, remove, list,
 //! inspect, wait, logs), [`volumes`] and [`networks`]. Every object berth
 //! creates carries the labels from [`crate::names`].
 //!
@@ -19,7 +19,7 @@
 //! - [`Engine::ensure_volume`], [`Engine::list_volumes`],
 //!   [`Engine::remove_volume`]; [`Engine::ensure_network`],
 //!   [`Engine::remove_network`].
-//! - Creating a container from an [`InstanceSpec`](crate::apply::InstanceSpec):
+//! - Creating a container from an [`InstanceSpec`](crate::instance::InstanceSpec):
 //!   [`Engine::create_container`], or
 //!   [`crate::integration::docker::replace_container`] which first removes a
 //!   stale container of the same name (only if it is this deployment's).
@@ -40,7 +40,7 @@ use bollard::Docker;
 use crate::error::{Error, Result};
 
 pub use containers::{ContainerInfo, ContainerState, ExitStatus};
-pub use images::{ImageInfo, PullProgress};
+pub use images::PullProgress;
 
 /// Oldest engine API berth supports (Docker 20.10).
 pub const MIN_API: (usize, usize) = (1, 41);

@@ -2,9 +2,9 @@
 //! (`unless-stopped` for services that always restart) and the engine keeps
 //! them running. Also the container-replacing step every integration shares.
 
-use crate::apply::instance::InstanceSpec;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::instance::InstanceSpec;
 use crate::names;
 use crate::plan::{Action, InstancePlan};
 use crate::state::StateDir;

@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::apply::{self, InstanceSpec, Integration};
+use crate::apply;
 use crate::engine::{Engine, PullProgress};
 use crate::error::{Error, Result};
+use crate::instance::{InstanceSpec, Integration};
 use crate::spec::{Deployment, RestartPolicy};
 use crate::state::markers::{self, is_stopped as is_stopped_by_operator};
 use crate::state::{Revision, StateDir};

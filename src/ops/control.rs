@@ -16,9 +16,9 @@
 use std::time::{Duration, Instant};
 
 use super::target::Target;
-use crate::apply::instance::InstanceSpec;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::instance::InstanceSpec;
 use crate::spec::InstanceRef;
 use crate::state::StateDir;
 use crate::state::markers;

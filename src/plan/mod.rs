@@ -17,9 +17,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::apply::instance::{InstanceSpec, Integration};
 use crate::engine::{ContainerInfo, ContainerState};
 use crate::error::{Error, Result};
+use crate::instance::{InstanceSpec, Integration};
 use crate::names::{self, Claim};
 use crate::spec::{Deployment, PortMapping, RestartPolicy};
 use crate::state::Revision;
@@ -786,8 +786,8 @@ fn mask_secret(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::instance::resolve;
-    use crate::engine::ImageInfo;
+    use crate::instance::ImageInfo;
+    use crate::instance::resolve;
 
     fn dep(services: serde_json::Value) -> Deployment {
         serde_json::from_value(serde_json::json!({ "name": "d", "services": services }))

@@ -24,9 +24,9 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 
-use crate::apply::InstanceSpec;
 use crate::engine::{Engine, ExitStatus, PullProgress};
 use crate::error::{Error, Result};
+use crate::instance::InstanceSpec;
 use crate::integration::docker::replace_container_with_hash;
 use crate::names;
 use crate::spec::RestartPolicy;

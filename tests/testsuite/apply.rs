@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use berth::apply::destroy::{DestroyOptions, destroy};
-use berth::apply::{self, ApplyOptions, ApplyReport, InstanceSpec, Integration};
+use berth::apply::{self, ApplyOptions, ApplyReport};
 use berth::engine::{Engine, PullProgress};
+use berth::instance::{InstanceSpec, Integration};
 use berth::plan::{Action, Plan};
 use berth::spec::Deployment;
 use berth::state::StateDir;
@@ -753,7 +754,7 @@ async fn supervise_pulls_with_registry_credentials() {
     );
     // Resolve without the image (it is not local) and write the spec, as
     // an apply on another host would have.
-    let specs = berth::apply::instance::resolve(&dep, &BTreeMap::new(), Integration::Systemd);
+    let specs = berth::instance::resolve(&dep, &BTreeMap::new(), Integration::Systemd);
     let state = StateDir::new(ws.state_dir());
     for s in &specs {
         s.write(&state).expect("write spec");

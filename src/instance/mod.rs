@@ -9,14 +9,24 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::engine::ImageInfo;
 use crate::error::{Error, Result};
 use crate::names;
-use crate::spec::{
-    Deployment, Health, InstanceRef, OnUnhealthy, PortMapping, Protocol, RestartPolicy,
-    VolumeSource,
-};
+use crate::spec::{Health, InstanceRef, OnUnhealthy, PortMapping, Protocol, RestartPolicy};
 use crate::state::StateDir;
+
+/// What berth needs to know about a local image (the engine inspects it;
+/// resolution takes its ID, exposed ports and declared volumes).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageInfo {
+    /// Content-addressed image ID (`sha256:...`).
+    pub id: String,
+    /// Ports the image `EXPOSE`s, sorted.
+    pub exposed_ports: Vec<(u16, Protocol)>,
+    /// Container paths the image declares as `VOLUME`, sorted.
+    pub volumes: Vec<String>,
+    /// The image declares a `HEALTHCHECK` (other than `NONE`).
+    pub healthcheck: bool,
+}
 
 /// Which mechanism keeps instances running; decides Docker's restart policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,216 +185,14 @@ pub struct InstanceSpec {
     pub health: Option<Health>,
 }
 
-/// Turn a link alias into the prefix of its variables: `db` → `DB`,
-/// `my-db` → `MY_DB`.
-pub fn link_prefix(alias: &str) -> String {
-    alias
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+mod diff;
+#[cfg(test)]
+mod hash_fixture;
+mod links;
+mod resolve;
 
-/// The legacy `docker run --link` variables for one link.
-///
-/// `ports` are the target's exposed and published ports; `address` is the
-/// name the target is reached by on the deployment network.
-pub fn link_variables(
-    this_container: &str,
-    alias: &str,
-    address: &str,
-    ports: &[(u16, Protocol)],
-) -> BTreeMap<String, String> {
-    let prefix = link_prefix(alias);
-    let mut env = BTreeMap::new();
-    env.insert(
-        format!("{prefix}_NAME"),
-        format!("/{this_container}/{alias}"),
-    );
-    let mut ports: Vec<(u16, Protocol)> = ports
-        .iter()
-        .copied()
-        .filter(|(_, p)| matches!(p, Protocol::Tcp | Protocol::Udp))
-        .collect();
-    ports.sort_by_key(|(p, proto)| (*p, proto.as_str()));
-    ports.dedup();
-    if let Some((p, proto)) = ports.first() {
-        env.insert(
-            format!("{prefix}_PORT"),
-            format!("{}://{address}:{p}", proto.as_str()),
-        );
-    }
-    for (p, proto) in &ports {
-        let up = proto.as_str().to_ascii_uppercase();
-        let base = format!("{prefix}_PORT_{p}_{up}");
-        env.insert(base.clone(), format!("{}://{address}:{p}", proto.as_str()));
-        env.insert(format!("{base}_ADDR"), address.to_string());
-        env.insert(format!("{base}_PORT"), p.to_string());
-        env.insert(format!("{base}_PROTO"), proto.as_str().to_string());
-    }
-    env
-}
-
-/// The prefix of an instance's volume names: [`names::volume_prefix`].
-pub fn volume_owner(deployment: &str, service: &str, index: u32) -> String {
-    names::volume_prefix(deployment, service, index)
-}
-
-/// Resolve every instance of a deployment into its spec.
-///
-/// `images` maps image references to what the engine knows about them; an
-/// image missing from it (not pulled yet, for `plan`) gives an empty
-/// `image_id` and no image-declared volumes or ports.
-pub fn resolve(
-    deployment: &Deployment,
-    images: &BTreeMap<String, ImageInfo>,
-    integration: Integration,
-) -> Vec<InstanceSpec> {
-    let network = names::network_name(&deployment.name);
-    // Extra aliases a service is reached by: the aliases links give it.
-    let mut link_aliases: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for svc in deployment.services.values() {
-        for link in &svc.links {
-            if link.alias != link.target {
-                link_aliases
-                    .entry(link.target.as_str())
-                    .or_default()
-                    .push(link.alias.clone());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for svc in deployment.services.values() {
-        let image = images.get(&svc.image);
-        let mut env = BTreeMap::new();
-        for inst in deployment.service_instances(svc) {
-            env.clear();
-            for link in &svc.links {
-                let Some(target) = deployment.services.get(&link.target) else {
-                    continue;
-                };
-                let mut ports: Vec<(u16, Protocol)> = images
-                    .get(&target.image)
-                    .map(|i| i.exposed_ports.clone())
-                    .unwrap_or_default();
-                ports.extend(target.ports.iter().map(|p| (p.container_port, p.protocol)));
-                env.extend(link_variables(
-                    &inst.container,
-                    &link.alias,
-                    &target.name,
-                    &ports,
-                ));
-            }
-            // The file's env wins over link variables of the same name.
-            env.extend(svc.env.clone());
-            out.push(instance_spec(
-                deployment,
-                &inst,
-                image,
-                &network,
-                env.clone(),
-                link_aliases.get(svc.name.as_str()),
-                integration,
-            ));
-        }
-    }
-    out
-}
-
-fn instance_spec(
-    deployment: &Deployment,
-    inst: &InstanceRef,
-    image: Option<&ImageInfo>,
-    network: &str,
-    env: BTreeMap<String, String>,
-    extra_aliases: Option<&Vec<String>>,
-    integration: Integration,
-) -> InstanceSpec {
-    // `instance_spec` is only called for instances of services in the deployment.
-    let svc = &deployment.services[&inst.service];
-    let owner = volume_owner(&deployment.name, &svc.name, inst.index);
-    let mut mounts: Vec<MountSpec> = svc
-        .volumes
-        .iter()
-        .map(|v| MountSpec {
-            target: v.target.clone(),
-            source: match &v.source {
-                VolumeSource::Named(n) => MountSource::Volume {
-                    name: names::volume_name(&owner, n),
-                    from_image: false,
-                },
-                VolumeSource::Bind(p) => MountSource::Bind { path: p.clone() },
-            },
-            read_only: v.read_only,
-        })
-        .collect();
-    if let Some(image) = image {
-        for path in &image.volumes {
-            let norm = path.trim_end_matches('/');
-            if mounts
-                .iter()
-                .any(|m| m.target.trim_end_matches('/') == norm)
-            {
-                continue;
-            }
-            mounts.push(MountSpec {
-                target: path.clone(),
-                source: MountSource::Volume {
-                    name: names::image_volume_name(&owner, path),
-                    from_image: true,
-                },
-                read_only: false,
-            });
-        }
-    }
-    let mut aliases = vec![svc.name.clone()];
-    if svc.count > 1 {
-        aliases.push(inst.container.clone());
-    }
-    if let Some(extra) = extra_aliases {
-        for a in extra {
-            if !aliases.contains(a) {
-                aliases.push(a.clone());
-            }
-        }
-    }
-    InstanceSpec {
-        deployment: deployment.name.clone(),
-        service: svc.name.clone(),
-        index: inst.index,
-        container: inst.container.clone(),
-        image: svc.image.clone(),
-        image_id: image.map(|i| i.id.clone()).unwrap_or_default(),
-        command: svc.command.clone(),
-        entrypoint: svc.entrypoint.clone(),
-        env,
-        ports: svc.ports.clone(),
-        mounts,
-        network: network.to_string(),
-        aliases,
-        labels: svc.labels.clone(),
-        restart: svc.restart,
-        docker_restart: integration.docker_restart(svc.restart).to_string(),
-        user: svc.user.clone(),
-        workdir: svc.workdir.clone(),
-        hostname: svc.hostname.clone(),
-        memory: svc.memory,
-        cpus: svc.cpus,
-        read_only: svc.read_only,
-        tmpfs: svc.tmpfs.clone(),
-        cap_add: svc.cap_add.clone(),
-        cap_drop: svc.cap_drop.clone(),
-        privileged: svc.privileged,
-        stop_signal: svc.stop_signal.clone(),
-        stop_timeout: svc.stop_timeout_secs(),
-        health: svc.health.clone(),
-    }
-}
+pub use links::{link_prefix, link_variables};
+pub use resolve::{resolve, volume_owner};
 
 impl InstanceSpec {
     /// `sha256:<hex>` of the spec's canonical JSON (maps are sorted, field
@@ -492,7 +300,7 @@ impl InstanceSpec {
         let a = serde_json::to_value(self).unwrap_or_default();
         let b = serde_json::to_value(other).unwrap_or_default();
         let mut out = Vec::new();
-        diff_values("", &a, &b, &mut out);
+        diff::diff_values("", &a, &b, &mut out);
         out
     }
 
@@ -546,51 +354,10 @@ impl InstanceSpec {
     }
 }
 
-fn diff_values(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
-    use serde_json::Value;
-    if a == b {
-        return;
-    }
-    match (a, b) {
-        (Value::Object(ma), Value::Object(mb)) => {
-            let mut keys: Vec<&String> = ma.keys().chain(mb.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                let null = Value::Null;
-                diff_values(
-                    &p,
-                    ma.get(k).unwrap_or(&null),
-                    mb.get(k).unwrap_or(&null),
-                    out,
-                );
-            }
-        }
-        _ => out.push(format!("{path}: {} → {}", short(a), short(b))),
-    }
-}
-
-fn short(v: &serde_json::Value) -> String {
-    let s = match v {
-        serde_json::Value::Null => "(none)".to_string(),
-        other => other.to_string(),
-    };
-    if s.chars().count() > 80 {
-        let cut: String = s.chars().take(77).collect();
-        format!("{cut}...")
-    } else {
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Deployment;
 
     fn dep() -> Deployment {
         serde_json::from_value(serde_json::json!({
@@ -744,163 +511,5 @@ mod tests {
             InstanceSpec::read_all(&state, "e").map(|v| v.len()).ok(),
             Some(0)
         );
-    }
-}
-
-/// The spec hash decides whether a new berth recreates containers that an
-/// older one made: these literals were recorded from the code before the
-/// instance model moved, and must not change (a change here means every
-/// container on every upgraded host is recreated).
-#[cfg(test)]
-mod hash_fixture {
-    use super::*;
-    use crate::spec::{Format, LoadOptions, load_str};
-
-    const FILE: &str = r#"
-name = "fx"
-
-[services.mail]
-image = "mailimg:1"
-ports = ["25:25", "127.0.0.1:4190:4190/tcp", "5353:53/udp", "8080"]
-env = { LOCAL_DOMAINS = "example.org", MAILNAME = "mail.example.org" }
-volumes = ["spool:/var/spool/exim4", "/etc/ssl/certs:/etc/ssl/certs:ro", "data:/data:ro"]
-restart = "always"
-hostname = "mail.example.org"
-labels = { "org.example.role" = "mail", "org.example.tier" = "back" }
-stop_timeout = "30s"
-stop_signal = "SIGQUIT"
-memory = "512m"
-cpus = 1.5
-cap_add = ["NET_ADMIN", "SYS_TIME"]
-cap_drop = ["MKNOD"]
-command = ["exim", "-bdf", "-q30m"]
-entrypoint = ["/entry.sh", "--"]
-user = "mail:mail"
-workdir = "/var/mail"
-read_only = true
-tmpfs = ["/run", "/tmp:size=64m"]
-privileged = true
-health = { cmd = "test -f /tmp/ok", interval = "5s", timeout = "2s", start_period = "10s", retries = 3, on_unhealthy = "ignore" }
-
-[services.web]
-image = "webimg"
-count = 2
-links = ["mail", "mail:smtp"]
-env = ["SMTP_PORT=overridden", "A=b c"]
-command = "httpd -f"
-health = false
-restart = "on-failure"
-"#;
-
-    fn images() -> BTreeMap<String, ImageInfo> {
-        BTreeMap::from([
-            (
-                "mailimg:1".to_string(),
-                ImageInfo {
-                    id: "sha256:1111111111111111111111111111111111111111111111111111111111111111"
-                        .into(),
-                    exposed_ports: vec![(143, Protocol::Tcp), (25, Protocol::Tcp)],
-                    volumes: vec!["/var/spool/exim4/".into(), "/var/lib/state".into()],
-                    healthcheck: true,
-                },
-            ),
-            (
-                "webimg".to_string(),
-                ImageInfo {
-                    id: "sha256:2222222222222222222222222222222222222222222222222222222222222222"
-                        .into(),
-                    ..Default::default()
-                },
-            ),
-        ])
-    }
-
-    fn specs(integration: Integration) -> Vec<InstanceSpec> {
-        let opts = LoadOptions {
-            file: PathBuf::from("/nonexistent/fx.toml"),
-            name: None,
-            set: Vec::new(),
-            env: BTreeMap::new(),
-        };
-        let dep = load_str(&opts, Format::Toml, FILE.into())
-            .unwrap_or_else(|e| panic!("fixture file: {e:?}"));
-        resolve(&dep, &images(), integration)
-    }
-
-    #[test]
-    fn spec_hashes_are_those_of_the_recorded_code() {
-        let want = [
-            (
-                Integration::Systemd,
-                "fx-mail",
-                "sha256:b02e40d8b4211a5fee8d3f15232bb67571a3c20a94c354b6e7624a43d72da85d",
-            ),
-            (
-                Integration::Systemd,
-                "fx-web-1",
-                "sha256:6b9413a7167fdce1314f0266a2ec503ea83d38ec4524191305d6194ead4b3908",
-            ),
-            (
-                Integration::Systemd,
-                "fx-web-2",
-                "sha256:7a8a367660a0fb9cb4dcec107cbe6f0e96e03cfa66017c87d3bf3822d0bc17f8",
-            ),
-            (
-                Integration::Docker,
-                "fx-mail",
-                "sha256:df696da85fbaea924f9a43696fb91a0c2c2991eb61ed9de3cad2a3db8baa1cd7",
-            ),
-            (
-                Integration::Docker,
-                "fx-web-1",
-                "sha256:577ab26be9eb61a352368112e3bc5f77ed8255db342b4fe6f702346279257f6c",
-            ),
-            (
-                Integration::Docker,
-                "fx-web-2",
-                "sha256:b61e1a76d2212c2c30e5ba3016db747a953d2ee064e8ca7787ae2710742d0d79",
-            ),
-        ];
-        let mut got = Vec::new();
-        for integration in [Integration::Systemd, Integration::Docker] {
-            for s in specs(integration) {
-                got.push((integration, s.container.clone(), s.hash()));
-            }
-        }
-        let got: Vec<(Integration, &str, &str)> = got
-            .iter()
-            .map(|(i, c, h)| (*i, c.as_str(), h.as_str()))
-            .collect();
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn the_written_instance_spec_is_the_recorded_json() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let state = StateDir::new(dir.path().join("state"));
-        let want = [
-            (
-                "fx-mail",
-                include_str!("../../tests/fixtures/instance-spec/fx-mail.json"),
-            ),
-            (
-                "fx-web-1",
-                include_str!("../../tests/fixtures/instance-spec/fx-web-1.json"),
-            ),
-        ];
-        let specs = specs(Integration::Systemd);
-        for (container, json) in want {
-            let spec = specs
-                .iter()
-                .find(|s| s.container == container)
-                .unwrap_or_else(|| panic!("{container} resolved"));
-            spec.write(&state).unwrap_or_else(|e| panic!("{e}"));
-            let text = std::fs::read_to_string(state.instance_spec(container))
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(text, json, "{container}");
-            // And it reads back as the same spec (what `berth supervise` runs).
-            let back = InstanceSpec::read(&state, container).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(back.as_ref(), Some(spec));
-        }
     }
 }
