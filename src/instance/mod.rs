@@ -191,8 +191,11 @@ mod hash_fixture;
 mod links;
 mod resolve;
 
+pub use diff::{AbsentTable, FieldChange, json_diff};
 pub use links::{link_prefix, link_variables};
 pub use resolve::{resolve, volume_owner};
+
+use diff::short;
 
 impl InstanceSpec {
     /// `sha256:<hex>` of the spec's canonical JSON (maps are sorted, field
@@ -299,9 +302,10 @@ impl InstanceSpec {
     pub fn diff(&self, other: &InstanceSpec) -> Vec<String> {
         let a = serde_json::to_value(self).unwrap_or_default();
         let b = serde_json::to_value(other).unwrap_or_default();
-        let mut out = Vec::new();
-        diff::diff_values("", &a, &b, &mut out);
-        out
+        json_diff(&a, &b, AbsentTable::Whole)
+            .into_iter()
+            .map(|c| format!("{}: {} → {}", c.path, short(&c.before), short(&c.after)))
+            .collect()
     }
 
     /// Read a spec written by [`InstanceSpec::write`]; `None` if there is none.

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use crate::instance::{AbsentTable, FieldChange, json_diff};
 use crate::spec::Deployment;
 use crate::state::Revision;
 
@@ -134,9 +135,10 @@ pub fn changes(
                 m.remove("ssh");
             }
         }
-        let mut fields = Vec::new();
-        diff(String::new(), &a, &b, &mut fields);
-        for (field, line) in fields {
+        for (field, line) in json_diff(&a, &b, AbsentTable::ByField)
+            .iter()
+            .map(setting_line)
+        {
             if recreated.contains(name) && CONTAINER_FIELDS.contains(&field.as_str()) {
                 explained_elsewhere = true;
                 continue;
@@ -173,44 +175,17 @@ fn set_delta(before: &BTreeSet<String>, after: &BTreeSet<String>) -> String {
     }
 }
 
-/// Field paths that differ, with values where they are short scalars and
-/// not environment (which may hold secrets): `(top-level field, line)`.
-fn diff(path: String, a: &Value, b: &Value, out: &mut Vec<(String, String)>) {
-    if a == b {
-        return;
-    }
-    // A table added or removed: its fields one by one.
-    let empty = Value::Object(Default::default());
-    let (a, b) = match (a, b) {
-        (Value::Null, Value::Object(_)) => (&empty, b),
-        (Value::Object(_), Value::Null) => (a, &empty),
-        _ => (a, b),
-    };
-    if let (Value::Object(ma), Value::Object(mb)) = (a, b) {
-        let keys: BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
-        for k in keys {
-            let p = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            let null = Value::Null;
-            diff(
-                p,
-                ma.get(k).unwrap_or(&null),
-                mb.get(k).unwrap_or(&null),
-                out,
-            );
-        }
-        return;
-    }
+/// A differing field as `(top-level field, line)`, with values where they
+/// are short scalars and not environment (which may hold secrets).
+fn setting_line(c: &FieldChange) -> (String, String) {
+    let path = &c.path;
     let top = path.split('.').next().unwrap_or_default().to_string();
     let secret = top == "env";
-    let line = match (scalar(a), scalar(b)) {
+    let line = match (scalar(&c.before), scalar(&c.after)) {
         (Some(x), Some(y)) if !secret => format!("{path}: {x} → {y}"),
         _ => format!("{path} changed"),
     };
-    out.push((top, line));
+    (top, line)
 }
 
 fn scalar(v: &Value) -> Option<String> {
