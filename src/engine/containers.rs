@@ -158,6 +158,7 @@ pub fn create_body(
         })
         .collect();
     let tmpfs: HashMap<String, String> = spec
+        .settings
         .tmpfs
         .iter()
         .map(|t| match t.split_once(':') {
@@ -179,13 +180,13 @@ pub fn create_body(
             maximum_retry_count: None,
         }),
         network_mode: Some(spec.network.clone()),
-        memory: spec.memory.and_then(|m| i64::try_from(m).ok()),
-        nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
-        readonly_rootfs: Some(spec.read_only),
+        memory: spec.settings.memory.and_then(|m| i64::try_from(m).ok()),
+        nano_cpus: spec.settings.cpus.map(|c| (c * 1e9) as i64),
+        readonly_rootfs: Some(spec.settings.read_only),
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
-        cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
-        cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
-        privileged: Some(spec.privileged),
+        cap_add: (!spec.settings.cap_add.is_empty()).then(|| spec.settings.cap_add.clone()),
+        cap_drop: (!spec.settings.cap_drop.is_empty()).then(|| spec.settings.cap_drop.clone()),
+        privileged: Some(spec.settings.privileged),
         ..Default::default()
     };
     let endpoint = EndpointSettings {
@@ -213,8 +214,8 @@ pub fn create_body(
     });
     ContainerCreateBody {
         healthcheck,
-        hostname: spec.hostname.clone(),
-        user: spec.user.clone(),
+        hostname: spec.settings.hostname.clone(),
+        user: spec.settings.user.clone(),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         cmd: spec.command.clone(),
@@ -224,9 +225,9 @@ pub fn create_body(
         } else {
             spec.image_id.clone()
         }),
-        working_dir: spec.workdir.clone(),
+        working_dir: spec.settings.workdir.clone(),
         labels: Some(labels),
-        stop_signal: spec.stop_signal.clone(),
+        stop_signal: spec.settings.stop_signal.clone(),
         stop_timeout: i64::try_from(spec.stop_timeout).ok(),
         host_config: Some(host_config),
         networking_config: Some(NetworkingConfig {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::*;
-use crate::spec::{Format, LoadOptions, load_str};
+use crate::spec::{Deployment, Format, LoadOptions, load_str};
 
 const FILE: &str = r#"
 name = "fx"
@@ -68,16 +68,29 @@ fn images() -> BTreeMap<String, ImageInfo> {
     ])
 }
 
-fn specs(integration: Integration) -> Vec<InstanceSpec> {
+fn deployment() -> Deployment {
     let opts = LoadOptions {
         file: PathBuf::from("/nonexistent/fx.toml"),
         name: None,
         set: Vec::new(),
         env: BTreeMap::new(),
     };
-    let dep = load_str(&opts, Format::Toml, FILE.into())
-        .unwrap_or_else(|e| panic!("fixture file: {e:?}"));
-    resolve(&dep, &images(), integration)
+    load_str(&opts, Format::Toml, FILE.into()).unwrap_or_else(|e| panic!("fixture file: {e:?}"))
+}
+
+fn specs(integration: Integration) -> Vec<InstanceSpec> {
+    resolve(&deployment(), &images(), integration)
+}
+
+/// The deployment as a revision records it reads back as itself: the
+/// settings shared with the instance spec survive the round trip.
+#[test]
+fn the_deployment_round_trips_through_its_recorded_json() {
+    let dep = deployment();
+    let json = serde_json::to_string_pretty(&dep).unwrap_or_else(|e| panic!("{e}"));
+    let back: Deployment = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, dep);
+    assert_eq!(dep.services["mail"].settings.cpus, Some(1.5));
 }
 
 #[test]

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::names;
-use crate::spec::{Health, InstanceRef, OnUnhealthy, PortMapping, Protocol, RestartPolicy};
+use crate::spec::{
+    ContainerSettings, Health, InstanceRef, OnUnhealthy, PortMapping, Protocol, RestartPolicy,
+};
 use crate::state::StateDir;
 
 /// What berth needs to know about a local image (the engine inspects it;
@@ -144,39 +146,9 @@ pub struct InstanceSpec {
     pub restart: RestartPolicy,
     /// Docker's restart policy for the container (`no`, `unless-stopped`, `on-failure`).
     pub docker_restart: String,
-    /// `user[:group]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// Working directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workdir: Option<String>,
-    /// Host name inside the container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    /// Memory limit in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<u64>,
-    /// CPU limit in cores.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpus: Option<f64>,
-    /// Read-only root file system.
-    #[serde(default)]
-    pub read_only: bool,
-    /// tmpfs mounts (`/run` or `/run:size=64m`).
-    #[serde(default)]
-    pub tmpfs: Vec<String>,
-    /// Capabilities added.
-    #[serde(default)]
-    pub cap_add: Vec<String>,
-    /// Capabilities dropped.
-    #[serde(default)]
-    pub cap_drop: Vec<String>,
-    /// Privileged container.
-    #[serde(default)]
-    pub privileged: bool,
-    /// Stop signal (image default when unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_signal: Option<String>,
+    /// The service's container settings, as the file sets them.
+    #[serde(flatten)]
+    pub settings: ContainerSettings,
     /// Seconds between the stop signal and SIGKILL.
     pub stop_timeout: u64,
     /// The file's health check (or `health = false`); `None`: the image's,

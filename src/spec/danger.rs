@@ -230,7 +230,7 @@ pub fn warnings(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, Serv
                 );
             }
         }
-        if svc.privileged {
+        if svc.settings.privileged {
             d.warn(
                 sp.privileged.unwrap_or(sp.name),
                 format!(
@@ -240,7 +240,7 @@ pub fn warnings(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, Serv
                 "add only the capabilities the service needs with cap_add, and remove privileged = true",
             );
         }
-        for (i, cap) in svc.cap_add.iter().enumerate() {
+        for (i, cap) in svc.settings.cap_add.iter().enumerate() {
             if let Some((_, why)) = DANGEROUS_CAPS.iter().find(|(c, _)| c == cap) {
                 d.warn(
                     sp.cap_add.get(i).copied().unwrap_or(sp.name),

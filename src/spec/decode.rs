@@ -707,7 +707,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                         && u.split(':').count() <= 2
                         && !u.chars().any(|c| c.is_whitespace() || c.is_control());
                     if ok {
-                        svc.user = Some(u);
+                        svc.settings.user = Some(u);
                     } else {
                         d.err(v.span, format!("`{what}` {u:?} is not a user"), "write a user name or uid, optionally with a group: \"1000:1000\"");
                     }
@@ -716,7 +716,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
             "workdir" => {
                 if let Some(w) = d.string(v, &what) {
                     if w.starts_with('/') {
-                        svc.workdir = Some(w);
+                        svc.settings.workdir = Some(w);
                     } else {
                         d.err(v.span, format!("`{what}` must be an absolute path, found {w:?}"), "write the directory inside the container from the root, e.g. \"/app\"");
                     }
@@ -725,7 +725,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
             "hostname" => {
                 if let Some(h) = d.string(v, &what) {
                     match values::check_hostname(&h) {
-                        Ok(()) => svc.hostname = Some(h),
+                        Ok(()) => svc.settings.hostname = Some(h),
                         Err(p) => d.problem(v.span, p),
                     }
                 }
@@ -777,7 +777,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
             "stop_signal" => {
                 if let Some(sig) = d.string_or_number(v, &what) {
                     match values::parse_signal(&sig) {
-                        Ok(s) => svc.stop_signal = Some(s),
+                        Ok(s) => svc.settings.stop_signal = Some(s),
                         Err(p) => d.problem(v.span, p),
                     }
                 }
@@ -793,7 +793,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                 };
                 if let Some(t) = text {
                     match values::parse_memory(&t) {
-                        Ok(b) => svc.memory = Some(b),
+                        Ok(b) => svc.settings.memory = Some(b),
                         Err(p) => d.problem(v.span, p),
                     }
                 }
@@ -816,7 +816,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                 };
                 if let Some(n) = n {
                     if n.is_finite() && n > 0.0 && n <= 1024.0 {
-                        svc.cpus = Some(n);
+                        svc.settings.cpus = Some(n);
                     } else {
                         d.err(v.span, format!("`{what}` must be a number of cores greater than 0, found {n}"), "write a number of cores, e.g. 0.5 or 2");
                     }
@@ -824,7 +824,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
             }
             "read_only" => {
                 if let Some(b) = d.boolean(v, &what) {
-                    svc.read_only = b;
+                    svc.settings.read_only = b;
                 }
             }
             "snapshot_on_upgrade" => {
@@ -835,7 +835,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
             "snapshots_keep" => svc.snapshots_keep = keep_count(d, v, &what),
             "privileged" => match &v.value {
                 Value::Bool(b) => {
-                    svc.privileged = *b;
+                    svc.settings.privileged = *b;
                     spans.privileged = Some(v.span);
                 }
                 _ => d.type_err(
@@ -850,7 +850,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                     for (t, span) in l {
                         let path = t.split(':').next().unwrap_or("");
                         if path.starts_with('/') {
-                            svc.tmpfs.push(t);
+                            svc.settings.tmpfs.push(t);
                         } else {
                             d.err(span, format!("tmpfs `{t}` is not an absolute container path"), "write \"/run\" or \"/run:size=64m\"");
                         }
@@ -871,10 +871,10 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                         }
                     }
                     if e.key == "cap_add" {
-                        svc.cap_add = caps;
+                        svc.settings.cap_add = caps;
                         spans.cap_add = cap_spans;
                     } else {
-                        svc.cap_drop = caps;
+                        svc.settings.cap_drop = caps;
                     }
                 }
             }

@@ -76,36 +76,14 @@ pub struct Service {
     pub ssh_shell: Option<String>,
     #[serde(default)]
     pub restart: RestartPolicy,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workdir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
+    /// The settings the instance spec carries as they are.
+    #[serde(flatten)]
+    pub settings: ContainerSettings,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Seconds the container gets between the stop signal and SIGKILL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_signal: Option<String>,
-    /// Memory limit in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<u64>,
-    /// CPU limit in cores (0.5 = half a core).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpus: Option<f64>,
-    #[serde(default)]
-    pub read_only: bool,
-    /// Container paths mounted as tmpfs (`/run` or `/run:size=64m`).
-    #[serde(default)]
-    pub tmpfs: Vec<String>,
-    #[serde(default)]
-    pub cap_add: Vec<String>,
-    #[serde(default)]
-    pub cap_drop: Vec<String>,
-    #[serde(default)]
-    pub privileged: bool,
     /// Snapshot the instance's volumes before `apply` recreates it for a
     /// changed image (`snapshot_on_upgrade`, default true).
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
@@ -117,6 +95,47 @@ pub struct Service {
     /// image's. `None`: whatever the image declares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+}
+
+/// The container settings a service sets and its instances' specs carry
+/// unchanged: a setting added here reaches the instance spec (and its hash)
+/// with no other edit. Flattened into both, in this order, so their JSON
+/// (and the spec hash) reads as it did when these were fields of each.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ContainerSettings {
+    /// `user[:group]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Host name inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Memory limit in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// CPU limit in cores (0.5 = half a core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Read-only root file system.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Container paths mounted as tmpfs (`/run` or `/run:size=64m`).
+    #[serde(default)]
+    pub tmpfs: Vec<String>,
+    /// Capabilities added.
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// Capabilities dropped.
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// Privileged container.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Stop signal (image default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
 }
 
 /// A service's health check: Docker runs it, berth acts on it.
@@ -187,19 +206,9 @@ impl Service {
             ssh: vec![],
             ssh_shell: None,
             restart: RestartPolicy::Always,
-            user: None,
-            workdir: None,
-            hostname: None,
+            settings: ContainerSettings::default(),
             labels: BTreeMap::new(),
             stop_timeout: None,
-            stop_signal: None,
-            memory: None,
-            cpus: None,
-            read_only: false,
-            tmpfs: vec![],
-            cap_add: vec![],
-            cap_drop: vec![],
-            privileged: false,
             snapshot_on_upgrade: true,
             snapshots_keep: None,
             health: None,

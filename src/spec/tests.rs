@@ -47,7 +47,7 @@ fn the_native_example_is_the_same_model_in_every_format() {
     assert_eq!(mail.env["RELAY_HOST"], "smtp.example.net");
     assert_eq!(mail.env["MAILNAME"], "mail.example.org");
     assert_eq!(mail.stop_timeout, Some(30));
-    assert_eq!(mail.memory, Some(512 << 20));
+    assert_eq!(mail.settings.memory, Some(512 << 20));
     assert_eq!(mail.ports[5].host_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(mail.ssh, vec!["admin", "ops"]);
     let rc = &toml.services["roundcube"];
