@@ -2,6 +2,11 @@
 //! resolved from the deployment and the image. It is what `apply` compares
 //! (through its hash) and what `berth supervise <container>` runs, read from
 //! `<state>/instances/<container>.json`, without the deployment file.
+//!
+//! The layer between the deployment model (`spec`) and everything that acts
+//! on containers (`engine`, `plan`, `apply`, the integrations, `ops`,
+//! `data`): it imports none of them. [`resolve`] builds the specs (with
+//! [`link_variables`]); [`json_diff`] is the one field-by-field diff.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
