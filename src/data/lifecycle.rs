@@ -160,6 +160,8 @@ pub async fn rollback(
             }
         )));
     };
+    // Refused before anything is copied or stopped, as the apply would refuse it.
+    converge::check(&target.deployment, opts)?;
     // Snapshots to restore are found before the apply, which may prune.
     let mut snapshots = Vec::new();
     let mut without_snapshot = Vec::new();
@@ -211,8 +213,6 @@ pub async fn rollback(
     };
     let mut held = Vec::new();
     {
-        // Refused before anything stops, as the apply would refuse it.
-        converge::check(&dep, opts)?;
         let _lock = lock(state, deployment, opts.apply.lock_timeout, &report).await?;
         for s in &snapshots {
             let Some(inst) = current

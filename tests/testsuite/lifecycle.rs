@@ -738,3 +738,90 @@ fn restore_without_apply_refuses_apply_flags() {
         );
     }
 }
+
+/// The library's backup and restore take the deployment's apply lock
+/// themselves: called directly while an apply holds it, backup waits (and
+/// says so) and restore gives up after its lock timeout, nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_backup_and_restore_take_the_apply_lock() {
+    use berth::data::{backup, restore};
+    use std::sync::{Arc, Mutex};
+    let name = unique_name("liblock");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let img = busybox_image("lifecycle-v1", "LABEL version=1");
+    ws.write("berth.toml", &file(&name, &img, ""));
+    run_ok(&ws, &["apply", "--integration", "docker"]);
+    let engine = berth::engine::Engine::connect()
+        .await
+        .expect("engine reachable");
+    let state = berth::state::StateDir::new(ws.state_dir());
+    let archive = ws.path().join("lib.tar.zst");
+    run_ok(
+        &ws,
+        &["backup", "--all", "-o", archive.to_str().expect("UTF-8")],
+    );
+
+    let held = berth::apply::lock::lock_deployment(&state, &name, None, || {})
+        .await
+        .expect("lock");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = lines.clone();
+    let report: berth::apply::Reporter = Arc::new(move |l| {
+        if let Ok(mut v) = seen.lock() {
+            v.push(l);
+        }
+    });
+    let err = restore::restore(
+        &engine,
+        &state,
+        &archive,
+        &restore::RestoreOptions {
+            force: true,
+            ..Default::default()
+        },
+        Some(Duration::from_millis(300)),
+        &report,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .expect_err("restore gives up while the lock is held");
+    assert!(err.to_string().contains("still holds"), "{err}");
+
+    let second = ws.path().join("second.tar.zst");
+    let progress = indicatif::ProgressBar::hidden();
+    let waiting = backup::backup_deployment(
+        &engine,
+        &state,
+        &name,
+        &[],
+        backup::Output::File(second.clone()),
+        false,
+        false,
+        &report,
+        &progress,
+    );
+    tokio::pin!(waiting);
+    let says = |l: &Arc<Mutex<Vec<String>>>| {
+        l.lock()
+            .map(|v| {
+                v.iter()
+                    .filter(|l| l.contains("waiting for another berth apply"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    // Polled until it has said it waits (the restore said so once already).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while says(&lines) < 2 {
+        assert!(std::time::Instant::now() < deadline, "backup never waited");
+        tokio::select! {
+            r = &mut waiting => panic!("backup ran while the lock was held: {:?}", r.map(|_| ())),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    assert!(!second.exists(), "nothing written while waiting");
+    drop(held);
+    waiting.await.expect("backup once the lock is free");
+    assert!(second.exists());
+}
