@@ -181,6 +181,31 @@ pub(crate) mod tests {
         }
     }
 
+    /// `resolve_name` follows `resolve`'s rules (the file first, a checked
+    /// name, else the only applied deployment) but does not need the name
+    /// applied: backup and snapshots work on what a deployment left behind.
+    #[test]
+    fn resolve_name_follows_resolve_without_needing_the_name_applied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().join("state"));
+        let missing = dir.path().join("berth.toml");
+        let no_file = || -> Result<Deployment> { panic!("no file to load") };
+        assert_eq!(
+            resolve_name(&state, &missing, Some("gone"), no_file).expect("a name"),
+            "gone"
+        );
+        let err = resolve(&state, &missing, Some("gone"), no_file).expect_err("not applied");
+        assert_eq!(err.exit_code(), 2);
+        let bad = resolve_name(&state, &missing, Some("Bad Name"), no_file).expect_err("bad");
+        assert_eq!(bad.exit_code(), 2);
+        let none = resolve_name(&state, &missing, None, no_file).expect_err("nothing applied");
+        assert!(none.to_string().contains("--name NAME"), "{none}");
+        let present = dir.path().join("present.toml");
+        std::fs::write(&present, "").expect("write");
+        let from_file = resolve_name(&state, &present, Some("other"), || Ok(deployment(&[])));
+        assert_eq!(from_file.expect("the file's"), "ex");
+    }
+
     #[test]
     fn selects_services_and_instances() {
         let d = deployment(&[("mail", 1), ("web", 3)]);
