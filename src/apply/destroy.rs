@@ -24,6 +24,8 @@ pub struct DestroyOptions {
     pub systemctl: bool,
     /// Give up waiting for a running apply after this long.
     pub lock_timeout: Option<std::time::Duration>,
+    /// The `berth` binary the SSH gateway unit runs, should it be rewritten.
+    pub berth_path: std::path::PathBuf,
 }
 
 /// What a destroy removed.
@@ -147,6 +149,21 @@ pub async fn destroy(
         Ok(()) => out.state_files.push(dir),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(dir, e)),
+    }
+    // The host's SSH gateway unit goes with the last deployment granting
+    // keys; a host without one (not systemd) gets none.
+    if crate::integration::ssh_gateway::unit_path(&opts.unit_dir).exists() {
+        super::converge::reconcile_gateway(
+            state,
+            super::Integration::Systemd,
+            &opts.unit_dir,
+            &opts.berth_path,
+            None,
+            opts.systemctl,
+            None,
+            &report,
+        )
+        .await?;
     }
     Ok(out)
 }

@@ -12,6 +12,7 @@
 //! apply killed at any point and run again converges. Volumes are never
 //! removed here.
 
+pub mod converge;
 pub mod destroy;
 pub mod health;
 pub mod lock;

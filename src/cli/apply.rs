@@ -6,13 +6,11 @@ use clap::Args;
 
 use super::Context;
 use super::plan::{IntegrationArg, berth_path};
+use crate::apply::converge::{self, ConvergeOptions, Outcome};
 use crate::apply::{self, ApplyOptions, IntegrationChoice};
 use crate::engine::{Engine, PullProgress};
-use crate::error::{Error, Result};
-use crate::instance::Integration;
-use crate::integration::ssh_gateway;
+use crate::error::Result;
 use crate::plan::Action;
-use crate::ssh::gateway;
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -46,19 +44,23 @@ pub struct ApplyArgs {
     pub ssh_listen: Option<String>,
 }
 
-/// The apply options the flags ask for.
-pub(crate) fn apply_options(args: &ApplyArgs, ctx: &Context) -> ApplyOptions {
-    ApplyOptions {
-        integration: IntegrationChoice::from(args.integration).resolve(),
-        unit_dir: ctx.global.unit_dir.clone(),
-        systemctl: !args.no_systemctl,
-        berth_path: berth_path(),
-        lock_timeout: args.lock_timeout,
-        progress: if args.quiet {
-            PullProgress::Quiet
-        } else {
-            PullProgress::Auto
+/// The options the flags ask for.
+pub(crate) fn converge_options(args: &ApplyArgs, ctx: &Context) -> ConvergeOptions {
+    ConvergeOptions {
+        apply: ApplyOptions {
+            integration: IntegrationChoice::from(args.integration).resolve(),
+            unit_dir: ctx.global.unit_dir.clone(),
+            systemctl: !args.no_systemctl,
+            berth_path: berth_path(),
+            lock_timeout: args.lock_timeout,
+            progress: if args.quiet {
+                PullProgress::Quiet
+            } else {
+                PullProgress::Auto
+            },
         },
+        ssh_listen: args.ssh_listen.clone(),
+        wait: args.wait.then_some(args.wait_timeout),
     }
 }
 
@@ -75,108 +77,54 @@ pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 2m, 1h)"))
 }
 
+/// The systemctl commands `--no-systemctl` left to the operator, then the
+/// outcome of `--wait` (printed after the command's summary line).
+pub(crate) fn finish(outcome: Outcome, quiet: bool) -> Result<u8> {
+    if !quiet && !outcome.pending_systemctl.is_empty() {
+        println!("systemctl was not run (--no-systemctl); to activate the units run:");
+        for c in &outcome.pending_systemctl {
+            println!("  {c}");
+        }
+    }
+    if let Some(waited) = outcome.waited {
+        waited?;
+        if !quiet {
+            println!(
+                "{}: every instance is running and healthy",
+                outcome.deployment
+            );
+        }
+    }
+    Ok(0)
+}
+
 /// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<u8> {
     let deployment = ctx.load_deployment_warned()?;
-    if let Some(l) = &args.ssh_listen {
-        crate::ssh::gateway::check_listen(l).map_err(|_| {
-            Error::Usage(format!(
-                "--ssh-listen {:?}: expected ADDR:PORT, for example 0.0.0.0:2222 or 127.0.0.1:2200",
-                l
-            ))
-        })?;
-    }
-    let integration = IntegrationChoice::from(args.integration).resolve();
-    if integration == Integration::Systemd {
-        ssh_gateway::check_unit_clash(&deployment)?;
-    }
+    let opts = converge_options(&args, ctx);
     let engine = Engine::connect().await?;
-    let state = ctx.state_dir();
-    let opts = ApplyOptions {
-        integration,
-        unit_dir: ctx.global.unit_dir.clone(),
-        systemctl: !args.no_systemctl,
-        berth_path: berth_path(),
-        lock_timeout: args.lock_timeout,
-        progress: if args.quiet {
-            PullProgress::Quiet
-        } else {
-            PullProgress::Auto
-        },
-    };
-    let quiet = args.quiet;
-    let reporter: apply::Reporter = std::sync::Arc::new(move |line: String| {
-        if !quiet {
-            eprintln!("{line}");
-        }
-    });
-    let report = apply::apply(&engine, &state, &deployment, &opts, reporter.clone())
-        .await
-        .map_err(|e| match e {
-            Error::Runtime(m) => Error::Runtime(format!("apply of {}: {m}", deployment.name)),
-            other => other,
-        })?;
-    let mut gateway_pending = Vec::new();
-    match opts.integration {
-        Integration::Systemd => {
-            let g = ssh_gateway::reconcile_unit(
-                &state,
-                &opts.unit_dir,
-                &opts.berth_path,
-                args.ssh_listen.as_deref(),
-                opts.systemctl,
-            )
-            .await
-            .map_err(|e| Error::Runtime(format!("SSH gateway unit: {e}")))?;
-            match &g.change {
-                ssh_gateway::UnitChange::Installed { listen } => reporter(format!(
-                    "installed {} (listening on {listen})",
-                    gateway::UNIT_NAME
-                )),
-                ssh_gateway::UnitChange::Updated { listen } => reporter(format!(
-                    "updated {} (listening on {listen})",
-                    gateway::UNIT_NAME
-                )),
-                ssh_gateway::UnitChange::Removed => reporter(format!(
-                    "removed {} (no deployment grants ssh keys)",
-                    gateway::UNIT_NAME
-                )),
-                ssh_gateway::UnitChange::Unchanged => {}
-            }
-            gateway_pending = g.pending;
-        }
-        Integration::Docker => {
-            if let Some(hint) = ssh_gateway::docker_hint(&deployment, args.ssh_listen.as_deref()) {
-                reporter(hint);
-            }
-        }
-        Integration::Foreground => {}
-    }
+    let outcome = converge::converge(
+        &engine,
+        &ctx.state_dir(),
+        &deployment,
+        &opts,
+        reporter(args.quiet),
+    )
+    .await?;
+    let report = &outcome.applied;
     let count = |a: Action| report.plan.with_action(a).count();
-    if !quiet {
+    if !args.quiet {
         println!(
             "{}: revision {} applied ({}): {} created, {} recreated, {} started, {} removed, {} unchanged",
             deployment.name,
             report.revision,
-            opts.integration.as_str(),
+            opts.apply.integration.as_str(),
             count(Action::Create),
             count(Action::Recreate),
             count(Action::Start),
             count(Action::Remove),
             count(Action::Unchanged),
         );
-        if !report.pending_systemctl.is_empty() || !gateway_pending.is_empty() {
-            println!("systemctl was not run (--no-systemctl); to activate the units run:");
-            for c in report.pending_systemctl.iter().chain(&gateway_pending) {
-                println!("  {c}");
-            }
-        }
     }
-    if args.wait {
-        apply::health::wait_deployment(&engine, &state, &deployment, args.wait_timeout).await?;
-        if !quiet {
-            println!("{}: every instance is running and healthy", deployment.name);
-        }
-    }
-    Ok(0)
+    finish(outcome, args.quiet)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::Context;
-use crate::data::{backup, instances};
+use crate::data::backup;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
@@ -37,54 +37,28 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
     }
     let deployment = deployment_name(ctx)?;
     let engine = Engine::connect().await?;
-    let state = ctx.state_dir();
-    let spec = if args.with_spec {
-        match state.read_current(&deployment)? {
-            Some(r) => Some(Box::new(r)),
-            None => {
-                return Err(Error::Usage(format!(
-                    "--with-spec: deployment {deployment} was never applied with state directory {}; there is no applied deployment to store",
-                    state.root().display()
-                )));
-            }
+    let to_stdout = args.output.as_os_str() == "-";
+    let output = if to_stdout {
+        backup::Output::Stream {
+            name: "<stdout>".into(),
+            writer: Box::new(std::io::stdout()),
         }
     } else {
-        None
+        backup::Output::File(args.output.clone())
     };
-    // Not while an apply (or restore, rollback) of the deployment runs.
-    let _lock =
-        crate::data::lifecycle::lock(&state, &deployment, &super::apply::reporter(false)).await?;
-    let all = instances::discover(&engine, &state, &deployment).await?;
-    if all.is_empty() {
-        return Err(Error::Usage(format!(
-            "deployment {deployment} has no volumes on this engine; nothing to back up"
-        )));
-    }
-    let chosen = instances::select(all, &args.services)?;
-    let opts = backup::BackupOptions {
-        live: args.live,
-        spec,
-    };
-    let to_stdout = args.output.as_os_str() == "-";
     let progress = data_progress();
-    let manifest = if to_stdout {
-        let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
-        let (m, mut out) =
-            backup::backup(&engine, &state, &deployment, &chosen, out, &opts, &progress).await?;
-        std::io::Write::flush(&mut out).map_err(|e| Error::io("<stdout>", e))?;
-        m
-    } else {
-        backup::backup_to_file(
-            &engine,
-            &state,
-            &deployment,
-            &chosen,
-            &args.output,
-            &opts,
-            &progress,
-        )
-        .await?
-    };
+    let manifest = backup::backup_deployment(
+        &engine,
+        &ctx.state_dir(),
+        &deployment,
+        &args.services,
+        output,
+        args.live,
+        args.with_spec,
+        &super::apply::reporter(false),
+        &progress,
+    )
+    .await?;
     progress.finish_and_clear();
     let volumes: Vec<_> = manifest.volumes().collect();
     let bytes: u64 = volumes.iter().map(|(_, v)| v.size).sum();
@@ -104,32 +78,16 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// The deployment to work on: `--name`, else the deployment file's name
-/// when the file exists, else the only deployment applied in the state
-/// directory.
+/// The deployment to work on ([`crate::ops::target::resolve_name`]): the
+/// deployment file's when it exists, else `--name`, else the only
+/// deployment applied in the state directory.
 pub(super) fn deployment_name(ctx: &Context) -> Result<String> {
-    if let Some(n) = &ctx.global.name {
-        crate::names::check_name(n).map_err(|p| Error::Usage(format!("--name {n:?} {p}")))?;
-        return Ok(n.clone());
-    }
-    if crate::input::present(&ctx.global.file) {
-        return Ok(ctx.load_deployment()?.name);
-    }
-    let state = ctx.state_dir();
-    match state.list_deployments()?.as_slice() {
-        [only] => Ok(only.clone()),
-        [] => Err(Error::Usage(format!(
-            "no deployment file {} and no deployment applied in {}; pass -f FILE or --name NAME",
-            ctx.global.file.display(),
-            state.root().display()
-        ))),
-        many => Err(Error::Usage(format!(
-            "no deployment file {} and several deployments are applied in {} ({}); choose one with -f FILE or --name NAME",
-            ctx.global.file.display(),
-            state.root().display(),
-            many.join(", ")
-        ))),
-    }
+    crate::ops::target::resolve_name(
+        &ctx.state_dir(),
+        &ctx.global.file,
+        ctx.global.name.as_deref(),
+        || ctx.load_deployment(),
+    )
 }
 
 /// A byte counter on stderr when it is a terminal; hidden otherwise.

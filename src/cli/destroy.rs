@@ -9,7 +9,6 @@ use super::Context;
 use crate::apply::destroy::{DestroyOptions, destroy};
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::integration::ssh_gateway;
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
@@ -37,28 +36,11 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<u8> {
         unit_dir: ctx.global.unit_dir.clone(),
         systemctl: !args.no_systemctl,
         lock_timeout: args.lock_timeout,
+        berth_path: super::plan::berth_path(),
     };
     let reporter: crate::apply::Reporter = std::sync::Arc::new(|l: String| eprintln!("{l}"));
     let state = ctx.state_dir();
     let report = destroy(&engine, &state, &name, &opts, reporter).await?;
-    // The host's SSH gateway unit goes with the last deployment granting keys.
-    if ssh_gateway::unit_path(&opts.unit_dir).exists() {
-        let g = ssh_gateway::reconcile_unit(
-            &state,
-            &opts.unit_dir,
-            &super::plan::berth_path(),
-            None,
-            opts.systemctl,
-        )
-        .await
-        .map_err(|e| crate::error::Error::Runtime(format!("SSH gateway unit: {e}")))?;
-        if g.change == ssh_gateway::UnitChange::Removed {
-            eprintln!(
-                "removed unit {} (no deployment grants ssh keys)",
-                crate::ssh::gateway::UNIT_NAME
-            );
-        }
-    }
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     let n = |v: usize, what: &str| format!("{v} {what}{}", plural(v));
     println!(

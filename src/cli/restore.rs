@@ -43,62 +43,74 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> Result<u8> {
             "restore reads the archive twice (all checksums first, then the data): give a file, not -".into(),
         ));
     }
+    let quiet = args.apply_args.quiet;
+    if !args.apply {
+        let a = &args.apply_args;
+        let applying = [
+            (
+                a.integration != super::plan::IntegrationArg::Auto,
+                "--integration",
+            ),
+            (a.no_systemctl, "--no-systemctl"),
+            (a.wait, "--wait"),
+            (a.ssh_listen.is_some(), "--ssh-listen"),
+        ];
+        if let Some((_, flag)) = applying.iter().find(|(given, _)| *given) {
+            return Err(Error::Usage(format!(
+                "{flag} is about applying the deployment: it needs --apply"
+            )));
+        }
+    }
+    let engine = Engine::connect().await?;
+    let state = ctx.state_dir();
+    let progress = super::backup::data_progress();
+    let rename = args.deployment.or_else(|| ctx.global.name.clone());
     if args.apply {
-        let engine = Engine::connect().await?;
-        let opts = super::apply::apply_options(&args.apply_args, ctx);
-        let progress = super::backup::data_progress();
-        let rename = args.deployment.or_else(|| ctx.global.name.clone());
-        let (restored, applied) = crate::data::lifecycle::restore_and_apply(
+        let opts = super::apply::converge_options(&args.apply_args, ctx);
+        let (restored, outcome) = crate::data::lifecycle::restore_and_apply(
             &engine,
-            &ctx.state_dir(),
+            &state,
             &args.file,
             rename.as_deref(),
             args.force,
             args.allow_special_files,
             &opts,
-            super::apply::reporter(args.apply_args.quiet),
+            super::apply::reporter(quiet),
             &progress,
         )
         .await?;
         progress.finish_and_clear();
-        println!(
-            "restored {} volume{} and applied revision {} ({} instance{})",
-            restored.len(),
-            if restored.len() == 1 { "" } else { "s" },
-            applied.revision,
-            applied.plan.instances.len(),
-            if applied.plan.instances.len() == 1 {
-                ""
-            } else {
-                "s"
-            },
-        );
-        return Ok(0);
+        let applied = &outcome.applied;
+        let n = applied.plan.instances.len();
+        if !quiet {
+            println!(
+                "restored {} volume{} and applied revision {} ({n} instance{})",
+                restored.len(),
+                if restored.len() == 1 { "" } else { "s" },
+                applied.revision,
+                if n == 1 { "" } else { "s" },
+            );
+        }
+        return super::apply::finish(outcome, quiet);
     }
     let opts = restore::RestoreOptions {
         services: args.services,
         force: args.force,
-        deployment: args.deployment.or_else(|| ctx.global.name.clone()),
+        deployment: rename,
         allow_special_files: args.allow_special_files,
     };
-    let engine = Engine::connect().await?;
-    let state = ctx.state_dir();
-    // Not while an apply (or backup, rollback) of the target deployment runs.
-    let progress = super::backup::data_progress();
-    progress.set_message(format!("verifying {}", args.file.display()));
-    let manifest = restore::verify(&args.file, args.allow_special_files).await?;
-    let target = opts
-        .deployment
-        .clone()
-        .unwrap_or_else(|| manifest.deployment.clone());
-    crate::names::check_name(&target)
-        .map_err(|p| Error::Usage(format!("deployment name {target:?} {p}")))?;
-    let _lock =
-        crate::data::lifecycle::lock(&state, &target, &super::apply::reporter(false)).await?;
-    let restored =
-        restore::restore_verified(&engine, &state, &args.file, manifest, &opts, &progress).await?;
+    let restored = restore::restore(
+        &engine,
+        &state,
+        &args.file,
+        &opts,
+        args.apply_args.lock_timeout,
+        &super::apply::reporter(false),
+        &progress,
+    )
+    .await?;
     progress.finish_and_clear();
-    for r in &restored {
+    for r in restored.iter().filter(|_| !quiet) {
         match &r.previous {
             Some(p) => eprintln!(
                 "restored {} ({} bytes; previous content saved in {})",

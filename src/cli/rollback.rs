@@ -24,7 +24,7 @@ pub struct RollbackArgs {
 pub async fn run(ctx: &Context, args: RollbackArgs) -> Result<u8> {
     let deployment = super::backup::deployment_name(ctx)?;
     let engine = Engine::connect().await?;
-    let opts = super::apply::apply_options(&args.apply_args, ctx);
+    let opts = super::apply::converge_options(&args.apply_args, ctx);
     let quiet = args.apply_args.quiet;
     let r = lifecycle::rollback(
         &engine,
@@ -50,14 +50,14 @@ pub async fn run(ctx: &Context, args: RollbackArgs) -> Result<u8> {
             r.without_snapshot.join(", ")
         );
     }
-    for v in &r.restored {
+    for v in r.restored.iter().filter(|_| !quiet) {
         eprintln!("restored {} ({} bytes)", v.volume, v.bytes);
     }
     if !quiet {
         println!(
             "{deployment}: rolled back to revision {} as revision {}{}",
             r.from_revision,
-            r.apply.revision,
+            r.outcome.applied.revision,
             if args.with_data {
                 format!(" with data ({} volumes restored)", r.restored.len())
             } else {
@@ -65,5 +65,5 @@ pub async fn run(ctx: &Context, args: RollbackArgs) -> Result<u8> {
             }
         );
     }
-    Ok(0)
+    super::apply::finish(r.outcome, quiet)
 }

@@ -17,6 +17,7 @@ use super::format::{
     ArchiveWriter, FORMAT, InstanceEntry, Manifest, PART_SIZE, VolumeEntry, hex, part_path,
 };
 use super::instances::{self, DataInstance, DataVolume};
+use crate::apply::Reporter;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::state::StateDir;
@@ -45,12 +46,78 @@ enum Msg {
     Finish(Box<Manifest>),
 }
 
+/// Where [`backup_deployment`] writes the archive.
+pub enum Output {
+    /// A file, written whole or not at all ([`backup_to_file`]).
+    File(PathBuf),
+    /// A stream (stdout), flushed at the end; `name` says which in errors.
+    Stream {
+        name: String,
+        writer: Box<dyn Write + Send>,
+    },
+}
+
+/// `berth backup`: the volumes of the instances of `deployment` named by
+/// `services` (service or instance names; every instance with volumes when
+/// empty) into `output`. With `with_spec`, the applied revision is stored
+/// too. Holds the deployment's apply lock ([`super::lifecycle::lock`])
+/// from reading the revision to the end of the copy.
+#[allow(clippy::too_many_arguments)]
+pub async fn backup_deployment(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &str,
+    services: &[String],
+    output: Output,
+    live: bool,
+    with_spec: bool,
+    report: &Reporter,
+    progress: &ProgressBar,
+) -> Result<Manifest> {
+    // Not while an apply (or restore, rollback) of the deployment runs.
+    let _lock = super::lifecycle::lock(state, deployment, None, report).await?;
+    let spec = if with_spec {
+        match state.read_current(deployment)? {
+            Some(r) => Some(Box::new(r)),
+            None => {
+                return Err(Error::Usage(format!(
+                    "--with-spec: deployment {deployment} was never applied with state directory {}; there is no applied deployment to store",
+                    state.root().display()
+                )));
+            }
+        }
+    } else {
+        None
+    };
+    let all = instances::discover(engine, state, deployment).await?;
+    if all.is_empty() {
+        return Err(Error::Usage(format!(
+            "deployment {deployment} has no volumes on this engine; nothing to back up"
+        )));
+    }
+    let chosen = instances::select(all, services)?;
+    let opts = BackupOptions { live, spec };
+    match output {
+        Output::File(file) => {
+            backup_to_file(engine, state, deployment, &chosen, &file, &opts, progress).await
+        }
+        Output::Stream { name, writer } => {
+            let out = std::io::BufWriter::with_capacity(1 << 20, writer);
+            let (m, mut out) =
+                backup(engine, state, deployment, &chosen, out, &opts, progress).await?;
+            out.flush().map_err(|e| Error::io(name, e))?;
+            Ok(m)
+        }
+    }
+}
+
 /// Write a backup of `instances` (all of one deployment) to `out`.
 ///
 /// Unless `opts.live`, each running instance is stopped (the way its
 /// integration expects, see [`instances::stop`]) while its volumes are
-/// copied and started again afterwards, also when the copy fails.
-pub async fn backup<W: Write + Send + 'static>(
+/// copied and started again afterwards, also when the copy fails. The
+/// caller holds the deployment's apply lock.
+pub(crate) async fn backup<W: Write + Send + 'static>(
     engine: &Engine,
     state: &StateDir,
     deployment: &str,
@@ -289,8 +356,9 @@ async fn stream_volume(
 
 /// Back up into a file: written to `<file>.partial` and renamed into place
 /// only when complete, so a failed backup never leaves a file that looks
-/// like a good one (nor replaces an older good one).
-pub async fn backup_to_file(
+/// like a good one (nor replaces an older good one). The caller holds the
+/// deployment's apply lock.
+pub(crate) async fn backup_to_file(
     engine: &Engine,
     state: &StateDir,
     deployment: &str,

@@ -10,8 +10,9 @@ use indicatif::ProgressBar;
 
 use super::restore::{self, RestoreOptions, RestoredVolume};
 use super::snapshot;
+use crate::apply::Reporter;
+use crate::apply::converge::{self, ConvergeOptions, Outcome};
 use crate::apply::lock::{DeploymentLock, lock_deployment};
-use crate::apply::{self, ApplyOptions, ApplyReport, Reporter};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::names;
@@ -19,7 +20,8 @@ use crate::spec::Deployment;
 use crate::state::{Revision, StateDir};
 
 /// Take the apply lock of `deployment`, telling `report` once if another
-/// apply (or backup, restore, rollback) holds it.
+/// apply (or backup, restore, rollback) holds it; with `timeout`, give up
+/// after that long.
 ///
 /// A running `berth up` of the deployment holds that lock for as long as it
 /// supervises; it changes instances only when told (SIGHUP, or the markers
@@ -28,6 +30,7 @@ use crate::state::{Revision, StateDir};
 pub async fn lock(
     state: &StateDir,
     deployment: &str,
+    timeout: Option<std::time::Duration>,
     report: &Reporter,
 ) -> Result<Option<DeploymentLock>> {
     if crate::ops::control::running_up(state, deployment).is_some() {
@@ -35,7 +38,7 @@ pub async fn lock(
     }
     let r = report.clone();
     let name = deployment.to_string();
-    lock_deployment(state, deployment, None, move || {
+    lock_deployment(state, deployment, timeout, move || {
         r(format!(
             "waiting for another berth apply of {name} to finish..."
         ))
@@ -77,8 +80,9 @@ pub fn history(state: &StateDir, deployment: &str) -> Result<Vec<Revision>> {
 pub struct RollbackReport {
     /// The revision returned to.
     pub from_revision: u64,
-    /// The apply that did it (a new revision).
-    pub apply: ApplyReport,
+    /// The apply that did it (a new revision), and the wait for health
+    /// after the data was put back.
+    pub outcome: Outcome,
     /// Services that run their recorded image ID (pinned).
     pub pinned: Vec<String>,
     /// Services whose recorded image ID is gone: they run the image
@@ -120,7 +124,7 @@ pub async fn rollback(
     deployment: &str,
     to: Option<u64>,
     with_data: bool,
-    opts: &ApplyOptions,
+    opts: &ConvergeOptions,
     report: Reporter,
 ) -> Result<RollbackReport> {
     let Some(current) = state.read_current(deployment)? else {
@@ -156,6 +160,8 @@ pub async fn rollback(
             }
         )));
     };
+    // Refused before anything is copied or stopped, as the apply would refuse it.
+    converge::check(&target.deployment, opts)?;
     // Snapshots to restore are found before the apply, which may prune.
     let mut snapshots = Vec::new();
     let mut without_snapshot = Vec::new();
@@ -185,10 +191,10 @@ pub async fn rollback(
 
     let (dep, pinned, unpinned) = pinned_deployment(engine, &target).await?;
     if copies.is_empty() {
-        let apply = apply::apply(engine, state, &dep, opts, report.clone()).await?;
+        let outcome = converge::converge(engine, state, &dep, opts, report.clone()).await?;
         return Ok(RollbackReport {
             from_revision: target.revision,
-            apply,
+            outcome,
             pinned,
             unpinned,
             restored: Vec::new(),
@@ -207,7 +213,7 @@ pub async fn rollback(
     };
     let mut held = Vec::new();
     {
-        let _lock = lock(state, deployment, &report).await?;
+        let _lock = lock(state, deployment, opts.apply.lock_timeout, &report).await?;
         for s in &snapshots {
             let Some(inst) = current
                 .deployment
@@ -245,19 +251,27 @@ pub async fn rollback(
             names.join(" ")
         ))
     };
-    let apply = apply::apply(engine, state, &dep, opts, report.clone())
+    // The wait comes once the data is back and the instances run again.
+    let no_wait = ConvergeOptions {
+        wait: None,
+        ..opts.clone()
+    };
+    let mut outcome = converge::converge(engine, state, &dep, &no_wait, report.clone())
         .await
         .map_err(kept_stopped)?;
     let mut restored = Vec::new();
     {
-        let _lock = lock(state, deployment, &report)
+        let _lock = lock(state, deployment, opts.apply.lock_timeout, &report)
             .await
             .map_err(kept_stopped)?;
         for copy in &copies {
-            let r = restore::restore(
+            // The lock is held: the restore itself must not take it.
+            let manifest = restore::verify(copy, true).await.map_err(kept_stopped)?;
+            let r = restore::restore_verified(
                 engine,
                 state,
                 copy,
+                manifest,
                 &RestoreOptions {
                     services: Vec::new(),
                     force: true,
@@ -276,7 +290,7 @@ pub async fn rollback(
     if !held.is_empty() {
         let ops_target = crate::ops::target::Target {
             deployment: dep.clone(),
-            integration: Some(opts.integration.as_str().to_string()),
+            integration: Some(opts.apply.integration.as_str().to_string()),
         };
         crate::ops::control::run(
             engine,
@@ -287,9 +301,10 @@ pub async fn rollback(
         )
         .await?;
     }
+    outcome.waited = converge::wait(engine, state, &dep, opts).await;
     Ok(RollbackReport {
         from_revision: target.revision,
-        apply,
+        outcome,
         pinned,
         unpinned,
         restored,
@@ -314,10 +329,10 @@ pub async fn restore_and_apply(
     rename: Option<&str>,
     force: bool,
     allow_special_files: bool,
-    opts: &ApplyOptions,
+    opts: &ConvergeOptions,
     report: Reporter,
     progress: &ProgressBar,
-) -> Result<(Vec<RestoredVolume>, ApplyReport)> {
+) -> Result<(Vec<RestoredVolume>, Outcome)> {
     let manifest = restore::verify(file, allow_special_files).await?;
     let Some(rev) = manifest.spec.clone() else {
         return Err(Error::Usage(format!(
@@ -365,9 +380,10 @@ pub async fn restore_and_apply(
     // The images first (pulled if missing): the volumes are reached through
     // them, and a missing image must fail before any volume is written.
     let refs: Vec<String> = dep.services.values().map(|s| s.image.clone()).collect();
-    engine.ensure_images(&refs, opts.progress).await?;
+    converge::check(&dep, opts)?;
+    engine.ensure_images(&refs, opts.apply.progress).await?;
     let restored = {
-        let _lock = lock(state, &dep.name, &report).await?;
+        let _lock = lock(state, &dep.name, opts.apply.lock_timeout, &report).await?;
         restore::restore_verified(
             engine,
             state,
@@ -383,6 +399,6 @@ pub async fn restore_and_apply(
         )
         .await?
     };
-    let applied = apply::apply(engine, state, &dep, opts, report).await?;
+    let applied = converge::converge(engine, state, &dep, opts, report).await?;
     Ok((restored, applied))
 }

@@ -4,9 +4,8 @@
 //! short-lived carrier containers (see [`crate::engine::archive`]); berth
 //! never reads the engine's data directory.
 //!
-//! - [`backup::backup`] / [`backup::backup_to_file`]: volumes of chosen
-//!   instances into one archive ([`format`]), instances stopped meanwhile
-//!   unless `live`.
+//! - [`backup::backup_deployment`]: volumes of chosen instances into one
+//!   archive ([`format`]), instances stopped meanwhile unless `live`.
 //! - [`restore::verify`] / [`restore::restore`]: check a whole archive (its
 //!   manifest, and every entry of its volumes' tar streams, [`entries`]),
 //!   then put its volumes back.

@@ -27,6 +27,7 @@ use super::backup::{BackupOptions, backup_to_file};
 use super::entries::{Mode, Scanner, SpecialFiles};
 use super::format::{Event, Manifest, read_archive};
 use super::instances::{self, DataInstance, DataVolume};
+use crate::apply::Reporter;
 use crate::engine::Engine;
 use crate::engine::archive::{CARRIER_ROOT, Carrier};
 use crate::error::{Error, Result};
@@ -159,23 +160,41 @@ fn entry_refused(what: &str, volume: &str, e: &super::entries::EntryError) -> Er
     ))
 }
 
-/// Restore `file` (see the module documentation for the order of work).
+/// Restore `file` (see the module documentation for the order of work),
+/// holding the target deployment's apply lock ([`super::lifecycle::lock`],
+/// giving up after `lock_timeout`) once the archive is verified.
 pub async fn restore(
     engine: &Engine,
     state: &StateDir,
     file: &Path,
     opts: &RestoreOptions,
+    lock_timeout: Option<std::time::Duration>,
+    report: &Reporter,
     progress: &ProgressBar,
 ) -> Result<Vec<RestoredVolume>> {
     progress.set_message(format!("verifying {}", file.display()));
     let manifest = verify(file, opts.allow_special_files).await?;
+    let target = target_deployment(&manifest, opts)?;
+    // Not while an apply (or backup, rollback) of the target deployment runs.
+    let _lock = super::lifecycle::lock(state, &target, lock_timeout, report).await?;
     restore_verified(engine, state, file, manifest, opts, progress).await
 }
 
+/// The deployment the volumes go to: `opts.deployment`, else the backup's.
+fn target_deployment(manifest: &Manifest, opts: &RestoreOptions) -> Result<String> {
+    let target = opts
+        .deployment
+        .clone()
+        .unwrap_or_else(|| manifest.deployment.clone());
+    names::check_name(&target)
+        .map_err(|p| Error::Usage(format!("deployment name {target:?} {p}")))?;
+    Ok(target)
+}
+
 /// [`restore`] of an archive already checked with [`verify`] (whose
-/// manifest this is): for callers that need the manifest first, e.g. to
-/// take the target deployment's lock.
-pub async fn restore_verified(
+/// manifest this is), for a caller that holds the target deployment's
+/// apply lock.
+pub(crate) async fn restore_verified(
     engine: &Engine,
     state: &StateDir,
     file: &Path,
@@ -183,12 +202,7 @@ pub async fn restore_verified(
     opts: &RestoreOptions,
     progress: &ProgressBar,
 ) -> Result<Vec<RestoredVolume>> {
-    let target_dep = opts
-        .deployment
-        .clone()
-        .unwrap_or_else(|| manifest.deployment.clone());
-    names::check_name(&target_dep)
-        .map_err(|p| Error::Usage(format!("deployment name {target_dep:?} {p}")))?;
+    let target_dep = target_deployment(&manifest, opts)?;
 
     // What to restore.
     for w in &opts.services {

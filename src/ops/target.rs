@@ -28,13 +28,60 @@ pub fn resolve(
     name: Option<&str>,
     load_file: impl FnOnce() -> Result<Deployment>,
 ) -> Result<Target> {
+    let name = match locate(state, file, name, load_file)? {
+        Located::File(deployment) => {
+            let integration = state.read_current(&deployment.name)?.map(|r| r.integration);
+            return Ok(Target {
+                deployment,
+                integration,
+            });
+        }
+        Located::Name(n) => n,
+    };
+    match state.read_current(&name)? {
+        Some(rev) => Ok(Target {
+            deployment: rev.deployment,
+            integration: Some(rev.integration),
+        }),
+        None => Err(Error::Usage(format!(
+            "deployment {name:?} is not applied in {} (and there is no deployment file {})",
+            state.root().display(),
+            file.display()
+        ))),
+    }
+}
+
+/// The name of the deployment a command means, by the rules of [`resolve`],
+/// for the commands that work on what a deployment has on this host
+/// (volumes, snapshots, revisions) whether or not it is applied now: a
+/// name without a deployment file need not be applied.
+pub fn resolve_name(
+    state: &StateDir,
+    file: &Path,
+    name: Option<&str>,
+    load_file: impl FnOnce() -> Result<Deployment>,
+) -> Result<String> {
+    Ok(match locate(state, file, name, load_file)? {
+        Located::File(d) => d.name,
+        Located::Name(n) => n,
+    })
+}
+
+enum Located {
+    /// Read from the deployment file.
+    File(Deployment),
+    /// Named (checked), or the only one applied.
+    Name(String),
+}
+
+fn locate(
+    state: &StateDir,
+    file: &Path,
+    name: Option<&str>,
+    load_file: impl FnOnce() -> Result<Deployment>,
+) -> Result<Located> {
     if crate::input::present(file) {
-        let deployment = load_file()?;
-        let integration = state.read_current(&deployment.name)?.map(|r| r.integration);
-        return Ok(Target {
-            deployment,
-            integration,
-        });
+        return Ok(Located::File(load_file()?));
     }
     let name = match name {
         Some(n) => n.to_string(),
@@ -44,7 +91,7 @@ pub fn resolve(
                 [only] => only.clone(),
                 [] => {
                     return Err(Error::Usage(format!(
-                        "no deployment file {} and no deployment applied in {}; pass -f FILE",
+                        "no deployment file {} and no deployment applied in {}; pass -f FILE or --name NAME",
                         file.display(),
                         state.root().display()
                     )));
@@ -63,17 +110,7 @@ pub fn resolve(
     if let Err(p) = crate::names::check_name(&name) {
         return Err(Error::Usage(format!("deployment name {name:?} {p}")));
     }
-    match state.read_current(&name)? {
-        Some(rev) => Ok(Target {
-            deployment: rev.deployment,
-            integration: Some(rev.integration),
-        }),
-        None => Err(Error::Usage(format!(
-            "deployment {name:?} is not applied in {} (and there is no deployment file {})",
-            state.root().display(),
-            file.display()
-        ))),
-    }
+    Ok(Located::Name(name))
 }
 
 /// The instances named by `names`: a service name means all its instances;
@@ -142,6 +179,31 @@ pub(crate) mod tests {
                 .map(|(n, c)| (n.to_string(), service(n, *c)))
                 .collect(),
         }
+    }
+
+    /// `resolve_name` follows `resolve`'s rules (the file first, a checked
+    /// name, else the only applied deployment) but does not need the name
+    /// applied: backup and snapshots work on what a deployment left behind.
+    #[test]
+    fn resolve_name_follows_resolve_without_needing_the_name_applied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().join("state"));
+        let missing = dir.path().join("berth.toml");
+        let no_file = || -> Result<Deployment> { panic!("no file to load") };
+        assert_eq!(
+            resolve_name(&state, &missing, Some("gone"), no_file).expect("a name"),
+            "gone"
+        );
+        let err = resolve(&state, &missing, Some("gone"), no_file).expect_err("not applied");
+        assert_eq!(err.exit_code(), 2);
+        let bad = resolve_name(&state, &missing, Some("Bad Name"), no_file).expect_err("bad");
+        assert_eq!(bad.exit_code(), 2);
+        let none = resolve_name(&state, &missing, None, no_file).expect_err("nothing applied");
+        assert!(none.to_string().contains("--name NAME"), "{none}");
+        let present = dir.path().join("present.toml");
+        std::fs::write(&present, "").expect("write");
+        let from_file = resolve_name(&state, &present, Some("other"), || Ok(deployment(&[])));
+        assert_eq!(from_file.expect("the file's"), "ex");
     }
 
     #[test]

@@ -470,6 +470,7 @@ async fn destroy_keeps_volumes_and_destroy_volumes_removes_exactly_ours() {
         unit_dir: ws.unit_dir(),
         systemctl: false,
         lock_timeout: None,
+        berth_path: bin().to_path_buf(),
     };
     let r = destroy(&engine, &state, &name, &dopts(false), apply::quiet())
         .await

@@ -552,3 +552,276 @@ fn destroy_volumes_removes_snapshots_and_every_state_file() {
     assert!(instance_files().is_empty(), "{:?}", instance_files());
     assert_eq!(snap_files(&foreign).len(), 1, "another deployment's kept");
 }
+
+fn running(container: &str) -> bool {
+    inspect("container", container)
+        .and_then(|c| c["State"]["Running"].as_bool())
+        .unwrap_or(false)
+}
+
+fn health_of(container: &str) -> Option<String> {
+    inspect("container", container)
+        .and_then(|c| c["State"]["Health"]["Status"].as_str().map(String::from))
+}
+
+/// A service whose health check passes `delay` seconds after it starts, or
+/// never (`never`): checked every second, unhealthy after one failure.
+fn delayed_health(name: &str, delay: u32, never: bool) -> String {
+    let check = if never { "/tmp/never" } else { "/tmp/ok" };
+    format!(
+        r#"name = "{name}"
+[services.app]
+image = "{}"
+command = ["sh", "-c", "sleep {delay}; touch /tmp/ok; trap 'exit 0' TERM; while true; do sleep 1; done"]
+volumes = ["data:/data"]
+stop_timeout = 1
+health = {{ cmd = ["test", "-f", "{check}"], interval = "1s", retries = 1 }}
+"#,
+        base_image()
+    )
+}
+
+/// `rollback --wait` waits like `apply --wait`: it returns once the rolled
+/// back instance is healthy, and fails naming it when it never is.
+#[test]
+fn rollback_wait_waits_for_health() {
+    let name = unique_name("rbwait");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let app = format!("{name}-app");
+    ws.write("berth.toml", &delayed_health(&name, 3, false));
+    run_ok(&ws, &["apply", "--integration", "docker"]);
+    ws.write("berth.toml", &delayed_health(&name, 3, true));
+    run_ok(&ws, &["apply", "--integration", "docker"]);
+
+    // Back to revision 1: healthy only 3 s after its container starts.
+    let out = run_ok(
+        &ws,
+        &[
+            "rollback",
+            "--integration",
+            "docker",
+            "--wait",
+            "--wait-timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(
+        health_of(&app).as_deref(),
+        Some("healthy"),
+        "{}",
+        show(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{name}: every instance is running and healthy")),
+        "{}",
+        show(&out)
+    );
+
+    // Revision 2 is never healthy: the rollback to it fails, naming it.
+    let out = run(
+        &ws,
+        &[
+            "rollback",
+            "--to",
+            "2",
+            "--integration",
+            "docker",
+            "--wait",
+            "--wait-timeout",
+            "5s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.contains(&app) && l.contains("unhealthy") && l.contains("last check")),
+        "{}",
+        show(&out)
+    );
+    // The rollback itself was applied.
+    assert_eq!(revisions(&ws), vec![1, 2, 3, 4]);
+}
+
+/// `restore --apply --wait` waits for the restored deployment's health.
+#[test]
+fn restore_apply_wait_waits_for_health() {
+    let name = unique_name("rswsrc");
+    let good = unique_name("rswgood");
+    let bad = unique_name("rswbad");
+    let _c = Cleanup::new(&name);
+    let _cg = Cleanup::new(&good);
+    let _cb = Cleanup::new(&bad);
+    let ws = Workspace::new();
+    let archive = |ws: &Workspace, file: &str| {
+        let p = ws.path().join(file);
+        p.to_str().expect("UTF-8 temp path").to_string()
+    };
+    let restore = |archive: &str, target: &str, timeout: &str| {
+        run(
+            &Workspace::new(),
+            &[
+                "restore",
+                archive,
+                "--apply",
+                "--name",
+                target,
+                "--integration",
+                "docker",
+                "--wait",
+                "--wait-timeout",
+                timeout,
+            ],
+        )
+    };
+
+    ws.write("berth.toml", &delayed_health(&name, 3, false));
+    run_ok(&ws, &["apply", "--integration", "docker"]);
+    let healthy = archive(&ws, "healthy.tar.zst");
+    run_ok(&ws, &["backup", "--all", "--with-spec", "-o", &healthy]);
+    let out = restore(&healthy, &good, "60s");
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        health_of(&format!("{good}-app")).as_deref(),
+        Some("healthy"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("{good}: every instance is running and healthy")),
+        "{}",
+        show(&out)
+    );
+
+    ws.write("berth.toml", &delayed_health(&name, 0, true));
+    run_ok(&ws, &["apply", "--integration", "docker"]);
+    let never = archive(&ws, "never.tar.zst");
+    run_ok(&ws, &["backup", "--all", "--with-spec", "-o", &never]);
+    let out = restore(&never, &bad, "5s");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let bad_app = format!("{bad}-app");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .any(|l| l.contains(&bad_app) && l.contains("unhealthy") && l.contains("last check")),
+        "{}",
+        show(&out)
+    );
+    // Restored and applied all the same.
+    assert!(running(&bad_app), "{}", show(&out));
+}
+
+/// Without `--apply`, restore refuses the flags that only an apply uses
+/// instead of ignoring them.
+#[test]
+fn restore_without_apply_refuses_apply_flags() {
+    let ws = Workspace::new();
+    ws.write("some.tar.zst", "not read");
+    for flag in [
+        &["--wait"][..],
+        &["--ssh-listen", "127.0.0.1:2222"][..],
+        &["--no-systemctl"][..],
+        &["--integration", "docker"][..],
+    ] {
+        let mut args = vec!["restore", "some.tar.zst"];
+        args.extend(flag);
+        let out = run(&ws, &args);
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("{} ", flag[0]))
+                && show(&out).contains("needs --apply"),
+            "{}",
+            show(&out)
+        );
+    }
+}
+
+/// The library's backup and restore take the deployment's apply lock
+/// themselves: called directly while an apply holds it, backup waits (and
+/// says so) and restore gives up after its lock timeout, nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_backup_and_restore_take_the_apply_lock() {
+    use berth::data::{backup, restore};
+    use std::sync::{Arc, Mutex};
+    let name = unique_name("liblock");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let img = busybox_image("lifecycle-v1", "LABEL version=1");
+    ws.write("berth.toml", &file(&name, &img, ""));
+    run_ok(&ws, &["apply", "--integration", "docker"]);
+    let engine = berth::engine::Engine::connect()
+        .await
+        .expect("engine reachable");
+    let state = berth::state::StateDir::new(ws.state_dir());
+    let archive = ws.path().join("lib.tar.zst");
+    run_ok(
+        &ws,
+        &["backup", "--all", "-o", archive.to_str().expect("UTF-8")],
+    );
+
+    let held = berth::apply::lock::lock_deployment(&state, &name, None, || {})
+        .await
+        .expect("lock");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = lines.clone();
+    let report: berth::apply::Reporter = Arc::new(move |l| {
+        if let Ok(mut v) = seen.lock() {
+            v.push(l);
+        }
+    });
+    let err = restore::restore(
+        &engine,
+        &state,
+        &archive,
+        &restore::RestoreOptions {
+            force: true,
+            ..Default::default()
+        },
+        Some(Duration::from_millis(300)),
+        &report,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .expect_err("restore gives up while the lock is held");
+    assert!(err.to_string().contains("still holds"), "{err}");
+
+    let second = ws.path().join("second.tar.zst");
+    let progress = indicatif::ProgressBar::hidden();
+    let waiting = backup::backup_deployment(
+        &engine,
+        &state,
+        &name,
+        &[],
+        backup::Output::File(second.clone()),
+        false,
+        false,
+        &report,
+        &progress,
+    );
+    tokio::pin!(waiting);
+    let says = |l: &Arc<Mutex<Vec<String>>>| {
+        l.lock()
+            .map(|v| {
+                v.iter()
+                    .filter(|l| l.contains("waiting for another berth apply"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    // Polled until it has said it waits (the restore said so once already).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while says(&lines) < 2 {
+        assert!(std::time::Instant::now() < deadline, "backup never waited");
+        tokio::select! {
+            r = &mut waiting => panic!("backup ran while the lock was held: {:?}", r.map(|_| ())),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    assert!(!second.exists(), "nothing written while waiting");
+    drop(held);
+    waiting.await.expect("backup once the lock is free");
+    assert!(second.exists());
+}

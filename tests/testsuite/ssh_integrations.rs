@@ -320,6 +320,69 @@ fn apply_systemd_installs_the_gateway_unit_exactly_while_keys_are_granted() {
     );
 }
 
+/// `rollback` goes through apply's gateway step: `--ssh-listen` moves the
+/// unit, and `--no-systemctl` prints the commands left to run.
+#[test]
+fn rollback_with_ssh_listen_writes_the_gateway_unit_with_that_address() {
+    let name = unique_name("gwroll");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let keys = Keys::new(&["alice"]);
+    let file = |env: &str| {
+        format!(
+            "name = \"{name}\"\n\n[keys]\nalice = \"{}\"\n\n\
+             [services.svc]\nimage = \"{}\"\nssh = [\"alice\"]\nenv = {{ REV = \"{env}\" }}\n",
+            keys.public("alice"),
+            base_image(),
+        )
+    };
+    let berth = |args: &[&str]| {
+        let mut all = vec![args[0], "--integration", "systemd", "--no-systemctl"];
+        all.extend(&args[1..]);
+        let out = run(&ws, &all);
+        assert!(out.status.success(), "{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    ws.write("berth.toml", &file("1"));
+    berth(&["apply"]);
+    ws.write("berth.toml", &file("2"));
+    berth(&["apply"]);
+    let text = unit_text(&ws).expect("gateway unit written");
+    assert!(text.contains("--listen 0.0.0.0:2222\n"), "{text}");
+
+    let out = berth(&["rollback", "--ssh-listen", "127.0.0.1:2298"]);
+    let text = unit_text(&ws).expect("gateway unit kept");
+    assert!(text.contains("--listen 127.0.0.1:2298\n"), "{text}\n{out}");
+    assert!(
+        out.contains("rolled back to revision 1 as revision 3"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("systemctl restart {UNIT}")), "{out}");
+
+    // A bad address is refused before the rollback touches anything.
+    let out = run(
+        &ws,
+        &[
+            "rollback",
+            "--integration",
+            "systemd",
+            "--no-systemctl",
+            "--ssh-listen",
+            "2222",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(unit_text(&ws).as_deref(), Some(text.as_str()));
+    let history = run(&ws, &["history", "--output", "json"]);
+    let revisions: serde_json::Value = serde_json::from_slice(&history.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", show(&history)));
+    assert_eq!(
+        revisions.as_array().map(|r| r.len()),
+        Some(3),
+        "{revisions}"
+    );
+}
+
 #[test]
 fn apply_docker_says_how_to_run_the_gateway() {
     let name = unique_name("gwdocker");

@@ -1,0 +1,166 @@
+//! The one step every command that makes a deployment run goes through
+//! (`apply`, `rollback`, `restore --apply`): refuse a unit name that clashes
+//! with the SSH gateway's, take the lock, plan and apply ([`super::apply`]),
+//! bring the host's SSH gateway in line with what is now applied, and, when
+//! asked, wait until every instance is running and healthy. `destroy` uses
+//! the gateway part ([`reconcile_gateway`]).
+//!
+//! Commands that accept a flag of [`ConvergeOptions`] pass it here, so it
+//! takes effect the same way whichever command was given it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::{ApplyOptions, ApplyReport, Integration, Reporter};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::integration::ssh_gateway::{self, UnitChange};
+use crate::spec::Deployment;
+use crate::ssh::gateway;
+use crate::state::StateDir;
+
+/// Options of [`converge`]: the apply's, plus the steps around it.
+#[derive(Debug, Clone)]
+pub struct ConvergeOptions {
+    pub apply: ApplyOptions,
+    /// Where the SSH gateway unit listens (systemd); `None` keeps the
+    /// installed unit's address, else the default.
+    pub ssh_listen: Option<String>,
+    /// Wait this long for every instance to be running and healthy.
+    pub wait: Option<Duration>,
+}
+
+/// What [`converge`] did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The deployment applied.
+    pub deployment: String,
+    /// The apply.
+    pub applied: ApplyReport,
+    /// systemctl commands not run (`--no-systemctl`): the apply's, then the
+    /// SSH gateway unit's.
+    pub pending_systemctl: Vec<String>,
+    /// With [`ConvergeOptions::wait`]: `Some(Err)` names the instances not
+    /// running and healthy in time (the apply itself succeeded), `Some(Ok)`
+    /// means all are.
+    pub waited: Option<Result<()>>,
+}
+
+/// Check the options before anything is touched: a bad `--ssh-listen`, or
+/// (under systemd) an instance whose unit would be the SSH gateway's.
+pub fn check(deployment: &Deployment, opts: &ConvergeOptions) -> Result<()> {
+    if let Some(l) = &opts.ssh_listen {
+        gateway::check_listen(l).map_err(|_| {
+            Error::Usage(format!(
+                "--ssh-listen {l:?}: expected ADDR:PORT, for example 0.0.0.0:2222 or 127.0.0.1:2200"
+            ))
+        })?;
+    }
+    if opts.apply.integration == Integration::Systemd {
+        ssh_gateway::check_unit_clash(deployment)?;
+    }
+    Ok(())
+}
+
+/// Make the host run `deployment`: see the module documentation.
+pub async fn converge(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    opts: &ConvergeOptions,
+    report: Reporter,
+) -> Result<Outcome> {
+    check(deployment, opts)?;
+    let applied = super::apply(engine, state, deployment, &opts.apply, report.clone())
+        .await
+        .map_err(|e| match e {
+            Error::Runtime(m) => Error::Runtime(format!("apply of {}: {m}", deployment.name)),
+            other => other,
+        })?;
+    let mut pending_systemctl = applied.pending_systemctl.clone();
+    pending_systemctl.extend(
+        reconcile_gateway(
+            state,
+            opts.apply.integration,
+            &opts.apply.unit_dir,
+            &opts.apply.berth_path,
+            opts.ssh_listen.as_deref(),
+            opts.apply.systemctl,
+            Some(deployment),
+            &report,
+        )
+        .await?,
+    );
+    let waited = wait(engine, state, deployment, opts).await;
+    Ok(Outcome {
+        deployment: deployment.name.clone(),
+        applied,
+        pending_systemctl,
+        waited,
+    })
+}
+
+/// With [`ConvergeOptions::wait`], wait for every instance of `deployment`
+/// to be running and healthy (for a caller that starts instances after
+/// [`converge`] returns); `None` without.
+pub async fn wait(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    opts: &ConvergeOptions,
+) -> Option<Result<()>> {
+    match opts.wait {
+        Some(timeout) => {
+            Some(super::health::wait_deployment(engine, state, deployment, timeout).await)
+        }
+        None => None,
+    }
+}
+
+/// The host's SSH gateway after what is applied in `state` changed:
+/// under systemd its unit is installed, updated or removed
+/// ([`ssh_gateway::reconcile_unit`]); under docker, `deployment` granting
+/// keys gets a hint on how to run the gateway. Returns the systemctl
+/// commands not run.
+#[allow(clippy::too_many_arguments)]
+pub async fn reconcile_gateway(
+    state: &StateDir,
+    integration: Integration,
+    unit_dir: &Path,
+    berth_path: &Path,
+    listen: Option<&str>,
+    systemctl: bool,
+    deployment: Option<&Deployment>,
+    report: &Reporter,
+) -> Result<Vec<String>> {
+    match integration {
+        Integration::Systemd => {
+            let g = ssh_gateway::reconcile_unit(state, unit_dir, berth_path, listen, systemctl)
+                .await
+                .map_err(|e| Error::Runtime(format!("SSH gateway unit: {e}")))?;
+            match &g.change {
+                UnitChange::Installed { listen } => report(format!(
+                    "installed {} (listening on {listen})",
+                    gateway::UNIT_NAME
+                )),
+                UnitChange::Updated { listen } => report(format!(
+                    "updated {} (listening on {listen})",
+                    gateway::UNIT_NAME
+                )),
+                UnitChange::Removed => report(format!(
+                    "removed {} (no deployment grants ssh keys)",
+                    gateway::UNIT_NAME
+                )),
+                UnitChange::Unchanged => {}
+            }
+            Ok(g.pending)
+        }
+        Integration::Docker => {
+            if let Some(hint) = deployment.and_then(|d| ssh_gateway::docker_hint(d, listen)) {
+                report(hint);
+            }
+            Ok(Vec::new())
+        }
+        Integration::Foreground => Ok(Vec::new()),
+    }
+}
