@@ -50,15 +50,8 @@ pub async fn lock(
 /// Every applied revision still kept under `revisions/`, oldest first.
 /// Unreadable files are skipped with a warning.
 pub fn history(state: &StateDir, deployment: &str) -> Result<Vec<Revision>> {
-    let dir = state.revisions_dir(deployment);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+    for entry in crate::state::dir_entries(&state.revisions_dir(deployment))? {
         let path = entry.path();
         if StateDir::revision_number(&path).is_none() {
             continue;

@@ -144,15 +144,8 @@ pub fn prune(state: &StateDir, container: &str, keep: usize) -> Result<()> {
 
 /// Snapshots of one instance, oldest first.
 pub fn list_instance(state: &StateDir, container: &str) -> Result<Vec<SnapshotInfo>> {
-    let dir = state.instance_snapshots_dir(container);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+    for entry in crate::state::dir_entries(&state.instance_snapshots_dir(container))? {
         let path = entry.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
@@ -188,15 +181,8 @@ pub fn list_instance(state: &StateDir, container: &str) -> Result<Vec<SnapshotIn
 /// Snapshots of every instance in the state directory (or only those of
 /// `deployment`, judged by the manifest, else by the container-name prefix).
 pub fn list(state: &StateDir, deployment: Option<&str>) -> Result<Vec<SnapshotInfo>> {
-    let root = state.snapshots_dir();
-    let entries = match std::fs::read_dir(&root) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(root, e)),
-    };
     let mut containers = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(&root, e))?;
+    for entry in crate::state::dir_entries(&state.snapshots_dir())? {
         if let Some(n) = entry.file_name().to_str() {
             containers.push(n.to_string());
         }

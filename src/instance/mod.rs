@@ -287,18 +287,7 @@ impl InstanceSpec {
 
     /// Read a spec written by [`InstanceSpec::write`]; `None` if there is none.
     pub fn read(state: &StateDir, container: &str) -> Result<Option<InstanceSpec>> {
-        let path = state.instance_spec(container);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        serde_json::from_str(&text).map(Some).map_err(|e| {
-            Error::Runtime(format!(
-                "{}: corrupt instance spec ({e}); run `berth apply` to rewrite it",
-                path.display()
-            ))
-        })
+        crate::state::read_json(&state.instance_spec(container), "instance spec")
     }
 
     /// Write the spec to `<state>/instances/<container>.json`, mode 0600 in a

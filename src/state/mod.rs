@@ -109,15 +109,8 @@ impl StateDir {
 
     /// Containers that have an instance spec here, in no particular order.
     pub fn instance_spec_names(&self) -> Result<Vec<String>> {
-        let dir = self.instances_dir();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(dir, e)),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        for entry in dir_entries(&self.instances_dir())? {
             if let Some(container) = entry
                 .file_name()
                 .to_str()
@@ -216,6 +209,32 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
+/// The entries of a state directory; one that does not exist yet has none.
+pub fn dir_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    entries.map(|e| e.map_err(|e| Error::io(dir, e))).collect()
+}
+
+/// A JSON state file berth wrote (`what` names it in the error, with the
+/// command that rewrites it); `None` if there is none.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Option<T>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        Error::Runtime(format!(
+            "{}: corrupt {what} ({e}); run `berth apply` to rewrite it",
+            path.display()
+        ))
+    })
+}
+
 /// Write `data` to `path` atomically with mode 0600, creating the parent
 /// directory with mode 0700 if needed.
 pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
@@ -258,31 +277,13 @@ pub struct Revision {
 impl StateDir {
     /// The current revision of a deployment, if it was ever applied here.
     pub fn read_current(&self, deployment: &str) -> Result<Option<Revision>> {
-        let path = self.current_revision(deployment);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        serde_json::from_str(&text).map(Some).map_err(|e| {
-            Error::Runtime(format!(
-                "{}: corrupt state file ({e}); re-run `berth apply` to rewrite it",
-                path.display()
-            ))
-        })
+        read_json(&self.current_revision(deployment), "state file")
     }
 
     /// Names of the deployments applied in this state directory.
     pub fn list_deployments(&self) -> Result<Vec<String>> {
-        let dir = self.deployments_dir();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(dir, e)),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        for entry in dir_entries(&self.deployments_dir())? {
             if let Some(name) = entry.file_name().to_str()
                 && self.current_revision(name).is_file()
             {
