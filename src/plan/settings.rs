@@ -114,6 +114,14 @@ pub fn changes(
     }
     // Services present before and after (added and removed services show
     // as instances to create and remove).
+    let (sb, sa): (BTreeSet<&String>, BTreeSet<&String>) = (
+        before.services.keys().collect(),
+        deployment.services.keys().collect(),
+    );
+    let mut came_or_went = sb.symmetric_difference(&sa).peekable();
+    if came_or_went.peek().is_some() && came_or_went.all(|s| recreated.contains(*s)) {
+        explained_elsewhere = true;
+    }
     for (name, svc) in &deployment.services {
         let Some(old) = before.services.get(name) else {
             continue;
@@ -343,15 +351,21 @@ mod tests {
             ["mail: ssh grants changed"]
         );
 
-        // A service gone shows as removals in the plan; the revision still
-        // changes, so there is a line for it here too.
+        // A service gone shows as removals in the plan, and needs no line
+        // of its own here.
         before
             .services
             .insert("extra".into(), before.services["mail"].clone());
         let after = dep(serde_json::json!({"services": {"mail": {"ssh": ["admin", "ops"]}}}));
         let extra: BTreeSet<String> = ["extra".to_string()].into();
         assert_eq!(
-            changes(Some(&rev(before)), &after, "docker", &extra),
+            changes(Some(&rev(before.clone())), &after, "docker", &extra),
+            Vec::<String>::new()
+        );
+        // One gone without instances to remove (its containers were removed
+        // by hand): the revision still changes, and plan says so.
+        assert_eq!(
+            changes(Some(&rev(before)), &after, "docker", &BTreeSet::new()),
             ["the resolved deployment differs from the applied revision"]
         );
     }
