@@ -67,13 +67,18 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> Result<u8> {
     let rename = args.deployment.or_else(|| ctx.global.name.clone());
     if args.apply {
         let opts = super::apply::converge_options(&args.apply_args, ctx);
+        let stored = crate::data::lifecycle::read_stored_backup(
+            &args.file,
+            rename.as_deref(),
+            args.allow_special_files,
+        )
+        .await?;
+        super::print_warnings(&stored.warnings);
         let (restored, outcome) = crate::data::lifecycle::restore_and_apply(
             &engine,
             &state,
-            &args.file,
-            rename.as_deref(),
+            stored,
             args.force,
-            args.allow_special_files,
             &opts,
             super::apply::reporter(quiet),
             &progress,

@@ -305,27 +305,27 @@ pub async fn rollback(
     })
 }
 
-/// `berth restore FILE --apply [--name NEW]`: bring the deployment stored in
-/// a `--with-spec` backup up on this host: its volumes are restored first
-/// (refusing non-empty ones unless `force`), then it is applied, so every
-/// instance starts on its data.
-///
-/// The stored deployment comes from another host: before anything is
-/// touched it passes the checks a deployment file gets
-/// ([`crate::spec::stored::check_stored`], after the rename), and the
-/// manifest's instances must be instances of it.
-#[allow(clippy::too_many_arguments)]
-pub async fn restore_and_apply(
-    engine: &Engine,
-    state: &StateDir,
+/// A `--with-spec` backup whose archive, manifest and stored deployment
+/// passed every check (see [`read_stored_backup`]).
+#[derive(Debug)]
+pub struct StoredBackup {
+    file: std::path::PathBuf,
+    manifest: super::format::Manifest,
+    deployment: Deployment,
+    allow_special_files: bool,
+    /// The stored deployment's dangerous settings, located like a file's.
+    pub warnings: crate::spec::SpecWarnings,
+}
+
+/// Verify a `--with-spec` backup for [`restore_and_apply`]: checksums and
+/// entries, the stored deployment (renamed to `rename`) as a deployment
+/// file would be checked, and the manifest's instances against it. Touches
+/// nothing.
+pub async fn read_stored_backup(
     file: &Path,
     rename: Option<&str>,
-    force: bool,
     allow_special_files: bool,
-    opts: &ConvergeOptions,
-    report: Reporter,
-    progress: &ProgressBar,
-) -> Result<(Vec<RestoredVolume>, Outcome)> {
+) -> Result<StoredBackup> {
     let manifest = restore::verify(file, allow_special_files).await?;
     let Some(rev) = manifest.spec.clone() else {
         return Err(Error::Usage(format!(
@@ -347,7 +347,10 @@ pub async fn restore_and_apply(
         dep.name = n.to_string();
     }
     let origin = std::path::PathBuf::from(format!("{} (stored deployment)", file.display()));
-    let dep = crate::spec::stored::check_stored(&dep, &origin)?;
+    let crate::spec::Loaded {
+        deployment: dep,
+        warnings,
+    } = crate::spec::stored::check_stored(&dep, &origin)?;
     for inst in &manifest.instances {
         let fits = dep
             .services
@@ -362,7 +365,44 @@ pub async fn restore_and_apply(
             )));
         }
     }
-    let verified = manifest;
+    Ok(StoredBackup {
+        file: file.to_path_buf(),
+        manifest,
+        deployment: dep,
+        allow_special_files,
+        warnings,
+    })
+}
+
+/// `berth restore FILE --apply [--name NEW]`: bring the deployment stored in
+/// a `--with-spec` backup up on this host: its volumes are restored first
+/// (refusing non-empty ones unless `force`), then it is applied, so every
+/// instance starts on its data.
+///
+/// The stored deployment comes from another host: before anything is
+/// touched it passes the checks a deployment file gets
+/// ([`crate::spec::stored::check_stored`], after the rename), and the
+/// manifest's instances must be instances of it.
+///
+/// [`read_stored_backup`] does the checks and touches nothing; its result
+/// carries the stored deployment's warnings for the caller to show first.
+pub async fn restore_and_apply(
+    engine: &Engine,
+    state: &StateDir,
+    stored: StoredBackup,
+    force: bool,
+    opts: &ConvergeOptions,
+    report: Reporter,
+    progress: &ProgressBar,
+) -> Result<(Vec<RestoredVolume>, Outcome)> {
+    let StoredBackup {
+        file,
+        manifest: verified,
+        deployment: dep,
+        allow_special_files,
+        ..
+    } = stored;
+    let file = file.as_path();
     if state.read_current(&dep.name)?.is_some() && !force {
         return Err(Error::Usage(format!(
             "deployment {} is already applied in {}; restore --apply sets up a new deployment (choose another with --name NEW); nothing was changed",

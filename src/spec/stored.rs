@@ -19,13 +19,16 @@ use super::{Format, LoadOptions, SpecError, SpecErrors};
 /// Check `dep` as a deployment file would be checked; `origin` names where
 /// it was stored (it appears in every message). Returns the model as the
 /// file reads it.
-pub fn check_stored(dep: &Deployment, origin: &Path) -> Result<Deployment, SpecErrors> {
+pub fn check_stored(dep: &Deployment, origin: &Path) -> Result<super::Loaded, SpecErrors> {
     let text = serde_json::to_string_pretty(&file_form(dep)).unwrap_or_default();
     let opts = LoadOptions {
         file: origin.to_path_buf(),
         ..Default::default()
     };
-    let mut loaded = super::load_text(&opts, Format::Json, text, false)?.deployment;
+    let super::Loaded {
+        deployment: mut loaded,
+        warnings,
+    } = super::load_text(&opts, Format::Json, text, false)?;
     loaded.source = None;
     // geard's top-level `Keys` have no native spelling: each goes through
     // the parser geard files use.
@@ -60,7 +63,10 @@ pub fn check_stored(dep: &Deployment, origin: &Path) -> Result<Deployment, SpecE
             "the stored deployment was altered; take the backup again",
         )]));
     }
-    Ok(loaded)
+    Ok(super::Loaded {
+        deployment: loaded,
+        warnings,
+    })
 }
 
 /// Where two models differ, for the message (`services.web.volumes`).
@@ -362,7 +368,7 @@ ports = ["[::1]:9090:90/udp", "0.0.0.0:7000-7001:70-71/sctp"]
     fn a_loaded_deployment_passes_as_it_is() {
         let d = load(FULL);
         let checked = check_stored(&d, Path::new("backup.tar.zst")).unwrap();
-        assert_eq!(checked, d);
+        assert_eq!(checked.deployment, d);
     }
 
     #[test]
@@ -376,7 +382,7 @@ ports = ["[::1]:9090:90/udp", "0.0.0.0:7000-7001:70-71/sctp"]
             .unwrap_or_else(|e| panic!("{name}: {e}"));
             d.source = None;
             match check_stored(&d, Path::new("b.tar.zst")) {
-                Ok(checked) => assert_eq!(checked, d, "{name}"),
+                Ok(checked) => assert_eq!(checked.deployment, d, "{name}"),
                 Err(e) => panic!("{name}: {e}"),
             }
         }

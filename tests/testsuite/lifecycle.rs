@@ -218,8 +218,18 @@ fn migration_to_a_second_deployment_name_serves_the_same_data() {
     let _cleanup2 = Cleanup::new(&target);
     let ws = Workspace::new();
     let img = busybox_image("lifecycle-v1", "LABEL version=1");
-    ws.write("berth.toml", &file(&name, &img, ""));
-    run_ok(&ws, &["apply", "--integration", "docker"]);
+    // A setting that deserves a warning: the stored deployment gets the
+    // same warning on the host it is restored to as the file got here.
+    ws.write(
+        "berth.toml",
+        &file(&name, &img, "cap_add = [\"SYS_PTRACE\"]"),
+    );
+    let out = run_ok(&ws, &["apply", "--integration", "docker"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning:"),
+        "{}",
+        show(&out)
+    );
     let c = format!("{name}-app");
     exec_ok(
         &c,
@@ -242,6 +252,14 @@ fn migration_to_a_second_deployment_name_serves_the_same_data() {
             "--integration",
             "docker",
         ],
+    );
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains("(stored deployment)")
+            && warned.contains("warning:")
+            && warned.contains("SYS_PTRACE"),
+        "restore --apply shows the stored deployment's warnings:\n{}",
+        show(&out)
     );
     let t = format!("{target}-app");
     assert_eq!(exec_ok(&t, "cat /data/f"), "precious", "{}", show(&out));
