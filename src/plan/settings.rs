@@ -17,36 +17,6 @@ use crate::instance::{AbsentTable, FieldChange, json_diff};
 use crate::spec::Deployment;
 use crate::state::Revision;
 
-/// Service fields that go into the instance spec: a change to one of them
-/// recreates the service's instances, and the plan's recreate lines already
-/// name it. Any field not listed here is shown as a setting (so a field
-/// added later shows twice at worst, never not at all).
-const CONTAINER_FIELDS: &[&str] = &[
-    "image",
-    "count",
-    "command",
-    "entrypoint",
-    "ports",
-    "env",
-    "volumes",
-    "links",
-    "restart",
-    "user",
-    "workdir",
-    "hostname",
-    "labels",
-    "stop_timeout",
-    "stop_signal",
-    "memory",
-    "cpus",
-    "read_only",
-    "tmpfs",
-    "cap_add",
-    "cap_drop",
-    "privileged",
-    "health",
-];
-
 /// Lines describing how the revision `apply` would write differs from
 /// `current` (empty: apply writes no new revision). `recreated` are the
 /// services whose instances the plan creates, recreates or removes: their
@@ -147,7 +117,7 @@ pub fn changes(
             .iter()
             .map(setting_line)
         {
-            if recreated.contains(name) && CONTAINER_FIELDS.contains(&field.as_str()) {
+            if recreated.contains(name) && crate::spec::is_container_key(&field) {
                 explained_elsewhere = true;
                 continue;
             }

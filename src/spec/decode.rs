@@ -383,6 +383,23 @@ pub const SERVICE_KEYS: &[&str] = &[
     "health",
 ];
 
+/// The service keys that configure berth itself (access, snapshots, where
+/// variables come from) rather than the container: every other key of
+/// [`SERVICE_KEYS`] is part of the instance, so a change recreates it.
+pub const SERVICE_KEYS_NOT_IN_CONTAINER: &[&str] = &[
+    "env_file",
+    "ssh",
+    "ssh_shell",
+    "snapshot_on_upgrade",
+    "snapshots_keep",
+];
+
+/// Is `key` a service key that is part of the container (see
+/// [`SERVICE_KEYS_NOT_IN_CONTAINER`])?
+pub fn is_container_key(key: &str) -> bool {
+    SERVICE_KEYS.contains(&key) && !SERVICE_KEYS_NOT_IN_CONTAINER.contains(&key)
+}
+
 pub const HEALTH_KEYS: &[&str] = &[
     "cmd",
     "interval",

@@ -7,6 +7,7 @@
 mod check;
 mod danger;
 mod decode;
+pub use decode::is_container_key;
 pub mod dotenv;
 mod geard;
 pub mod interpolate;
