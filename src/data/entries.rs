@@ -360,29 +360,20 @@ impl Scanner {
         }
         // Every numeric field Go's reader parses: one it cannot parse fails
         // the engine's extraction half-way.
-        let fields: &[(usize, usize)] = if gnu {
-            &[
-                (100, 108),
-                (108, 116),
-                (116, 124),
-                (124, 136),
-                (136, 148),
-                (329, 337),
-                (337, 345),
-                (345, 357),
-                (357, 369),
-            ]
-        } else {
-            &[
-                (100, 108),
-                (108, 116),
-                (116, 124),
-                (124, 136),
-                (136, 148),
-                (329, 337),
-                (337, 345),
-            ]
-        };
+        // mode, uid, gid, size, mtime, devmajor, devminor; GNU headers add
+        // atime and ctime.
+        const FIELDS: [(usize, usize); 9] = [
+            (100, 108),
+            (108, 116),
+            (116, 124),
+            (124, 136),
+            (136, 148),
+            (329, 337),
+            (337, 345),
+            (345, 357),
+            (357, 369),
+        ];
+        let fields = if gnu { &FIELDS[..] } else { &FIELDS[..7] };
         for &(a, b) in fields {
             if numeric(&block[a..b]).is_none_or(|v| v < 0) {
                 return Err(err(Some(name_field), "a numeric header field is malformed"));
