@@ -19,7 +19,6 @@ pub mod engine;
 pub mod error;
 pub mod input;
 pub mod instance;
-pub mod integration;
 pub mod names;
 pub mod ops;
 pub mod plan;
@@ -28,5 +27,6 @@ pub mod ssh;
 pub mod state;
 pub mod stdout;
 pub mod supervise;
+pub mod target;
 
 pub use error::{Error, Result};

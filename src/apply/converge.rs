@@ -8,16 +8,15 @@
 //! Commands that accept a flag of [`ConvergeOptions`] pass it here, so it
 //! takes effect the same way whichever command was given it.
 
-use std::path::Path;
 use std::time::Duration;
 
-use super::{ApplyOptions, ApplyReport, Integration, Reporter};
+use super::{ApplyOptions, ApplyReport};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::integration::ssh_gateway::{self, UnitChange};
 use crate::spec::Deployment;
 use crate::ssh::gateway;
 use crate::state::StateDir;
+use crate::target::Reporter;
 
 /// Options of [`converge`]: the apply's, plus the steps around it.
 #[derive(Debug, Clone)]
@@ -56,10 +55,7 @@ pub fn check(deployment: &Deployment, opts: &ConvergeOptions) -> Result<()> {
             ))
         })?;
     }
-    if opts.apply.integration == Integration::Systemd {
-        ssh_gateway::check_unit_clash(deployment)?;
-    }
-    Ok(())
+    opts.apply.target().check(deployment)
 }
 
 /// Make the host run `deployment`: see the module documentation.
@@ -79,17 +75,10 @@ pub async fn converge(
         })?;
     let mut pending_systemctl = applied.pending_systemctl.clone();
     pending_systemctl.extend(
-        reconcile_gateway(
-            state,
-            opts.apply.integration,
-            &opts.apply.unit_dir,
-            &opts.apply.berth_path,
-            opts.ssh_listen.as_deref(),
-            opts.apply.systemctl,
-            Some(deployment),
-            &report,
-        )
-        .await?,
+        opts.apply
+            .target()
+            .reconcile_gateway(state, Some(deployment), opts.ssh_listen.as_deref(), &report)
+            .await?,
     );
     let waited = wait(engine, state, deployment, opts).await;
     Ok(Outcome {
@@ -114,53 +103,5 @@ pub async fn wait(
             Some(super::health::wait_deployment(engine, state, deployment, timeout).await)
         }
         None => None,
-    }
-}
-
-/// The host's SSH gateway after what is applied in `state` changed:
-/// under systemd its unit is installed, updated or removed
-/// ([`ssh_gateway::reconcile_unit`]); under docker, `deployment` granting
-/// keys gets a hint on how to run the gateway. Returns the systemctl
-/// commands not run.
-#[allow(clippy::too_many_arguments)]
-pub async fn reconcile_gateway(
-    state: &StateDir,
-    integration: Integration,
-    unit_dir: &Path,
-    berth_path: &Path,
-    listen: Option<&str>,
-    systemctl: bool,
-    deployment: Option<&Deployment>,
-    report: &Reporter,
-) -> Result<Vec<String>> {
-    match integration {
-        Integration::Systemd => {
-            let g = ssh_gateway::reconcile_unit(state, unit_dir, berth_path, listen, systemctl)
-                .await
-                .map_err(|e| Error::Runtime(format!("SSH gateway unit: {e}")))?;
-            match &g.change {
-                UnitChange::Installed { listen } => report(format!(
-                    "installed {} (listening on {listen})",
-                    gateway::UNIT_NAME
-                )),
-                UnitChange::Updated { listen } => report(format!(
-                    "updated {} (listening on {listen})",
-                    gateway::UNIT_NAME
-                )),
-                UnitChange::Removed => report(format!(
-                    "removed {} (no deployment grants ssh keys)",
-                    gateway::UNIT_NAME
-                )),
-                UnitChange::Unchanged => {}
-            }
-            Ok(g.pending)
-        }
-        Integration::Docker => {
-            if let Some(hint) = deployment.and_then(|d| ssh_gateway::docker_hint(d, listen)) {
-                report(hint);
-            }
-            Ok(Vec::new())
-        }
-        Integration::Foreground => Ok(Vec::new()),
     }
 }

@@ -9,9 +9,10 @@ use super::{PARALLELISM, Reporter, lock};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::instance::InstanceSpec;
-use crate::integration::systemd_ctl::{self, Systemctl};
 use crate::names;
 use crate::state::StateDir;
+use crate::target::Target;
+use crate::target::systemd::ctl::{self as systemd_ctl, Systemctl};
 
 /// Options of a destroy.
 #[derive(Debug, Clone)]
@@ -152,18 +153,15 @@ pub async fn destroy(
     }
     // The host's SSH gateway unit goes with the last deployment granting
     // keys; a host without one (not systemd) gets none.
-    if crate::integration::ssh_gateway::unit_path(&opts.unit_dir).exists() {
-        super::converge::reconcile_gateway(
-            state,
-            super::Integration::Systemd,
-            &opts.unit_dir,
-            &opts.berth_path,
-            None,
-            opts.systemctl,
-            None,
-            &report,
-        )
-        .await?;
+    if crate::target::ssh_gateway::unit_path(&opts.unit_dir).exists() {
+        let host = crate::target::HostOptions {
+            unit_dir: opts.unit_dir.clone(),
+            berth_path: opts.berth_path.clone(),
+            systemctl: opts.systemctl,
+        };
+        crate::target::systemd::Systemd::new(host)
+            .reconcile_gateway(state, None, None, &report)
+            .await?;
     }
     Ok(out)
 }

@@ -14,42 +14,30 @@
 
 pub mod converge;
 pub mod destroy;
-pub mod health;
 pub mod lock;
 pub mod observe;
+pub mod up;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-
 pub use observe::compute_plan;
+
+pub use crate::target::{PARALLELISM, Reporter, health, quiet};
 
 use crate::engine::{Engine, PullProgress};
 use crate::error::{Error, Result};
 use crate::instance::{ImageInfo, InstanceSpec, Integration};
-use crate::integration::systemd::{UnitOptions, host_systemd_version, render_unit};
-use crate::integration::systemd_ctl::{self, Systemctl};
 use crate::names;
-use crate::plan::{Action, InstancePlan, Plan, Target, VolumePlan};
+use crate::plan::{Plan, Supervision};
 use crate::spec::Deployment;
 use crate::state::{Revision, StateDir};
-
-/// How many engine operations run at once.
-pub const PARALLELISM: usize = 32;
+use crate::target::systemd::ctl as systemd_ctl;
+use crate::target::{HostOptions, Step, Target};
 
 /// How many applied revisions are kept under `revisions/`.
 pub const KEEP_REVISIONS: u64 = 10;
-
-/// Receives progress lines (`created mail`), for the command line to print.
-pub type Reporter = Arc<dyn Fn(String) + Send + Sync>;
-
-/// A reporter that drops everything.
-pub fn quiet() -> Reporter {
-    Arc::new(|_| {})
-}
 
 /// Options of an apply.
 #[derive(Debug, Clone)]
@@ -66,6 +54,22 @@ pub struct ApplyOptions {
     pub lock_timeout: Option<Duration>,
     /// How pulls show progress.
     pub progress: PullProgress,
+}
+
+impl ApplyOptions {
+    /// What the host target is given.
+    pub fn host(&self) -> HostOptions {
+        HostOptions {
+            unit_dir: self.unit_dir.clone(),
+            berth_path: self.berth_path.clone(),
+            systemctl: self.systemctl,
+        }
+    }
+
+    /// The host target this apply runs on.
+    pub fn target(&self) -> Box<dyn Target> {
+        crate::target::for_host(self.integration, &self.host())
+    }
 }
 
 /// `--integration auto|systemd|docker`.
@@ -119,19 +123,17 @@ pub struct Desired {
     /// Images not on this host.
     pub missing_images: Vec<String>,
     /// How the plan looks at the host.
-    pub target: Target,
+    pub target: Supervision,
 }
 
-/// Resolve the desired state. With `pull`, missing images are pulled first
-/// (failing before anything is touched); without, they are listed as missing.
-#[allow(clippy::too_many_arguments)]
+/// Resolve the desired state on `target`. With `pull`, missing images are
+/// pulled first (failing before anything is touched); without, they are
+/// listed as missing.
 pub async fn desired(
     engine: &Engine,
     state: &StateDir,
     deployment: &Deployment,
-    integration: Integration,
-    unit_dir: &std::path::Path,
-    berth_path: &std::path::Path,
+    target: &dyn Target,
     pull: Option<PullProgress>,
 ) -> Result<Desired> {
     let refs: Vec<String> = deployment
@@ -158,28 +160,8 @@ pub async fn desired(
             (images, missing)
         }
     };
-    let specs = crate::instance::resolve(deployment, &images, integration);
-    let target = match integration {
-        Integration::Systemd => {
-            // Units use newer restart settings only where the host's systemd
-            // has them, and reach the engine this apply talks to.
-            let opts = UnitOptions::new(berth_path, absolute(state.root()))
-                .with_systemd_version(host_systemd_version())
-                .with_docker_host(std::env::var("DOCKER_HOST").ok());
-            // A path systemd cannot run is an error now, not a unit that never starts.
-            opts.check()?;
-            let units = deployment
-                .instances()
-                .iter()
-                .map(|i| (i.container.clone(), render_unit(deployment, i, &opts)))
-                .collect();
-            Target::Systemd {
-                unit_dir: unit_dir.to_path_buf(),
-                units,
-            }
-        }
-        other => Target::Containers(other),
-    };
+    let specs = crate::instance::resolve(deployment, &images, target.integration());
+    let target = target.supervision(state, deployment)?;
     Ok(Desired {
         specs,
         images,
@@ -188,8 +170,25 @@ pub async fn desired(
     })
 }
 
-fn absolute(p: &std::path::Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+/// What [`apply`] on `target` would do, without pulling or touching
+/// anything (`berth plan`): images not on this host show as missing.
+pub async fn preview(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    target: &dyn Target,
+) -> Result<Plan> {
+    let desired = desired(engine, state, deployment, target, None).await?;
+    compute_plan(
+        engine,
+        state,
+        deployment,
+        &desired.specs,
+        &desired.missing_images,
+        &desired.target,
+        target.unit_dir(),
+    )
+    .await
 }
 
 /// What an apply did.
@@ -212,38 +211,44 @@ pub async fn apply(
     opts: &ApplyOptions,
     report: Reporter,
 ) -> Result<ApplyReport> {
-    if opts.integration == Integration::Systemd && opts.systemctl && !systemd_ctl::systemd_running()
-    {
-        return Err(Error::Runtime(format!(
-            "--integration systemd: systemd is not running on this host (PID 1 is not systemd, /run/systemd/system is missing), so units could not be started; use --integration docker, or --no-systemctl to only write the units to {}",
-            opts.unit_dir.display()
-        )));
-    }
+    let target = opts.target();
+    target.check(deployment)?;
     let r = report.clone();
     let name = deployment.name.clone();
-    let started = std::time::Instant::now();
-    let _lock = lock::lock_deployment(state, &deployment.name, opts.lock_timeout, move || {
+    let lock = lock::lock_deployment(state, &deployment.name, opts.lock_timeout, move || {
         r(format!(
             "waiting for another berth apply of {name} to finish..."
         ))
     })
     .await?;
-
-    let desired = desired(
+    apply_locked(
         engine,
         state,
         deployment,
-        opts.integration,
-        &opts.unit_dir,
-        &opts.berth_path,
-        Some(opts.progress),
+        target.as_ref(),
+        opts.progress,
+        &lock,
+        report,
     )
-    .await?;
+    .await
+}
+
+/// [`apply`] on `target`, for a caller that holds the deployment's lock
+/// already (`berth up` holds it for as long as it runs).
+pub async fn apply_locked(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    target: &dyn Target,
+    progress: PullProgress,
+    _lock: &lock::DeploymentLock,
+    report: Reporter,
+) -> Result<ApplyReport> {
+    let started = std::time::Instant::now();
+    let desired = desired(engine, state, deployment, target, Some(progress)).await?;
     tracing::debug!("apply: lock and images ready after {:?}", started.elapsed());
-    if opts.integration == Integration::Docker {
-        for w in health::docker_integration_warnings(deployment, &desired.images) {
-            report(w);
-        }
+    for w in target.warnings(deployment, &desired.images) {
+        report(w);
     }
     let plan = compute_plan(
         engine,
@@ -252,7 +257,7 @@ pub async fn apply(
         &desired.specs,
         &[],
         &desired.target,
-        &opts.unit_dir,
+        target.unit_dir(),
     )
     .await?;
 
@@ -278,16 +283,15 @@ pub async fn apply(
 
     tracing::debug!("apply: plan ready after {:?}", started.elapsed());
     // Instances whose image changes get their volumes snapshotted first
-    // (stopped, copied; the recreate below replaces the stopped container).
-    let systemd_ctl = matches!(desired.target, Target::Systemd { .. })
-        .then(|| Systemctl::new(opts.systemctl && systemd_ctl::systemd_running()));
+    // (held by the target, stopped, copied; the recreate below replaces
+    // the stopped container).
     crate::data::upgrade::snapshot_upgrades(
         engine,
         state,
         deployment,
         &plan,
         current.as_ref().map(|c| c.revision).unwrap_or(0),
-        systemd_ctl.as_ref(),
+        target,
         &report,
     )
     .await?;
@@ -301,27 +305,18 @@ pub async fn apply(
     }
 
     tracing::debug!("apply: network ready after {:?}", started.elapsed());
-    let mut pending = Vec::new();
-    match &desired.target {
-        Target::Systemd { unit_dir, units } => {
-            let all: Vec<&VolumePlan> = plan.volumes_to_create.iter().collect();
-            create_volumes(engine, &desired.specs, &all, revision, &report).await?;
-            pending = apply_systemd(engine, state, &plan, unit_dir, units, opts, &report).await?;
-        }
-        Target::Containers(_) => {
-            apply_containers(
-                engine,
-                state,
-                deployment,
-                &plan,
-                &desired.specs,
-                revision,
-                opts,
-                &report,
-            )
-            .await?;
-        }
-    }
+    let pending = target
+        .converge(&Step {
+            engine,
+            state,
+            deployment,
+            plan: &plan,
+            specs: &desired.specs,
+            supervision: &desired.target,
+            revision,
+            report: &report,
+        })
+        .await?;
 
     tracing::debug!("apply: instances done after {:?}", started.elapsed());
     // A killed predecessor's snapshot may have left a carrier, even one
@@ -334,7 +329,7 @@ pub async fn apply(
                 revision,
                 applied_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
                     .to_string(),
-                integration: opts.integration.as_str().to_string(),
+                integration: target.integration().as_str().to_string(),
                 deployment: deployment.clone(),
                 image_ids,
             },
@@ -345,363 +340,6 @@ pub async fn apply(
         revision,
         pending_systemctl: pending,
     })
-}
-
-/// Create planned volumes (in parallel), labelled like the instance they
-/// belong to plus `berth.volume` and `berth.volume-path`.
-async fn create_volumes(
-    engine: &Engine,
-    specs: &[InstanceSpec],
-    volumes: &[&VolumePlan],
-    revision: u64,
-    report: &Reporter,
-) -> Result<()> {
-    let results: Vec<Result<()>> = futures_util::stream::iter(volumes)
-        .map(|v| {
-            let wanted = specs
-                .iter()
-                .find(|s| s.container == v.container)
-                .and_then(|s| {
-                    s.volume_owners()
-                        .into_iter()
-                        .find(|(name, _, _)| *name == v.name)
-                        .map(|(_, _, owner)| (s.volume_labels(&owner, &v.path, revision), owner))
-                });
-            async move {
-                let Some((labels, owner)) = wanted else {
-                    return Err(Error::Runtime(format!(
-                        "volume {}: no instance of this deployment mounts it",
-                        v.name
-                    )));
-                };
-                let have = engine.ensure_volume(&v.name, &labels).await?;
-                // Made by someone else since the plan was computed.
-                if let names::Claim::Other(theirs) = owner.claim(&have) {
-                    return Err(Error::Conflict(names::conflict_message(
-                        "volume", &v.name, &theirs, &owner,
-                    )));
-                }
-                report(format!("created volume {}", v.name));
-                Ok(())
-            }
-        })
-        .buffer_unordered(PARALLELISM)
-        .collect()
-        .await;
-    results.into_iter().collect::<Result<Vec<()>>>()?;
-    Ok(())
-}
-
-/// Start-order level of each service: 0 without links, else one more than
-/// the highest level among its link targets.
-pub fn service_levels(deployment: &Deployment) -> BTreeMap<String, usize> {
-    let mut levels: BTreeMap<String, usize> = BTreeMap::new();
-    for svc in deployment.start_order() {
-        let lvl = svc
-            .links
-            .iter()
-            .filter_map(|l| levels.get(&l.target))
-            .map(|l| l + 1)
-            .max()
-            .unwrap_or(0);
-        levels.insert(svc.name.clone(), lvl);
-    }
-    levels
-}
-
-async fn remove_instances(
-    engine: &Engine,
-    state: &StateDir,
-    plan: &Plan,
-    report: &Reporter,
-) -> Result<()> {
-    let results: Vec<Result<()>> = futures_util::stream::iter(plan.with_action(Action::Remove))
-        .map(|item| async move {
-            let timeout = item
-                .previous
-                .as_ref()
-                .map(|p| p.stop_timeout)
-                .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
-            engine.stop_and_remove(&item.container, timeout).await?;
-            state.forget_instance(&item.container)?;
-            report(format!("removed {}", item.container));
-            Ok(())
-        })
-        .buffer_unordered(PARALLELISM)
-        .collect()
-        .await;
-    results.into_iter().collect::<Result<Vec<()>>>()?;
-    Ok(())
-}
-
-/// Switching an instance from systemd to Docker's restart policy: its unit
-/// must go, or the supervisor and the engine would fight over the container.
-async fn remove_stale_units(
-    plan: &Plan,
-    unit_dir: &std::path::Path,
-    systemctl: bool,
-    report: &Reporter,
-) -> Result<()> {
-    if plan.units_to_remove.is_empty() {
-        return Ok(());
-    }
-    let units = plan.units_to_remove.clone();
-    let ctl = Systemctl::new(systemctl && systemd_ctl::systemd_running());
-    ctl.stop(&units).await?;
-    ctl.disable(&units).await?;
-    for u in &units {
-        let path = unit_dir.join(u);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(path, e)),
-        }
-    }
-    ctl.daemon_reload().await?;
-    for u in units {
-        report(format!(
-            "removed unit {u} (instances now kept running by Docker)"
-        ));
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn apply_containers(
-    engine: &Engine,
-    state: &StateDir,
-    deployment: &Deployment,
-    plan: &Plan,
-    specs: &[InstanceSpec],
-    revision: u64,
-    opts: &ApplyOptions,
-    report: &Reporter,
-) -> Result<()> {
-    let opts_unit_dir = &opts.unit_dir;
-    let systemctl = opts.systemctl;
-    remove_instances(engine, state, plan, report).await?;
-    remove_stale_units(plan, opts_unit_dir, systemctl, report).await?;
-    let levels = service_levels(deployment);
-    let max = levels.values().copied().max().unwrap_or(0);
-    // A failing instance does not stop the others: services that do not
-    // depend on it still converge; those linking to it (directly or not)
-    // are skipped. Every failure is reported at the end.
-    let mut failed_services: std::collections::BTreeSet<String> = Default::default();
-    let mut errors: Vec<String> = Vec::new();
-    for level in 0..=max {
-        let mut wave: Vec<&InstancePlan> = Vec::new();
-        for i in plan
-            .instances
-            .iter()
-            .filter(|i| i.action != Action::Remove)
-            .filter(|i| levels.get(&i.service).copied().unwrap_or(0) == level)
-        {
-            let blocked = deployment
-                .services
-                .get(&i.service)
-                .map(|svc| {
-                    svc.links
-                        .iter()
-                        .find(|l| failed_services.contains(&l.target))
-                        .map(|l| l.target.clone())
-                })
-                .unwrap_or_default();
-            match blocked {
-                Some(target) => {
-                    errors.push(format!(
-                        "{}: skipped, its link target {target} failed",
-                        i.container
-                    ));
-                    failed_services.insert(i.service.clone());
-                }
-                None => wave.push(i),
-            }
-        }
-        let results: Vec<(String, Result<()>)> = futures_util::stream::iter(wave)
-            .map(|item| async move {
-                let r: Result<()> = async {
-                    // Each instance creates its own volumes right before its
-                    // container: no barrier between volume and container creation.
-                    let own: Vec<&VolumePlan> = plan
-                        .volumes_to_create
-                        .iter()
-                        .filter(|v| v.container == item.container)
-                        .collect();
-                    create_volumes(engine, specs, &own, revision, report).await?;
-                    // Unchanged instances still get their spec file checked
-                    // (rewritten only if it differs; repairs a lost state directory).
-                    crate::integration::docker::converge_instance(engine, state, item, revision)
-                        .await
-                        .map_err(|e| {
-                            Error::Runtime(format!(
-                                "{} {}: {e}",
-                                item.action.as_str(),
-                                item.container
-                            ))
-                        })?;
-                    if item.action != Action::Unchanged {
-                        let what = match item.action {
-                            Action::Create => "created",
-                            Action::Recreate => "recreated",
-                            Action::Start => "started",
-                            _ => "",
-                        };
-                        let note = if item.stopped_by_operator {
-                            " (stopped by operator: not started)"
-                        } else {
-                            ""
-                        };
-                        report(format!("{what} {}{note}", item.container));
-                    }
-                    Ok(())
-                }
-                .await;
-                (item.service.clone(), r)
-            })
-            .buffer_unordered(PARALLELISM)
-            .collect()
-            .await;
-        for (service, r) in results {
-            if let Err(e) = r {
-                errors.push(e.to_string());
-                failed_services.insert(service);
-            }
-        }
-        // The services of the next levels start only once the ones they link
-        // to run and, with a health check, are healthy.
-        if level < max {
-            let linked: std::collections::BTreeSet<&str> = deployment
-                .services
-                .values()
-                .flat_map(|s| s.links.iter().map(|l| l.target.as_str()))
-                .collect();
-            let waits: Vec<String> = plan
-                .instances
-                .iter()
-                .filter(|i| i.action != Action::Remove && !i.stopped_by_operator)
-                .filter(|i| levels.get(&i.service).copied().unwrap_or(0) == level)
-                .filter(|i| linked.contains(i.service.as_str()))
-                .filter(|i| !failed_services.contains(&i.service))
-                .map(|i| i.container.clone())
-                .collect();
-            if !waits.is_empty() {
-                let not_ready =
-                    health::wait_ready(engine, state, &waits, health::DEFAULT_LINK_WAIT).await;
-                for n in not_ready {
-                    let service = plan
-                        .instances
-                        .iter()
-                        .find(|i| i.container == n.container)
-                        .map(|i| i.service.clone())
-                        .unwrap_or_default();
-                    errors.push(format!(
-                        "{n}: not ready, so the services linking to it were not started"
-                    ));
-                    failed_services.insert(service);
-                }
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        errors.sort();
-        Err(Error::Runtime(errors.join("\n")))
-    }
-}
-
-async fn apply_systemd(
-    engine: &Engine,
-    state: &StateDir,
-    plan: &Plan,
-    unit_dir: &std::path::Path,
-    units: &BTreeMap<String, String>,
-    opts: &ApplyOptions,
-    report: &Reporter,
-) -> Result<Vec<String>> {
-    let ctl = Systemctl::new(opts.systemctl);
-    let mut pending = Vec::new();
-    // Removed instances: stop and disable their units first, so systemd
-    // does not restart what is being removed.
-    let removed: Vec<String> = plan
-        .with_action(Action::Remove)
-        .map(|i| names::unit_name(&i.container))
-        .collect();
-    if !removed.is_empty() {
-        ctl.stop(&removed).await?;
-        ctl.disable(&removed).await?;
-        if !ctl.enabled() {
-            pending.push(format!("systemctl disable --now {}", removed.join(" ")));
-        }
-        for i in plan.with_action(Action::Remove) {
-            systemd_ctl::remove_unit(unit_dir, &i.container)?;
-        }
-    }
-    remove_instances(engine, state, plan, report).await?;
-
-    let mut units_changed = !removed.is_empty();
-    let mut to_restart = Vec::new();
-    let mut to_start = Vec::new();
-    let mut to_enable = Vec::new();
-    for item in &plan.instances {
-        let Some(spec) = &item.spec else { continue };
-        spec.write(state)?;
-        if let Some(text) = units.get(&spec.container) {
-            units_changed |= systemd_ctl::write_unit(unit_dir, &spec.container, text)?;
-        }
-        let unit = names::unit_name(&spec.container);
-        // A unit the operator stopped stays disabled (not started at boot).
-        if item.stopped_by_operator {
-            continue;
-        }
-        to_enable.push(unit.clone());
-        match item.action {
-            Action::Create | Action::Start => to_start.push(unit),
-            Action::Recreate => to_restart.push(unit),
-            // Starting a running unit is a no-op; this restarts units that
-            // an interrupted apply left stopped.
-            Action::Unchanged => to_start.push(unit),
-            Action::Remove => {}
-        }
-        if item.action != Action::Unchanged {
-            report(format!(
-                "{} unit {}",
-                match item.action {
-                    Action::Create => "created",
-                    _ => "updated",
-                },
-                names::unit_name(&spec.container)
-            ));
-        }
-    }
-    // Reload only when something changed: a no-op apply changes nothing.
-    // (Any instance being created or recreated also reloads, which covers a
-    // unit file written by an apply that was killed before its reload.)
-    units_changed |= plan
-        .instances
-        .iter()
-        .any(|i| matches!(i.action, Action::Create | Action::Recreate));
-    if units_changed {
-        ctl.daemon_reload().await?;
-    }
-    ctl.enable(&to_enable).await?;
-    ctl.restart(&to_restart).await?;
-    ctl.start(&to_start).await?;
-    if !ctl.enabled() {
-        if units_changed {
-            pending.push("systemctl daemon-reload".into());
-        }
-        if !to_enable.is_empty() {
-            pending.push(format!("systemctl enable {}", to_enable.join(" ")));
-        }
-        if !to_restart.is_empty() {
-            pending.push(format!("systemctl restart {}", to_restart.join(" ")));
-        }
-        if !to_start.is_empty() {
-            pending.push(format!("systemctl start {}", to_start.join(" ")));
-        }
-    }
-    Ok(pending)
 }
 
 /// Write the applied revision: `current.json` and `revisions/<n>.json`
@@ -740,7 +378,7 @@ mod tests {
             }
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        let l = service_levels(&dep);
+        let l = dep.link_levels();
         assert_eq!((l["a"], l["b"], l["c"], l["d"]), (0, 1, 2, 0));
     }
 

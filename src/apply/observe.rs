@@ -11,19 +11,19 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::instance::{InstanceSpec, Integration};
 use crate::names;
-use crate::plan::{self, Observed, Plan, Target};
+use crate::plan::{self, Observed, Plan, Supervision};
 use crate::spec::Deployment;
 use crate::state::{StateDir, markers};
 
 /// Read what [`Plan::diff`] compares `specs` of `deployment` against;
-/// `unit_dir` is where systemd units are (or were) written.
+/// `unit_dir` is where systemd units are (or were) written, on a host.
 pub async fn observe(
     engine: &Engine,
     state: &StateDir,
     deployment: &Deployment,
     specs: &[InstanceSpec],
-    target: &Target,
-    unit_dir: &Path,
+    target: &Supervision,
+    unit_dir: Option<&Path>,
 ) -> Result<Observed> {
     let name = &deployment.name;
     let containers = engine.list_all_containers().await?;
@@ -88,18 +88,17 @@ pub async fn observe(
         .filter(|c| markers::is_stopped(state, c))
         .map(|c| c.to_string())
         .collect();
-    let units_left: BTreeSet<String> = if target.integration() == Integration::Systemd {
-        BTreeSet::new()
-    } else {
-        known
+    let units_left: BTreeSet<String> = match unit_dir {
+        Some(dir) if target.integration() != Integration::Systemd => known
             .iter()
-            .filter(|c| unit_dir.join(names::unit_name(c)).exists())
+            .filter(|c| dir.join(names::unit_name(c)).exists())
             .map(|c| c.to_string())
-            .collect()
+            .collect(),
+        _ => BTreeSet::new(),
     };
 
     let mut unit_files = BTreeMap::new();
-    if let Target::Systemd { unit_dir, .. } = target {
+    if let Supervision::Systemd { unit_dir, .. } = target {
         for spec in specs {
             let path = unit_dir.join(names::unit_name(&spec.container));
             if let Ok(text) = std::fs::read_to_string(&path) {
@@ -131,8 +130,8 @@ pub async fn compute_plan(
     deployment: &Deployment,
     specs: &[InstanceSpec],
     missing_images: &[String],
-    target: &Target,
-    unit_dir: &Path,
+    target: &Supervision,
+    unit_dir: Option<&Path>,
 ) -> Result<Plan> {
     plan::check_collisions(specs)?;
     let observed = observe(engine, state, deployment, specs, target, unit_dir).await?;

@@ -78,11 +78,11 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// The deployment to work on ([`crate::ops::target::resolve_name`]): the
+/// The deployment to work on ([`crate::ops::select::resolve_name`]): the
 /// deployment file's when it exists, else `--name`, else the only
 /// deployment applied in the state directory.
 pub(super) fn deployment_name(ctx: &Context) -> Result<String> {
-    crate::ops::target::resolve_name(
+    crate::ops::select::resolve_name(
         &ctx.state_dir(),
         &ctx.global.file,
         ctx.global.name.as_deref(),

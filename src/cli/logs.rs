@@ -6,7 +6,7 @@ use super::Context;
 use crate::engine::Engine;
 use crate::engine::ops::LogOptions;
 use crate::error::Result;
-use crate::ops::{logs, target};
+use crate::ops::{logs, select};
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
@@ -41,10 +41,10 @@ pub enum LogsFormat {
 
 pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
     let state = ctx.state_dir();
-    let t = target::resolve(&state, &ctx.global.file, ctx.global.name.as_deref(), || {
+    let t = select::resolve(&state, &ctx.global.file, ctx.global.name.as_deref(), || {
         ctx.load_deployment()
     })?;
-    let instances = target::select_instances(&t.deployment, std::slice::from_ref(&args.service))?;
+    let instances = select::select_instances(&t.deployment, std::slice::from_ref(&args.service))?;
     let containers: Vec<String> = instances.into_iter().map(|i| i.container).collect();
     let engine = Engine::connect().await?;
     if args.health {

@@ -53,26 +53,13 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();
     let integration = IntegrationChoice::from(args.integration).resolve();
-    let desired = apply::desired(
-        &engine,
-        &state,
-        &deployment,
-        integration,
-        &ctx.global.unit_dir,
-        &berth_path(),
-        None,
-    )
-    .await?;
-    let plan = apply::compute_plan(
-        &engine,
-        &state,
-        &deployment,
-        &desired.specs,
-        &desired.missing_images,
-        &desired.target,
-        &ctx.global.unit_dir,
-    )
-    .await?;
+    let host = crate::target::HostOptions {
+        unit_dir: ctx.global.unit_dir.clone(),
+        berth_path: berth_path(),
+        systemctl: false,
+    };
+    let target = crate::target::for_host(integration, &host);
+    let plan = apply::preview(&engine, &state, &deployment, target.as_ref()).await?;
     match args.output {
         OutputFormat::Json => {
             let text = serde_json::to_string_pretty(&serde_json::json!({

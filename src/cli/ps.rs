@@ -5,7 +5,7 @@ use clap::Args;
 use super::{Context, OutputFormat};
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::ops::{status, target};
+use crate::ops::{select, status};
 
 #[derive(Debug, Args)]
 pub struct PsArgs {
@@ -21,14 +21,14 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
     let mut targets = Vec::new();
     if let Some(name) = args.deployment.as_deref() {
         // An explicit name wins over a berth.toml lying in the directory.
-        targets.push(target::resolve(
+        targets.push(select::resolve(
             &state,
             std::path::Path::new(""),
             Some(name),
             unreachable_load,
         )?);
     } else if crate::input::present(&ctx.global.file) || ctx.global.name.is_some() {
-        targets.push(target::resolve(
+        targets.push(select::resolve(
             &state,
             &ctx.global.file,
             ctx.global.name.as_deref(),
@@ -36,7 +36,7 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
         )?);
     } else {
         for name in state.list_deployments()? {
-            targets.push(target::resolve(
+            targets.push(select::resolve(
                 &state,
                 std::path::Path::new(""),
                 Some(&name),

@@ -6,8 +6,8 @@ use super::{Context, OutputFormat};
 use crate::apply;
 use crate::error::{Error, Result};
 use crate::instance::Integration;
-use crate::integration::systemd::UnitOptions;
 use crate::spec::render::{RenderIntegration, Rendered};
+use crate::target::systemd::unit::UnitOptions;
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {

@@ -6,11 +6,11 @@ use clap::Args;
 
 use super::Context;
 use super::plan::berth_path;
+use crate::apply::up::{self, UpOptions};
 use crate::engine::{Engine, PullProgress};
 use crate::error::{Error, Result};
-use crate::integration::foreground::{self, UpOptions};
-use crate::integration::ssh_gateway::{self, ForegroundGateway};
 use crate::ssh::gateway;
+use crate::target::ssh_gateway::{self, ForegroundGateway};
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -60,12 +60,15 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
     };
     start_gateway(&deployment)?;
     let opts = UpOptions {
-        unit_dir: ctx.global.unit_dir.clone(),
-        berth_path: berth_path(),
+        host: crate::target::HostOptions {
+            unit_dir: ctx.global.unit_dir.clone(),
+            berth_path: berth_path(),
+            systemctl: crate::target::systemd::ctl::systemd_running(),
+        },
         progress: PullProgress::Auto,
     };
     let loader_ctx = ctx.clone();
-    let load: foreground::Loader = Arc::new(move || {
+    let load: up::Loader = Arc::new(move || {
         let d = loader_ctx.load_deployment_warned()?;
         // A gateway that cannot start must not stop the services.
         if let Err(e) = start_gateway(&d) {
@@ -73,7 +76,7 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
         }
         Ok(d)
     });
-    let result = foreground::up(&engine, &state, &opts, load).await;
+    let result = up::up(&engine, &state, &opts, load).await;
     let running = gw.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(g) = running {
         g.stop().await;

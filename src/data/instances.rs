@@ -251,14 +251,15 @@ pub enum Stopped {
     /// berth die before starting it again, it stays stopped like after
     /// `berth stop` until `berth start`.
     Ops {
-        target: Box<crate::ops::target::Target>,
+        target: Box<crate::ops::select::Selected>,
         instance: crate::spec::InstanceRef,
     },
 }
 
 /// Stop an instance for a consistent copy, the way its integration expects.
 pub async fn stop(engine: &Engine, state: &StateDir, inst: &DataInstance) -> Result<Stopped> {
-    use crate::ops::control::{Action, run};
+    use crate::ops::control::run;
+    use crate::target::Control;
     if !inst.running {
         return Ok(Stopped::NotRunning);
     }
@@ -270,9 +271,9 @@ pub async fn stop(engine: &Engine, state: &StateDir, inst: &DataInstance) -> Res
             container: inst.container.clone(),
         });
     };
-    let target = crate::ops::target::Target {
+    let target = crate::ops::select::Selected {
         deployment: rev.deployment,
-        integration: Some(rev.integration),
+        integration: crate::instance::Integration::parse(&rev.integration),
     };
     let instance = crate::spec::InstanceRef {
         deployment: inst.deployment.clone(),
@@ -285,7 +286,7 @@ pub async fn stop(engine: &Engine, state: &StateDir, inst: &DataInstance) -> Res
         state,
         &target,
         std::slice::from_ref(&instance),
-        Action::Stop,
+        Control::Stop,
     )
     .await?;
     // Whatever the integration did, the container must be down (or gone)
@@ -301,7 +302,8 @@ pub async fn stop(engine: &Engine, state: &StateDir, inst: &DataInstance) -> Res
 
 /// Start an instance again the way [`stop`] stopped it.
 pub async fn start(engine: &Engine, state: &StateDir, stopped: Stopped) -> Result<()> {
-    use crate::ops::control::{Action, run};
+    use crate::ops::control::run;
+    use crate::target::Control;
     match stopped {
         Stopped::NotRunning => Ok(()),
         Stopped::Engine { container } => engine.start_container(&container).await,
@@ -310,7 +312,7 @@ pub async fn start(engine: &Engine, state: &StateDir, stopped: Stopped) -> Resul
             state,
             &target,
             std::slice::from_ref(&instance),
-            Action::Start,
+            Control::Start,
         )
         .await
         .map(|_| ()),

@@ -33,7 +33,7 @@ pub async fn lock(
     timeout: Option<std::time::Duration>,
     report: &Reporter,
 ) -> Result<Option<DeploymentLock>> {
-    if crate::ops::control::running_up(state, deployment).is_some() {
+    if crate::target::foreground::running_up(state, deployment).is_some() {
         return Ok(None);
     }
     let r = report.clone();
@@ -126,7 +126,7 @@ pub async fn rollback(
             state.root().display()
         )));
     };
-    if let Some(pid) = crate::ops::control::running_up(state, deployment) {
+    if let Some(pid) = crate::target::foreground::running_up(state, deployment) {
         return Err(Error::Usage(format!(
             "`berth up` (pid {pid}) supervises {deployment} and holds its apply lock; stop it first (rollback applies), or change its file and send SIGHUP"
         )));
@@ -200,9 +200,9 @@ pub async fn rollback(
     // recreates them on the old image without starting them, after its own
     // snapshot of the data being replaced); the snapshots go back in; then
     // they start. The old image never sees the newer data.
-    let ops_target = crate::ops::target::Target {
+    let ops_target = crate::ops::select::Selected {
         deployment: current.deployment.clone(),
-        integration: Some(current.integration.clone()),
+        integration: crate::instance::Integration::parse(&current.integration),
     };
     let mut held = Vec::new();
     {
@@ -226,7 +226,7 @@ pub async fn rollback(
                     state,
                     &ops_target,
                     std::slice::from_ref(&inst),
-                    crate::ops::control::Action::Stop,
+                    crate::target::Control::Stop,
                 )
                 .await?;
                 held.push(inst);
@@ -281,16 +281,16 @@ pub async fn rollback(
         }
     }
     if !held.is_empty() {
-        let ops_target = crate::ops::target::Target {
+        let ops_target = crate::ops::select::Selected {
             deployment: dep.clone(),
-            integration: Some(opts.apply.integration.as_str().to_string()),
+            integration: Some(opts.apply.integration),
         };
         crate::ops::control::run(
             engine,
             state,
             &ops_target,
             &held,
-            crate::ops::control::Action::Start,
+            crate::target::Control::Start,
         )
         .await?;
     }

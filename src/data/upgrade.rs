@@ -13,8 +13,8 @@
 use crate::apply::Reporter;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::integration::systemd_ctl::Systemctl;
-use crate::names;
+use crate::target::Target;
+
 use crate::plan::{Action, InstancePlan, Plan};
 use crate::spec::Deployment;
 use crate::state::StateDir;
@@ -46,16 +46,16 @@ pub async fn image_changed(engine: &Engine, item: &InstancePlan) -> Result<bool>
 }
 
 /// Snapshot every instance that `plan` upgrades to a new image. `revision`
-/// is the revision applied now (the one being left); `systemd` says the
-/// instances run under systemd units (stopped with `systemctl stop` so the
-/// supervisor does not start a fresh container during the copy).
+/// is the revision applied now (the one being left); `target` holds each
+/// instance first (so nothing starts a fresh container during the copy)
+/// and, when a snapshot fails, releases the ones it held.
 pub async fn snapshot_upgrades(
     engine: &Engine,
     state: &StateDir,
     deployment: &Deployment,
     plan: &Plan,
     revision: u64,
-    systemd: Option<&Systemctl>,
+    target: &dyn Target,
     report: &Reporter,
 ) -> Result<()> {
     let mut stopped: Vec<&InstancePlan> = Vec::new();
@@ -73,9 +73,7 @@ pub async fn snapshot_upgrades(
             .map(|p| p.stop_timeout)
             .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
         let r: Result<()> = async {
-            if let Some(ctl) = systemd {
-                ctl.stop(&[names::unit_name(&item.container)]).await?;
-            }
+            target.hold(engine, &item.container).await?;
             engine.stop_container(&item.container, timeout).await?;
             stopped.push(item);
             let keep = deployment.snapshots_keep(&item.service);
@@ -112,11 +110,7 @@ pub async fn snapshot_upgrades(
     // Put back what was stopped for the snapshots; the old containers are
     // still there.
     for item in stopped {
-        let started = match systemd {
-            Some(ctl) => ctl.start(&[names::unit_name(&item.container)]).await,
-            None => engine.start_container(&item.container).await,
-        };
-        if let Err(e) = started {
+        if let Err(e) = target.release(engine, &item.container).await {
             tracing::warn!("starting {} again failed: {e}", item.container);
         }
     }

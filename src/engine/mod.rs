@@ -21,7 +21,7 @@
 //!   [`Engine::remove_network`].
 //! - Creating a container from an [`InstanceSpec`](crate::instance::InstanceSpec):
 //!   [`Engine::create_container`], or
-//!   [`crate::integration::docker::replace_container`] which first removes a
+//!   [`crate::target::docker::replace_container`] which first removes a
 //!   stale container of the same name (only if it is this deployment's).
 
 pub mod archive;

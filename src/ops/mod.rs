@@ -5,5 +5,5 @@
 
 pub mod control;
 pub mod logs;
+pub mod select;
 pub mod status;
-pub mod target;

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::target::Target;
+use super::select::Selected;
 use crate::engine::Engine;
 use crate::engine::ops::{ContainerStatus, PublishedPort};
 use crate::error::Result;
@@ -13,6 +13,8 @@ use crate::names;
 use crate::state::StateDir;
 use crate::state::markers;
 use crate::supervise::backoff::CrashRecord;
+use crate::target::Supervised;
+use crate::target::systemd::ctl::UnitStatus;
 
 /// One line of `berth ps`. The JSON form uses these field names; keep them stable.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,36 +49,6 @@ pub struct InstanceRow {
     /// Under systemd: quick failures in a row, as counted by `berth supervise`
     /// for its crash-loop backoff.
     pub consecutive_failures: Option<u32>,
-}
-
-/// What `systemctl show` says about an instance's unit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct UnitStatus {
-    /// `ActiveState`: `active`, `activating`, `failed`, `inactive`, ...
-    pub active_state: String,
-    /// `SubState`: `running`, `start`, `auto-restart`, `failed`, `dead`, ...
-    pub sub_state: String,
-    /// `Result`: `success`, `exit-code`, `start-limit-hit`, ...
-    pub result: String,
-    /// `NRestarts`: automatic restarts since the unit was last started by hand.
-    pub n_restarts: u64,
-}
-
-impl UnitStatus {
-    /// Parse `systemctl show -p ActiveState,SubState,Result,NRestarts` output.
-    pub fn parse(text: &str) -> Self {
-        let mut u = Self::default();
-        for line in text.lines() {
-            match line.split_once('=') {
-                Some(("ActiveState", v)) => u.active_state = v.to_string(),
-                Some(("SubState", v)) => u.sub_state = v.to_string(),
-                Some(("Result", v)) => u.result = v.to_string(),
-                Some(("NRestarts", v)) => u.n_restarts = v.trim().parse().unwrap_or(0),
-                _ => {}
-            }
-        }
-        u
-    }
 }
 
 /// Parse the engine's RFC 3339 timestamps (nanosecond fractions, `Z`).
@@ -124,7 +96,7 @@ fn row_state(c: &ContainerStatus, stopped_marker: bool) -> (String, Option<Strin
 /// [`collect`] for the engine side).
 pub fn rows(
     state: &StateDir,
-    target: &Target,
+    target: &Selected,
     containers: &[ContainerStatus],
     now: SystemTime,
 ) -> Vec<InstanceRow> {
@@ -163,7 +135,7 @@ pub fn rows(
                 ports: vec![],
                 image,
                 container_id: None,
-                integration: target.integration.clone(),
+                integration: target.integration.map(|i| i.as_str().to_string()),
                 in_spec: true,
                 unit: None,
                 consecutive_failures: None,
@@ -182,7 +154,7 @@ pub fn rows(
 
 fn row_from(
     c: &ContainerStatus,
-    target: &Target,
+    target: &Selected,
     stopped: bool,
     sup_restarts: u64,
     now: SystemTime,
@@ -214,7 +186,7 @@ fn row_from(
         ports: c.ports.clone(),
         image: c.image.clone(),
         container_id: Some(c.id.clone()),
-        integration: target.integration.clone(),
+        integration: target.integration.map(|i| i.as_str().to_string()),
         in_spec,
         unit: None,
         consecutive_failures: None,
@@ -316,29 +288,30 @@ pub fn clip_ports(text: &str, max: usize) -> String {
 pub async fn collect(
     engine: &Engine,
     state: &StateDir,
-    target: &Target,
+    target: &Selected,
 ) -> Result<Vec<InstanceRow>> {
     let containers = engine
         .deployment_containers(&target.deployment.name)
         .await?;
     let mut rows = rows(state, target, &containers, SystemTime::now());
-    // Under a running `berth up`, an exited container of an instance that
-    // restarts is waiting out its backoff: say so.
-    if target.integration.as_deref() == Some("foreground")
-        && super::control::running_up(state, &target.deployment.name).is_some()
-    {
-        mark_restarting(&mut rows, &target.deployment);
-    }
-    // Under systemd the unit is restarted, not the container: add its count
-    // and say what the unit is doing.
-    if target.integration.as_deref() == Some("systemd") && crate::doctor::systemd_is_pid1() {
-        for r in rows.iter_mut().filter(|r| r.in_spec) {
-            let Some(unit) = unit_status(&names::unit_name(&r.instance)) else {
-                continue;
-            };
-            let record = CrashRecord::load(state, &r.instance);
-            apply_unit_status(r, unit, &record);
+    // What the target knows beyond the containers: under a running
+    // `berth up`, an exited instance that restarts is waiting out its
+    // backoff; under systemd the unit is restarted, not the container (its
+    // count, and what the unit is doing).
+    let Some(integration) = target.integration else {
+        return Ok(rows);
+    };
+    let keeper = crate::target::for_host(integration, &crate::target::HostOptions::observing());
+    let mut restarts = false;
+    for r in rows.iter_mut().filter(|r| r.in_spec) {
+        match keeper.supervised(state, &target.deployment, &r.instance) {
+            Supervised::Container => {}
+            Supervised::Restarts => restarts = true,
+            Supervised::Unit { unit, crashes } => apply_unit_status(r, unit, &crashes),
         }
+    }
+    if restarts {
+        mark_restarting(&mut rows, &target.deployment);
     }
     Ok(rows)
 }
@@ -365,19 +338,6 @@ pub fn mark_restarting(rows: &mut [InstanceRow], deployment: &crate::spec::Deplo
             r.state = "restarting".into();
         }
     }
-}
-
-/// A unit's state, from `systemctl show` (None when systemctl fails).
-fn unit_status(unit: &str) -> Option<UnitStatus> {
-    let out = std::process::Command::new("systemctl")
-        .args(["show", "-p", "ActiveState,SubState,Result,NRestarts", unit])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    Some(UnitStatus::parse(&String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Fold a unit's state and the supervisor's crash record into a row (pure).
@@ -503,7 +463,7 @@ pub fn render_table(rows: &[InstanceRow], ports_width: Option<usize>) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::target::tests::deployment;
+    use crate::ops::select::tests::deployment;
 
     fn container(name: &str, status: &str) -> ContainerStatus {
         ContainerStatus {
@@ -543,9 +503,9 @@ mod tests {
     fn rows_cover_running_exited_stopped_missing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::new(dir.path());
-        let target = Target {
+        let target = Selected {
             deployment: deployment(&[("mail", 1), ("web", 3)]),
-            integration: Some("docker".into()),
+            integration: Some(crate::instance::Integration::Docker),
         };
         markers::set_stopped(&state, "ex-web-3").expect("marker");
         let now = parse_time("2026-01-01T00:01:05Z").expect("time");
@@ -597,9 +557,9 @@ mod tests {
     fn a_crash_looping_unit_shows_as_restarting_or_failed_with_the_reason() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::new(dir.path());
-        let target = Target {
+        let target = Selected {
             deployment: deployment(&[("web", 1)]),
-            integration: Some("systemd".into()),
+            integration: Some(crate::instance::Integration::Systemd),
         };
         let now = parse_time("2026-01-01T00:01:05Z").expect("time");
         let cs = vec![container("ex-web", "exited")];

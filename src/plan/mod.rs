@@ -115,7 +115,7 @@ pub struct PortChange {
 
 /// How the plan looks at host integration.
 #[derive(Debug, Clone)]
-pub enum Target {
+pub enum Supervision {
     /// Containers with Docker restart policies (or `berth up`'s supervisor):
     /// the containers are the truth.
     Containers(Integration),
@@ -129,12 +129,12 @@ pub enum Target {
     },
 }
 
-impl Target {
+impl Supervision {
     /// The integration this target stands for.
     pub fn integration(&self) -> Integration {
         match self {
-            Target::Containers(i) => *i,
-            Target::Systemd { .. } => Integration::Systemd,
+            Supervision::Containers(i) => *i,
+            Supervision::Systemd { .. } => Integration::Systemd,
         }
     }
 }
@@ -260,7 +260,7 @@ impl Plan {
         specs: &[InstanceSpec],
         observed: Observed,
         missing_images: &[String],
-        target: &Target,
+        target: &Supervision,
     ) -> Result<Plan> {
         let name = &deployment.name;
         check_collisions(specs)?;
@@ -371,7 +371,7 @@ impl Plan {
                 changes.push(format!("image {} is not on this host: pull it", spec.image));
             }
             let action = match target {
-                Target::Containers(_) => match container {
+                Supervision::Containers(_) => match container {
                     None => Action::Create,
                     Some(c) if c.spec_hash() == Some(hash.as_str()) && !image_missing => {
                         // Started unless running, stopped by the operator,
@@ -391,7 +391,7 @@ impl Plan {
                         Action::Recreate
                     }
                 },
-                Target::Systemd { unit_dir, units } => {
+                Supervision::Systemd { unit_dir, units } => {
                     let unit_path = unit_dir.join(names::unit_name(&spec.container));
                     let on_disk = unit_files.get(&spec.container);
                     let wanted = units.get(&spec.container);
@@ -903,8 +903,8 @@ mod tests {
         }
     }
 
-    fn docker() -> Target {
-        Target::Containers(Integration::Docker)
+    fn docker() -> Supervision {
+        Supervision::Containers(Integration::Docker)
     }
 
     fn diff(d: &Deployment, observed: Observed) -> Plan {
@@ -1229,7 +1229,7 @@ mod tests {
     fn under_systemd_the_unit_files_count() {
         let d = dep(serde_json::json!({"w": {"name": "w", "image": "img", "count": 1}}));
         let specs = resolve(&d, &BTreeMap::new(), Integration::Systemd);
-        let target = Target::Systemd {
+        let target = Supervision::Systemd {
             unit_dir: PathBuf::from("/units"),
             units: BTreeMap::from([("d-w".to_string(), "unit text".to_string())]),
         };

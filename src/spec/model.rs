@@ -389,6 +389,24 @@ impl Deployment {
         }
         order
     }
+
+    /// Start-order level of each service: 0 without links, else one more
+    /// than the highest level among its link targets. Services of one
+    /// level can start together.
+    pub fn link_levels(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut levels: std::collections::BTreeMap<String, usize> = Default::default();
+        for svc in self.start_order() {
+            let lvl = svc
+                .links
+                .iter()
+                .filter_map(|l| levels.get(&l.target))
+                .map(|l| l + 1)
+                .max()
+                .unwrap_or(0);
+            levels.insert(svc.name.clone(), lvl);
+        }
+        levels
+    }
 }
 
 impl Deployment {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::model::{Deployment, PortMapping, Service, VolumeSource};
-use crate::integration::systemd::{UnitOptions, render_unit};
 use crate::names;
+use crate::target::systemd::unit::{UnitOptions, render_unit};
 
 /// Note printed about volumes the image declares.
 fn image_volumes_note() -> String {

@@ -916,9 +916,9 @@ pub fn render_unit(
          ExecStart={bin} --state-dir {state} ssh-gateway --listen {listen}\n\
          Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
         // Quoted and escaped for systemd (spaces, `%`, `$`, quotes).
-        bin = crate::integration::systemd::exec_word(berth_path, true),
-        state = crate::integration::systemd::exec_word(state_dir, false),
-        listen = crate::integration::systemd::exec_word(std::path::Path::new(listen), false),
+        bin = crate::target::systemd::unit::exec_word(berth_path, true),
+        state = crate::target::systemd::unit::exec_word(state_dir, false),
+        listen = crate::target::systemd::unit::exec_word(std::path::Path::new(listen), false),
     )
 }
 

@@ -27,9 +27,9 @@ use futures_util::StreamExt;
 use crate::engine::{Engine, ExitStatus, PullProgress};
 use crate::error::{Error, Result};
 use crate::instance::InstanceSpec;
-use crate::integration::docker::replace_container_with_hash;
 use crate::names;
 use crate::spec::RestartPolicy;
+use crate::target::docker::replace_container_with_hash;
 use backoff::{CrashRecord, RunEnd};
 
 /// Which stream a chunk of container output came from.
@@ -440,7 +440,7 @@ pub async fn supervise_container(state: &crate::state::StateDir, container: &str
 
 /// The start timeout a unit gives the supervisor once it is past its backoff
 /// wait (the unit's own `TimeoutStartSec=`).
-const START_TIMEOUT_SECS: u64 = crate::integration::systemd::TIMEOUT_START_SEC;
+const START_TIMEOUT_SECS: u64 = crate::target::systemd::unit::TIMEOUT_START_SEC;
 
 /// Tell systemd what the supervisor is doing (`STATUS=`, shown by
 /// `systemctl status`), extending the start timeout to `extend` from now.

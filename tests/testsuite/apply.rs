@@ -71,28 +71,10 @@ async fn apply_docker(ws: &Workspace, dep: &Deployment) -> ApplyReport {
 async fn plan_docker(ws: &Workspace, dep: &Deployment) -> Plan {
     let engine = engine().await;
     let state = StateDir::new(ws.state_dir());
-    let d = apply::desired(
-        &engine,
-        &state,
-        dep,
-        Integration::Docker,
-        &ws.unit_dir(),
-        bin(),
-        None,
-    )
-    .await
-    .expect("desired state");
-    apply::compute_plan(
-        &engine,
-        &state,
-        dep,
-        &d.specs,
-        &d.missing_images,
-        &d.target,
-        &ws.unit_dir(),
-    )
-    .await
-    .expect("plan")
+    let target = opts(ws, Integration::Docker).target();
+    apply::preview(&engine, &state, dep, target.as_ref())
+        .await
+        .expect("plan")
 }
 
 fn id_of(container: &str) -> String {
@@ -581,7 +563,7 @@ async fn systemd_integration_writes_units_and_specs_without_systemctl() {
     );
 
     // With systemctl wanted but no systemd on this host: a clear refusal.
-    if !berth::integration::systemd_ctl::systemd_running() {
+    if !berth::target::systemd::ctl::systemd_running() {
         let mut o2 = o.clone();
         o2.systemctl = true;
         let err = apply::apply(&engine, &state, &dep, &o2, apply::quiet())
@@ -1126,7 +1108,7 @@ async fn a_container_removed_between_plan_and_start_is_created_again() {
     docker_ok(&["rm", "-f", &c]);
     let engine = engine().await;
     let state = StateDir::new(ws.state_dir());
-    berth::integration::docker::converge_instance(&engine, &state, item, 1)
+    berth::target::docker::converge_instance(&engine, &state, item, 1)
         .await
         .unwrap_or_else(|e| panic!("converge: {e}"));
     assert!(running(&c));
@@ -1161,7 +1143,7 @@ async fn a_name_taken_between_plan_and_create_by_another_deployment_is_left_alon
     let engine = engine().await;
     engine.ensure_network(&name).await.expect("network");
     let state = StateDir::new(ws.state_dir());
-    let err = berth::integration::docker::converge_instance(&engine, &state, item, 1)
+    let err = berth::target::docker::converge_instance(&engine, &state, item, 1)
         .await
         .expect_err("another deployment's container is not taken over");
     assert!(
@@ -1264,7 +1246,7 @@ fn cli_pull_with_credentials_from_docker_config() {
 
 #[test]
 fn cli_systemd_integration_refuses_without_systemd_and_writes_units_with_no_systemctl() {
-    if berth::integration::systemd_ctl::systemd_running() {
+    if berth::target::systemd::ctl::systemd_running() {
         return; // proven by the systemd host tests instead
     }
     let name = unique_name("clisd");

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use berth::integration::systemd::{UnitOptions, render_units};
+use berth::target::systemd::unit::{UnitOptions, render_units};
 use berth_test_support::systemd_host::{
     HOST_BERTH, HostDeployment, SystemdHost, newer_systemd_image,
 };
@@ -271,7 +271,8 @@ fn systemctl_stop_keeps_it_stopped_and_start_brings_it_back() {
     // Neither systemd nor Docker brings it back by itself: wait longer than
     // the restart delay and check again.
     std::thread::sleep(
-        Duration::from_millis(berth::integration::systemd::RESTART_SEC_MS) + Duration::from_secs(3),
+        Duration::from_millis(berth::target::systemd::unit::RESTART_SEC_MS)
+            + Duration::from_secs(3),
     );
     assert!(
         d.running_id("db").is_none(),
@@ -417,7 +418,7 @@ command = ["sh", "-c", "echo broken-starting; exit 3"]
     );
     assert_eq!(
         host.unit_property(&unit, "RestartUSec"),
-        format!("{}ms", berth::integration::systemd::RESTART_SEC_MS)
+        format!("{}ms", berth::target::systemd::unit::RESTART_SEC_MS)
     );
     assert_ne!(host.unit_property(&unit, "Result"), "start-limit-hit");
     assert!(j.matches("broken-starting").count() >= 3, "{j}");

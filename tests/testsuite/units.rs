@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use berth::integration::systemd::{UnitOptions, render_units};
 use berth::spec::{
     Deployment, Link, PortMapping, Protocol, RestartPolicy, Service, VolumeMount, VolumeSource,
 };
+use berth::target::systemd::unit::{UnitOptions, render_units};
 
 use crate::support::bin;
 
@@ -261,7 +261,7 @@ pub(crate) fn verify(unit_dir: &Path, files: &[PathBuf]) -> Result<(), String> {
 }
 
 /// Write units into `dir` and return their paths.
-fn write_units(dir: &Path, units: &[berth::integration::systemd::RenderedUnit]) -> Vec<PathBuf> {
+fn write_units(dir: &Path, units: &[berth::target::systemd::unit::RenderedUnit]) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).expect("create unit directory");
     units
         .iter()

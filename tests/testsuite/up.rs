@@ -207,7 +207,7 @@ command = ["sh", "-c", "echo crashing; exit 1"]
         .lines()
         .filter(|l| !l.trim().is_empty())
         .count() as u32;
-    let bound = berth::integration::foreground::Backoff::max_starts_within(window);
+    let bound = berth::target::foreground::Backoff::max_starts_within(window);
     eprintln!("crash loop: {created} creations in {window:?} (schedule bound {bound})");
     assert!(created >= 3, "it did restart: {created} creations");
     assert!(

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use tokio::task::JoinHandle;
 
-use super::systemd_ctl::{self, Systemctl};
+use super::systemd::ctl::{self as systemd_ctl, Systemctl};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::spec::Deployment;

@@ -8,6 +8,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 use crate::names;
 
@@ -128,4 +130,47 @@ impl Systemctl {
     pub async fn stop(&self, units: &[String]) -> Result<()> {
         self.run(&["stop"], units).await
     }
+}
+
+/// What `systemctl show` says about an instance's unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UnitStatus {
+    /// `ActiveState`: `active`, `activating`, `failed`, `inactive`, ...
+    pub active_state: String,
+    /// `SubState`: `running`, `start`, `auto-restart`, `failed`, `dead`, ...
+    pub sub_state: String,
+    /// `Result`: `success`, `exit-code`, `start-limit-hit`, ...
+    pub result: String,
+    /// `NRestarts`: automatic restarts since the unit was last started by hand.
+    pub n_restarts: u64,
+}
+
+impl UnitStatus {
+    /// Parse `systemctl show -p ActiveState,SubState,Result,NRestarts` output.
+    pub fn parse(text: &str) -> Self {
+        let mut u = Self::default();
+        for line in text.lines() {
+            match line.split_once('=') {
+                Some(("ActiveState", v)) => u.active_state = v.to_string(),
+                Some(("SubState", v)) => u.sub_state = v.to_string(),
+                Some(("Result", v)) => u.result = v.to_string(),
+                Some(("NRestarts", v)) => u.n_restarts = v.trim().parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        u
+    }
+}
+
+/// A unit's state, from `systemctl show` (None when systemctl fails).
+pub fn unit_status(unit: &str) -> Option<UnitStatus> {
+    let out = std::process::Command::new("systemctl")
+        .args(["show", "-p", "ActiveState,SubState,Result,NRestarts", unit])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(UnitStatus::parse(&String::from_utf8_lossy(&out.stdout)))
 }

@@ -8,16 +8,17 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::instance::Integration;
 use crate::spec::{Deployment, InstanceRef};
 use crate::state::StateDir;
 
 /// A deployment as the operation commands see it.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct Selected {
     pub deployment: Deployment,
-    /// `systemd`, `docker` or `foreground` from the applied revision; `None`
-    /// when it was never applied here.
-    pub integration: Option<String>,
+    /// What keeps it running, from the applied revision; `None` when it was
+    /// never applied here.
+    pub integration: Option<Integration>,
 }
 
 /// Resolve the deployment an operation command means. `load_file` reads the
@@ -27,11 +28,13 @@ pub fn resolve(
     file: &Path,
     name: Option<&str>,
     load_file: impl FnOnce() -> Result<Deployment>,
-) -> Result<Target> {
+) -> Result<Selected> {
     let name = match locate(state, file, name, load_file)? {
         Located::File(deployment) => {
-            let integration = state.read_current(&deployment.name)?.map(|r| r.integration);
-            return Ok(Target {
+            let integration = state
+                .read_current(&deployment.name)?
+                .and_then(|r| Integration::parse(&r.integration));
+            return Ok(Selected {
                 deployment,
                 integration,
             });
@@ -39,9 +42,9 @@ pub fn resolve(
         Located::Name(n) => n,
     };
     match state.read_current(&name)? {
-        Some(rev) => Ok(Target {
+        Some(rev) => Ok(Selected {
             deployment: rev.deployment,
-            integration: Some(rev.integration),
+            integration: Integration::parse(&rev.integration),
         }),
         None => Err(Error::Usage(format!(
             "deployment {name:?} is not applied in {} (and there is no deployment file {})",
