@@ -44,6 +44,39 @@ pub enum Error {
         source: bollard::errors::Error,
     },
 
+    /// Another berth command holds the deployment's lock (an apply, a
+    /// restore, `berth up`) and did not let go within the time allowed.
+    #[error(
+        "another berth apply of {deployment} still holds {} after {}; try again later",
+        echo::path(path),
+        humantime::format_duration(*waited)
+    )]
+    Locked {
+        deployment: String,
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
+
+    /// Some instances could not be created, started or removed; the others
+    /// converged. One line per failed (or skipped) instance.
+    #[error("{}", echo::lines(&failures.join("\n")))]
+    Instances { failures: Vec<String> },
+
+    /// `--wait`: the apply succeeded, but these instances were not running
+    /// and healthy in time (one line each, with their last check output).
+    #[error(
+        "{} of {total} instances of {deployment} not running and healthy after {}:\n{}",
+        not_ready.len(),
+        humantime::format_duration(*waited),
+        echo::lines(&not_ready.iter().map(|n| format!("  {n}")).collect::<Vec<_>>().join("\n"))
+    )]
+    NotReady {
+        deployment: String,
+        total: usize,
+        waited: std::time::Duration,
+        not_ready: Vec<String>,
+    },
+
     /// A runtime failure with a message meant for the operator.
     #[error("{}", echo::lines(.0))]
     Runtime(String),

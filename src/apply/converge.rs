@@ -71,6 +71,11 @@ pub async fn converge(
         .await
         .map_err(|e| match e {
             Error::Runtime(m) => Error::Runtime(format!("apply of {}: {m}", deployment.name)),
+            Error::Instances { failures } => Error::Instances {
+                failures: std::iter::once(format!("apply of {}:", deployment.name))
+                    .chain(failures)
+                    .collect(),
+            },
             other => other,
         })?;
     let mut pending_systemctl = applied.pending_systemctl.clone();

@@ -45,11 +45,11 @@ pub async fn lock_deployment(
                 if let Some(t) = timeout
                     && start.elapsed() >= t
                 {
-                    return Err(Error::Runtime(format!(
-                        "another berth apply of {deployment} still holds {} after {}; try again later",
-                        path.display(),
-                        humantime::format_duration(t)
-                    )));
+                    return Err(Error::Locked {
+                        deployment: deployment.to_string(),
+                        path,
+                        waited: t,
+                    });
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

@@ -290,7 +290,7 @@ async fn converge_containers(step: &Step<'_>) -> Result<()> {
         Ok(())
     } else {
         errors.sort();
-        Err(Error::Runtime(errors.join("\n")))
+        Err(Error::Instances { failures: errors })
     }
 }
 

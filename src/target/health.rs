@@ -126,15 +126,12 @@ pub async fn wait_deployment(
     if not_ready.is_empty() {
         return Ok(());
     }
-    let lines: Vec<String> = not_ready.iter().map(|n| format!("  {n}")).collect();
-    Err(Error::Runtime(format!(
-        "{} of {} instances of {} not running and healthy after {}:\n{}",
-        not_ready.len(),
-        containers.len(),
-        deployment.name,
-        humantime::format_duration(timeout),
-        lines.join("\n")
-    )))
+    Err(Error::NotReady {
+        deployment: deployment.name.clone(),
+        total: containers.len(),
+        waited: timeout,
+        not_ready: not_ready.iter().map(|n| n.to_string()).collect(),
+    })
 }
 
 /// Under `--integration docker` no berth process watches health: one warning
