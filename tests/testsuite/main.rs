@@ -19,3 +19,4 @@ mod support;
 mod systemd_host;
 mod units;
 mod up;
+mod upgrade;
