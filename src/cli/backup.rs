@@ -25,8 +25,9 @@ pub struct BackupArgs {
     pub live: bool,
     /// Also store the applied deployment (its current revision), so that
     /// `berth restore FILE --apply` can bring it up on another host.
-    #[arg(long, requires = "all")]
-    pub with_spec: bool,
+    /// (`--with-spec` is the older name.)
+    #[arg(long, requires = "all", alias = "with-spec")]
+    pub with_deployment: bool,
 }
 
 pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
@@ -54,7 +55,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
         &args.services,
         output,
         args.live,
-        args.with_spec,
+        args.with_deployment,
         &super::apply::reporter(false),
         &progress,
     )

@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::Context;
 use crate::engine::Engine;
-use crate::engine::exec::ExecSpec;
+use crate::engine::exec::ExecRequest;
 use crate::error::{Error, Result};
 use crate::ssh::access::{self, Lookup};
 use crate::ssh::{local, openssh};
@@ -79,7 +79,7 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
         (target.container, cmd)
     };
     let engine = Engine::connect().await?;
-    let spec = ExecSpec {
+    let spec = ExecRequest {
         container,
         cmd,
         tty,

@@ -23,7 +23,7 @@ pub struct RestoreArgs {
     /// Restore into this deployment instead of the backup's (also: --name).
     #[arg(long, value_name = "NAME")]
     pub deployment: Option<String>,
-    /// Bring up the deployment stored in the backup (`backup --with-spec`)
+    /// Bring up the deployment stored in the backup (`backup --with-deployment`)
     /// on this host, its volumes restored before any instance starts;
     /// `--name NEW` renames it.
     #[arg(long = "apply", conflicts_with = "services")]

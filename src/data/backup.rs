@@ -28,7 +28,7 @@ pub struct BackupOptions {
     /// Copy while the instances run (no stop/start). Faster, no downtime,
     /// but files being written during the copy may be inconsistent.
     pub live: bool,
-    /// The applied revision to store in the manifest (`--with-spec`).
+    /// The applied revision to store in the manifest (`--with-deployment`).
     pub spec: Option<Box<crate::state::Revision>>,
 }
 
@@ -59,7 +59,7 @@ pub enum Output {
 
 /// `berth backup`: the volumes of the instances of `deployment` named by
 /// `services` (service or instance names; every instance with volumes when
-/// empty) into `output`. With `with_spec`, the applied revision is stored
+/// empty) into `output`. With `with_deployment`, the applied revision is stored
 /// too. Holds the deployment's apply lock ([`super::lifecycle::lock`])
 /// from reading the revision to the end of the copy.
 #[allow(clippy::too_many_arguments)]
@@ -70,18 +70,18 @@ pub async fn backup_deployment(
     services: &[String],
     output: Output,
     live: bool,
-    with_spec: bool,
+    with_deployment: bool,
     report: &Reporter,
     progress: &ProgressBar,
 ) -> Result<Manifest> {
     // Not while an apply (or restore, rollback) of the deployment runs.
     let _lock = super::lifecycle::lock(state, deployment, None, report).await?;
-    let spec = if with_spec {
+    let spec = if with_deployment {
         match state.read_current(deployment)? {
             Some(r) => Some(Box::new(r)),
             None => {
                 return Err(Error::Usage(format!(
-                    "--with-spec: deployment {deployment} was never applied with state directory {}; there is no applied deployment to store",
+                    "--with-deployment: deployment {deployment} was never applied with state directory {}; there is no applied deployment to store",
                     state.root().display()
                 )));
             }

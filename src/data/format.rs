@@ -65,7 +65,7 @@ pub struct Manifest {
     /// True when every instance was stopped during its copy (not `--live`).
     pub consistent: bool,
     pub instances: Vec<InstanceEntry>,
-    /// The applied revision of the deployment (`backup --with-spec`), for
+    /// The applied revision of the deployment (`backup --with-deployment`), for
     /// `restore --apply` to bring the deployment up elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<Box<crate::state::Revision>>,

@@ -1,5 +1,5 @@
 //! Revisions over time: `berth history`, `berth rollback`, and bringing a
-//! deployment up from a backup taken with `--with-spec` (`restore --apply`).
+//! deployment up from a backup taken with `--with-deployment` (`restore --apply`).
 //!
 //! Backup, restore and rollback hold the deployment's apply lock while they
 //! touch instances, so they never race an apply ([`lock`]).
@@ -305,7 +305,7 @@ pub async fn rollback(
     })
 }
 
-/// A `--with-spec` backup whose archive, manifest and stored deployment
+/// A `--with-deployment` backup whose archive, manifest and stored deployment
 /// passed every check (see [`read_stored_backup`]).
 #[derive(Debug)]
 pub struct StoredBackup {
@@ -317,7 +317,7 @@ pub struct StoredBackup {
     pub warnings: crate::spec::SpecWarnings,
 }
 
-/// Verify a `--with-spec` backup for [`restore_and_apply`]: checksums and
+/// Verify a `--with-deployment` backup for [`restore_and_apply`]: checksums and
 /// entries, the stored deployment (renamed to `rename`) as a deployment
 /// file would be checked, and the manifest's instances against it. Touches
 /// nothing.
@@ -329,7 +329,7 @@ pub async fn read_stored_backup(
     let manifest = restore::verify(file, allow_special_files).await?;
     let Some(rev) = manifest.spec.clone() else {
         return Err(Error::Usage(format!(
-            "{}: the backup holds no deployment (take it with `berth backup --all --with-spec`); restore without --apply puts back only the volumes",
+            "{}: the backup holds no deployment (take it with `berth backup --all --with-deployment`); restore without --apply puts back only the volumes",
             file.display()
         )));
     };
@@ -375,7 +375,7 @@ pub async fn read_stored_backup(
 }
 
 /// `berth restore FILE --apply [--name NEW]`: bring the deployment stored in
-/// a `--with-spec` backup up on this host: its volumes are restored first
+/// a `--with-deployment` backup up on this host: its volumes are restored first
 /// (refusing non-empty ones unless `force`), then it is applied, so every
 /// instance starts on its data.
 ///

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
-pub struct ExecSpec {
+pub struct ExecRequest {
     /// Container name or ID.
     pub container: String,
     /// Command and arguments (exec form).
@@ -41,7 +41,7 @@ pub struct ExecSpec {
     pub track_pid: bool,
 }
 
-/// The wrapper [`ExecSpec::track_pid`] puts around a TTY command.
+/// The wrapper [`ExecRequest::track_pid`] puts around a TTY command.
 fn tracked(cmd: &[String], size: Option<(u16, u16)>) -> Vec<String> {
     let stty = match size {
         Some((rows, cols)) if rows > 0 && cols > 0 => {
@@ -85,7 +85,7 @@ type OutputStream = Pin<Box<dyn Stream<Item = Result<ExecOutput>> + Send>>;
 /// A started exec: its id, output and stdin.
 pub struct ExecSession {
     pub id: String,
-    /// The process id inside the container, when [`ExecSpec::track_pid`]
+    /// The process id inside the container, when [`ExecRequest::track_pid`]
     /// was asked for and the wrapper reported it.
     pub pid: Option<u32>,
     pub output: OutputStream,
@@ -127,7 +127,7 @@ impl Engine {
     }
 
     /// Create and start an exec, attached to stdin, stdout and stderr.
-    pub async fn exec_start(&self, spec: &ExecSpec) -> Result<ExecSession> {
+    pub async fn exec_start(&self, spec: &ExecRequest) -> Result<ExecSession> {
         let options = CreateExecOptions::<String> {
             attach_stdin: Some(true),
             attach_stdout: Some(true),
@@ -255,7 +255,7 @@ impl Engine {
     /// from [`ExecSession::pid`]; the signal is sent from inside the
     /// container, so nothing on the host is touched.
     pub async fn exec_hangup(&self, container: &str, pid: u32) -> Result<()> {
-        let spec = ExecSpec {
+        let spec = ExecRequest {
             container: container.to_string(),
             cmd: vec![
                 "/bin/sh".into(),

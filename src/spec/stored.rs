@@ -1,5 +1,5 @@
 //! Checking a deployment that was stored rather than read from a file (the
-//! revision a `backup --with-spec` archive carries, which may come from
+//! revision a `backup --with-deployment` archive carries, which may come from
 //! another host and be crafted).
 //!
 //! The check is the file's own: the model is written back as the native

@@ -45,7 +45,7 @@ use super::admission::{Admission, Event, Limits, Ticket};
 use super::killable;
 use super::quickack::QuickAck;
 use crate::engine::Engine;
-use crate::engine::exec::{ExecOutput, ExecReadiness, ExecSpec};
+use crate::engine::exec::{ExecOutput, ExecReadiness, ExecRequest};
 use crate::error::{Error, Result};
 use crate::state::StateDir;
 
@@ -726,7 +726,7 @@ impl Job {
         if let Some(p) = &self.pty {
             env.push(format!("TERM={}", p.term));
         }
-        let spec = ExecSpec {
+        let spec = ExecRequest {
             container: target.container.clone(),
             cmd,
             tty: self.pty.is_some(),

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::engine::Engine;
-use crate::engine::exec::{ExecOutput, ExecReadiness, ExecSpec};
+use crate::engine::exec::{ExecOutput, ExecReadiness, ExecRequest};
 use crate::error::{Error, Result};
 
 /// Is this process attached to a terminal on both stdin and stdout?
@@ -62,7 +62,7 @@ impl Drop for RawMode {
 
 /// Run `spec` attached to this process's stdio; returns the exit code
 /// (255 when the engine does not know it).
-pub async fn run_attached(engine: &Engine, spec: &ExecSpec) -> Result<u8> {
+pub async fn run_attached(engine: &Engine, spec: &ExecRequest) -> Result<u8> {
     match engine.exec_readiness(&spec.container).await? {
         ExecReadiness::Running => {}
         ExecReadiness::NotRunning(state) => {

@@ -131,7 +131,7 @@ fn member(out: &mut Vec<u8>, path: &str, data: &[u8]) {
     out.resize(out.len().div_ceil(512) * 512, 0);
 }
 
-/// The deployment stored in the manifest (`backup --with-spec`).
+/// The deployment stored in the manifest (`backup --with-deployment`).
 fn spec(dep: &str) -> Value {
     json!({
         "revision": 1,

@@ -1,5 +1,5 @@
 //! The data lifecycle through `apply`: snapshot before upgrade, history,
-//! rollback (images and data), migration with `backup --with-spec` /
+//! rollback (images and data), migration with `backup --with-deployment` /
 //! `restore --apply`, and backup waiting for the apply lock. Driven through
 //! the built `berth` against the real engine.
 
@@ -237,7 +237,10 @@ fn migration_to_a_second_deployment_name_serves_the_same_data() {
     );
     let archive = ws.path().join("migrate.tar.zst");
     let archive = archive.to_str().expect("UTF-8 temp path");
-    run_ok(&ws, &["backup", "--all", "--with-spec", "-o", archive]);
+    run_ok(
+        &ws,
+        &["backup", "--all", "--with-deployment", "-o", archive],
+    );
 
     // Another host: a fresh state directory, no deployment file.
     let other = Workspace::new();
@@ -278,7 +281,7 @@ fn migration_to_a_second_deployment_name_serves_the_same_data() {
     let third = Workspace::new();
     let out = run(&third, &["restore", plain, "--apply", "--name", &target]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(show(&out).contains("--with-spec"), "{}", show(&out));
+    assert!(show(&out).contains("--with-deployment"), "{}", show(&out));
 }
 
 #[test]
@@ -698,7 +701,10 @@ fn restore_apply_wait_waits_for_health() {
     ws.write("berth.toml", &delayed_health(&name, 3, false));
     run_ok(&ws, &["apply", "--integration", "docker"]);
     let healthy = archive(&ws, "healthy.tar.zst");
-    run_ok(&ws, &["backup", "--all", "--with-spec", "-o", &healthy]);
+    run_ok(
+        &ws,
+        &["backup", "--all", "--with-deployment", "-o", &healthy],
+    );
     let out = restore(&healthy, &good, "60s");
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(
@@ -717,6 +723,7 @@ fn restore_apply_wait_waits_for_health() {
     ws.write("berth.toml", &delayed_health(&name, 0, true));
     run_ok(&ws, &["apply", "--integration", "docker"]);
     let never = archive(&ws, "never.tar.zst");
+    // The flag's older name still works.
     run_ok(&ws, &["backup", "--all", "--with-spec", "-o", &never]);
     let out = restore(&never, &bad, "5s");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
