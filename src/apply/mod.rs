@@ -158,7 +158,9 @@ pub async fn desired(
             (images, missing)
         }
     };
-    let specs = crate::instance::resolve(deployment, &images, integration);
+    // Applying makes the host's digest key; a plan uses it if there is one.
+    let key = crate::instance::DigestKey::for_state(state, pull.is_some())?;
+    let specs = crate::instance::resolve_keyed(deployment, &images, integration, &key);
     let target = match integration {
         Integration::Systemd => {
             // Units use newer restart settings only where the host's systemd
@@ -544,6 +546,7 @@ async fn apply_containers(
                             Action::Create => "created",
                             Action::Recreate => "recreated",
                             Action::Start => "started",
+                            Action::Reload => "reloaded",
                             _ => "",
                         };
                         let note = if item.stopped_by_operator {
@@ -645,6 +648,11 @@ async fn apply_systemd(
     let mut to_enable = Vec::new();
     for item in &plan.instances {
         let Some(spec) = &item.spec else { continue };
+        if item.action == Action::Reload {
+            engine
+                .reload_changed_files(spec, item.previous.as_ref())
+                .await?;
+        }
         spec.write(state)?;
         if let Some(text) = units.get(&spec.container) {
             units_changed |= systemd_ctl::write_unit(unit_dir, &spec.container, text)?;
@@ -660,7 +668,7 @@ async fn apply_systemd(
             Action::Recreate => to_restart.push(unit),
             // Starting a running unit is a no-op; this restarts units that
             // an interrupted apply left stopped.
-            Action::Unchanged => to_start.push(unit),
+            Action::Unchanged | Action::Reload => to_start.push(unit),
             Action::Remove => {}
         }
         if item.action != Action::Unchanged {

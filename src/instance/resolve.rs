@@ -7,7 +7,7 @@ use crate::names;
 use crate::spec::{Deployment, InstanceRef, Protocol, VolumeSource};
 
 use super::links::link_variables;
-use super::{ImageInfo, InstanceSpec, Integration, MountSource, MountSpec};
+use super::{DigestKey, ImageInfo, InstanceSpec, Integration, MountSource, MountSpec};
 
 /// The prefix of an instance's volume names: [`names::volume_prefix`].
 pub fn volume_owner(deployment: &str, service: &str, index: u32) -> String {
@@ -23,6 +23,23 @@ pub fn resolve(
     deployment: &Deployment,
     images: &BTreeMap<String, ImageInfo>,
     integration: Integration,
+) -> Vec<InstanceSpec> {
+    match DigestKey::ephemeral() {
+        Ok(key) => resolve_keyed(deployment, images, integration, &key),
+        // No randomness: secrets' digests only need to differ from a
+        // plain hash, which a fixed key still gives.
+        Err(_) => resolve_keyed(deployment, images, integration, &DigestKey::fixed()),
+    }
+}
+
+/// [`resolve`] with the key secrets' digests are made with: the state
+/// directory's ([`DigestKey::for_state`]) wherever specs are compared with
+/// what the host runs.
+pub fn resolve_keyed(
+    deployment: &Deployment,
+    images: &BTreeMap<String, ImageInfo>,
+    integration: Integration,
+    key: &DigestKey,
 ) -> Vec<InstanceSpec> {
     let network = names::network_name(&deployment.name);
     // Extra aliases a service is reached by: the aliases links give it.
@@ -69,6 +86,7 @@ pub fn resolve(
                 env.clone(),
                 link_aliases.get(svc.name.as_str()),
                 integration,
+                key,
             ));
         }
     }
@@ -83,6 +101,7 @@ fn instance_spec(
     env: BTreeMap<String, String>,
     extra_aliases: Option<&Vec<String>>,
     integration: Integration,
+    key: &DigestKey,
 ) -> InstanceSpec {
     // `instance_spec` is only called for instances of services in the deployment.
     let svc = &deployment.services[&inst.service];
@@ -121,6 +140,7 @@ fn instance_spec(
             });
         }
     }
+    let (files, contents) = super::files::resolve_files(deployment, svc, key);
     let mut aliases = vec![svc.name.clone()];
     if svc.count > 1 {
         aliases.push(inst.container.clone());
@@ -152,5 +172,7 @@ fn instance_spec(
         settings: svc.settings.clone(),
         stop_timeout: svc.stop_timeout_secs(),
         health: svc.health.clone(),
+        files,
+        contents,
     }
 }

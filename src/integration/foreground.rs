@@ -206,7 +206,14 @@ impl Supervisor {
         let stale: Vec<String> = self
             .tasks
             .iter()
-            .filter(|(c, t)| wanted.get(*c).is_none_or(|w| w.hash() != t.spec.hash()))
+            // A task runs its own copy of the spec, so files with a reload
+            // signal that changed get a fresh container here too.
+            .filter(|(c, t)| {
+                wanted.get(*c).is_none_or(|w| {
+                    w.hash() != t.spec.hash()
+                        || !crate::instance::files::reloads(&t.spec.files, &w.files).is_empty()
+                })
+            })
             .map(|(c, _)| c.clone())
             .collect();
         // Instances moving to another image: snapshot their volumes first,
