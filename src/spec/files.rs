@@ -399,6 +399,9 @@ pub fn finish(
             .clone()
             .unwrap_or_else(|| p.kind.default_target(&p.source));
         let sname = &svc.name;
+        spans
+            .file_sources
+            .push((p.kind, p.source.clone(), p.source_span));
         if let Err(why) = check_target(&target) {
             d.err(
                 p.target_span,
@@ -449,7 +452,6 @@ pub fn finish(
             mode: p.mode.unwrap_or(p.kind.default_mode()),
             reload: p.reload,
         };
-        spans.file_sources.push((p.kind, p.source, p.source_span));
         match p.kind {
             FileKind::Config => svc.configs.push(m),
             FileKind::Secret => svc.secrets.push(m),
@@ -504,7 +506,8 @@ pub fn check_references(
             if defined.contains_key(source) || bad.contains(source) {
                 continue;
             }
-            let help = match suggest(source, defined.keys().map(String::as_str)) {
+            let known = defined.keys().chain(bad.iter()).map(String::as_str);
+            let help = match suggest(source, known) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None if defined.is_empty() => format!(
                     "define it at the top level: [{}.{source}] with file = \"...\"",
