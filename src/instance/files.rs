@@ -318,9 +318,12 @@ pub fn reloads<'a>(before: &[FileSpec], after: &'a [FileSpec]) -> Vec<&'a FileSp
         .iter()
         .filter(|a| {
             a.reload.is_some()
-                && before
-                    .iter()
-                    .any(|b| b.kind == a.kind && b.name == a.name && b.target == a.target && b.digest != a.digest)
+                && before.iter().any(|b| {
+                    b.kind == a.kind
+                        && b.name == a.name
+                        && b.target == a.target
+                        && b.digest != a.digest
+                })
         })
         .collect()
 }

@@ -178,8 +178,8 @@ mod links;
 mod resolve;
 
 pub use diff::{AbsentTable, FieldChange, json_diff};
-pub use links::{link_prefix, link_variables};
 pub use files::{DigestKey, FileContents, FileSpec};
+pub use links::{link_prefix, link_variables};
 pub use resolve::{resolve, resolve_keyed, volume_owner};
 
 use diff::short;
@@ -499,6 +499,58 @@ mod tests {
         // before health checks existed.
         let json = serde_json::to_value(&base[0]).unwrap_or_default();
         assert!(json.get("health").is_none());
+    }
+
+    #[test]
+    fn files_are_in_the_hash_but_a_reload_files_content_is_not() {
+        let base = resolve(&dep(), &images(), Integration::Systemd);
+        let mut d = dep();
+        d.configs.insert(
+            "users".into(),
+            crate::spec::FileSource {
+                content: "alice\n".into(),
+            },
+        );
+        let mount = |reload: Option<&str>| crate::spec::FileMount {
+            source: "users".into(),
+            target: "/etc/users".into(),
+            uid: 0,
+            gid: 0,
+            mode: 0o444,
+            reload: reload.map(String::from),
+        };
+        let key = DigestKey::fixed();
+        let with = |d: &Deployment| resolve_keyed(d, &images(), Integration::Systemd, &key);
+        d.services
+            .get_mut("mail")
+            .unwrap_or_else(|| panic!("mail"))
+            .configs = vec![mount(None)];
+        let a = with(&d);
+        assert_ne!(base[0].hash(), a[0].hash());
+        assert_eq!(base[1].hash(), a[1].hash(), "web mounts nothing");
+        let mut d2 = d.clone();
+        d2.configs
+            .get_mut("users")
+            .unwrap_or_else(|| panic!("users"))
+            .content = "bob\n".into();
+        let b = with(&d2);
+        assert_ne!(a[0].hash(), b[0].hash(), "a change is a change");
+        assert_eq!(a[0].diff(&b[0]), ["config users: content changed"]);
+        assert!(files::reloads(&a[0].files, &b[0].files).is_empty());
+        // With a reload signal, only the content changed: same hash, a reload.
+        for dd in [&mut d, &mut d2] {
+            dd.services
+                .get_mut("mail")
+                .unwrap_or_else(|| panic!("mail"))
+                .configs = vec![mount(Some("SIGHUP"))];
+        }
+        let (ra, rb) = (with(&d), with(&d2));
+        assert_eq!(ra[0].hash(), rb[0].hash());
+        assert_eq!(files::reloads(&ra[0].files, &rb[0].files).len(), 1);
+        // The spec never carries the content.
+        let json = serde_json::to_string(&rb[0]).unwrap_or_default();
+        assert!(!json.contains("bob"), "{json}");
+        assert!(!format!("{:?}", rb[0]).contains("bob"));
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub fn resolve_keyed(
     let mut out = Vec::new();
     for svc in deployment.services.values() {
         let image = images.get(&svc.image);
+        let (files, contents) = super::files::resolve_files(deployment, svc, key);
         let mut env = BTreeMap::new();
         for inst in deployment.service_instances(svc) {
             env.clear();
@@ -86,8 +87,10 @@ pub fn resolve_keyed(
                 env.clone(),
                 link_aliases.get(svc.name.as_str()),
                 integration,
-                key,
             ));
+            if let Some(spec) = out.last_mut() {
+                (spec.files, spec.contents) = (files.clone(), contents.clone());
+            }
         }
     }
     out
@@ -101,7 +104,6 @@ fn instance_spec(
     env: BTreeMap<String, String>,
     extra_aliases: Option<&Vec<String>>,
     integration: Integration,
-    key: &DigestKey,
 ) -> InstanceSpec {
     // `instance_spec` is only called for instances of services in the deployment.
     let svc = &deployment.services[&inst.service];
@@ -140,7 +142,6 @@ fn instance_spec(
             });
         }
     }
-    let (files, contents) = super::files::resolve_files(deployment, svc, key);
     let mut aliases = vec![svc.name.clone()];
     if svc.count > 1 {
         aliases.push(inst.container.clone());
@@ -172,7 +173,7 @@ fn instance_spec(
         settings: svc.settings.clone(),
         stop_timeout: svc.stop_timeout_secs(),
         health: svc.health.clone(),
-        files,
-        contents,
+        files: Vec::new(),
+        contents: Default::default(),
     }
 }

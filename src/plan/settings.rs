@@ -84,8 +84,16 @@ pub fn changes(
     }
     // Configs and secrets by name; never their content.
     for (kind, b, a) in [
-        (crate::spec::FileKind::Config, &before.configs, &deployment.configs),
-        (crate::spec::FileKind::Secret, &before.secrets, &deployment.secrets),
+        (
+            crate::spec::FileKind::Config,
+            &before.configs,
+            &deployment.configs,
+        ),
+        (
+            crate::spec::FileKind::Secret,
+            &before.secrets,
+            &deployment.secrets,
+        ),
     ] {
         let k = kind.as_str();
         for (name, src) in a {

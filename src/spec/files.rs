@@ -79,7 +79,10 @@ fn source(d: &mut Decoder, e: &Entry, kind: FileKind) -> Option<FileSource> {
         [] => {
             d.err(
                 e.key_span,
-                format!("{} `{name}` says nowhere its content comes from", kind.as_str()),
+                format!(
+                    "{} `{name}` says nowhere its content comes from",
+                    kind.as_str()
+                ),
                 help,
             );
             return None;
@@ -162,18 +165,19 @@ fn source(d: &mut Decoder, e: &Entry, kind: FileKind) -> Option<FileSource> {
 fn read_file(d: &mut Decoder, rel: &str, span: Span, kind: FileKind, name: &str) -> Option<String> {
     let path = d.base_dir.join(rel);
     let k = kind.as_str();
-    let bytes = match crate::input::read_capped(&path, crate::input::MAX_FILE_CONTENT) {
-        Ok(b) => b,
-        Err(e) if e.is_refusal() => {
-            d.err(
-                span,
-                format!("the file `{rel}` of {k} `{name}` {}", e.reason()),
-                "a config or secret is read from a regular file",
-            );
-            return None;
-        }
-        Err(e) => {
-            d.err(
+    let bytes =
+        match crate::input::read_capped(&path, crate::input::MAX_FILE_CONTENT) {
+            Ok(b) => b,
+            Err(e) if e.is_refusal() => {
+                d.err(
+                    span,
+                    format!("the file `{rel}` of {k} `{name}` {}", e.reason()),
+                    "a config or secret is read from a regular file",
+                );
+                return None;
+            }
+            Err(e) => {
+                d.err(
                 span,
                 format!("cannot read the file `{rel}` of {k} `{name}`: {}", e.reason()),
                 format!(
@@ -181,9 +185,9 @@ fn read_file(d: &mut Decoder, rel: &str, span: Span, kind: FileKind, name: &str)
                     path.display()
                 ),
             );
-            return None;
-        }
-    };
+                return None;
+            }
+        };
     match String::from_utf8(bytes) {
         Ok(t) => Some(t),
         Err(_) => {
@@ -366,10 +370,7 @@ fn long_mount(
         d.err(
             item.span,
             format!("`{what}` has no `source`"),
-            format!(
-                "name the {} it mounts: source = \"name\"",
-                kind.as_str()
-            ),
+            format!("name the {} it mounts: source = \"name\"", kind.as_str()),
         );
         ok = false;
     }
@@ -405,7 +406,11 @@ pub fn finish(
         if let Err(why) = check_target(&target) {
             d.err(
                 p.target_span,
-                format!("{} target `{}` {why}", p.kind.as_str(), target.escape_debug()),
+                format!(
+                    "{} target `{}` {why}",
+                    p.kind.as_str(),
+                    target.escape_debug()
+                ),
                 "write the file's absolute path in the container, e.g. \"/etc/app/app.conf\"",
             );
             continue;

@@ -470,7 +470,8 @@ fn load_text(
 
     let mut d = decode::Decoder::new(&src);
     for layer in layers.iter().rev() {
-        d.vars.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
+        d.vars
+            .extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     if let Some(n) = &opts.name
         && let Err(p) = crate::names::check_name(n)

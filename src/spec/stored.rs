@@ -417,8 +417,15 @@ cap_drop = ["ALL"]
 privileged = true
 snapshot_on_upgrade = false
 snapshots_keep = 2
+[configs.site]
+content = "costs $$5\n"
+[secrets.pw]
+content = "hunter2 $$x"
 [services.batch]
 image = "busybox"
+user = "7:8"
+configs = ["site", { source = "site", target = "/etc/x", uid = 5, mode = "0600", reload = "HUP" }]
+secrets = ["pw"]
 health = false
 ports = ["[::1]:9090:90/udp", "0.0.0.0:7000-7001:70-71/sctp"]
 "#;
@@ -428,6 +435,18 @@ ports = ["[::1]:9090:90/udp", "0.0.0.0:7000-7001:70-71/sctp"]
         let d = load(FULL);
         let checked = check_stored(&d, Path::new("backup.tar.zst")).unwrap();
         assert_eq!(checked.deployment, d);
+        assert_eq!(d.secrets["pw"].content, "hunter2 $x");
+        assert_eq!(d.services["batch"].configs[0].uid, 7, "a numeric user owns");
+        // Stored secrets are passed as variables: no warning about inline text.
+        assert!(
+            !checked
+                .warnings
+                .0
+                .iter()
+                .any(|w| w.message.contains("written inline")),
+            "{:?}",
+            checked.warnings
+        );
     }
 
     #[test]

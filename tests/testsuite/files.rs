@@ -89,7 +89,11 @@ secrets = ["token"]
     );
     ws.write("berth.toml", &file);
     let env = [("APP_TOKEN", "t0ken"), ("WHO", "world")];
-    ok(run_env(&ws, &["apply", "--integration", "docker", "-q"], &env));
+    ok(run_env(
+        &ws,
+        &["apply", "--integration", "docker", "-q"],
+        &env,
+    ));
     let logs = |c: &str| -> String {
         let mut out = String::new();
         wait_for(Duration::from_secs(20), || {
@@ -110,7 +114,10 @@ secrets = ["token"]
     );
     // Without uid/gid, a numeric `user` owns the files: it can read its 0400 secret.
     let plain = logs(&format!("{name}-plain"));
-    assert!(plain.contains("/run/secrets/token 1000:1000 400"), "{plain}");
+    assert!(
+        plain.contains("/run/secrets/token 1000:1000 400"),
+        "{plain}"
+    );
     assert!(plain.contains("readable"), "{plain}");
     ok(run_env(&ws, &["destroy"], &env));
 }
@@ -164,8 +171,16 @@ stop_timeout = 1
     );
 
     ok(run(&ws, &["apply", "--integration", "docker", "-q"]));
-    assert_ne!(container_id(&user), user_id, "the user of the config is recreated");
-    assert_eq!(container_id(&other), other_id, "the other service keeps its container");
+    assert_ne!(
+        container_id(&user),
+        user_id,
+        "the user of the config is recreated"
+    );
+    assert_eq!(
+        container_id(&other),
+        other_id,
+        "the other service keeps its container"
+    );
     assert_eq!(exec(&user, "cat /etc/users"), "alice:one\nbob:two");
     let again = run(&ws, &["plan"]);
     assert_eq!(again.status.code(), Some(0), "{}", show(&again));
@@ -205,7 +220,10 @@ configs = [{{ source = "app", target = "/etc/app.conf", reload = "SIGHUP" }}]
     assert_eq!(plan.status.code(), Some(3), "{}", show(&plan));
     let text = String::from_utf8_lossy(&plan.stdout);
     assert!(text.contains(&format!("reload    {c}")), "{text}");
-    assert!(text.contains("config app: content changed (reloaded with SIGHUP)"), "{text}");
+    assert!(
+        text.contains("config app: content changed (reloaded with SIGHUP)"),
+        "{text}"
+    );
     ok(run(&ws, &["apply", "--integration", "docker", "-q"]));
     assert_eq!(container_id(&c), id, "the container is kept");
     assert_eq!(exec(&c, "cat /etc/app.conf"), "version 2");
@@ -280,8 +298,11 @@ fn a_secret_is_found_nowhere_a_user_or_the_terminal_could_see_it() {
     let from_env = random_secret();
     let from_file = random_secret();
     ws.write("db.key", &from_file);
-    std::fs::set_permissions(ws.path().join("db.key"), std::fs::Permissions::from_mode(0o600))
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(
+        ws.path().join("db.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let file = |name: &str| {
         format!(
             r#"
@@ -325,10 +346,19 @@ secrets = ["password"]
     step("validate", &["validate"]);
     step("validate json", &["validate", "--output", "json"]);
     step("render", &["render", "--integration", "systemd"]);
-    step("render json", &["render", "--integration", "systemd", "--output", "json"]);
+    step(
+        "render json",
+        &["render", "--integration", "systemd", "--output", "json"],
+    );
     step("plan", &["plan", "--integration", "docker"]);
-    step("plan json", &["plan", "--integration", "docker", "--output", "json"]);
-    step("apply", &["-v", "apply", "--integration", "docker", "--wait"]);
+    step(
+        "plan json",
+        &["plan", "--integration", "docker", "--output", "json"],
+    );
+    step(
+        "apply",
+        &["-v", "apply", "--integration", "docker", "--wait"],
+    );
     // Units and specs of a second deployment, written but not started.
     step(
         "apply systemd",
@@ -345,7 +375,10 @@ secrets = ["password"]
     // A changed secret: plan and apply name it, nothing more.
     ws.write("db.key", &format!("{from_file}-2"));
     step("plan after change", &["plan", "--integration", "docker"]);
-    step("apply after change", &["-v", "apply", "--integration", "docker"]);
+    step(
+        "apply after change",
+        &["-v", "apply", "--integration", "docker"],
+    );
     step("ps", &["ps"]);
     step("ps json", &["ps", "--output", "json"]);
     step("logs", &["logs", "db"]);
@@ -367,13 +400,19 @@ secrets = ["password"]
         .find(|(w, _)| w == "plan after change")
         .map(|(_, o)| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    assert!(plan_text.contains("secret key: content changed"), "{plan_text}");
+    assert!(
+        plan_text.contains("secret key: content changed"),
+        "{plan_text}"
+    );
     let backup_err = outputs
         .iter()
         .find(|(w, _)| w == "backup")
         .map(|(_, o)| String::from_utf8_lossy(&o.stderr).into_owned())
         .unwrap_or_default();
-    assert!(backup_err.contains("holds the deployment's secrets"), "{backup_err}");
+    assert!(
+        backup_err.contains("holds the deployment's secrets"),
+        "{backup_err}"
+    );
     let archive_mode = std::fs::metadata(&archive)
         .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0);
@@ -384,7 +423,10 @@ secrets = ["password"]
     for (what, out) in &outputs {
         for s in &secrets {
             let all = [&out.stdout, &out.stderr];
-            if all.iter().any(|b| String::from_utf8_lossy(b).contains(s.as_str())) {
+            if all
+                .iter()
+                .any(|b| String::from_utf8_lossy(b).contains(s.as_str()))
+            {
                 hits.push(format!("output of {what}"));
             }
         }
@@ -433,12 +475,19 @@ secrets = ["password"]
             }
         }
     }
-    assert!(holders > 0, "the state directory holds the secrets (root-only)");
+    assert!(
+        holders > 0,
+        "the state directory holds the secrets (root-only)"
+    );
     let state_mode = std::fs::metadata(ws.state_dir())
         .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0);
     assert_eq!(state_mode & 0o077, 0, "the state directory is owner-only");
-    assert!(hits.is_empty(), "the secret was found in:\n{}", hits.join("\n"));
+    assert!(
+        hits.is_empty(),
+        "the secret was found in:\n{}",
+        hits.join("\n")
+    );
 
     // The container got them, with the changed one delivered fresh.
     let db = format!("{name}-db");
@@ -446,5 +495,9 @@ secrets = ["password"]
     assert_eq!(exec(&db, "cat /etc/db.key"), format!("{from_file}-2"));
     assert_eq!(exec(&db, "stat -c '%u %a' /etc/db.key"), "70 440");
     ok(run_env(&ws, &["destroy"], &env));
-    ok(run_env(&ws, &["-f", "units.toml", "destroy", "--no-systemctl"], &env));
+    ok(run_env(
+        &ws,
+        &["-f", "units.toml", "destroy", "--no-systemctl"],
+        &env,
+    ));
 }

@@ -737,12 +737,24 @@ fn mail_example_script_end_to_end() {
     let text = String::from_utf8_lossy(&plan.stdout).into_owned();
     assert!(text.contains("config users: content changed"), "{text}");
     assert!(text.contains(&format!("recreate  {name}-mail")), "{text}");
-    assert!(!text.contains(&format!("recreate  {name}-webmail")), "{text}");
+    assert!(
+        !text.contains(&format!("recreate  {name}-webmail")),
+        "{text}"
+    );
     assert!(!text.contains("bob-demo-password"), "{text}");
     let before = ["mail", "webmail"].map(|s| container_id(&format!("{name}-{s}")));
     ok(&run(
         &ws,
-        &["-f", file, "--name", &name, "apply", "--integration", "docker", "-q"],
+        &[
+            "-f",
+            file,
+            "--name",
+            &name,
+            "apply",
+            "--integration",
+            "docker",
+            "-q",
+        ],
     ));
     let after = ["mail", "webmail"].map(|s| container_id(&format!("{name}-{s}")));
     assert_ne!(before[0], after[0], "mail is recreated");
