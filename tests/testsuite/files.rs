@@ -500,4 +500,12 @@ secrets = ["password"]
         &["-f", "units.toml", "destroy", "--no-systemctl"],
         &env,
     ));
+    // Destroyed instances leave no delivered contents behind.
+    let left: Vec<std::path::PathBuf> = std::fs::read_dir(ws.state_dir().join("instances"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        !left.iter().any(|p| p.to_string_lossy().ends_with(".files")),
+        "{left:?}"
+    );
 }
