@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub const MAX_DEPLOYMENT_FILE: u64 = 8 << 20;
 /// Largest `.env` or `env_file` read.
 pub const MAX_ENV_FILE: u64 = 1 << 20;
+/// Largest config or secret file read (`configs`/`secrets` `file`).
+pub const MAX_FILE_CONTENT: u64 = 1 << 20;
 /// Largest Docker client configuration (`config.json`) read.
 pub const MAX_DOCKER_CONFIG: u64 = 4 << 20;
 
@@ -174,7 +176,7 @@ fn describe(kind: &std::fs::FileType) -> &'static str {
 }
 
 /// A cap in the unit it was chosen in: "8 MiB", "512 KiB", "100 bytes".
-fn size(bytes: u64) -> String {
+pub fn size(bytes: u64) -> String {
     if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {

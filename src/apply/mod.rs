@@ -160,7 +160,9 @@ pub async fn desired(
             (images, missing)
         }
     };
-    let specs = crate::instance::resolve(deployment, &images, target.integration());
+    // Applying makes the host's digest key; a plan uses it if there is one.
+    let key = crate::instance::DigestKey::for_state(state, pull.is_some())?;
+    let specs = crate::instance::resolve_keyed(deployment, &images, target.integration(), &key);
     let target = target.supervision(state, deployment)?;
     Ok(Desired {
         specs,

@@ -76,6 +76,12 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
             format!(" to {}", args.output.display())
         }
     );
+    if manifest.holds_secrets {
+        eprintln!(
+            "the archive holds the deployment's secrets: keep it as private as {}",
+            ctx.state_dir().root().display()
+        );
+    }
     Ok(0)
 }
 

@@ -74,6 +74,12 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> Result<u8> {
         )
         .await?;
         super::print_warnings(&stored.warnings);
+        if stored.holds_secrets() && !quiet {
+            eprintln!(
+                "the backup holds secrets: they are stored root-only in {} and delivered into the containers",
+                state.root().display()
+            );
+        }
         let (restored, outcome) = crate::data::lifecycle::restore_and_apply(
             &engine,
             &state,

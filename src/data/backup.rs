@@ -181,6 +181,10 @@ async fn copy_all(
         deployment: deployment.to_string(),
         consistent: !opts.live,
         instances: Vec::new(),
+        holds_secrets: opts
+            .spec
+            .as_ref()
+            .is_some_and(|r| !r.deployment.secrets.is_empty()),
         spec: opts.spec.clone(),
     };
     for inst in instances {
@@ -368,7 +372,17 @@ pub(crate) async fn backup_to_file(
     progress: &ProgressBar,
 ) -> Result<Manifest> {
     let partial = partial_path(file);
-    let f = std::fs::File::create(&partial).map_err(|e| Error::io(&partial, e))?;
+    // Owner-only: the volumes' data, and with `--with-deployment` perhaps secrets.
+    let f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(|e| Error::io(&partial, e))?
+    };
     let out = std::io::BufWriter::with_capacity(1 << 20, f);
     match backup(engine, state, deployment, instances, out, opts, progress).await {
         Ok((manifest, out)) => {

@@ -69,6 +69,10 @@ pub struct Manifest {
     /// `restore --apply` to bring the deployment up elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<Box<crate::state::Revision>>,
+    /// The stored deployment holds secrets (their content is in `spec`):
+    /// the archive must be kept as private as the state directory.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub holds_secrets: bool,
 }
 
 /// One instance and its volumes.
@@ -635,6 +639,7 @@ mod tests {
             deployment: "d".into(),
             consistent: true,
             spec: None,
+            holds_secrets: false,
             instances: vec![InstanceEntry {
                 service: "s".into(),
                 instance: 1,

@@ -317,6 +317,13 @@ pub struct StoredBackup {
     pub warnings: crate::spec::SpecWarnings,
 }
 
+impl StoredBackup {
+    /// The stored deployment carries secrets.
+    pub fn holds_secrets(&self) -> bool {
+        self.manifest.holds_secrets || !self.deployment.secrets.is_empty()
+    }
+}
+
 /// Verify a `--with-deployment` backup for [`restore_and_apply`]: checksums and
 /// entries, the stored deployment (renamed to `rename`) as a deployment
 /// file would be checked, and the manifest's instances against it. Touches

@@ -251,7 +251,9 @@ impl Engine {
             .await
     }
 
-    /// [`Engine::create_container`] with an explicit `berth.spec-hash` label:
+    /// [`Engine::create_container`] with an explicit `berth.spec-hash` label
+    /// (every container berth runs is made here, its configs and secrets
+    /// delivered before it returns):
     /// the supervisor labels the container with the hash of the spec as
     /// applied, even when it had to refresh the image ID at start.
     pub async fn create_container_with_hash(
@@ -270,6 +272,12 @@ impl Engine {
             .create_container(Some(opts), body)
             .await
             .map_err(|e| Error::engine(format!("creating container {}", spec.container), e))?;
+        // Configs and secrets are in place before the main process starts;
+        // a container that could not get them is not left to be started.
+        if let Err(e) = self.deliver_files(&resp.id, spec, None).await {
+            let _ = self.remove_container(&resp.id).await;
+            return Err(e);
+        }
         Ok(resp.id)
     }
 

@@ -27,6 +27,7 @@
 pub mod archive;
 pub mod containers;
 pub mod exec;
+pub mod files;
 pub mod images;
 pub mod networks;
 pub mod ops;

@@ -160,17 +160,27 @@ pub struct InstanceSpec {
     /// if it declares one. Part of the hash: a changed check recreates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// Configs and secrets delivered before the container starts (absent
+    /// when none, so that such specs hash as they always did).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileSpec>,
+    /// Their contents: never serialised; filled by [`resolve`] and by
+    /// [`InstanceSpec::read`] from the state directory.
+    #[serde(skip)]
+    pub contents: FileContents,
 }
 
 mod diff;
+pub mod files;
 #[cfg(test)]
 mod hash_fixture;
 mod links;
 mod resolve;
 
 pub use diff::{AbsentTable, FieldChange, json_diff};
+pub use files::{DigestKey, FileContents, FileSpec};
 pub use links::{link_prefix, link_variables};
-pub use resolve::{resolve, volume_owner};
+pub use resolve::{resolve, resolve_keyed, volume_owner};
 
 use diff::short;
 
@@ -180,7 +190,21 @@ impl InstanceSpec {
     pub fn hash(&self) -> String {
         // Serialising this struct cannot fail: every field is a plain value
         // and every map has string keys.
-        let json = serde_json::to_vec(self).unwrap_or_default();
+        let json = if self.files.iter().any(|f| f.reload.is_some()) {
+            // A file with a reload signal is updated in the running
+            // container: its content is not part of what the container is.
+            let mut v = serde_json::to_value(self).unwrap_or_default();
+            if let Some(files) = v.get_mut("files").and_then(|f| f.as_array_mut()) {
+                for f in files.iter_mut().filter(|f| f.get("reload").is_some()) {
+                    if let Some(o) = f.as_object_mut() {
+                        o.remove("digest");
+                    }
+                }
+            }
+            serde_json::to_vec(&v).unwrap_or_default()
+        } else {
+            serde_json::to_vec(self).unwrap_or_default()
+        };
         let digest = Sha256::digest(&json);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         format!("sha256:{hex}")
@@ -277,17 +301,33 @@ impl InstanceSpec {
     /// A readable list of what differs between `self` (before) and `other`
     /// (after): `env.FOO: "a" → "b"`, `image_id: ...`. Empty when equal.
     pub fn diff(&self, other: &InstanceSpec) -> Vec<String> {
-        let a = serde_json::to_value(self).unwrap_or_default();
-        let b = serde_json::to_value(other).unwrap_or_default();
-        json_diff(&a, &b, AbsentTable::Whole)
+        let mut a = serde_json::to_value(self).unwrap_or_default();
+        let mut b = serde_json::to_value(other).unwrap_or_default();
+        // Files by name (their digests say nothing to a reader).
+        for v in [&mut a, &mut b] {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("files");
+            }
+        }
+        let mut out: Vec<String> = json_diff(&a, &b, AbsentTable::Whole)
             .into_iter()
             .map(|c| format!("{}: {} → {}", c.path, short(&c.before), short(&c.after)))
-            .collect()
+            .collect();
+        out.extend(files::diff_lines(&self.files, &other.files));
+        out
     }
 
     /// Read a spec written by [`InstanceSpec::write`]; `None` if there is none.
     pub fn read(state: &StateDir, container: &str) -> Result<Option<InstanceSpec>> {
-        crate::state::read_json(&state.instance_spec(container), "instance spec")
+        let spec: Option<InstanceSpec> =
+            crate::state::read_json(&state.instance_spec(container), "instance spec")?;
+        match spec {
+            Some(mut s) if !s.files.is_empty() => {
+                s.contents = files::load(state, container, &s.files)?;
+                Ok(Some(s))
+            }
+            other => Ok(other),
+        }
     }
 
     /// Write the spec to `<state>/instances/<container>.json`, mode 0600 in a
@@ -297,6 +337,8 @@ impl InstanceSpec {
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Runtime(format!("cannot serialise instance spec: {e}")))?;
         let path = state.instance_spec(&self.container);
+        // The contents first: a spec on disk always finds what it names.
+        files::store(state, &self.container, &self.files, &self.contents)?;
         // Unchanged: leave the file alone (a no-op apply writes nothing).
         if std::fs::read(&path).ok().as_deref() == Some(json.as_slice()) {
             return Ok(());
@@ -457,6 +499,58 @@ mod tests {
         // before health checks existed.
         let json = serde_json::to_value(&base[0]).unwrap_or_default();
         assert!(json.get("health").is_none());
+    }
+
+    #[test]
+    fn files_are_in_the_hash_but_a_reload_files_content_is_not() {
+        let base = resolve(&dep(), &images(), Integration::Systemd);
+        let mut d = dep();
+        d.configs.insert(
+            "users".into(),
+            crate::spec::FileSource {
+                content: "alice\n".into(),
+            },
+        );
+        let mount = |reload: Option<&str>| crate::spec::FileMount {
+            source: "users".into(),
+            target: "/etc/users".into(),
+            uid: 0,
+            gid: 0,
+            mode: 0o444,
+            reload: reload.map(String::from),
+        };
+        let key = DigestKey::fixed();
+        let with = |d: &Deployment| resolve_keyed(d, &images(), Integration::Systemd, &key);
+        d.services
+            .get_mut("mail")
+            .unwrap_or_else(|| panic!("mail"))
+            .configs = vec![mount(None)];
+        let a = with(&d);
+        assert_ne!(base[0].hash(), a[0].hash());
+        assert_eq!(base[1].hash(), a[1].hash(), "web mounts nothing");
+        let mut d2 = d.clone();
+        d2.configs
+            .get_mut("users")
+            .unwrap_or_else(|| panic!("users"))
+            .content = "bob\n".into();
+        let b = with(&d2);
+        assert_ne!(a[0].hash(), b[0].hash(), "a change is a change");
+        assert_eq!(a[0].diff(&b[0]), ["config users: content changed"]);
+        assert!(files::reloads(&a[0].files, &b[0].files).is_empty());
+        // With a reload signal, only the content changed: same hash, a reload.
+        for dd in [&mut d, &mut d2] {
+            dd.services
+                .get_mut("mail")
+                .unwrap_or_else(|| panic!("mail"))
+                .configs = vec![mount(Some("SIGHUP"))];
+        }
+        let (ra, rb) = (with(&d), with(&d2));
+        assert_eq!(ra[0].hash(), rb[0].hash());
+        assert_eq!(files::reloads(&ra[0].files, &rb[0].files).len(), 1);
+        // The spec never carries the content.
+        let json = serde_json::to_string(&rb[0]).unwrap_or_default();
+        assert!(!json.contains("bob"), "{json}");
+        assert!(!format!("{:?}", rb[0]).contains("bob"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::names;
 use crate::spec::{Deployment, InstanceRef, Protocol, VolumeSource};
 
 use super::links::link_variables;
-use super::{ImageInfo, InstanceSpec, Integration, MountSource, MountSpec};
+use super::{DigestKey, ImageInfo, InstanceSpec, Integration, MountSource, MountSpec};
 
 /// The prefix of an instance's volume names: [`names::volume_prefix`].
 pub fn volume_owner(deployment: &str, service: &str, index: u32) -> String {
@@ -23,6 +23,23 @@ pub fn resolve(
     deployment: &Deployment,
     images: &BTreeMap<String, ImageInfo>,
     integration: Integration,
+) -> Vec<InstanceSpec> {
+    match DigestKey::ephemeral() {
+        Ok(key) => resolve_keyed(deployment, images, integration, &key),
+        // No randomness: secrets' digests only need to differ from a
+        // plain hash, which a fixed key still gives.
+        Err(_) => resolve_keyed(deployment, images, integration, &DigestKey::fixed()),
+    }
+}
+
+/// [`resolve`] with the key secrets' digests are made with: the state
+/// directory's ([`DigestKey::for_state`]) wherever specs are compared with
+/// what the host runs.
+pub fn resolve_keyed(
+    deployment: &Deployment,
+    images: &BTreeMap<String, ImageInfo>,
+    integration: Integration,
+    key: &DigestKey,
 ) -> Vec<InstanceSpec> {
     let network = names::network_name(&deployment.name);
     // Extra aliases a service is reached by: the aliases links give it.
@@ -40,6 +57,7 @@ pub fn resolve(
     let mut out = Vec::new();
     for svc in deployment.services.values() {
         let image = images.get(&svc.image);
+        let (files, contents) = super::files::resolve_files(deployment, svc, key);
         let mut env = BTreeMap::new();
         for inst in deployment.service_instances(svc) {
             env.clear();
@@ -70,6 +88,9 @@ pub fn resolve(
                 link_aliases.get(svc.name.as_str()),
                 integration,
             ));
+            if let Some(spec) = out.last_mut() {
+                (spec.files, spec.contents) = (files.clone(), contents.clone());
+            }
         }
     }
     out
@@ -152,5 +173,7 @@ fn instance_spec(
         settings: svc.settings.clone(),
         stop_timeout: svc.stop_timeout_secs(),
         health: svc.health.clone(),
+        files: Vec::new(),
+        contents: Default::default(),
     }
 }

@@ -177,6 +177,8 @@ pub(crate) mod tests {
             keys: Default::default(),
             deployment_keys: vec![],
             snapshots_keep: None,
+            configs: Default::default(),
+            secrets: Default::default(),
             services: services
                 .iter()
                 .map(|(n, c)| (n.to_string(), service(n, *c)))

@@ -36,6 +36,9 @@ pub enum Action {
     Recreate,
     /// The container is as specified but not running: start it.
     Start,
+    /// Only files with a reload signal changed: update them in the
+    /// running container and signal it, instead of replacing it.
+    Reload,
     /// Nothing to do.
     Unchanged,
     /// The instance is no longer in the file: remove its container (and
@@ -50,6 +53,7 @@ impl Action {
             Action::Create => "create",
             Action::Recreate => "recreate",
             Action::Start => "start",
+            Action::Reload => "reload",
             Action::Unchanged => "unchanged",
             Action::Remove => "remove",
         }
@@ -431,6 +435,26 @@ impl Plan {
                         }
                     }
                 }
+            };
+            // Files with a reload signal are left out of the hash: a change
+            // of only those is made in the running container.
+            let reloads = prev
+                .map(|p| crate::instance::files::reloads(&p.files, &spec.files))
+                .unwrap_or_default();
+            let action = match action {
+                Action::Unchanged | Action::Start if !reloads.is_empty() => {
+                    changes.extend(crate::instance::files::diff_lines(
+                        &prev.map(|p| p.files.clone()).unwrap_or_default(),
+                        &spec.files,
+                    ));
+                    if action == Action::Start {
+                        // Not running: a fresh container gets the new files.
+                        Action::Recreate
+                    } else {
+                        Action::Reload
+                    }
+                }
+                other => other,
             };
             if matches!(action, Action::Create | Action::Recreate) {
                 let before: BTreeSet<String> = prev

@@ -82,6 +82,31 @@ pub fn changes(
             opt_text(deployment.snapshots_keep)
         ));
     }
+    // Configs and secrets by name; never their content.
+    for (kind, b, a) in [
+        (
+            crate::spec::FileKind::Config,
+            &before.configs,
+            &deployment.configs,
+        ),
+        (
+            crate::spec::FileKind::Secret,
+            &before.secrets,
+            &deployment.secrets,
+        ),
+    ] {
+        let k = kind.as_str();
+        for (name, src) in a {
+            match b.get(name) {
+                None => out.push(format!("{k} {name} added")),
+                Some(old) if old != src => out.push(format!("{k} {name}: content changed")),
+                Some(_) => {}
+            }
+        }
+        for name in b.keys().filter(|n| !a.contains_key(*n)) {
+            out.push(format!("{k} {name} removed"));
+        }
+    }
     // Services present before and after (added and removed services show
     // as instances to create and remove).
     let (sb, sa): (BTreeSet<&String>, BTreeSet<&String>) = (

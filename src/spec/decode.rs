@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::SpecError;
 use super::dotenv;
+use super::files;
 use super::interpolate::is_name;
 use super::model::*;
 use super::source::Source;
@@ -29,6 +30,8 @@ pub struct ServiceSpans {
     /// One span per entry in `Service::cap_add`.
     pub cap_add: Vec<Span>,
     pub privileged: Option<Span>,
+    /// Every config and secret a service mounts: kind, name, where named.
+    pub file_sources: Vec<(FileKind, String, Span)>,
 }
 
 /// Collects errors while decoding one file.
@@ -45,6 +48,9 @@ pub struct Decoder<'a> {
     /// Known keys an unknown key was taken for a typo of: "missing" errors
     /// for them would only repeat the typo.
     pub suggested: Vec<&'static str>,
+    /// The variables (every source merged), for `environment` of a config
+    /// or secret.
+    pub vars: BTreeMap<String, String>,
 }
 
 impl<'a> Decoder<'a> {
@@ -57,6 +63,7 @@ impl<'a> Decoder<'a> {
             base_dir,
             bad_keys: Vec::new(),
             suggested: Vec::new(),
+            vars: BTreeMap::new(),
         }
     }
 
@@ -381,6 +388,8 @@ pub const SERVICE_KEYS: &[&str] = &[
     "snapshot_on_upgrade",
     "snapshots_keep",
     "health",
+    "configs",
+    "secrets",
 ];
 
 /// The service keys that configure berth itself (access, snapshots, where
@@ -409,7 +418,15 @@ pub const HEALTH_KEYS: &[&str] = &[
     "on_unhealthy",
 ];
 
-pub const TOP_KEYS: &[&str] = &["name", "vars", "keys", "services", "snapshots_keep"];
+pub const TOP_KEYS: &[&str] = &[
+    "name",
+    "vars",
+    "keys",
+    "services",
+    "snapshots_keep",
+    "configs",
+    "secrets",
+];
 
 /// Decode a native deployment file.
 pub fn native(
@@ -425,8 +442,13 @@ pub fn native(
     let mut saw_services = false;
     let mut saw_name = false;
     let mut snapshots_keep = None;
+    let mut configs = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
+    let mut bad_files = std::collections::BTreeSet::new();
     for e in entries {
         match e.key.as_str() {
+            "configs" => configs = files::sources(d, &e.value, FileKind::Config, &mut bad_files),
+            "secrets" => secrets = files::sources(d, &e.value, FileKind::Secret, &mut bad_files),
             "snapshots_keep" => snapshots_keep = keep_count(d, &e.value, "snapshots_keep"),
             "name" => {
                 saw_name = true;
@@ -504,6 +526,7 @@ pub fn native(
             "add a services table with at least one service, e.g. [services.web] image = \"nginx\"",
         );
     }
+    files::check_references(d, &configs, &secrets, &bad_files, &spans);
     let name = match (name_override, name) {
         (Some(n), _) => n.to_string(),
         (None, Some((n, span))) => {
@@ -528,6 +551,8 @@ pub fn native(
             deployment_keys: Vec::new(),
             snapshots_keep,
             services,
+            configs,
+            secrets,
         },
         spans,
     ))
@@ -560,6 +585,8 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
     let mut have_image = false;
     let mut env_files: Vec<(String, Span)> = Vec::new();
     let mut env_inline: Vec<(String, String)> = Vec::new();
+    let mut file_mounts = Vec::new();
+    let mut read_only_span = None;
     for e in entries {
         let v = &e.value;
         let what = path(&e.key);
@@ -839,7 +866,16 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                     }
                 }
             }
+            "configs" | "secrets" => {
+                let kind = if e.key == "configs" {
+                    FileKind::Config
+                } else {
+                    FileKind::Secret
+                };
+                file_mounts.extend(files::mounts(d, v, kind, &what));
+            }
             "read_only" => {
+                read_only_span = Some(v.span);
                 if let Some(b) = d.boolean(v, &what) {
                     svc.settings.read_only = b;
                 }
@@ -914,6 +950,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
     for (k, v) in env_inline {
         svc.env.insert(k, v);
     }
+    files::finish(d, &mut svc, &mut spans, file_mounts, read_only_span);
     Some((svc, spans))
 }
 

@@ -384,6 +384,8 @@ pub fn decode(
             keys: BTreeMap::new(),
             deployment_keys,
             snapshots_keep: None,
+            configs: Default::default(),
+            secrets: Default::default(),
             services,
         },
         spans,

@@ -9,6 +9,7 @@ mod danger;
 mod decode;
 pub use decode::is_container_key;
 pub mod dotenv;
+mod files;
 mod geard;
 pub mod interpolate;
 mod json;
@@ -468,6 +469,10 @@ fn load_text(
     interpolate_tree(&src, &mut root, &lookup, !geard, "", &mut errors);
 
     let mut d = decode::Decoder::new(&src);
+    for layer in layers.iter().rev() {
+        d.vars
+            .extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
     if let Some(n) = &opts.name
         && let Err(p) = crate::names::check_name(n)
     {

@@ -32,6 +32,108 @@ pub struct Deployment {
     /// otherwise; `None`: [`crate::data::snapshot::DEFAULT_KEEP`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots_keep: Option<usize>,
+    /// Files services read (`configs`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub configs: BTreeMap<String, FileSource>,
+    /// Files that must stay secret (`secrets`), by name. Their content is
+    /// kept only in root-only state; whatever prints a deployment hides it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, FileSource>,
+}
+
+/// The content of a top-level config or secret, read from its `file`,
+/// `content` or `environment` when the deployment was loaded.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSource {
+    /// The file's text.
+    pub content: String,
+}
+
+impl std::fmt::Debug for FileSource {
+    /// Never the content: a secret must not reach a log through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileSource({} bytes)", self.content.len())
+    }
+}
+
+/// Configs or secrets: which top-level table a mount refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    Config,
+    Secret,
+}
+
+impl FileKind {
+    /// `config` or `secret`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Config => "config",
+            FileKind::Secret => "secret",
+        }
+    }
+
+    /// The top-level key (`configs`, `secrets`).
+    pub fn key(self) -> &'static str {
+        match self {
+            FileKind::Config => "configs",
+            FileKind::Secret => "secrets",
+        }
+    }
+
+    /// Mode a mount gets when it names none (0444 configs, 0400 secrets).
+    pub fn default_mode(self) -> u32 {
+        match self {
+            FileKind::Config => 0o444,
+            FileKind::Secret => 0o400,
+        }
+    }
+
+    /// Where a mount lands when it names no target.
+    pub fn default_target(self, source: &str) -> String {
+        match self {
+            FileKind::Config => format!("/{source}"),
+            FileKind::Secret => format!("/run/secrets/{source}"),
+        }
+    }
+}
+
+/// A config or secret as one service mounts it (resolved: owner, mode and
+/// target filled in).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMount {
+    /// Name of the top-level config or secret.
+    pub source: String,
+    /// Absolute path of the file in the container.
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (at most 0777).
+    pub mode: u32,
+    /// Signal sent to the running container when the content changes,
+    /// instead of replacing the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<String>,
+}
+
+impl Deployment {
+    /// The content a mount of `kind` named `source` delivers.
+    pub fn file_source(&self, kind: FileKind, source: &str) -> Option<&FileSource> {
+        match kind {
+            FileKind::Config => self.configs.get(source),
+            FileKind::Secret => self.secrets.get(source),
+        }
+    }
+
+    /// The deployment with every secret's content replaced by a marker:
+    /// what commands that print the model (`render`) show.
+    pub fn redacted(&self) -> Deployment {
+        let mut d = self.clone();
+        for s in d.secrets.values_mut() {
+            s.content = "(secret, not shown)".into();
+        }
+        d
+    }
 }
 
 /// An OpenSSH public key, already parsed and checked.
@@ -95,6 +197,12 @@ pub struct Service {
     /// image's. `None`: whatever the image declares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// Configs delivered into the containers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileMount>,
+    /// Secrets delivered into the containers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileMount>,
 }
 
 /// The container settings a service sets and its instances' specs carry
@@ -212,7 +320,17 @@ impl Service {
             snapshot_on_upgrade: true,
             snapshots_keep: None,
             health: None,
+            configs: vec![],
+            secrets: vec![],
         }
+    }
+
+    /// Its config and secret mounts, configs first.
+    pub fn file_mounts(&self) -> impl Iterator<Item = (FileKind, &FileMount)> {
+        self.configs
+            .iter()
+            .map(|m| (FileKind::Config, m))
+            .chain(self.secrets.iter().map(|m| (FileKind::Secret, m)))
     }
 
     /// Stop timeout in seconds, with Docker's default filled in.

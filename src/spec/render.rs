@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::model::{Deployment, PortMapping, Service, VolumeSource};
+use super::model::{Deployment, FileKind, PortMapping, Service, VolumeSource};
 use crate::names;
 use crate::target::systemd::unit::{UnitOptions, render_unit};
 
@@ -102,6 +102,54 @@ pub struct RenderedInstance {
     /// Docker's restart policy on the container (`no` where systemd or
     /// `berth up` restarts it).
     pub docker_restart: &'static str,
+    /// Configs and secrets delivered into the container.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<RenderedFile>,
+}
+
+/// A config or secret as an instance gets it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedFile {
+    /// `config` or `secret`.
+    pub kind: &'static str,
+    /// Its name in the file.
+    pub name: String,
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Octal, `0440`.
+    pub mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reload: Option<String>,
+    /// `sha256:<hex>` of a config's content; none for a secret (a plain
+    /// hash of a short secret gives it away).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Size in bytes.
+    pub bytes: usize,
+}
+
+fn files(dep: &Deployment, svc: &Service) -> Vec<RenderedFile> {
+    svc.file_mounts()
+        .map(|(kind, m)| {
+            let content = dep
+                .file_source(kind, &m.source)
+                .map(|s| s.content.as_str())
+                .unwrap_or("");
+            RenderedFile {
+                kind: kind.as_str(),
+                name: m.source.clone(),
+                target: m.target.clone(),
+                uid: m.uid,
+                gid: m.gid,
+                mode: format!("{:04o}", m.mode),
+                reload: m.reload.clone(),
+                sha256: (kind == FileKind::Config)
+                    .then(|| crate::instance::files::config_digest(content)),
+                bytes: content.len(),
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -183,6 +231,7 @@ impl Rendered {
                         RenderIntegration::Docker => svc.restart.docker(),
                         _ => "no",
                     },
+                    files: files(dep, svc),
                 })
             })
             .collect();
@@ -194,7 +243,8 @@ impl Rendered {
             start_order: dep.start_order().iter().map(|s| s.name.clone()).collect(),
             instances,
             image_volumes: image_volumes_note(),
-            model: dep.clone(),
+            // Secrets' content never leaves the state directory.
+            model: dep.redacted(),
             warnings: Vec::new(),
         }
     }
@@ -296,6 +346,21 @@ impl Rendered {
                         if v.read_only { " read-only" } else { "" },
                         v.kind,
                         if v.kind == "named" { "volume" } else { "mount" },
+                    );
+                }
+                for f in &inst.files {
+                    let what = match &f.sha256 {
+                        Some(h) => format!("{} bytes, {h}", f.bytes),
+                        None => "content hidden".to_string(),
+                    };
+                    let reload = match &f.reload {
+                        Some(sig) => format!(", a change sends {sig}"),
+                        None => String::new(),
+                    };
+                    let _ = writeln!(
+                        o,
+                        "    {} {} -> {} (owner {}:{}, mode {}, {what}{reload})",
+                        f.kind, f.name, f.target, f.uid, f.gid, f.mode
                     );
                 }
                 let _ = writeln!(

@@ -29,6 +29,68 @@ pub struct DeploymentFile {
     /// its own. Default 3.
     #[schemars(range(min = 1, max = 1000))]
     pub snapshots_keep: Option<u32>,
+    /// Files services read, by name (same naming rules as `name`), mounted
+    /// by the services' `configs` lists.
+    pub configs: Option<BTreeMap<String, ConfigSource>>,
+    /// Files that must stay secret, by name, mounted by the services'
+    /// `secrets` lists. Their content is kept root-only in the state
+    /// directory and never shown.
+    pub secrets: Option<BTreeMap<String, SecretSource>>,
+}
+
+/// Where a config's content comes from: exactly one of the three.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSource {
+    /// A UTF-8 text file, relative to the deployment file (at most 1 MiB).
+    pub file: Option<String>,
+    /// The text itself (`${VAR}` interpolation applies).
+    pub content: Option<String>,
+    /// The name of a variable whose value is the content.
+    pub environment: Option<String>,
+}
+
+/// Where a secret's content comes from: exactly one of the three
+/// (`content` draws a warning: whoever reads the file reads the secret).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// A UTF-8 text file, relative to the deployment file (at most 1 MiB).
+    pub file: Option<String>,
+    /// The text itself (discouraged).
+    pub content: Option<String>,
+    /// The name of a variable whose value is the secret.
+    pub environment: Option<String>,
+}
+
+/// A service's mount of a config or secret: its name, or a table.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FileMountFile {
+    /// The config's or secret's name, at its default target.
+    Name(String),
+    Long(FileMountLong),
+}
+
+/// A mount with its target, owner, mode and reload signal.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileMountLong {
+    /// The config's or secret's name.
+    pub source: String,
+    /// Absolute path of the file in the container. Default `/<name>` for a
+    /// config, `/run/secrets/<name>` for a secret.
+    pub target: Option<String>,
+    /// Numeric owner. Default: the service's numeric `user`, else 0.
+    pub uid: Option<IntOrString>,
+    /// Numeric group. Default: the group of the service's numeric `user`, else 0.
+    pub gid: Option<IntOrString>,
+    /// Octal permission bits as a string, e.g. "0440". Default "0444" for a
+    /// config, "0400" for a secret.
+    pub mode: Option<String>,
+    /// Signal sent to the running container when the content changes,
+    /// instead of replacing the container (e.g. "SIGHUP").
+    pub reload: Option<IntOrString>,
 }
 
 /// One service: `count` identical containers of one image.
@@ -106,6 +168,10 @@ pub struct ServiceFile {
     /// The health check Docker runs and berth acts on, or `false` to disable
     /// the image's HEALTHCHECK. Without it, the image's check (if any) is used.
     pub health: Option<HealthSetting>,
+    /// Configs delivered into the containers before they start.
+    pub configs: Option<Vec<FileMountFile>>,
+    /// Secrets delivered into the containers before they start.
+    pub secrets: Option<Vec<FileMountFile>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

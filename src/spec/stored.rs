@@ -21,8 +21,16 @@ use super::{Format, LoadOptions, SpecError, SpecErrors};
 /// file reads it.
 pub fn check_stored(dep: &Deployment, origin: &Path) -> Result<super::Loaded, SpecErrors> {
     let text = serde_json::to_string_pretty(&file_form(dep)).unwrap_or_default();
+    // Secrets go in through variables, as an operator would pass them (not
+    // inline, which the file check warns about).
     let opts = LoadOptions {
         file: origin.to_path_buf(),
+        set: dep
+            .secrets
+            .values()
+            .enumerate()
+            .map(|(i, s)| (stored_secret_var(i), s.content.clone()))
+            .collect(),
         ..Default::default()
     };
     let super::Loaded {
@@ -132,6 +140,23 @@ fn file_form(dep: &Deployment) -> Value {
     if let Some(n) = dep.snapshots_keep {
         top.insert("snapshots_keep".into(), json!(n));
     }
+    if !dep.configs.is_empty() {
+        let configs = dep
+            .configs
+            .iter()
+            .map(|(k, c)| (k.clone(), json!({ "content": s(&c.content) })))
+            .collect();
+        top.insert("configs".into(), Value::Object(configs));
+    }
+    if !dep.secrets.is_empty() {
+        let secrets = dep
+            .secrets
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), json!({ "environment": stored_secret_var(i) })))
+            .collect();
+        top.insert("secrets".into(), Value::Object(secrets));
+    }
     let services: Map<String, Value> = dep
         .services
         .iter()
@@ -139,6 +164,32 @@ fn file_form(dep: &Deployment) -> Value {
         .collect();
     top.insert("services".into(), Value::Object(services));
     Value::Object(top)
+}
+
+/// The variable the `i`th stored secret is passed in.
+fn stored_secret_var(i: usize) -> String {
+    format!("BERTH_STORED_SECRET_{i}")
+}
+
+fn mounts_form(mounts: &[FileMount]) -> Value {
+    Value::Array(
+        mounts
+            .iter()
+            .map(|m| {
+                let mut v = json!({
+                    "source": s(&m.source),
+                    "target": s(&m.target),
+                    "uid": m.uid,
+                    "gid": m.gid,
+                    "mode": format!("{:04o}", m.mode),
+                });
+                if let (Some(r), Some(o)) = (&m.reload, v.as_object_mut()) {
+                    o.insert("reload".into(), s(r));
+                }
+                v
+            })
+            .collect(),
+    )
 }
 
 fn service_form(svc: &Service) -> Value {
@@ -176,6 +227,8 @@ fn service_form(svc: &Service) -> Value {
         snapshot_on_upgrade,
         snapshots_keep,
         health,
+        configs,
+        secrets,
     } = svc;
     let mut m = Map::new();
     m.insert("image".into(), s(image));
@@ -250,6 +303,12 @@ fn service_form(svc: &Service) -> Value {
     }
     if let Some(h) = health {
         m.insert("health".into(), health_form(h));
+    }
+    if !configs.is_empty() {
+        m.insert("configs".into(), mounts_form(configs));
+    }
+    if !secrets.is_empty() {
+        m.insert("secrets".into(), mounts_form(secrets));
     }
     Value::Object(m)
 }
@@ -358,8 +417,15 @@ cap_drop = ["ALL"]
 privileged = true
 snapshot_on_upgrade = false
 snapshots_keep = 2
+[configs.site]
+content = "costs $$5\n"
+[secrets.pw]
+content = "hunter2 $$x"
 [services.batch]
 image = "busybox"
+user = "7:8"
+configs = ["site", { source = "site", target = "/etc/x", uid = 5, mode = "0600", reload = "HUP" }]
+secrets = ["pw"]
 health = false
 ports = ["[::1]:9090:90/udp", "0.0.0.0:7000-7001:70-71/sctp"]
 "#;
@@ -369,6 +435,18 @@ ports = ["[::1]:9090:90/udp", "0.0.0.0:7000-7001:70-71/sctp"]
         let d = load(FULL);
         let checked = check_stored(&d, Path::new("backup.tar.zst")).unwrap();
         assert_eq!(checked.deployment, d);
+        assert_eq!(d.secrets["pw"].content, "hunter2 $x");
+        assert_eq!(d.services["batch"].configs[0].uid, 7, "a numeric user owns");
+        // Stored secrets are passed as variables: no warning about inline text.
+        assert!(
+            !checked
+                .warnings
+                .0
+                .iter()
+                .any(|w| w.message.contains("written inline")),
+            "{:?}",
+            checked.warnings
+        );
     }
 
     #[test]

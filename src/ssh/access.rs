@@ -247,6 +247,8 @@ mod tests {
             keys,
             deployment_keys: vec![],
             snapshots_keep: None,
+            configs: Default::default(),
+            secrets: Default::default(),
             services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
         }
     }

@@ -22,6 +22,8 @@
 //!     <container>.restart                           restart request for `berth up`
 //!     <container>.restarts                          restarts done by `berth up`
 //!     <container>.crashes                           the supervisor's crash record (supervise::backoff)
+//!     <container>.files/                            0700, contents of its configs and secrets, by digest (0600)
+//!   file-digest.key                                 key of secrets' digests (instance::files), 0600
 //!   snapshots/<container>/                          0700, volume snapshots (file names: data::snapshot)
 //!   ssh/                                            0700, host-wide
 //!     host_ed25519_key                              the gateway's host key (0600)
@@ -122,6 +124,17 @@ impl StateDir {
         Ok(out)
     }
 
+    /// The contents of an instance's configs and secrets, one file per
+    /// content digest (see `instance::files`).
+    pub fn instance_files_dir(&self, container: &str) -> PathBuf {
+        self.instances_dir().join(format!("{container}.files"))
+    }
+
+    /// The key secrets' digests are made with (see `instance::files`).
+    pub fn file_digest_key(&self) -> PathBuf {
+        self.root.join("file-digest.key")
+    }
+
     /// The operator stopped the instance (see [`markers`]).
     pub fn stopped_marker(&self, container: &str) -> PathBuf {
         self.instances_dir().join(format!("{container}.stopped"))
@@ -159,6 +172,12 @@ impl StateDir {
     /// were there.
     pub fn forget_instance(&self, container: &str) -> Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
+        let files = self.instance_files_dir(container);
+        match std::fs::remove_dir_all(&files) {
+            Ok(()) => removed.push(files),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(files, e)),
+        }
         for p in self.instance_files(container) {
             match std::fs::remove_file(&p) {
                 Ok(()) => removed.push(p),
@@ -322,6 +341,8 @@ mod tests {
             ]
         );
         assert_eq!(p(s.instance_snapshots_dir("d-web")), "/s/snapshots/d-web");
+        assert_eq!(p(s.instance_files_dir("d-web")), "/s/instances/d-web.files");
+        assert_eq!(p(s.file_digest_key()), "/s/file-digest.key");
         assert_eq!(p(s.ssh_host_key()), "/s/ssh/host_ed25519_key");
         assert_eq!(p(s.ssh_host_key_tmp()), "/s/ssh/.host_ed25519_key.tmp");
         assert_eq!(

@@ -226,6 +226,7 @@ async fn converge_containers(step: &Step<'_>) -> Result<()> {
                             Action::Create => "created",
                             Action::Recreate => "recreated",
                             Action::Start => "started",
+                            Action::Reload => "reloaded",
                             _ => "",
                         };
                         let note = if item.stopped_by_operator {
@@ -359,6 +360,8 @@ async fn create_own_container(
                 if crate::engine::is_conflict(&source) && attempt < ATTEMPTS =>
             {
                 if let Some(id) = same_instance(engine, spec, hash).await? {
+                    // Made by an interrupted request, perhaps before its files.
+                    engine.deliver_files(&id, spec, None).await?;
                     return Ok(id);
                 }
                 tracing::debug!(
@@ -491,6 +494,12 @@ pub async fn converge_instance(
         return Ok(());
     };
     let started = std::time::Instant::now();
+    // Before the spec is written: an apply killed in between reloads again.
+    if item.action == Action::Reload {
+        engine
+            .reload_changed_files(spec, item.previous.as_ref())
+            .await?;
+    }
     spec.write(state)?;
     let stopped = is_stopped_by_operator(state, &spec.container);
     match item.action {
@@ -516,7 +525,7 @@ pub async fn converge_instance(
                 start_own_container(engine, spec, revision).await?;
             }
         }
-        Action::Unchanged | Action::Remove => {}
+        Action::Reload | Action::Unchanged | Action::Remove => {}
     }
     tracing::debug!(
         "{} {}: {:?}",

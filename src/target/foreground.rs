@@ -187,10 +187,13 @@ impl Target for Foreground {
         // go with them.
         let stale: Vec<String> = tasks
             .iter()
+            // A task runs its own copy of the spec, so files with a reload
+            // signal that changed get a fresh container here too.
             .filter(|(c, t)| {
-                wanted
-                    .get(c.as_str())
-                    .is_none_or(|w| w.hash() != t.spec.hash())
+                wanted.get(c.as_str()).is_none_or(|w| {
+                    w.hash() != t.spec.hash()
+                        || !crate::instance::files::reloads(&t.spec.files, &w.files).is_empty()
+                })
             })
             .map(|(c, _)| c.clone())
             .collect();

@@ -932,6 +932,7 @@ fn failed_extraction_puts_the_previous_content_back() {
         deployment: dep.clone(),
         consistent: true,
         spec: None,
+        holds_secrets: false,
         instances: vec![InstanceEntry {
             service: "app".into(),
             instance: 1,

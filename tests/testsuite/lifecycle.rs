@@ -428,7 +428,8 @@ fn berth_up_snapshots_before_an_image_upgrade_on_sighup() {
         upp.output()
     );
     assert!(
-        upp.output().contains("snapshot before upgrade"),
+        upp.output()
+            .contains(&format!("snapshot of {c} before upgrade")),
         "{}",
         upp.output()
     );

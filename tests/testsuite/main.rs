@@ -3,6 +3,7 @@
 
 mod apply;
 mod data;
+mod files;
 mod health;
 mod hostile_archives;
 mod invalid_files;

@@ -21,6 +21,33 @@ fn container_id(container: &str) -> Option<String> {
     inspect("container", container).and_then(|c| c["Id"].as_str().map(String::from))
 }
 
+/// Log in over IMAP on 127.0.0.1:`port`: `Some(accepted)`, `None` when
+/// the server does not answer.
+fn imap_login(port: u16, user: &str, password: &str) -> Option<bool> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    if !line.starts_with("* OK") {
+        return None;
+    }
+    (&stream)
+        .write_all(format!("a LOGIN {user} {password}\r\n").as_bytes())
+        .ok()?;
+    line.clear();
+    reader.read_line(&mut line).ok()?;
+    let _ = (&stream).write_all(b"b LOGOUT\r\n");
+    if line.starts_with("a OK") {
+        Some(true)
+    } else if line.starts_with("a NO") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// A free TCP port on this host (bound to port 0, then released).
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("0.0.0.0:0").expect("bind port 0");
@@ -695,6 +722,51 @@ fn mail_example_script_end_to_end() {
     assert_eq!(plan.status.code(), Some(0), "{}", show(&plan));
     let ps = ok(&run(&ws, &["ps", &name]));
     assert_eq!(ps.matches(" running ").count(), 2, "{ps}");
+
+    // IMAP logins come from the `users` config: a new user in the file is a
+    // planned change of mail alone, and can log in once applied.
+    let imap = port("MAIL_IMAP_PORT");
+    assert_eq!(imap_login(imap, "alice", "alice-demo-password"), Some(true));
+    assert_eq!(imap_login(imap, "bob", "bob-demo-password"), Some(false));
+    let users = example.join("users");
+    let mut list = std::fs::read_to_string(&users).expect("users");
+    list.push_str("bob:bob-demo-password\n");
+    std::fs::write(&users, list).expect("write users");
+    let plan = run(&ws, &["-f", file, "--name", &name, "plan"]);
+    assert_eq!(plan.status.code(), Some(3), "{}", show(&plan));
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(text.contains("config users: content changed"), "{text}");
+    assert!(text.contains(&format!("recreate  {name}-mail")), "{text}");
+    assert!(
+        !text.contains(&format!("recreate  {name}-webmail")),
+        "{text}"
+    );
+    assert!(!text.contains("bob-demo-password"), "{text}");
+    let before = ["mail", "webmail"].map(|s| container_id(&format!("{name}-{s}")));
+    ok(&run(
+        &ws,
+        &[
+            "-f",
+            file,
+            "--name",
+            &name,
+            "apply",
+            "--integration",
+            "docker",
+            "-q",
+        ],
+    ));
+    let after = ["mail", "webmail"].map(|s| container_id(&format!("{name}-{s}")));
+    assert_ne!(before[0], after[0], "mail is recreated");
+    assert_eq!(before[1], after[1], "webmail keeps its container");
+    assert!(
+        wait_for(Duration::from_secs(20), || imap_login(
+            imap,
+            "bob",
+            "bob-demo-password"
+        ) == Some(true)),
+        "the new user can log in"
+    );
 
     // `run.sh down` stops the gateway and removes the deployment and its data.
     ok(&run_script(Some("down")));

@@ -44,6 +44,8 @@ fn deployment(name: &str, services: Vec<Service>) -> Deployment {
         keys: BTreeMap::new(),
         deployment_keys: vec![],
         snapshots_keep: None,
+        configs: Default::default(),
+        secrets: Default::default(),
         services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
     }
 }

@@ -228,6 +228,12 @@ async fn converge_units(
     let mut to_enable = Vec::new();
     for item in &plan.instances {
         let Some(spec) = &item.spec else { continue };
+        // Before the spec is written: an apply killed in between reloads again.
+        if item.action == Action::Reload {
+            step.engine
+                .reload_changed_files(spec, item.previous.as_ref())
+                .await?;
+        }
         spec.write(step.state)?;
         if let Some(text) = units.get(&spec.container) {
             units_changed |= ctl::write_unit(unit_dir, &spec.container, text)?;
@@ -243,7 +249,7 @@ async fn converge_units(
             Action::Recreate => to_restart.push(unit),
             // Starting a running unit is a no-op; this restarts units that
             // an interrupted apply left stopped.
-            Action::Unchanged => to_start.push(unit),
+            Action::Unchanged | Action::Reload => to_start.push(unit),
             Action::Remove => {}
         }
         if item.action != Action::Unchanged {

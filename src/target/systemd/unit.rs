@@ -356,6 +356,8 @@ mod tests {
             keys: BTreeMap::new(),
             deployment_keys: vec![],
             snapshots_keep: None,
+            configs: Default::default(),
+            secrets: Default::default(),
             services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
         }
     }

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Just enough IMAP to greet, report capabilities, count a mailbox and log out.
+# Just enough IMAP to greet, report capabilities, check a login against the
+# user list in /etc/mail/users, count a mailbox and log out.
 cr=$(printf '\r')
 echo "* OK [CAPABILITY IMAP4rev1] berth example IMAP ready"
 while IFS= read -r line; do
@@ -7,7 +8,20 @@ while IFS= read -r line; do
     tag=${line%% *}
     cmd=${line#* }
     case "$cmd" in
-        CAPABILITY*|capability*) echo "* CAPABILITY IMAP4rev1"; echo "$tag OK done" ;;
+        CAPABILITY*|capability*) echo "* CAPABILITY IMAP4rev1 AUTH=PLAIN"; echo "$tag OK done" ;;
+        LOGIN\ *|login\ *)
+            # The user list is the config berth delivers: user:password lines.
+            set -f
+            # shellcheck disable=SC2086
+            set -- $cmd
+            set +f
+            user=${2:-}; pass=${3:-}
+            user=${user#\"}; user=${user%\"}; pass=${pass#\"}; pass=${pass%\"}
+            if [ -n "$user" ] && grep -qxF -- "$user:$pass" /etc/mail/users 2>/dev/null; then
+                echo "$tag OK LOGIN completed"
+            else
+                echo "$tag NO [AUTHENTICATIONFAILED] invalid credentials"
+            fi ;;
         STATUS\ *|status\ *)
             box=$(echo "$cmd" | awk '{print $2}')
             case "$box" in */*|.*|"") echo "$tag NO bad mailbox"; continue ;; esac
