@@ -208,8 +208,11 @@ pub struct Service {
 /// The container settings a service sets and its instances' specs carry
 /// unchanged: a setting added here reaches the instance spec (and its hash)
 /// with no other edit. Flattened into both, in this order, so their JSON
-/// (and the spec hash) reads as it did when these were fields of each.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// (and the spec hash) reads as it did when these were fields of each; a new
+/// setting must be skipped when unset, so that older specs hash the same.
+/// Its JSON form is also one the decoder reads (stored deployments are
+/// written back as files from it). File form: [`ContainerSettingsFile`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ContainerSettings {
     /// `user[:group]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,6 +247,39 @@ pub struct ContainerSettings {
     /// Stop signal (image default when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+}
+
+/// The file form of [`ContainerSettings`], for `berth schema` (each key as
+/// the deployment file may write it; the decoder reads them, and a test
+/// checks that the two and the model name the same keys). Adding a container
+/// setting: a field in both structs here, its key in the decoder, its
+/// mapping in the engine; nothing else (render, plan, stored deployments and
+/// the spec hash follow from the model).
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct ContainerSettingsFile {
+    /// User (name or uid, optionally `:group`) the container runs as.
+    pub user: Option<super::schema::IntOrString>,
+    /// Working directory inside the container (absolute).
+    pub workdir: Option<String>,
+    /// The container's hostname.
+    pub hostname: Option<String>,
+    /// Stop signal, e.g. "SIGQUIT". Default: the image's, else SIGTERM.
+    pub stop_signal: Option<super::schema::IntOrString>,
+    /// Memory limit: bytes, or a size such as "512m" or "1g" (at least 6m).
+    pub memory: Option<super::schema::IntOrString>,
+    /// CPU limit in cores, greater than 0 (0.5 = half a core).
+    pub cpus: Option<super::schema::NumberOrString>,
+    /// Mount the container's root file system read-only.
+    pub read_only: Option<bool>,
+    /// tmpfs mounts: `/path` or `/path:options`.
+    pub tmpfs: Option<super::schema::StringOrList>,
+    /// Capabilities to add, e.g. `NET_ADMIN`.
+    pub cap_add: Option<Vec<String>>,
+    /// Capabilities to drop.
+    pub cap_drop: Option<Vec<String>>,
+    /// Full access to the host. Must be the boolean `true` to take effect;
+    /// strings such as "true" or "yes" are refused.
+    pub privileged: Option<bool>,
 }
 
 /// A service's health check: Docker runs it, berth acts on it.

@@ -95,10 +95,14 @@ pub struct FileMountLong {
 
 /// One service: `count` identical containers of one image.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+// Unknown keys are refused (in the schema; serde cannot with `flatten`).
+#[schemars(deny_unknown_fields)]
 pub struct ServiceFile {
     /// Image reference: `[registry[:port]/]repository[:tag][@sha256:digest]`.
     pub image: String,
+    /// The container settings, declared beside the model's.
+    #[serde(flatten)]
+    pub settings: super::model::ContainerSettingsFile,
     /// Number of instances (containers), 1 to 100. Default 1.
     #[schemars(range(min = 1, max = 100))]
     pub count: Option<IntOrString>,
@@ -129,34 +133,11 @@ pub struct ServiceFile {
     pub ssh_shell: Option<String>,
     /// `always` (default; `unless-stopped` means the same), `on-failure` or `no`.
     pub restart: Option<Restart>,
-    /// User (name or uid, optionally `:group`) the container runs as.
-    pub user: Option<IntOrString>,
-    /// Working directory inside the container (absolute).
-    pub workdir: Option<String>,
-    /// The container's hostname.
-    pub hostname: Option<String>,
     /// Container labels (names starting with `berth.` are reserved).
     pub labels: Option<BTreeMap<String, Scalar>>,
     /// Seconds between the stop signal and SIGKILL: a number or a duration
     /// such as "30s" or "2m". Default 10.
     pub stop_timeout: Option<IntOrString>,
-    /// Stop signal, e.g. "SIGQUIT". Default: the image's, else SIGTERM.
-    pub stop_signal: Option<IntOrString>,
-    /// Memory limit: bytes, or a size such as "512m" or "1g" (at least 6m).
-    pub memory: Option<IntOrString>,
-    /// CPU limit in cores, greater than 0 (0.5 = half a core).
-    pub cpus: Option<NumberOrString>,
-    /// Mount the container's root file system read-only.
-    pub read_only: Option<bool>,
-    /// tmpfs mounts: `/path` or `/path:options`.
-    pub tmpfs: Option<StringOrList>,
-    /// Capabilities to add, e.g. `NET_ADMIN`.
-    pub cap_add: Option<Vec<String>>,
-    /// Capabilities to drop.
-    pub cap_drop: Option<Vec<String>>,
-    /// Full access to the host. Must be the boolean `true` to take effect;
-    /// strings such as "true" or "yes" are refused.
-    pub privileged: Option<bool>,
     /// Snapshot the instance's volumes before `berth apply` recreates it for a
     /// changed image (kept under the state directory, see `berth snapshots`).
     /// Default true.
@@ -303,6 +284,21 @@ mod tests {
             .collect();
         health.sort();
         assert_eq!(keys(&s["$defs"]["HealthFile"]), health);
+    }
+
+    /// A container setting is declared in the model and in its file form
+    /// alike (adding one to only one of them fails here).
+    #[test]
+    fn every_container_setting_has_its_file_form() {
+        let model =
+            serde_json::to_value(schemars::schema_for!(crate::spec::model::ContainerSettings))
+                .unwrap();
+        let file = serde_json::to_value(schemars::schema_for!(
+            crate::spec::model::ContainerSettingsFile
+        ))
+        .unwrap();
+        assert_eq!(keys(&model), keys(&file));
+        assert!(keys(&file).contains(&"privileged".to_string()));
     }
 
     /// The fixtures also deserialize into the schema types (TOML and JSON).

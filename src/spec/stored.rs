@@ -208,20 +208,7 @@ fn service_form(svc: &Service) -> Value {
         ssh,
         ssh_shell,
         restart,
-        settings:
-            ContainerSettings {
-                user,
-                workdir,
-                hostname,
-                memory,
-                cpus,
-                read_only,
-                tmpfs,
-                cap_add,
-                cap_drop,
-                privileged,
-                stop_signal,
-            },
+        settings,
         labels,
         stop_timeout,
         snapshot_on_upgrade,
@@ -274,29 +261,14 @@ fn service_form(svc: &Service) -> Value {
         m.insert("ssh_shell".into(), s(sh));
     }
     m.insert("restart".into(), s(restart.systemd()));
-    for (key, value) in [("user", user), ("workdir", workdir), ("hostname", hostname)] {
-        if let Some(v) = value {
-            m.insert(key.into(), s(v));
-        }
-    }
     m.insert("labels".into(), string_map(labels));
     if let Some(t) = stop_timeout {
         m.insert("stop_timeout".into(), json!(t));
     }
-    if let Some(sig) = stop_signal {
-        m.insert("stop_signal".into(), s(sig));
+    // Every container setting's JSON form is one the decoder reads.
+    if let Ok(Value::Object(settings)) = serde_json::to_value(settings) {
+        m.extend(settings);
     }
-    if let Some(b) = memory {
-        m.insert("memory".into(), json!(b));
-    }
-    if let Some(c) = cpus {
-        m.insert("cpus".into(), json!(c));
-    }
-    m.insert("read_only".into(), json!(read_only));
-    m.insert("tmpfs".into(), strings(tmpfs));
-    m.insert("cap_add".into(), strings(cap_add));
-    m.insert("cap_drop".into(), strings(cap_drop));
-    m.insert("privileged".into(), json!(privileged));
     m.insert("snapshot_on_upgrade".into(), json!(snapshot_on_upgrade));
     if let Some(n) = snapshots_keep {
         m.insert("snapshots_keep".into(), json!(n));
