@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::deployment::{Deployment, Protocol};
 use crate::engine::{Engine, MIN_API};
-use crate::spec::{Deployment, Protocol};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,6 +1,6 @@
 //! Text from input, made safe to echo in messages. Every message berth prints
 //! about bad input goes through here (spec diagnostics in
-//! [`crate::spec::SpecError`]'s `Display`, everything else in
+//! [`crate::deployment::SpecError`]'s `Display`, everything else in
 //! [`crate::error::Error`]'s), so that a file cannot drive the operator's
 //! terminal with escape sequences, reorder what they read with bidi
 //! overrides, or flood them with a 1 MB value.

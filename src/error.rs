@@ -23,7 +23,7 @@ pub enum Error {
     /// The deployment file (or its `.env`, `env_file`s, `--set` values) is invalid.
     /// Carries every problem found, each located in its file.
     #[error(transparent)]
-    Spec(#[from] crate::spec::SpecErrors),
+    Spec(#[from] crate::deployment::SpecErrors),
 
     /// Invalid command-line usage that clap could not catch (for example an
     /// unknown service name given to `berth stop`).

@@ -1,7 +1,7 @@
 //! berth deploys Docker containers as always-running services on a Linux host,
 //! from one declarative deployment file.
 //!
-//! Data flows one way: the deployment file is parsed into a [`spec::Deployment`]
+//! Data flows one way: the deployment file is parsed into a [`deployment::Deployment`]
 //! (typed, interpolated, validated); the [`engine`] reads what runs on the host;
 //! [`plan`] diffs the two; [`apply`] carries the plan out through an
 //! [`integration`] (systemd units, Docker restart policies, or berth's own
@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod cli;
 pub mod data;
+pub mod deployment;
 pub mod doctor;
 pub mod echo;
 pub mod engine;
@@ -22,7 +23,6 @@ pub mod instance;
 pub mod names;
 pub mod ops;
 pub mod plan;
-pub mod spec;
 pub mod ssh;
 pub mod state;
 pub mod stdout;

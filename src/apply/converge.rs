@@ -11,9 +11,9 @@
 use std::time::Duration;
 
 use super::{ApplyOptions, ApplyReport};
+use crate::deployment::Deployment;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::spec::Deployment;
 use crate::ssh::gateway;
 use crate::state::StateDir;
 use crate::target::Reporter;

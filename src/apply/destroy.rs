@@ -103,7 +103,7 @@ pub async fn destroy(
                 .iter()
                 .find(|s| s.container == c.name)
                 .map(|s| s.stop_timeout)
-                .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
+                .unwrap_or(crate::deployment::DEFAULT_STOP_TIMEOUT);
             let report = report.clone();
             async move {
                 engine.stop_and_remove(&c.name, timeout).await?;

@@ -26,12 +26,12 @@ pub use observe::compute_plan;
 
 pub use crate::target::{PARALLELISM, Reporter, health, quiet};
 
+use crate::deployment::Deployment;
 use crate::engine::{Engine, PullProgress};
 use crate::error::{Error, Result};
 use crate::instance::{ImageInfo, InstanceSpec, Integration};
 use crate::names;
 use crate::plan::{Plan, Supervision};
-use crate::spec::Deployment;
 use crate::state::{Revision, StateDir};
 use crate::target::systemd::ctl as systemd_ctl;
 use crate::target::{HostOptions, Step, Target};

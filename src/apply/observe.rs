@@ -7,12 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::deployment::Deployment;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::instance::{InstanceSpec, Integration};
 use crate::names;
 use crate::plan::{self, Observed, Plan, Supervision};
-use crate::spec::Deployment;
 use crate::state::{StateDir, markers};
 
 /// Read what [`Plan::diff`] compares `specs` of `deployment` against;

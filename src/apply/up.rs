@@ -14,9 +14,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use super::lock;
+use crate::deployment::Deployment;
 use crate::engine::{Engine, PullProgress};
 use crate::error::{Error, Result};
-use crate::spec::Deployment;
 use crate::state::StateDir;
 use crate::target::HostOptions;
 use crate::target::foreground::Foreground;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::deployment::{self, Deployment};
 use crate::error::{EXIT_INVALID, Error, Result};
-use crate::spec::{self, Deployment};
 use crate::state::{DEFAULT_STATE_DIR, DEFAULT_UNIT_DIR, StateDir};
 
 // `print!`, `println!` and `eprintln!` in every command file go through
@@ -182,8 +182,8 @@ impl Context {
     }
 
     /// Options for reading the deployment file named by `-f`.
-    pub fn load_options(&self) -> Result<spec::LoadOptions> {
-        Ok(spec::LoadOptions {
+    pub fn load_options(&self) -> Result<deployment::LoadOptions> {
+        Ok(deployment::LoadOptions {
             file: self.global.file.clone(),
             name: self.global.name.clone(),
             set: self.set_vars()?,
@@ -193,20 +193,20 @@ impl Context {
 
     /// Read, interpolate and validate the deployment file.
     pub fn load_deployment(&self) -> Result<Deployment> {
-        Ok(spec::load(&self.load_options()?)?)
+        Ok(deployment::load(&self.load_options()?)?)
     }
 
     /// [`Context::load_deployment`], printing the file's warnings (for the
     /// commands that check or apply it: validate, render, plan, apply, up).
     pub fn load_deployment_warned(&self) -> Result<Deployment> {
-        let loaded = spec::load_checked(&self.load_options()?)?;
+        let loaded = deployment::load_checked(&self.load_options()?)?;
         print_warnings(&loaded.warnings);
         Ok(loaded.deployment)
     }
 }
 
 /// Print a file's warnings on stderr (in colour on a terminal, never with `NO_COLOR`).
-pub(crate) fn print_warnings(warnings: &spec::SpecWarnings) {
+pub(crate) fn print_warnings(warnings: &deployment::SpecWarnings) {
     if warnings.0.is_empty() {
         return;
     }

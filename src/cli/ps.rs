@@ -70,6 +70,6 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
 const PORTS_WIDTH_ON_TERMINAL: usize = 48;
 
 /// `resolve` only reads the file when the path is a file; the empty path never is.
-fn unreachable_load() -> Result<crate::spec::Deployment> {
+fn unreachable_load() -> Result<crate::deployment::Deployment> {
     Err(crate::Error::Usage("no deployment file given".into()))
 }

@@ -4,9 +4,9 @@ use clap::Args;
 
 use super::{Context, OutputFormat};
 use crate::apply;
+use crate::deployment::render::{RenderIntegration, Rendered};
 use crate::error::{Error, Result};
 use crate::instance::Integration;
-use crate::spec::render::{RenderIntegration, Rendered};
 use crate::target::systemd::unit::UnitOptions;
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 pub struct SchemaArgs {}
 
 pub async fn run(_ctx: &Context, _args: SchemaArgs) -> Result<u8> {
-    let text = serde_json::to_string_pretty(&crate::spec::schema::json_schema())
+    let text = serde_json::to_string_pretty(&crate::deployment::schema::json_schema())
         .map_err(|e| Error::Runtime(format!("cannot encode the schema: {e}")))?;
     println!("{text}");
     Ok(0)

@@ -43,7 +43,7 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
     let start_gateway = {
         let (gw, engine, state) = (gw.clone(), engine.clone(), state.clone());
         let (no_ssh, listen) = (args.no_ssh, args.ssh_listen.clone());
-        move |d: &crate::spec::Deployment| -> Result<()> {
+        move |d: &crate::deployment::Deployment| -> Result<()> {
             let mut slot = gw.lock().unwrap_or_else(|p| p.into_inner());
             if no_ssh || slot.is_some() {
                 return Ok(());

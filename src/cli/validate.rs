@@ -3,8 +3,8 @@
 use clap::Args;
 
 use super::{Context, OutputFormat};
+use crate::deployment::{self, Loaded};
 use crate::error::{EXIT_INVALID, Result};
-use crate::spec::{self, Loaded};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -38,7 +38,7 @@ pub async fn run(ctx: &Context, args: ValidateArgs) -> Result<u8> {
 
 /// `validate --output json`: the verdict on stdout, exit 2 when invalid.
 fn run_json(ctx: &Context) -> Result<u8> {
-    let (value, code) = match spec::load_checked(&ctx.load_options()?) {
+    let (value, code) = match deployment::load_checked(&ctx.load_options()?) {
         Ok(Loaded {
             deployment: dep,
             warnings,
@@ -55,7 +55,8 @@ fn run_json(ctx: &Context) -> Result<u8> {
             0,
         ),
         Err(errors) => {
-            let list: Vec<spec::Diagnostic> = errors.0.iter().map(|e| e.diagnostic()).collect();
+            let list: Vec<deployment::Diagnostic> =
+                errors.0.iter().map(|e| e.diagnostic()).collect();
             (
                 serde_json::json!({
                     "valid": false,
@@ -75,11 +76,11 @@ fn run_json(ctx: &Context) -> Result<u8> {
 }
 
 /// Warnings in the same shape as errors.
-fn warning_list(warnings: &spec::SpecWarnings) -> Vec<spec::Diagnostic> {
+fn warning_list(warnings: &deployment::SpecWarnings) -> Vec<deployment::Diagnostic> {
     warnings
         .0
         .iter()
-        .map(|w| spec::Diagnostic {
+        .map(|w| deployment::Diagnostic {
             severity: "warning",
             ..w.diagnostic()
         })
@@ -90,7 +91,7 @@ fn warning_list(warnings: &spec::SpecWarnings) -> Vec<spec::Diagnostic> {
 /// every problem (in colour on a terminal, never with `NO_COLOR`) and give
 /// the exit code.
 pub(super) fn load_or_report(ctx: &Context) -> Result<std::result::Result<Loaded, u8>> {
-    match spec::load_checked(&ctx.load_options()?) {
+    match deployment::load_checked(&ctx.load_options()?) {
         Ok(loaded) => {
             super::print_warnings(&loaded.warnings);
             Ok(Ok(loaded))

@@ -176,12 +176,12 @@ impl Manifest {
                     shown(&inst.service)
                 ))
             })?;
-            if !(1..=crate::spec::MAX_COUNT).contains(&inst.instance) {
+            if !(1..=crate::deployment::MAX_COUNT).contains(&inst.instance) {
                 return Err(bad(format!(
                     "gives service {} the instance number {} (instances are 1 to {})",
                     inst.service,
                     inst.instance,
-                    crate::spec::MAX_COUNT
+                    crate::deployment::MAX_COUNT
                 )));
             }
             if !instances.insert((inst.service.as_str(), inst.instance)) {
@@ -213,7 +213,7 @@ impl Manifest {
                 )));
             }
             if let Some(image) = &inst.image {
-                crate::spec::values::check_image(image).map_err(|p| {
+                crate::deployment::values::check_image(image).map_err(|p| {
                     bad(format!(
                         "gives instance {} an image that is not valid: {}",
                         inst.container, p.message

@@ -175,7 +175,7 @@ pub async fn discover(
                     .and_then(|c| c.stop_timeout)
                     .and_then(|t| u64::try_from(t).ok())
             })
-            .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
+            .unwrap_or(crate::deployment::DEFAULT_STOP_TIMEOUT);
         out.push(DataInstance {
             deployment: deployment.to_string(),
             service,
@@ -252,7 +252,7 @@ pub enum Stopped {
     /// `berth stop` until `berth start`.
     Ops {
         target: Box<crate::ops::select::Selected>,
-        instance: crate::spec::InstanceRef,
+        instance: crate::deployment::InstanceRef,
     },
 }
 
@@ -275,7 +275,7 @@ pub async fn stop(engine: &Engine, state: &StateDir, inst: &DataInstance) -> Res
         deployment: rev.deployment,
         integration: crate::instance::Integration::parse(&rev.integration),
     };
-    let instance = crate::spec::InstanceRef {
+    let instance = crate::deployment::InstanceRef {
         deployment: inst.deployment.clone(),
         service: inst.service.clone(),
         index: inst.index,

@@ -13,10 +13,10 @@ use super::snapshot;
 use crate::apply::Reporter;
 use crate::apply::converge::{self, ConvergeOptions, Outcome};
 use crate::apply::lock::{DeploymentLock, lock_deployment};
+use crate::deployment::Deployment;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::names;
-use crate::spec::Deployment;
 use crate::state::{Revision, StateDir};
 
 /// Take the apply lock of `deployment`, telling `report` once if another
@@ -314,7 +314,7 @@ pub struct StoredBackup {
     deployment: Deployment,
     allow_special_files: bool,
     /// The stored deployment's dangerous settings, located like a file's.
-    pub warnings: crate::spec::SpecWarnings,
+    pub warnings: crate::deployment::SpecWarnings,
 }
 
 impl StoredBackup {
@@ -354,10 +354,10 @@ pub async fn read_stored_backup(
         dep.name = n.to_string();
     }
     let origin = std::path::PathBuf::from(format!("{} (stored deployment)", file.display()));
-    let crate::spec::Loaded {
+    let crate::deployment::Loaded {
         deployment: dep,
         warnings,
-    } = crate::spec::stored::check_stored(&dep, &origin)?;
+    } = crate::deployment::stored::check_stored(&dep, &origin)?;
     for inst in &manifest.instances {
         let fits = dep
             .services
@@ -388,7 +388,7 @@ pub async fn read_stored_backup(
 ///
 /// The stored deployment comes from another host: before anything is
 /// touched it passes the checks a deployment file gets
-/// ([`crate::spec::stored::check_stored`], after the rename), and the
+/// ([`crate::deployment::stored::check_stored`], after the rename), and the
 /// manifest's instances must be instances of it.
 ///
 /// [`read_stored_backup`] does the checks and touches nothing; its result

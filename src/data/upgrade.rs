@@ -15,8 +15,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::target::Target;
 
+use crate::deployment::Deployment;
 use crate::plan::{Action, InstancePlan, Plan};
-use crate::spec::Deployment;
 use crate::state::StateDir;
 
 /// Does `item` replace its container because the image changed? Compared
@@ -71,7 +71,7 @@ pub async fn snapshot_upgrades(
             .previous
             .as_ref()
             .map(|p| p.stop_timeout)
-            .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
+            .unwrap_or(crate::deployment::DEFAULT_STOP_TIMEOUT);
         let r: Result<()> = async {
             target.hold(engine, &item.container).await?;
             engine.stop_container(&item.container, timeout).await?;

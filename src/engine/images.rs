@@ -9,9 +9,9 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
 use super::{Engine, is_not_found, registry};
+use crate::deployment::Protocol;
 use crate::error::{Error, Result};
 use crate::instance::ImageInfo;
-use crate::spec::Protocol;
 
 /// How pull progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

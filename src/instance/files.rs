@@ -15,8 +15,8 @@ use std::io::Read;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::deployment::{Deployment, FileKind, Service};
 use crate::error::{Error, Result};
-use crate::spec::{Deployment, FileKind, Service};
 use crate::state::StateDir;
 
 /// One config or secret of an instance, as its spec records it.

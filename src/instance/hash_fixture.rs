@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::*;
-use crate::spec::{Deployment, Format, LoadOptions, load_str};
+use crate::deployment::{Deployment, Format, LoadOptions, load_str};
 
 const FILE: &str = r#"
 name = "fx"

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::spec::Protocol;
+use crate::deployment::Protocol;
 
 /// Turn a link alias into the prefix of its variables: `db` → `DB`,
 /// `my-db` → `MY_DB`.

@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
-use crate::names;
-use crate::spec::{
+use crate::deployment::{
     ContainerSettings, Health, InstanceRef, OnUnhealthy, PortMapping, Protocol, RestartPolicy,
 };
+use crate::error::{Error, Result};
+use crate::names;
 use crate::state::StateDir;
 
 /// What berth needs to know about a local image (the engine inspects it;
@@ -369,7 +369,7 @@ impl InstanceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Deployment;
+    use crate::deployment::Deployment;
 
     fn dep() -> Deployment {
         serde_json::from_value(serde_json::json!({
@@ -480,7 +480,7 @@ mod tests {
         let base = resolve(&dep(), &images(), Integration::Systemd);
         let mut d = dep();
         let mail = d.services.get_mut("mail").unwrap_or_else(|| panic!("mail"));
-        mail.health = Some(crate::spec::Health {
+        mail.health = Some(crate::deployment::Health {
             test: Some(vec!["CMD-SHELL".into(), "test -f /tmp/ok".into()]),
             ..Default::default()
         });
@@ -507,11 +507,11 @@ mod tests {
         let mut d = dep();
         d.configs.insert(
             "users".into(),
-            crate::spec::FileSource {
+            crate::deployment::FileSource {
                 content: "alice\n".into(),
             },
         );
-        let mount = |reload: Option<&str>| crate::spec::FileMount {
+        let mount = |reload: Option<&str>| crate::deployment::FileMount {
             source: "users".into(),
             target: "/etc/users".into(),
             uid: 0,

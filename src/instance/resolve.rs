@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::deployment::{Deployment, InstanceRef, Protocol, VolumeSource};
 use crate::names;
-use crate::spec::{Deployment, InstanceRef, Protocol, VolumeSource};
 
 use super::links::link_variables;
 use super::{DigestKey, ImageInfo, InstanceSpec, Integration, MountSource, MountSpec};

@@ -14,10 +14,10 @@
 //!   waits for that to happen.
 
 use super::select::Selected;
+use crate::deployment::InstanceRef;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::instance::Integration;
-use crate::spec::InstanceRef;
 use crate::state::StateDir;
 use crate::state::markers;
 use crate::target::{self, Control, Target};

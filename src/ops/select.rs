@@ -7,9 +7,9 @@
 
 use std::path::Path;
 
+use crate::deployment::{Deployment, InstanceRef};
 use crate::error::{Error, Result};
 use crate::instance::Integration;
-use crate::spec::{Deployment, InstanceRef};
 use crate::state::StateDir;
 
 /// A deployment as the operation commands see it.
@@ -161,7 +161,7 @@ pub fn select_instances(deployment: &Deployment, names: &[String]) -> Result<Vec
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::spec::Service;
+    use crate::deployment::Service;
 
     pub(crate) fn service(name: &str, count: u32) -> Service {
         Service {

@@ -318,8 +318,8 @@ pub async fn collect(
 
 /// Rows of exited instances whose restart policy restarts them become
 /// `restarting` (the supervisor will start a fresh container).
-pub fn mark_restarting(rows: &mut [InstanceRow], deployment: &crate::spec::Deployment) {
-    use crate::spec::RestartPolicy;
+pub fn mark_restarting(rows: &mut [InstanceRow], deployment: &crate::deployment::Deployment) {
+    use crate::deployment::RestartPolicy;
     for r in rows.iter_mut().filter(|r| r.in_spec) {
         let Some(code) = r
             .state

@@ -17,11 +17,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::deployment::{Deployment, PortMapping, RestartPolicy};
 use crate::engine::{ContainerInfo, ContainerState};
 use crate::error::{Error, Result};
 use crate::instance::{InstanceSpec, Integration};
 use crate::names::{self, Claim};
-use crate::spec::{Deployment, PortMapping, RestartPolicy};
 use crate::state::Revision;
 
 pub mod settings;

@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use crate::deployment::Deployment;
 use crate::instance::{AbsentTable, FieldChange, json_diff};
-use crate::spec::Deployment;
 use crate::state::Revision;
 
 /// Lines describing how the revision `apply` would write differs from
@@ -85,12 +85,12 @@ pub fn changes(
     // Configs and secrets by name; never their content.
     for (kind, b, a) in [
         (
-            crate::spec::FileKind::Config,
+            crate::deployment::FileKind::Config,
             &before.configs,
             &deployment.configs,
         ),
         (
-            crate::spec::FileKind::Secret,
+            crate::deployment::FileKind::Secret,
             &before.secrets,
             &deployment.secrets,
         ),
@@ -142,7 +142,7 @@ pub fn changes(
             .iter()
             .map(setting_line)
         {
-            if recreated.contains(name) && crate::spec::is_container_key(&field) {
+            if recreated.contains(name) && crate::deployment::is_container_key(&field) {
                 explained_elsewhere = true;
                 continue;
             }

@@ -5,7 +5,7 @@
 //! apply that grants or revokes a key takes effect for the next login
 //! without restarting anything.
 
-use crate::spec::{Deployment, SshKey};
+use crate::deployment::{Deployment, SshKey};
 use crate::state::StateDir;
 use russh::keys::PublicKey;
 
@@ -213,7 +213,7 @@ pub fn authorized_key_text(key: &SshKey) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Service;
+    use crate::deployment::Service;
     use std::collections::BTreeMap;
 
     const K1: &str =

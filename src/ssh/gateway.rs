@@ -895,7 +895,7 @@ pub fn check_listen(listen: &str) -> Result<()> {
 pub const UNIT_NAME: &str = "berth-ssh-gateway.service";
 
 /// Does any applied deployment grant SSH access (so the gateway is wanted)?
-pub fn wanted(deployments: &[crate::spec::Deployment]) -> bool {
+pub fn wanted(deployments: &[crate::deployment::Deployment]) -> bool {
     deployments
         .iter()
         .any(|d| d.services.keys().any(|s| !d.keys_for(s).is_empty()))
@@ -939,7 +939,7 @@ mod tests {
     #[test]
     fn wanted_when_any_key_is_granted() {
         let k = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILV+JdUrlKrvmd1OAw9sG1mSMh+pqnjL9d1NU8rq4icz";
-        let d = |ssh: &[&str], dkeys: bool| -> crate::spec::Deployment {
+        let d = |ssh: &[&str], dkeys: bool| -> crate::deployment::Deployment {
             let key = serde_json::json!({"name": "a", "openssh": k, "fingerprint": ""});
             serde_json::from_value(serde_json::json!({
                 "name": "d",

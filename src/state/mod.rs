@@ -287,7 +287,7 @@ pub struct Revision {
     /// `systemd`, `docker` or `foreground`.
     pub integration: String,
     /// The resolved deployment.
-    pub deployment: crate::spec::Deployment,
+    pub deployment: crate::deployment::Deployment,
     /// Image ID each service ran at this revision, by service name.
     #[serde(default)]
     pub image_ids: std::collections::BTreeMap<String, String>,

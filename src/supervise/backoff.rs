@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::deployment::RestartPolicy;
 use crate::error::{Error, Result};
-use crate::spec::RestartPolicy;
 use crate::state::StateDir;
 
 /// First wait before restarting a container that exited.

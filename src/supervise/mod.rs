@@ -24,11 +24,11 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 
+use crate::deployment::RestartPolicy;
 use crate::engine::{Engine, ExitStatus, PullProgress};
 use crate::error::{Error, Result};
 use crate::instance::InstanceSpec;
 use crate::names;
-use crate::spec::RestartPolicy;
 use crate::target::docker::replace_container_with_hash;
 use backoff::{CrashRecord, RunEnd};
 
@@ -152,7 +152,7 @@ async fn watch_health(
     already_ready: bool,
     output: &OutputFn,
 ) -> String {
-    let restart = spec.on_unhealthy() == crate::spec::OnUnhealthy::Restart;
+    let restart = spec.on_unhealthy() == crate::deployment::OnUnhealthy::Restart;
     let mut ready = already_ready;
     let mut last_status: Option<String> = None;
     loop {

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures_util::StreamExt;
 
 use super::{Control, HostOptions, PARALLELISM, Reporter, Step, Target, health};
+use crate::deployment::{Deployment, InstanceRef};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::instance::{ImageInfo, InstanceSpec, Integration};
 use crate::names;
 use crate::plan::{Action, InstancePlan, VolumePlan};
-use crate::spec::{Deployment, InstanceRef};
 use crate::state::StateDir;
 use crate::state::markers::is_stopped as is_stopped_by_operator;
 

@@ -25,11 +25,11 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use super::{Control, HostOptions, Step, Supervised, Target};
+use crate::deployment::{Deployment, InstanceRef, RestartPolicy};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::instance::{InstanceSpec, Integration};
 use crate::plan::{Action, VolumePlan};
-use crate::spec::{Deployment, InstanceRef, RestartPolicy};
 use crate::state::StateDir;
 use crate::state::markers::{self, is_stopped as is_stopped_by_operator};
 use crate::supervise::{Outcome, OutputFn, SuperviseOptions, prefixed_output};
@@ -216,7 +216,7 @@ impl Target for Foreground {
             engine
                 .stop_and_remove(
                     &item.container,
-                    timeout.unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT),
+                    timeout.unwrap_or(crate::deployment::DEFAULT_STOP_TIMEOUT),
                 )
                 .await?;
         }

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::deployment::{Deployment, OnUnhealthy};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::instance::ImageInfo;
-use crate::spec::{Deployment, OnUnhealthy};
 use crate::state::StateDir;
 
 use crate::state::markers::is_stopped as is_stopped_by_operator;

@@ -26,12 +26,12 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 
+use crate::deployment::{Deployment, InstanceRef};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::instance::{ImageInfo, InstanceSpec, Integration};
 use crate::names;
 use crate::plan::{Action, Plan, Supervision, VolumePlan};
-use crate::spec::{Deployment, InstanceRef};
 use crate::state::StateDir;
 use crate::supervise::backoff::CrashRecord;
 
@@ -212,7 +212,7 @@ pub(crate) fn stop_timeout(deployment: &Deployment, inst: &InstanceRef) -> u64 {
         .services
         .get(&inst.service)
         .map(|s| s.stop_timeout_secs())
-        .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT)
+        .unwrap_or(crate::deployment::DEFAULT_STOP_TIMEOUT)
 }
 
 /// Create planned volumes (in parallel), labelled like the instance they
@@ -281,7 +281,7 @@ pub(crate) async fn remove_instances(
                 .previous
                 .as_ref()
                 .map(|p| p.stop_timeout)
-                .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT);
+                .unwrap_or(crate::deployment::DEFAULT_STOP_TIMEOUT);
             engine.stop_and_remove(&item.container, timeout).await?;
             state.forget_instance(&item.container)?;
             report(format!("removed {}", item.container));

@@ -19,9 +19,9 @@ use std::path::Path;
 use tokio::task::JoinHandle;
 
 use super::systemd::ctl::{self as systemd_ctl, Systemctl};
+use crate::deployment::Deployment;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::spec::Deployment;
 use crate::ssh::{access, gateway, hostkey};
 use crate::state::StateDir;
 

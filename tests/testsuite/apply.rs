@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use berth::apply::destroy::{DestroyOptions, destroy};
 use berth::apply::{self, ApplyOptions, ApplyReport};
+use berth::deployment::Deployment;
 use berth::engine::{Engine, PullProgress};
 use berth::instance::{InstanceSpec, Integration};
 use berth::plan::{Action, Plan};
-use berth::spec::Deployment;
 use berth::state::StateDir;
 use serde_json::{Value, json};
 

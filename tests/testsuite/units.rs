@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use berth::spec::{
+use berth::deployment::{
     Deployment, Link, PortMapping, Protocol, RestartPolicy, Service, VolumeMount, VolumeSource,
 };
 use berth::target::systemd::unit::{UnitOptions, render_units};
@@ -105,7 +105,7 @@ fn load_fixture(file: &str) -> Deployment {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(file);
-    berth::spec::load(&berth::spec::LoadOptions {
+    berth::deployment::load(&berth::deployment::LoadOptions {
         file: path.clone(),
         name: None,
         set: vec![],

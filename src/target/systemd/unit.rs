@@ -18,8 +18,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::deployment::{Deployment, InstanceRef, Service};
 use crate::error::{Error, Result};
-use crate::spec::{Deployment, InstanceRef, Service};
 
 /// Delay before systemd restarts an instance's unit, in milliseconds:
 /// systemd's own default, and the same on every systemd version. The unit adds
@@ -173,7 +173,7 @@ pub struct RenderedUnit {
 /// Seconds systemd waits for READY when the service has a health check:
 /// long enough for the start period and a full round of checks (Docker's
 /// defaults for what the file leaves unset), never below the usual timeout.
-fn health_start_timeout(h: &crate::spec::Health) -> u64 {
+fn health_start_timeout(h: &crate::deployment::Health) -> u64 {
     const DOCKER_DEFAULT_MS: u64 = 30_000;
     let interval = h.interval_ms.unwrap_or(DOCKER_DEFAULT_MS);
     let timeout = h.timeout_ms.unwrap_or(DOCKER_DEFAULT_MS);
@@ -238,7 +238,7 @@ pub fn render_unit(deployment: &Deployment, instance: &InstanceRef, opts: &UnitO
     let restart = svc.map(|s| s.restart.systemd()).unwrap_or("always");
     let stop_timeout = svc
         .map(Service::stop_timeout_secs)
-        .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT)
+        .unwrap_or(crate::deployment::DEFAULT_STOP_TIMEOUT)
         + STOP_MARGIN_SEC;
     let exec_start = [
         exec_word(opts.berth_path.as_path(), true),
@@ -340,7 +340,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    use crate::spec::{Link, RestartPolicy};
+    use crate::deployment::{Link, RestartPolicy};
 
     fn service(name: &str) -> Service {
         Service {
@@ -392,7 +392,7 @@ mod tests {
         let u = render_unit(&d, &d.instances()[0], &UnitOptions::new("/b", "/s"));
         assert_eq!(line(&u, "TimeoutStartSec"), ["300"]);
         let mut s = service("web");
-        s.health = Some(crate::spec::Health {
+        s.health = Some(crate::deployment::Health {
             start_period_ms: Some(600_000),
             interval_ms: Some(5_000),
             timeout_ms: Some(5_000),

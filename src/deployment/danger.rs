@@ -293,7 +293,7 @@ mod tests {
     fn dangerous_caps_are_capabilities() {
         for (c, _) in DANGEROUS_CAPS {
             assert!(
-                *c == "ALL" || crate::spec::values::CAPABILITIES.contains(c),
+                *c == "ALL" || crate::deployment::values::CAPABILITIES.contains(c),
                 "{c}"
             );
         }

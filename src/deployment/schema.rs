@@ -255,7 +255,7 @@ pub fn json_schema() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::decode::{SERVICE_KEYS, TOP_KEYS};
+    use crate::deployment::decode::{SERVICE_KEYS, TOP_KEYS};
 
     fn keys(v: &serde_json::Value) -> Vec<String> {
         let mut k: Vec<String> = v["properties"]
@@ -278,7 +278,7 @@ mod tests {
         svc.sort();
         assert_eq!(keys(&s["$defs"]["ServiceFile"]), svc);
         assert_eq!(s["$defs"]["ServiceFile"]["additionalProperties"], false);
-        let mut health: Vec<String> = crate::spec::decode::HEALTH_KEYS
+        let mut health: Vec<String> = crate::deployment::decode::HEALTH_KEYS
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -290,11 +290,12 @@ mod tests {
     /// alike (adding one to only one of them fails here).
     #[test]
     fn every_container_setting_has_its_file_form() {
-        let model =
-            serde_json::to_value(schemars::schema_for!(crate::spec::model::ContainerSettings))
-                .unwrap();
+        let model = serde_json::to_value(schemars::schema_for!(
+            crate::deployment::model::ContainerSettings
+        ))
+        .unwrap();
         let file = serde_json::to_value(schemars::schema_for!(
-            crate::spec::model::ContainerSettingsFile
+            crate::deployment::model::ContainerSettingsFile
         ))
         .unwrap();
         assert_eq!(keys(&model), keys(&file));
