@@ -7,7 +7,9 @@
 //! removed ones stop, changed ones get a fresh container (their volumes
 //! snapshotted first when their image changes, as an apply does).
 //! SIGINT/SIGTERM stop and remove every container (volumes stay); a second
-//! one exits without waiting.
+//! one exits without waiting. The SSH gateway runs in the same process from
+//! the first file that grants keys (at once, or after a SIGHUP) until the
+//! end; it looks keys up in the applied state, so revoked keys stop working.
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::state::StateDir;
 use crate::target::HostOptions;
 use crate::target::foreground::Foreground;
+use crate::target::ssh_gateway::{ForegroundGateway, start_foreground};
 
 /// Options of [`up`].
 #[derive(Debug, Clone)]
@@ -27,6 +30,33 @@ pub struct UpOptions {
     /// Units an earlier systemd apply left there are removed.
     pub host: HostOptions,
     pub progress: PullProgress,
+    /// Where the SSH gateway listens when the deployment grants keys;
+    /// `None`: no gateway.
+    pub ssh_listen: Option<String>,
+}
+
+/// Start the gateway if it is wanted and not running yet.
+fn start_gateway(
+    engine: &Engine,
+    state: &StateDir,
+    opts: &UpOptions,
+    deployment: &Deployment,
+    running: &mut Option<ForegroundGateway>,
+) -> Result<()> {
+    let Some(listen) = &opts.ssh_listen else {
+        return Ok(());
+    };
+    if running.is_some() {
+        return Ok(());
+    }
+    if let Some(g) = start_foreground(engine, state, deployment, listen)? {
+        eprintln!(
+            "berth: ssh gateway listening on {} (host key {})",
+            g.addr, g.fingerprint
+        );
+        *running = Some(g);
+    }
+    Ok(())
 }
 
 /// Reads the deployment file (again, on SIGHUP).
@@ -35,8 +65,18 @@ pub type Loader = Arc<dyn Fn() -> Result<Deployment> + Send + Sync>;
 /// Supervise the deployment `load` returns until SIGINT/SIGTERM.
 pub async fn up(engine: &Engine, state: &StateDir, opts: &UpOptions, load: Loader) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    if let Some(l) = &opts.ssh_listen {
+        crate::ssh::gateway::check_listen(l).map_err(|_| {
+            Error::Usage(format!(
+                "--ssh-listen {l:?}: expected ADDR:PORT, for example 0.0.0.0:2222 or 127.0.0.1:2200"
+            ))
+        })?;
+    }
     let deployment = load()?;
     let name = deployment.name.clone();
+    // A port that cannot be bound is an error before anything starts.
+    let mut gateway = None;
+    start_gateway(engine, state, opts, &deployment, &mut gateway)?;
     let lock = lock::lock_deployment(state, &name, None, || {
         eprintln!("berth: waiting for another apply or up of {name} to finish...")
     })
@@ -100,6 +140,10 @@ pub async fn up(engine: &Engine, state: &StateDir, opts: &UpOptions, load: Loade
                             d.name
                         ),
                         Ok(d) => {
+                            // A gateway that cannot start must not stop the services.
+                            if let Err(e) = start_gateway(engine, state, opts, &d, &mut gateway) {
+                                eprintln!("berth: {e}");
+                            }
                             if let Err(e) = apply(d).await {
                                 eprintln!("berth: applying the changed file: {e}");
                             }
@@ -112,6 +156,9 @@ pub async fn up(engine: &Engine, state: &StateDir, opts: &UpOptions, load: Loade
     }
     eprintln!("berth: stopping {name}");
     target.stop_all().await;
+    if let Some(g) = gateway {
+        g.stop().await;
+    }
     signals.abort();
     let _ = std::fs::remove_file(&pid_file);
     first.map(|_| ())

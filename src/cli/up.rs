@@ -1,6 +1,6 @@
 //! `berth up`: supervise the whole deployment in the foreground.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use clap::Args;
 
@@ -8,9 +8,8 @@ use super::Context;
 use super::plan::berth_path;
 use crate::apply::up::{self, UpOptions};
 use crate::engine::{Engine, PullProgress};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ssh::gateway;
-use crate::target::ssh_gateway::{self, ForegroundGateway};
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -24,41 +23,10 @@ pub struct UpArgs {
 }
 
 pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
-    // Read once up front so that an invalid file fails before anything starts.
-    let deployment = ctx.load_deployment_warned()?;
-    if !args.no_ssh {
-        gateway::check_listen(&args.ssh_listen).map_err(|_| {
-            Error::Usage(format!(
-                "--ssh-listen {:?}: expected ADDR:PORT, for example 0.0.0.0:2222 or 127.0.0.1:2200",
-                args.ssh_listen
-            ))
-        })?;
-    }
+    // An invalid file fails before the engine is asked (its warnings are
+    // printed when `up` reads it).
+    ctx.load_deployment()?;
     let engine = Engine::connect().await?;
-    let state = ctx.state_dir();
-    // The gateway starts with the first file that grants keys: at once, or
-    // when a file re-read on SIGHUP starts granting them. It then stays up
-    // (it looks keys up in the applied state, so revoked keys stop working).
-    let gw: Arc<Mutex<Option<ForegroundGateway>>> = Arc::new(Mutex::new(None));
-    let start_gateway = {
-        let (gw, engine, state) = (gw.clone(), engine.clone(), state.clone());
-        let (no_ssh, listen) = (args.no_ssh, args.ssh_listen.clone());
-        move |d: &crate::deployment::Deployment| -> Result<()> {
-            let mut slot = gw.lock().unwrap_or_else(|p| p.into_inner());
-            if no_ssh || slot.is_some() {
-                return Ok(());
-            }
-            if let Some(g) = ssh_gateway::start_foreground(&engine, &state, d, &listen)? {
-                eprintln!(
-                    "berth: ssh gateway listening on {} (host key {})",
-                    g.addr, g.fingerprint
-                );
-                *slot = Some(g);
-            }
-            Ok(())
-        }
-    };
-    start_gateway(&deployment)?;
     let opts = UpOptions {
         host: crate::target::HostOptions {
             unit_dir: ctx.global.unit_dir.clone(),
@@ -66,21 +34,10 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
             systemctl: crate::target::systemd::ctl::systemd_running(),
         },
         progress: PullProgress::Auto,
+        ssh_listen: (!args.no_ssh).then_some(args.ssh_listen),
     };
     let loader_ctx = ctx.clone();
-    let load: up::Loader = Arc::new(move || {
-        let d = loader_ctx.load_deployment_warned()?;
-        // A gateway that cannot start must not stop the services.
-        if let Err(e) = start_gateway(&d) {
-            eprintln!("berth: {e}");
-        }
-        Ok(d)
-    });
-    let result = up::up(&engine, &state, &opts, load).await;
-    let running = gw.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(g) = running {
-        g.stop().await;
-    }
-    result?;
+    let load: up::Loader = Arc::new(move || loader_ctx.load_deployment_warned());
+    up::up(&engine, &ctx.state_dir(), &opts, load).await?;
     Ok(0)
 }
