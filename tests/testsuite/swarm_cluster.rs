@@ -1,0 +1,181 @@
+//! The multi-node swarm harness itself (`berth_test_support::swarm`): a
+//! cluster forms, spreads tasks, carries overlay traffic by name across
+//! nodes, answers on host-mode ports, survives an engine crash, and leaves
+//! nothing behind.
+
+use std::time::Duration;
+
+use berth_test_support::swarm::{self, SwarmCluster};
+
+use crate::support::{base_image, show, wait_for};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// An HTTP server answering with the name of the node its task runs on.
+const SERVE_NODE_NAME: &str =
+    "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www";
+
+/// Nodes (by hostname) of a service's tasks that are running.
+fn running_nodes(c: &SwarmCluster, service: &str) -> Vec<String> {
+    let out = c.docker(
+        0,
+        &[
+            "service",
+            "ps",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Node}} {{.CurrentState}}",
+            service,
+        ],
+    );
+    let mut nodes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("Running"))
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+#[test]
+fn three_node_swarm_spreads_tasks_routes_by_name_publishes_host_ports_and_survives_an_engine_crash()
+{
+    let c = SwarmCluster::start(3);
+    let tag = c.tag.clone();
+
+    let nodes = c.docker_ok(0, &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]);
+    let mut nodes: Vec<&str> = nodes.lines().collect();
+    nodes.sort();
+    assert_eq!(nodes, ["node0 Ready", "node1 Ready", "node2 Ready"]);
+
+    let image = base_image();
+    c.load_image(image);
+
+    // Three replicas with a host-mode port, each answering with its node's
+    // name; and one task pinned to node2 on an attachable overlay network.
+    // (dnsrr: the virtual IP needs IPVS, which this machine lacks.)
+    c.docker_ok(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "testnet",
+        ],
+    );
+    c.docker_ok(
+        0,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "--hostname",
+            "{{.Node.Hostname}}",
+            "--publish",
+            "mode=host,target=80,published=8080",
+            image,
+            "sh",
+            "-c",
+            SERVE_NODE_NAME,
+        ],
+    );
+    c.docker_ok(
+        0,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "echo",
+            "--network",
+            "testnet",
+            "--endpoint-mode",
+            "dnsrr",
+            "--constraint",
+            "node.hostname==node2",
+            "--hostname",
+            "{{.Node.Hostname}}",
+            image,
+            "sh",
+            "-c",
+            SERVE_NODE_NAME,
+        ],
+    );
+
+    let mut last = Vec::new();
+    assert!(
+        wait_for(WAIT, || {
+            last = running_nodes(&c, "web");
+            last == ["node0", "node1", "node2"]
+        }),
+        "web's three tasks are not running one per node: {last:?}\n{}",
+        show(&c.docker(0, &["service", "ps", "--no-trunc", "web"]))
+    );
+
+    // Host-mode published port: each node's address answers, from its own task.
+    for node in 0..c.nodes() {
+        let mut answer = None;
+        assert!(
+            wait_for(WAIT, || {
+                answer = c.http_get(c.addr(node), 8080, "/");
+                answer
+                    .as_deref()
+                    .is_some_and(|a| a.trim_end().ends_with(c.hostname(node)))
+            }),
+            "{}:8080 did not answer with {}: {answer:?}",
+            c.addr(node),
+            c.hostname(node)
+        );
+    }
+
+    // A container on node0 reaches the service on node2 by name.
+    let client =
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 echo 80; echo; nslookup echo 2>&1 | tail -4";
+    let mut answer = String::new();
+    assert!(
+        wait_for(WAIT, || {
+            let out = c.docker(
+                0,
+                &[
+                    "run",
+                    "--rm",
+                    "--network",
+                    "testnet",
+                    image,
+                    "sh",
+                    "-c",
+                    client,
+                ],
+            );
+            answer = show(&out);
+            String::from_utf8_lossy(&out.stdout).contains("200 OK")
+                && String::from_utf8_lossy(&out.stdout).contains("node2")
+        }),
+        "a container on node0 did not reach `echo` on node2 by name:\n{answer}"
+    );
+
+    // An engine crash: the manager sees the node down, then ready again once
+    // its engine is back, and the node runs its task again.
+    c.kill_engine(1);
+    c.wait_node(1, "down");
+    c.start_engine(1);
+    c.wait_node(1, "ready");
+    assert!(
+        wait_for(WAIT, || {
+            last = running_nodes(&c, "web");
+            last == ["node0", "node1", "node2"]
+        }),
+        "web's task did not come back on node1: {last:?}"
+    );
+
+    drop(c);
+    let left = swarm::leftovers(&tag);
+    assert!(left.is_empty(), "the cluster left things behind: {left:?}");
+}
