@@ -11,9 +11,11 @@ use crate::support::{base_image, show, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// An HTTP server answering with the name of the node its task runs on.
-const SERVE_NODE_NAME: &str =
-    "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www";
+/// An HTTP server answering with the name of the node its task runs on
+/// (the task's hostname). The shell stops on SIGTERM: as PID 1 without a
+/// handler it would ignore it, and every stop (also an engine's clean-up
+/// after a crash) would wait out the grace period.
+const SERVE_NODE_NAME: &str = "mkdir -p /www && hostname > /www/index.html; trap 'exit 0' TERM; httpd -f -p 80 -h /www & wait";
 
 /// Nodes (by hostname) of a service's tasks that are running.
 fn running_nodes(c: &SwarmCluster, service: &str) -> Vec<String> {
