@@ -163,6 +163,19 @@ fn three_node_swarm_spreads_tasks_routes_by_name_publishes_host_ports_and_surviv
         "a container on node0 did not reach `echo` on node2 by name:\n{answer}"
     );
 
+    // A node cut off the network no longer answers; healed, it does again.
+    c.cut(2);
+    assert_eq!(
+        c.http_get(c.addr(2), 8080, "/"),
+        None,
+        "node2 answered while cut off"
+    );
+    c.heal(2);
+    assert!(
+        wait_for(WAIT, || c.http_get(c.addr(2), 8080, "/").is_some()),
+        "node2 did not answer again after the link came back"
+    );
+
     // An engine crash: the manager sees the node down, then ready again once
     // its engine is back, and the node runs its task again.
     c.kill_engine(1);
