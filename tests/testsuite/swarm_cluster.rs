@@ -194,3 +194,71 @@ fn three_node_swarm_spreads_tasks_routes_by_name_publishes_host_ports_and_surviv
     let left = swarm::leftovers(&tag);
     assert!(left.is_empty(), "the cluster left things behind: {left:?}");
 }
+
+/// What a killed test process leaves (its cluster's namespaces, directories,
+/// cgroups and processes) is removed by the next sweep, and a live
+/// process's cluster is not touched.
+#[test]
+fn leftovers_of_a_test_process_that_is_gone_are_swept() {
+    use std::os::unix::process::CommandExt as _;
+    use std::process::{Command, Stdio};
+
+    // A pid that no process has any more.
+    let mut gone = Command::new("true")
+        .spawn()
+        .unwrap_or_else(|e| panic!("true: {e}"));
+    let pid = gone.id();
+    gone.wait().unwrap_or_else(|e| panic!("true: {e}"));
+    let stale = format!("{}{pid}x0", swarm::PREFIX);
+    // And one that is alive, with its own start time recorded as a cluster owner.
+    let mut live = Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap_or_else(|e| panic!("sleep: {e}"));
+    let kept = format!("{}{}x0", swarm::PREFIX, live.id());
+
+    let run = std::path::Path::new(swarm::RUN_ROOT).join(&stale);
+    swarm::create_dir(&run.join("n0"));
+    swarm::create_dir(
+        &std::path::Path::new(swarm::DATA_ROOT)
+            .join(&stale)
+            .join("n0"),
+    );
+    let ns = format!("{stale}n0");
+    let status = Command::new("ip").args(["netns", "add", &ns]).status();
+    assert!(status.is_ok_and(|s| s.success()), "ip netns add {ns}");
+    // Its cgroup, where the engines put theirs (cgroup v1 pids, or v2).
+    let hierarchy = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+        .into_iter()
+        .find(|h| std::path::Path::new(h).join("cgroup.procs").exists())
+        .unwrap_or_else(|| panic!("no cgroup hierarchy under /sys/fs/cgroup"));
+    let cgroup = std::path::Path::new(hierarchy).join(&ns);
+    std::fs::create_dir(&cgroup).unwrap_or_else(|e| panic!("{}: {e}", cgroup.display()));
+    // A process of the dead cluster (its command line names the cluster's
+    // directory, as the engines' and shims' do).
+    let mut orphan = Command::new("sleep")
+        .arg0(run.join("n0").join("dockerd"))
+        .arg("60")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("sleep: {e}"));
+    let kept_dir = std::path::Path::new(swarm::RUN_ROOT).join(&kept);
+    swarm::create_dir(&kept_dir);
+
+    assert!(!swarm::leftovers(&stale).is_empty());
+    swarm::sweep_stale();
+    let orphan_exit = orphan.wait().unwrap_or_else(|e| panic!("{e}"));
+    let kept_survived = kept_dir.exists();
+    // The live owner's directory is this test's to remove.
+    let _ = std::fs::remove_dir_all(&kept_dir);
+    let _ = std::fs::remove_dir(swarm::RUN_ROOT);
+    let _ = live.kill();
+    let _ = live.wait();
+
+    assert_eq!(swarm::leftovers(&stale), Vec::<String>::new());
+    assert!(
+        !orphan_exit.success(),
+        "the stale cluster's process was not killed"
+    );
+    assert!(kept_survived, "the sweep removed a live process's cluster");
+}

@@ -14,9 +14,10 @@
 //! - The engine is started with `nsenter --net=/var/run/netns/<ns>`, not `ip
 //!   netns exec`: the latter remounts `/sys`, and the engine then fails with
 //!   "Devices cgroup isn't mounted".
-//! - Its configuration file repeats the host's storage driver
-//!   (`fuse-overlayfs`) and nothing else: the host's `/etc/docker/daemon.json`
-//!   sets `data-root`, which conflicts with the flag.
+//! - Its own configuration file repeats the host engine's storage driver
+//!   (`fuse-overlayfs` here) and sets the engine key's path: the host's
+//!   `/etc/docker/daemon.json` may set `data-root`, which conflicts with the
+//!   flag.
 //! - No registry is reachable: [`SwarmCluster::load_image`] copies an image
 //!   from the host engine (`docker save` | `docker load`) into every node.
 //! - Services reached by name over an overlay network need `--endpoint-mode
@@ -107,7 +108,8 @@ impl SwarmCluster {
         assert!(nodes >= 1, "a swarm needs at least one node");
         assert!(nodes <= 200, "the node subnet holds at most 200 nodes");
         preflight();
-        sweep_stale();
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(sweep_stale);
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let tag = format!(
             "{PREFIX}{}x{}",
@@ -338,8 +340,7 @@ impl SwarmCluster {
     /// Which process owns the cluster, for [`sweep_stale`].
     fn write_owner(&self) {
         let dir = Path::new(RUN_ROOT).join(&self.tag);
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        create_dir(&dir);
         let me = std::process::id();
         let owner = format!("{me} {}\n", start_time(me).unwrap_or_default());
         std::fs::write(dir.join("owner"), owner)
@@ -388,13 +389,12 @@ impl SwarmCluster {
     fn write_engine_config(&self, node: usize) {
         let n = &self.nodes[node];
         for d in [&n.run, &n.data] {
-            std::fs::create_dir_all(d)
-                .unwrap_or_else(|e| panic!("cannot create {}: {e}", d.display()));
+            create_dir(d);
         }
         // The host's storage driver, and an engine key of the node's own (the
         // default path is the host engine's /etc/docker/key.json).
         let config = serde_json::json!({
-            "storage-driver": "fuse-overlayfs",
+            "storage-driver": host_storage_driver(),
             "deprecated-key-path": n.run.join("key.json"),
         });
         std::fs::write(n.run.join("daemon.json"), config.to_string())
@@ -522,6 +522,31 @@ impl Drop for SwarmCluster {
     }
 }
 
+/// `mkdir -p`, which survives another cluster's teardown removing the shared
+/// root (when it was empty) between the two `mkdir`s.
+pub fn create_dir(dir: &Path) {
+    let mut tries = 0;
+    while let Err(e) = std::fs::create_dir_all(dir) {
+        tries += 1;
+        assert!(tries < 10, "cannot create {}: {e}", dir.display());
+    }
+}
+
+/// The host engine's storage driver (`fuse-overlayfs` where the engine runs
+/// inside a VM's overlay root, `overlay2` on most hosts), which works on
+/// this machine's disk; asked once per process.
+fn host_storage_driver() -> &'static str {
+    static DRIVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DRIVER.get_or_init(|| {
+        let driver = crate::docker_ok(&["info", "-f", "{{.Driver}}"]);
+        assert!(
+            !driver.is_empty(),
+            "the host engine names no storage driver"
+        );
+        driver
+    })
+}
+
 /// Run `ip args...`; panics with its error.
 fn ip(args: &[&str]) {
     let out = Command::new("ip")
@@ -599,32 +624,32 @@ fn tag_of(name: &str) -> Option<String> {
     Some(format!("{PREFIX}{pid}x{}", &rest[..n_len]))
 }
 
-/// Remove what clusters of dead test processes left behind. Once per process.
-fn sweep_stale() {
-    static SWEPT: std::sync::Once = std::sync::Once::new();
-    SWEPT.call_once(|| {
-        let mut tags: Vec<String> = Vec::new();
-        let mut names: Vec<String> = netns_names();
-        for dir in [RUN_ROOT, DATA_ROOT] {
-            names.extend(dir_names(Path::new(dir)));
+/// Remove what clusters of test processes that are gone (killed, or
+/// crashed before their destructors ran) left behind. [`SwarmCluster::start`]
+/// runs it once per process; clusters of live processes are never touched.
+pub fn sweep_stale() {
+    let mut tags: Vec<String> = Vec::new();
+    let mut names: Vec<String> = netns_names();
+    for dir in [RUN_ROOT, DATA_ROOT] {
+        names.extend(dir_names(Path::new(dir)));
+    }
+    names.extend(cluster_dirs_in_command_lines());
+    names.extend(
+        cgroup_dirs()
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())),
+    );
+    for name in names {
+        if let Some(tag) = tag_of(&name)
+            && !tags.contains(&tag)
+        {
+            tags.push(tag);
         }
-        names.extend(
-            cgroup_dirs()
-                .iter()
-                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())),
-        );
-        for name in names {
-            if let Some(tag) = tag_of(&name)
-                && !tags.contains(&tag)
-            {
-                tags.push(tag);
-            }
-        }
-        for tag in tags.into_iter().filter(|t| owner_is_gone(t)) {
-            eprintln!("swarm cluster: removing {tag}, left behind by a test process that is gone");
-            teardown(&tag);
-        }
-    });
+    }
+    for tag in tags.into_iter().filter(|t| owner_is_gone(t)) {
+        eprintln!("swarm cluster: removing {tag}, left behind by a test process that is gone");
+        teardown(&tag);
+    }
 }
 
 fn netns_names() -> Vec<String> {
@@ -678,6 +703,28 @@ fn subdirs_deepest_first(dir: &Path) -> Vec<PathBuf> {
     }
     out.push(dir.to_path_buf());
     out
+}
+
+/// The cluster directory names (`bsw<pid>x<n>`) that processes' command
+/// lines name, so that processes whose directories are gone are found too.
+fn cluster_dirs_in_command_lines() -> Vec<String> {
+    let mut names = Vec::new();
+    for pid in dir_names(Path::new("/proc")) {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        for root in [RUN_ROOT, DATA_ROOT] {
+            let needle = format!("{root}/");
+            for (at, _) in cmdline.match_indices(&needle) {
+                let rest = &cmdline[at + needle.len()..];
+                if let Some(tag) = rest.split('/').next().and_then(tag_of) {
+                    names.push(tag);
+                }
+            }
+        }
+    }
+    names
 }
 
 /// Processes of cluster `tag`: in its cgroups (containers), or whose command
