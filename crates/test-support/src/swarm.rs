@@ -27,6 +27,11 @@
 //!   (`--publish mode=host,...`), on each node's address.
 //! - The manager heartbeat is one second, so a node whose engine died is
 //!   `down` within a few seconds instead of fifteen.
+//! - A node's engine killed and started again cleans up the containers it
+//!   left running before it answers, stopping each with its stop signal and
+//!   grace period (10 s by default): a shell or busybox as PID 1 ignores
+//!   SIGTERM, so give such test services a `trap` (or a short
+//!   `--stop-grace-period`) or every restart waits out the grace period.
 //!
 //! Everything the cluster makes is named after its tag `bsw<pid>x<n>` (the
 //! test process and a counter): namespaces `<tag>n<i>` and `<tag>br`,
@@ -38,12 +43,6 @@
 //! Leftovers of a test process that was killed are swept the same way by the
 //! next process that starts a cluster. The host engine is only read from
 //! (`docker save`).
-//!
-//! - A node's engine killed and started again cleans up the containers it
-//!   left running before it answers, stopping each with its stop signal and
-//!   grace period (10 s by default): a shell or busybox as PID 1 ignores
-//!   SIGTERM, so give such test services a `trap` (or a short
-//!   `--stop-grace-period`) or every restart waits out the grace period.
 //!
 //! Measured on a 2-core machine shared with other builds (load 12): a 3-node
 //! cluster is up, every node `ready`, in 2.6-3.0 s (about 1 s for the
@@ -60,9 +59,11 @@
 //!
 //! ```ignore
 //! let c = SwarmCluster::start(3);
-//! c.load_image(base_image());
+//! let image = base_image();
+//! c.load_image(image);
 //! c.docker_ok(0, &["service", "create", "--name", "web", "--replicas", "3", image, "sleep", "1d"]);
-//! std::env::set_var("DOCKER_HOST", c.manager_host()); // or .env() on a Command
+//! // berth itself talks to the manager:
+//! Command::new(bin).args(["ps", "--target", "swarm"]).env("DOCKER_HOST", c.manager_host());
 //! ```
 
 use std::path::{Path, PathBuf};
