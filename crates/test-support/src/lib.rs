@@ -6,6 +6,7 @@
 //! is independent of the product's own engine code, so a bug there cannot hide
 //! itself. (The product never shells out to `docker`.)
 
+pub mod swarm;
 pub mod systemd_host;
 
 use std::path::{Path, PathBuf};
