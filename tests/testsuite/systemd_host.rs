@@ -1125,3 +1125,49 @@ fn install_deps_starts_and_enables_no_service_on_a_systemd_host() {
     check("after a reboot");
     assert_eq!(host.sh_ok("/root/install-deps </dev/null 2>&1"), "");
 }
+
+#[test]
+fn supervise_delivers_configs_and_secrets_to_every_fresh_container() {
+    let host = boot();
+    let d = HostDeployment::new(&host, "sdfiles");
+    host.write_file(&format!("{}/users.txt", d.dir), "alice:one\n");
+    d.write(
+        r#"
+name = "NAME"
+
+[configs.users]
+file = "users.txt"
+
+[secrets.token]
+content = "s3cret-for-the-unit-test"
+
+[services.app]
+image = "IMAGE"
+command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+stop_timeout = 2
+configs = [{ source = "users", target = "/etc/app/users", uid = 33, mode = "0640" }]
+secrets = ["token"]
+"#,
+    );
+    d.apply();
+    let first = d.wait_active("app");
+    let seen = |d: &HostDeployment| {
+        d.exec(
+            "app",
+            "stat -c '%u %a' /etc/app/users /run/secrets/token; cat /etc/app/users /run/secrets/token",
+        )
+    };
+    let expected = "33 640\n0 400\nalice:one\ns3cret-for-the-unit-test";
+    assert_eq!(seen(&d), expected);
+    // A restart of the unit is a fresh container made by `berth supervise`
+    // from the instance spec and the state directory's store.
+    host.sh_ok(&format!("systemctl restart {}", d.unit("app")));
+    let second = host.wait_for("a fresh container", Duration::from_secs(60), || {
+        d.running_id("app").filter(|id| *id != first)
+    });
+    assert_ne!(second, first);
+    assert_eq!(seen(&d), expected);
+    // The unit file names no secret.
+    let unit = host.sh_ok(&format!("cat /etc/systemd/system/{}", d.unit("app")));
+    assert!(!unit.contains("s3cret"), "{unit}");
+}
