@@ -2,8 +2,8 @@
 //! (`apply`, `rollback`, `restore --apply`): refuse a unit name that clashes
 //! with the SSH gateway's, take the lock, plan and apply ([`super::apply`]),
 //! bring the host's SSH gateway in line with what is now applied, and, when
-//! asked, wait until every instance is running and healthy. `destroy` uses
-//! the gateway part ([`reconcile_gateway`]).
+//! asked, wait until every instance is running and healthy. `destroy` asks
+//! the target for the gateway part ([`crate::target::Target::reconcile_gateway`]).
 //!
 //! Commands that accept a flag of [`ConvergeOptions`] pass it here, so it
 //! takes effect the same way whichever command was given it.

@@ -1,5 +1,5 @@
 //! Day-to-day operation of an applied deployment: which deployment a command
-//! means ([`target`]), what its instances are doing ([`status`]), stopping and
+//! means ([`select`]), what its instances are doing ([`status`]), stopping and
 //! starting them under every integration ([`control`], through the markers
 //! of [`crate::state::markers`]), and their output ([`logs`]).
 

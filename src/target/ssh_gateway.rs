@@ -1,4 +1,4 @@
-//! The SSH gateway as part of each integration.
+//! The SSH gateway as part of each target.
 //!
 //! One gateway per host serves every deployment applied in the state
 //! directory: it looks up logins and keys in the applied revisions on every
@@ -8,7 +8,7 @@
 //!   any applied deployment grants SSH keys, and removes it once none does.
 //!   The listen address is kept from the installed unit unless a new one is
 //!   given, so applying another deployment does not move the gateway.
-//! - `berth up`: [`spawn_foreground`] runs the gateway as a task of the same
+//! - `berth up`: [`start_foreground`] runs the gateway as a task of the same
 //!   process.
 //! - docker: no berth process stays running; [`docker_hint`] says how to run
 //!   the gateway.

@@ -1,6 +1,6 @@
 //! Controlling systemd for the units berth writes: writing and removing unit
 //! files, `daemon-reload`, enable / disable, start / restart / stop.
-//! The unit text itself comes from [`super::systemd::render_unit`].
+//! The unit text itself comes from [`super::unit::render_unit`].
 //!
 //! `systemctl` runs as a subprocess (it is systemd's own interface; berth
 //! never shells out to the docker CLI).
