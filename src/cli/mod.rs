@@ -57,9 +57,19 @@ mod supervise;
 mod up;
 mod validate;
 
+/// What `berth --version` prints after the name: the package version and
+/// the commit (with its date) berth was built from, or `commit unknown`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BERTH_COMMIT"),
+    ")"
+);
+
 /// berth: deploy Docker containers as always-running services from one file.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about, propagate_version = true)]
+// `--version` names the commit it was built from (see build.rs).
+#[command(name = "berth", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
