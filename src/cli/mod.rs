@@ -44,6 +44,7 @@ mod doctor;
 mod exec;
 mod history;
 mod logs;
+mod man_pages;
 mod plan;
 mod ps;
 mod render;
@@ -154,6 +155,9 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Write the man pages of berth and every command into a directory.
+    #[command(hide = true)]
+    ManPages(man_pages::ManPagesArgs),
     /// Save the volumes of services into one archive.
     Backup(backup::BackupArgs),
     /// Put a backup's volumes back (checksums verified first).
@@ -280,6 +284,7 @@ async fn run(ctx: Context, command: Command) -> Result<u8> {
         Command::Doctor(a) => doctor::run(&ctx, a).await,
         Command::Schema(a) => schema::run(&ctx, a).await,
         Command::Completions(a) => completions::run(&ctx, a).await,
+        Command::ManPages(a) => man_pages::run(&ctx, a).await,
         Command::Backup(a) => backup::run(&ctx, a).await,
         Command::Restore(a) => restore::run(&ctx, a).await,
         Command::Snapshots(a) => snapshots::run(&ctx, a).await,
