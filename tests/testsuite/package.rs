@@ -253,6 +253,7 @@ fn package_upgrade_restarts_nothing_and_units_run_the_new_binary_next_time() {
 
     copy_in(&host, &pkgs.old, "/var/tmp/berth-old.deb");
     host.sh_ok("dpkg -i /var/tmp/berth-old.deb");
+    host.sh_ok("dpkg-deb -x /var/tmp/berth-old.deb /var/tmp/berth-old");
     assert_eq!(host.sh_ok("command -v berth"), INSTALLED);
     assert_eq!(
         host.sh_ok("stat -c '%a %U %G' /var/lib/berth"),
@@ -289,12 +290,16 @@ fn package_upgrade_restarts_nothing_and_units_run_the_new_binary_next_time() {
         pkgs.old_version
     );
     assert_eq!(host.sh_ok(&format!("sha256sum < {INSTALLED}")), new_sha);
-    assert_eq!(
-        host.sh_ok("berth --version"),
-        format!(
-            "berth {} (commit newer build for the upgrade test)",
-            env!("CARGO_PKG_VERSION")
-        )
+    let newer = Command::new(newer_berth())
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("run the newer berth: {e}"));
+    let newer_version = String::from_utf8_lossy(&newer.stdout).trim().to_string();
+    assert_eq!(host.sh_ok("berth --version"), newer_version);
+    assert_ne!(
+        newer_version,
+        host.sh_ok("/var/tmp/berth-old/usr/bin/berth --version"),
+        "the newer build says the same version as the old one"
     );
     let after: Vec<Running> = services.iter().map(|s| running(&d, s)).collect();
     assert_eq!(
