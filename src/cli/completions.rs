@@ -3,7 +3,7 @@
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use super::{Cli, Context};
+use super::{Cli, Context, VERSION};
 use crate::error::Result;
 
 #[derive(Debug, Args)]
@@ -13,9 +13,20 @@ pub struct CompletionsArgs {
 }
 
 pub async fn run(_ctx: &Context, args: CompletionsArgs) -> Result<u8> {
-    let mut cmd = Cli::command();
+    let mut cmd = public_command();
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "berth", &mut script);
     crate::stdout::write_bytes(&script);
     Ok(0)
+}
+
+/// berth's command line without its hidden commands: clap_complete offers
+/// every subcommand, hidden or not, and `man-pages` is for packaging only.
+fn public_command() -> clap::Command {
+    let full = Cli::command();
+    clap::Command::new("berth")
+        .version(VERSION)
+        .propagate_version(true)
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
 }

@@ -44,6 +44,7 @@ mod doctor;
 mod exec;
 mod history;
 mod logs;
+mod man_pages;
 mod plan;
 mod ps;
 mod render;
@@ -57,9 +58,19 @@ mod supervise;
 mod up;
 mod validate;
 
+/// What `berth --version` prints after the name: the package version and
+/// the commit (with its date) berth was built from, or `commit unknown`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BERTH_COMMIT"),
+    ")"
+);
+
 /// berth: deploy Docker containers as always-running services from one file.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about, propagate_version = true)]
+// `--version` names the commit it was built from (see build.rs).
+#[command(name = "berth", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -144,6 +155,9 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Write the man pages of berth and every command into a directory.
+    #[command(hide = true)]
+    ManPages(man_pages::ManPagesArgs),
     /// Save the volumes of services into one archive.
     Backup(backup::BackupArgs),
     /// Put a backup's volumes back (checksums verified first).
@@ -270,6 +284,7 @@ async fn run(ctx: Context, command: Command) -> Result<u8> {
         Command::Doctor(a) => doctor::run(&ctx, a).await,
         Command::Schema(a) => schema::run(&ctx, a).await,
         Command::Completions(a) => completions::run(&ctx, a).await,
+        Command::ManPages(a) => man_pages::run(&ctx, a).await,
         Command::Backup(a) => backup::run(&ctx, a).await,
         Command::Restore(a) => restore::run(&ctx, a).await,
         Command::Snapshots(a) => snapshots::run(&ctx, a).await,

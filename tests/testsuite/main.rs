@@ -10,6 +10,7 @@ mod invalid_files;
 mod lifecycle;
 mod ops;
 mod ownership;
+mod package;
 mod pipes;
 mod plan;
 mod reliability;

@@ -3,8 +3,8 @@
 //! freshly built `berth` copied to `/usr/local/bin/berth`.
 //!
 //! - The rootfs comes from `debootstrap --variant=minbase
-//!   --include=systemd,systemd-sysv,dbus bookworm`, from the Debian mirror apt
-//!   uses on this machine, and is `docker import`ed as
+//!   --include=systemd,systemd-sysv,dbus,man-db,bash-completion bookworm`,
+//!   from the Debian mirror apt uses on this machine, and is `docker import`ed as
 //!   `berth-test/systemd-host:<hash of the recipe>`. It is built at most once
 //!   per test process and reused across runs by tag; a changed recipe gets a
 //!   new tag. A lock file keeps two test processes from building it at once.
@@ -54,8 +54,9 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The Debian release of the host.
 const SUITE: &str = "bookworm";
-/// Packages on top of minbase: systemd as init, and D-Bus for systemctl.
-const INCLUDE: &str = "systemd,systemd-sysv,dbus";
+/// Packages on top of minbase: systemd as init, D-Bus for systemctl, and
+/// man-db and bash-completion for checking what berth's package installs.
+const INCLUDE: &str = "systemd,systemd-sysv,dbus,man-db,bash-completion";
 /// Changes made to the rootfs after debootstrap, as a shell script run in the
 /// rootfs directory. Part of the recipe hash.
 const POST_SCRIPT: &str = "\
@@ -666,6 +667,8 @@ pub struct HostDeployment<'h> {
     pub name: String,
     /// Its directory inside the host, holding `berth.toml`.
     pub dir: String,
+    /// The berth that drives it ([`HOST_BERTH`] unless [`Self::using`]).
+    pub berth: String,
 }
 
 impl<'h> HostDeployment<'h> {
@@ -673,7 +676,19 @@ impl<'h> HostDeployment<'h> {
     pub fn new(host: &'h SystemdHost, tag: &str) -> Self {
         let name = host.deployment(tag);
         let dir = format!("/root/{name}");
-        HostDeployment { host, name, dir }
+        HostDeployment {
+            host,
+            name,
+            dir,
+            berth: HOST_BERTH.to_string(),
+        }
+    }
+
+    /// Drive the deployment with another berth inside the host (say, the
+    /// one a package installed).
+    pub fn using(mut self, berth: &str) -> Self {
+        self.berth = berth.to_string();
+        self
     }
 
     /// Write `berth.toml` into the host, with `NAME` replaced by the
@@ -689,8 +704,8 @@ impl<'h> HostDeployment<'h> {
     /// Run berth in the deployment's directory.
     pub fn berth(&self, args: &str) -> std::process::Output {
         self.host.sh(&format!(
-            "cd {} && NO_COLOR=1 {HOST_BERTH} {args}",
-            self.dir
+            "cd {} && NO_COLOR=1 {} {args}",
+            self.dir, self.berth
         ))
     }
 
