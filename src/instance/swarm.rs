@@ -99,12 +99,12 @@ impl SwarmSpec {
     /// `count` instances.
     pub fn from_instance(first: &InstanceSpec, count: u32, endpoint_mode: EndpointMode) -> Self {
         let name = swarm_service_name(&first.deployment, &first.service);
-        // The service's own name resolves already; per-instance container
-        // names mean nothing on a swarm.
+        // The Swarm service's own name resolves already; per-instance
+        // container names mean nothing on a swarm.
         let aliases = first
             .aliases
             .iter()
-            .filter(|a| **a != first.container && **a != name && **a != first.service)
+            .filter(|a| **a != first.container && **a != name)
             .cloned()
             .collect();
         SwarmSpec {

@@ -180,10 +180,25 @@ async fn rolled_back(
         }
     }
     let nodes = node_names(engine).await;
-    let failing = failed(tasks, hash)
-        .first()
+    // Swarm names the task that failed the update in the rollback's first
+    // message (`... early termination of task <id>`).
+    let named = status.message.split_whitespace().last().unwrap_or("");
+    let now = engine.service_tasks(&spec.name).await.unwrap_or_default();
+    let failing = now
+        .iter()
+        .chain(tasks)
+        .find(|t| !named.is_empty() && t.id == named)
+        .or_else(|| failed(&now, hash).first().copied())
+        .or_else(|| failed(tasks, hash).first().copied())
+        // Stopped by the rollback before it counted as failed: the newest
+        // task of the new spec that has an error, else any.
+        .or_else(|| {
+            now.iter()
+                .find(|t| t.task_hash == hash && !t.err.is_empty())
+        })
+        .or_else(|| now.iter().find(|t| t.task_hash == hash))
         .map(|t| describe(t, &nodes))
-        .unwrap_or_else(|| "a task of the new spec failed".into());
+        .unwrap_or_else(|| format!("a task of the new spec failed ({})", status.message));
     let outcome = match last.state.as_str() {
         "rollback_completed" => "rolled back to its previous spec",
         "paused" => "update paused",

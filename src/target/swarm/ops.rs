@@ -141,14 +141,22 @@ pub async fn destroy(
     let network = names::network_name(deployment);
     if engine.network_labels(&network).await?.is_some() {
         let deadline = Instant::now() + NETWORK_TIMEOUT;
+        // The manager may accept the removal and still list the network
+        // while tasks detach: done once it is gone.
         loop {
-            match engine.remove_network(deployment).await {
-                Ok(()) => break,
-                Err(e) if Instant::now() > deadline => return Err(e),
-                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            let removed = engine.remove_network(deployment).await;
+            if engine.network_labels(&network).await?.is_none() {
+                break;
             }
+            if Instant::now() > deadline {
+                removed?;
+                return Err(Error::Runtime(format!(
+                    "network {network} is still in use after its services were removed"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        out.network = engine.network_labels(&network).await?.is_none();
+        out.network = true;
         if out.network {
             report(format!("removed network {network}"));
         }
