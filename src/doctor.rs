@@ -124,6 +124,10 @@ pub async fn run(opts: &Options) -> Report {
         }
     };
 
+    if let Some(engine) = &engine {
+        checks.push(swarm_check(engine).await);
+    }
+
     let systemd = systemd_is_pid1();
     if systemd {
         checks.push(Check::ok(
@@ -170,6 +174,38 @@ pub async fn run(opts: &Options) -> Report {
         ok: checks.iter().all(|c| c.status != Status::Fail),
         checks,
     }
+}
+
+/// Whether the engine is a swarm manager (`--target swarm`), and its nodes.
+async fn swarm_check(engine: &Engine) -> Check {
+    let role = match engine.swarm_role().await {
+        Ok(r) => r,
+        Err(e) => return Check::note("swarm", e.to_string(), "check the engine"),
+    };
+    if !role.manager {
+        let what = if role.node_state == "active" {
+            "the engine is a swarm worker: `--target swarm` needs a manager"
+        } else {
+            "the engine is not part of a swarm: `--target swarm` is not available"
+        };
+        return Check::note(
+            "swarm",
+            what,
+            "point DOCKER_HOST at a swarm manager to deploy with `--target swarm`",
+        );
+    }
+    let nodes = match engine.list_nodes().await {
+        Ok(n) => n
+            .iter()
+            .map(|n| format!("{} ({}, {})", n.hostname, n.role, n.state))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => e.to_string(),
+    };
+    Check::ok(
+        "swarm",
+        format!("the engine is a swarm manager (`--target swarm`); nodes: {nodes}"),
+    )
 }
 
 /// A directory berth must write: it exists and is writable, or it can be

@@ -11,6 +11,11 @@ pub const LABEL_SERVICE: &str = "berth.service";
 pub const LABEL_INSTANCE: &str = "berth.instance";
 /// Label: hash of the resolved instance spec a container was created from.
 pub const LABEL_SPEC_HASH: &str = "berth.spec-hash";
+/// Label on Swarm services: the resolved service spec berth made it from
+/// (JSON), which a later plan diffs the file against.
+pub const LABEL_SWARM_SPEC: &str = "berth.swarm-spec";
+/// Label on Swarm tasks' containers: hash of the task spec they run.
+pub const LABEL_TASK_HASH: &str = "berth.task-hash";
 /// Label: the applied revision that created the object.
 pub const LABEL_REVISION: &str = "berth.revision";
 /// Label on volumes: the container path the volume is mounted at.

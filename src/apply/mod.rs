@@ -181,16 +181,16 @@ pub async fn preview(
     target: &dyn Target,
 ) -> Result<Plan> {
     let desired = desired(engine, state, deployment, target, None).await?;
-    compute_plan(
-        engine,
-        state,
-        deployment,
-        &desired.specs,
-        &desired.missing_images,
-        &desired.target,
-        target.unit_dir(),
-    )
-    .await
+    target
+        .plan(
+            engine,
+            state,
+            deployment,
+            &desired.specs,
+            &desired.missing_images,
+            &desired.target,
+        )
+        .await
 }
 
 /// What an apply did.
@@ -252,16 +252,16 @@ pub async fn apply_locked(
     for w in target.warnings(deployment, &desired.images) {
         report(w);
     }
-    let plan = compute_plan(
-        engine,
-        state,
-        deployment,
-        &desired.specs,
-        &[],
-        &desired.target,
-        target.unit_dir(),
-    )
-    .await?;
+    let plan = target
+        .plan(
+            engine,
+            state,
+            deployment,
+            &desired.specs,
+            &[],
+            &desired.target,
+        )
+        .await?;
 
     let current = state.read_current(&deployment.name)?;
     let image_ids: BTreeMap<String, String> = deployment
@@ -299,7 +299,7 @@ pub async fn apply_locked(
     .await?;
     // The network first: every instance needs it.
     if plan.create_network {
-        engine.ensure_network(&deployment.name).await?;
+        target.ensure_network(engine, deployment).await?;
         report(format!(
             "created network {}",
             names::network_name(&deployment.name)

@@ -5,15 +5,20 @@ use std::time::Duration;
 use clap::Args;
 
 use super::Context;
-use super::plan::{IntegrationArg, berth_path};
+use super::plan::{IntegrationArg, TargetArg, berth_path};
 use crate::apply::converge::{self, ConvergeOptions, Outcome};
-use crate::apply::{self, ApplyOptions, IntegrationChoice};
+use crate::apply::{self, ApplyOptions};
 use crate::engine::{Engine, PullProgress};
 use crate::error::Result;
 use crate::plan::Action;
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// Where the deployment runs: this host, or a Docker Swarm through its
+    /// manager's engine (`DOCKER_HOST`); a swarm apply always waits until
+    /// every changed service has converged.
+    #[arg(long, value_enum, env = "BERTH_TARGET", default_value_t = TargetArg::Host)]
+    pub target: TargetArg,
     /// How instances are kept running: systemd units, Docker restart
     /// policies, or auto (systemd when PID 1 is systemd).
     #[arg(long, value_enum, default_value_t = IntegrationArg::Auto)]
@@ -48,7 +53,7 @@ pub struct ApplyArgs {
 pub(crate) fn converge_options(args: &ApplyArgs, ctx: &Context) -> ConvergeOptions {
     ConvergeOptions {
         apply: ApplyOptions {
-            integration: IntegrationChoice::from(args.integration).resolve(),
+            integration: args.target.integration(args.integration),
             unit_dir: ctx.global.unit_dir.clone(),
             systemctl: !args.no_systemctl,
             berth_path: berth_path(),
@@ -60,7 +65,8 @@ pub(crate) fn converge_options(args: &ApplyArgs, ctx: &Context) -> ConvergeOptio
             },
         },
         ssh_listen: args.ssh_listen.clone(),
-        wait: args.wait.then_some(args.wait_timeout),
+        // A swarm apply waits for convergence itself.
+        wait: (args.wait && args.target == TargetArg::Host).then_some(args.wait_timeout),
     }
 }
 

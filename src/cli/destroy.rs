@@ -21,6 +21,9 @@ pub struct DestroyArgs {
     /// Fail if an apply of this deployment still runs after this long.
     #[arg(long, value_name = "DURATION", value_parser = super::apply::parse_duration)]
     pub lock_timeout: Option<Duration>,
+    /// Where the deployment runs: this host, or a Docker Swarm.
+    #[arg(long, value_enum, env = "BERTH_TARGET", default_value_t = super::plan::TargetArg::Host)]
+    pub target: super::plan::TargetArg,
 }
 
 /// Run the command; returns the exit code.
@@ -31,6 +34,29 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<u8> {
         None => ctx.load_deployment()?.name,
     };
     let engine = Engine::connect().await?;
+    if args.target == super::plan::TargetArg::Swarm {
+        if args.volumes {
+            return Err(crate::Error::Usage(
+                "destroy --target swarm --volumes: the volumes live on each node and are not removed from here yet".into(),
+            ));
+        }
+        let reporter: crate::apply::Reporter = std::sync::Arc::new(|l: String| eprintln!("{l}"));
+        let done = crate::target::swarm::ops::destroy(
+            &engine,
+            &ctx.state_dir(),
+            &name,
+            args.lock_timeout,
+            &reporter,
+        )
+        .await?;
+        println!(
+            "{name}: destroyed on the swarm (removed {} service{}{}; volumes kept on their nodes)",
+            done.services.len(),
+            if done.services.len() == 1 { "" } else { "s" },
+            if done.network { " and the network" } else { "" },
+        );
+        return Ok(0);
+    }
     let opts = DestroyOptions {
         volumes: args.volumes,
         unit_dir: ctx.global.unit_dir.clone(),

@@ -32,8 +32,33 @@ impl From<IntegrationArg> for IntegrationChoice {
     }
 }
 
+/// `--target host|swarm`: where the deployment runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TargetArg {
+    /// This host (kept running as `--integration` says).
+    #[default]
+    Host,
+    /// The Docker Swarm whose manager `DOCKER_HOST` points at.
+    Swarm,
+}
+
+impl TargetArg {
+    /// The integration to apply or look with: the swarm, or on the host
+    /// `integration` resolved.
+    pub fn integration(self, integration: IntegrationArg) -> crate::instance::Integration {
+        match self {
+            TargetArg::Swarm => crate::instance::Integration::Swarm,
+            TargetArg::Host => IntegrationChoice::from(integration).resolve(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// Where the deployment runs: this host, or a Docker Swarm through its
+    /// manager's engine (`DOCKER_HOST`).
+    #[arg(long, value_enum, env = "BERTH_TARGET", default_value_t = TargetArg::Host)]
+    pub target: TargetArg,
     /// How instances are kept running (as for `apply`).
     #[arg(long, value_enum, default_value_t = IntegrationArg::Auto)]
     pub integration: IntegrationArg,
@@ -52,7 +77,7 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
     let deployment = ctx.load_deployment_warned()?;
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();
-    let integration = IntegrationChoice::from(args.integration).resolve();
+    let integration = args.target.integration(args.integration);
     let host = crate::target::HostOptions {
         unit_dir: ctx.global.unit_dir.clone(),
         berth_path: berth_path(),

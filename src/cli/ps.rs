@@ -14,9 +14,16 @@ pub struct PsArgs {
     /// Table for people, JSON (an array of instances, stable keys) for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Where the deployment runs: this host, or a Docker Swarm (one row per
+    /// task, with its node).
+    #[arg(long, value_enum, env = "BERTH_TARGET", default_value_t = super::plan::TargetArg::Host)]
+    pub target: super::plan::TargetArg,
 }
 
 pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
+    if args.target == super::plan::TargetArg::Swarm {
+        return run_swarm(ctx, args).await;
+    }
     let state = ctx.state_dir();
     let mut targets = Vec::new();
     if let Some(name) = args.deployment.as_deref() {
@@ -72,4 +79,31 @@ const PORTS_WIDTH_ON_TERMINAL: usize = 48;
 /// `resolve` only reads the file when the path is a file; the empty path never is.
 fn unreachable_load() -> Result<crate::deployment::Deployment> {
     Err(crate::Error::Usage("no deployment file given".into()))
+}
+
+/// `ps --target swarm`: the tasks of the named deployment (or the file's,
+/// or every one applied from here).
+async fn run_swarm(ctx: &Context, args: PsArgs) -> Result<u8> {
+    use crate::target::swarm::ops;
+    let names = match (&args.deployment, &ctx.global.name) {
+        (Some(n), _) | (None, Some(n)) => vec![n.clone()],
+        (None, None) if crate::input::present(&ctx.global.file) => {
+            vec![ctx.load_deployment()?.name]
+        }
+        (None, None) => ctx.state_dir().list_deployments()?,
+    };
+    let engine = Engine::connect().await?;
+    let mut rows = Vec::new();
+    for name in &names {
+        rows.extend(ops::ps(&engine, name).await?);
+    }
+    match args.output {
+        OutputFormat::Json => {
+            let text = serde_json::to_string_pretty(&rows)
+                .map_err(|e| crate::Error::Runtime(format!("cannot encode JSON: {e}")))?;
+            println!("{text}");
+        }
+        OutputFormat::Table => print!("{}", ops::render_table(&rows)),
+    }
+    Ok(0)
 }

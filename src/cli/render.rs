@@ -35,6 +35,12 @@ pub async fn run(ctx: &Context, args: RenderArgs) -> Result<u8> {
         Integration::Systemd => RenderIntegration::Systemd(&opts),
         Integration::Docker => RenderIntegration::Docker,
         Integration::Foreground => RenderIntegration::Foreground,
+        Integration::Swarm => {
+            return Err(Error::Usage(format!(
+                "{} was last applied to a swarm; render shows what a host runs (give --integration)",
+                dep.name
+            )));
+        }
     };
     let rendered = Rendered::build(&dep, how).with_warnings(&loaded.warnings);
     match args.output {

@@ -32,6 +32,7 @@ pub mod images;
 pub mod networks;
 pub mod ops;
 pub mod registry;
+pub mod services;
 pub mod volumes;
 
 use std::collections::HashMap;

@@ -23,6 +23,12 @@ impl Engine {
     /// deployment's (Docker's own `host` or `bridge`, another deployment's,
     /// one made by hand) is refused: the containers would join it.
     pub async fn ensure_network(&self, deployment: &str) -> Result<String> {
+        self.ensure_network_of(deployment, false).await
+    }
+
+    /// [`Engine::ensure_network`]: a bridge on a host, or with `overlay` an
+    /// attachable overlay network spanning a swarm.
+    pub async fn ensure_network_of(&self, deployment: &str, overlay: bool) -> Result<String> {
         let name = names::network_name(deployment);
         if let Some(labels) = self.network_labels(&name).await? {
             return match network_conflict(&name, deployment, &labels) {
@@ -32,7 +38,8 @@ impl Engine {
         }
         let req = NetworkCreateRequest {
             name: name.clone(),
-            driver: Some("bridge".into()),
+            driver: Some(if overlay { "overlay" } else { "bridge" }.into()),
+            attachable: overlay.then_some(true),
             labels: Some(HashMap::from([(
                 names::LABEL_DEPLOYMENT.to_string(),
                 deployment.to_string(),

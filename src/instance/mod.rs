@@ -45,15 +45,19 @@ pub enum Integration {
     Docker,
     /// `berth up` supervises in the foreground; Docker's restart policy is `no`.
     Foreground,
+    /// A Docker Swarm (the engine berth talks to is a manager): one Swarm
+    /// service per berth service, kept running by the swarm.
+    Swarm,
 }
 
 impl Integration {
-    /// `systemd`, `docker` or `foreground`.
+    /// `systemd`, `docker`, `foreground` or `swarm`.
     pub fn as_str(self) -> &'static str {
         match self {
             Integration::Systemd => "systemd",
             Integration::Docker => "docker",
             Integration::Foreground => "foreground",
+            Integration::Swarm => "swarm",
         }
     }
 
@@ -71,6 +75,7 @@ impl Integration {
             "systemd" => Some(Integration::Systemd),
             "docker" => Some(Integration::Docker),
             "foreground" => Some(Integration::Foreground),
+            "swarm" => Some(Integration::Swarm),
             _ => None,
         }
     }
@@ -176,11 +181,13 @@ pub mod files;
 mod hash_fixture;
 mod links;
 mod resolve;
+pub mod swarm;
 
 pub use diff::{AbsentTable, FieldChange, json_diff};
 pub use files::{DigestKey, FileContents, FileSpec};
 pub use links::{link_prefix, link_variables};
 pub use resolve::{resolve, resolve_keyed, volume_owner};
+pub use swarm::{EndpointMode, SwarmSpec};
 
 use diff::short;
 

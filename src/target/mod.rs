@@ -18,6 +18,7 @@ pub mod docker;
 pub mod foreground;
 pub mod health;
 pub mod ssh_gateway;
+pub mod swarm;
 pub mod systemd;
 
 use std::collections::BTreeMap;
@@ -69,14 +70,16 @@ impl HostOptions {
     }
 }
 
-/// The host target for `integration`. `berth up` makes its own
+/// The target for `integration`. `berth up` makes its own
 /// ([`foreground::Foreground::supervising`]); the one returned here for
 /// [`Integration::Foreground`] only looks at and talks to a running one.
+/// [`Integration::Swarm`] is the swarm the engine manages, not this host.
 pub fn for_host(integration: Integration, opts: &HostOptions) -> Box<dyn Target> {
     match integration {
         Integration::Systemd => Box::new(systemd::Systemd::new(opts.clone())),
         Integration::Docker => Box::new(docker::Docker::new(opts.clone())),
         Integration::Foreground => Box::new(foreground::Foreground::observer()),
+        Integration::Swarm => Box::new(swarm::Swarm::from_env()),
     }
 }
 
@@ -156,6 +159,36 @@ pub trait Target: Send + Sync {
     fn supervision(&self, state: &StateDir, deployment: &Deployment) -> Result<Supervision> {
         let _ = (state, deployment);
         Ok(Supervision::Containers(self.integration()))
+    }
+
+    /// The plan for `specs` (with `missing_images` not there yet) on this
+    /// target: what is there, diffed against them. Default: the host's
+    /// containers, volumes, units and state ([`crate::apply::compute_plan`]).
+    async fn plan(
+        &self,
+        engine: &Engine,
+        state: &StateDir,
+        deployment: &Deployment,
+        specs: &[InstanceSpec],
+        missing_images: &[String],
+        supervision: &Supervision,
+    ) -> Result<Plan> {
+        crate::apply::compute_plan(
+            engine,
+            state,
+            deployment,
+            specs,
+            missing_images,
+            supervision,
+            self.unit_dir(),
+        )
+        .await
+    }
+
+    /// Create the deployment's network, which the plan said is missing.
+    /// Default: the host's bridge network.
+    async fn ensure_network(&self, engine: &Engine, deployment: &Deployment) -> Result<String> {
+        engine.ensure_network(&deployment.name).await
     }
 
     /// Carry out the plan's volume and instance changes (the network exists

@@ -18,6 +18,7 @@ mod spec_commands;
 mod ssh;
 mod ssh_integrations;
 mod support;
+mod swarm;
 mod swarm_cluster;
 mod systemd_host;
 mod units;

@@ -1,0 +1,455 @@
+//! Docker Swarm through a manager's engine: the swarm's state and nodes,
+//! services made from a [`SwarmSpec`], their tasks, and the deployment's
+//! attachable overlay network.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
+    EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, Mount, MountType,
+    NetworkAttachmentConfig, Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
+};
+use bollard::query_parameters::{
+    ListServicesOptionsBuilder, ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
+};
+
+use super::{Engine, is_not_found, label_filter};
+use crate::deployment::{Protocol, RestartPolicy};
+use crate::error::{Error, Result};
+use crate::instance::{EndpointMode, MountSource, SwarmSpec};
+use crate::names;
+
+/// Nanoseconds in a second (the Swarm API's durations).
+const NS: i64 = 1_000_000_000;
+
+/// How long Swarm watches each updated task for failure before it moves on
+/// (and, after the last, calls the update complete).
+pub const UPDATE_MONITOR_SECS: i64 = 3;
+
+/// The engine's place in a swarm.
+#[derive(Debug, Clone)]
+pub struct SwarmRole {
+    /// `inactive`, `pending`, `active`, `error`, `locked`.
+    pub node_state: String,
+    /// This engine is a manager (it can create services).
+    pub manager: bool,
+    /// Nodes in the swarm (known to managers).
+    pub nodes: Option<i64>,
+}
+
+/// One node of the swarm.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeInfo {
+    pub id: String,
+    pub hostname: String,
+    /// `manager` or `worker`.
+    pub role: String,
+    /// `ready`, `down`, ...
+    pub state: String,
+    pub addr: String,
+    pub leader: bool,
+}
+
+/// Where a service's last rolling update stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateStatus {
+    /// `updating`, `completed`, `paused`, `rollback_started`,
+    /// `rollback_completed`, ...
+    pub state: String,
+    /// When it started (the engine's text), to tell one update from the next.
+    pub started_at: String,
+    pub message: String,
+}
+
+/// A berth service on the swarm, as the manager reports it.
+#[derive(Debug, Clone)]
+pub struct ServiceInfo {
+    pub id: String,
+    pub name: String,
+    /// The object version, which an update must name.
+    pub version: u64,
+    pub labels: BTreeMap<String, String>,
+    /// Replicas the live spec asks for (`None`: not a replicated service).
+    pub replicas: Option<u64>,
+    pub update: Option<UpdateStatus>,
+}
+
+/// One task of a service.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskInfo {
+    pub id: String,
+    /// `<service>.<slot>`.
+    pub name: String,
+    pub node_id: String,
+    /// What the swarm wants of it (`running`, `shutdown`).
+    pub desired: String,
+    /// Where it is (`running`, `starting`, `failed`, ...).
+    pub state: String,
+    pub message: String,
+    pub err: String,
+    /// The task spec it runs (`berth.task-hash` of its container).
+    pub task_hash: String,
+    /// When its state last changed (the engine's text).
+    pub since: String,
+}
+
+fn service_info(s: Service) -> ServiceInfo {
+    let spec = s.spec.unwrap_or_default();
+    ServiceInfo {
+        id: s.id.unwrap_or_default(),
+        name: spec.name.unwrap_or_default(),
+        version: s.version.and_then(|v| v.index).unwrap_or(0),
+        labels: spec.labels.unwrap_or_default().into_iter().collect(),
+        replicas: spec
+            .mode
+            .and_then(|m| m.replicated)
+            .and_then(|r| r.replicas)
+            .and_then(|r| u64::try_from(r).ok()),
+        update: s.update_status.and_then(|u| {
+            Some(UpdateStatus {
+                state: u.state?.to_string(),
+                started_at: u.started_at.map(|d| format!("{d:?}")).unwrap_or_default(),
+                message: u.message.unwrap_or_default(),
+            })
+        }),
+    }
+}
+
+fn task_info(t: Task) -> TaskInfo {
+    let status = t.status.unwrap_or_default();
+    let task_hash = t
+        .spec
+        .and_then(|s| s.container_spec)
+        .and_then(|c| c.labels)
+        .and_then(|l| l.get(names::LABEL_TASK_HASH).cloned())
+        .unwrap_or_default();
+    TaskInfo {
+        id: t.id.unwrap_or_default(),
+        name: t.slot.map(|s| s.to_string()).unwrap_or_default(),
+        node_id: t.node_id.unwrap_or_default(),
+        desired: t.desired_state.map(|s| s.to_string()).unwrap_or_default(),
+        state: status.state.map(|s| s.to_string()).unwrap_or_default(),
+        message: status.message.unwrap_or_default(),
+        err: status.err.unwrap_or_default(),
+        task_hash,
+        since: status
+            .timestamp
+            .map(|d| format!("{d:?}"))
+            .unwrap_or_default(),
+    }
+}
+
+/// The Swarm service spec of `spec` (labelled; `revision` is the one
+/// being applied).
+fn service_spec(spec: &SwarmSpec, revision: u64) -> Result<ServiceSpec> {
+    let owner = [
+        (names::LABEL_DEPLOYMENT.to_string(), spec.deployment.clone()),
+        (names::LABEL_SERVICE.to_string(), spec.service.clone()),
+    ];
+    let mut container_labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+    container_labels.extend(owner.clone());
+    container_labels.insert(names::LABEL_TASK_HASH.into(), spec.task_hash());
+    let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+    labels.extend(owner);
+    labels.insert(names::LABEL_SPEC_HASH.into(), spec.hash());
+    labels.insert(names::LABEL_REVISION.into(), revision.to_string());
+    let recorded = serde_json::to_string(spec)
+        .map_err(|e| Error::Runtime(format!("cannot serialise service {}: {e}", spec.name)))?;
+    labels.insert(names::LABEL_SWARM_SPEC.into(), recorded);
+
+    let mut mounts: Vec<Mount> = spec
+        .mounts
+        .iter()
+        .map(|m| match &m.source {
+            MountSource::Volume { name, .. } => Mount {
+                target: Some(m.target.clone()),
+                source: Some(name.clone()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(m.read_only),
+                ..Default::default()
+            },
+            MountSource::Bind { path } => Mount {
+                target: Some(m.target.clone()),
+                source: Some(path.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(m.read_only),
+                ..Default::default()
+            },
+        })
+        .collect();
+    mounts.extend(spec.settings.tmpfs.iter().map(|t| Mount {
+        target: Some(t.clone()),
+        typ: Some(MountType::TMPFS),
+        ..Default::default()
+    }));
+    let health_check = spec.health.as_ref().map(|h| {
+        let ns = |ms: Option<u64>| ms.and_then(|m| i64::try_from(m.saturating_mul(1_000_000)).ok());
+        if h.disabled {
+            HealthConfig {
+                test: Some(vec!["NONE".to_string()]),
+                ..Default::default()
+            }
+        } else {
+            HealthConfig {
+                test: h.test.clone(),
+                interval: ns(h.interval_ms),
+                timeout: ns(h.timeout_ms),
+                start_period: ns(h.start_period_ms),
+                retries: h.retries.map(i64::from),
+                ..Default::default()
+            }
+        }
+    });
+    // Swarm's `Command` replaces the image's ENTRYPOINT, `Args` its CMD.
+    let container = TaskSpecContainerSpec {
+        image: Some(spec.image.clone()),
+        labels: Some(container_labels),
+        command: spec.entrypoint.clone(),
+        args: spec.command.clone(),
+        hostname: spec.settings.hostname.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        dir: spec.settings.workdir.clone(),
+        user: spec.settings.user.clone(),
+        read_only: Some(spec.settings.read_only),
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        stop_signal: spec.settings.stop_signal.clone(),
+        stop_grace_period: Some(i64::try_from(spec.stop_timeout).unwrap_or(i64::MAX / NS) * NS),
+        health_check,
+        capability_add: (!spec.settings.cap_add.is_empty()).then(|| spec.settings.cap_add.clone()),
+        capability_drop: (!spec.settings.cap_drop.is_empty())
+            .then(|| spec.settings.cap_drop.clone()),
+        ..Default::default()
+    };
+    let limits = Limit {
+        nano_cpus: spec.settings.cpus.map(|c| (c * 1e9) as i64),
+        memory_bytes: spec.settings.memory.and_then(|m| i64::try_from(m).ok()),
+        pids: None,
+    };
+    let condition = match spec.restart {
+        RestartPolicy::Always => TaskSpecRestartPolicyConditionEnum::ANY,
+        RestartPolicy::OnFailure => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
+        RestartPolicy::No => TaskSpecRestartPolicyConditionEnum::NONE,
+    };
+    let ports: Vec<EndpointPortConfig> = spec
+        .ports
+        .iter()
+        .map(|p| EndpointPortConfig {
+            protocol: Some(match p.protocol {
+                Protocol::Tcp => EndpointPortConfigProtocolEnum::TCP,
+                Protocol::Udp => EndpointPortConfigProtocolEnum::UDP,
+                Protocol::Sctp => EndpointPortConfigProtocolEnum::SCTP,
+            }),
+            target_port: Some(i64::from(p.container_port)),
+            published_port: p.host_port.map(i64::from),
+            // The client's address survives (no routing mesh in between).
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+            ..Default::default()
+        })
+        .collect();
+    Ok(ServiceSpec {
+        name: Some(spec.name.clone()),
+        labels: Some(labels),
+        task_template: Some(TaskSpec {
+            container_spec: Some(container),
+            resources: Some(TaskSpecResources {
+                limits: Some(limits),
+                ..Default::default()
+            }),
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(condition),
+                ..Default::default()
+            }),
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some(spec.network.clone()),
+                aliases: (!spec.aliases.is_empty()).then(|| spec.aliases.clone()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(i64::from(spec.replicas)),
+            }),
+            ..Default::default()
+        }),
+        // A task that fails (never healthy) during an update rolls the
+        // service back to its previous spec.
+        update_config: Some(ServiceSpecUpdateConfig {
+            parallelism: Some(1),
+            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+            monitor: Some(UPDATE_MONITOR_SECS * NS),
+            max_failure_ratio: Some(0.0),
+            order: Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST),
+            ..Default::default()
+        }),
+        rollback_config: Some(ServiceSpecRollbackConfig {
+            parallelism: Some(0),
+            failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
+            monitor: Some(NS),
+            max_failure_ratio: Some(0.0),
+            order: Some(ServiceSpecRollbackConfigOrderEnum::STOP_FIRST),
+            ..Default::default()
+        }),
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(match spec.endpoint_mode {
+                EndpointMode::Vip => EndpointSpecModeEnum::VIP,
+                EndpointMode::Dnsrr => EndpointSpecModeEnum::DNSRR,
+            }),
+            ports: (!ports.is_empty()).then_some(ports),
+        }),
+        ..Default::default()
+    })
+}
+
+impl Engine {
+    /// This engine's place in a swarm.
+    pub async fn swarm_role(&self) -> Result<SwarmRole> {
+        let info = self
+            .docker()
+            .info()
+            .await
+            .map_err(|e| Error::engine("asking the engine for its swarm state", e))?;
+        let swarm = info.swarm.unwrap_or_default();
+        Ok(SwarmRole {
+            node_state: swarm
+                .local_node_state
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "inactive".into()),
+            manager: swarm.control_available.unwrap_or(false),
+            nodes: swarm.nodes,
+        })
+    }
+
+    /// Refuse an engine that is not a swarm manager, saying what it is.
+    pub async fn require_manager(&self) -> Result<()> {
+        let role = self.swarm_role().await?;
+        if role.manager {
+            return Ok(());
+        }
+        let what = match role.node_state.as_str() {
+            "active" => "a swarm worker".to_string(),
+            "inactive" | "" => "not part of a swarm".to_string(),
+            s => format!("in swarm state {s}"),
+        };
+        Err(Error::Usage(format!(
+            "--target swarm: the engine berth talks to is {what}; point DOCKER_HOST at a swarm manager"
+        )))
+    }
+
+    /// The swarm's nodes, by hostname.
+    pub async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
+        let nodes = self
+            .docker()
+            .list_nodes(None)
+            .await
+            .map_err(|e| Error::engine("listing the swarm's nodes", e))?;
+        let mut out: Vec<NodeInfo> = nodes
+            .into_iter()
+            .map(|n| {
+                let status = n.status.unwrap_or_default();
+                NodeInfo {
+                    id: n.id.unwrap_or_default(),
+                    hostname: n.description.and_then(|d| d.hostname).unwrap_or_default(),
+                    role: n
+                        .spec
+                        .and_then(|s| s.role)
+                        .map(|r| r.to_string())
+                        .unwrap_or_default(),
+                    state: status.state.map(|s| s.to_string()).unwrap_or_default(),
+                    addr: status.addr.unwrap_or_default(),
+                    leader: n.manager_status.and_then(|m| m.leader).unwrap_or(false),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+        Ok(out)
+    }
+
+    /// The services labelled as `deployment`'s, by name.
+    pub async fn list_services(&self, deployment: &str) -> Result<Vec<ServiceInfo>> {
+        let filters = label_filter(deployment, &[]);
+        let opts = ListServicesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let services = self
+            .docker()
+            .list_services(Some(opts))
+            .await
+            .map_err(|e| Error::engine(format!("listing the services of {deployment}"), e))?;
+        let mut out: Vec<ServiceInfo> = services.into_iter().map(service_info).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The service named `name`, whoever made it; `None` when there is none.
+    pub async fn service(&self, name: &str) -> Result<Option<ServiceInfo>> {
+        match self.docker().inspect_service(name, None).await {
+            Ok(s) => Ok(Some(service_info(s))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::engine(format!("inspecting service {name}"), e)),
+        }
+    }
+
+    /// Create the service of `spec`.
+    pub async fn create_service(&self, spec: &SwarmSpec, revision: u64) -> Result<()> {
+        self.docker()
+            .create_service(service_spec(spec, revision)?, None)
+            .await
+            .map_err(|e| Error::engine(format!("creating service {}", spec.name), e))?;
+        Ok(())
+    }
+
+    /// Update the service of `spec`, which is at object `version`.
+    pub async fn update_service(
+        &self,
+        spec: &SwarmSpec,
+        version: u64,
+        revision: u64,
+    ) -> Result<()> {
+        let opts = UpdateServiceOptionsBuilder::default()
+            .version(i32::try_from(version).unwrap_or(i32::MAX))
+            .build();
+        self.docker()
+            .update_service(&spec.name, service_spec(spec, revision)?, opts, None)
+            .await
+            .map_err(|e| Error::engine(format!("updating service {}", spec.name), e))?;
+        Ok(())
+    }
+
+    /// Remove service `name` (its tasks stop; volumes stay). Gone already
+    /// is fine.
+    pub async fn remove_service(&self, name: &str) -> Result<()> {
+        match self.docker().delete_service(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::engine(format!("removing service {name}"), e)),
+        }
+    }
+
+    /// The tasks of service `name` (current and past), newest first, each
+    /// named `<name>.<slot>`.
+    pub async fn service_tasks(&self, name: &str) -> Result<Vec<TaskInfo>> {
+        let filters = HashMap::from([("service".to_string(), vec![name.to_string()])]);
+        let opts = ListTasksOptionsBuilder::default().filters(&filters).build();
+        let tasks = self
+            .docker()
+            .list_tasks(Some(opts))
+            .await
+            .map_err(|e| Error::engine(format!("listing the tasks of {name}"), e))?;
+        let mut out: Vec<TaskInfo> = tasks
+            .into_iter()
+            .map(task_info)
+            .map(|mut t| {
+                t.name = format!("{name}.{}", t.name);
+                t
+            })
+            .collect();
+        out.sort_by(|a, b| b.since.cmp(&a.since));
+        Ok(out)
+    }
+}

@@ -1,0 +1,211 @@
+//! Carrying a swarm plan out: remove the services no longer in the file,
+//! then create or update the others level by level in link order, waiting
+//! after each level until every changed service has converged: all its
+//! replicas running the new task spec (Swarm reports a task with a health
+//! check `running` only once it is healthy) and its rolling update
+//! complete. An update whose task fails is rolled back by Swarm (the
+//! service's update config); the apply then fails naming the task, its node
+//! and its error.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::engine::Engine;
+use crate::engine::services::{TaskInfo, UpdateStatus};
+use crate::error::{Error, Result};
+use crate::instance::SwarmSpec;
+use crate::plan::Action;
+use crate::target::Step;
+
+/// How long one service may take to converge.
+pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long Swarm's rollback of a failed update may take.
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Between two looks at a converging service.
+const POLL: Duration = Duration::from_millis(250);
+/// A new service whose tasks failed this often is given up on.
+const FAILED_TASKS: usize = 3;
+
+/// See the module documentation.
+pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) -> Result<()> {
+    let engine = step.engine;
+    let report = step.report;
+    for item in step.plan.with_action(Action::Remove) {
+        engine.remove_service(&item.container).await?;
+        report(format!("removed service {}", item.container));
+    }
+    let levels = step.deployment.link_levels();
+    let deepest = levels.values().copied().max().unwrap_or(0);
+    for level in 0..=deepest {
+        let mut changed = Vec::new();
+        for item in step.plan.instances.iter().filter(|i| {
+            matches!(i.action, Action::Create | Action::Recreate)
+                && levels.get(&i.service).copied().unwrap_or(0) == level
+        }) {
+            let Some(spec) = desired.get(&item.service) else {
+                continue;
+            };
+            if item.action == Action::Create {
+                engine.create_service(spec, step.revision).await?;
+                report(format!("created service {}", spec.name));
+                changed.push((spec, None, true));
+            } else {
+                let live = engine.service(&spec.name).await?.ok_or_else(|| {
+                    Error::Runtime(format!("service {} disappeared while applying", spec.name))
+                })?;
+                engine
+                    .update_service(spec, live.version, step.revision)
+                    .await?;
+                report(format!("updating service {}", spec.name));
+                changed.push((spec, live.update, false));
+            }
+        }
+        for (spec, before, created) in changed {
+            wait_converged(engine, spec, before.as_ref(), created).await?;
+            report(format!(
+                "service {}: {} of {} running",
+                spec.name, spec.replicas, spec.replicas
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A line about `task` for an error: its name, node, state and error.
+fn describe(task: &TaskInfo, nodes: &BTreeMap<String, String>) -> String {
+    let node = nodes
+        .get(&task.node_id)
+        .cloned()
+        .unwrap_or_else(|| "(no node)".into());
+    let why = [task.err.as_str(), task.message.as_str()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ");
+    format!("task {} on {node}: {} ({why})", task.name, task.state)
+}
+
+async fn node_names(engine: &Engine) -> BTreeMap<String, String> {
+    engine
+        .list_nodes()
+        .await
+        .map(|n| n.into_iter().map(|n| (n.id, n.hostname)).collect())
+        .unwrap_or_default()
+}
+
+/// Tasks of the new spec that failed, newest first.
+fn failed<'a>(tasks: &'a [TaskInfo], hash: &str) -> Vec<&'a TaskInfo> {
+    tasks
+        .iter()
+        .filter(|t| t.task_hash == hash && matches!(t.state.as_str(), "failed" | "rejected"))
+        .collect()
+}
+
+/// Wait until `spec`'s service converged; `before` is its update status
+/// before this apply updated it (a new status is this update's).
+async fn wait_converged(
+    engine: &Engine,
+    spec: &SwarmSpec,
+    before: Option<&UpdateStatus>,
+    created: bool,
+) -> Result<()> {
+    let hash = spec.task_hash();
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let svc = engine.service(&spec.name).await?.ok_or_else(|| {
+            Error::Runtime(format!("service {} disappeared while applying", spec.name))
+        })?;
+        let tasks = engine.service_tasks(&spec.name).await?;
+        let this_update = svc.update.as_ref().filter(|u| Some(*u) != before);
+        if let Some(u) = this_update
+            && (u.state.starts_with("rollback") || u.state == "paused")
+        {
+            return Err(rolled_back(engine, spec, &hash, u, &tasks).await);
+        }
+        let running = tasks
+            .iter()
+            .filter(|t| t.desired == "running" && t.state == "running" && t.task_hash == hash)
+            .count();
+        let stale = tasks
+            .iter()
+            .any(|t| t.desired == "running" && t.task_hash != hash);
+        let updating = this_update.is_some_and(|u| u.state == "updating");
+        if running == spec.replicas as usize && !stale && !updating {
+            return Ok(());
+        }
+        let failures = failed(&tasks, &hash);
+        if (created && failures.len() >= FAILED_TASKS) || Instant::now() > deadline {
+            let nodes = node_names(engine).await;
+            let detail = failures
+                .first()
+                .map(|t| describe(t, &nodes))
+                .or_else(|| {
+                    tasks
+                        .iter()
+                        .find(|t| t.desired == "running" && t.state != "running")
+                        .map(|t| describe(t, &nodes))
+                })
+                .unwrap_or_else(|| format!("{running} of {} tasks running", spec.replicas));
+            return Err(Error::Runtime(format!(
+                "service {} did not converge: {detail}",
+                spec.name
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The error of an update Swarm rolled back, once the rollback is done.
+async fn rolled_back(
+    engine: &Engine,
+    spec: &SwarmSpec,
+    hash: &str,
+    status: &UpdateStatus,
+    tasks: &[TaskInfo],
+) -> Error {
+    let deadline = Instant::now() + ROLLBACK_TIMEOUT;
+    let mut last = status.clone();
+    while !matches!(
+        last.state.as_str(),
+        "rollback_completed" | "rollback_paused" | "paused"
+    ) && Instant::now() < deadline
+    {
+        tokio::time::sleep(POLL).await;
+        match engine.service(&spec.name).await {
+            Ok(Some(s)) => match s.update {
+                Some(u) => last = u,
+                None => break,
+            },
+            _ => break,
+        }
+    }
+    let nodes = node_names(engine).await;
+    // Swarm names the task that failed the update in the rollback's first
+    // message (`... early termination of task <id>`).
+    let named = status.message.split_whitespace().last().unwrap_or("");
+    let now = engine.service_tasks(&spec.name).await.unwrap_or_default();
+    let failing = now
+        .iter()
+        .chain(tasks)
+        .find(|t| !named.is_empty() && t.id == named)
+        .or_else(|| failed(&now, hash).first().copied())
+        .or_else(|| failed(tasks, hash).first().copied())
+        // Stopped by the rollback before it counted as failed: the newest
+        // task of the new spec that has an error, else any.
+        .or_else(|| {
+            now.iter()
+                .find(|t| t.task_hash == hash && !t.err.is_empty())
+        })
+        .or_else(|| now.iter().find(|t| t.task_hash == hash))
+        .map(|t| describe(t, &nodes))
+        .unwrap_or_else(|| format!("a task of the new spec failed ({})", status.message));
+    let outcome = match last.state.as_str() {
+        "rollback_completed" => "rolled back to its previous spec",
+        "paused" => "update paused",
+        _ => "rollback not completed",
+    };
+    Error::Runtime(format!(
+        "service {}: update failed and was {outcome}: {failing}; swarm: {}",
+        spec.name, last.message
+    ))
+}

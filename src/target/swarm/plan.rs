@@ -1,0 +1,175 @@
+//! The swarm's side of a plan: the deployment's live services (and the
+//! other services and network under names it would use), diffed against
+//! the desired [`SwarmSpec`]s into the same [`Plan`] a host gets, one
+//! item per service: `create`, `recreate` (a rolling update of its tasks,
+//! naming the fields that change), `unchanged` or `remove`.
+
+use std::collections::BTreeMap;
+
+use crate::deployment::Deployment;
+use crate::engine::Engine;
+use crate::engine::networks::network_conflict;
+use crate::engine::services::ServiceInfo;
+use crate::error::{Error, Result};
+use crate::instance::{Integration, SwarmSpec};
+use crate::names;
+use crate::plan::{Action, InstancePlan, Labels, Plan};
+
+/// What is on the swarm for a plan.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// The services labelled as the deployment's, by name.
+    pub services: BTreeMap<String, ServiceInfo>,
+    /// Services of other owners under a name a desired service uses.
+    pub others: BTreeMap<String, ServiceInfo>,
+    /// The deployment network's labels, if it exists.
+    pub network: Option<Labels>,
+}
+
+/// Read what [`diff`] compares `desired` against.
+pub async fn observe(
+    engine: &Engine,
+    deployment: &Deployment,
+    desired: &BTreeMap<String, SwarmSpec>,
+) -> Result<Observed> {
+    let services: BTreeMap<String, ServiceInfo> = engine
+        .list_services(&deployment.name)
+        .await?
+        .into_iter()
+        .map(|s| (s.name.clone(), s))
+        .collect();
+    let mut others = BTreeMap::new();
+    for spec in desired.values() {
+        if !services.contains_key(&spec.name)
+            && let Some(s) = engine.service(&spec.name).await?
+        {
+            others.insert(spec.name.clone(), s);
+        }
+    }
+    let network = engine
+        .network_labels(&names::network_name(&deployment.name))
+        .await?;
+    Ok(Observed {
+        services,
+        others,
+        network,
+    })
+}
+
+/// The plan for `desired` against `observed`. No I/O. A service or network
+/// under one of the deployment's names that is not its own is a conflict.
+pub fn diff(
+    deployment: &Deployment,
+    desired: &BTreeMap<String, SwarmSpec>,
+    observed: &Observed,
+    missing_images: &[String],
+) -> Result<Plan> {
+    let name = &deployment.name;
+    if let Some((service, s)) = observed.others.iter().next() {
+        let owner = s
+            .labels
+            .get(names::LABEL_DEPLOYMENT)
+            .map(|d| format!("deployment {}", d.escape_debug()))
+            .unwrap_or_else(|| "no berth deployment (made by hand?)".into());
+        return Err(Error::Conflict(format!(
+            "service {service} exists on the swarm and belongs to {owner}, but deployment {name} would use that name. \
+             Nothing was changed: rename the deployment (--name)"
+        )));
+    }
+    let network = names::network_name(name);
+    if let Some(labels) = &observed.network
+        && let Some(msg) = network_conflict(&network, name, labels)
+    {
+        return Err(Error::Conflict(msg));
+    }
+
+    let mut instances = Vec::new();
+    for spec in desired.values() {
+        let live = observed.services.get(&spec.name);
+        let (action, changes) = match live {
+            None => (Action::Create, Vec::new()),
+            Some(live) => {
+                let changes = changes(live, spec);
+                let action = if changes.is_empty() {
+                    Action::Unchanged
+                } else {
+                    Action::Recreate
+                };
+                (action, changes)
+            }
+        };
+        instances.push(InstancePlan {
+            container: spec.name.clone(),
+            service: spec.service.clone(),
+            index: 1,
+            action,
+            changes,
+            stopped_by_operator: false,
+            current_id: live.map(|l| l.id.clone()),
+            spec: None,
+            previous: None,
+        });
+    }
+    for live in observed.services.values() {
+        if desired.values().any(|d| d.name == live.name) {
+            continue;
+        }
+        instances.push(InstancePlan {
+            container: live.name.clone(),
+            service: live
+                .labels
+                .get(names::LABEL_SERVICE)
+                .cloned()
+                .unwrap_or_default(),
+            index: 1,
+            action: Action::Remove,
+            changes: vec!["no longer in the file".into()],
+            stopped_by_operator: false,
+            current_id: Some(live.id.clone()),
+            spec: None,
+            previous: None,
+        });
+    }
+    Ok(Plan {
+        deployment: name.clone(),
+        integration: Integration::Swarm,
+        images_to_pull: missing_images.to_vec(),
+        create_network: observed.network.is_none(),
+        volumes_to_create: Vec::new(),
+        instances,
+        port_changes: Vec::new(),
+        units_to_remove: Vec::new(),
+        settings_changes: Vec::new(),
+    })
+}
+
+/// What differs between the live service and `spec`: the recorded spec
+/// field by field, and the replicas the live service asks for (scaled by
+/// hand) or a spec made by another berth.
+fn changes(live: &ServiceInfo, spec: &SwarmSpec) -> Vec<String> {
+    let recorded = live
+        .labels
+        .get(names::LABEL_SWARM_SPEC)
+        .and_then(|t| serde_json::from_str::<SwarmSpec>(t).ok());
+    let mut out = match &recorded {
+        Some(r) => r.diff(spec),
+        None => vec!["spec: (not recorded by berth) → the file's".into()],
+    };
+    let wanted = u64::from(spec.replicas);
+    if recorded
+        .as_ref()
+        .is_some_and(|r| r.replicas == spec.replicas)
+        && live.replicas != Some(wanted)
+    {
+        out.push(format!(
+            "replicas (live): {} → {wanted}",
+            live.replicas
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "(not replicated)".into())
+        ));
+    }
+    if out.is_empty() && live.labels.get(names::LABEL_SPEC_HASH) != Some(&spec.hash()) {
+        out.push("spec hash: differs from the recorded spec".into());
+    }
+    out
+}

@@ -1,0 +1,294 @@
+//! `--target swarm` on a real three-node swarm (`berth_test_support::swarm`):
+//! berth talks to the manager's engine, one Swarm service per berth service.
+//! Services are reached by name with `BERTH_SWARM_ENDPOINT_MODE=dnsrr`: the
+//! virtual IP needs IPVS, which this kind of machine lacks.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use berth_test_support::swarm::SwarmCluster;
+
+use crate::support::{Workspace, base_image, bin, show, unique_name, wait_for};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Run berth against the cluster's manager, with the swarm as target (by
+/// `BERTH_TARGET`, as an operator's environment would set it).
+fn berth(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("BERTH_STATE_DIR", ws.state_dir())
+        .env("BERTH_UNIT_DIR", ws.unit_dir())
+        .env("DOCKER_HOST", c.manager_host())
+        .env("BERTH_TARGET", "swarm")
+        .env("BERTH_SWARM_ENDPOINT_MODE", "dnsrr")
+        .env("NO_COLOR", "1")
+        .current_dir(ws.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run berth: {e}"))
+}
+
+fn ok(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> String {
+    let out = berth(c, ws, args);
+    assert!(
+        out.status.success(),
+        "berth {args:?} failed:\n{}",
+        show(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A service's object version (it changes with every update).
+fn version(c: &SwarmCluster, service: &str) -> String {
+    c.docker_ok(
+        0,
+        &["service", "inspect", "-f", "{{.Version.Index}}", service],
+    )
+}
+
+/// The deployment's services on the swarm.
+fn services_of(c: &SwarmCluster, name: &str) -> Vec<String> {
+    let out = c.docker_ok(
+        0,
+        &[
+            "service",
+            "ls",
+            "--filter",
+            &format!("label=berth.deployment={name}"),
+            "--format",
+            "{{.Name}}",
+        ],
+    );
+    let mut v: Vec<String> = out.lines().map(String::from).collect();
+    v.sort();
+    v
+}
+
+/// Serves `text` on port 80; stops at once on SIGTERM.
+fn serve(text: &str) -> String {
+    format!(
+        r#"["sh", "-c", "mkdir -p /www && echo {text} > /www/index.html; trap 'exit 0' TERM; httpd -f -p 80 -h /www & wait"]"#
+    )
+}
+
+fn lifecycle_file(name: &str, image: &str, mode: &str, extra: bool) -> String {
+    let mut f = format!(
+        r#"name = "{name}"
+
+[services.db]
+image = "{image}"
+count = 3
+command = {db}
+stop_timeout = 2
+
+[services.web]
+image = "{image}"
+links = ["db"]
+ports = ["8080:80"]
+env = {{ MODE = "{mode}" }}
+command = {web}
+stop_timeout = 2
+"#,
+        db = serve("db-answers"),
+        web = serve("web-$MODE"),
+    );
+    if extra {
+        f.push_str(&format!(
+            "\n[services.extra]\nimage = \"{image}\"\ncommand = {}\nstop_timeout = 2\n",
+            serve("extra")
+        ));
+    }
+    f
+}
+
+#[test]
+fn apply_on_a_swarm_spreads_links_by_name_publishes_host_ports_updates_only_what_changed_and_destroys()
+ {
+    let c = SwarmCluster::start(3);
+    let image = base_image();
+    c.load_image(image);
+    let ws = Workspace::new();
+    let name = unique_name("sw");
+    let file = ws.write("berth.toml", &lifecycle_file(&name, image, "one", true));
+    let file = file.to_str().unwrap_or_else(|| panic!("path"));
+    let (db, web, extra) = (
+        format!("{name}-db"),
+        format!("{name}-web"),
+        format!("{name}-extra"),
+    );
+
+    let out = berth(&c, &ws, &["-f", file, "plan"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    ok(&c, &ws, &["-f", file, "apply"]);
+    assert_eq!(
+        services_of(&c, &name),
+        [db.clone(), extra.clone(), web.clone()]
+    );
+
+    // ps: one row per task with its node; db's three spread over three nodes.
+    let ps = ok(&c, &ws, &["-f", file, "ps"]);
+    let nodes_of = |ps: &str, service: &str| {
+        let mut v: Vec<String> = ps
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some(service))
+            .filter_map(|l| l.split_whitespace().nth(3).map(String::from))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(nodes_of(&ps, "db"), ["node0", "node1", "node2"], "{ps}");
+    let web_node = nodes_of(&ps, "web");
+    assert_eq!(web_node.len(), 1, "{ps}");
+    let node = (0..c.nodes())
+        .find(|n| c.hostname(*n) == web_node[0])
+        .unwrap_or_else(|| panic!("web runs on an unknown node: {ps}"));
+
+    // The host-mode port answers on the address of web's node.
+    let mut answer = None;
+    assert!(
+        wait_for(WAIT, || {
+            answer = c.http_get(c.addr(node), 8080, "/");
+            answer.as_deref().is_some_and(|a| a.contains("web-one"))
+        }),
+        "{}:8080 did not answer web-one: {answer:?}",
+        c.addr(node)
+    );
+    // web reaches db by name (db's tasks run on every node: by round
+    // robin, across nodes).
+    let id = c.docker_ok(
+        node,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={web}"),
+        ],
+    );
+    let id = id
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no web task on node{node}"))
+        .to_string();
+    let mut got = String::new();
+    assert!(
+        wait_for(WAIT, || {
+            let out = c.docker(node, &["exec", &id, "wget", "-q", "-O", "-", "http://db/"]);
+            got = show(&out);
+            String::from_utf8_lossy(&out.stdout).contains("db-answers")
+        }),
+        "web did not reach db by name:\n{got}"
+    );
+
+    // Re-apply: nothing to do, nothing updated.
+    let before = (version(&c, &db), version(&c, &web));
+    let out = berth(&c, &ws, &["-f", file, "plan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    ok(&c, &ws, &["-f", file, "apply"]);
+    assert_eq!((version(&c, &db), version(&c, &web)), before);
+
+    // An env change updates web only; the service left out of the file goes.
+    ws.write("berth.toml", &lifecycle_file(&name, image, "two", false));
+    let out = berth(&c, &ws, &["-f", file, "plan"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(text.contains("env.MODE"), "{text}");
+    assert!(text.contains(&format!("remove    {extra}")), "{text}");
+    ok(&c, &ws, &["-f", file, "apply"]);
+    assert_eq!(version(&c, &db), before.0, "db was updated");
+    assert_ne!(version(&c, &web), before.1, "web was not updated");
+    assert_eq!(services_of(&c, &name), [db.clone(), web.clone()]);
+    let ps = ok(&c, &ws, &["-f", file, "ps"]);
+    let node = (0..c.nodes())
+        .find(|n| nodes_of(&ps, "web") == [c.hostname(*n)])
+        .unwrap_or_else(|| panic!("web is not running on one node: {ps}"));
+    let answer = c.http_get(c.addr(node), 8080, "/");
+    assert!(
+        answer.as_deref().is_some_and(|a| a.contains("web-two")),
+        "{}:8080 after the update: {answer:?}",
+        c.addr(node)
+    );
+
+    ok(&c, &ws, &["-f", file, "destroy"]);
+    assert!(services_of(&c, &name).is_empty());
+    let nets = c.docker_ok(
+        0,
+        &[
+            "network",
+            "ls",
+            "--filter",
+            &format!("label=berth.deployment={name}"),
+            "-q",
+        ],
+    );
+    assert!(nets.trim().is_empty(), "network left: {nets}");
+}
+
+#[test]
+fn a_failing_update_on_a_swarm_is_rolled_back_and_apply_fails_naming_the_task() {
+    let c = SwarmCluster::start(3);
+    let image = base_image();
+    c.load_image(image);
+    let ws = Workspace::new();
+    let name = unique_name("swrb");
+    let app = format!("{name}-app");
+    let file = |healthy: bool| {
+        let touch = if healthy { "touch /tmp/ok; " } else { "" };
+        format!(
+            r#"name = "{name}"
+
+[services.app]
+image = "{image}"
+command = ["sh", "-c", "{touch}trap 'exit 0' TERM; sleep 3600 & wait"]
+stop_timeout = 2
+health = {{ cmd = ["test", "-f", "/tmp/ok"], interval = "1s", retries = 1 }}
+"#
+        )
+    };
+    let path = ws.write("berth.toml", &file(true));
+    let path = path.to_str().unwrap_or_else(|| panic!("path"));
+    ok(&c, &ws, &["-f", path, "apply"]);
+    let good = c.docker_ok(
+        0,
+        &[
+            "service",
+            "inspect",
+            "-f",
+            "{{index .Spec.Labels \"berth.spec-hash\"}}",
+            &app,
+        ],
+    );
+
+    ws.write("berth.toml", &file(false));
+    let out = berth(&c, &ws, &["-f", path, "apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "apply succeeded:\n{}", show(&out));
+    assert!(
+        err.contains("rolled back") && err.contains(&format!("task {app}.1")),
+        "{}",
+        show(&out)
+    );
+    // The previous spec runs again, healthy; the file still differs.
+    assert_eq!(
+        c.docker_ok(
+            0,
+            &[
+                "service",
+                "inspect",
+                "-f",
+                "{{index .Spec.Labels \"berth.spec-hash\"}}",
+                &app
+            ]
+        ),
+        good
+    );
+    assert!(
+        wait_for(WAIT, || {
+            let out = berth(&c, &ws, &["-f", path, "ps"]);
+            String::from_utf8_lossy(&out.stdout).contains("running")
+        }),
+        "app is not running again after the rollback"
+    );
+    let out = berth(&c, &ws, &["-f", path, "plan"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+}
