@@ -308,7 +308,10 @@ mod tests {
         assert_eq!(run("${A:?need A}").unwrap(), "alpha");
         assert_eq!(run("${EMPTY?x}").unwrap(), "");
         let e = run("x${NOPE:?set NOPE to the domain}").unwrap_err();
-        assert_eq!(e[0].message, "variable `NOPE` is required: set NOPE to the domain");
+        assert_eq!(
+            e[0].message,
+            "variable `NOPE` is required: set NOPE to the domain"
+        );
         assert_eq!(e[0].offset, 1);
         let e = run("${EMPTY:?}").unwrap_err();
         assert_eq!(e[0].message, "variable `EMPTY` is required (it is empty)");
@@ -320,9 +323,15 @@ mod tests {
     fn compose_rules_take_bare_names_and_empty_for_unset() {
         let (v, unset) = interpolate_compose("$A-${NOPE}-$B_2/$NOPE2.$$x $1", &vars).unwrap();
         assert_eq!(v, "alpha--b/.$x $1");
-        let names: Vec<_> = unset.iter().map(|u| (u.offset, u.variable.as_str())).collect();
+        let names: Vec<_> = unset
+            .iter()
+            .map(|u| (u.offset, u.variable.as_str()))
+            .collect();
         assert_eq!(names, [(3, "NOPE"), (16, "NOPE2")]);
-        assert_eq!(interpolate_compose("${NOPE:-$A}", &vars).unwrap().0, "alpha");
+        assert_eq!(
+            interpolate_compose("${NOPE:-$A}", &vars).unwrap().0,
+            "alpha"
+        );
         // Native files keep a bare `$` word as written.
         assert_eq!(run("$A").unwrap(), "$A");
     }
