@@ -1002,3 +1002,207 @@ mod tests {
         assert_eq!(resolve(base, "/etc/x/./y", None), "/etc/x/y");
     }
 }
+
+#[cfg(test)]
+mod load_tests {
+    use super::super::*;
+
+    fn load_compose(text: &str, f: impl FnOnce(&mut LoadOptions)) -> Result<Loaded, SpecErrors> {
+        let mut o = LoadOptions {
+            file: PathBuf::from("/nonexistent/Web Stack/compose.yaml"),
+            env: BTreeMap::from([
+                ("FROM_HOST".to_string(), "host-value".to_string()),
+                ("HOME".to_string(), "/home/op".to_string()),
+            ]),
+            ..Default::default()
+        };
+        f(&mut o);
+        load_str_checked(&o, Format::Compose, text.into())
+    }
+
+    fn ok(text: &str) -> Deployment {
+        load_compose(text, |_| {})
+            .unwrap_or_else(|e| panic!("{e}"))
+            .deployment
+    }
+
+    #[test]
+    fn compose_keys_map_onto_the_model() {
+        let d = ok(r#"
+services:
+  web:
+    image: nginx:1.27
+    entrypoint: /docker-entrypoint.sh
+    command: nginx -g "daemon off;"
+    environment:
+      - A=1
+      - FROM_HOST
+      - NOT_SET_ANYWHERE
+    labels: ["tier=front", "empty"]
+    ports:
+      - 80
+      - target: 443
+        published: "8443"
+        host_ip: ::1
+        protocol: udp
+    volumes:
+      - ./html:/usr/share/nginx/html:ro
+      - type: bind
+        source: ~/certs
+        target: /certs
+        read_only: true
+      - type: volume
+        source: cache
+        target: /var/cache/nginx
+    depends_on: [api]
+    links: ["api:backend"]
+    restart: on-failure
+    user: "101:101"
+    working_dir: /srv
+    hostname: web1
+    cap_add: [NET_ADMIN]
+    cap_drop: [ALL]
+    read_only: true
+    tmpfs: /run
+    stop_grace_period: 1m30s
+    stop_signal: SIGQUIT
+    privileged: false
+    expose: ["8080"]
+    networks: [default]
+    deploy:
+      resources:
+        limits: { memory: 128m, cpus: "0.25" }
+    x-berth:
+      ssh: [admin]
+      snapshots_keep: 2
+  api:
+    image: busybox:1.36
+    healthcheck:
+      disable: true
+    deploy: { replicas: 2 }
+  worker:
+    image: busybox:1.36
+    profiles: [jobs]
+volumes:
+  cache:
+x-berth:
+  keys:
+    admin: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII1R1yTY2hZIksre0u2J+ExGVznPcoG/tJXbZP9GqV/r admin@laptop
+"#);
+        assert_eq!(
+            d.name, "webstack",
+            "Compose's project name from the directory"
+        );
+        assert!(!d.services.contains_key("worker"), "profile not asked for");
+        let w = &d.services["web"];
+        assert_eq!(
+            w.entrypoint.as_deref(),
+            Some(&["/docker-entrypoint.sh".to_string()][..])
+        );
+        assert_eq!(w.command.as_ref().map(Vec::len), Some(3));
+        assert_eq!(w.env["A"], "1");
+        assert_eq!(w.env["FROM_HOST"], "host-value");
+        assert!(!w.env.contains_key("NOT_SET_ANYWHERE"));
+        assert_eq!(w.labels["tier"], "front");
+        assert_eq!(w.labels["empty"], "");
+        assert_eq!(w.ports.len(), 2);
+        assert_eq!(w.ports[0].host_port, None);
+        assert_eq!(w.ports[1].host_port, Some(8443));
+        assert_eq!(w.ports[1].host_ip.as_deref(), Some("::1"));
+        assert_eq!(w.ports[1].protocol, Protocol::Udp);
+        let sources: Vec<_> = w
+            .volumes
+            .iter()
+            .map(|v| (v.source.clone(), v.read_only))
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                (
+                    VolumeSource::Bind("/nonexistent/Web Stack/html".into()),
+                    true
+                ),
+                (VolumeSource::Bind("/home/op/certs".into()), true),
+                (VolumeSource::Named("cache".into()), false),
+            ]
+        );
+        assert_eq!(w.links.len(), 1);
+        assert_eq!(
+            (w.links[0].target.as_str(), w.links[0].alias.as_str()),
+            ("api", "backend")
+        );
+        assert_eq!(w.restart, RestartPolicy::OnFailure);
+        assert_eq!(w.settings.user.as_deref(), Some("101:101"));
+        assert_eq!(w.settings.workdir.as_deref(), Some("/srv"));
+        assert_eq!(w.settings.hostname.as_deref(), Some("web1"));
+        assert_eq!(w.settings.cap_add, ["NET_ADMIN"]);
+        assert!(w.settings.read_only);
+        assert_eq!(w.settings.tmpfs, ["/run"]);
+        assert_eq!(w.stop_timeout, Some(90));
+        assert_eq!(w.settings.memory, Some(128 << 20));
+        assert_eq!(w.settings.cpus, Some(0.25));
+        assert_eq!(d.services["api"].count, 2);
+        assert_eq!(w.ssh, ["admin"]);
+        assert_eq!(w.snapshots_keep, Some(2));
+        assert!(d.keys.contains_key("admin"));
+        assert_eq!(d.services["api"].health, Some(Health::disabled()));
+    }
+
+    #[test]
+    fn profiles_lenient_and_names() {
+        let text = "name: fromfile\nservices:\n  a:\n    image: busybox:1.36\n    init: true\n  b:\n    image: busybox:1.36\n    profiles: [debug]\n";
+        let e = load_compose(text, |_| {}).unwrap_err().to_string();
+        assert!(
+            e.contains("5:5: error: berth cannot honour `init` in service `a`"),
+            "{e}"
+        );
+        let l = load_compose(text, |o| {
+            o.compose.lenient = true;
+            o.compose.profiles = vec!["debug".into()];
+            o.env
+                .insert("COMPOSE_PROJECT_NAME".into(), "fromenv".into());
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.deployment.name, "fromenv");
+        assert!(l.deployment.services.contains_key("b"));
+        assert!(l.warnings.to_string().contains(
+            "5:5: warning: berth cannot honour `init` in service `a`; left out (--lenient)"
+        ));
+        let l = load_compose(text, |o| o.compose.lenient = true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.deployment.name, "fromfile");
+        let l = load_compose(text, |o| {
+            o.compose.lenient = true;
+            o.name = Some("flag".into());
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.deployment.name, "flag");
+    }
+
+    #[test]
+    fn healthcheck_forms() {
+        let d = ok(
+            "services:\n  a:\n    image: busybox:1.36\n    healthcheck:\n      test: [\"CMD-SHELL\", \"pg_isready\"]\n      timeout: 5s\n  b:\n    image: busybox:1.36\n    healthcheck:\n      test: [\"NONE\"]\n  c:\n    image: busybox:1.36\n    healthcheck:\n      test: curl -f localhost\n",
+        );
+        let a = d.services["a"]
+            .health
+            .clone()
+            .unwrap_or_else(|| panic!("a"));
+        assert_eq!(
+            a.test,
+            Some(vec!["CMD-SHELL".to_string(), "pg_isready".to_string()])
+        );
+        assert_eq!(a.timeout_ms, Some(5000));
+        assert_eq!(d.services["b"].health, Some(Health::disabled()));
+        let c = d.services["c"]
+            .health
+            .clone()
+            .unwrap_or_else(|| panic!("c"));
+        assert_eq!(
+            c.test,
+            Some(vec![
+                "CMD-SHELL".to_string(),
+                "curl -f localhost".to_string()
+            ])
+        );
+    }
+}
