@@ -267,7 +267,11 @@ fn cannot(d: &mut Decoder, e: &Entry, opts: &ComposeOptions, context: &str) {
         e.key_span,
         opts,
         format!("berth cannot honour `{}` {context}", e.key),
-        "remove it, or pass --lenient to deploy without it (a warning instead of this error)",
+        if opts.lenient {
+            "remove it from the file to deploy without this warning"
+        } else {
+            "remove it, or pass --lenient to deploy without it (a warning instead of this error)"
+        },
     );
 }
 
@@ -309,7 +313,10 @@ fn top_volumes(d: &mut Decoder, v: &Node, opts: &ComposeOptions) -> BTreeSet<Str
             Value::Null => {}
             Value::Map(keys) => {
                 for k in keys {
-                    if !k.key.starts_with("x-") {
+                    // The engine's default driver is the one berth uses.
+                    let local = k.key == "driver"
+                        && matches!(&k.value.value, Value::Str(s) if s == "local");
+                    if !k.key.starts_with("x-") && !local {
                         cannot(d, k, opts, &format!("in volume `{}`", vol.key));
                     }
                 }
@@ -368,6 +375,13 @@ fn service(
             k if DIRECT.contains(&k) => {
                 if k == "environment" {
                     environment(d, &mut e.value);
+                }
+                if (k == "configs" || k == "secrets")
+                    && let Value::Seq(items) = &mut e.value.value
+                {
+                    for item in items {
+                        octal_mode(d, item);
+                    }
                 }
                 if k == "restart"
                     && let Value::Str(r) = &e.value.value
@@ -583,6 +597,28 @@ fn environment(d: &mut Decoder, v: &mut Node) {
             }
         }),
         _ => {}
+    }
+}
+
+/// A mount's `mode` as Compose reads it: `0440` (and `0o440`) is octal,
+/// another bare number the mode in decimal (`288`); the native form is an
+/// octal string.
+fn octal_mode(d: &Decoder, item: &mut Node) {
+    let Value::Map(m) = &mut item.value else {
+        return;
+    };
+    for e in m.iter_mut().filter(|e| e.key == "mode") {
+        if let Value::Int(n) = e.value.value {
+            let raw = d.src.slice(e.value.span).trim();
+            let digits = raw.strip_prefix("0o").unwrap_or(raw);
+            let octal =
+                if raw.starts_with('0') && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                    format!("0{}", digits.trim_start_matches('0'))
+                } else {
+                    format!("0{n:o}")
+                };
+            e.value.value = Value::Str(octal);
+        }
     }
 }
 
@@ -1176,6 +1212,15 @@ x-berth:
         })
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(l.deployment.name, "flag");
+    }
+
+    #[test]
+    fn mount_modes_are_read_as_compose_reads_them() {
+        let d = ok(
+            "services:\n  a:\n    image: busybox:1.36\n    configs:\n      - source: c\n        target: /c\n        mode: 0440\n      - source: c\n        target: /d\n        mode: 288\nconfigs:\n  c:\n    content: x\n",
+        );
+        let modes: Vec<u32> = d.services["a"].configs.iter().map(|f| f.mode).collect();
+        assert_eq!(modes, [0o440, 0o440]);
     }
 
     #[test]
