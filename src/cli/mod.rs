@@ -92,9 +92,19 @@ pub struct GlobalArgs {
         default_value = "berth.toml"
     )]
     pub file: PathBuf,
-    /// Deployment name, overriding the file's `name` (geard files: the file stem).
-    #[arg(long, global = true, value_name = "NAME")]
+    /// Deployment name, overriding the file's `name` (geard files: the file stem;
+    /// Compose files: Compose's project name, `-p` as with docker compose).
+    #[arg(long, short = 'p', global = true, value_name = "NAME")]
     pub name: Option<String>,
+    /// The file's format, when its name does not say it.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub format: Option<FileFormat>,
+    /// Compose files: also deploy the services of this profile (repeatable).
+    #[arg(long = "profile", global = true, value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Compose files: keys berth cannot honour are warnings (and left out), not errors.
+    #[arg(long, global = true)]
+    pub lenient: bool,
     /// Set an interpolation variable; wins over the environment, `.env` and `[vars]`.
     #[arg(long = "set", global = true, value_name = "VAR=VALUE")]
     pub set: Vec<String>,
@@ -107,6 +117,27 @@ pub struct GlobalArgs {
     /// More log output (-v info, -vv debug, -vvv trace). `RUST_LOG` also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FileFormat {
+    Toml,
+    Yaml,
+    Json,
+    /// A Compose file.
+    Compose,
+}
+
+impl From<FileFormat> for deployment::Format {
+    fn from(f: FileFormat) -> Self {
+        match f {
+            FileFormat::Toml => deployment::Format::Toml,
+            FileFormat::Yaml => deployment::Format::Yaml,
+            FileFormat::Json => deployment::Format::Json,
+            FileFormat::Compose => deployment::Format::Compose,
+        }
+    }
 }
 
 /// How listings are printed.
@@ -202,6 +233,11 @@ impl Context {
             name: self.global.name.clone(),
             set: self.set_vars()?,
             env: std::env::vars().collect(),
+            format: self.global.format.map(Into::into),
+            compose: deployment::compose::ComposeOptions {
+                profiles: self.global.profiles.clone(),
+                lenient: self.global.lenient,
+            },
         })
     }
 

@@ -51,6 +51,9 @@ pub struct Decoder<'a> {
     /// The variables (every source merged), for `environment` of a config
     /// or secret.
     pub vars: BTreeMap<String, String>,
+    /// Reading a Compose file: its key names are taken for the native ones
+    /// (see [`super::compose::canonical`]).
+    pub compose: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -64,6 +67,16 @@ impl<'a> Decoder<'a> {
             bad_keys: Vec::new(),
             suggested: Vec::new(),
             vars: BTreeMap::new(),
+            compose: false,
+        }
+    }
+
+    /// The native key an entry's key stands for (itself, but for Compose files).
+    pub fn key<'k>(&self, k: &'k str) -> &'k str {
+        if self.compose {
+            super::compose::canonical(k)
+        } else {
+            k
         }
     }
 
@@ -590,7 +603,7 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
     for e in entries {
         let v = &e.value;
         let what = path(&e.key);
-        match e.key.as_str() {
+        match d.key(&e.key) {
             "image" => {
                 have_image = true;
                 if let Some(img) = d.string(v, &what) {
@@ -979,7 +992,7 @@ fn health(d: &mut Decoder, v: &Node, what: &str) -> Option<Health> {
     for e in entries {
         let n = &e.value;
         let key_what = format!("{what}.{}", e.key);
-        match e.key.as_str() {
+        match d.key(&e.key) {
             "cmd" => match &n.value {
                 Value::Str(s) if s.trim().is_empty() => {
                     d.err(

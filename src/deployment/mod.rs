@@ -5,6 +5,7 @@
 //! returned at once as [`SpecErrors`], each located in its file.
 
 mod check;
+pub mod compose;
 mod danger;
 mod decode;
 pub use decode::is_container_key;
@@ -47,6 +48,10 @@ pub struct LoadOptions {
     /// The process environment to interpolate from (`std::env::vars()` in the
     /// binary; tests pass their own).
     pub env: std::collections::BTreeMap<String, String>,
+    /// `--format`: the file's format when its name does not say it.
+    pub format: Option<Format>,
+    /// How to read a Compose file (`--profile`, `--lenient`).
+    pub compose: compose::ComposeOptions,
 }
 
 /// One problem found in the input, located in its file.
@@ -257,11 +262,16 @@ pub enum Format {
     Toml,
     Yaml,
     Json,
+    /// A Compose file (YAML in the Compose specification's shape).
+    Compose,
 }
 
 impl Format {
-    /// The format a file name's extension says.
+    /// The format a file name says: Compose's own names, else the extension.
     pub fn from_path(path: &Path) -> Option<Format> {
+        if compose::is_compose_name(path) {
+            return Some(Format::Compose);
+        }
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
             "toml" => Some(Format::Toml),
@@ -316,10 +326,10 @@ pub fn load_checked(opts: &LoadOptions) -> Result<Loaded, SpecErrors> {
             },
         ));
     }
-    let Some(format) = Format::from_path(path) else {
+    let Some(format) = opts.format.or_else(|| Format::from_path(path)) else {
         return Err(one(
             "cannot tell the file's format from its name".into(),
-            "name the deployment file *.toml, *.yaml, *.yml or *.json",
+            "name the deployment file *.toml, *.yaml, *.yml or *.json (a Compose file compose.yaml or docker-compose.yml), or pass --format",
         ));
     };
     let bytes = match bytes {
@@ -379,14 +389,15 @@ fn load_text(
     let src = Source::new(opts.file.clone(), text);
     let (tree, diags) = match format {
         Format::Toml => toml::parse(&src.text),
-        Format::Yaml => yaml::parse(&src.text),
+        Format::Yaml | Format::Compose => yaml::parse(&src.text),
         Format::Json => json::parse(&src.text),
     };
     let mut errors: Vec<SpecError> = diags.into_iter().map(|d| src.diag(d)).collect();
     let Some(mut root) = tree else {
         return Err(finish(errors));
     };
-    let geard = geard::is_geard(&root);
+    let is_compose = format == Format::Compose;
+    let geard = !is_compose && geard::is_geard(&root);
 
     // Variables, highest precedence first: --set, environment, .env, [vars].
     let mut layers: Vec<BTreeMap<String, String>> = Vec::new();
@@ -448,6 +459,7 @@ fn load_text(
     layers.push(dotenv_vars);
     let mut file_vars = BTreeMap::new();
     if !geard
+        && !is_compose
         && let Some(Value::Map(vars)) = root
             .as_map()
             .and_then(|m| m.iter().find(|e| e.key == "vars"))
@@ -466,9 +478,15 @@ fn load_text(
     }
     layers.push(file_vars);
     let lookup = |name: &str| layers.iter().find_map(|l| l.get(name).cloned());
-    interpolate_tree(&src, &mut root, &lookup, !geard, "", &mut errors);
+    let mut unset = Vec::new();
+    let mode = Interpolation {
+        skip_vars: !geard && !is_compose,
+        compose: is_compose.then_some(&mut unset),
+    };
+    interpolate_tree(&src, &mut root, &lookup, mode, "", &mut errors);
 
     let mut d = decode::Decoder::new(&src);
+    d.warnings.extend(unset);
     for layer in layers.iter().rev() {
         d.vars
             .extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -482,7 +500,12 @@ fn load_text(
             decode::NAME_RULES,
         ));
     }
-    let decoded = if geard {
+    let decoded = if is_compose {
+        d.compose = true;
+        let rewritten = compose::rewrite(&mut d, &mut root, &opts.compose);
+        let name = compose_name(opts, &lookup, rewritten.has_name, &mut errors);
+        decode::native(&mut d, &root, name.as_deref())
+    } else if geard {
         let name = match &opts.name {
             Some(n) => n.clone(),
             None => {
@@ -535,20 +558,98 @@ fn finish(mut errors: Vec<SpecError>) -> SpecErrors {
     SpecErrors(errors)
 }
 
+/// The project name of a Compose file, by Compose's rules: `--name` (`-p`),
+/// then `COMPOSE_PROJECT_NAME`, then the file's `name` (`None`: the decoder
+/// reads it), then the directory's name.
+fn compose_name(
+    opts: &LoadOptions,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    has_name: bool,
+    errors: &mut Vec<SpecError>,
+) -> Option<String> {
+    if let Some(n) = &opts.name {
+        return Some(n.clone());
+    }
+    if let Some(n) = lookup("COMPOSE_PROJECT_NAME").filter(|n| !n.is_empty()) {
+        if let Err(p) = crate::names::check_name(&n) {
+            errors.push(SpecError::whole_file(
+                None,
+                format!(
+                    "COMPOSE_PROJECT_NAME: deployment name `{}` {p}",
+                    n.escape_debug()
+                ),
+                decode::NAME_RULES,
+            ));
+        }
+        return Some(n);
+    }
+    if has_name {
+        return None;
+    }
+    let dir = std::path::absolute(&opts.file)
+        .ok()
+        .and_then(|p| {
+            p.parent()?
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let n = compose::project_name_from_dir(&dir);
+    if let Err(p) = crate::names::check_name(&n) {
+        errors.push(SpecError::whole_file(
+            Some(&opts.file),
+            format!(
+                "the deployment name `{}` (taken from the directory's name) {p}",
+                n.escape_debug()
+            ),
+            "give the file a top-level `name`, or pass --name",
+        ));
+    }
+    Some(n)
+}
+
+/// How [`interpolate_tree`] treats the file.
+struct Interpolation<'u> {
+    /// Leave the top-level `vars` as written (native files).
+    skip_vars: bool,
+    /// Compose's rules; the undefined variables are collected here as warnings.
+    compose: Option<&'u mut Vec<SpecError>>,
+}
+
 /// Interpolate every string value (not keys; not `vars` itself). `path`
 /// names the value in errors (`services.web.env.DOMAIN`).
 fn interpolate_tree(
     src: &Source,
     node: &mut Node,
     lookup: &dyn Fn(&str) -> Option<String>,
-    skip_vars: bool,
+    mut mode: Interpolation,
     path: &str,
     errors: &mut Vec<SpecError>,
 ) {
+    let skip_vars = mode.skip_vars;
     match &mut node.value {
         Value::Str(s) => {
             if s.contains('$') {
-                match interpolate::interpolate(s, lookup) {
+                let done = match mode.compose.as_mut() {
+                    None => interpolate::interpolate(s, lookup),
+                    Some(warnings) => interpolate::interpolate_compose(s, lookup).map(|(v, unset)| {
+                        for u in unset {
+                            let at = locate_in_source(src, node.span, s, u.offset);
+                            let used = if path.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (used in `{path}`)")
+                            };
+                            warnings.push(src.error(
+                                Span::new(at, at + 1),
+                                format!("variable `{}`{used} is not set; it is taken as empty", u.variable),
+                                Some(format!("set it in the environment or in a `.env` file beside the Compose file, or give a default: ${{{}:-default}}", u.variable)),
+                            ));
+                        }
+                        v
+                    }),
+                };
+                match done {
                     Ok(v) => *s = v,
                     Err(errs) => {
                         for e in errs {
@@ -585,7 +686,11 @@ fn interpolate_tree(
         Value::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let p = format!("{path}[{i}]");
-                interpolate_tree(src, item, lookup, false, &p, errors);
+                let m = Interpolation {
+                    skip_vars: false,
+                    compose: mode.compose.as_deref_mut(),
+                };
+                interpolate_tree(src, item, lookup, m, &p, errors);
             }
         }
         Value::Map(entries) => {
@@ -598,7 +703,11 @@ fn interpolate_tree(
                 } else {
                     format!("{path}.{}", e.key)
                 };
-                interpolate_tree(src, &mut e.value, lookup, false, &p, errors);
+                let m = Interpolation {
+                    skip_vars: false,
+                    compose: mode.compose.as_deref_mut(),
+                };
+                interpolate_tree(src, &mut e.value, lookup, m, &p, errors);
             }
         }
         _ => {}

@@ -134,6 +134,7 @@ env = { A = "${A}", B = "${B}", C = "${C}", D = "${D}", E = "${E:-default}" }
             ("A".to_string(), "env".to_string()),
             ("B".to_string(), "env".to_string()),
         ]),
+        ..Default::default()
     };
     let d = load_ok(&o);
     let env = &d.services["s"].env;

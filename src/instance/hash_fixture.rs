@@ -74,6 +74,7 @@ fn deployment() -> Deployment {
         name: None,
         set: Vec::new(),
         env: BTreeMap::new(),
+        ..Default::default()
     };
     load_str(&opts, Format::Toml, FILE.into()).unwrap_or_else(|e| panic!("fixture file: {e:?}"))
 }

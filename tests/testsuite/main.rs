@@ -2,6 +2,7 @@
 //! They drive the built `berth` binary against the real Docker engine.
 
 mod apply;
+mod compose;
 mod data;
 mod files;
 mod health;

@@ -110,6 +110,7 @@ fn load_fixture(file: &str) -> Deployment {
         name: None,
         set: vec![],
         env: BTreeMap::new(),
+        ..Default::default()
     })
     .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
