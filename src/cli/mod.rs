@@ -1,7 +1,7 @@
 //! The command line. One file per command; each holds the command's arguments
 //! and printing, nothing else: the work happens in the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -83,13 +83,15 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// The deployment file (TOML, YAML or JSON; geard JSON accepted).
+    /// The deployment file (TOML, YAML or JSON; geard JSON and Compose files
+    /// accepted). Not given: berth.toml, else compose.yaml, compose.yml,
+    /// docker-compose.yaml or docker-compose.yml in this directory.
     #[arg(
         short = 'f',
         long = "file",
         global = true,
         env = "BERTH_FILE",
-        default_value = "berth.toml"
+        default_value = DEFAULT_FILE
     )]
     pub file: PathBuf,
     /// Deployment name, overriding the file's `name` (geard files: the file stem;
@@ -201,6 +203,10 @@ pub enum Command {
     Rollback(rollback::RollbackArgs),
 }
 
+/// The deployment file when none is named; without it, a Compose file
+/// (`compose.yaml`, ...) in the same directory is read instead.
+pub const DEFAULT_FILE: &str = "berth.toml";
+
 /// What every command gets besides its own arguments.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -269,9 +275,12 @@ pub(crate) fn print_warnings(warnings: &deployment::SpecWarnings) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(logs::follow_short_flag(std::env::args_os()));
     init_tracing(cli.global.verbose);
-    let ctx = Context {
-        global: cli.global.clone(),
-    };
+    let mut global = cli.global.clone();
+    // Not named (`-f`, BERTH_FILE): berth.toml, else a Compose file here.
+    if global.file.as_os_str() == DEFAULT_FILE && std::env::var_os("BERTH_FILE").is_none() {
+        global.file = deployment::compose::default_file(Path::new(DEFAULT_FILE));
+    }
+    let ctx = Context { global };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -157,12 +157,35 @@ const TOP_KEYS: &[&str] = &[
 const X_BERTH_TOP: &[&str] = &["keys", "snapshots_keep"];
 const X_BERTH_SERVICE: &[&str] = &["ssh", "ssh_shell", "snapshot_on_upgrade", "snapshots_keep"];
 
+/// The names Compose looks for, in its order.
+pub const FILE_NAMES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
 /// Is this file named the way Compose names its files?
 pub fn is_compose_name(path: &Path) -> bool {
-    matches!(
-        path.file_name().and_then(|n| n.to_str()),
-        Some("compose.yaml" | "compose.yml" | "docker-compose.yaml" | "docker-compose.yml")
-    )
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| FILE_NAMES.contains(&n))
+}
+
+/// The deployment file a command reads when it is not named: `default`
+/// (`berth.toml`) when it exists, else the first Compose file of
+/// [`FILE_NAMES`] beside it, else `default` (whose absence is then
+/// reported as it always was).
+pub fn default_file(default: &Path) -> std::path::PathBuf {
+    if crate::input::present(default) {
+        return default.to_path_buf();
+    }
+    let dir = default.parent().unwrap_or(Path::new(""));
+    FILE_NAMES
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| crate::input::present(p))
+        .unwrap_or_else(|| default.to_path_buf())
 }
 
 /// The project name Compose derives from a directory name: lowercased,
@@ -1020,6 +1043,22 @@ fn deploy(d: &mut Decoder, e: &Entry, opts: &ComposeOptions, kept: &mut Vec<Entr
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unnamed_file_is_berth_toml_else_the_first_compose_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = dir.path().join("berth.toml");
+        assert_eq!(default_file(&default), default);
+        std::fs::write(dir.path().join("docker-compose.yml"), "services: {}\n").unwrap();
+        assert_eq!(
+            default_file(&default),
+            dir.path().join("docker-compose.yml")
+        );
+        std::fs::write(dir.path().join("compose.yaml"), "services: {}\n").unwrap();
+        assert_eq!(default_file(&default), dir.path().join("compose.yaml"));
+        std::fs::write(&default, "").unwrap();
+        assert_eq!(default_file(&default), default);
+    }
+
     use super::*;
 
     #[test]
