@@ -50,10 +50,10 @@ pub struct ApplyArgs {
 }
 
 /// The options the flags ask for.
-pub(crate) fn converge_options(args: &ApplyArgs, ctx: &Context) -> ConvergeOptions {
-    ConvergeOptions {
+pub(crate) fn converge_options(args: &ApplyArgs, ctx: &Context) -> Result<ConvergeOptions> {
+    Ok(ConvergeOptions {
         apply: ApplyOptions {
-            integration: args.target.integration(args.integration),
+            integration: args.target.integration(args.integration)?,
             unit_dir: ctx.global.unit_dir.clone(),
             systemctl: !args.no_systemctl,
             berth_path: berth_path(),
@@ -67,7 +67,7 @@ pub(crate) fn converge_options(args: &ApplyArgs, ctx: &Context) -> ConvergeOptio
         ssh_listen: args.ssh_listen.clone(),
         // A swarm apply waits for convergence itself.
         wait: (args.wait && args.target == TargetArg::Host).then_some(args.wait_timeout),
-    }
+    })
 }
 
 /// Progress lines on stderr unless `quiet`.
@@ -107,7 +107,7 @@ pub(crate) fn finish(outcome: Outcome, quiet: bool) -> Result<u8> {
 /// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<u8> {
     let deployment = ctx.load_deployment_warned()?;
-    let opts = converge_options(&args, ctx);
+    let opts = converge_options(&args, ctx)?;
     let engine = Engine::connect().await?;
     let outcome = converge::converge(
         &engine,

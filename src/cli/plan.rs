@@ -45,10 +45,17 @@ pub enum TargetArg {
 impl TargetArg {
     /// The integration to apply or look with: the swarm, or on the host
     /// `integration` resolved.
-    pub fn integration(self, integration: IntegrationArg) -> crate::instance::Integration {
-        match self {
-            TargetArg::Swarm => crate::instance::Integration::Swarm,
-            TargetArg::Host => IntegrationChoice::from(integration).resolve(),
+    /// `--integration` means nothing on a swarm, so it is refused there.
+    pub fn integration(
+        self,
+        integration: IntegrationArg,
+    ) -> crate::error::Result<crate::instance::Integration> {
+        match (self, integration) {
+            (TargetArg::Swarm, IntegrationArg::Auto) => Ok(crate::instance::Integration::Swarm),
+            (TargetArg::Swarm, _) => Err(crate::error::Error::Usage(
+                "--integration chooses what keeps instances running on this host; it does not apply with --target swarm (Swarm keeps its tasks running)".into(),
+            )),
+            (TargetArg::Host, i) => Ok(IntegrationChoice::from(i).resolve()),
         }
     }
 }
@@ -77,7 +84,7 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
     let deployment = ctx.load_deployment_warned()?;
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();
-    let integration = args.target.integration(args.integration);
+    let integration = args.target.integration(args.integration)?;
     let host = crate::target::HostOptions {
         unit_dir: ctx.global.unit_dir.clone(),
         berth_path: berth_path(),

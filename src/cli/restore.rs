@@ -66,7 +66,7 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> Result<u8> {
     let progress = super::backup::data_progress();
     let rename = args.deployment.or_else(|| ctx.global.name.clone());
     if args.apply {
-        let opts = super::apply::converge_options(&args.apply_args, ctx);
+        let opts = super::apply::converge_options(&args.apply_args, ctx)?;
         let stored = crate::data::lifecycle::read_stored_backup(
             &args.file,
             rename.as_deref(),

@@ -24,7 +24,7 @@ pub struct RollbackArgs {
 pub async fn run(ctx: &Context, args: RollbackArgs) -> Result<u8> {
     let deployment = super::backup::deployment_name(ctx)?;
     let engine = Engine::connect().await?;
-    let opts = super::apply::converge_options(&args.apply_args, ctx);
+    let opts = super::apply::converge_options(&args.apply_args, ctx)?;
     let quiet = args.apply_args.quiet;
     let r = lifecycle::rollback(
         &engine,

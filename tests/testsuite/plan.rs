@@ -127,3 +127,21 @@ stop_timeout = 1
         "{rev}"
     );
 }
+
+#[test]
+fn integration_is_refused_with_the_swarm_target() {
+    let ws = Workspace::new();
+    ws.write(
+        "berth.toml",
+        &format!(
+            "name = \"{}\"\n[services.web]\nimage = \"{}\"\n",
+            unique_name("plantarget"),
+            base_image()
+        ),
+    );
+    for cmd in ["plan", "apply"] {
+        let out = run(&ws, &[cmd, "--target", "swarm", "--integration", "docker"]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", show(&out));
+        assert!(show(&out).contains("--target swarm"), "{}", show(&out));
+    }
+}
