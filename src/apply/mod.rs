@@ -180,6 +180,8 @@ pub async fn preview(
     deployment: &Deployment,
     target: &dyn Target,
 ) -> Result<Plan> {
+    // What apply would refuse, plan refuses too.
+    target.check(deployment)?;
     let desired = desired(engine, state, deployment, target, None).await?;
     target
         .plan(

@@ -11,7 +11,7 @@ use bollard::models::{
     ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
     ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
     ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
 use bollard::query_parameters::{
@@ -53,6 +53,10 @@ pub struct NodeInfo {
     pub state: String,
     pub addr: String,
     pub leader: bool,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    /// The node's labels (berth's data pins among them).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Where a service's last rolling update stands.
@@ -264,6 +268,11 @@ fn service_spec(spec: &SwarmSpec, revision: u64) -> Result<ServiceSpec> {
                 condition: Some(condition),
                 ..Default::default()
             }),
+            // Pinned to the node holding its volumes (see `pin_label`).
+            placement: spec.pinned_by.as_ref().map(|label| TaskSpecPlacement {
+                constraints: Some(vec![format!("node.labels.{label}==true")]),
+                ..Default::default()
+            }),
             networks: Some(vec![NetworkAttachmentConfig {
                 target: Some(spec.network.clone()),
                 aliases: (!spec.aliases.is_empty()).then(|| spec.aliases.clone()),
@@ -352,14 +361,13 @@ impl Engine {
             .into_iter()
             .map(|n| {
                 let status = n.status.unwrap_or_default();
+                let spec = n.spec.unwrap_or_default();
                 NodeInfo {
                     id: n.id.unwrap_or_default(),
                     hostname: n.description.and_then(|d| d.hostname).unwrap_or_default(),
-                    role: n
-                        .spec
-                        .and_then(|s| s.role)
-                        .map(|r| r.to_string())
-                        .unwrap_or_default(),
+                    role: spec.role.map(|r| r.to_string()).unwrap_or_default(),
+                    availability: spec.availability.map(|a| a.to_string()).unwrap_or_default(),
+                    labels: spec.labels.unwrap_or_default().into_iter().collect(),
                     state: status.state.map(|s| s.to_string()).unwrap_or_default(),
                     addr: status.addr.unwrap_or_default(),
                     leader: n.manager_status.and_then(|m| m.leader).unwrap_or(false),
@@ -368,6 +376,28 @@ impl Engine {
             .collect();
         out.sort_by(|a, b| a.hostname.cmp(&b.hostname));
         Ok(out)
+    }
+
+    /// Set `label=true` on node `id` (keeping its other settings).
+    pub async fn set_node_label(&self, id: &str, label: &str) -> Result<()> {
+        let what = || format!("labelling swarm node {id} with {label}");
+        let node = self
+            .docker()
+            .inspect_node(id)
+            .await
+            .map_err(|e| Error::engine(what(), e))?;
+        let version = node.version.and_then(|v| v.index).unwrap_or(0);
+        let mut spec = node.spec.unwrap_or_default();
+        spec.labels
+            .get_or_insert_with(Default::default)
+            .insert(label.to_string(), "true".to_string());
+        let options = bollard::query_parameters::UpdateNodeOptionsBuilder::default()
+            .version(i64::try_from(version).unwrap_or(i64::MAX))
+            .build();
+        self.docker()
+            .update_node(id, spec, options)
+            .await
+            .map_err(|e| Error::engine(what(), e))
     }
 
     /// The services labelled as `deployment`'s, by name.

@@ -87,6 +87,18 @@ pub struct SwarmSpec {
     pub stop_timeout: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// For a service with named volumes: the node label that pins it to the
+    /// node holding them ([`pin_label`]); its tasks run only there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_by: Option<String>,
+}
+
+/// The node label that marks the node holding `service`'s volumes. Volumes
+/// on a swarm are the node's own: a task started elsewhere would find them
+/// empty, so the service runs only on the node carrying this label (chosen
+/// at its first apply, kept after destroy so the data is found again).
+pub fn pin_label(deployment: &str, service: &str) -> String {
+    format!("berth.data.{deployment}.{service}")
 }
 
 /// Name of the Swarm service of `service` in `deployment`.
@@ -126,6 +138,11 @@ impl SwarmSpec {
             settings: first.settings.clone(),
             stop_timeout: first.stop_timeout,
             health: first.health.clone(),
+            pinned_by: first
+                .mounts
+                .iter()
+                .any(|m| matches!(m.source, crate::instance::MountSource::Volume { .. }))
+                .then(|| pin_label(&first.deployment, &first.service)),
         }
     }
 

@@ -292,3 +292,108 @@ health = {{ cmd = ["test", "-f", "/tmp/ok"], interval = "1s", retries = 1 }}
     let out = berth(&c, &ws, &["-f", path, "plan"]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
 }
+
+/// The node (index) running `service`'s task, if one runs.
+fn running_on(c: &SwarmCluster, service: &str) -> Option<usize> {
+    let out = c.docker(
+        0,
+        &[
+            "service",
+            "ps",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Node}} {{.CurrentState}}",
+            service,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .filter(|l| l.contains("Running"))
+        .filter_map(|l| l.split_whitespace().next())
+        .find_map(|node| (0..c.nodes()).find(|i| c.hostname(*i) == node))
+}
+
+/// Run `script` in the service's container on `node`.
+fn exec_on(c: &SwarmCluster, node: usize, service: &str, script: &str) -> String {
+    let id = c.docker_ok(
+        node,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={service}"),
+        ],
+    );
+    let id = id.lines().next().unwrap_or_default().to_string();
+    c.docker_ok(node, &["exec", &id, "sh", "-c", script])
+}
+
+#[test]
+fn a_service_with_volumes_stays_on_the_node_holding_them() {
+    let c = SwarmCluster::start(3);
+    c.load_image(base_image());
+    let ws = Workspace::new();
+    let name = unique_name("swpin");
+    ws.write(
+        "berth.toml",
+        &format!(
+            r#"name = "{name}"
+
+[services.store]
+image = "{image}"
+volumes = ["data:/data"]
+command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+stop_timeout = 2
+"#,
+            image = base_image()
+        ),
+    );
+    let out = berth(&c, &ws, &["apply"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        show(&out).contains("pinned store to node"),
+        "{}",
+        show(&out)
+    );
+    let service = format!("{name}-store");
+    assert!(wait_for(WAIT, || running_on(&c, &service).is_some()));
+    let node = running_on(&c, &service).unwrap_or_else(|| panic!("no task of {service}"));
+    assert_ne!(node, 0, "a worker holds the data, not the manager");
+    exec_on(&c, node, &service, "echo kept > /data/f");
+
+    // Its node goes away: the task is not started on a node without the data.
+    c.kill_engine(node);
+    c.wait_node(node, "down");
+    let elsewhere = wait_for(Duration::from_secs(8), || {
+        running_on(&c, &service).is_some_and(|n| n != node)
+    });
+    assert!(
+        !elsewhere,
+        "{service} started on a node without its volumes"
+    );
+
+    // Back: it runs there again, with its data.
+    c.start_engine(node);
+    c.wait_node(node, "ready");
+    assert!(
+        wait_for(WAIT, || running_on(&c, &service) == Some(node)),
+        "{service} did not come back on node {node}"
+    );
+    assert_eq!(exec_on(&c, node, &service, "cat /data/f"), "kept");
+    // Re-apply is a no-op; a second replica with volumes is refused.
+    let plan = berth(&c, &ws, &["plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", show(&plan));
+    let text = std::fs::read_to_string(ws.path().join("berth.toml")).unwrap_or_default();
+    ws.write(
+        "berth.toml",
+        &text.replace("stop_timeout = 2", "stop_timeout = 2\ncount = 2"),
+    );
+    let refused = berth(&c, &ws, &["plan"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
+    assert!(
+        show(&refused).contains("named volumes"),
+        "{}",
+        show(&refused)
+    );
+}

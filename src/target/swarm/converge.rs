@@ -15,7 +15,7 @@ use crate::engine::services::{TaskInfo, UpdateStatus};
 use crate::error::{Error, Result};
 use crate::instance::SwarmSpec;
 use crate::plan::Action;
-use crate::target::Step;
+use crate::target::{Reporter, Step};
 
 /// How long one service may take to converge.
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(180);
@@ -33,6 +33,20 @@ pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) ->
     for item in step.plan.with_action(Action::Remove) {
         engine.remove_service(&item.container).await?;
         report(format!("removed service {}", item.container));
+    }
+    // Services with volumes get the node that holds them first.
+    for item in step
+        .plan
+        .instances
+        .iter()
+        .filter(|i| matches!(i.action, Action::Create | Action::Recreate))
+    {
+        if let Some(label) = desired
+            .get(&item.service)
+            .and_then(|s| s.pinned_by.as_ref())
+        {
+            ensure_pin(engine, &item.service, label, report).await?;
+        }
     }
     let levels = step.deployment.link_levels();
     let deepest = levels.values().copied().max().unwrap_or(0);
@@ -68,6 +82,43 @@ pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) ->
             ));
         }
     }
+    Ok(())
+}
+
+/// Make sure one node carries `label`, the pin of `service`'s volumes:
+/// kept when a node has it (also from before a destroy: the volumes are
+/// still there), else set on a ready, active node: workers before managers
+/// (they carry the control plane), then the fewest pins, then by hostname.
+async fn ensure_pin(engine: &Engine, service: &str, label: &str, report: &Reporter) -> Result<()> {
+    let nodes = engine.list_nodes().await?;
+    if nodes.iter().any(|n| n.labels.contains_key(label)) {
+        return Ok(());
+    }
+    let pins = |n: &crate::engine::services::NodeInfo| {
+        n.labels
+            .keys()
+            .filter(|k| k.starts_with("berth.data."))
+            .count()
+    };
+    let Some(node) = nodes
+        .iter()
+        .filter(|n| n.state == "ready" && n.availability == "active")
+        .min_by(|a, b| {
+            (a.role == "manager")
+                .cmp(&(b.role == "manager"))
+                .then(pins(a).cmp(&pins(b)))
+                .then(a.hostname.cmp(&b.hostname))
+        })
+    else {
+        return Err(Error::Runtime(format!(
+            "service {service} has volumes, which live on one node, but no node of the swarm is ready and active to hold them"
+        )));
+    };
+    engine.set_node_label(&node.id, label).await?;
+    report(format!(
+        "pinned {service} to node {} (its volumes live there; node label {label})",
+        node.hostname
+    ));
     Ok(())
 }
 

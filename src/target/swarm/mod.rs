@@ -106,6 +106,14 @@ impl Target for Swarm {
             if svc.settings.tmpfs.iter().any(|t| t.contains(':')) {
                 return refuse("tmpfs options");
             }
+            // Volumes are a node's own: replicas on one node would share
+            // them, replicas elsewhere would find them empty.
+            let named = |v: &crate::deployment::VolumeMount| {
+                matches!(v.source, crate::deployment::VolumeSource::Named(_))
+            };
+            if svc.count > 1 && svc.volumes.iter().any(named) {
+                return refuse("count > 1 with named volumes (each volume lives on one node)");
+            }
         }
         Ok(())
     }
