@@ -22,6 +22,42 @@ use crate::names;
 /// How long [`Engine::wait_gone`] waits for a removal in progress.
 pub const GONE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The engine's form of one mount of an instance (containers and Swarm
+/// services alike).
+pub(crate) fn mount(m: &crate::instance::MountSpec) -> Mount {
+    let (source, typ) = match &m.source {
+        MountSource::Volume { name, .. } => (name.clone(), MountType::VOLUME),
+        MountSource::Bind { path } => (path.display().to_string(), MountType::BIND),
+    };
+    Mount {
+        target: Some(m.target.clone()),
+        source: Some(source),
+        typ: Some(typ),
+        read_only: Some(m.read_only),
+        ..Default::default()
+    }
+}
+
+/// The engine's form of a health check (containers and Swarm services
+/// alike). Unset fields (0 / empty test) take the image's values.
+pub(crate) fn health_config(h: &crate::deployment::Health) -> HealthConfig {
+    let ns = |ms: Option<u64>| ms.and_then(|m| i64::try_from(m.saturating_mul(1_000_000)).ok());
+    if h.disabled {
+        return HealthConfig {
+            test: Some(vec!["NONE".to_string()]),
+            ..Default::default()
+        };
+    }
+    HealthConfig {
+        test: h.test.clone(),
+        interval: ns(h.interval_ms),
+        timeout: ns(h.timeout_ms),
+        start_period: ns(h.start_period_ms),
+        retries: h.retries.map(i64::from),
+        ..Default::default()
+    }
+}
+
 /// A container as listed by the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerInfo {
@@ -137,26 +173,7 @@ pub fn create_body(
                 host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
             });
     }
-    let mounts: Vec<Mount> = spec
-        .mounts
-        .iter()
-        .map(|m| match &m.source {
-            MountSource::Volume { name, .. } => Mount {
-                target: Some(m.target.clone()),
-                source: Some(name.clone()),
-                typ: Some(MountType::VOLUME),
-                read_only: Some(m.read_only),
-                ..Default::default()
-            },
-            MountSource::Bind { path } => Mount {
-                target: Some(m.target.clone()),
-                source: Some(path.display().to_string()),
-                typ: Some(MountType::BIND),
-                read_only: Some(m.read_only),
-                ..Default::default()
-            },
-        })
-        .collect();
+    let mounts: Vec<Mount> = spec.mounts.iter().map(mount).collect();
     let tmpfs: HashMap<String, String> = spec
         .settings
         .tmpfs
@@ -193,25 +210,7 @@ pub fn create_body(
         aliases: Some(spec.aliases.clone()),
         ..Default::default()
     };
-    let healthcheck = spec.health.as_ref().map(|h| {
-        let ns = |ms: Option<u64>| ms.and_then(|m| i64::try_from(m.saturating_mul(1_000_000)).ok());
-        if h.disabled {
-            HealthConfig {
-                test: Some(vec!["NONE".to_string()]),
-                ..Default::default()
-            }
-        } else {
-            // Unset fields (0 / empty test) take the image's values.
-            HealthConfig {
-                test: h.test.clone(),
-                interval: ns(h.interval_ms),
-                timeout: ns(h.timeout_ms),
-                start_period: ns(h.start_period_ms),
-                retries: h.retries.map(i64::from),
-                ..Default::default()
-            }
-        }
-    });
+    let healthcheck = spec.health.as_ref().map(health_config);
     ContainerCreateBody {
         healthcheck,
         hostname: spec.settings.hostname.clone(),

@@ -6,13 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
-    EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, Mount, MountType,
-    NetworkAttachmentConfig, Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
-    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
-    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
-    TaskSpecRestartPolicyConditionEnum,
+    EndpointSpec, EndpointSpecModeEnum, Limit, Mount, MountType, NetworkAttachmentConfig, Service,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
+    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use bollard::query_parameters::{
     ListServicesOptionsBuilder, ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
@@ -21,7 +20,7 @@ use bollard::query_parameters::{
 use super::{Engine, is_not_found, label_filter};
 use crate::deployment::{Protocol, RestartPolicy};
 use crate::error::{Error, Result};
-use crate::instance::{EndpointMode, MountSource, SwarmSpec};
+use crate::instance::{EndpointMode, SwarmSpec};
 use crate::names;
 
 /// Nanoseconds in a second (the Swarm API's durations).
@@ -166,49 +165,13 @@ fn service_spec(spec: &SwarmSpec, revision: u64) -> Result<ServiceSpec> {
         .map_err(|e| Error::Runtime(format!("cannot serialise service {}: {e}", spec.name)))?;
     labels.insert(names::LABEL_SWARM_SPEC.into(), recorded);
 
-    let mut mounts: Vec<Mount> = spec
-        .mounts
-        .iter()
-        .map(|m| match &m.source {
-            MountSource::Volume { name, .. } => Mount {
-                target: Some(m.target.clone()),
-                source: Some(name.clone()),
-                typ: Some(MountType::VOLUME),
-                read_only: Some(m.read_only),
-                ..Default::default()
-            },
-            MountSource::Bind { path } => Mount {
-                target: Some(m.target.clone()),
-                source: Some(path.display().to_string()),
-                typ: Some(MountType::BIND),
-                read_only: Some(m.read_only),
-                ..Default::default()
-            },
-        })
-        .collect();
+    let mut mounts: Vec<Mount> = spec.mounts.iter().map(super::containers::mount).collect();
     mounts.extend(spec.settings.tmpfs.iter().map(|t| Mount {
         target: Some(t.clone()),
         typ: Some(MountType::TMPFS),
         ..Default::default()
     }));
-    let health_check = spec.health.as_ref().map(|h| {
-        let ns = |ms: Option<u64>| ms.and_then(|m| i64::try_from(m.saturating_mul(1_000_000)).ok());
-        if h.disabled {
-            HealthConfig {
-                test: Some(vec!["NONE".to_string()]),
-                ..Default::default()
-            }
-        } else {
-            HealthConfig {
-                test: h.test.clone(),
-                interval: ns(h.interval_ms),
-                timeout: ns(h.timeout_ms),
-                start_period: ns(h.start_period_ms),
-                retries: h.retries.map(i64::from),
-                ..Default::default()
-            }
-        }
-    });
+    let health_check = spec.health.as_ref().map(super::containers::health_config);
     // Swarm's `Command` replaces the image's ENTRYPOINT, `Args` its CMD.
     let container = TaskSpecContainerSpec {
         image: Some(spec.image.clone()),
