@@ -397,3 +397,57 @@ stop_timeout = 2
         show(&refused)
     );
 }
+
+#[test]
+fn history_and_rollback_on_a_swarm_return_to_the_previous_spec() {
+    let c = SwarmCluster::start(3);
+    c.load_image(base_image());
+    let ws = Workspace::new();
+    let name = unique_name("swrb");
+    let file = |v: &str| {
+        format!(
+            r#"name = "{name}"
+
+[services.app]
+image = "{image}"
+env = {{ V = "{v}" }}
+command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+stop_timeout = 2
+"#,
+            image = base_image()
+        )
+    };
+    let env_of = |c: &SwarmCluster| {
+        c.docker_ok(
+            0,
+            &[
+                "service",
+                "inspect",
+                "-f",
+                "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+                &format!("{name}-app"),
+            ],
+        )
+    };
+    ws.write("berth.toml", &file("one"));
+    ok(&c, &ws, &["apply"]);
+    ws.write("berth.toml", &file("two"));
+    ok(&c, &ws, &["apply"]);
+    assert!(env_of(&c).contains("V=two"), "{}", env_of(&c));
+    let history = ok(&c, &ws, &["history"]);
+    assert!(history.contains("swarm"), "{history}");
+    assert_eq!(
+        history
+            .lines()
+            .filter(|l| l.trim_start().starts_with(['1', '2']))
+            .count(),
+        2,
+        "{history}"
+    );
+    ok(&c, &ws, &["rollback"]);
+    assert!(env_of(&c).contains("V=one"), "{}", env_of(&c));
+    // The file still says `two`: plan shows the way back to it.
+    let plan = berth(&c, &ws, &["plan"]);
+    assert_eq!(plan.status.code(), Some(3), "{}", show(&plan));
+    assert!(show(&plan).contains(r#"env.V: "one" → "two""#), "{}", show(&plan));
+}
