@@ -1,0 +1,68 @@
+//! `berth convert`: the mail example written for Compose is a file
+//! docker-compose accepts, and written as TOML one berth validates.
+
+use crate::support::*;
+
+const KEY: &str = "MAIL_SSH_KEY=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGz7gYv3lCIVUp8dm3D1UOHdWLn56rxJ2RGCY5hCLIQk you@host";
+
+fn mail_file() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/mail/berth.toml")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn the_mail_example_converts_to_compose_and_toml() {
+    let ws = Workspace::new();
+    let file = mail_file();
+    let out_dir = ws.path().join("compose-out");
+    let out_s = out_dir.display().to_string();
+    let out = run(
+        &ws,
+        &["-f", &file, "--set", KEY, "convert", "--to", "compose", "-o", &out_s, "--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON: {e}\n{}", show(&out)));
+    let losses = report["losses"].as_array().cloned().unwrap_or_default();
+    assert!(
+        losses.iter().any(|l| l["service"] == "webmail" && l["field"] == "links.mail"),
+        "{report}"
+    );
+    // docker-compose itself accepts the file (the project name by -p).
+    let compose = out_dir.join("compose.yaml");
+    let dc = std::process::Command::new("docker-compose")
+        .arg("-p")
+        .arg("mailexample")
+        .arg("-f")
+        .arg(&compose)
+        .arg("config")
+        .output()
+        .unwrap_or_else(|e| panic!("docker-compose: {e}"));
+    assert!(dc.status.success(), "{}", show(&dc));
+    let config = String::from_utf8_lossy(&dc.stdout);
+    assert!(config.contains("berth-example/webmail:1"), "{config}");
+    assert!(out_dir.join("configs/users").is_file());
+
+    // --strict refuses the loss (exit 1) and writes nothing.
+    let strict_dir = ws.path().join("strict-out");
+    let strict_s = strict_dir.display().to_string();
+    let out = run(
+        &ws,
+        &["-f", &file, "--set", KEY, "convert", "--to", "compose", "--strict", "-o", &strict_s],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lost: services.webmail.links.mail:"), "{err}");
+    assert!(!strict_dir.exists());
+
+    // TOML on stdout, which berth validates.
+    let out = run(&ws, &["-f", &file, "--set", KEY, "convert", "--to", "toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let toml_file = ws.path().join("converted.toml");
+    std::fs::write(&toml_file, &out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let t = toml_file.display().to_string();
+    let out = run(&ws, &["-f", &t, "validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
