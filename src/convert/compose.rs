@@ -5,7 +5,9 @@
 use serde_json::{Map, Value, json};
 
 use super::{FileRef, OutFile, Output, file_ref};
-use crate::deployment::{Deployment, FileKind, FileMount, Health, OnUnhealthy, Service, VolumeSource};
+use crate::deployment::{
+    Deployment, FileKind, FileMount, Health, OnUnhealthy, Service, VolumeSource,
+};
 use crate::error::{Error, Result};
 
 /// The main file's name.
@@ -22,7 +24,7 @@ fn strings(list: &[String]) -> Value {
 
 /// A Compose duration from milliseconds (`5s`, `1500ms`).
 pub(crate) fn duration(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -47,7 +49,10 @@ pub(super) fn convert(dep: &Deployment, to_dir: bool, out: &mut Output) -> Resul
     if !volumes.is_empty() {
         top.insert("volumes".into(), Value::Object(volumes));
     }
-    for (kind, table) in [(FileKind::Config, &dep.configs), (FileKind::Secret, &dep.secrets)] {
+    for (kind, table) in [
+        (FileKind::Config, &dep.configs),
+        (FileKind::Secret, &dep.secrets),
+    ] {
         if table.is_empty() {
             continue;
         }
@@ -97,7 +102,12 @@ pub(super) fn convert(dep: &Deployment, to_dir: bool, out: &mut Output) -> Resul
     Ok(())
 }
 
-fn service(dep: &Deployment, svc: &Service, out: &mut Output, volumes: &mut Map<String, Value>) -> Value {
+fn service(
+    dep: &Deployment,
+    svc: &Service,
+    out: &mut Output,
+    volumes: &mut Map<String, Value>,
+) -> Value {
     // Destructured without `..`: a new field of `Service` does not compile
     // until its conversion is decided here.
     let Service {
@@ -177,13 +187,20 @@ fn service(dep: &Deployment, svc: &Service, out: &mut Output, volumes: &mut Map<
                 .get(&l.target)
                 .and_then(|t| t.health.as_ref())
                 .is_some_and(|h| !h.disabled);
-            let condition = if healthy { "service_healthy" } else { "service_started" };
+            let condition = if healthy {
+                "service_healthy"
+            } else {
+                "service_started"
+            };
             deps.insert(l.target.clone(), json!({ "condition": condition }));
             if l.alias != l.target {
                 r.lose(
                     n,
                     format!("links.{}", l.target),
-                    format!("the alias {} has no depends_on form; the service is reached by its name", l.alias),
+                    format!(
+                        "the alias {} has no depends_on form; the service is reached by its name",
+                        l.alias
+                    ),
                 );
             }
             r.lose(
@@ -261,8 +278,12 @@ fn service(dep: &Deployment, svc: &Service, out: &mut Output, volumes: &mut Map<
         // container, berth reading the file back replaces it.
         if !h.disabled {
             let reason = match h.on_unhealthy {
-                OnUnhealthy::Restart => "Compose reports an unhealthy container but does not replace it",
-                OnUnhealthy::Ignore => "no Compose key: berth reading this file back replaces unhealthy containers",
+                OnUnhealthy::Restart => {
+                    "Compose reports an unhealthy container but does not replace it"
+                }
+                OnUnhealthy::Ignore => {
+                    "no Compose key: berth reading this file back replaces unhealthy containers"
+                }
             };
             r.lose(n, "health.on_unhealthy", reason);
         }

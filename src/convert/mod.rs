@@ -94,7 +94,13 @@ pub(crate) fn secret_var(name: &str) -> String {
 /// Where the config or secret `name` goes: with a directory, a file beside
 /// the main one (a secret's 0600); without, a config inline and a secret
 /// through a variable (noted in the report).
-pub(crate) fn file_ref(dep: &Deployment, kind: FileKind, name: &str, to_dir: bool, out: &mut Output) -> Result<FileRef> {
+pub(crate) fn file_ref(
+    dep: &Deployment,
+    kind: FileKind,
+    name: &str,
+    to_dir: bool,
+    out: &mut Output,
+) -> Result<FileRef> {
     let content = dep
         .file_source(kind, name)
         .map(|s| s.content.clone())

@@ -37,7 +37,12 @@ impl Report {
     }
 
     /// A field of `service` (or of the deployment) that is not carried.
-    pub fn lose(&mut self, service: Option<&str>, field: impl Into<String>, reason: impl Into<String>) {
+    pub fn lose(
+        &mut self,
+        service: Option<&str>,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) {
         self.losses.push(Loss {
             service: service.map(str::to_string),
             field: field.into(),
@@ -46,7 +51,12 @@ impl Report {
     }
 
     /// Something the operator must know to use the output.
-    pub fn note(&mut self, service: Option<&str>, field: impl Into<String>, reason: impl Into<String>) {
+    pub fn note(
+        &mut self,
+        service: Option<&str>,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) {
         self.notes.push(Loss {
             service: service.map(str::to_string),
             field: field.into(),

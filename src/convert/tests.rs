@@ -97,7 +97,9 @@ fn toml_loads_back_to_the_same_model() {
     let dir = write_out(&out);
     let secret = dir.path().join("secrets/pw");
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&secret).unwrap_or_else(|e| panic!("{e}")).permissions(),
+        &std::fs::metadata(&secret)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
     assert!(out.report.notes.is_empty());
@@ -112,10 +114,26 @@ fn compose_carries_what_it_has_keys_for_and_reports_the_rest() {
     let text = &out.files[0].content;
     assert!(!text.contains("hunter2"), "{text}");
     for key in [
-        "mem_limit", "cpus", "stop_grace_period", "stop_signal", "healthcheck", "depends_on",
-        "condition: service_healthy", "working_dir", "hostname", "cap_add", "cap_drop",
-        "read_only", "tmpfs", "labels", "x-berth", "replicas", "restart: on-failure",
-        "file: ./configs/site", "file: ./secrets/pw", "disable: true",
+        "mem_limit",
+        "cpus",
+        "stop_grace_period",
+        "stop_signal",
+        "healthcheck",
+        "depends_on",
+        "condition: service_healthy",
+        "working_dir",
+        "hostname",
+        "cap_add",
+        "cap_drop",
+        "read_only",
+        "tmpfs",
+        "labels",
+        "x-berth",
+        "replicas",
+        "restart: on-failure",
+        "file: ./configs/site",
+        "file: ./secrets/pw",
+        "disable: true",
     ] {
         assert!(text.contains(key), "no {key} in\n{text}");
     }
@@ -126,19 +144,29 @@ fn compose_carries_what_it_has_keys_for_and_reports_the_rest() {
         .map(|l| (l.service.as_deref(), l.field.as_str()))
         .collect();
     assert!(lost.contains(&(Some("web"), "links.db")), "{lost:?}");
-    assert!(lost.contains(&(Some("batch"), "configs.site.reload")), "{lost:?}");
+    assert!(
+        lost.contains(&(Some("batch"), "configs.site.reload")),
+        "{lost:?}"
+    );
     let text_report = out.report.text();
-    assert!(text_report.contains("lost: services.web.links.db: "), "{text_report}");
+    assert!(
+        text_report.contains("lost: services.web.links.db: "),
+        "{text_report}"
+    );
     let json = serde_json::to_value(&out.report).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        json["losses"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|x| x["service"] == "batch" && x["field"] == "configs.site.reload")),
+        json["losses"].as_array().is_some_and(|l| l
+            .iter()
+            .any(|x| x["service"] == "batch" && x["field"] == "configs.site.reload")),
         "{json}"
     );
     // What Compose carries reads back as it was: only the reported fields differ.
     let dir = write_out(&out);
-    let mut back = load_file(&dir.path().join("compose.yaml"), Some(Format::Compose), vec![]);
+    let mut back = load_file(
+        &dir.path().join("compose.yaml"),
+        Some(Format::Compose),
+        vec![],
+    );
     let mut want = dep.clone();
     for svc in want.services.values_mut() {
         for l in &mut svc.links {
@@ -151,7 +179,10 @@ fn compose_carries_what_it_has_keys_for_and_reports_the_rest() {
             h.on_unhealthy = Default::default();
         }
     }
-    assert!(lost.contains(&(Some("db"), "health.on_unhealthy")), "{lost:?}");
+    assert!(
+        lost.contains(&(Some("db"), "health.on_unhealthy")),
+        "{lost:?}"
+    );
     back.source = None;
     assert_eq!(back, want);
 }
@@ -165,4 +196,124 @@ fn a_secret_never_reaches_stdout() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(text.contains("environment: BERTH_SECRET_PW"), "{text}");
     assert!(text.contains("content:"), "the config inline: {text}");
+}
+
+#[test]
+fn quadlet_writes_one_container_unit_per_instance_with_documented_keys() {
+    let (_src, dep) = full();
+    let out = convert(&dep, Target::Quadlet, true).unwrap_or_else(|e| panic!("{e}"));
+    let paths: Vec<&str> = out.files.iter().map(|f| f.path.as_str()).collect();
+    for p in [
+        "full.network",
+        "full-db.container",
+        "full-db-data.volume",
+        "full-web-1.container",
+        "full-web-3.container",
+        "full-batch.container",
+        "configs/site",
+        "secrets/pw",
+    ] {
+        assert!(paths.contains(&p), "no {p} in {paths:?}");
+    }
+    let unit = |p: &str| {
+        &out.files
+            .iter()
+            .find(|f| f.path == p)
+            .unwrap_or_else(|| panic!("{p}"))
+            .content
+    };
+    let web = unit("full-web-2.container");
+    for line in [
+        "Image=nginx:1.27",
+        "Exec=nginx -g \"daemon off;\"",
+        "Requires=full-db.service",
+        "After=full-db.service",
+        "PublishPort=127.0.0.1::81/tcp",
+        "User=1000",
+        "Group=1000",
+        "WorkingDir=/srv",
+        "HostName=web-host",
+        "Label=com.example.tier=front",
+        "AddCapability=NET_ADMIN",
+        "DropCapability=ALL",
+        "ReadOnly=true",
+        "Tmpfs=/tmp:size=64m",
+        "Network=full.network",
+        "Restart=on-failure",
+    ] {
+        assert!(web.lines().any(|l| l == line), "no {line} in\n{web}");
+    }
+    let db = unit("full-db.container");
+    for line in [
+        "Volume=full-db-data.volume:/var/lib/postgresql/data",
+        "Volume=/srv/conf:/etc/conf:ro",
+        "HealthCmd=pg_isready",
+        "HealthInterval=5s",
+        "HealthTimeout=1500ms",
+        "HealthRetries=3",
+        "StopTimeout=30",
+        "StopSignal=SIGINT",
+        "Environment=\"PASSWORD=pa$word with ${NOT_A_VAR}\"",
+    ] {
+        assert!(db.lines().any(|l| l == line), "no {line} in\n{db}");
+    }
+    // Only keys podman-systemd.unit(5) documents, in the sections it puts them.
+    let documented = [
+        "Description",
+        "Requires",
+        "After",
+        "Image",
+        "ContainerName",
+        "Network",
+        "NetworkAlias",
+        "Entrypoint",
+        "Exec",
+        "Environment",
+        "PublishPort",
+        "Volume",
+        "Secret",
+        "User",
+        "Group",
+        "WorkingDir",
+        "HostName",
+        "Label",
+        "AddCapability",
+        "DropCapability",
+        "ReadOnly",
+        "Tmpfs",
+        "StopSignal",
+        "StopTimeout",
+        "PodmanArgs",
+        "HealthCmd",
+        "HealthInterval",
+        "HealthTimeout",
+        "HealthStartPeriod",
+        "HealthRetries",
+        "HealthOnFailure",
+        "Restart",
+        "WantedBy",
+        "NetworkName",
+        "VolumeName",
+    ];
+    for f in out.files.iter().filter(|f| !f.path.contains('/')) {
+        for l in f
+            .content
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('['))
+        {
+            let key = l.split('=').next().unwrap_or("");
+            assert!(documented.contains(&key), "{key} in {}", f.path);
+        }
+    }
+    let lost: Vec<(Option<&str>, &str)> = out
+        .report
+        .losses
+        .iter()
+        .map(|l| (l.service.as_deref(), l.field.as_str()))
+        .collect();
+    assert!(lost.contains(&(Some("web"), "ssh")), "{lost:?}");
+    assert!(
+        lost.contains(&(Some("batch"), "configs.site.reload")),
+        "{lost:?}"
+    );
 }

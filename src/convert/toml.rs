@@ -14,21 +14,21 @@ pub const FILE: &str = "berth.toml";
 
 pub(super) fn convert(dep: &Deployment, to_dir: bool, out: &mut Output) -> Result<()> {
     let mut form = crate::deployment::stored::file_form(dep);
-    if let Some(top) = form.as_object_mut() {
-        if !dep.secrets.is_empty() {
-            let mut secrets = Map::new();
-            for name in dep.secrets.keys() {
-                let v = match file_ref(dep, FileKind::Secret, name, to_dir, out)? {
-                    FileRef::File(p) => json!({ "file": p }),
-                    FileRef::Environment(var) => json!({ "environment": var }),
-                    FileRef::Content(_) => {
-                        return Err(Error::Runtime("a secret is never written inline".into()));
-                    }
-                };
-                secrets.insert(name.clone(), v);
-            }
-            top.insert("secrets".into(), Value::Object(secrets));
+    if let Some(top) = form.as_object_mut()
+        && !dep.secrets.is_empty()
+    {
+        let mut secrets = Map::new();
+        for name in dep.secrets.keys() {
+            let v = match file_ref(dep, FileKind::Secret, name, to_dir, out)? {
+                FileRef::File(p) => json!({ "file": p }),
+                FileRef::Environment(var) => json!({ "environment": var }),
+                FileRef::Content(_) => {
+                    return Err(Error::Runtime("a secret is never written inline".into()));
+                }
+            };
+            secrets.insert(name.clone(), v);
         }
+        top.insert("secrets".into(), Value::Object(secrets));
     }
     if !dep.deployment_keys.is_empty() {
         out.report.lose(

@@ -20,14 +20,19 @@ fn the_mail_example_converts_to_compose_and_toml() {
     let out_s = out_dir.display().to_string();
     let out = run(
         &ws,
-        &["-f", &file, "--set", KEY, "convert", "--to", "compose", "-o", &out_s, "--output", "json"],
+        &[
+            "-f", &file, "--set", KEY, "convert", "--to", "compose", "-o", &out_s, "--output",
+            "json",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("report is not JSON: {e}\n{}", show(&out)));
     let losses = report["losses"].as_array().cloned().unwrap_or_default();
     assert!(
-        losses.iter().any(|l| l["service"] == "webmail" && l["field"] == "links.mail"),
+        losses
+            .iter()
+            .any(|l| l["service"] == "webmail" && l["field"] == "links.mail"),
         "{report}"
     );
     // docker-compose itself accepts the file (the project name by -p).
@@ -50,7 +55,9 @@ fn the_mail_example_converts_to_compose_and_toml() {
     let strict_s = strict_dir.display().to_string();
     let out = run(
         &ws,
-        &["-f", &file, "--set", KEY, "convert", "--to", "compose", "--strict", "-o", &strict_s],
+        &[
+            "-f", &file, "--set", KEY, "convert", "--to", "compose", "--strict", "-o", &strict_s,
+        ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
