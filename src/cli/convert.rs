@@ -47,6 +47,13 @@ pub async fn run(ctx: &Context, args: ConvertArgs) -> Result<u8> {
         ToArg::Toml => Target::Toml,
     };
     let out = convert::convert(&loaded.deployment, target, args.out_dir.is_some())?;
+    if args.out_dir.is_none() && out.files.len() > 1 {
+        return Err(Error::Usage(format!(
+            "--to {} writes {} files: give -o DIR",
+            target.as_str(),
+            out.files.len()
+        )));
+    }
     let report = match args.output {
         OutputFormat::Table => out.report.text(),
         OutputFormat::Json => serde_json::to_string_pretty(&out.report)
@@ -69,16 +76,11 @@ pub async fn run(ctx: &Context, args: ConvertArgs) -> Result<u8> {
     }
     match &args.out_dir {
         Some(dir) => convert::write_to(dir, &out.files)?,
-        None => match out.files.as_slice() {
-            [one] => print!("{}", one.content),
-            _ => {
-                return Err(Error::Usage(format!(
-                    "--to {} writes {} files: give -o DIR",
-                    target.as_str(),
-                    out.files.len()
-                )));
+        None => {
+            for f in &out.files {
+                print!("{}", f.content);
             }
-        },
+        }
     }
     Ok(0)
 }
