@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 pub enum ToArg {
     /// A Compose file (compose.yaml).
     Compose,
+    /// Kubernetes manifests (kubernetes.yaml; Secrets in secrets.yaml, only with -o).
+    Kubernetes,
     /// podman Quadlet units (.container, .volume, .network); needs -o.
     Quadlet,
     /// berth's own TOML (berth.toml).
@@ -44,6 +46,7 @@ pub async fn run(ctx: &Context, args: ConvertArgs) -> Result<u8> {
     let target = match args.to {
         ToArg::Compose => Target::Compose,
         ToArg::Quadlet => Target::Quadlet,
+        ToArg::Kubernetes => Target::Kubernetes,
         ToArg::Toml => Target::Toml,
     };
     let out = convert::convert(&loaded.deployment, target, args.out_dir.is_some())?;

@@ -4,6 +4,7 @@
 //! command writes them.
 
 mod compose;
+mod kubernetes;
 mod quadlet;
 mod report;
 mod toml;
@@ -19,6 +20,7 @@ pub enum Target {
     Compose,
     Toml,
     Quadlet,
+    Kubernetes,
 }
 
 impl Target {
@@ -27,6 +29,7 @@ impl Target {
             Target::Compose => "compose",
             Target::Toml => "toml",
             Target::Quadlet => "quadlet",
+            Target::Kubernetes => "kubernetes",
         }
     }
 }
@@ -61,6 +64,7 @@ pub fn convert(dep: &Deployment, target: Target, to_dir: bool) -> Result<Output>
         Target::Compose => compose::convert(dep, to_dir, &mut out)?,
         Target::Toml => toml::convert(dep, to_dir, &mut out)?,
         Target::Quadlet => quadlet::convert(dep, &mut out)?,
+        Target::Kubernetes => kubernetes::convert(dep, to_dir, &mut out)?,
     }
     out.report.files = out.files.iter().map(|f| f.path.clone()).collect();
     Ok(out)

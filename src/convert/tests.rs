@@ -317,3 +317,59 @@ fn quadlet_writes_one_container_unit_per_instance_with_documented_keys() {
         "{lost:?}"
     );
 }
+
+#[test]
+fn kubernetes_writes_workloads_services_and_secrets_only_into_a_0600_file() {
+    let (_src, dep) = full();
+    let out = convert(&dep, Target::Kubernetes, true).unwrap_or_else(|e| panic!("{e}"));
+    let main = &out.files[0];
+    assert_eq!(main.path, "kubernetes.yaml");
+    assert!(!main.content.contains("hunter2"), "{}", main.content);
+    for want in [
+        "kind: StatefulSet",
+        "volumeClaimTemplates",
+        "kind: Deployment",
+        "kind: Service",
+        "kind: ConfigMap",
+        "readinessProbe",
+        "replicas: 3",
+        "readOnlyRootFilesystem: true",
+        "terminationGracePeriodSeconds: 30",
+        "runAsUser: 1000",
+        "medium: Memory",
+        "sizeLimit: 64Mi",
+    ] {
+        assert!(
+            main.content.contains(want),
+            "no {want} in\n{}",
+            main.content
+        );
+    }
+    // db ignores an unhealthy state: readiness only, no liveness probe.
+    assert!(!main.content.contains("livenessProbe"), "{}", main.content);
+    let secrets = out
+        .files
+        .iter()
+        .find(|f| f.path == "secrets.yaml")
+        .unwrap_or_else(|| panic!("no secrets.yaml"));
+    assert_eq!(secrets.mode, 0o600);
+    assert!(secrets.content.contains("hunter2"));
+    // Without a directory the Secret is left out, and the note says how to make it.
+    let out = convert(&dep, Target::Kubernetes, false).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.files.len(), 1);
+    assert!(out.files.iter().all(|f| !f.content.contains("hunter2")));
+    assert!(
+        out.report
+            .notes
+            .iter()
+            .any(|n| n.reason.contains("kubectl create secret"))
+    );
+    let lost: Vec<(Option<&str>, &str)> = out
+        .report
+        .losses
+        .iter()
+        .map(|l| (l.service.as_deref(), l.field.as_str()))
+        .collect();
+    assert!(lost.contains(&(Some("web"), "restart")), "{lost:?}");
+    assert!(lost.contains(&(Some("db"), "stop_signal")), "{lost:?}");
+}

@@ -1,5 +1,6 @@
 //! `berth convert`: the mail example written for Compose is a file
-//! docker-compose accepts, and written as TOML one berth validates.
+//! docker-compose accepts, as TOML one berth validates, and as Kubernetes
+//! manifests that pass schema validation.
 
 use crate::support::*;
 
@@ -72,4 +73,36 @@ fn the_mail_example_converts_to_compose_and_toml() {
     let t = toml_file.display().to_string();
     let out = run(&ws, &["-f", &t, "validate"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // Kubernetes manifests pass schema validation (kubernetes-validate
+    // bundles the schemas; scripts/install-deps installs it).
+    let k8s_dir = ws.path().join("k8s-out");
+    let k8s_s = k8s_dir.display().to_string();
+    let out = run(
+        &ws,
+        &[
+            "-f",
+            &file,
+            "--set",
+            KEY,
+            "convert",
+            "--to",
+            "kubernetes",
+            "-o",
+            &k8s_s,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let kv = std::process::Command::new("kubernetes-validate")
+        .arg("--strict")
+        .arg(k8s_dir.join("kubernetes.yaml"))
+        .output()
+        .unwrap_or_else(|e| panic!("kubernetes-validate (scripts/install-deps installs it): {e}"));
+    assert!(kv.status.success(), "{}", show(&kv));
+    let text =
+        std::fs::read_to_string(k8s_dir.join("kubernetes.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        text.contains("wait-for-mail"),
+        "webmail waits for mail:\n{text}"
+    );
 }
