@@ -106,3 +106,61 @@ fn the_mail_example_converts_to_compose_and_toml() {
         "webmail waits for mail:\n{text}"
     );
 }
+
+/// The Quadlet units of the native example, against golden files in
+/// `tests/golden/quadlet/example/` (`BERTH_BLESS=1` rewrites them; review
+/// the diff). Their keys are the ones podman-systemd.unit(5) documents (the
+/// unit tests check the list).
+#[test]
+fn quadlet_units_of_the_example_match_the_golden_files() {
+    let ws = Workspace::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file = root
+        .join("tests/fixtures/example.toml")
+        .display()
+        .to_string();
+    let out_dir = ws.path().join("quadlet");
+    let out_s = out_dir.display().to_string();
+    let out = run(
+        &ws,
+        &["-f", &file, "convert", "--to", "quadlet", "-o", &out_s],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let golden = root.join("tests/golden/quadlet/example");
+    let bless = std::env::var_os("BERTH_BLESS").is_some();
+    if bless {
+        let _ = std::fs::remove_dir_all(&golden);
+        std::fs::create_dir_all(&golden).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let written = names(&out_dir);
+    let mut problems = Vec::new();
+    for name in &written {
+        let got = std::fs::read_to_string(out_dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
+        if bless {
+            std::fs::write(golden.join(name), &got).unwrap_or_else(|e| panic!("{e}"));
+            continue;
+        }
+        match std::fs::read_to_string(golden.join(name)) {
+            Ok(want) if want == got => {}
+            Ok(want) => problems.push(format!(
+                "{name} differs (BERTH_BLESS=1 rewrites it)\n--- golden\n{want}--- written\n{got}"
+            )),
+            Err(e) => problems.push(format!("{name}: {e} (BERTH_BLESS=1 writes it)")),
+        }
+    }
+    assert_eq!(
+        names(&golden),
+        written,
+        "golden files for units no longer written"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
