@@ -418,6 +418,13 @@ fn service(dep: &Deployment, svc: &Service, out: &mut Output, docs: &mut Vec<Val
             "metadata": { "name": name, "labels": labels(dep, svc) },
             "spec": { "selector": labels(dep, svc), "ports": svc_ports },
         }));
+    } else if kind == "StatefulSet" {
+        // The Service a StatefulSet names: headless, for its pods' names.
+        docs.push(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": { "name": name, "labels": labels(dep, svc) },
+            "spec": { "selector": labels(dep, svc), "clusterIP": "None" },
+        }));
     }
 }
 

@@ -373,3 +373,57 @@ fn kubernetes_writes_workloads_services_and_secrets_only_into_a_0600_file() {
     assert!(lost.contains(&(Some("web"), "restart")), "{lost:?}");
     assert!(lost.contains(&(Some("db"), "stop_signal")), "{lost:?}");
 }
+
+/// Compose → berth → Compose → berth: the same model.
+#[test]
+fn a_compose_file_converted_back_to_compose_reads_as_the_same_deployment() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("compose.yaml");
+    let text = r#"
+x-common: &common
+  restart: unless-stopped
+  labels: { tier: back }
+services:
+  db:
+    <<: *common
+    image: postgres:16
+    environment: { POSTGRES_PASSWORD_FILE: /run/secrets/pw }
+    volumes: [ "data:/var/lib/postgresql/data" ]
+    healthcheck:
+      test: ["CMD", "pg_isready", "-U", "postgres"]
+      interval: 10s
+      retries: 5
+    secrets: [ pw ]
+    stop_grace_period: 1m
+  web:
+    image: nginx:1.27
+    ports: [ "127.0.0.1:8080:80" ]
+    depends_on:
+      db: { condition: service_healthy }
+    deploy: { resources: { limits: { memory: 256m, cpus: "0.5" } } }
+    tmpfs: [ /run ]
+    cap_drop: [ ALL ]
+    read_only: true
+volumes:
+  data: {}
+secrets:
+  pw: { file: ./pw.txt }
+"#;
+    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("pw.txt"), "s3cret").unwrap_or_else(|e| panic!("{e}"));
+    let first = load_file(&file, Some(Format::Compose), vec![]);
+    let out = convert(&first, Target::Compose, true).unwrap_or_else(|e| panic!("{e}"));
+    let written = write_out(&out);
+    let back = load_file(
+        &written.path().join("compose.yaml"),
+        Some(Format::Compose),
+        vec![],
+    );
+    // Only on_unhealthy is reported lost, and it reads back as it was (the default).
+    assert_eq!(back, first);
+    let again = convert(&back, Target::Compose, true).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        again.files, out.files,
+        "the second conversion writes the same files"
+    );
+}
