@@ -15,6 +15,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod convert;
 pub mod data;
 pub mod deployment;
 pub mod doctor;

@@ -39,6 +39,7 @@ mod apply;
 mod authorized_keys;
 mod backup;
 mod completions;
+mod convert;
 mod destroy;
 mod doctor;
 mod exec;
@@ -184,6 +185,8 @@ pub enum Command {
     AuthorizedKeys(authorized_keys::AuthorizedKeysArgs),
     /// Check that this host is ready for berth.
     Doctor(doctor::DoctorArgs),
+    /// Write the deployment for another engine (Compose, Quadlet) or as berth TOML.
+    Convert(convert::ConvertArgs),
     /// Print the JSON Schema of the deployment file.
     Schema(schema::SchemaArgs),
     /// Print a shell completion script.
@@ -327,6 +330,7 @@ async fn run(ctx: Context, command: Command) -> Result<u8> {
         Command::SshGateway(a) => ssh_gateway::run(&ctx, a).await,
         Command::AuthorizedKeys(a) => authorized_keys::run(&ctx, a).await,
         Command::Doctor(a) => doctor::run(&ctx, a).await,
+        Command::Convert(a) => convert::run(&ctx, a).await,
         Command::Schema(a) => schema::run(&ctx, a).await,
         Command::Completions(a) => completions::run(&ctx, a).await,
         Command::ManPages(a) => man_pages::run(&ctx, a).await,

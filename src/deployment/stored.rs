@@ -123,7 +123,7 @@ fn string_map(map: &std::collections::BTreeMap<String, String>) -> Value {
 }
 
 /// The native deployment file (JSON form) that reads as `dep`.
-fn file_form(dep: &Deployment) -> Value {
+pub(crate) fn file_form(dep: &Deployment) -> Value {
     let mut top = Map::new();
     top.insert("name".into(), s(&dep.name));
     if !dep.keys.is_empty() {

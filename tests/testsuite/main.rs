@@ -3,6 +3,7 @@
 
 mod apply;
 mod compose;
+mod convert;
 mod data;
 mod files;
 mod health;

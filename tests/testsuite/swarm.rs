@@ -449,5 +449,9 @@ stop_timeout = 2
     // The file still says `two`: plan shows the way back to it.
     let plan = berth(&c, &ws, &["plan"]);
     assert_eq!(plan.status.code(), Some(3), "{}", show(&plan));
-    assert!(show(&plan).contains(r#"env.V: "one" → "two""#), "{}", show(&plan));
+    assert!(
+        show(&plan).contains(r#"env.V: "one" → "two""#),
+        "{}",
+        show(&plan)
+    );
 }
