@@ -57,6 +57,7 @@ mod ssh_gateway;
 mod start_stop;
 mod supervise;
 mod up;
+mod update;
 mod validate;
 
 /// What `berth --version` prints after the name: the package version and
@@ -204,6 +205,9 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Return to an earlier applied revision (images and spec, optionally data).
     Rollback(rollback::RollbackArgs),
+    /// Move services to the digest their image tag names now; roll back
+    /// one that is not healthy, with its data.
+    Update(update::UpdateArgs),
 }
 
 /// The deployment file when none is named; without it, a Compose file
@@ -339,6 +343,7 @@ async fn run(ctx: Context, command: Command) -> Result<u8> {
         Command::Snapshots(a) => snapshots::run(&ctx, a).await,
         Command::History(a) => history::run(&ctx, a).await,
         Command::Rollback(a) => rollback::run(&ctx, a).await,
+        Command::Update(a) => update::run(&ctx, a).await,
     }
 }
 

@@ -295,6 +295,59 @@ fn explain_pull_error(reference: &str, e: &bollard::errors::Error) -> String {
     }
 }
 
+impl Engine {
+    /// The digest the registry serves for `reference` now (the engine's
+    /// distribution inspect, with the credentials the client configuration
+    /// has for that registry). The error is an operator-facing message.
+    pub async fn registry_digest(&self, reference: &str) -> Result<String> {
+        let creds = super::registry::credentials_for(reference);
+        let d = self
+            .docker()
+            .inspect_registry_image(reference, creds)
+            .await
+            .map_err(|e| Error::engine(format!("asking the registry about {reference}"), e))?;
+        let digest = d.descriptor.digest.unwrap_or_default();
+        if digest.is_empty() {
+            return Err(Error::Runtime(format!(
+                "the registry of {reference} returned no digest for it"
+            )));
+        }
+        Ok(digest)
+    }
+
+    /// The registry digests of the local image `id` for repository `repo`
+    /// (its `RepoDigests` naming that repository); empty when the image is
+    /// gone or was never pulled from there.
+    pub async fn repo_digests(&self, id: &str, repo: &str) -> Result<Vec<String>> {
+        let img = match self.docker().inspect_image(id).await {
+            Ok(i) => i,
+            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::engine(format!("inspecting image {id}"), e)),
+        };
+        Ok(img
+            .repo_digests
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|rd| rd.split_once('@'))
+            .filter(|(r, _)| *r == repo)
+            .map(|(_, d)| d.to_string())
+            .collect())
+    }
+
+    /// Point `reference` (`repo:tag`) at the local image `id` again.
+    pub async fn retag(&self, id: &str, reference: &str) -> Result<()> {
+        let (repo, tag) = split_reference(reference);
+        let opts = bollard::query_parameters::TagImageOptionsBuilder::default()
+            .repo(&repo)
+            .tag(&tag)
+            .build();
+        self.docker()
+            .tag_image(id, Some(opts))
+            .await
+            .map_err(|e| Error::engine(format!("tagging image {id} as {reference}"), e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,3 +7,4 @@ pub mod control;
 pub mod logs;
 pub mod select;
 pub mod status;
+pub mod update;

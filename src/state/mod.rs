@@ -91,6 +91,12 @@ impl StateDir {
             .ok()
     }
 
+    /// Registry digests `berth update` rolled back from, by service: later
+    /// updates skip them until the tag moves on.
+    pub fn bad_digests(&self, deployment: &str) -> PathBuf {
+        self.deployment_dir(deployment).join("bad-digests.json")
+    }
+
     pub fn lock_file(&self, deployment: &str) -> PathBuf {
         self.deployment_dir(deployment).join("lock")
     }

@@ -25,4 +25,5 @@ mod swarm_cluster;
 mod systemd_host;
 mod units;
 mod up;
+mod update;
 mod upgrade;

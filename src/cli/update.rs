@@ -1,0 +1,94 @@
+//! `berth update [SERVICE...] [--check] [--output json]`: move services to
+//! the digest their image tag names now, rolling back one that is not
+//! healthy (see `crate::ops::update`).
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{Context, OutputFormat};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::ops::update::{self, Change};
+
+/// `--check` exits with this when something would change.
+pub const EXIT_WOULD_CHANGE: u8 = 3;
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The services to update (default: every service whose image is a tag).
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// Only list what would change; exit 3 when anything would, 0 when not.
+    #[arg(long)]
+    pub check: bool,
+    /// How long each updated service may take to be running and healthy
+    /// before it is rolled back (`30s`, `2m`).
+    #[arg(long, value_name = "DURATION", value_parser = super::apply::parse_duration, default_value = "2m")]
+    pub health_timeout: Duration,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub apply_args: super::apply::ApplyArgs,
+}
+
+fn print_changes(changes: &[Change], skipped: &[Change], output: OutputFormat) -> Result<()> {
+    match output {
+        OutputFormat::Json => {
+            let json = serde_json::to_string_pretty(&serde_json::json!({
+                "changes": changes,
+                "skipped_bad": skipped,
+            }))
+            .map_err(|e| Error::Runtime(format!("cannot print JSON: {e}")))?;
+            println!("{json}");
+        }
+        OutputFormat::Table => {
+            for c in changes {
+                println!(
+                    "{}\t{}\t{} -> {}",
+                    c.service,
+                    c.image,
+                    c.from.as_deref().unwrap_or("unknown"),
+                    c.to
+                );
+            }
+            for c in skipped {
+                println!(
+                    "{}\t{}\tskipped: {} was rolled back from before",
+                    c.service, c.image, c.to
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(ctx: &Context, args: UpdateArgs) -> Result<u8> {
+    let deployment = ctx.load_deployment_warned()?;
+    let engine = Engine::connect().await?;
+    let state = ctx.state_dir();
+    if args.check {
+        let r = update::check(&engine, &state, &deployment, &args.services).await?;
+        print_changes(&r.changes, &r.skipped_bad, args.output)?;
+        return Ok(if r.changes.is_empty() {
+            0
+        } else {
+            EXIT_WOULD_CHANGE
+        });
+    }
+    let opts = super::apply::converge_options(&args.apply_args, ctx)?;
+    let r = update::update(
+        &engine,
+        &state,
+        &deployment,
+        &args.services,
+        &opts,
+        args.health_timeout,
+        super::apply::reporter(args.apply_args.quiet),
+    )
+    .await?;
+    if !args.apply_args.quiet || args.output == OutputFormat::Json {
+        print_changes(&r.updated, &r.skipped_bad, args.output)?;
+    }
+    Ok(0)
+}

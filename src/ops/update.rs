@@ -1,0 +1,220 @@
+//! `berth update`: move services whose image is a tag to the digest the
+//! registry serves for it now, one service at a time in link order, through
+//! the ordinary apply (which snapshots the volumes of every instance whose
+//! image changes). A service that is not healthy in time is rolled back
+//! with its data ([`lifecycle::rollback`]), its old image is tagged again,
+//! and the digest is remembered so later updates skip it until the tag
+//! moves on; the services after it are not updated.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::apply::Reporter;
+use crate::apply::converge::{self, ConvergeOptions};
+use crate::data::lifecycle;
+use crate::deployment::Deployment;
+use crate::engine::Engine;
+use crate::engine::images::split_reference;
+use crate::error::{Error, Result};
+use crate::state::StateDir;
+
+/// One service whose tag points at another digest than the one it runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    pub service: String,
+    pub image: String,
+    /// The digest its running image was pulled as (`None`: not known, for
+    /// example an image built on this host).
+    pub from: Option<String>,
+    pub to: String,
+}
+
+/// What [`check`] found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CheckReport {
+    pub changes: Vec<Change>,
+    /// Services whose new digest an earlier update rolled back from.
+    pub skipped_bad: Vec<Change>,
+}
+
+/// What [`update`] did.
+#[derive(Debug, Default)]
+pub struct UpdateReport {
+    pub updated: Vec<Change>,
+    pub skipped_bad: Vec<Change>,
+}
+
+/// `bad-digests.json`: service -> digests rolled back from.
+type BadDigests = BTreeMap<String, BTreeSet<String>>;
+
+fn read_bad(state: &StateDir, deployment: &str) -> Result<BadDigests> {
+    Ok(
+        crate::state::read_json(&state.bad_digests(deployment), "record of bad digests")?
+            .unwrap_or_default(),
+    )
+}
+
+fn record_bad(state: &StateDir, deployment: &str, service: &str, digest: &str) -> Result<()> {
+    let mut bad = read_bad(state, deployment)?;
+    bad.entry(service.to_string())
+        .or_default()
+        .insert(digest.to_string());
+    let json = serde_json::to_vec_pretty(&bad)
+        .map_err(|e| Error::Runtime(format!("cannot serialise bad digests: {e}")))?;
+    crate::state::write_private(&state.bad_digests(deployment), &json)
+}
+
+/// An image reference naming a tag (not a digest or an image ID).
+fn is_tag(image: &str) -> bool {
+    !image.contains('@') && !image.starts_with("sha256:")
+}
+
+/// Which services of `deployment` (`services`: the named ones, empty: all)
+/// would move to another digest. Touches nothing.
+pub async fn check(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    services: &[String],
+) -> Result<CheckReport> {
+    for s in services {
+        if !deployment.services.contains_key(s) {
+            return Err(Error::Usage(format!(
+                "no service {s} in deployment {}",
+                deployment.name
+            )));
+        }
+    }
+    let Some(current) = state.read_current(&deployment.name)? else {
+        return Err(Error::Usage(format!(
+            "deployment {} was never applied with state directory {}; run `berth apply` first",
+            deployment.name,
+            state.root().display()
+        )));
+    };
+    let bad = read_bad(state, &deployment.name)?;
+    let mut report = CheckReport::default();
+    for svc in deployment.services.values() {
+        if !(services.is_empty() || services.contains(&svc.name)) || !is_tag(&svc.image) {
+            continue;
+        }
+        let to = engine.registry_digest(&svc.image).await?;
+        let (repo, _) = split_reference(&svc.image);
+        let from = match current.image_ids.get(&svc.name) {
+            Some(id) => engine.repo_digests(id, &repo).await?,
+            None => Vec::new(),
+        };
+        if from.contains(&to) {
+            continue;
+        }
+        let change = Change {
+            service: svc.name.clone(),
+            image: svc.image.clone(),
+            from: from.into_iter().next(),
+            to: to.clone(),
+        };
+        if bad.get(&svc.name).is_some_and(|b| b.contains(&to)) {
+            report.skipped_bad.push(change);
+        } else {
+            report.changes.push(change);
+        }
+    }
+    Ok(report)
+}
+
+/// Update the services [`check`] finds, in link order; `wait` is how long
+/// each may take to be running and healthy.
+pub async fn update(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    services: &[String],
+    opts: &ConvergeOptions,
+    wait: Duration,
+    report: Reporter,
+) -> Result<UpdateReport> {
+    converge::check(deployment, opts)?;
+    let found = check(engine, state, deployment, services).await?;
+    let levels = deployment.link_levels();
+    let mut changes = found.changes.clone();
+    changes.sort_by_key(|c| {
+        (
+            levels.get(&c.service).copied().unwrap_or(0),
+            c.service.clone(),
+        )
+    });
+    let mut done = UpdateReport {
+        updated: Vec::new(),
+        skipped_bad: found.skipped_bad,
+    };
+    let mut opts = opts.clone();
+    opts.wait = None;
+    for change in changes {
+        let before = state.read_current(&deployment.name)?;
+        let old_id = before
+            .as_ref()
+            .and_then(|r| r.image_ids.get(&change.service).cloned());
+        engine
+            .pull_images(std::slice::from_ref(&change.image), opts.apply.progress)
+            .await?;
+        report(format!(
+            "updating {} to {} ({})",
+            change.service, change.image, change.to
+        ));
+        let outcome = converge::converge(engine, state, deployment, &opts, report.clone()).await?;
+        let containers: Vec<String> = deployment
+            .services
+            .get(&change.service)
+            .map(|svc| {
+                deployment
+                    .service_instances(svc)
+                    .into_iter()
+                    .map(|i| i.container)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let not_ready = crate::apply::health::wait_ready(engine, state, &containers, wait).await;
+        if not_ready.is_empty() {
+            done.updated.push(change);
+            continue;
+        }
+        let why: Vec<String> = not_ready.iter().map(|n| n.to_string()).collect();
+        report(format!(
+            "{} is not healthy on {}; rolling back with its data",
+            change.service, change.to
+        ));
+        record_bad(state, &deployment.name, &change.service, &change.to)?;
+        let Some(before) = before else {
+            return Err(Error::Runtime(format!(
+                "update of {}: not healthy on {} and there is no earlier revision to roll back to:\n{}",
+                change.service,
+                change.to,
+                why.join("\n")
+            )));
+        };
+        lifecycle::rollback(
+            engine,
+            state,
+            &deployment.name,
+            Some(before.revision),
+            true,
+            &opts,
+            report.clone(),
+        )
+        .await?;
+        // The tag again names what runs, so a plain apply keeps it.
+        if let Some(id) = old_id {
+            engine.retag(&id, &change.image).await?;
+        }
+        return Err(Error::Runtime(format!(
+            "update of {} to {} ({}) rolled back (revision {} applied it; {} is healthy again on the previous image); not healthy:\n{}",
+            change.service,
+            change.image,
+            change.to,
+            outcome.applied.revision,
+            change.service,
+            why.join("\n")
+        )));
+    }
+    Ok(done)
+}

@@ -1,0 +1,138 @@
+//! `berth update`: a tag that moved in the registry is taken (data kept); a
+//! build that does not become healthy is rolled back with its data, and
+//! skipped by later updates until the tag moves on.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+fn file(name: &str, image: &str) -> String {
+    format!(
+        r#"name = "{name}"
+
+[services.app]
+image = "{image}"
+command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+volumes = ["data:/data"]
+health = {{ cmd = ["test", "-f", "/ok"], interval = "1s", timeout = "1s", retries = 2 }}
+"#
+    )
+}
+
+/// The `v` label of the image container `c` runs.
+fn version(c: &str) -> String {
+    docker_ok(&["inspect", "-f", "{{index .Config.Labels \"v\"}}", c])
+        .trim()
+        .to_string()
+}
+
+fn has_file(c: &str, path: &str) -> bool {
+    docker(&["exec", c, "test", "-f", path]).status.success()
+}
+
+fn build(v: u32, healthy: bool) -> String {
+    let ok = if healthy { "RUN touch /ok\n" } else { "" };
+    busybox_image("update", &format!("{ok}LABEL v={v}"))
+}
+
+#[test]
+fn update_takes_good_builds_and_rolls_back_a_bad_one_with_its_data() {
+    let name = unique_name("update");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let mut reg = Registry::start(None);
+    let repo = format!("{name}/app:latest");
+    let image = reg.push(&build(1, true), &repo);
+    ws.write("berth.toml", &file(&name, &image));
+    let c = format!("{name}-app");
+    let docker_args = ["--integration", "docker"];
+
+    let out = run(&ws, &["apply", "--integration", "docker", "--wait"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(version(&c), "1");
+    docker_ok(&["exec", &c, "touch", "/data/v1"]);
+
+    let out = run(&ws, &["update", "--check"]);
+    assert_eq!(out.status.code(), Some(0), "nothing moved: {}", show(&out));
+
+    // A good new build under the same tag.
+    reg.push(&build(2, true), &repo);
+    let out = run(&ws, &["update", "--check", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["changes"][0]["service"], "app", "{json}");
+    assert_eq!(version(&c), "1", "--check touches nothing");
+    let out = run(&ws, &[&["update"][..], &docker_args[..]].concat());
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(version(&c), "2");
+    assert!(has_file(&c, "/data/v1"), "data kept across the update");
+    let out = run(&ws, &["update", "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // A bad build: starts, never healthy.
+    docker_ok(&["exec", &c, "touch", "/data/before"]);
+    reg.push(&build(3, false), &repo);
+    let child = Command::new(bin())
+        .args([
+            "update",
+            "--integration",
+            "docker",
+            "--health-timeout",
+            "8s",
+        ])
+        .env("BERTH_STATE_DIR", ws.state_dir())
+        .env("BERTH_UNIT_DIR", ws.unit_dir())
+        .current_dir(ws.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run update");
+    // Data written while the bad build runs must not survive the rollback.
+    assert!(
+        wait_for(Duration::from_secs(120), || {
+            docker(&["inspect", "-f", "{{index .Config.Labels \"v\"}}", &c])
+                .stdout
+                .starts_with(b"3")
+                && docker(&["exec", &c, "touch", "/data/after"])
+                    .status
+                    .success()
+        }),
+        "the bad build never ran"
+    );
+    let out = child.wait_with_output().expect("update finishes");
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("update of app"), "{}", show(&out));
+    assert!(err.contains("rolled back"), "{}", show(&out));
+    assert_eq!(version(&c), "2", "back on the good image");
+    assert!(has_file(&c, "/data/before"), "data from before the update");
+    assert!(
+        !has_file(&c, "/data/after"),
+        "data from the bad build is gone"
+    );
+    assert!(has_file(&c, "/data/v1"));
+
+    // The bad digest is not tried again.
+    let out = run(&ws, &["update", "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = run(&ws, &[&["update"][..], &docker_args[..]].concat());
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(version(&c), "2");
+
+    // A fixed build is taken.
+    reg.push(&build(4, true), &repo);
+    let out = run(&ws, &[&["update"][..], &docker_args[..]].concat());
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(version(&c), "4");
+    assert!(has_file(&c, "/data/before"));
+
+    // Every update and the rollback are revisions; rollback works across them.
+    let out = run(&ws, &["history", "--output", "json"]);
+    let revs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history JSON");
+    assert!(revs.as_array().map(|a| a.len()).unwrap_or(0) >= 5, "{revs}");
+    let out = run(&ws, &["rollback", "--integration", "docker"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(version(&c), "2");
+}
