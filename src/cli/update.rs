@@ -26,6 +26,10 @@ pub struct UpdateArgs {
     /// before it is rolled back (`30s`, `2m`).
     #[arg(long, value_name = "DURATION", value_parser = super::apply::parse_duration, default_value = "2m")]
     pub health_timeout: Duration,
+    /// How long an updated service must then stay running (and healthy)
+    /// before the next one is updated.
+    #[arg(long, value_name = "DURATION", value_parser = super::apply::parse_duration, default_value = "5s")]
+    pub settle: Duration,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     #[command(flatten)]
@@ -84,6 +88,7 @@ pub async fn run(ctx: &Context, args: UpdateArgs) -> Result<u8> {
         &args.services,
         &opts,
         args.health_timeout,
+        args.settle,
         super::apply::reporter(args.apply_args.quiet),
     )
     .await?;

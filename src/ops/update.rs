@@ -123,7 +123,8 @@ pub async fn check(
 }
 
 /// Update the services [`check`] finds, in link order; `wait` is how long
-/// each may take to be running and healthy.
+/// each may take to be running and healthy, `settle` how long it must
+/// then stay so.
 pub async fn update(
     engine: &Engine,
     state: &StateDir,
@@ -131,6 +132,7 @@ pub async fn update(
     services: &[String],
     opts: &ConvergeOptions,
     wait: Duration,
+    settle: Duration,
     report: Reporter,
 ) -> Result<UpdateReport> {
     converge::check(deployment, opts)?;
@@ -173,7 +175,15 @@ pub async fn update(
                     .collect()
             })
             .unwrap_or_default();
-        let not_ready = crate::apply::health::wait_ready(engine, state, &containers, wait).await;
+        let mut not_ready =
+            crate::apply::health::wait_ready(engine, state, &containers, wait).await;
+        if not_ready.is_empty() && !settle.is_zero() {
+            // Running (and healthy) once is not enough: a build that exits
+            // or turns unhealthy soon after starting is rolled back too.
+            tokio::time::sleep(settle).await;
+            not_ready =
+                crate::apply::health::wait_ready(engine, state, &containers, Duration::ZERO).await;
+        }
         if not_ready.is_empty() {
             done.updated.push(change);
             continue;
