@@ -87,8 +87,10 @@ pub async fn run(ctx: &Context, args: UpdateArgs) -> Result<u8> {
         &deployment,
         &args.services,
         &opts,
-        args.health_timeout,
-        args.settle,
+        update::Timing {
+            wait: args.health_timeout,
+            settle: args.settle,
+        },
         super::apply::reporter(args.apply_args.quiet),
     )
     .await?;

@@ -44,6 +44,14 @@ pub struct UpdateReport {
     pub skipped_bad: Vec<Change>,
 }
 
+/// How long an updated service may take to be running and healthy
+/// (`wait`), and how long it must then stay so (`settle`).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub wait: Duration,
+    pub settle: Duration,
+}
+
 /// `bad-digests.json`: service -> digests rolled back from.
 type BadDigests = BTreeMap<String, BTreeSet<String>>;
 
@@ -123,16 +131,15 @@ pub async fn check(
 }
 
 /// Update the services [`check`] finds, in link order; `wait` is how long
-/// each may take to be running and healthy, `settle` how long it must
-/// then stay so.
+/// each may take to be running and healthy, and how long it must then stay
+/// so ([`Timing`]).
 pub async fn update(
     engine: &Engine,
     state: &StateDir,
     deployment: &Deployment,
     services: &[String],
     opts: &ConvergeOptions,
-    wait: Duration,
-    settle: Duration,
+    timing: Timing,
     report: Reporter,
 ) -> Result<UpdateReport> {
     converge::check(deployment, opts)?;
@@ -149,6 +156,7 @@ pub async fn update(
         updated: Vec::new(),
         skipped_bad: found.skipped_bad,
     };
+    let Timing { wait, settle } = timing;
     let mut opts = opts.clone();
     opts.wait = None;
     for change in changes {
