@@ -1,5 +1,5 @@
 //! Container limits and runtime settings (ulimits, shm_size, sysctls,
-//! extra_hosts, dns, init, logging) reach the running container, from
+//! extra_hosts, dns, init, logging, devices) reach the running container, from
 //! berth's own file and from a Compose file.
 
 use crate::support::*;
@@ -78,6 +78,7 @@ extra_hosts = ["db.example:192.0.2.10"]
 dns = "192.0.2.53"
 init = true
 logging = {{ driver = "json-file", options = {{ max-size = "1m", max-file = 2 }} }}
+devices = ["/dev/null:/dev/berth-null:r"]
 "#
         ),
     );
@@ -89,6 +90,10 @@ logging = {{ driver = "json-file", options = {{ max-size = "1m", max-file = 2 }}
     let containers = containers_of(&name);
     assert_eq!(containers.len(), 1, "{containers:?}");
     check_container(&containers[0]);
+    assert_eq!(
+        exec(&containers[0], "test -c /dev/berth-null && echo device"),
+        "device"
+    );
     let out = run(
         &ws,
         &["plan", "-f", "berth.toml", "--integration", "docker"],
