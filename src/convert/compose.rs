@@ -263,6 +263,45 @@ fn service(
     if let Some(sig) = &cs.stop_signal {
         m.insert("stop_signal".into(), s(sig));
     }
+    if !cs.ulimits.is_empty() {
+        let u = cs.ulimits.iter().map(|(k, l)| {
+            let v = if l.soft == l.hard {
+                json!(l.soft)
+            } else {
+                json!({ "soft": l.soft, "hard": l.hard })
+            };
+            (k.clone(), v)
+        });
+        m.insert("ulimits".into(), Value::Object(u.collect()));
+    }
+    if let Some(b) = cs.shm_size {
+        m.insert("shm_size".into(), json!(b));
+    }
+    if !cs.sysctls.is_empty() {
+        let v = cs.sysctls.iter().map(|(k, v)| (k.clone(), s(v)));
+        m.insert("sysctls".into(), Value::Object(v.collect()));
+    }
+    if !cs.extra_hosts.is_empty() {
+        m.insert("extra_hosts".into(), strings(&cs.extra_hosts));
+    }
+    if !cs.dns.is_empty() {
+        m.insert("dns".into(), strings(&cs.dns));
+    }
+    if let Some(i) = cs.init {
+        m.insert("init".into(), json!(i));
+    }
+    if let Some(l) = &cs.logging {
+        let mut lm = Map::new();
+        lm.insert("driver".into(), s(&l.driver));
+        if !l.options.is_empty() {
+            let o = l.options.iter().map(|(k, v)| (k.clone(), s(v)));
+            lm.insert("options".into(), Value::Object(o.collect()));
+        }
+        m.insert("logging".into(), Value::Object(lm));
+    }
+    if !cs.devices.is_empty() {
+        m.insert("devices".into(), strings(&cs.devices));
+    }
     if !labels.is_empty() {
         m.insert(
             "labels".into(),

@@ -220,6 +220,22 @@ fn service(dep: &Deployment, svc: &Service, out: &mut Output, docs: &mut Vec<Val
     if !limits.is_empty() {
         c.insert("resources".into(), json!({ "limits": limits }));
     }
+    // Pod-level or node-level in Kubernetes, not a container's own setting.
+    let node = "Kubernetes sets it per pod or node, not per container";
+    for (set, key) in [
+        (!cs.ulimits.is_empty(), "ulimits"),
+        (cs.shm_size.is_some(), "shm_size"),
+        (!cs.sysctls.is_empty(), "sysctls"),
+        (!cs.extra_hosts.is_empty(), "extra_hosts"),
+        (!cs.dns.is_empty(), "dns"),
+        (cs.init.is_some(), "init"),
+        (cs.logging.is_some(), "logging"),
+        (!cs.devices.is_empty(), "devices"),
+    ] {
+        if set {
+            r.lose(n, key, node);
+        }
+    }
     if cs.stop_signal.is_some() {
         r.lose(
             n,

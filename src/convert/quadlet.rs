@@ -249,6 +249,33 @@ fn container(
     if let Some(s) = svc.stop_timeout {
         let _ = writeln!(t, "StopTimeout={s}");
     }
+    for (name, l) in &cs.ulimits {
+        let _ = writeln!(t, "Ulimit={name}={}:{}", l.soft, l.hard);
+    }
+    if let Some(b) = cs.shm_size {
+        let _ = writeln!(t, "ShmSize={b}");
+    }
+    for (k, v) in &cs.sysctls {
+        let _ = writeln!(t, "Sysctl={}", word(&format!("{k}={v}")));
+    }
+    for h in &cs.extra_hosts {
+        let _ = writeln!(t, "AddHost={}", word(h));
+    }
+    for d in &cs.dns {
+        let _ = writeln!(t, "DNS={d}");
+    }
+    if let Some(i) = cs.init {
+        let _ = writeln!(t, "RunInit={i}");
+    }
+    for d in &cs.devices {
+        let _ = writeln!(t, "AddDevice={}", word(d));
+    }
+    if let Some(l) = &cs.logging {
+        let _ = writeln!(t, "LogDriver={}", word(&l.driver));
+        for (k, v) in &l.options {
+            let _ = writeln!(t, "PodmanArgs={}", word(&format!("--log-opt={k}={v}")));
+        }
+    }
     // No dedicated keys: passed to podman as its own options.
     if let Some(m) = cs.memory {
         let _ = writeln!(t, "PodmanArgs=--memory={m}");

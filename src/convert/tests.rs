@@ -21,6 +21,14 @@ cpus = 1.5
 stop_timeout = 30
 stop_signal = "SIGINT"
 health = { cmd = "pg_isready", interval = "5s", timeout = "1500ms", retries = 3, on_unhealthy = "ignore" }
+ulimits = { nofile = 1024, nproc = { soft = 100, hard = 200 } }
+shm_size = "64m"
+sysctls = { "net.core.somaxconn" = 1024 }
+extra_hosts = ["db.local:10.0.0.5"]
+dns = ["1.1.1.1", "2606:4700::1111"]
+init = true
+logging = { driver = "json-file", options = { max-size = "10m" } }
+devices = ["/dev/null:/dev/nothing:r"]
 [services.web]
 image = "nginx:1.27"
 count = 3
@@ -134,6 +142,14 @@ fn compose_carries_what_it_has_keys_for_and_reports_the_rest() {
         "file: ./configs/site",
         "file: ./secrets/pw",
         "disable: true",
+        "ulimits",
+        "shm_size",
+        "sysctls",
+        "extra_hosts",
+        "dns",
+        "init: true",
+        "driver: json-file",
+        "/dev/null:/dev/nothing:r",
     ] {
         assert!(text.contains(key), "no {key} in\n{text}");
     }
@@ -254,6 +270,17 @@ fn quadlet_writes_one_container_unit_per_instance_with_documented_keys() {
         "StopTimeout=30",
         "StopSignal=SIGINT",
         "Environment=\"PASSWORD=pa$word with ${NOT_A_VAR}\"",
+        "Ulimit=nofile=1024:1024",
+        "Ulimit=nproc=100:200",
+        "ShmSize=67108864",
+        "Sysctl=net.core.somaxconn=1024",
+        "AddHost=db.local:10.0.0.5",
+        "DNS=1.1.1.1",
+        "DNS=2606:4700::1111",
+        "RunInit=true",
+        "LogDriver=json-file",
+        "PodmanArgs=--log-opt=max-size=10m",
+        "AddDevice=/dev/null:/dev/nothing:r",
     ] {
         assert!(db.lines().any(|l| l == line), "no {line} in\n{db}");
     }
@@ -290,6 +317,14 @@ fn quadlet_writes_one_container_unit_per_instance_with_documented_keys() {
         "HealthStartPeriod",
         "HealthRetries",
         "HealthOnFailure",
+        "Ulimit",
+        "ShmSize",
+        "Sysctl",
+        "AddHost",
+        "DNS",
+        "RunInit",
+        "LogDriver",
+        "AddDevice",
         "Restart",
         "WantedBy",
         "NetworkName",
@@ -372,6 +407,18 @@ fn kubernetes_writes_workloads_services_and_secrets_only_into_a_0600_file() {
         .collect();
     assert!(lost.contains(&(Some("web"), "restart")), "{lost:?}");
     assert!(lost.contains(&(Some("db"), "stop_signal")), "{lost:?}");
+    for key in [
+        "ulimits",
+        "shm_size",
+        "sysctls",
+        "extra_hosts",
+        "dns",
+        "init",
+        "logging",
+        "devices",
+    ] {
+        assert!(lost.contains(&(Some("db"), key)), "{key}: {lost:?}");
+    }
 }
 
 /// Compose → berth → Compose → berth: the same model.

@@ -69,6 +69,14 @@ const DIRECT: &[&str] = &[
     "privileged",
     "configs",
     "secrets",
+    "ulimits",
+    "shm_size",
+    "sysctls",
+    "extra_hosts",
+    "dns",
+    "init",
+    "logging",
+    "devices",
 ];
 
 /// Service keys rewritten here.
@@ -106,8 +114,6 @@ const UNSUPPORTED: &[&str] = &[
     "credential_spec",
     "develop",
     "device_cgroup_rules",
-    "devices",
-    "dns",
     "dns_opt",
     "dns_search",
     "domainname",
@@ -115,14 +121,11 @@ const UNSUPPORTED: &[&str] = &[
     "env_from",
     "extends",
     "external_links",
-    "extra_hosts",
     "gpus",
     "group_add",
-    "init",
     "ipc",
     "isolation",
     "label_file",
-    "logging",
     "mac_address",
     "mem_reservation",
     "mem_swappiness",
@@ -139,12 +142,9 @@ const UNSUPPORTED: &[&str] = &[
     "runtime",
     "scale",
     "security_opt",
-    "shm_size",
     "stdin_open",
     "storage_opt",
-    "sysctls",
     "tty",
-    "ulimits",
     "use_api_socket",
     "userns_mode",
     "uts",
@@ -1225,10 +1225,10 @@ x-berth:
 
     #[test]
     fn profiles_lenient_and_names() {
-        let text = "name: fromfile\nservices:\n  a:\n    image: busybox:1.36\n    init: true\n  b:\n    image: busybox:1.36\n    profiles: [debug]\n";
+        let text = "name: fromfile\nservices:\n  a:\n    image: busybox:1.36\n    ipc: host\n  b:\n    image: busybox:1.36\n    profiles: [debug]\n";
         let e = load_compose(text, |_| {}).unwrap_err().to_string();
         assert!(
-            e.contains("5:5: error: berth cannot honour `init` in service `a`"),
+            e.contains("5:5: error: berth cannot honour `ipc` in service `a`"),
             "{e}"
         );
         let l = load_compose(text, |o| {
@@ -1241,7 +1241,7 @@ x-berth:
         assert_eq!(l.deployment.name, "fromenv");
         assert!(l.deployment.services.contains_key("b"));
         assert!(l.warnings.to_string().contains(
-            "5:5: warning: berth cannot honour `init` in service `a`; left out (--lenient)"
+            "5:5: warning: berth cannot honour `ipc` in service `a`; left out (--lenient)"
         ));
         let l = load_compose(text, |o| o.compose.lenient = true).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(l.deployment.name, "fromfile");

@@ -240,6 +240,17 @@ pub fn warnings(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, Serv
                 "add only the capabilities the service needs with cap_add, and remove privileged = true",
             );
         }
+        for dev in &svc.settings.devices {
+            d.warn(
+                sp.name,
+                format!(
+                    "service `{}` is given the host device {}: the container reaches the hardware (or kernel interface) behind it",
+                    svc.name,
+                    dev.split(':').next().unwrap_or(dev)
+                ),
+                "give only the devices the service needs, read-only (\":r\") where it can",
+            );
+        }
         for (i, cap) in svc.settings.cap_add.iter().enumerate() {
             if let Some((_, why)) = DANGEROUS_CAPS.iter().find(|(c, _)| c == cap) {
                 d.warn(

@@ -398,6 +398,14 @@ pub const SERVICE_KEYS: &[&str] = &[
     "cap_add",
     "cap_drop",
     "privileged",
+    "ulimits",
+    "shm_size",
+    "sysctls",
+    "extra_hosts",
+    "dns",
+    "init",
+    "logging",
+    "devices",
     "snapshot_on_upgrade",
     "snapshots_keep",
     "health",
@@ -945,6 +953,60 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                 }
             }
             "health" => svc.health = health(d, v, &what),
+            "ulimits" => svc.settings.ulimits = ulimits(d, v, &what),
+            "shm_size" => {
+                if let Some(t) = d.string_or_number(v, &what) {
+                    match values::parse_size(&what, &t) {
+                        Ok(0) => d.err(v.span, format!("`{what}` must be greater than 0"), "write a size such as \"64m\""),
+                        Ok(b) => svc.settings.shm_size = Some(b),
+                        Err(p) => d.problem(v.span, p),
+                    }
+                }
+            }
+            "sysctls" => {
+                for (k, val, span) in map_or_list(d, v, &what, '=') {
+                    if k.is_empty() || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                        d.err(span, format!("sysctl name {k:?} is not valid"), "write a kernel parameter name such as \"net.core.somaxconn\"");
+                    } else {
+                        svc.settings.sysctls.insert(k, val);
+                    }
+                }
+            }
+            "extra_hosts" => {
+                for (host, ip, span) in map_or_list(d, v, &what, ':') {
+                    match values::check_extra_host(&host, &ip) {
+                        Ok(ip) => svc.settings.extra_hosts.push(format!("{host}:{ip}")),
+                        Err(p) => d.problem(span, p),
+                    }
+                }
+            }
+            "dns" => {
+                if let Some(l) = d.string_or_list(v, &what) {
+                    for (ip, span) in l {
+                        if ip.trim().parse::<std::net::IpAddr>().is_ok() {
+                            svc.settings.dns.push(ip.trim().to_string());
+                        } else {
+                            d.err(span, format!("dns server `{ip}` is not an IP address"), "write an IPv4 or IPv6 address, e.g. \"1.1.1.1\"");
+                        }
+                    }
+                }
+            }
+            "init" => {
+                if let Some(b) = d.boolean(v, &what) {
+                    svc.settings.init = Some(b);
+                }
+            }
+            "logging" => svc.settings.logging = logging(d, v, &what),
+            "devices" => {
+                if let Some(l) = d.string_list(v, &what) {
+                    for (dev, span) in l {
+                        match values::parse_device(&dev) {
+                            Ok(dev) => svc.settings.devices.push(dev),
+                            Err(p) => d.problem(span, p),
+                        }
+                    }
+                }
+            }
             k if k.starts_with("x-") => {}
             _ => d.unknown_key(e, SERVICE_KEYS, &format!("in service `{sname}`")),
         }
@@ -1147,4 +1209,198 @@ fn env_map(d: &mut Decoder, v: &Node, what: &str) -> Vec<(String, String)> {
         ),
     }
     out
+}
+
+/// Resource limit names the engine knows (Docker's `--ulimit`).
+const ULIMIT_NAMES: &[&str] = &[
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// `ulimits`: name -> a number (soft and hard) or `{ soft, hard }`; -1 is
+/// unlimited.
+fn ulimits(d: &mut Decoder, v: &Node, what: &str) -> BTreeMap<String, Ulimit> {
+    const HELP: &str =
+        "write nofile = 1024, or nofile = { soft = 1024, hard = 4096 } (-1 is unlimited)";
+    let mut out = BTreeMap::new();
+    let Some(m) = d.map(v, what) else {
+        return out;
+    };
+    for e in m {
+        let w = format!("{what}.{}", e.key);
+        if !ULIMIT_NAMES.contains(&e.key.as_str()) {
+            let help = match suggest(&e.key, ULIMIT_NAMES.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? limits are {}", ULIMIT_NAMES.join(", ")),
+                None => format!("limits are {}", ULIMIT_NAMES.join(", ")),
+            };
+            d.err(e.key_span, format!("unknown ulimit `{}`", e.key), help);
+            continue;
+        }
+        let num = |d: &mut Decoder, n: &Node, w: &str| -> Option<i64> {
+            match &n.value {
+                Value::Int(i) if *i >= -1 => Some(*i),
+                Value::Str(s) if s.trim().parse::<i64>().is_ok_and(|i| i >= -1) => {
+                    s.trim().parse().ok()
+                }
+                Value::Int(i) => {
+                    d.err(
+                        n.span,
+                        format!("`{w}` must be a number of at least -1, found {i}"),
+                        HELP,
+                    );
+                    None
+                }
+                _ => {
+                    d.type_err(n, w, "a number of at least -1", HELP);
+                    None
+                }
+            }
+        };
+        let limit = match &e.value.value {
+            Value::Map(parts) => {
+                let (mut soft, mut hard) = (None, None);
+                for p in parts {
+                    let pw = format!("{w}.{}", p.key);
+                    match p.key.as_str() {
+                        "soft" => soft = num(d, &p.value, &pw),
+                        "hard" => hard = num(d, &p.value, &pw),
+                        _ => d.err(p.key_span, format!("unknown key `{pw}`"), HELP),
+                    }
+                }
+                match (soft, hard) {
+                    (Some(soft), Some(hard)) => Some(Ulimit { soft, hard }),
+                    _ => {
+                        if !parts.iter().all(|p| p.key == "soft" || p.key == "hard")
+                            || parts.len() < 2
+                        {
+                            d.err(
+                                e.value.span,
+                                format!("`{w}` needs both `soft` and `hard`"),
+                                HELP,
+                            );
+                        }
+                        None
+                    }
+                }
+            }
+            _ => num(d, &e.value, &w).map(|n| Ulimit { soft: n, hard: n }),
+        };
+        if let Some(l) = limit {
+            // -1 is unlimited, above any number.
+            let above = |a: i64, b: i64| b != -1 && (a == -1 || a > b);
+            if above(l.soft, l.hard) {
+                d.err(
+                    e.value.span,
+                    format!(
+                        "`{w}`: soft limit {} is above the hard limit {}",
+                        l.soft, l.hard
+                    ),
+                    "the soft limit must not exceed the hard limit",
+                );
+            } else {
+                out.insert(e.key.clone(), l);
+            }
+        }
+    }
+    out
+}
+
+/// A map of names to scalars, or a list of `name<sep>value` strings (the
+/// two forms Compose allows for `sysctls` and `extra_hosts`). A list entry
+/// splits at its first `sep` (Compose also writes `=` for hosts).
+fn map_or_list(d: &mut Decoder, v: &Node, what: &str, sep: char) -> Vec<(String, String, Span)> {
+    let mut out = Vec::new();
+    match &v.value {
+        Value::Map(m) => {
+            for e in m {
+                if let Some(val) = d.scalar_text(&e.value, &format!("{what}.{}", e.key)) {
+                    out.push((e.key.clone(), val, e.key_span));
+                }
+            }
+        }
+        Value::Seq(_) => {
+            for (entry, span) in d.string_list(v, what).unwrap_or_default() {
+                let split = entry.split_once(sep).or_else(|| {
+                    if sep == ':' {
+                        entry.split_once('=')
+                    } else {
+                        None
+                    }
+                });
+                match split {
+                    Some((k, val)) => {
+                        out.push((k.trim().to_string(), val.trim().to_string(), span))
+                    }
+                    None => d.err(
+                        span,
+                        format!("`{what}` entry `{entry}` has no `{sep}`"),
+                        format!("write \"name{sep}value\" entries, or a table"),
+                    ),
+                }
+            }
+        }
+        _ => d.type_err(
+            v,
+            what,
+            "a table or a list",
+            &format!("write a table, or a list of \"name{sep}value\""),
+        ),
+    }
+    out
+}
+
+/// `logging = { driver = "...", options = { ... } }`.
+fn logging(d: &mut Decoder, v: &Node, what: &str) -> Option<Logging> {
+    const HELP: &str =
+        "write logging = { driver = \"json-file\", options = { max-size = \"10m\" } }";
+    let m = d.map(v, what)?;
+    let mut driver = None;
+    let mut options = BTreeMap::new();
+    for e in m {
+        let w = format!("{what}.{}", e.key);
+        match e.key.as_str() {
+            "driver" => {
+                if let Some(s) = d.string(&e.value, &w) {
+                    if s.trim().is_empty() {
+                        d.err(e.value.span, format!("`{w}` is empty"), HELP);
+                    } else {
+                        driver = Some(s);
+                    }
+                }
+            }
+            "options" => {
+                if let Some(opts) = d.map(&e.value, &w) {
+                    for o in opts {
+                        if let Some(val) = d.scalar_text(&o.value, &format!("{w}.{}", o.key)) {
+                            options.insert(o.key.clone(), val);
+                        }
+                    }
+                }
+            }
+            _ => d.unknown_key(e, &["driver", "options"], &format!("in `{what}`")),
+        }
+    }
+    match driver {
+        Some(driver) => Some(Logging { driver, options }),
+        None => {
+            if !m.iter().any(|e| e.key == "driver") {
+                d.err(v.span, format!("`{what}` has no `driver`"), HELP);
+            }
+            None
+        }
+    }
 }

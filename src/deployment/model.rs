@@ -247,6 +247,45 @@ pub struct ContainerSettings {
     /// Stop signal (image default when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Resource limits by name (`nofile`, `nproc`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    /// Size of /dev/shm in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// Namespaced kernel parameters (`net.core.somaxconn = "1024"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Lines added to /etc/hosts, Docker's form `host:ip`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    /// DNS servers (IP addresses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    /// Run an init process as PID 1 (`None`: the engine's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    /// The container's log driver and its options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    /// Host devices, `/dev/host:/dev/container:rwm` (all three parts written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+}
+
+/// One resource limit: soft and hard value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Ulimit {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// A log driver with its options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Logging {
+    pub driver: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
 /// The file form of [`ContainerSettings`], for `berth schema` (each key as
@@ -280,6 +319,23 @@ pub struct ContainerSettingsFile {
     /// Full access to the host. Must be the boolean `true` to take effect;
     /// strings such as "true" or "yes" are refused.
     pub privileged: Option<bool>,
+    /// Resource limits: `nofile = 1024` (soft and hard) or
+    /// `nofile = { soft = 1024, hard = 4096 }`.
+    pub ulimits: Option<BTreeMap<String, super::schema::UlimitFile>>,
+    /// Size of /dev/shm: bytes, or a size such as "64m".
+    pub shm_size: Option<super::schema::IntOrString>,
+    /// Namespaced kernel parameters: a map, or a list of "name=value".
+    pub sysctls: Option<super::schema::MapOrList>,
+    /// Extra /etc/hosts entries: a list of "host:ip", or a map host -> ip.
+    pub extra_hosts: Option<super::schema::MapOrList>,
+    /// DNS servers: an IP address or a list of them.
+    pub dns: Option<super::schema::StringOrList>,
+    /// Run an init process (docker-init) as PID 1.
+    pub init: Option<bool>,
+    /// Log driver and options: `{ driver = "json-file", options = { max-size = "10m" } }`.
+    pub logging: Option<super::schema::LoggingFile>,
+    /// Host devices: "/dev/host[:/dev/container[:rwm]]".
+    pub devices: Option<Vec<String>>,
 }
 
 /// A service's health check: Docker runs it, berth acts on it.

@@ -206,6 +206,32 @@ pub enum IntOrString {
     Text(String),
 }
 
+/// A resource limit: one number for soft and hard, or both.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum UlimitFile {
+    Both(i64),
+    SoftHard { soft: i64, hard: i64 },
+}
+
+/// A map of names to values, or a list of `name=value` (or `host:ip`) entries.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum MapOrList {
+    Map(std::collections::BTreeMap<String, IntOrString>),
+    List(Vec<String>),
+}
+
+/// `logging`: a driver and its options.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingFile {
+    /// Log driver, e.g. "json-file", "local", "none".
+    pub driver: Option<String>,
+    /// Driver options, e.g. `{ max-size = "10m" }`.
+    pub options: Option<std::collections::BTreeMap<String, IntOrString>>,
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum NumberOrString {

@@ -431,3 +431,126 @@ fn many_errors_are_listed_up_to_a_cap() {
         "{text}"
     );
 }
+
+#[test]
+fn container_limits_and_runtime_settings_decode_the_same_in_every_format() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let files = [
+        (
+            "s.toml",
+            "name = \"s\"\n[services.a]\nimage = \"img\"\nulimits = { nofile = 1024, nproc = { soft = 100, hard = 200 } }\nshm_size = \"64m\"\nsysctls = { \"net.core.somaxconn\" = 1024 }\nextra_hosts = [\"db.local:10.0.0.5\", \"v6:::1\"]\ndns = \"1.1.1.1\"\ninit = true\nlogging = { driver = \"json-file\", options = { max-size = \"10m\" } }\n",
+        ),
+        (
+            "s.yaml",
+            "name: s\nservices:\n  a:\n    image: img\n    ulimits:\n      nofile: 1024\n      nproc: {soft: 100, hard: 200}\n    shm_size: 64m\n    sysctls: [net.core.somaxconn=1024]\n    extra_hosts: {db.local: 10.0.0.5, v6: \"::1\"}\n    dns: [1.1.1.1]\n    init: true\n    logging:\n      driver: json-file\n      options: {max-size: 10m}\n",
+        ),
+        (
+            "s.json",
+            r#"{"name": "s", "services": {"a": {"image": "img", "ulimits": {"nofile": 1024, "nproc": {"soft": 100, "hard": 200}}, "shm_size": 67108864, "sysctls": {"net.core.somaxconn": "1024"}, "extra_hosts": ["db.local:10.0.0.5", "v6:[::1]"], "dns": ["1.1.1.1"], "init": true, "logging": {"driver": "json-file", "options": {"max-size": "10m"}}}}}"#,
+        ),
+        (
+            "compose.yaml",
+            "name: s\nservices:\n  a:\n    image: img\n    ulimits:\n      nofile: 1024\n      nproc:\n        soft: 100\n        hard: 200\n    shm_size: 64m\n    sysctls:\n      - net.core.somaxconn=1024\n    extra_hosts:\n      - db.local=10.0.0.5\n      - \"v6:::1\"\n    dns: 1.1.1.1\n    init: true\n    logging:\n      driver: json-file\n      options:\n        max-size: 10m\n",
+        ),
+    ];
+    let mut first: Option<model::ContainerSettings> = None;
+    for (name, text) in files {
+        let sub = dir.path().join(name.replace('.', "-"));
+        std::fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("{e}"));
+        let path = sub.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        let d = load_ok(&opts(path));
+        let cs = d.services["a"].settings.clone();
+        assert_eq!(
+            cs.ulimits["nofile"],
+            model::Ulimit {
+                soft: 1024,
+                hard: 1024
+            },
+            "{name}"
+        );
+        assert_eq!(
+            cs.ulimits["nproc"],
+            model::Ulimit {
+                soft: 100,
+                hard: 200
+            },
+            "{name}"
+        );
+        assert_eq!(cs.shm_size, Some(64 << 20), "{name}");
+        assert_eq!(cs.sysctls["net.core.somaxconn"], "1024", "{name}");
+        assert_eq!(cs.extra_hosts, ["db.local:10.0.0.5", "v6:::1"], "{name}");
+        assert_eq!(cs.dns, ["1.1.1.1"], "{name}");
+        assert_eq!(cs.init, Some(true), "{name}");
+        let l = cs
+            .logging
+            .clone()
+            .unwrap_or_else(|| panic!("{name}: no logging"));
+        assert_eq!(l.driver, "json-file");
+        assert_eq!(l.options["max-size"], "10m");
+        match &first {
+            None => first = Some(cs),
+            Some(f) => assert_eq!(f, &cs, "{name}"),
+        }
+    }
+}
+
+#[test]
+fn bad_container_limits_are_located_errors() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("dep.toml");
+    for (bad, says) in [
+        ("ulimits = { nofle = 10 }", "did you mean `nofile`"),
+        ("ulimits = { nofile = -5 }", "at least -1"),
+        ("ulimits = { nofile = \"many\" }", "at least -1"),
+        (
+            "ulimits = { nofile = { soft = 10, hard = 5 } }",
+            "above the hard limit",
+        ),
+        (
+            "ulimits = { nofile = { soft = -1, hard = 5 } }",
+            "above the hard limit",
+        ),
+        ("ulimits = { nofile = { soft = 10 } }", "needs both"),
+        ("shm_size = \"lots\"", "shm_size"),
+        ("shm_size = 0", "greater than 0"),
+        ("sysctls = { \"\" = 1 }", "sysctl name"),
+        ("sysctls = [\"=1\"]", "sysctl name"),
+        ("sysctls = [\"net.ipv4.ip_forward\"]", "has no `=`"),
+        ("extra_hosts = [\"db:10.0.0.300\"]", "not an IP address"),
+        ("extra_hosts = { db = \"nowhere\" }", "not an IP address"),
+        ("dns = [\"8.8.8\"]", "not an IP address"),
+        ("init = \"yes\"", "init"),
+        ("logging = { options = { a = \"b\" } }", "has no `driver`"),
+        ("logging = { driver = \"local\", option = {} }", "logging"),
+        ("devices = [\"dev/null\"]", "absolute"),
+        ("devices = [\"/dev/null:/dev/x:rwx\"]", "permissions"),
+        ("devices = [\"/dev/a:/dev/b:rw:x\"]", "too many"),
+    ] {
+        std::fs::write(
+            &file,
+            format!("name = \"s\"\n[services.a]\nimage = \"x\"\n{bad}\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let e = load(&opts(file.clone()))
+            .err()
+            .unwrap_or_else(|| panic!("{bad} accepted"));
+        let text = e.to_string();
+        assert!(text.contains(says), "{bad}: {text}");
+        // Located: the file and line 4, where the key is.
+        assert!(text.contains("dep.toml:4"), "{bad}: {text}");
+        assert_eq!(crate::error::Error::Spec(e).exit_code(), 2, "{bad}");
+    }
+}
+
+#[test]
+fn devices_are_written_out_in_full() {
+    for (entry, full) in [
+        ("/dev/fuse", "/dev/fuse:/dev/fuse:rwm"),
+        ("/dev/fuse:r", "/dev/fuse:/dev/fuse:r"),
+        ("/dev/sda:/dev/xvda", "/dev/sda:/dev/xvda:rwm"),
+        ("/dev/sda:/dev/xvda:rw", "/dev/sda:/dev/xvda:rw"),
+    ] {
+        assert_eq!(values::parse_device(entry), Ok(full.to_string()), "{entry}");
+    }
+}

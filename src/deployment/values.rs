@@ -274,7 +274,23 @@ pub fn parse_link(entry: &str) -> R<Link> {
 /// Memory size: bytes as a number, or a number with b, k, m, g (or kb, mib,
 /// ...), as Docker's `--memory` takes it.
 pub fn parse_memory(s: &str) -> R<u64> {
-    const HELP: &str = "write a size such as \"512m\", \"1g\" or a number of bytes";
+    let bytes = parse_size("memory", s)?;
+    // Docker refuses limits below 6 MiB.
+    if bytes < 6 << 20 {
+        return Err(problem(
+            format!("memory `{s}` is below the 6m minimum Docker accepts"),
+            SIZE_HELP,
+        ));
+    }
+    Ok(bytes)
+}
+
+const SIZE_HELP: &str = "write a size such as \"512m\", \"1g\" or a number of bytes";
+
+/// A size as [`parse_memory`] reads it, with no minimum; `what` names the
+/// setting in messages.
+pub fn parse_size(what: &str, s: &str) -> R<u64> {
+    const HELP: &str = SIZE_HELP;
     let t = s.trim().to_ascii_lowercase();
     let digits_end = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -289,27 +305,19 @@ pub fn parse_memory(s: &str) -> R<u64> {
         "t" | "tb" | "tib" => 1 << 40,
         _ => {
             return Err(problem(
-                format!("memory `{s}`: unknown unit `{unit}`"),
+                format!("{what} `{s}`: unknown unit `{unit}`"),
                 HELP,
             ));
         }
     };
     let value: f64 = num
         .parse()
-        .map_err(|_| problem(format!("memory `{s}` is not a size"), HELP))?;
+        .map_err(|_| problem(format!("{what} `{s}` is not a size"), HELP))?;
     let bytes = value * mult as f64;
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(problem(format!("memory `{s}` is too large"), HELP));
+        return Err(problem(format!("{what} `{s}` is too large"), HELP));
     }
-    let bytes = bytes as u64;
-    // Docker refuses limits below 6 MiB.
-    if bytes < 6 << 20 {
-        return Err(problem(
-            format!("memory `{s}` is below the 6m minimum Docker accepts"),
-            HELP,
-        ));
-    }
-    Ok(bytes)
+    Ok(bytes as u64)
 }
 
 /// A duration: seconds as a number or a humantime string ("30s", "1m 30s").
@@ -752,6 +760,59 @@ fn path_component_ok(c: &str) -> bool {
             return false;
         }
     }
+}
+
+/// An `extra_hosts` entry: a host name and an IP address (or Docker's
+/// `host-gateway`); returns the address as Docker's `host:ip` form wants it.
+pub fn check_extra_host(host: &str, ip: &str) -> R<String> {
+    const HELP: &str = "write \"host:ip\", e.g. \"db.local:10.0.0.5\" (or \"host-gateway\" for the host's address)";
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ':')
+    {
+        return Err(problem(
+            format!("extra host name {host:?} is not valid"),
+            HELP,
+        ));
+    }
+    let bare = ip.trim().trim_start_matches('[').trim_end_matches(']');
+    if bare == "host-gateway" || bare.parse::<IpAddr>().is_ok() {
+        Ok(bare.to_string())
+    } else {
+        Err(problem(
+            format!("extra host `{host}`: `{ip}` is not an IP address"),
+            HELP,
+        ))
+    }
+}
+
+/// A `devices` entry, `/dev/host[:/dev/container[:perms]]`, written out in
+/// full (container path defaults to the host's, permissions to `rwm`).
+pub fn parse_device(s: &str) -> R<String> {
+    const HELP: &str = "write \"/dev/host\", \"/dev/host:/dev/container\" or \"/dev/host:/dev/container:rw\" (permissions from r, w, m)";
+    let parts: Vec<&str> = s.split(':').collect();
+    let perms_ok = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+    let (host, container, perms) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, p] if perms_ok(p) => (*h, *h, *p),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] => (*h, *c, *p),
+        _ => return Err(problem(format!("device `{s}` has too many `:`"), HELP)),
+    };
+    if !host.starts_with('/') || !container.starts_with('/') {
+        return Err(problem(
+            format!("device `{s}`: paths must be absolute"),
+            HELP,
+        ));
+    }
+    if !perms_ok(perms) {
+        return Err(problem(
+            format!("device `{s}`: permissions `{perms}` are not made of r, w and m"),
+            HELP,
+        ));
+    }
+    Ok(format!("{host}:{container}:{perms}"))
 }
 
 #[cfg(test)]

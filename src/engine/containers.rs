@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountType,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigLogConfig, Mount, MountType, NetworkingConfig, PortBinding, ResourcesUlimits,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
@@ -204,6 +205,33 @@ pub fn create_body(
         cap_add: (!spec.settings.cap_add.is_empty()).then(|| spec.settings.cap_add.clone()),
         cap_drop: (!spec.settings.cap_drop.is_empty()).then(|| spec.settings.cap_drop.clone()),
         privileged: Some(spec.settings.privileged),
+        ulimits: ulimits(&spec.settings),
+        shm_size: spec.settings.shm_size.and_then(|b| i64::try_from(b).ok()),
+        sysctls: (!spec.settings.sysctls.is_empty())
+            .then(|| spec.settings.sysctls.clone().into_iter().collect()),
+        extra_hosts: (!spec.settings.extra_hosts.is_empty())
+            .then(|| spec.settings.extra_hosts.clone()),
+        dns: (!spec.settings.dns.is_empty()).then(|| spec.settings.dns.clone()),
+        init: spec.settings.init,
+        log_config: spec.settings.logging.as_ref().map(|l| HostConfigLogConfig {
+            typ: Some(l.driver.clone()),
+            config: (!l.options.is_empty()).then(|| l.options.clone().into_iter().collect()),
+        }),
+        devices: (!spec.settings.devices.is_empty()).then(|| {
+            spec.settings
+                .devices
+                .iter()
+                .map(|d| {
+                    // Decoded as "host:container:perms".
+                    let mut p = d.splitn(3, ':');
+                    DeviceMapping {
+                        path_on_host: p.next().map(str::to_string),
+                        path_in_container: p.next().map(str::to_string),
+                        cgroup_permissions: p.next().map(str::to_string),
+                    }
+                })
+                .collect()
+        }),
         ..Default::default()
     };
     let endpoint = EndpointSettings {
@@ -459,4 +487,21 @@ impl Engine {
             .logs(&name, Some(opts))
             .map(move |r| r.map_err(|e| Error::engine(format!("reading output of {name}"), e)))
     }
+}
+
+/// The engine's form of a service's `ulimits` (shared with Swarm's task spec).
+pub(crate) fn ulimits(
+    settings: &crate::deployment::model::ContainerSettings,
+) -> Option<Vec<ResourcesUlimits>> {
+    (!settings.ulimits.is_empty()).then(|| {
+        settings
+            .ulimits
+            .iter()
+            .map(|(name, l)| ResourcesUlimits {
+                name: Some(name.clone()),
+                soft: Some(l.soft),
+                hard: Some(l.hard),
+            })
+            .collect()
+    })
 }

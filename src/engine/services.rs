@@ -10,8 +10,9 @@ use bollard::models::{
     ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
     ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
     ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
-    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecContainerSpecDnsConfig, TaskSpecLogDriver, TaskSpecPlacement, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use bollard::query_parameters::{
     ListServicesOptionsBuilder, ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
@@ -190,8 +191,28 @@ fn service_spec(spec: &SwarmSpec, revision: u64) -> Result<ServiceSpec> {
         capability_add: (!spec.settings.cap_add.is_empty()).then(|| spec.settings.cap_add.clone()),
         capability_drop: (!spec.settings.cap_drop.is_empty())
             .then(|| spec.settings.cap_drop.clone()),
+        init: spec.settings.init,
+        // Swarm's hosts file entries read "IP host", Docker's "host:IP".
+        hosts: (!spec.settings.extra_hosts.is_empty()).then(|| {
+            spec.settings
+                .extra_hosts
+                .iter()
+                .filter_map(|h| h.split_once(':').map(|(host, ip)| format!("{ip} {host}")))
+                .collect()
+        }),
+        dns_config: (!spec.settings.dns.is_empty()).then(|| TaskSpecContainerSpecDnsConfig {
+            nameservers: Some(spec.settings.dns.clone()),
+            ..Default::default()
+        }),
+        sysctls: (!spec.settings.sysctls.is_empty())
+            .then(|| spec.settings.sysctls.clone().into_iter().collect()),
+        ulimits: super::containers::ulimits(&spec.settings),
         ..Default::default()
     };
+    let log_driver = spec.settings.logging.as_ref().map(|l| TaskSpecLogDriver {
+        name: Some(l.driver.clone()),
+        options: (!l.options.is_empty()).then(|| l.options.clone().into_iter().collect()),
+    });
     let limits = Limit {
         nano_cpus: spec.settings.cpus.map(|c| (c * 1e9) as i64),
         memory_bytes: spec.settings.memory.and_then(|m| i64::try_from(m).ok()),
@@ -236,6 +257,7 @@ fn service_spec(spec: &SwarmSpec, revision: u64) -> Result<ServiceSpec> {
                 constraints: Some(vec![format!("node.labels.{label}==true")]),
                 ..Default::default()
             }),
+            log_driver,
             networks: Some(vec![NetworkAttachmentConfig {
                 target: Some(spec.network.clone()),
                 aliases: (!spec.aliases.is_empty()).then(|| spec.aliases.clone()),

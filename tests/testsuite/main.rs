@@ -3,6 +3,7 @@
 
 mod apply;
 mod compose;
+mod container_settings;
 mod convert;
 mod data;
 mod files;

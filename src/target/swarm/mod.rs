@@ -106,6 +106,12 @@ impl Target for Swarm {
             if svc.settings.tmpfs.iter().any(|t| t.contains(':')) {
                 return refuse("tmpfs options");
             }
+            if svc.settings.shm_size.is_some() {
+                return refuse("shm_size (a Swarm task spec has no /dev/shm size)");
+            }
+            if !svc.settings.devices.is_empty() {
+                return refuse("devices (a Swarm task spec maps no host devices)");
+            }
             // Volumes are a node's own: replicas on one node would share
             // them, replicas elsewhere would find them empty.
             let named = |v: &crate::deployment::VolumeMount| {
