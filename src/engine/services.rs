@@ -150,7 +150,7 @@ fn task_info(t: Task) -> TaskInfo {
 
 /// The Swarm service spec of `spec` (labelled; `revision` is the one
 /// being applied).
-fn service_spec(spec: &SwarmSpec, revision: u64) -> Result<ServiceSpec> {
+pub(crate) fn service_spec(spec: &SwarmSpec, revision: u64) -> Result<ServiceSpec> {
     let owner = [
         (names::LABEL_DEPLOYMENT.to_string(), spec.deployment.clone()),
         (names::LABEL_SERVICE.to_string(), spec.service.clone()),

@@ -173,3 +173,163 @@ impl Target for Swarm {
         Err(not_yet("start, stop and restart"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::deployment::{ContainerSettings, Logging, RestartPolicy, Ulimit};
+
+    /// Container settings the Swarm service spec carries.
+    const MAPPED: &[&str] = &[
+        "user",
+        "workdir",
+        "hostname",
+        "memory",
+        "cpus",
+        "read_only",
+        "tmpfs",
+        "cap_add",
+        "cap_drop",
+        "stop_signal",
+        "ulimits",
+        "sysctls",
+        "extra_hosts",
+        "dns",
+        "init",
+        "logging",
+    ];
+    /// Container settings `check` refuses on a swarm.
+    const REFUSED: &[&str] = &["privileged", "shm_size", "devices"];
+
+    /// Every setting set, each away from its default. A struct literal
+    /// without `..Default::default()`: a new setting does not compile here
+    /// until it is listed as mapped or refused above.
+    fn every_setting() -> ContainerSettings {
+        ContainerSettings {
+            user: Some("7:8".into()),
+            workdir: Some("/srv".into()),
+            hostname: Some("h".into()),
+            memory: Some(64 << 20),
+            cpus: Some(0.5),
+            read_only: true,
+            tmpfs: vec!["/run".into()],
+            cap_add: vec!["NET_ADMIN".into()],
+            cap_drop: vec!["ALL".into()],
+            privileged: true,
+            stop_signal: Some("SIGINT".into()),
+            ulimits: BTreeMap::from([("nofile".into(), Ulimit { soft: 10, hard: 20 })]),
+            shm_size: Some(1 << 20),
+            sysctls: BTreeMap::from([("net.core.somaxconn".into(), "64".into())]),
+            extra_hosts: vec!["db:10.0.0.2".into()],
+            dns: vec!["10.0.0.53".into()],
+            init: Some(true),
+            logging: Some(Logging {
+                driver: "local".into(),
+                options: BTreeMap::new(),
+            }),
+            devices: vec!["/dev/null:/dev/x:rwm".into()],
+        }
+    }
+
+    /// `settings` with only `key` of [`every_setting`].
+    fn only(key: &str) -> ContainerSettings {
+        let all = serde_json::to_value(every_setting()).unwrap_or_default();
+        let mut one = serde_json::Map::new();
+        if let Some(v) = all.get(key) {
+            one.insert(key.to_string(), v.clone());
+        }
+        serde_json::from_value(serde_json::Value::Object(one))
+            .unwrap_or_else(|e| panic!("{key}: {e}"))
+    }
+
+    fn swarm_spec(settings: ContainerSettings) -> SwarmSpec {
+        SwarmSpec {
+            deployment: "d".into(),
+            service: "s".into(),
+            name: "d-s".into(),
+            image: "busybox".into(),
+            replicas: 1,
+            command: None,
+            entrypoint: None,
+            env: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            ports: Vec::new(),
+            mounts: Vec::new(),
+            network: "d".into(),
+            aliases: Vec::new(),
+            endpoint_mode: EndpointMode::Vip,
+            restart: RestartPolicy::Always,
+            settings,
+            stop_timeout: 10,
+            health: None,
+            pinned_by: None,
+        }
+    }
+
+    /// The task template of the service spec, without berth's labels (which
+    /// record the whole spec, and so differ whatever the mapping does).
+    fn task_template(settings: ContainerSettings) -> serde_json::Value {
+        let spec = crate::engine::services::service_spec(&swarm_spec(settings), 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut t = serde_json::to_value(spec.task_template).unwrap_or_default();
+        if let Some(c) = t.get_mut("ContainerSpec").and_then(|c| c.as_object_mut()) {
+            c.remove("Labels");
+        }
+        t
+    }
+
+    fn deployment_with(settings: ContainerSettings) -> Deployment {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("berth.toml");
+        std::fs::write(&file, "name = \"d\"\n[services.s]\nimage = \"busybox\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut d = crate::deployment::load(&crate::deployment::LoadOptions {
+            file,
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        if let Some(s) = d.services.get_mut("s") {
+            s.settings = settings;
+        }
+        d
+    }
+
+    #[test]
+    fn every_container_setting_is_mapped_or_refused_on_a_swarm() {
+        let all = serde_json::to_value(every_setting()).unwrap_or_default();
+        let keys: Vec<&str> = all
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let mut listed: Vec<&str> = MAPPED.iter().chain(REFUSED).copied().collect();
+        listed.sort_unstable();
+        let mut keys_sorted = keys.clone();
+        keys_sorted.sort_unstable();
+        assert_eq!(keys_sorted, listed, "settings vs the lists above");
+
+        let swarm = Swarm {
+            endpoint_mode: Ok(EndpointMode::Vip),
+        };
+        let plain = task_template(ContainerSettings::default());
+        for key in MAPPED {
+            assert!(
+                swarm.check(&deployment_with(only(key))).is_ok(),
+                "{key} is refused"
+            );
+            assert_ne!(
+                task_template(only(key)),
+                plain,
+                "{key} does not reach the Swarm service spec"
+            );
+        }
+        for key in REFUSED {
+            let err = swarm
+                .check(&deployment_with(only(key)))
+                .err()
+                .unwrap_or_else(|| panic!("{key} is not refused"));
+            assert!(err.to_string().contains("service s"), "{err}");
+        }
+    }
+}
