@@ -79,6 +79,9 @@ pub(super) fn convert(dep: &Deployment, to_dir: bool, out: &mut Output) -> Resul
     if let Some(n) = dep.snapshots_keep {
         x.insert("snapshots_keep".into(), json!(n));
     }
+    if let Some(argv) = &dep.notify {
+        x.insert("notify".into(), strings(argv));
+    }
     if !x.is_empty() {
         top.insert("x-berth".into(), Value::Object(x));
     }

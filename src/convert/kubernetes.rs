@@ -102,6 +102,13 @@ pub(super) fn convert(dep: &Deployment, to_dir: bool, out: &mut Output) -> Resul
             "Kubernetes keeps no volume snapshots",
         );
     }
+    if dep.notify.is_some() {
+        out.report.lose(
+            None,
+            "notify",
+            "Kubernetes runs no command after an image update",
+        );
+    }
     for svc in dep.services.values() {
         service(dep, svc, out, &mut docs);
     }

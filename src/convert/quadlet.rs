@@ -76,6 +76,13 @@ pub(super) fn convert(dep: &Deployment, out: &mut Output) -> Result<()> {
         out.report
             .lose(None, "snapshots_keep", "podman keeps no volume snapshots");
     }
+    if dep.notify.is_some() {
+        out.report.lose(
+            None,
+            "notify",
+            "podman auto-update runs no command after an update",
+        );
+    }
     for svc in dep.services.values() {
         service_losses(svc, out);
         for inst in dep.service_instances(svc) {

@@ -447,6 +447,7 @@ pub const TOP_KEYS: &[&str] = &[
     "snapshots_keep",
     "configs",
     "secrets",
+    "notify",
 ];
 
 /// Decode a native deployment file.
@@ -463,6 +464,7 @@ pub fn native(
     let mut saw_services = false;
     let mut saw_name = false;
     let mut snapshots_keep = None;
+    let mut notify = None;
     let mut configs = BTreeMap::new();
     let mut secrets = BTreeMap::new();
     let mut bad_files = std::collections::BTreeSet::new();
@@ -471,6 +473,7 @@ pub fn native(
             "configs" => configs = files::sources(d, &e.value, FileKind::Config, &mut bad_files),
             "secrets" => secrets = files::sources(d, &e.value, FileKind::Secret, &mut bad_files),
             "snapshots_keep" => snapshots_keep = keep_count(d, &e.value, "snapshots_keep"),
+            "notify" => notify = notify_command(d, &e.value),
             "name" => {
                 saw_name = true;
                 if let Some(n) = d.string(&e.value, "name") {
@@ -574,9 +577,39 @@ pub fn native(
             services,
             configs,
             secrets,
+            notify,
         },
         spans,
     ))
+}
+
+/// `notify`: a shell command (run by `/bin/sh -c`) or a non-empty argv.
+fn notify_command(d: &mut Decoder, v: &Node) -> Option<Vec<String>> {
+    const HELP: &str =
+        "write \"shell command\" (run by /bin/sh -c) or [\"/path/to/prog\", \"arg\"]";
+    let argv = match &v.value {
+        Value::Str(s) if !s.trim().is_empty() => {
+            vec!["/bin/sh".to_string(), "-c".to_string(), s.clone()]
+        }
+        Value::Seq(_) => d
+            .string_list(v, "notify")?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect(),
+        Value::Str(_) => {
+            d.err(v.span, "`notify` is empty", HELP);
+            return None;
+        }
+        _ => {
+            d.type_err(v, "notify", "a string or a list of strings", HELP);
+            return None;
+        }
+    };
+    if argv.first().is_none_or(|p| p.is_empty()) {
+        d.err(v.span, "`notify` names no program", HELP);
+        return None;
+    }
+    Some(argv)
 }
 
 /// `snapshots_keep`: how many upgrade snapshots to keep per instance, 1 to 1000.

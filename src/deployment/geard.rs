@@ -386,6 +386,7 @@ pub fn decode(
             snapshots_keep: None,
             configs: Default::default(),
             secrets: Default::default(),
+            notify: None,
             services,
         },
         spans,

@@ -39,6 +39,11 @@ pub struct Deployment {
     /// kept only in root-only state; whatever prints a deployment hides it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, FileSource>,
+    /// The command `berth update` runs after every update and every
+    /// rollback (`notify`), as argv; a string in the file is run by
+    /// `/bin/sh -c`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Vec<String>>,
 }
 
 /// The content of a top-level config or secret, read from its `file`,

@@ -29,6 +29,11 @@ pub struct DeploymentFile {
     /// its own. Default 3.
     #[schemars(range(min = 1, max = 1000))]
     pub snapshots_keep: Option<u32>,
+    /// A command `berth update` runs after every update and rollback, with
+    /// `BERTH_EVENT`, `BERTH_DEPLOYMENT`, `BERTH_SERVICE`, `BERTH_IMAGE`,
+    /// `BERTH_FROM`, `BERTH_TO` and `BERTH_REASON` set: a shell command
+    /// (run by /bin/sh -c) or a list (program and arguments).
+    pub notify: Option<StringOrList>,
     /// Files services read, by name (same naming rules as `name`), mounted
     /// by the services' `configs` lists.
     pub configs: Option<BTreeMap<String, ConfigSource>>,

@@ -140,6 +140,9 @@ pub(crate) fn file_form(dep: &Deployment) -> Value {
     if let Some(n) = dep.snapshots_keep {
         top.insert("snapshots_keep".into(), json!(n));
     }
+    if let Some(argv) = &dep.notify {
+        top.insert("notify".into(), strings(argv));
+    }
     if !dep.configs.is_empty() {
         let configs = dep
             .configs

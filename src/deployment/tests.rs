@@ -377,6 +377,54 @@ fn snapshot_settings_default_on_and_are_checked() {
     }
 }
 
+#[test]
+fn notify_is_a_shell_command_or_an_argv_in_every_format_and_survives_storing() {
+    let dir = tempfile::tempdir().unwrap();
+    let load_as = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        load(&opts(file))
+    };
+    let d = load_as(
+        "a.toml",
+        "name = \"s\"\nnotify = \"logger -t berth $$BERTH_EVENT\"\n[services.a]\nimage = \"x\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let sh = ["/bin/sh", "-c", "logger -t berth $BERTH_EVENT"].map(String::from);
+    assert_eq!(d.notify.as_deref(), Some(&sh[..]));
+    let argv = ["/usr/local/bin/hook", "--quiet"].map(String::from);
+    let y = load_as(
+        "a.yaml",
+        "name: s\nnotify: [/usr/local/bin/hook, --quiet]\nservices:\n  a:\n    image: x\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(y.notify.as_deref(), Some(&argv[..]));
+    let c = load_as(
+        "compose.yaml",
+        "x-berth:\n  notify: [/usr/local/bin/hook, --quiet]\nservices:\n  a:\n    image: x\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.notify.as_deref(), Some(&argv[..]));
+    // A stored deployment is written back as a file and read again.
+    let stored = serde_json::to_string(&stored::file_form(&d)).unwrap();
+    let again = load_as("again.json", &stored).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.notify, d.notify);
+    for (bad, says) in [
+        ("notify = \"  \"", "`notify` is empty"),
+        ("notify = []", "names no program"),
+        ("notify = 3", "notify"),
+    ] {
+        let e = load_as(
+            "bad.toml",
+            &format!("name = \"s\"\n{bad}\n[services.a]\nimage = \"x\"\n"),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+        assert_eq!(crate::error::Error::from(e).exit_code(), 2, "{bad}");
+    }
+}
+
 /// Display is where input is made safe to print, whoever built the error.
 #[test]
 fn diagnostics_escape_and_cap_whatever_they_hold() {

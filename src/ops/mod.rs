@@ -5,6 +5,7 @@
 
 pub mod control;
 pub mod logs;
+pub mod notify;
 pub mod select;
 pub mod status;
 pub mod update;

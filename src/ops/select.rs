@@ -176,6 +176,7 @@ pub(crate) mod tests {
             source: None,
             keys: Default::default(),
             deployment_keys: vec![],
+            notify: None,
             snapshots_keep: None,
             configs: Default::default(),
             secrets: Default::default(),

@@ -16,6 +16,7 @@ use crate::deployment::Deployment;
 use crate::engine::Engine;
 use crate::engine::images::split_reference;
 use crate::error::{Error, Result};
+use crate::ops::notify;
 use crate::state::StateDir;
 
 /// One service whose tag points at another digest than the one it runs.
@@ -193,6 +194,15 @@ pub async fn update(
                 crate::apply::health::wait_ready(engine, state, &containers, Duration::ZERO).await;
         }
         if not_ready.is_empty() {
+            let event = notify::Event {
+                kind: "update",
+                service: &change.service,
+                image: &change.image,
+                from: change.from.as_deref().unwrap_or(""),
+                to: &change.to,
+                reason: "the tag names a new digest",
+            };
+            notify::notify(deployment, &event, &report).await;
             done.updated.push(change);
             continue;
         }
@@ -224,6 +234,16 @@ pub async fn update(
         if let Some(id) = old_id {
             engine.retag(&id, &change.image).await?;
         }
+        let reason = why.join("\n");
+        let event = notify::Event {
+            kind: "rollback",
+            service: &change.service,
+            image: &change.image,
+            from: &change.to,
+            to: change.from.as_deref().unwrap_or(""),
+            reason: &reason,
+        };
+        notify::notify(deployment, &event, &report).await;
         return Err(Error::Runtime(format!(
             "update of {} to {} ({}) rolled back (revision {} applied it; {} is healthy again on the previous image); not healthy:\n{}",
             change.service,

@@ -82,6 +82,18 @@ pub fn changes(
             opt_text(deployment.snapshots_keep)
         ));
     }
+    if before.notify != deployment.notify {
+        let text = |n: &Option<Vec<String>>| {
+            n.as_ref()
+                .map(|argv| format!("{argv:?}"))
+                .unwrap_or_else(|| "(none)".into())
+        };
+        out.push(format!(
+            "notify: {} → {}",
+            text(&before.notify),
+            text(&deployment.notify)
+        ));
+    }
     // Configs and secrets by name; never their content.
     for (kind, b, a) in [
         (

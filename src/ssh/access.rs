@@ -246,6 +246,7 @@ mod tests {
             source: None,
             keys,
             deployment_keys: vec![],
+            notify: None,
             snapshots_keep: None,
             configs: Default::default(),
             secrets: Default::default(),

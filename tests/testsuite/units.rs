@@ -46,6 +46,7 @@ fn deployment(name: &str, services: Vec<Service>) -> Deployment {
         snapshots_keep: None,
         configs: Default::default(),
         secrets: Default::default(),
+        notify: None,
         services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
     }
 }

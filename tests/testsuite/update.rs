@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use crate::support::*;
 
-fn file(name: &str, image: &str) -> String {
+/// `log`: where the notify command appends one line per event.
+fn file(name: &str, image: &str, log: &str) -> String {
     format!(
         r#"name = "{name}"
+notify = ["/bin/sh", "-c", "echo \"$$BERTH_EVENT $$BERTH_SERVICE $$BERTH_FROM $$BERTH_TO [$${{BERTH_REASON:+reason}}]\" >> {log}"]
 
 [services.app]
 image = "{image}"
@@ -44,7 +46,10 @@ fn update_takes_good_builds_and_rolls_back_a_bad_one_with_its_data() {
     let mut reg = Registry::start(None);
     let repo = format!("{name}/app:latest");
     let image = reg.push(&build(1, true), &repo);
-    ws.write("berth.toml", &file(&name, &image));
+    let log = ws.path().join("notified");
+    let log = log.to_str().expect("UTF-8 path");
+    ws.write("berth.toml", &file(&name, &image, log));
+    let notified = || std::fs::read_to_string(log).unwrap_or_default();
     let c = format!("{name}-app");
     let docker_args = ["--integration", "docker"];
 
@@ -62,11 +67,21 @@ fn update_takes_good_builds_and_rolls_back_a_bad_one_with_its_data() {
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(json["changes"][0]["service"], "app", "{json}");
+    let good = json["changes"][0]["to"]
+        .as_str()
+        .expect("to digest")
+        .to_string();
     assert_eq!(version(&c), "1", "--check touches nothing");
     let out = run(&ws, &[&["update"][..], &docker_args[..]].concat());
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(version(&c), "2");
     assert!(has_file(&c, "/data/v1"), "data kept across the update");
+    let lines = notified();
+    assert!(lines.starts_with("update app sha256:"), "{lines}");
+    assert!(
+        lines.trim_end().ends_with(&format!(" {good} [reason]")),
+        "{lines}"
+    );
     let out = run(&ws, &["update", "--check"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
@@ -113,6 +128,14 @@ fn update_takes_good_builds_and_rolls_back_a_bad_one_with_its_data() {
         "data from the bad build is gone"
     );
     assert!(has_file(&c, "/data/v1"));
+    let lines = notified();
+    let last = lines.lines().last().unwrap_or_default();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(last.starts_with("rollback app sha256:"), "{lines}");
+    assert!(
+        last.ends_with(&format!(" {good} [reason]")),
+        "from the bad digest back to the good one: {lines}"
+    );
 
     // The bad digest is not tried again.
     let out = run(&ws, &["update", "--check"]);

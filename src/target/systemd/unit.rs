@@ -355,6 +355,7 @@ mod tests {
             source: None,
             keys: BTreeMap::new(),
             deployment_keys: vec![],
+            notify: None,
             snapshots_keep: None,
             configs: Default::default(),
             secrets: Default::default(),
