@@ -9,7 +9,7 @@ use clap::Args;
 use super::{Context, OutputFormat};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::ops::update::{self, Change};
+use crate::ops::update::{self, Change, NotChecked};
 
 /// `--check` exits with this when something would change.
 pub const EXIT_WOULD_CHANGE: u8 = 3;
@@ -36,12 +36,18 @@ pub struct UpdateArgs {
     pub apply_args: super::apply::ApplyArgs,
 }
 
-fn print_changes(changes: &[Change], skipped: &[Change], output: OutputFormat) -> Result<()> {
+fn print_changes(
+    changes: &[Change],
+    skipped: &[Change],
+    not_checked: &[NotChecked],
+    output: OutputFormat,
+) -> Result<()> {
     match output {
         OutputFormat::Json => {
             let json = serde_json::to_string_pretty(&serde_json::json!({
                 "changes": changes,
                 "skipped_bad": skipped,
+                "not_checked": not_checked,
             }))
             .map_err(|e| Error::Runtime(format!("cannot print JSON: {e}")))?;
             println!("{json}");
@@ -62,6 +68,12 @@ fn print_changes(changes: &[Change], skipped: &[Change], output: OutputFormat) -
                     c.service, c.image, c.to
                 );
             }
+            for n in not_checked {
+                eprintln!(
+                    "warning: {} ({}) not checked: {}",
+                    n.service, n.image, n.error
+                );
+            }
         }
     }
     Ok(())
@@ -73,7 +85,7 @@ pub async fn run(ctx: &Context, args: UpdateArgs) -> Result<u8> {
     let state = ctx.state_dir();
     if args.check {
         let r = update::check(&engine, &state, &deployment, &args.services).await?;
-        print_changes(&r.changes, &r.skipped_bad, args.output)?;
+        print_changes(&r.changes, &r.skipped_bad, &r.not_checked, args.output)?;
         return Ok(if r.changes.is_empty() {
             0
         } else {
@@ -95,7 +107,7 @@ pub async fn run(ctx: &Context, args: UpdateArgs) -> Result<u8> {
     )
     .await?;
     if !args.apply_args.quiet || args.output == OutputFormat::Json {
-        print_changes(&r.updated, &r.skipped_bad, args.output)?;
+        print_changes(&r.updated, &r.skipped_bad, &r.not_checked, args.output)?;
     }
     Ok(0)
 }

@@ -36,6 +36,18 @@ pub struct CheckReport {
     pub changes: Vec<Change>,
     /// Services whose new digest an earlier update rolled back from.
     pub skipped_bad: Vec<Change>,
+    /// Services whose registry could not say (with no service named, one
+    /// image built on this host or an unreachable registry must not keep
+    /// the others from being updated).
+    pub not_checked: Vec<NotChecked>,
+}
+
+/// A service whose tag's digest the registry did not give.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NotChecked {
+    pub service: String,
+    pub image: String,
+    pub error: String,
 }
 
 /// What [`update`] did.
@@ -43,6 +55,7 @@ pub struct CheckReport {
 pub struct UpdateReport {
     pub updated: Vec<Change>,
     pub skipped_bad: Vec<Change>,
+    pub not_checked: Vec<NotChecked>,
 }
 
 /// How long an updated service may take to be running and healthy
@@ -107,7 +120,19 @@ pub async fn check(
         if !(services.is_empty() || services.contains(&svc.name)) || !is_tag(&svc.image) {
             continue;
         }
-        let to = engine.registry_digest(&svc.image).await?;
+        let to = match engine.registry_digest(&svc.image).await {
+            Ok(to) => to,
+            // A service named on the command line must be checked.
+            Err(e) if !services.is_empty() => return Err(e),
+            Err(e) => {
+                report.not_checked.push(NotChecked {
+                    service: svc.name.clone(),
+                    image: svc.image.clone(),
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
         let (repo, _) = split_reference(&svc.image);
         let from = match current.image_ids.get(&svc.name) {
             Some(id) => engine.repo_digests(id, &repo).await?,
@@ -156,6 +181,7 @@ pub async fn update(
     let mut done = UpdateReport {
         updated: Vec::new(),
         skipped_bad: found.skipped_bad,
+        not_checked: found.not_checked,
     };
     let Timing { wait, settle } = timing;
     let mut opts = opts.clone();

@@ -159,3 +159,57 @@ fn update_takes_good_builds_and_rolls_back_a_bad_one_with_its_data() {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(version(&c), "2");
 }
+
+/// Removes a local tag on drop (also when the test fails).
+struct Untag(String);
+
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", &self.0]);
+    }
+}
+
+#[test]
+fn update_passes_over_an_image_its_registry_does_not_have_unless_it_is_named() {
+    let name = unique_name("update-local");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let mut reg = Registry::start(None);
+    let image = reg.push(&build(1, true), &format!("{name}/app:latest"));
+    // Built here and never pushed: the registry has no such tag.
+    let local = format!("{}/{name}/local:latest", reg.host);
+    docker_ok(&["tag", &build(1, true), &local]);
+    let _untag = Untag(local.clone());
+    let sleeper = r#"command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]"#;
+    ws.write(
+        "berth.toml",
+        &format!(
+            "name = \"{name}\"\n[services.app]\nimage = \"{image}\"\n{sleeper}\n[services.local]\nimage = \"{local}\"\n{sleeper}\n"
+        ),
+    );
+    let out = run(&ws, &["apply", "--integration", "docker", "--wait"]);
+    assert!(out.status.success(), "{}", show(&out));
+
+    let out = run(&ws, &["update", "--check", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["changes"], serde_json::json!([]), "{json}");
+    assert_eq!(json["not_checked"][0]["service"], "local", "{json}");
+    let out = run(&ws, &["update", "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: local") && err.contains("not checked"),
+        "{}",
+        show(&out)
+    );
+
+    // Named, it must be checked: the registry's refusal is the answer.
+    let out = run(&ws, &["update", "--check", "local"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&local),
+        "{}",
+        show(&out)
+    );
+}
