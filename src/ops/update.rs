@@ -116,15 +116,33 @@ pub async fn check(
     };
     let bad = read_bad(state, &deployment.name)?;
     let mut report = CheckReport::default();
-    for svc in deployment.services.values() {
-        if !(services.is_empty() || services.contains(&svc.name)) || !is_tag(&svc.image) {
-            continue;
-        }
-        let to = match engine.registry_digest(&svc.image).await {
-            Ok(to) => to,
-            // A service named on the command line must be checked.
-            Err(e) if !services.is_empty() => return Err(e),
-            Err(e) => {
+    let selected: Vec<_> = deployment
+        .services
+        .values()
+        .filter(|svc| (services.is_empty() || services.contains(&svc.name)) && is_tag(&svc.image))
+        .collect();
+    // One question per image, all at once: registries are remote and slow,
+    // and services often share an image.
+    let images: BTreeSet<&str> = selected.iter().map(|svc| svc.image.as_str()).collect();
+    let mut digests: BTreeMap<&str, Result<String>> = futures_util::future::join_all(
+        images
+            .into_iter()
+            .map(|image| async move { (image, engine.registry_digest(image).await) }),
+    )
+    .await
+    .into_iter()
+    .collect();
+    // A service named on the command line must be checked.
+    if !services.is_empty()
+        && let Some(image) = digests.iter().find(|(_, r)| r.is_err()).map(|(i, _)| *i)
+        && let Some(Err(e)) = digests.remove(image)
+    {
+        return Err(e);
+    }
+    for svc in selected {
+        let to = match digests.get(svc.image.as_str()) {
+            Some(Ok(to)) => to.clone(),
+            Some(Err(e)) => {
                 report.not_checked.push(NotChecked {
                     service: svc.name.clone(),
                     image: svc.image.clone(),
@@ -132,6 +150,7 @@ pub async fn check(
                 });
                 continue;
             }
+            None => continue,
         };
         let (repo, _) = split_reference(&svc.image);
         let from = match current.image_ids.get(&svc.name) {
