@@ -227,8 +227,9 @@ fn service(dep: &Deployment, svc: &Service, out: &mut Output, docs: &mut Vec<Val
     if !limits.is_empty() {
         c.insert("resources".into(), json!({ "limits": limits }));
     }
-    // Pod-level or node-level in Kubernetes, not a container's own setting.
-    let node = "Kubernetes sets it per pod or node, not per container";
+    // Pod-level (hostAliases, dnsConfig, securityContext) or node-level in
+    // Kubernetes; not written yet, so reported.
+    let node = "Kubernetes sets it for the pod or the node, not the container; not written";
     for (set, key) in [
         (!cs.ulimits.is_empty(), "ulimits"),
         (cs.shm_size.is_some(), "shm_size"),

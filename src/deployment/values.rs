@@ -290,7 +290,6 @@ const SIZE_HELP: &str = "write a size such as \"512m\", \"1g\" or a number of by
 /// A size as [`parse_memory`] reads it, with no minimum; `what` names the
 /// setting in messages.
 pub fn parse_size(what: &str, s: &str) -> R<u64> {
-    const HELP: &str = SIZE_HELP;
     let t = s.trim().to_ascii_lowercase();
     let digits_end = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -306,16 +305,16 @@ pub fn parse_size(what: &str, s: &str) -> R<u64> {
         _ => {
             return Err(problem(
                 format!("{what} `{s}`: unknown unit `{unit}`"),
-                HELP,
+                SIZE_HELP,
             ));
         }
     };
     let value: f64 = num
         .parse()
-        .map_err(|_| problem(format!("{what} `{s}` is not a size"), HELP))?;
+        .map_err(|_| problem(format!("{what} `{s}` is not a size"), SIZE_HELP))?;
     let bytes = value * mult as f64;
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(problem(format!("{what} `{s}` is too large"), HELP));
+        return Err(problem(format!("{what} `{s}` is too large"), SIZE_HELP));
     }
     Ok(bytes as u64)
 }
