@@ -82,6 +82,9 @@ pub(super) fn convert(dep: &Deployment, to_dir: bool, out: &mut Output) -> Resul
     if let Some(argv) = &dep.notify {
         x.insert("notify".into(), strings(argv));
     }
+    if let Some(a) = &dep.auto_update {
+        x.insert("auto_update".into(), a.file_form());
+    }
     if !x.is_empty() {
         top.insert("x-berth".into(), Value::Object(x));
     }
@@ -134,6 +137,7 @@ fn service(
         health,
         configs,
         secrets,
+        auto_update,
     } = svc;
     let r = &mut out.report;
     let n = Some(name.as_str());
@@ -226,6 +230,9 @@ fn service(
     }
     if let Some(k) = snapshots_keep {
         x.insert("snapshots_keep".into(), json!(k));
+    }
+    if let Some(on) = auto_update {
+        x.insert("auto_update".into(), json!(on));
     }
     if !x.is_empty() {
         m.insert("x-berth".into(), Value::Object(x));

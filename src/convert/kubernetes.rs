@@ -109,6 +109,13 @@ pub(super) fn convert(dep: &Deployment, to_dir: bool, out: &mut Output) -> Resul
             "Kubernetes runs no command after an image update",
         );
     }
+    if !dep.auto_update_services().is_empty() {
+        out.report.lose(
+            None,
+            "auto_update",
+            "Kubernetes does not follow a tag to new digests on a schedule, nor roll data back",
+        );
+    }
     for svc in dep.services.values() {
         service(dep, svc, out, &mut docs);
     }

@@ -83,6 +83,13 @@ pub(super) fn convert(dep: &Deployment, out: &mut Output) -> Result<()> {
             "podman auto-update runs no command after an update",
         );
     }
+    if !dep.auto_update_services().is_empty() {
+        out.report.lose(
+            None,
+            "auto_update",
+            "podman auto-update runs on its own timer and rolls back neither an unhealthy container nor its data; berth's schedule is not carried",
+        );
+    }
     for svc in dep.services.values() {
         service_losses(svc, out);
         for inst in dep.service_instances(svc) {

@@ -43,6 +43,7 @@ pub fn canonical(key: &str) -> &str {
         "x-berth.ssh_shell" => "ssh_shell",
         "x-berth.snapshot_on_upgrade" => "snapshot_on_upgrade",
         "x-berth.snapshots_keep" => "snapshots_keep",
+        "x-berth.auto_update" => "auto_update",
         k => k,
     }
 }
@@ -154,8 +155,14 @@ const UNSUPPORTED: &[&str] = &[
 const TOP_KEYS: &[&str] = &[
     "name", "services", "volumes", "networks", "configs", "secrets", "version", "x-berth",
 ];
-const X_BERTH_TOP: &[&str] = &["keys", "snapshots_keep", "notify"];
-const X_BERTH_SERVICE: &[&str] = &["ssh", "ssh_shell", "snapshot_on_upgrade", "snapshots_keep"];
+const X_BERTH_TOP: &[&str] = &["keys", "snapshots_keep", "notify", "auto_update"];
+const X_BERTH_SERVICE: &[&str] = &[
+    "ssh",
+    "ssh_shell",
+    "snapshot_on_upgrade",
+    "snapshots_keep",
+    "auto_update",
+];
 
 /// The names Compose looks for, in its order.
 pub const FILE_NAMES: [&str; 4] = [

@@ -408,6 +408,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "devices",
     "snapshot_on_upgrade",
     "snapshots_keep",
+    "auto_update",
     "health",
     "configs",
     "secrets",
@@ -422,6 +423,7 @@ pub const SERVICE_KEYS_NOT_IN_CONTAINER: &[&str] = &[
     "ssh_shell",
     "snapshot_on_upgrade",
     "snapshots_keep",
+    "auto_update",
 ];
 
 /// Is `key` a service key that is part of the container (see
@@ -448,6 +450,7 @@ pub const TOP_KEYS: &[&str] = &[
     "configs",
     "secrets",
     "notify",
+    "auto_update",
 ];
 
 /// Decode a native deployment file.
@@ -465,6 +468,7 @@ pub fn native(
     let mut saw_name = false;
     let mut snapshots_keep = None;
     let mut notify = None;
+    let mut auto_update = None;
     let mut configs = BTreeMap::new();
     let mut secrets = BTreeMap::new();
     let mut bad_files = std::collections::BTreeSet::new();
@@ -474,6 +478,7 @@ pub fn native(
             "secrets" => secrets = files::sources(d, &e.value, FileKind::Secret, &mut bad_files),
             "snapshots_keep" => snapshots_keep = keep_count(d, &e.value, "snapshots_keep"),
             "notify" => notify = notify_command(d, &e.value),
+            "auto_update" => auto_update = auto_update_table(d, &e.value),
             "name" => {
                 saw_name = true;
                 if let Some(n) = d.string(&e.value, "name") {
@@ -578,9 +583,80 @@ pub fn native(
             configs,
             secrets,
             notify,
+            auto_update,
         },
         spans,
     ))
+}
+
+pub const AUTO_UPDATE_KEYS: &[&str] = &["schedule", "randomized_delay", "health_timeout", "settle"];
+
+/// The top-level `auto_update`: `true` (the default schedule), `false`
+/// (none), or a table of [`AUTO_UPDATE_KEYS`].
+fn auto_update_table(d: &mut Decoder, v: &Node) -> Option<AutoUpdate> {
+    const HELP: &str = "write auto_update = true, or a table such as { schedule = \"daily\", randomized_delay = \"1h\" }";
+    let entries = match &v.value {
+        Value::Bool(true) => return Some(AutoUpdate::default()),
+        Value::Bool(false) => return None,
+        Value::Map(m) => m,
+        _ => {
+            d.type_err(v, "auto_update", "true, false or a table", HELP);
+            return None;
+        }
+    };
+    let mut a = AutoUpdate::default();
+    let mut ok = true;
+    for e in entries {
+        let n = &e.value;
+        let what = format!("auto_update.{}", e.key);
+        match d.key(&e.key) {
+            "schedule" => match d.string(n, &what) {
+                Some(t) => match super::schedule::Schedule::parse(&t) {
+                    Ok(s) => a.schedule = s,
+                    Err(m) => {
+                        d.err(n.span, format!("`{what}`: {m}"), super::schedule::SCHEDULE_HELP);
+                        ok = false;
+                    }
+                },
+                None => ok = false,
+            },
+            "randomized_delay" | "health_timeout" | "settle" => {
+                let text = match &n.value {
+                    Value::Str(s) => Some(s.clone()),
+                    Value::Int(i) => Some(i.to_string()),
+                    _ => {
+                        d.type_err(n, &what, "a duration", "write a duration such as \"30s\" or \"1h\"");
+                        None
+                    }
+                };
+                match text.map(|t| values::parse_duration_secs(&t)) {
+                    Some(Ok(secs)) if secs > 7 * 86400 => {
+                        d.err(n.span, format!("`{what}` of {secs} seconds is longer than a week"), "write a duration of at most 7 days");
+                        ok = false;
+                    }
+                    Some(Ok(0)) if e.key == "health_timeout" => {
+                        d.err(n.span, format!("`{what}` must be longer than 0s"), "write a duration such as \"2m\"");
+                        ok = false;
+                    }
+                    Some(Ok(secs)) => match e.key.as_str() {
+                        "randomized_delay" => a.randomized_delay_secs = secs,
+                        "health_timeout" => a.health_timeout_secs = Some(secs),
+                        _ => a.settle_secs = Some(secs),
+                    },
+                    Some(Err(p)) => {
+                        d.problem(n.span, p);
+                        ok = false;
+                    }
+                    None => ok = false,
+                }
+            }
+            _ => {
+                d.unknown_key(e, AUTO_UPDATE_KEYS, "in auto_update");
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(a)
 }
 
 /// `notify`: a shell command (run by `/bin/sh -c`) or a non-empty argv.
@@ -940,6 +1016,15 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                 }
             }
             "snapshots_keep" => svc.snapshots_keep = keep_count(d, v, &what),
+            "auto_update" => match &v.value {
+                Value::Bool(b) => svc.auto_update = Some(*b),
+                Value::Map(_) => d.err(
+                    v.span,
+                    format!("`{what}` takes true or false; the schedule is set for the whole deployment"),
+                    "write auto_update = true here, and the schedule in the top-level [auto_update] table",
+                ),
+                _ => d.type_err(v, &what, "true or false", "write auto_update = true or auto_update = false"),
+            },
             "privileged" => match &v.value {
                 Value::Bool(b) => {
                     svc.settings.privileged = *b;

@@ -387,6 +387,7 @@ pub fn decode(
             configs: Default::default(),
             secrets: Default::default(),
             notify: None,
+            auto_update: None,
             services,
         },
         spans,

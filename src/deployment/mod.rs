@@ -17,6 +17,7 @@ mod json;
 pub mod keys;
 pub mod model;
 pub mod render;
+pub mod schedule;
 pub mod schema;
 mod source;
 pub mod stored;

@@ -44,6 +44,60 @@ pub struct Deployment {
     /// `/bin/sh -c`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Vec<String>>,
+    /// Scheduled updates for every service (`auto_update = true` or a
+    /// table); `None`: only services that say `auto_update = true`, on the
+    /// default schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_update: Option<AutoUpdate>,
+}
+
+impl AutoUpdate {
+    /// The `[auto_update]` table that reads as this (durations in seconds).
+    pub fn file_form(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("schedule".into(), self.schedule.to_string().into());
+        m.insert("randomized_delay".into(), self.randomized_delay_secs.into());
+        if let Some(t) = self.health_timeout_secs {
+            m.insert("health_timeout".into(), t.into());
+        }
+        if let Some(t) = self.settle_secs {
+            m.insert("settle".into(), t.into());
+        }
+        serde_json::Value::Object(m)
+    }
+
+    /// One line for the operator (`berth plan`, `render`).
+    pub fn summary(&self) -> String {
+        let mut out = format!("{}", self.schedule);
+        if self.randomized_delay_secs > 0 {
+            out.push_str(&format!(" + up to {}s", self.randomized_delay_secs));
+        }
+        if let Some(t) = self.health_timeout_secs {
+            out.push_str(&format!(", health timeout {t}s"));
+        }
+        if let Some(t) = self.settle_secs {
+            out.push_str(&format!(", settle {t}s"));
+        }
+        out
+    }
+}
+
+/// When and how scheduled updates run (`[auto_update]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AutoUpdate {
+    /// When they fire.
+    #[serde(default)]
+    pub schedule: super::schedule::Schedule,
+    /// Up to this many seconds are added at random to every fire time.
+    #[serde(default)]
+    pub randomized_delay_secs: u64,
+    /// Seconds an updated service may take to be running and healthy
+    /// (`None`: `berth update`'s default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_timeout_secs: Option<u64>,
+    /// Seconds it must then stay so (`None`: `berth update`'s default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_secs: Option<u64>,
 }
 
 /// The content of a top-level config or secret, read from its `file`,
@@ -208,6 +262,10 @@ pub struct Service {
     /// Secrets delivered into the containers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<FileMount>,
+    /// `auto_update = true|false`: this service is (or is not) updated on
+    /// the schedule; `None`: as the deployment says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_update: Option<bool>,
 }
 
 /// The container settings a service sets and its instances' specs carry
@@ -419,6 +477,7 @@ impl Service {
             health: None,
             configs: vec![],
             secrets: vec![],
+            auto_update: None,
         }
     }
 
@@ -690,6 +749,29 @@ fn is_true(b: &bool) -> bool {
 }
 
 impl Deployment {
+    /// The services scheduled updates move, in name order: with a
+    /// deployment-level `auto_update`, every service that does not say
+    /// `auto_update = false`; without, those that say `auto_update = true`.
+    pub fn auto_update_services(&self) -> Vec<String> {
+        self.services
+            .values()
+            .filter(|s| match (&self.auto_update, s.auto_update) {
+                (_, Some(on)) => on,
+                (Some(_), None) => true,
+                (None, None) => false,
+            })
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// The schedule scheduled updates run on, when any service has them.
+    pub fn update_schedule(&self) -> Option<AutoUpdate> {
+        if self.auto_update_services().is_empty() {
+            return None;
+        }
+        Some(self.auto_update.clone().unwrap_or_default())
+    }
+
     /// How many upgrade snapshots to keep per instance of `service`.
     pub fn snapshots_keep(&self, service: &str) -> usize {
         self.services

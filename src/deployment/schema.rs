@@ -34,6 +34,11 @@ pub struct DeploymentFile {
     /// `BERTH_FROM`, `BERTH_TO` and `BERTH_REASON` set: a shell command
     /// (run by /bin/sh -c) or a list (program and arguments).
     pub notify: Option<StringOrList>,
+    /// Scheduled `berth update` of every service (those that say
+    /// `auto_update = false` excepted): `true` for the default schedule
+    /// (daily), or a table. Under systemd a timer runs it, under `berth up`
+    /// the supervisor; `--integration docker` refuses it.
+    pub auto_update: Option<AutoUpdateSetting>,
     /// Files services read, by name (same naming rules as `name`), mounted
     /// by the services' `configs` lists.
     pub configs: Option<BTreeMap<String, ConfigSource>>,
@@ -151,6 +156,10 @@ pub struct ServiceFile {
     /// overrides the deployment's `snapshots_keep`. Default 3.
     #[schemars(range(min = 1, max = 1000))]
     pub snapshots_keep: Option<u32>,
+    /// `true`: scheduled updates move this service (on the deployment's
+    /// `auto_update` schedule, daily without one); `false`: never, whatever
+    /// the deployment says.
+    pub auto_update: Option<bool>,
     /// The health check Docker runs and berth acts on, or `false` to disable
     /// the image's HEALTHCHECK. Without it, the image's check (if any) is used.
     pub health: Option<HealthSetting>,
@@ -158,6 +167,35 @@ pub struct ServiceFile {
     pub configs: Option<Vec<FileMountFile>>,
     /// Secrets delivered into the containers before they start.
     pub secrets: Option<Vec<FileMountFile>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AutoUpdateSetting {
+    /// `true`: the default schedule; `false`: none.
+    Enabled(bool),
+    Table(AutoUpdateFile),
+}
+
+/// When and how scheduled updates run.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoUpdateFile {
+    /// "hourly", "daily" (the default), "weekly" (Monday), or "every N" with
+    /// seconds dividing a minute ("every 10s"), minutes dividing an hour
+    /// ("every 15m") or hours dividing a day ("every 6h"); in UTC.
+    #[schemars(regex(
+        pattern = r"^\s*(hourly|daily|weekly|every\s*[0-9]+\s*(s|sec|seconds?|m|min|minutes?|h|hours?))\s*$"
+    ))]
+    pub schedule: Option<String>,
+    /// Up to this long is added at random to every run: seconds or a
+    /// duration such as "1h". Default 0.
+    pub randomized_delay: Option<IntOrString>,
+    /// How long each updated service may take to be running and healthy
+    /// before it is rolled back. Default 2m.
+    pub health_timeout: Option<IntOrString>,
+    /// How long it must then stay so. Default 5s.
+    pub settle: Option<IntOrString>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -143,6 +143,9 @@ pub(crate) fn file_form(dep: &Deployment) -> Value {
     if let Some(argv) = &dep.notify {
         top.insert("notify".into(), strings(argv));
     }
+    if let Some(a) = &dep.auto_update {
+        top.insert("auto_update".into(), a.file_form());
+    }
     if !dep.configs.is_empty() {
         let configs = dep
             .configs
@@ -219,6 +222,7 @@ fn service_form(svc: &Service) -> Value {
         health,
         configs,
         secrets,
+        auto_update,
     } = svc;
     let mut m = Map::new();
     m.insert("image".into(), s(image));
@@ -284,6 +288,9 @@ fn service_form(svc: &Service) -> Value {
     }
     if !secrets.is_empty() {
         m.insert("secrets".into(), mounts_form(secrets));
+    }
+    if let Some(on) = auto_update {
+        m.insert("auto_update".into(), json!(on));
     }
     Value::Object(m)
 }

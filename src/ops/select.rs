@@ -177,6 +177,7 @@ pub(crate) mod tests {
             keys: Default::default(),
             deployment_keys: vec![],
             notify: None,
+            auto_update: None,
             snapshots_keep: None,
             configs: Default::default(),
             secrets: Default::default(),

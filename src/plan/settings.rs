@@ -94,6 +94,18 @@ pub fn changes(
             text(&deployment.notify)
         ));
     }
+    if before.auto_update != deployment.auto_update {
+        let text = |a: &Option<crate::deployment::AutoUpdate>| {
+            a.as_ref()
+                .map(|a| a.summary())
+                .unwrap_or_else(|| "(none)".into())
+        };
+        out.push(format!(
+            "auto_update: {} → {}",
+            text(&before.auto_update),
+            text(&deployment.auto_update)
+        ));
+    }
     // Configs and secrets by name; never their content.
     for (kind, b, a) in [
         (

@@ -247,6 +247,7 @@ mod tests {
             keys,
             deployment_keys: vec![],
             notify: None,
+            auto_update: None,
             snapshots_keep: None,
             configs: Default::default(),
             secrets: Default::default(),

@@ -47,6 +47,7 @@ fn deployment(name: &str, services: Vec<Service>) -> Deployment {
         configs: Default::default(),
         secrets: Default::default(),
         notify: None,
+        auto_update: None,
         services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
     }
 }
