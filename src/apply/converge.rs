@@ -110,3 +110,65 @@ pub async fn wait(
         None => None,
     }
 }
+
+/// How a workflow that applies more than once (`berth update` and the
+/// rollback it may need) makes the host run a deployment: through
+/// [`converge`] with the command's options, or, inside `berth up`, through
+/// its own supervisor with the lock `up` holds
+/// ([`crate::apply::up::InProcess`]).
+#[async_trait::async_trait]
+pub trait Converger: Send + Sync {
+    /// The integration the deployment is kept running by.
+    fn integration(&self) -> crate::instance::Integration;
+    /// Refuse, before anything is touched, what the apply would refuse.
+    fn check(&self, deployment: &Deployment) -> Result<()>;
+    /// How pulls show progress.
+    fn progress(&self) -> crate::engine::PullProgress;
+    /// How long to wait for the deployment's lock (`None`: as long as it takes).
+    fn lock_timeout(&self) -> Option<Duration>;
+    /// True inside the `berth up` that supervises the deployment.
+    fn in_process(&self) -> bool {
+        false
+    }
+    /// Apply `deployment` (without waiting for health).
+    async fn converge(
+        &self,
+        engine: &Engine,
+        state: &StateDir,
+        deployment: &Deployment,
+        report: Reporter,
+    ) -> Result<Outcome>;
+}
+
+#[async_trait::async_trait]
+impl Converger for ConvergeOptions {
+    fn integration(&self) -> crate::instance::Integration {
+        self.apply.integration
+    }
+
+    fn check(&self, deployment: &Deployment) -> Result<()> {
+        check(deployment, self)
+    }
+
+    fn progress(&self) -> crate::engine::PullProgress {
+        self.apply.progress
+    }
+
+    fn lock_timeout(&self) -> Option<Duration> {
+        self.apply.lock_timeout
+    }
+
+    async fn converge(
+        &self,
+        engine: &Engine,
+        state: &StateDir,
+        deployment: &Deployment,
+        report: Reporter,
+    ) -> Result<Outcome> {
+        let opts = ConvergeOptions {
+            wait: None,
+            ..self.clone()
+        };
+        converge(engine, state, deployment, &opts, report).await
+    }
+}

@@ -22,14 +22,22 @@ pub struct UpdateArgs {
     /// Only list what would change; exit 3 when anything would, 0 when not.
     #[arg(long)]
     pub check: bool,
+    /// Update the deployment NAME as last applied on this host, without
+    /// reading a file (what the auto_update schedule runs).
+    #[arg(long, value_name = "NAME")]
+    pub deployment: Option<String>,
+    /// Only the services auto_update is on for, with the deployment's
+    /// auto_update timings unless given here (what the schedule runs).
+    #[arg(long, conflicts_with = "services")]
+    pub auto: bool,
     /// How long each updated service may take to be running and healthy
-    /// before it is rolled back (`30s`, `2m`).
-    #[arg(long, value_name = "DURATION", value_parser = super::apply::parse_duration, default_value = "2m")]
-    pub health_timeout: Duration,
+    /// before it is rolled back (`30s`, `2m`). Default 2m.
+    #[arg(long, value_name = "DURATION", value_parser = super::apply::parse_duration)]
+    pub health_timeout: Option<Duration>,
     /// How long an updated service must then stay running (and healthy)
-    /// before the next one is updated.
-    #[arg(long, value_name = "DURATION", value_parser = super::apply::parse_duration, default_value = "5s")]
-    pub settle: Duration,
+    /// before the next one is updated. Default 5s.
+    #[arg(long, value_name = "DURATION", value_parser = super::apply::parse_duration)]
+    pub settle: Option<Duration>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     #[command(flatten)]
@@ -80,11 +88,15 @@ fn print_changes(
 }
 
 pub async fn run(ctx: &Context, args: UpdateArgs) -> Result<u8> {
-    let deployment = ctx.load_deployment_warned()?;
-    let engine = Engine::connect().await?;
     let state = ctx.state_dir();
+    let deployment = match &args.deployment {
+        Some(name) => update::applied_deployment(&state, name)?,
+        None => ctx.load_deployment_warned()?,
+    };
+    let which = update::Which::from_args(&args.services, args.auto);
+    let engine = Engine::connect().await?;
     if args.check {
-        let r = update::check(&engine, &state, &deployment, &args.services).await?;
+        let r = update::check(&engine, &state, &deployment, &which).await?;
         print_changes(&r.changes, &r.skipped_bad, &r.not_checked, args.output)?;
         return Ok(if r.changes.is_empty() {
             0
@@ -92,17 +104,33 @@ pub async fn run(ctx: &Context, args: UpdateArgs) -> Result<u8> {
             EXIT_WOULD_CHANGE
         });
     }
-    let opts = super::apply::converge_options(&args.apply_args, ctx)?;
+    let mut opts = super::apply::converge_options(&args.apply_args, ctx)?;
+    // An update keeps the deployment where it runs unless told otherwise.
+    if args.apply_args.integration == super::plan::IntegrationArg::Auto
+        && args.apply_args.target == super::plan::TargetArg::Host
+    {
+        opts.apply.integration =
+            crate::apply::effective_integration(&state, &deployment.name, None)?;
+    }
+    let schedule = deployment.auto_update.clone().filter(|_| args.auto);
+    let secs = |s: Option<u64>| s.map(Duration::from_secs);
+    let timing = update::Timing {
+        wait: args
+            .health_timeout
+            .or(secs(schedule.as_ref().and_then(|a| a.health_timeout_secs)))
+            .unwrap_or(update::DEFAULT_HEALTH_TIMEOUT),
+        settle: args
+            .settle
+            .or(secs(schedule.as_ref().and_then(|a| a.settle_secs)))
+            .unwrap_or(update::DEFAULT_SETTLE),
+    };
     let r = update::update(
         &engine,
         &state,
         &deployment,
-        &args.services,
+        &which,
         &opts,
-        update::Timing {
-            wait: args.health_timeout,
-            settle: args.settle,
-        },
+        timing,
         super::apply::reporter(args.apply_args.quiet),
     )
     .await?;

@@ -120,17 +120,63 @@ pub async fn rollback(
     opts: &ConvergeOptions,
     report: Reporter,
 ) -> Result<RollbackReport> {
+    if let Some(pid) = crate::target::foreground::running_up(state, deployment) {
+        return Err(Error::Usage(format!(
+            "`berth up` (pid {pid}) supervises {deployment} and holds its apply lock; stop it first (rollback applies), or change its file and send SIGHUP"
+        )));
+    }
+    rollback_with(
+        engine,
+        state,
+        deployment,
+        RollbackTo {
+            revision: to,
+            with_data,
+            pin: true,
+        },
+        opts,
+        opts.wait,
+        report,
+    )
+    .await
+}
+
+/// What [`rollback_with`] returns to.
+#[derive(Debug, Clone, Copy)]
+pub struct RollbackTo {
+    /// The revision (`None`: the one before the current).
+    pub revision: Option<u64>,
+    /// Put back each instance's snapshot of that revision.
+    pub with_data: bool,
+    /// Run each service's recorded image ID ([`pinned_deployment`]); false
+    /// when the caller has made the references name them again (`berth
+    /// update` tags the old image back first, so that the revision written
+    /// names the tag, as the file does, and the next apply changes nothing).
+    pub pin: bool,
+}
+
+/// [`rollback`] through `conv` (also inside `berth up`, whose supervisor
+/// carries it out), waiting up to `wait` for health at the end.
+pub async fn rollback_with(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &str,
+    to: RollbackTo,
+    conv: &dyn converge::Converger,
+    wait: Option<std::time::Duration>,
+    report: Reporter,
+) -> Result<RollbackReport> {
+    let RollbackTo {
+        revision: to,
+        with_data,
+        pin,
+    } = to;
     let Some(current) = state.read_current(deployment)? else {
         return Err(Error::Usage(format!(
             "deployment {deployment} was never applied with state directory {}; nothing to roll back",
             state.root().display()
         )));
     };
-    if let Some(pid) = crate::target::foreground::running_up(state, deployment) {
-        return Err(Error::Usage(format!(
-            "`berth up` (pid {pid}) supervises {deployment} and holds its apply lock; stop it first (rollback applies), or change its file and send SIGHUP"
-        )));
-    }
     let revisions = history(state, deployment)?;
     let target = match to {
         Some(n) => revisions.iter().find(|r| r.revision == n),
@@ -154,7 +200,7 @@ pub async fn rollback(
         )));
     };
     // Refused before anything is copied or stopped, as the apply would refuse it.
-    converge::check(&target.deployment, opts)?;
+    conv.check(&target.deployment)?;
     // Snapshots to restore are found before the apply, which may prune.
     let mut snapshots = Vec::new();
     let mut without_snapshot = Vec::new();
@@ -182,9 +228,24 @@ pub async fn rollback(
         copies.push(copy);
     }
 
-    let (dep, pinned, unpinned) = pinned_deployment(engine, &target).await?;
+    let (dep, pinned, unpinned) = if pin {
+        pinned_deployment(engine, &target).await?
+    } else {
+        let names = target.deployment.services.keys().cloned().collect();
+        (target.deployment.clone(), Vec::new(), names)
+    };
+    let waited = |dep: &Deployment| {
+        let dep = dep.clone();
+        async move {
+            match wait {
+                Some(t) => Some(crate::apply::health::wait_deployment(engine, state, &dep, t).await),
+                None => None,
+            }
+        }
+    };
     if copies.is_empty() {
-        let outcome = converge::converge(engine, state, &dep, opts, report.clone()).await?;
+        let mut outcome = conv.converge(engine, state, &dep, report.clone()).await?;
+        outcome.waited = waited(&dep).await;
         return Ok(RollbackReport {
             from_revision: target.revision,
             outcome,
@@ -206,7 +267,7 @@ pub async fn rollback(
     };
     let mut held = Vec::new();
     {
-        let _lock = lock(state, deployment, opts.apply.lock_timeout, &report).await?;
+        let _lock = lock(state, deployment, conv.lock_timeout(), &report).await?;
         for s in &snapshots {
             let Some(inst) = current
                 .deployment
@@ -245,16 +306,13 @@ pub async fn rollback(
         ))
     };
     // The wait comes once the data is back and the instances run again.
-    let no_wait = ConvergeOptions {
-        wait: None,
-        ..opts.clone()
-    };
-    let mut outcome = converge::converge(engine, state, &dep, &no_wait, report.clone())
+    let mut outcome = conv
+        .converge(engine, state, &dep, report.clone())
         .await
         .map_err(kept_stopped)?;
     let mut restored = Vec::new();
     {
-        let _lock = lock(state, deployment, opts.apply.lock_timeout, &report)
+        let _lock = lock(state, deployment, conv.lock_timeout(), &report)
             .await
             .map_err(kept_stopped)?;
         for copy in &copies {
@@ -283,7 +341,7 @@ pub async fn rollback(
     if !held.is_empty() {
         let ops_target = crate::ops::select::Selected {
             deployment: dep.clone(),
-            integration: Some(opts.apply.integration),
+            integration: Some(conv.integration()),
         };
         crate::ops::control::run(
             engine,
@@ -294,7 +352,7 @@ pub async fn rollback(
         )
         .await?;
     }
-    outcome.waited = converge::wait(engine, state, &dep, opts).await;
+    outcome.waited = waited(&dep).await;
     Ok(RollbackReport {
         from_revision: target.revision,
         outcome,

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::apply::Reporter;
-use crate::apply::converge::{self, ConvergeOptions};
-use crate::data::lifecycle;
+use crate::apply::converge::Converger;
+use crate::data::lifecycle::{self, RollbackTo};
 use crate::deployment::Deployment;
 use crate::engine::Engine;
 use crate::engine::images::split_reference;
@@ -66,6 +66,27 @@ pub struct Timing {
     pub settle: Duration,
 }
 
+/// How long an updated service may take to be healthy, unless told.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long it must then stay so, unless told.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(5);
+
+impl Timing {
+    /// The timings `auto_update` sets, with the defaults filled in.
+    pub fn of(a: &crate::deployment::AutoUpdate) -> Self {
+        Timing {
+            wait: a
+                .health_timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_HEALTH_TIMEOUT),
+            settle: a
+                .settle_secs
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_SETTLE),
+        }
+    }
+}
+
 /// `bad-digests.json`: service -> digests rolled back from.
 type BadDigests = BTreeMap<String, BTreeSet<String>>;
 
@@ -86,6 +107,61 @@ fn record_bad(state: &StateDir, deployment: &str, service: &str, digest: &str) -
     crate::state::write_private(&state.bad_digests(deployment), &json)
 }
 
+/// Which services an update looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Which {
+    /// Every service whose image is a tag.
+    All,
+    /// These (each must be there, and its registry must answer).
+    Named(Vec<String>),
+    /// The services `auto_update` is on for (a scheduled run).
+    Auto,
+}
+
+impl Which {
+    /// From the command line: `auto` (`--auto`), else the services named, else all.
+    pub fn from_args(services: &[String], auto: bool) -> Self {
+        if auto {
+            Which::Auto
+        } else if services.is_empty() {
+            Which::All
+        } else {
+            Which::Named(services.to_vec())
+        }
+    }
+}
+
+/// The deployment `name` as last applied in `state`, for an update run
+/// without its file (a scheduled one: the file may have moved). A service
+/// that an earlier rollback pinned to an image ID gets back the reference
+/// it was applied with, so that its tag is followed again.
+pub fn applied_deployment(state: &StateDir, name: &str) -> Result<Deployment> {
+    crate::names::check_name(name)
+        .map_err(|p| Error::Usage(format!("--deployment {name:?} {p}")))?;
+    let Some(current) = state.read_current(name)? else {
+        return Err(Error::Usage(format!(
+            "deployment {name} was never applied with state directory {}; run `berth apply` first",
+            state.root().display()
+        )));
+    };
+    let mut dep = current.deployment;
+    let history = lifecycle::history(state, name)?;
+    for (svc_name, svc) in dep.services.iter_mut() {
+        if is_tag(&svc.image) {
+            continue;
+        }
+        let id = svc.image.clone();
+        let reference = history.iter().rev().find_map(|r| {
+            let s = r.deployment.services.get(svc_name)?;
+            (is_tag(&s.image) && r.image_ids.get(svc_name) == Some(&id)).then(|| s.image.clone())
+        });
+        if let Some(reference) = reference {
+            svc.image = reference;
+        }
+    }
+    Ok(dep)
+}
+
 /// An image reference naming a tag (not a digest or an image ID).
 fn is_tag(image: &str) -> bool {
     !image.contains('@') && !image.starts_with("sha256:")
@@ -97,8 +173,17 @@ pub async fn check(
     engine: &Engine,
     state: &StateDir,
     deployment: &Deployment,
-    services: &[String],
+    which: &Which,
 ) -> Result<CheckReport> {
+    let auto = deployment.auto_update_services();
+    let (services, named): (&[String], bool) = match which {
+        Which::All => (&[], false),
+        Which::Named(s) => (s, true),
+        Which::Auto => (&auto, false),
+    };
+    if *which == Which::Auto && auto.is_empty() {
+        return Ok(CheckReport::default());
+    }
     for s in services {
         if !deployment.services.contains_key(s) {
             return Err(Error::Usage(format!(
@@ -133,7 +218,7 @@ pub async fn check(
     .into_iter()
     .collect();
     // A service named on the command line must be checked.
-    if !services.is_empty()
+    if named
         && let Some(image) = digests.iter().find(|(_, r)| r.is_err()).map(|(i, _)| *i)
         && let Some(Err(e)) = digests.remove(image)
     {
@@ -182,13 +267,23 @@ pub async fn update(
     engine: &Engine,
     state: &StateDir,
     deployment: &Deployment,
-    services: &[String],
-    opts: &ConvergeOptions,
+    which: &Which,
+    conv: &dyn Converger,
     timing: Timing,
     report: Reporter,
 ) -> Result<UpdateReport> {
-    converge::check(deployment, opts)?;
-    let found = check(engine, state, deployment, services).await?;
+    conv.check(deployment)?;
+    // A `berth up` holds the lock for as long as it runs: waiting for it
+    // would wait until it ends. It runs the schedule itself.
+    if !conv.in_process()
+        && let Some(pid) = crate::target::foreground::running_up(state, &deployment.name)
+    {
+        return Err(Error::Usage(format!(
+            "`berth up` (pid {pid}) supervises {} and holds its apply lock; it runs the deployment's auto_update schedule itself (or stop it, or change its file and send SIGHUP)",
+            deployment.name
+        )));
+    }
+    let found = check(engine, state, deployment, which).await?;
     let levels = deployment.link_levels();
     let mut changes = found.changes.clone();
     changes.sort_by_key(|c| {
@@ -203,21 +298,21 @@ pub async fn update(
         not_checked: found.not_checked,
     };
     let Timing { wait, settle } = timing;
-    let mut opts = opts.clone();
-    opts.wait = None;
     for change in changes {
         let before = state.read_current(&deployment.name)?;
         let old_id = before
             .as_ref()
             .and_then(|r| r.image_ids.get(&change.service).cloned());
         engine
-            .pull_images(std::slice::from_ref(&change.image), opts.apply.progress)
+            .pull_images(std::slice::from_ref(&change.image), conv.progress())
             .await?;
         report(format!(
             "updating {} to {} ({})",
             change.service, change.image, change.to
         ));
-        let outcome = converge::converge(engine, state, deployment, &opts, report.clone()).await?;
+        let outcome = conv
+            .converge(engine, state, deployment, report.clone())
+            .await?;
         let containers: Vec<String> = deployment
             .services
             .get(&change.service)
@@ -265,20 +360,27 @@ pub async fn update(
                 why.join("\n")
             )));
         };
-        lifecycle::rollback(
+        // The tag names the old image again first: the rollback then runs
+        // it by its reference, so the revision it writes reads as the file
+        // does, and a later apply (or a scheduled update that finds nothing
+        // new) changes nothing.
+        if let Some(id) = &old_id {
+            engine.retag(id, &change.image).await?;
+        }
+        lifecycle::rollback_with(
             engine,
             state,
             &deployment.name,
-            Some(before.revision),
-            true,
-            &opts,
+            RollbackTo {
+                revision: Some(before.revision),
+                with_data: true,
+                pin: old_id.is_none(),
+            },
+            conv,
+            None,
             report.clone(),
         )
         .await?;
-        // The tag again names what runs, so a plain apply keeps it.
-        if let Some(id) = old_id {
-            engine.retag(&id, &change.image).await?;
-        }
         let reason = why.join("\n");
         let event = notify::Event {
             kind: "rollback",
