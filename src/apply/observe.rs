@@ -107,6 +107,14 @@ pub async fn observe(
         }
     }
 
+    let schedule_dir = match target {
+        Supervision::Systemd { unit_dir, .. } => Some(unit_dir.as_path()),
+        Supervision::Containers(_) => unit_dir,
+    };
+    let schedule_unit_files = schedule_dir
+        .map(|dir| crate::target::systemd::timer::on_disk(dir, name))
+        .unwrap_or_default();
+
     Ok(Observed {
         containers,
         previous,
@@ -117,6 +125,7 @@ pub async fn observe(
         stopped,
         unit_files,
         units_left,
+        schedule_unit_files,
         current: state.read_current(name),
     })
 }

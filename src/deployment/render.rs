@@ -55,6 +55,13 @@ pub struct Rendered {
     /// The file's warnings (dangerous settings), located.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<RenderedWarning>,
+    /// The services scheduled updates move.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub auto_update: Vec<String>,
+    /// Under systemd: the scheduled-update units (service and timer) by
+    /// unit file name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub schedule_units: BTreeMap<String, String>,
 }
 
 /// One warning about the file, for `render --output json`.
@@ -246,7 +253,15 @@ impl Rendered {
             // Secrets' content never leaves the state directory.
             model: dep.redacted(),
             warnings: Vec::new(),
+            auto_update: dep.auto_update_services(),
+            schedule_units: BTreeMap::new(),
         }
+    }
+
+    /// The same, with the scheduled-update units systemd would run.
+    pub fn with_schedule_units(mut self, units: BTreeMap<String, String>) -> Self {
+        self.schedule_units = units;
+        self
     }
 
     /// The human-readable form.
@@ -272,6 +287,19 @@ impl Rendered {
                 _ => "foreground (`berth up` supervises every instance)",
             }
         );
+        if let Some(a) = self.model.update_schedule() {
+            let _ = writeln!(
+                o,
+                "auto_update: {} on {}, run by {}",
+                self.auto_update.join(", "),
+                a.summary(),
+                match self.integration {
+                    "systemd" => "a systemd timer",
+                    "docker" => "nothing (--integration docker refuses it)",
+                    _ => "`berth up`",
+                }
+            );
+        }
         for svc in self.model.services.values() {
             let _ = writeln!(o);
             let _ = writeln!(
@@ -382,6 +410,11 @@ impl Rendered {
                 let _ = writeln!(o, "# {unit}");
                 o.push_str(text);
             }
+        }
+        for (unit, text) in &self.schedule_units {
+            let _ = writeln!(o);
+            let _ = writeln!(o, "# {unit}");
+            o.push_str(text);
         }
         // Values from the file may hold control characters.
         crate::echo::text(&o).into_owned()

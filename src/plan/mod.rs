@@ -130,7 +130,30 @@ pub enum Supervision {
         unit_dir: PathBuf,
         /// The desired unit file text by container.
         units: BTreeMap<String, String>,
+        /// The desired scheduled-update units (service and timer) by unit
+        /// file name; empty when no service has auto_update on.
+        schedule_units: BTreeMap<String, String>,
     },
+}
+
+/// What happens to a unit that is not an instance's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitAction {
+    Create,
+    Update,
+    Remove,
+}
+
+/// A scheduled-update unit (`berth-update-<deployment>.service` or
+/// `.timer`) that apply writes or removes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduleUnit {
+    pub unit: String,
+    pub action: UnitAction,
+    /// The text to write (not for a removal).
+    #[serde(skip)]
+    pub text: Option<String>,
 }
 
 impl Supervision {
@@ -173,6 +196,9 @@ pub struct Observed {
     /// Under another integration: the instances whose systemd unit file
     /// is still in the unit directory (from `--integration systemd`).
     pub units_left: BTreeSet<String>,
+    /// The deployment's scheduled-update unit files in the unit
+    /// directory, by unit file name.
+    pub schedule_unit_files: BTreeMap<String, String>,
     /// The applied revision; a failure to read it is reported after the
     /// ownership checks, which come first.
     pub current: Result<Option<Revision>>,
@@ -191,6 +217,7 @@ impl Default for Observed {
             stopped: BTreeSet::new(),
             unit_files: BTreeMap::new(),
             units_left: BTreeSet::new(),
+            schedule_unit_files: BTreeMap::new(),
             current: Ok(None),
         }
     }
@@ -217,6 +244,9 @@ pub struct Plan {
     /// from `--integration systemd`): stopped, disabled and removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub units_to_remove: Vec<String>,
+    /// The scheduled-update units to create, update or remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule_units: Vec<ScheduleUnit>,
     /// What changes in the applied revision besides containers: keys and
     /// SSH grants, `ssh_shell`, snapshot settings, the integration...
     /// (see [`settings`]). Non-empty: apply writes a new revision.
@@ -241,6 +271,7 @@ impl Plan {
         !self.images_to_pull.is_empty()
             || self.create_network
             || !self.units_to_remove.is_empty()
+            || !self.schedule_units.is_empty()
             || !self.volumes_to_create.is_empty()
             || !self.settings_changes.is_empty()
             || self.instances.iter().any(|i| i.action != Action::Unchanged)
@@ -278,6 +309,7 @@ impl Plan {
             stopped: stopped_set,
             unit_files,
             units_left,
+            schedule_unit_files,
             current,
         } = observed;
         let containers: Vec<ContainerInfo> = all_containers
@@ -395,7 +427,7 @@ impl Plan {
                         Action::Recreate
                     }
                 },
-                Supervision::Systemd { unit_dir, units } => {
+                Supervision::Systemd { unit_dir, units, .. } => {
                     let unit_path = unit_dir.join(names::unit_name(&spec.container));
                     let on_disk = unit_files.get(&spec.container);
                     let wanted = units.get(&spec.container);
@@ -574,6 +606,41 @@ impl Plan {
                 .map(|i| names::unit_name(&i.container))
                 .collect()
         };
+        let wanted_schedule = match target {
+            Supervision::Systemd { schedule_units, .. } => schedule_units.clone(),
+            Supervision::Containers(_) => BTreeMap::new(),
+        };
+        let mut schedule_units: Vec<ScheduleUnit> = wanted_schedule
+            .into_iter()
+            .filter_map(|(unit, text)| {
+                let action = match schedule_unit_files.get(&unit) {
+                    None => UnitAction::Create,
+                    Some(t) if *t != text => UnitAction::Update,
+                    Some(_) => return None,
+                };
+                Some(ScheduleUnit {
+                    unit,
+                    action,
+                    text: Some(text),
+                })
+            })
+            .collect();
+        let wanted_names: BTreeSet<&str> = match target {
+            Supervision::Systemd { schedule_units, .. } => {
+                schedule_units.keys().map(String::as_str).collect()
+            }
+            Supervision::Containers(_) => BTreeSet::new(),
+        };
+        schedule_units.extend(
+            schedule_unit_files
+                .keys()
+                .filter(|u| !wanted_names.contains(u.as_str()))
+                .map(|u| ScheduleUnit {
+                    unit: u.clone(),
+                    action: UnitAction::Remove,
+                    text: None,
+                }),
+        );
         let mut images_to_pull: Vec<String> = missing_images.to_vec();
         images_to_pull.sort();
         images_to_pull.dedup();
@@ -586,6 +653,7 @@ impl Plan {
             instances,
             port_changes,
             units_to_remove,
+            schedule_units,
             settings_changes,
         })
     }
@@ -643,6 +711,17 @@ impl Plan {
                     "  remove    unit {u} (kept running by {} now)",
                     self.integration.as_str()
                 ),
+            );
+        }
+        for u in &self.schedule_units {
+            let verb = match u.action {
+                UnitAction::Create => "create",
+                UnitAction::Update => "update",
+                UnitAction::Remove => "remove",
+            };
+            push(
+                &mut out,
+                format!("  {verb:<9} unit {} (scheduled updates)", u.unit),
             );
         }
         for c in &self.settings_changes {
@@ -1256,6 +1335,7 @@ mod tests {
         let target = Supervision::Systemd {
             unit_dir: PathBuf::from("/units"),
             units: BTreeMap::from([("d-w".to_string(), "unit text".to_string())]),
+            schedule_units: BTreeMap::new(),
         };
         let previous: BTreeMap<String, InstanceSpec> = specs
             .iter()

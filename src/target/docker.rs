@@ -35,6 +35,19 @@ impl Target for Docker {
         Integration::Docker
     }
 
+    fn check(&self, deployment: &Deployment) -> Result<()> {
+        // No berth process stays running to fire a schedule.
+        let auto = deployment.auto_update_services();
+        if !auto.is_empty() {
+            return Err(Error::Usage(format!(
+                "deployment {}: auto_update is on for {}, but with --integration docker nothing runs its schedule; use --integration systemd or `berth up`, or turn auto_update off and run `berth update` from cron",
+                deployment.name,
+                auto.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
     fn unit_dir(&self) -> Option<&std::path::Path> {
         Some(&self.opts.unit_dir)
     }

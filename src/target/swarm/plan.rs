@@ -139,6 +139,7 @@ pub fn diff(
         instances,
         port_changes: Vec::new(),
         units_to_remove: Vec::new(),
+        schedule_units: Vec::new(),
         settings_changes: Vec::new(),
     })
 }

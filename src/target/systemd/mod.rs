@@ -3,6 +3,7 @@
 //! instance specs and unit files are the truth; the containers come and go.
 
 pub mod ctl;
+pub mod timer;
 pub mod unit;
 
 use std::collections::BTreeMap;
@@ -58,7 +59,8 @@ impl Target for Systemd {
                 self.opts.unit_dir.display()
             )));
         }
-        super::ssh_gateway::check_unit_clash(deployment)
+        super::ssh_gateway::check_unit_clash(deployment)?;
+        timer::check_clash(deployment, &self.opts.unit_dir)
     }
 
     fn supervision(&self, state: &StateDir, deployment: &Deployment) -> Result<Supervision> {
@@ -77,6 +79,7 @@ impl Target for Systemd {
         Ok(Supervision::Systemd {
             unit_dir: self.opts.unit_dir.clone(),
             units,
+            schedule_units: timer::render(deployment, &opts, &absolute(&self.opts.unit_dir)),
         })
     }
 
@@ -87,13 +90,10 @@ impl Target for Systemd {
             Supervision::Systemd { units, .. } => units.clone(),
             Supervision::Containers(_) => BTreeMap::new(),
         };
-        converge_units(
-            step,
-            &self.opts.unit_dir,
-            &units,
-            Systemctl::new(self.opts.systemctl),
-        )
-        .await
+        let ctl = Systemctl::new(self.opts.systemctl);
+        let mut pending = converge_units(step, &self.opts.unit_dir, &units, ctl.clone()).await?;
+        pending.extend(timer::converge(step.plan, &self.opts.unit_dir, &ctl, step.report).await?);
+        Ok(pending)
     }
 
     async fn hold(&self, engine: &Engine, container: &str) -> Result<()> {
@@ -301,11 +301,13 @@ pub(crate) async fn remove_units_left(
     systemctl: bool,
     report: &Reporter,
 ) -> Result<()> {
+    let ctl = Systemctl::new(systemctl && systemd_running());
+    // No scheduler of systemd's runs this deployment's updates any more.
+    timer::converge(plan, unit_dir, &ctl, report).await?;
     if plan.units_to_remove.is_empty() {
         return Ok(());
     }
     let units = plan.units_to_remove.clone();
-    let ctl = Systemctl::new(systemctl && systemd_running());
     ctl.stop(&units).await?;
     ctl.disable(&units).await?;
     for u in &units {
