@@ -59,6 +59,93 @@ fn start_gateway(
     Ok(())
 }
 
+/// `berth up`'s own supervisor as the way [`crate::ops::update`] (and the
+/// rollback it may need) applies: through [`super::apply_locked`] with the
+/// lock `up` holds, so a scheduled update never waits for `up` itself.
+pub struct InProcess<'a> {
+    pub target: &'a Foreground,
+    pub lock: &'a lock::DeploymentLock,
+    pub progress: PullProgress,
+}
+
+#[async_trait::async_trait]
+impl super::converge::Converger for InProcess<'_> {
+    fn integration(&self) -> crate::instance::Integration {
+        crate::instance::Integration::Foreground
+    }
+
+    fn check(&self, deployment: &Deployment) -> Result<()> {
+        use crate::target::Target;
+        self.target.check(deployment)
+    }
+
+    fn progress(&self) -> PullProgress {
+        self.progress
+    }
+
+    fn lock_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    fn in_process(&self) -> bool {
+        true
+    }
+
+    async fn converge(
+        &self,
+        engine: &Engine,
+        state: &StateDir,
+        deployment: &Deployment,
+        report: super::Reporter,
+    ) -> Result<super::converge::Outcome> {
+        let applied = super::apply_locked(
+            engine,
+            state,
+            deployment,
+            self.target,
+            self.progress,
+            self.lock,
+            report,
+        )
+        .await?;
+        Ok(super::converge::Outcome {
+            deployment: deployment.name.clone(),
+            applied,
+            pending_systemctl: Vec::new(),
+            waited: None,
+        })
+    }
+}
+
+/// When the next scheduled update of `deployment` is due, if it has
+/// auto_update on: the schedule's next fire time plus a random part of its
+/// `randomized_delay`, as systemd's timer would fire.
+fn next_update(deployment: &Deployment) -> Option<tokio::time::Instant> {
+    use std::hash::{BuildHasher, Hasher};
+    let auto = deployment.update_schedule()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let fire = auto.schedule.next_after(now.as_secs());
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let delay_ms = match auto.randomized_delay_secs {
+        0 => 0,
+        d => random % (d * 1000),
+    };
+    let at = std::time::Duration::from_secs(fire) + std::time::Duration::from_millis(delay_ms);
+    Some(tokio::time::Instant::now() + at.saturating_sub(now))
+}
+
+/// Sleep until `at`; forever without.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Reads the deployment file (again, on SIGHUP).
 pub type Loader = Arc<dyn Fn() -> Result<Deployment> + Send + Sync>;
 
@@ -119,6 +206,7 @@ pub async fn up(engine: &Engine, state: &StateDir, opts: &UpOptions, load: Loade
         async move { super::apply_locked(engine, state, &d, target, opts.progress, lock, report).await }
     };
     let mut shutdown = shutdown_rx.clone();
+    let mut running = deployment.clone();
     let first = apply(deployment).await;
     if let Err(e) = &first {
         eprintln!("berth: {e}");
@@ -129,9 +217,25 @@ pub async fn up(engine: &Engine, state: &StateDir, opts: &UpOptions, load: Loade
             name,
             target.supervised_count().await
         );
+        let mut next = next_update(&running);
+        if let Some(a) = running.update_schedule() {
+            eprintln!(
+                "berth: auto_update of {}: {}",
+                running.auto_update_services().join(", "),
+                a.summary()
+            );
+        }
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
+                _ = until(next) => {
+                    scheduled_update(engine, state, &running, &InProcess {
+                        target: &target,
+                        lock: &lock,
+                        progress: opts.progress,
+                    }, &report).await;
+                    next = next_update(&running);
+                }
                 Some(()) = hup_rx.recv() => {
                     eprintln!("berth: SIGHUP: re-reading the deployment file");
                     match load() {
@@ -144,8 +248,12 @@ pub async fn up(engine: &Engine, state: &StateDir, opts: &UpOptions, load: Loade
                             if let Err(e) = start_gateway(engine, state, opts, &d, &mut gateway) {
                                 eprintln!("berth: {e}");
                             }
-                            if let Err(e) = apply(d).await {
-                                eprintln!("berth: applying the changed file: {e}");
+                            match apply(d.clone()).await {
+                                Ok(_) => {
+                                    running = d;
+                                    next = next_update(&running);
+                                }
+                                Err(e) => eprintln!("berth: applying the changed file: {e}"),
                             }
                         }
                         Err(e) => eprintln!("berth: the changed file is not valid; still running the previous one:\n{e}"),
@@ -162,4 +270,51 @@ pub async fn up(engine: &Engine, state: &StateDir, opts: &UpOptions, load: Loade
     signals.abort();
     let _ = std::fs::remove_file(&pid_file);
     first.map(|_| ())
+}
+
+/// One scheduled run of [`crate::ops::update::update`] for the services
+/// auto_update is on for; what it did (or why it rolled back) goes to
+/// stderr, and `up` keeps supervising whatever the outcome.
+async fn scheduled_update(
+    engine: &Engine,
+    state: &StateDir,
+    deployment: &Deployment,
+    conv: &InProcess<'_>,
+    report: &super::Reporter,
+) {
+    use crate::ops::update::{self, Timing, Which};
+    let Some(auto) = deployment.update_schedule() else {
+        return;
+    };
+    report("scheduled update: checking for new images".into());
+    match update::update(
+        engine,
+        state,
+        deployment,
+        &Which::Auto,
+        conv,
+        Timing::of(&auto),
+        report.clone(),
+    )
+    .await
+    {
+        Ok(r) => {
+            for c in &r.updated {
+                report(format!("updated {} to {} ({})", c.service, c.image, c.to));
+            }
+            for c in &r.skipped_bad {
+                report(format!(
+                    "{}: {} was rolled back from before; skipped until the tag moves on",
+                    c.service, c.to
+                ));
+            }
+            for n in &r.not_checked {
+                report(format!("warning: {} ({}) not checked: {}", n.service, n.image, n.error));
+            }
+            if r.updated.is_empty() && r.skipped_bad.is_empty() {
+                report("scheduled update: nothing new".into());
+            }
+        }
+        Err(e) => report(format!("scheduled update: {e}")),
+    }
 }
