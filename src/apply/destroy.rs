@@ -96,9 +96,8 @@ pub async fn destroy(
         }
         out.units = units;
     }
-    out.units.extend(
-        crate::target::systemd::timer::remove(&opts.unit_dir, name, &ctl, &report).await?,
-    );
+    out.units
+        .extend(crate::target::systemd::timer::remove(&opts.unit_dir, name, &ctl, &report).await?);
 
     let results: Vec<Result<String>> = futures_util::stream::iter(&containers)
         .map(|c| {

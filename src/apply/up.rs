@@ -309,7 +309,10 @@ async fn scheduled_update(
                 ));
             }
             for n in &r.not_checked {
-                report(format!("warning: {} ({}) not checked: {}", n.service, n.image, n.error));
+                report(format!(
+                    "warning: {} ({}) not checked: {}",
+                    n.service, n.image, n.error
+                ));
             }
             if r.updated.is_empty() && r.skipped_bad.is_empty() {
                 report("scheduled update: nothing new".into());

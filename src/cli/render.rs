@@ -46,9 +46,8 @@ pub async fn run(ctx: &Context, args: RenderArgs) -> Result<u8> {
     if let RenderIntegration::Systemd(opts) = how {
         let unit_dir = std::path::absolute(&ctx.global.unit_dir)
             .map_err(|e| Error::io(&ctx.global.unit_dir, e))?;
-        rendered = rendered.with_schedule_units(
-            crate::target::systemd::timer::render(&dep, opts, &unit_dir),
-        );
+        rendered = rendered
+            .with_schedule_units(crate::target::systemd::timer::render(&dep, opts, &unit_dir));
     }
     match args.output {
         OutputFormat::Table => print!("{}", rendered.text()),

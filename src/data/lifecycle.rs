@@ -238,7 +238,9 @@ pub async fn rollback_with(
         let dep = dep.clone();
         async move {
             match wait {
-                Some(t) => Some(crate::apply::health::wait_deployment(engine, state, &dep, t).await),
+                Some(t) => {
+                    Some(crate::apply::health::wait_deployment(engine, state, &dep, t).await)
+                }
                 None => None,
             }
         }

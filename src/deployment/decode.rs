@@ -614,7 +614,11 @@ fn auto_update_table(d: &mut Decoder, v: &Node) -> Option<AutoUpdate> {
                 Some(t) => match super::schedule::Schedule::parse(&t) {
                     Ok(s) => a.schedule = s,
                     Err(m) => {
-                        d.err(n.span, format!("`{what}`: {m}"), super::schedule::SCHEDULE_HELP);
+                        d.err(
+                            n.span,
+                            format!("`{what}`: {m}"),
+                            super::schedule::SCHEDULE_HELP,
+                        );
                         ok = false;
                     }
                 },
@@ -625,17 +629,30 @@ fn auto_update_table(d: &mut Decoder, v: &Node) -> Option<AutoUpdate> {
                     Value::Str(s) => Some(s.clone()),
                     Value::Int(i) => Some(i.to_string()),
                     _ => {
-                        d.type_err(n, &what, "a duration", "write a duration such as \"30s\" or \"1h\"");
+                        d.type_err(
+                            n,
+                            &what,
+                            "a duration",
+                            "write a duration such as \"30s\" or \"1h\"",
+                        );
                         None
                     }
                 };
                 match text.map(|t| values::parse_duration_secs(&t)) {
                     Some(Ok(secs)) if secs > 7 * 86400 => {
-                        d.err(n.span, format!("`{what}` of {secs} seconds is longer than a week"), "write a duration of at most 7 days");
+                        d.err(
+                            n.span,
+                            format!("`{what}` of {secs} seconds is longer than a week"),
+                            "write a duration of at most 7 days",
+                        );
                         ok = false;
                     }
                     Some(Ok(0)) if e.key == "health_timeout" => {
-                        d.err(n.span, format!("`{what}` must be longer than 0s"), "write a duration such as \"2m\"");
+                        d.err(
+                            n.span,
+                            format!("`{what}` must be longer than 0s"),
+                            "write a duration such as \"2m\"",
+                        );
                         ok = false;
                     }
                     Some(Ok(secs)) => match e.key.as_str() {

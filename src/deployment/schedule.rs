@@ -61,9 +61,7 @@ impl Schedule {
             "m" | "min" | "minute" | "minutes" => (MINUTE, HOUR, "an hour"),
             "h" | "hour" | "hours" => (HOUR, DAY, "a day"),
             u => {
-                return Err(format!(
-                    "schedule `{text}`: unknown unit `{u}` (s, m or h)"
-                ));
+                return Err(format!("schedule `{text}`: unknown unit `{u}` (s, m or h)"));
             }
         };
         let secs = n.saturating_mul(unit_secs);
@@ -180,7 +178,9 @@ mod tests {
             ("every 99999999999999999999h", "not a number"),
             ("", "not one berth knows"),
         ] {
-            let e = Schedule::parse(text).err().unwrap_or_else(|| panic!("{text} accepted"));
+            let e = Schedule::parse(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text} accepted"));
             assert!(e.contains(says), "{text}: {e}");
         }
     }
@@ -209,13 +209,19 @@ mod tests {
         assert_eq!(Schedule::Every(10).next_after(now), 1_796_228_280);
         assert_eq!(Schedule::Every(900).next_after(now), 1_796_228_100 + 900);
         assert_eq!(Schedule::Hourly.next_after(now), 1_796_227_200 + 3600);
-        assert_eq!(Schedule::Every(6 * 3600).next_after(now), 1_796_169_600 + 21_600 * 3);
+        assert_eq!(
+            Schedule::Every(6 * 3600).next_after(now),
+            1_796_169_600 + 21_600 * 3
+        );
         // Midnight of 2026-12-03.
         assert_eq!(Schedule::Daily.next_after(now), 1_796_256_000);
         // Monday 2026-12-07.
         assert_eq!(Schedule::Weekly.next_after(now), 1_796_256_000 + 4 * 86400);
         // Exactly on a fire time: the next one.
-        assert_eq!(Schedule::Daily.next_after(1_796_256_000), 1_796_256_000 + 86400);
+        assert_eq!(
+            Schedule::Daily.next_after(1_796_256_000),
+            1_796_256_000 + 86400
+        );
         assert_eq!(Schedule::Weekly.next_after(0), 4 * 86400);
     }
 }

@@ -439,7 +439,10 @@ fn auto_update_is_per_service_and_for_the_deployment_in_every_format_and_survive
         "name = \"s\"\n[auto_update]\nschedule = \"every 15m\"\nrandomized_delay = \"1h\"\nhealth_timeout = \"2m\"\nsettle = 5\n[services.a]\nimage = \"x\"\n[services.b]\nimage = \"x\"\nauto_update = false\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let a = d.auto_update.clone().unwrap_or_else(|| panic!("no auto_update"));
+    let a = d
+        .auto_update
+        .clone()
+        .unwrap_or_else(|| panic!("no auto_update"));
     assert_eq!(a.schedule, Schedule::Every(900));
     assert_eq!(a.randomized_delay_secs, 3600);
     assert_eq!(a.health_timeout_secs, Some(120));
@@ -454,16 +457,25 @@ fn auto_update_is_per_service_and_for_the_deployment_in_every_format_and_survive
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(y.auto_update, None);
     assert_eq!(y.auto_update_services(), ["a"]);
-    assert_eq!(y.update_schedule().map(|a| a.schedule), Some(Schedule::Daily));
-    let none = load_as("n.toml", "name = \"s\"\nauto_update = false\n[services.a]\nimage = \"x\"\n")
-        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        y.update_schedule().map(|a| a.schedule),
+        Some(Schedule::Daily)
+    );
+    let none = load_as(
+        "n.toml",
+        "name = \"s\"\nauto_update = false\n[services.a]\nimage = \"x\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(none.update_schedule(), None);
     let c = load_as(
         "compose.yaml",
         "x-berth:\n  auto_update: {schedule: hourly}\nservices:\n  a:\n    image: x\n    x-berth:\n      auto_update: false\n  b:\n    image: x\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.auto_update.as_ref().map(|a| a.schedule), Some(Schedule::Hourly));
+    assert_eq!(
+        c.auto_update.as_ref().map(|a| a.schedule),
+        Some(Schedule::Hourly)
+    );
     assert_eq!(c.auto_update_services(), ["b"]);
     for dep in [&d, &y, &c] {
         let stored = serde_json::to_string(&stored::file_form(dep)).unwrap();
@@ -472,10 +484,19 @@ fn auto_update_is_per_service_and_for_the_deployment_in_every_format_and_survive
         assert_eq!(again.auto_update_services(), dep.auto_update_services());
     }
     for (bad, says) in [
-        ("auto_update = { schedule = \"every 7m\" }", "does not divide an hour"),
-        ("auto_update = { schedule = \"monthly\" }", "auto_update.schedule"),
+        (
+            "auto_update = { schedule = \"every 7m\" }",
+            "does not divide an hour",
+        ),
+        (
+            "auto_update = { schedule = \"monthly\" }",
+            "auto_update.schedule",
+        ),
         ("auto_update = { shedule = \"daily\" }", "schedule"),
-        ("auto_update = { randomized_delay = \"soon\" }", "not a duration"),
+        (
+            "auto_update = { randomized_delay = \"soon\" }",
+            "not a duration",
+        ),
         ("auto_update = { health_timeout = 0 }", "longer than 0s"),
         ("auto_update = { settle = \"30d\" }", "longer than a week"),
         ("auto_update = \"yes\"", "auto_update"),
@@ -487,7 +508,10 @@ fn auto_update_is_per_service_and_for_the_deployment_in_every_format_and_survive
         .err()
         .unwrap_or_else(|| panic!("{bad} accepted"));
         assert!(e.to_string().contains(says), "{bad}: {e}");
-        assert!(e.to_string().contains("bad.toml:2"), "{bad}: not located: {e}");
+        assert!(
+            e.to_string().contains("bad.toml:2"),
+            "{bad}: not located: {e}"
+        );
         assert_eq!(crate::error::Error::from(e).exit_code(), 2, "{bad}");
     }
     let e = load_as(

@@ -427,7 +427,9 @@ impl Plan {
                         Action::Recreate
                     }
                 },
-                Supervision::Systemd { unit_dir, units, .. } => {
+                Supervision::Systemd {
+                    unit_dir, units, ..
+                } => {
                     let unit_path = unit_dir.join(names::unit_name(&spec.container));
                     let on_disk = unit_files.get(&spec.container);
                     let wanted = units.get(&spec.container);

@@ -213,3 +213,218 @@ fn update_passes_over_an_image_its_registry_does_not_have_unless_it_is_named() {
         show(&out)
     );
 }
+
+/// The file of [`file`] with a deployment-level `auto_update` every 10 s.
+fn scheduled_file(name: &str, image: &str, log: &str) -> String {
+    file(name, image, log).replacen(
+        "\n[services.app]",
+        "auto_update = { schedule = \"every 10s\", randomized_delay = \"0s\", health_timeout = \"8s\", settle = \"1s\" }\n\n[services.app]",
+        1,
+    )
+}
+
+#[test]
+fn under_berth_up_the_schedule_takes_good_builds_and_rolls_back_a_bad_one_with_its_data() {
+    let name = unique_name("autoup");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let mut reg = Registry::start(None);
+    let repo = format!("{name}/app:latest");
+    let image = reg.push(&build(1, true), &repo);
+    let log = ws.path().join("notified");
+    let log = log.to_str().expect("UTF-8 path");
+    ws.write("berth.toml", &scheduled_file(&name, &image, log));
+    let notified = || std::fs::read_to_string(log).unwrap_or_default();
+    let c = format!("{name}-app");
+    let up = Background::spawn(bin(), &ws, "up", &["up", "--no-ssh"]);
+    let healthy = |v: &str| {
+        docker(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"v\"}} {{.State.Health.Status}}",
+            &c,
+        ])
+        .stdout
+        .starts_with(format!("{v} healthy").as_bytes())
+    };
+    let long = Duration::from_secs(90);
+    assert!(wait_for(long, || healthy("1")), "{}", up.output());
+    docker_ok(&["exec", &c, "touch", "/data/v1"]);
+
+    // A good build: the next fire takes it, data kept.
+    reg.push(&build(2, true), &repo);
+    assert!(wait_for(long, || healthy("2")), "{}", up.output());
+    assert!(has_file(&c, "/data/v1"), "data kept across the update");
+    assert!(
+        wait_for(long, || notified().starts_with("update app sha256:")),
+        "{}",
+        up.output()
+    );
+
+    // A bad build: it runs, never gets healthy, and is rolled back with its data.
+    docker_ok(&["exec", &c, "touch", "/data/before"]);
+    reg.push(&build(3, false), &repo);
+    assert!(
+        wait_for(long, || {
+            docker(&["inspect", "-f", "{{index .Config.Labels \"v\"}}", &c])
+                .stdout
+                .starts_with(b"3")
+                && docker(&["exec", &c, "touch", "/data/after"])
+                    .status
+                    .success()
+        }),
+        "the bad build never ran: {}",
+        up.output()
+    );
+    assert!(
+        wait_for(long, || notified().contains("rollback app ")),
+        "{}",
+        up.output()
+    );
+    assert!(wait_for(long, || healthy("2")), "{}", up.output());
+    assert!(has_file(&c, "/data/before"), "data from before the update");
+    assert!(
+        !has_file(&c, "/data/after"),
+        "data from the bad build is gone"
+    );
+
+    // Later fires pass the bad digest over, and the good build stays put
+    // (the same container: no flapping).
+    let id = docker_ok(&["inspect", "-f", "{{.Id}}", &c]);
+    assert!(
+        wait_for(long, || up
+            .output()
+            .matches("skipped until the tag moves on")
+            .count()
+            >= 2),
+        "{}",
+        up.output()
+    );
+    assert_eq!(docker_ok(&["inspect", "-f", "{{.Id}}", &c]), id);
+    assert_eq!(
+        up.output().matches("updating app to").count(),
+        2,
+        "the bad digest was tried again: {}",
+        up.output()
+    );
+
+    // A fixed build is taken.
+    reg.push(&build(4, true), &repo);
+    assert!(wait_for(long, || healthy("4")), "{}", up.output());
+    assert!(has_file(&c, "/data/before"));
+    up.signal("INT");
+}
+
+#[test]
+fn update_of_the_applied_deployment_needs_no_file_and_auto_takes_only_the_services_it_is_on_for() {
+    let name = unique_name("update-auto");
+    let _cleanup = Cleanup::new(&name);
+    let ws = Workspace::new();
+    let mut reg = Registry::start(None);
+    let a = format!("{name}/a:latest");
+    let b = format!("{name}/b:latest");
+    let ia = reg.push(&build(1, true), &a);
+    let ib = reg.push(&build(1, true), &b);
+    let sleeper = r#"command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]"#;
+    ws.write(
+        "berth.toml",
+        &format!(
+            "name = \"{name}\"\n[services.a]\nimage = \"{ia}\"\nauto_update = true\n{sleeper}\n[services.b]\nimage = \"{ib}\"\n{sleeper}\n"
+        ),
+    );
+    // --integration docker has nothing to run the schedule with.
+    let out = run(&ws, &["apply", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("auto_update is on for a"),
+        "{}",
+        show(&out)
+    );
+    // Only written: the unit directory is the test's own.
+    let out = run(
+        &ws,
+        &["apply", "--integration", "systemd", "--no-systemctl"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let timer = std::fs::read_to_string(ws.unit_dir().join(format!("berth-update-{name}.timer")))
+        .expect("the timer unit");
+    assert!(timer.contains("OnCalendar=*-*-* 00:00:00 UTC"), "{timer}");
+    let service =
+        std::fs::read_to_string(ws.unit_dir().join(format!("berth-update-{name}.service")))
+            .expect("the update service");
+    assert!(
+        service.contains(&format!("update --deployment {name} --auto")),
+        "{service}"
+    );
+    let out = run(&ws, &["plan", "--integration", "systemd"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("scheduled updates"),
+        "the units are up to date: {}",
+        show(&out)
+    );
+
+    reg.push(&build(2, true), &a);
+    reg.push(&build(2, true), &b);
+    // The file has moved away: the applied deployment is read instead.
+    std::fs::remove_file(ws.path().join("berth.toml")).expect("remove the file");
+    let out = run(
+        &ws,
+        &[
+            "update",
+            "--deployment",
+            &name,
+            "--auto",
+            "--check",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let changed: Vec<&str> = json["changes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["service"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(changed, ["a"], "{json}");
+    let out = run(&ws, &["update", "--deployment", &name, "--check"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with("b\t")),
+        "without --auto every tag is looked at: {}",
+        show(&out)
+    );
+
+    // Turning auto_update off removes the units.
+    ws.write(
+        "berth.toml",
+        &format!(
+            "name = \"{name}\"\n[services.a]\nimage = \"{ia}\"\n{sleeper}\n[services.b]\nimage = \"{ib}\"\n{sleeper}\n"
+        ),
+    );
+    let out = run(&ws, &["plan", "--integration", "systemd"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "remove    unit berth-update-{name}.timer (scheduled updates)"
+        )),
+        "{}",
+        show(&out)
+    );
+    let out = run(
+        &ws,
+        &["apply", "--integration", "systemd", "--no-systemctl"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        !ws.unit_dir()
+            .join(format!("berth-update-{name}.timer"))
+            .exists()
+    );
+    assert!(
+        !ws.unit_dir()
+            .join(format!("berth-update-{name}.service"))
+            .exists()
+    );
+}

@@ -45,7 +45,10 @@ pub fn render(
     };
     let name = &deployment.name;
     let mut service = String::new();
-    let _ = writeln!(service, "{MARKER}; changes are overwritten by `berth apply`.");
+    let _ = writeln!(
+        service,
+        "{MARKER}; changes are overwritten by `berth apply`."
+    );
     let _ = writeln!(service, "[Unit]");
     let _ = writeln!(service, "Description=berth scheduled update of {name}");
     let _ = writeln!(service, "Wants=docker.service network-online.target");
