@@ -310,9 +310,13 @@ pub async fn update(
             "updating {} to {} ({})",
             change.service, change.image, change.to
         ));
-        let outcome = conv
+        // An apply that fails on the new image (under systemd a unit
+        // whose container never gets ready fails its start) is a failed
+        // update too: rolled back like one that is not healthy in time.
+        let applied = conv
             .converge(engine, state, deployment, report.clone())
-            .await?;
+            .await
+            .map(|o| o.applied.revision);
         let containers: Vec<String> = deployment
             .services
             .get(&change.service)
@@ -324,16 +328,28 @@ pub async fn update(
                     .collect()
             })
             .unwrap_or_default();
-        let mut not_ready =
-            crate::apply::health::wait_ready(engine, state, &containers, wait).await;
-        if not_ready.is_empty() && !settle.is_zero() {
-            // Running (and healthy) once is not enough: a build that exits
-            // or turns unhealthy soon after starting is rolled back too.
-            tokio::time::sleep(settle).await;
-            not_ready =
-                crate::apply::health::wait_ready(engine, state, &containers, Duration::ZERO).await;
-        }
-        if not_ready.is_empty() {
+        let why: Vec<String> = match &applied {
+            Err(e) => vec![e.to_string()],
+            Ok(_) => {
+                let mut not_ready =
+                    crate::apply::health::wait_ready(engine, state, &containers, wait).await;
+                if not_ready.is_empty() && !settle.is_zero() {
+                    // Running (and healthy) once is not enough: a build that
+                    // exits or turns unhealthy soon after starting is rolled
+                    // back too.
+                    tokio::time::sleep(settle).await;
+                    not_ready = crate::apply::health::wait_ready(
+                        engine,
+                        state,
+                        &containers,
+                        Duration::ZERO,
+                    )
+                    .await;
+                }
+                not_ready.iter().map(|n| n.to_string()).collect()
+            }
+        };
+        if why.is_empty() {
             let event = notify::Event {
                 kind: "update",
                 service: &change.service,
@@ -346,7 +362,6 @@ pub async fn update(
             done.updated.push(change);
             continue;
         }
-        let why: Vec<String> = not_ready.iter().map(|n| n.to_string()).collect();
         report(format!(
             "{} is not healthy on {}; rolling back with its data",
             change.service, change.to
@@ -392,11 +407,14 @@ pub async fn update(
         };
         notify::notify(deployment, &event, &report).await;
         return Err(Error::Runtime(format!(
-            "update of {} to {} ({}) rolled back (revision {} applied it; {} is healthy again on the previous image); not healthy:\n{}",
+            "update of {} to {} ({}) rolled back ({}; {} runs the previous image again); not healthy:\n{}",
             change.service,
             change.image,
             change.to,
-            outcome.applied.revision,
+            match &applied {
+                Ok(n) => format!("revision {n} applied it"),
+                Err(_) => "its apply failed".to_string(),
+            },
             change.service,
             why.join("\n")
         )));

@@ -428,3 +428,100 @@ fn update_of_the_applied_deployment_needs_no_file_and_auto_takes_only_the_servic
             .exists()
     );
 }
+
+#[test]
+fn under_systemd_the_timer_takes_good_builds_and_rolls_back_a_bad_one_with_its_data() {
+    use berth_test_support::systemd_host::{HostDeployment, SystemdHost};
+    let host = SystemdHost::boot(bin());
+    let d = HostDeployment::new(&host, "autosd");
+    let mut reg = Registry::start(None);
+    let repo = format!("{}/app:latest", d.name);
+    let image = reg.push(&build(1, true), &repo);
+    // The hook runs in the host, where berth runs.
+    let log = "/root/notified";
+    d.write(&scheduled_file(&d.name, &image, log));
+    d.apply();
+    let timer = format!("berth-update-{}.timer", d.name);
+    let service = format!("berth-update-{}.service", d.name);
+    assert_eq!(host.unit_property(&timer, "ActiveState"), "active");
+    assert_eq!(host.unit_property(&timer, "UnitFileState"), "enabled");
+    let notified = || host.sh_ok(&format!("cat {log} 2>/dev/null || true"));
+    let c = d.container("app");
+    let healthy = |v: &str| {
+        docker(&["inspect", "-f", "{{index .Config.Labels \"v\"}} {{.State.Health.Status}}", &c])
+            .stdout
+            .starts_with(format!("{v} healthy").as_bytes())
+            .then_some(())
+    };
+    let long = Duration::from_secs(120);
+    host.wait_for("v1 healthy", long, || healthy("1"));
+    d.exec("app", "touch /data/v1");
+
+    // A good build: the timer fires and the update takes it, data kept.
+    reg.push(&build(2, true), &repo);
+    host.wait_for("v2 healthy after a timer run", long, || healthy("2"));
+    assert!(has_file(&c, "/data/v1"), "data kept across the update");
+    host.wait_for("the update notified", long, || {
+        notified().starts_with("update app sha256:").then_some(())
+    });
+    d.wait_active("app");
+
+    // A bad build: it runs, never gets healthy, and is rolled back with its data.
+    d.exec("app", "touch /data/before");
+    reg.push(&build(3, false), &repo);
+    host.wait_for("the bad build runs", long, || {
+        (docker(&["inspect", "-f", "{{index .Config.Labels \"v\"}}", &c])
+            .stdout
+            .starts_with(b"3")
+            && docker(&["exec", &c, "touch", "/data/after"])
+                .status
+                .success())
+        .then_some(())
+    });
+    host.wait_for("the rollback notified", long, || {
+        notified().contains("rollback app ").then_some(())
+    });
+    host.wait_for("v2 healthy again", long, || healthy("2"));
+    assert!(has_file(&c, "/data/before"), "data from before the update");
+    assert!(
+        !has_file(&c, "/data/after"),
+        "data from the bad build is gone"
+    );
+    d.wait_active("app");
+
+    // Later fires pass the bad digest over; the container stays.
+    let id = docker_ok(&["inspect", "-f", "{{.Id}}", &c]);
+    host.wait_for("two later runs skip the bad digest", long, || {
+        (host
+            .unit_journal(&service)
+            .matches("was rolled back from before")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    assert_eq!(docker_ok(&["inspect", "-f", "{{.Id}}", &c]), id);
+    assert_eq!(
+        host.unit_journal(&service).matches("updating app to").count(),
+        2,
+        "the bad digest was tried again:\n{}",
+        host.unit_journal(&service)
+    );
+
+    // A fixed build is taken.
+    reg.push(&build(4, true), &repo);
+    host.wait_for("v4 healthy", long, || healthy("4"));
+    assert!(has_file(&c, "/data/before"));
+
+    // Destroy removes the timer and its service.
+    d.berth_ok("destroy");
+    for u in [&timer, &service] {
+        assert!(
+            !host
+                .sh(&format!("test -e /etc/systemd/system/{u}"))
+                .status
+                .success(),
+            "{u} left behind"
+        );
+        assert_eq!(host.unit_property(u, "LoadState"), "not-found", "{u}");
+    }
+}
