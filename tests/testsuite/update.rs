@@ -448,10 +448,15 @@ fn under_systemd_the_timer_takes_good_builds_and_rolls_back_a_bad_one_with_its_d
     let notified = || host.sh_ok(&format!("cat {log} 2>/dev/null || true"));
     let c = d.container("app");
     let healthy = |v: &str| {
-        docker(&["inspect", "-f", "{{index .Config.Labels \"v\"}} {{.State.Health.Status}}", &c])
-            .stdout
-            .starts_with(format!("{v} healthy").as_bytes())
-            .then_some(())
+        docker(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"v\"}} {{.State.Health.Status}}",
+            &c,
+        ])
+        .stdout
+        .starts_with(format!("{v} healthy").as_bytes())
+        .then_some(())
     };
     let long = Duration::from_secs(120);
     host.wait_for("v1 healthy", long, || healthy("1"));
@@ -501,7 +506,9 @@ fn under_systemd_the_timer_takes_good_builds_and_rolls_back_a_bad_one_with_its_d
     });
     assert_eq!(docker_ok(&["inspect", "-f", "{{.Id}}", &c]), id);
     assert_eq!(
-        host.unit_journal(&service).matches("updating app to").count(),
+        host.unit_journal(&service)
+            .matches("updating app to")
+            .count(),
         2,
         "the bad digest was tried again:\n{}",
         host.unit_journal(&service)

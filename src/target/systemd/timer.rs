@@ -168,7 +168,7 @@ pub async fn converge(
     if removing {
         let units = vec![timer.clone(), service.clone()];
         ctl.stop(&units).await?;
-        ctl.disable(&[timer.clone()]).await?;
+        ctl.disable(std::slice::from_ref(&timer)).await?;
         if !ctl.enabled() {
             pending.push(format!("systemctl disable --now {timer}"));
         }
