@@ -112,17 +112,14 @@ pub async fn run(ctx: &Context, args: UpdateArgs) -> Result<u8> {
         opts.apply.integration =
             crate::apply::effective_integration(&state, &deployment.name, None)?;
     }
-    let schedule = deployment.auto_update.clone().filter(|_| args.auto);
-    let secs = |s: Option<u64>| s.map(Duration::from_secs);
+    // With --auto, the deployment's auto_update timings, unless given here.
+    let base = match (&deployment.auto_update, args.auto) {
+        (Some(a), true) => update::Timing::of(a),
+        _ => update::Timing::of(&Default::default()),
+    };
     let timing = update::Timing {
-        wait: args
-            .health_timeout
-            .or(secs(schedule.as_ref().and_then(|a| a.health_timeout_secs)))
-            .unwrap_or(update::DEFAULT_HEALTH_TIMEOUT),
-        settle: args
-            .settle
-            .or(secs(schedule.as_ref().and_then(|a| a.settle_secs)))
-            .unwrap_or(update::DEFAULT_SETTLE),
+        wait: args.health_timeout.unwrap_or(base.wait),
+        settle: args.settle.unwrap_or(base.settle),
     };
     let r = update::update(
         &engine,
