@@ -82,6 +82,9 @@ pub(super) fn convert(dep: &Deployment, to_dir: bool, out: &mut Output) -> Resul
     if let Some(argv) = &dep.notify {
         x.insert("notify".into(), strings(argv));
     }
+    if let Some(url) = &dep.notify_url {
+        x.insert("notify_url".into(), json!(url));
+    }
     if !x.is_empty() {
         top.insert("x-berth".into(), Value::Object(x));
     }

@@ -83,6 +83,13 @@ pub(super) fn convert(dep: &Deployment, out: &mut Output) -> Result<()> {
             "podman auto-update runs no command after an update",
         );
     }
+    if dep.notify_url.is_some() {
+        out.report.lose(
+            None,
+            "notify_url",
+            "podman auto-update calls no webhook after an update",
+        );
+    }
     for svc in dep.services.values() {
         service_losses(svc, out);
         for inst in dep.service_instances(svc) {

@@ -154,7 +154,7 @@ const UNSUPPORTED: &[&str] = &[
 const TOP_KEYS: &[&str] = &[
     "name", "services", "volumes", "networks", "configs", "secrets", "version", "x-berth",
 ];
-const X_BERTH_TOP: &[&str] = &["keys", "snapshots_keep", "notify"];
+const X_BERTH_TOP: &[&str] = &["keys", "snapshots_keep", "notify", "notify_url"];
 const X_BERTH_SERVICE: &[&str] = &["ssh", "ssh_shell", "snapshot_on_upgrade", "snapshots_keep"];
 
 /// The names Compose looks for, in its order.

@@ -34,6 +34,11 @@ pub struct DeploymentFile {
     /// `BERTH_FROM`, `BERTH_TO` and `BERTH_REASON` set: a shell command
     /// (run by /bin/sh -c) or a list (program and arguments).
     pub notify: Option<StringOrList>,
+    /// An `http://` or `https://` URL `berth update` POSTs a JSON object to
+    /// after every update and rollback: `event`, `deployment`, `service`,
+    /// `image`, `from`, `to`, `reason`, `time`. Only its scheme and host are
+    /// ever shown; use `${VAR}` to keep a token out of the file.
+    pub notify_url: Option<String>,
     /// Files services read, by name (same naming rules as `name`), mounted
     /// by the services' `configs` lists.
     pub configs: Option<BTreeMap<String, ConfigSource>>,

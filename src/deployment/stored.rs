@@ -143,6 +143,9 @@ pub(crate) fn file_form(dep: &Deployment) -> Value {
     if let Some(argv) = &dep.notify {
         top.insert("notify".into(), strings(argv));
     }
+    if let Some(url) = &dep.notify_url {
+        top.insert("notify_url".into(), s(url));
+    }
     if !dep.configs.is_empty() {
         let configs = dep
             .configs
