@@ -265,6 +265,7 @@ mod tests {
             integration: "docker".into(),
             deployment: d,
             image_ids: Default::default(),
+            cause: None,
         }
     }
 

@@ -194,10 +194,35 @@ fn update_takes_good_builds_and_rolls_back_a_bad_one_with_its_data() {
     // Every update and the rollback are revisions; rollback works across them.
     let out = run(&ws, &["history", "--output", "json"]);
     let revs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history JSON");
-    assert!(revs.as_array().map(|a| a.len()).unwrap_or(0) >= 5, "{revs}");
+    // Each says why it was made.
+    let causes: Vec<String> = revs
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r["cause"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let update_to_good = format!("update app to {good}");
+    let expected = [
+        "apply",
+        update_to_good.as_str(),
+        "update app to ",
+        "rollback of app from ",
+        "update app to ",
+    ];
+    assert_eq!(causes.len(), expected.len(), "{causes:?}");
+    for (cause, want) in causes.iter().zip(expected) {
+        assert!(cause.starts_with(want), "{causes:?}");
+    }
     let out = run(&ws, &["rollback", "--integration", "docker"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(version(&c), "2");
+    let out = run(&ws, &["history"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let last = table.lines().last().unwrap_or_default();
+    assert!(last.contains("rollback to revision "), "{table}");
+    assert!(table.contains("CAUSE"), "{table}");
 }
 
 /// Removes a local tag on drop (also when the test fails).
