@@ -130,12 +130,14 @@ pub trait Converger: Send + Sync {
     fn in_process(&self) -> bool {
         false
     }
-    /// Apply `deployment` (without waiting for health).
+    /// Apply `deployment` (without waiting for health); `cause` is
+    /// recorded in the revision ([`crate::apply::ApplyOptions::cause`]).
     async fn converge(
         &self,
         engine: &Engine,
         state: &StateDir,
         deployment: &Deployment,
+        cause: Option<&str>,
         report: Reporter,
     ) -> Result<Outcome>;
 }
@@ -163,12 +165,16 @@ impl Converger for ConvergeOptions {
         engine: &Engine,
         state: &StateDir,
         deployment: &Deployment,
+        cause: Option<&str>,
         report: Reporter,
     ) -> Result<Outcome> {
-        let opts = ConvergeOptions {
+        let mut opts = ConvergeOptions {
             wait: None,
             ..self.clone()
         };
+        if let Some(c) = cause {
+            opts.apply.cause = Some(c.to_string());
+        }
         converge(engine, state, deployment, &opts, report).await
     }
 }

@@ -63,6 +63,7 @@ pub(crate) fn converge_options(args: &ApplyArgs, ctx: &Context) -> Result<Conver
             } else {
                 PullProgress::Auto
             },
+            cause: None,
         },
         ssh_listen: args.ssh_listen.clone(),
         // A swarm apply waits for convergence itself.

@@ -85,6 +85,9 @@ pub(super) fn convert(dep: &Deployment, to_dir: bool, out: &mut Output) -> Resul
     if let Some(a) = &dep.auto_update {
         x.insert("auto_update".into(), a.file_form());
     }
+    if let Some(url) = &dep.notify_url {
+        x.insert("notify_url".into(), json!(url));
+    }
     if !x.is_empty() {
         top.insert("x-berth".into(), Value::Object(x));
     }

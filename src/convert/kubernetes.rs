@@ -116,6 +116,13 @@ pub(super) fn convert(dep: &Deployment, to_dir: bool, out: &mut Output) -> Resul
             "Kubernetes does not follow a tag to new digests on a schedule, nor roll data back",
         );
     }
+    if dep.notify_url.is_some() {
+        out.report.lose(
+            None,
+            "notify_url",
+            "Kubernetes calls no webhook after an image update",
+        );
+    }
     for svc in dep.services.values() {
         service(dep, svc, out, &mut docs);
     }

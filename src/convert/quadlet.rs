@@ -90,6 +90,13 @@ pub(super) fn convert(dep: &Deployment, out: &mut Output) -> Result<()> {
             "podman auto-update runs on its own timer and rolls back neither an unhealthy container nor its data; berth's schedule is not carried",
         );
     }
+    if dep.notify_url.is_some() {
+        out.report.lose(
+            None,
+            "notify_url",
+            "podman auto-update calls no webhook after an update",
+        );
+    }
     for svc in dep.services.values() {
         service_losses(svc, out);
         for inst in dep.service_instances(svc) {

@@ -133,6 +133,7 @@ pub async fn rollback(
             revision: to,
             with_data,
             pin: true,
+            cause: opts.apply.cause.clone(),
         },
         opts,
         opts.wait,
@@ -142,7 +143,7 @@ pub async fn rollback(
 }
 
 /// What [`rollback_with`] returns to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RollbackTo {
     /// The revision (`None`: the one before the current).
     pub revision: Option<u64>,
@@ -153,6 +154,9 @@ pub struct RollbackTo {
     /// update` tags the old image back first, so that the revision written
     /// names the tag, as the file does, and the next apply changes nothing).
     pub pin: bool,
+    /// Recorded in the revision the rollback writes (`None`: "rollback to
+    /// revision N").
+    pub cause: Option<String>,
 }
 
 /// [`rollback`] through `conv` (also inside `berth up`, whose supervisor
@@ -170,6 +174,7 @@ pub async fn rollback_with(
         revision: to,
         with_data,
         pin,
+        cause,
     } = to;
     let Some(current) = state.read_current(deployment)? else {
         return Err(Error::Usage(format!(
@@ -201,6 +206,13 @@ pub async fn rollback_with(
     };
     // Refused before anything is copied or stopped, as the apply would refuse it.
     conv.check(&target.deployment)?;
+    let cause = cause.unwrap_or_else(|| {
+        format!(
+            "rollback to revision {}{}",
+            target.revision,
+            if with_data { " with data" } else { "" }
+        )
+    });
     // Snapshots to restore are found before the apply, which may prune.
     let mut snapshots = Vec::new();
     let mut without_snapshot = Vec::new();
@@ -246,7 +258,9 @@ pub async fn rollback_with(
         }
     };
     if copies.is_empty() {
-        let mut outcome = conv.converge(engine, state, &dep, report.clone()).await?;
+        let mut outcome = conv
+            .converge(engine, state, &dep, Some(&cause), report.clone())
+            .await?;
         outcome.waited = waited(&dep).await;
         return Ok(RollbackReport {
             from_revision: target.revision,
@@ -309,7 +323,7 @@ pub async fn rollback_with(
     };
     // The wait comes once the data is back and the instances run again.
     let mut outcome = conv
-        .converge(engine, state, &dep, report.clone())
+        .converge(engine, state, &dep, Some(&cause), report.clone())
         .await
         .map_err(kept_stopped)?;
     let mut restored = Vec::new();
@@ -499,6 +513,13 @@ pub async fn restore_and_apply(
         )
         .await?
     };
-    let applied = converge::converge(engine, state, &dep, opts, report).await?;
+    let mut opts = opts.clone();
+    opts.apply.cause.get_or_insert_with(|| {
+        format!(
+            "restore from {}",
+            file.file_name().unwrap_or_default().to_string_lossy()
+        )
+    });
+    let applied = converge::converge(engine, state, &dep, &opts, report).await?;
     Ok((restored, applied))
 }

@@ -155,7 +155,13 @@ const UNSUPPORTED: &[&str] = &[
 const TOP_KEYS: &[&str] = &[
     "name", "services", "volumes", "networks", "configs", "secrets", "version", "x-berth",
 ];
-const X_BERTH_TOP: &[&str] = &["keys", "snapshots_keep", "notify", "auto_update"];
+const X_BERTH_TOP: &[&str] = &[
+    "keys",
+    "snapshots_keep",
+    "notify",
+    "notify_url",
+    "auto_update",
+];
 const X_BERTH_SERVICE: &[&str] = &[
     "ssh",
     "ssh_shell",

@@ -451,6 +451,7 @@ pub const TOP_KEYS: &[&str] = &[
     "secrets",
     "notify",
     "auto_update",
+    "notify_url",
 ];
 
 /// Decode a native deployment file.
@@ -469,6 +470,7 @@ pub fn native(
     let mut snapshots_keep = None;
     let mut notify = None;
     let mut auto_update = None;
+    let mut notify_url = None;
     let mut configs = BTreeMap::new();
     let mut secrets = BTreeMap::new();
     let mut bad_files = std::collections::BTreeSet::new();
@@ -479,6 +481,7 @@ pub fn native(
             "snapshots_keep" => snapshots_keep = keep_count(d, &e.value, "snapshots_keep"),
             "notify" => notify = notify_command(d, &e.value),
             "auto_update" => auto_update = auto_update_table(d, &e.value),
+            "notify_url" => notify_url = webhook_url(d, &e.value),
             "name" => {
                 saw_name = true;
                 if let Some(n) = d.string(&e.value, "name") {
@@ -584,6 +587,7 @@ pub fn native(
             secrets,
             notify,
             auto_update,
+            notify_url,
         },
         spans,
     ))
@@ -674,6 +678,22 @@ fn auto_update_table(d: &mut Decoder, v: &Node) -> Option<AutoUpdate> {
         }
     }
     ok.then_some(a)
+}
+
+/// `notify_url`: an absolute `http://` or `https://` URL with a host.
+fn webhook_url(d: &mut Decoder, v: &Node) -> Option<String> {
+    const HELP: &str = "write \"https://host/path\" (the event is POSTed to it as JSON)";
+    let url = d.string(v, "notify_url")?;
+    let why = match url.parse::<http::Uri>() {
+        _ if !url.starts_with("http://") && !url.starts_with("https://") => {
+            "must start with http:// or https://".to_string()
+        }
+        Err(e) => format!("is not a URL ({e})"),
+        Ok(u) if u.host().is_none_or(str::is_empty) => "names no host".to_string(),
+        Ok(_) => return Some(url),
+    };
+    d.err(v.span, format!("`notify_url` {why}"), HELP);
+    None
 }
 
 /// `notify`: a shell command (run by `/bin/sh -c`) or a non-empty argv.

@@ -388,6 +388,7 @@ pub fn decode(
             secrets: Default::default(),
             notify: None,
             auto_update: None,
+            notify_url: None,
             services,
         },
         spans,

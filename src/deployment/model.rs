@@ -44,6 +44,11 @@ pub struct Deployment {
     /// `/bin/sh -c`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Vec<String>>,
+    /// An `http://` or `https://` URL `berth update` POSTs a JSON event to
+    /// after every update and every rollback (`notify_url`). It may carry a
+    /// token, so output shows only its scheme and host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
     /// Scheduled updates for every service (`auto_update = true` or a
     /// table); `None`: only services that say `auto_update = true`, on the
     /// default schedule.
@@ -176,6 +181,20 @@ pub struct FileMount {
 }
 
 impl Deployment {
+    /// `notify_url` as output may show it: scheme, host and port, never
+    /// the credentials, path or query, which often carry a token.
+    pub fn notify_url_shown(&self) -> Option<String> {
+        let url = self.notify_url.as_deref()?;
+        let uri = url.parse::<http::Uri>().ok();
+        let scheme = uri.as_ref().and_then(|u| u.scheme_str()).unwrap_or("?");
+        let host = uri
+            .as_ref()
+            .and_then(|u| u.authority())
+            .and_then(|a| a.as_str().rsplit('@').next())
+            .unwrap_or("?");
+        Some(format!("{scheme}://{host}/…"))
+    }
+
     /// The content a mount of `kind` named `source` delivers.
     pub fn file_source(&self, kind: FileKind, source: &str) -> Option<&FileSource> {
         match kind {

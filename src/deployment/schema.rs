@@ -39,6 +39,11 @@ pub struct DeploymentFile {
     /// (daily), or a table. Under systemd a timer runs it, under `berth up`
     /// the supervisor; `--integration docker` refuses it.
     pub auto_update: Option<AutoUpdateSetting>,
+    /// An `http://` or `https://` URL `berth update` POSTs a JSON object to
+    /// after every update and rollback: `event`, `deployment`, `service`,
+    /// `image`, `from`, `to`, `reason`, `time`. Only its scheme and host are
+    /// ever shown; use `${VAR}` to keep a token out of the file.
+    pub notify_url: Option<String>,
     /// Files services read, by name (same naming rules as `name`), mounted
     /// by the services' `configs` lists.
     pub configs: Option<BTreeMap<String, ConfigSource>>,

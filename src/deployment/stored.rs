@@ -146,6 +146,9 @@ pub(crate) fn file_form(dep: &Deployment) -> Value {
     if let Some(a) = &dep.auto_update {
         top.insert("auto_update".into(), a.file_form());
     }
+    if let Some(url) = &dep.notify_url {
+        top.insert("notify_url".into(), s(url));
+    }
     if !dep.configs.is_empty() {
         let configs = dep
             .configs

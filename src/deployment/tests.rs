@@ -426,6 +426,52 @@ fn notify_is_a_shell_command_or_an_argv_in_every_format_and_survives_storing() {
 }
 
 #[test]
+fn notify_url_is_an_http_or_https_url_shown_without_its_path_and_survives_storing() {
+    let dir = tempfile::tempdir().unwrap();
+    let load_as = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        load(&opts(file))
+    };
+    let url = "https://bot:pw@hooks.example.org:8443/t/SECRET?k=SECRET";
+    let d = load_as(
+        "a.toml",
+        &format!("name = \"s\"\nnotify_url = \"{url}\"\n[services.a]\nimage = \"x\"\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(d.notify_url.as_deref(), Some(url));
+    let shown = d.notify_url_shown().unwrap_or_default();
+    assert_eq!(shown, "https://hooks.example.org:8443/…");
+    let c = load_as(
+        "compose.yaml",
+        &format!("x-berth:\n  notify_url: {url}\nservices:\n  a:\n    image: x\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.notify_url.as_deref(), Some(url));
+    let stored = serde_json::to_string(&stored::file_form(&d)).unwrap();
+    let again = load_as("again.json", &stored).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.notify_url, d.notify_url);
+    for (bad, says) in [
+        ("notify_url = \"ftp://h/x\"", "http:// or https://"),
+        (
+            "notify_url = \"hooks.example.org/x\"",
+            "http:// or https://",
+        ),
+        ("notify_url = \"https:// x\"", "not a URL"),
+        ("notify_url = 3", "notify_url"),
+    ] {
+        let e = load_as(
+            "bad.toml",
+            &format!("name = \"s\"\n{bad}\n[services.a]\nimage = \"x\"\n"),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+        assert_eq!(crate::error::Error::from(e).exit_code(), 2, "{bad}");
+    }
+}
+
+#[test]
 fn auto_update_is_per_service_and_for_the_deployment_in_every_format_and_survives_storing() {
     use crate::deployment::schedule::Schedule;
     let dir = tempfile::tempdir().unwrap();

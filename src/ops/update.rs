@@ -314,7 +314,13 @@ pub async fn update(
         // whose container never gets ready fails its start) is a failed
         // update too: rolled back like one that is not healthy in time.
         let applied = conv
-            .converge(engine, state, deployment, report.clone())
+            .converge(
+                engine,
+                state,
+                deployment,
+                Some(&format!("update {} to {}", change.service, change.to)),
+                report.clone(),
+            )
             .await
             .map(|o| o.applied.revision);
         let containers: Vec<String> = deployment
@@ -390,6 +396,10 @@ pub async fn update(
                 revision: Some(before.revision),
                 with_data: true,
                 pin: old_id.is_none(),
+                cause: Some(format!(
+                    "rollback of {} from {} (not healthy)",
+                    change.service, change.to
+                )),
             },
             conv,
             None,

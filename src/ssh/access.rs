@@ -248,6 +248,7 @@ mod tests {
             deployment_keys: vec![],
             notify: None,
             auto_update: None,
+            notify_url: None,
             snapshots_keep: None,
             configs: Default::default(),
             secrets: Default::default(),

@@ -48,6 +48,7 @@ fn deployment(name: &str, services: Vec<Service>) -> Deployment {
         secrets: Default::default(),
         notify: None,
         auto_update: None,
+        notify_url: None,
         services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
     }
 }
