@@ -91,6 +91,11 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
         systemctl: false,
     };
     let target = crate::target::for_host(integration, &host);
+    if integration != crate::instance::Integration::Swarm {
+        for w in crate::target::swarm_only_warnings(&deployment) {
+            eprintln!("{w}");
+        }
+    }
     let plan = apply::preview(&engine, &state, &deployment, target.as_ref()).await?;
     match args.output {
         OutputFormat::Json => {
