@@ -71,6 +71,7 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
 /// `logs --target swarm`: the tasks of a service of the file's deployment
 /// (or the one `--name` names).
 async fn run_swarm(ctx: &Context, args: LogsArgs) -> Result<u8> {
+    let ctx = &ctx.for_target(args.target);
     if args.health {
         return Err(crate::Error::Usage(
             "--health reads the engine's health-check results of a host's containers; on a swarm, `berth ps --target swarm` shows each task's health".into(),

@@ -81,6 +81,7 @@ pub(crate) fn berth_path() -> std::path::PathBuf {
 
 /// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
+    let ctx = &ctx.for_target(args.target);
     let deployment = ctx.load_deployment_warned()?;
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();

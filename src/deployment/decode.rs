@@ -54,6 +54,8 @@ pub struct Decoder<'a> {
     /// Reading a Compose file: its key names are taken for the native ones
     /// (see [`super::compose::canonical`]).
     pub compose: bool,
+    /// For a swarm ([`super::LoadOptions::swarm`]).
+    pub swarm: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -68,6 +70,7 @@ impl<'a> Decoder<'a> {
             suggested: Vec::new(),
             vars: BTreeMap::new(),
             compose: false,
+            swarm: false,
         }
     }
 

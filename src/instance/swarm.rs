@@ -233,3 +233,40 @@ impl SwarmSpec {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_start_first_unless_volumes_or_host_ports_and_the_file_overrides() {
+        let plain = SwarmUpdate::resolve(None, false, false);
+        assert_eq!(plain.order, UpdateOrder::StartFirst);
+        assert_eq!(plain.failure_action, FailureAction::Rollback);
+        assert_eq!(
+            (plain.parallelism, plain.monitor_ms),
+            (1, UPDATE_MONITOR_MS)
+        );
+        assert_eq!(
+            SwarmUpdate::resolve(None, true, false).order,
+            UpdateOrder::StopFirst
+        );
+        assert_eq!(
+            SwarmUpdate::resolve(None, false, true).order,
+            UpdateOrder::StopFirst
+        );
+        let file = UpdateConfig {
+            order: Some(UpdateOrder::StartFirst),
+            parallelism: Some(0),
+            delay_ms: Some(1500),
+            ..Default::default()
+        };
+        let u = SwarmUpdate::resolve(Some(&file), true, false);
+        assert_eq!(u.order, UpdateOrder::StartFirst);
+        assert_eq!((u.parallelism, u.delay_ms), (0, 1500));
+        assert_eq!(u.failure_action, FailureAction::Rollback);
+        assert_eq!(u.surge(3), 3);
+        assert_eq!(plain.surge(3), 1);
+        assert_eq!(SwarmUpdate::default().surge(3), 0);
+    }
+}

@@ -332,4 +332,37 @@ mod tests {
             assert!(err.to_string().contains("service s"), "{err}");
         }
     }
+
+    #[test]
+    fn the_update_config_reaches_the_service_spec_and_host_gateway_is_refused() {
+        let mut spec = swarm_spec(ContainerSettings::default());
+        spec.update = crate::instance::SwarmUpdate::resolve(
+            Some(&crate::deployment::UpdateConfig {
+                delay_ms: Some(1500),
+                parallelism: Some(2),
+                ..Default::default()
+            }),
+            false,
+            false,
+        );
+        let s = crate::engine::services::service_spec(&spec, 1).unwrap_or_else(|e| panic!("{e}"));
+        let u = serde_json::to_value(s.update_config).unwrap_or_default();
+        assert_eq!(u["Order"], "start-first", "{u}");
+        assert_eq!(u["Parallelism"], 2, "{u}");
+        assert_eq!(u["Delay"], 1_500_000_000i64, "{u}");
+        assert_eq!(u["FailureAction"], "rollback", "{u}");
+        let r = serde_json::to_value(s.rollback_config).unwrap_or_default();
+        assert_eq!(r["Order"], "start-first", "{r}");
+
+        let gw = ContainerSettings {
+            extra_hosts: vec!["gw:host-gateway".into()],
+            ..Default::default()
+        };
+        let err = Swarm::new()
+            .check(&deployment_with(gw))
+            .err()
+            .unwrap_or_else(|| panic!("host-gateway accepted"));
+        assert!(err.to_string().contains("host-gateway"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
 }

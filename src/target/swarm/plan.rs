@@ -306,3 +306,119 @@ pub fn check_placement(desired: &BTreeMap<String, SwarmSpec>, nodes: &[NodeInfo]
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deployment::{PortMapping, UpdateConfig, UpdateOrder};
+    use crate::instance::SwarmUpdate;
+
+    fn spec(service: &str, replicas: u32, port: u16, order: Option<UpdateOrder>) -> SwarmSpec {
+        let mut s: SwarmSpec = serde_json::from_value(serde_json::json!({
+            "deployment": "d", "service": service, "name": format!("d-{service}"),
+            "image": "busybox", "replicas": replicas, "network": "d",
+            "endpoint_mode": "dnsrr", "restart": "always", "stop_timeout": 2,
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        s.ports = vec![PortMapping {
+            host_ip: None,
+            host_port: Some(port),
+            container_port: 80,
+            protocol: Default::default(),
+        }];
+        let config = order.map(|o| UpdateConfig {
+            order: Some(o),
+            ..Default::default()
+        });
+        s.update = SwarmUpdate::resolve(config.as_ref(), false, true);
+        s
+    }
+
+    fn node(id: &str, state: &str, availability: &str) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            hostname: id.into(),
+            role: "worker".into(),
+            state: state.into(),
+            addr: String::new(),
+            leader: false,
+            availability: availability.into(),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn check(specs: Vec<SwarmSpec>, nodes: &[NodeInfo]) -> std::result::Result<(), String> {
+        let desired = specs.into_iter().map(|s| (s.service.clone(), s)).collect();
+        check_placement(&desired, nodes).map_err(|e| {
+            assert_eq!(e.exit_code(), 2, "{e}");
+            e.to_string()
+        })
+    }
+
+    #[test]
+    fn host_mode_ports_need_a_node_per_task() {
+        let three = [
+            node("a", "ready", "active"),
+            node("b", "ready", "active"),
+            node("c", "ready", "active"),
+        ];
+        assert!(check(vec![spec("web", 3, 80, None)], &three).is_ok());
+        let e = check(vec![spec("web", 4, 80, None)], &three).unwrap_err();
+        assert!(
+            e.contains("service web: 4 tasks") && e.contains("80/tcp") && e.contains("3 nodes"),
+            "{e}"
+        );
+        // Down and drained nodes do not count.
+        let fewer = [
+            node("a", "ready", "active"),
+            node("b", "down", "active"),
+            node("c", "ready", "drain"),
+        ];
+        let e = check(vec![spec("web", 2, 80, None)], &fewer).unwrap_err();
+        assert!(e.contains("only 1 node can"), "{e}");
+        // A start-first update starts a task beside the old ones.
+        let e = check(
+            vec![spec("web", 3, 80, Some(UpdateOrder::StartFirst))],
+            &three,
+        )
+        .unwrap_err();
+        assert!(e.contains("start-first"), "{e}");
+        assert!(
+            check(
+                vec![spec("web", 2, 80, Some(UpdateOrder::StartFirst))],
+                &three
+            )
+            .is_ok()
+        );
+        // Two services on one port share the nodes; other ports do not.
+        let e = check(vec![spec("a", 2, 80, None), spec("b", 2, 80, None)], &three).unwrap_err();
+        assert!(e.contains("services a, b") && e.contains("4 tasks"), "{e}");
+        assert!(check(vec![spec("a", 2, 80, None), spec("b", 1, 80, None)], &three).is_ok());
+        assert!(check(vec![spec("a", 3, 80, None), spec("b", 3, 81, None)], &three).is_ok());
+    }
+
+    #[test]
+    fn a_pinned_service_counts_only_its_node() {
+        let mut nodes = [node("a", "ready", "active"), node("b", "ready", "active")];
+        let pinned = |s: &str| {
+            let mut p = spec(s, 1, 80, None);
+            p.pinned_by = Some(crate::instance::swarm::pin_label("d", s));
+            p
+        };
+        // Not pinned yet: each gets a node, while there are free ones.
+        assert!(check(vec![pinned("x"), pinned("y")], &nodes).is_ok());
+        assert!(check(vec![pinned("x"), pinned("y"), pinned("z")], &nodes).is_err());
+        // Both pinned to one node: one port there, two tasks.
+        for n in &mut nodes[..1] {
+            n.labels
+                .insert(crate::instance::swarm::pin_label("d", "x"), "true".into());
+            n.labels
+                .insert(crate::instance::swarm::pin_label("d", "y"), "true".into());
+        }
+        let e = check(vec![pinned("x"), pinned("y")], &nodes).unwrap_err();
+        assert!(e.contains("services x, y"), "{e}");
+        // Pinned to a node that is down: it waits for it, not refused.
+        nodes[0].state = "down".into();
+        assert!(check(vec![pinned("x")], &nodes).is_ok());
+    }
+}
