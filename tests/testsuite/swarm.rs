@@ -647,9 +647,8 @@ stop_timeout = 2
     // (in spread's task on the manager) asks it by name, again and again:
     // not one request fails. The client stops once it has seen the new
     // version answer 20 times (or after 1500 requests).
-    // busybox's wget crashes in this image (static glibc without NSS), and
-    // its nc cannot resolve names; its nslookup can: each request looks
-    // the name up afresh and asks the address it got.
+    // Each request looks the name up afresh (nslookup) and asks the address
+    // it got (nc; busybox's `wget -T` crashed in the test image).
     let script = "ok=0; fail=0; two=0; i=0; \
         while [ $i -lt 1500 ] && [ $two -lt 20 ]; do i=$((i+1)); \
         ip=$(nslookup app 2>/dev/null | sed -n 's/^Address: *\\([0-9.]*\\)$/\\1/p' | head -n 1); \
