@@ -15,17 +15,23 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Run berth against the cluster's manager, with the swarm as target (by
 /// `BERTH_TARGET`, as an operator's environment would set it).
 fn berth(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
+    berth_command(c, ws, args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run berth: {e}"))
+}
+
+/// [`berth`] not yet run.
+fn berth_command(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
         .env("BERTH_STATE_DIR", ws.state_dir())
         .env("BERTH_UNIT_DIR", ws.unit_dir())
         .env("DOCKER_HOST", c.manager_host())
         .env("BERTH_TARGET", "swarm")
         .env("NO_COLOR", "1")
         .current_dir(ws.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run berth: {e}"))
+        .stdin(Stdio::null());
+    cmd
 }
 
 fn ok(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> String {
@@ -640,6 +646,25 @@ stop_timeout = 2
     assert!(logs.contains(&format!("{name}-spread.1.")), "{logs}");
     let tail = ok(&c, &ws, &["logs", "spread", "--tail", "0"]);
     assert!(tail.trim().is_empty(), "{tail}");
+    // -f streams every task and keeps following.
+    let followed = ws.path().join("followed.log");
+    let mut follow = berth_command(&c, &ws, &["logs", "spread", "-f"])
+        .stdout(std::fs::File::create(&followed).unwrap_or_else(|e| panic!("{e}")))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run berth logs -f: {e}"));
+    let mut seen = String::new();
+    let all_three = wait_for(WAIT, || {
+        seen = std::fs::read_to_string(&followed).unwrap_or_default();
+        seen.matches("| spread-says-hello").count() == 3
+    });
+    let still_following = matches!(follow.try_wait(), Ok(None));
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        all_three && still_following,
+        "logs -f (following: {still_following}):\n{seen}"
+    );
     let missing = berth(&c, &ws, &["logs", "nope"]);
     assert_eq!(missing.status.code(), Some(2), "{}", show(&missing));
 

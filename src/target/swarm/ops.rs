@@ -424,3 +424,36 @@ pub async fn destroy(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(state: &str, err: &str) -> TaskInfo {
+        TaskInfo {
+            id: format!("{state}-{err}"),
+            name: "d-s.1".into(),
+            node_id: "n".into(),
+            desired: "running".into(),
+            state: state.into(),
+            message: String::new(),
+            err: err.into(),
+            task_hash: String::new(),
+            since: String::new(),
+        }
+    }
+
+    #[test]
+    fn health_comes_from_the_task_state_and_the_slot_s_last_failure() {
+        let failed = task("failed", "dockerexec: unhealthy container");
+        assert_eq!(health(true, &task("running", ""), &[]), "healthy");
+        assert_eq!(health(true, &task("starting", ""), &[]), "starting");
+        assert_eq!(health(true, &task("starting", ""), &[&failed]), "unhealthy");
+        assert_eq!(health(true, &failed, &[]), "unhealthy");
+        // Without a check berth set, nothing is claimed.
+        assert_eq!(health(false, &task("running", ""), &[]), "");
+        assert_eq!(health(false, &task("starting", ""), &[]), "");
+        let crashed = task("failed", "task: non-zero exit (1)");
+        assert_eq!(health(true, &task("starting", ""), &[&crashed]), "starting");
+    }
+}
