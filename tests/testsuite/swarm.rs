@@ -738,4 +738,20 @@ stop_timeout = 2
         ok_count > 20,
         "app-one never answered before the update:\n{text}"
     );
+
+    // A changed update_config is a change of the service's spec.
+    ws.write(
+        "berth.toml",
+        &file("two").replace(
+            "env = { V = \"two\" }",
+            "env = { V = \"two\" }\nupdate_config = { delay = \"1s\" }",
+        ),
+    );
+    let plan = berth(&c, &ws, &["plan"]);
+    assert_eq!(plan.status.code(), Some(3), "{}", show(&plan));
+    assert!(
+        show(&plan).contains("update.delay_ms: 0 → 1000"),
+        "{}",
+        show(&plan)
+    );
 }

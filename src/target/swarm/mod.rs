@@ -92,6 +92,17 @@ impl Target for Swarm {
             if !svc.settings.devices.is_empty() {
                 return refuse("devices (a Swarm task spec maps no host devices)");
             }
+            // A Swarm port config has no address: the port would be
+            // published on every address of the node.
+            if let Some(p) = svc.ports.iter().find(|p| p.host_ip.is_some()) {
+                return Err(Error::Usage(format!(
+                    "service {}: port {}:{}:{}: a swarm publishes a port on every address of the node it runs on, not on one; remove the address (or use --target host)",
+                    svc.name,
+                    p.host_ip.as_deref().unwrap_or_default(),
+                    p.host_port.map(|h| h.to_string()).unwrap_or_default(),
+                    p.container_port
+                )));
+            }
             if let Some(h) = svc
                 .settings
                 .extra_hosts
@@ -364,5 +375,20 @@ mod tests {
             .unwrap_or_else(|| panic!("host-gateway accepted"));
         assert!(err.to_string().contains("host-gateway"), "{err}");
         assert_eq!(err.exit_code(), 2);
+
+        let mut d = deployment_with(ContainerSettings::default());
+        if let Some(s) = d.services.get_mut("s") {
+            s.ports = vec![crate::deployment::PortMapping {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(8080),
+                container_port: 80,
+                protocol: Default::default(),
+            }];
+        }
+        let err = Swarm::new()
+            .check(&d)
+            .err()
+            .unwrap_or_else(|| panic!("a port address accepted"));
+        assert!(err.to_string().contains("port 127.0.0.1:8080:80"), "{err}");
     }
 }
