@@ -644,6 +644,17 @@ stop_timeout = 2
         );
     }
     assert!(logs.contains(&format!("{name}-spread.1.")), "{logs}");
+    let json_lines = ok(&c, &ws, &["logs", "spread", "--output", "json"]);
+    let mut json_nodes: Vec<String> = json_lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}"))
+        })
+        .filter(|v| v["line"] == "spread-says-hello" && v["task_id"].is_string())
+        .filter_map(|v| v["node"].as_str().map(String::from))
+        .collect();
+    json_nodes.sort();
+    assert_eq!(json_nodes, ["node0", "node1", "node2"], "{json_lines}");
     let tail = ok(&c, &ws, &["logs", "spread", "--tail", "0"]);
     assert!(tail.trim().is_empty(), "{tail}");
     // -f streams every task and keeps following.
