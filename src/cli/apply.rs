@@ -107,6 +107,7 @@ pub(crate) fn finish(outcome: Outcome, quiet: bool) -> Result<u8> {
 
 /// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<u8> {
+    let ctx = &ctx.for_target(args.target);
     let deployment = ctx.load_deployment_warned()?;
     let opts = converge_options(&args, ctx)?;
     let engine = Engine::connect().await?;

@@ -141,13 +141,28 @@ fn service(
         configs,
         secrets,
         auto_update,
+        update_config,
+        endpoint_mode,
     } = svc;
     let r = &mut out.report;
     let n = Some(name.as_str());
     let mut m = Map::new();
     m.insert("image".into(), s(image));
+    let mut deploy = Map::new();
     if *count != 1 {
-        m.insert("deploy".into(), json!({ "replicas": count }));
+        deploy.insert("replicas".into(), json!(count));
+    }
+    if let Some(u) = update_config {
+        deploy.insert(
+            "update_config".into(),
+            crate::deployment::stored::update_config_form(u),
+        );
+    }
+    if let Some(e) = endpoint_mode {
+        deploy.insert("endpoint_mode".into(), s(e.as_str()));
+    }
+    if !deploy.is_empty() {
+        m.insert("deploy".into(), Value::Object(deploy));
     }
     if let Some(c) = command {
         m.insert("command".into(), strings(c));

@@ -414,6 +414,20 @@ fn service(dep: &Deployment, svc: &Service, out: &mut Output, docs: &mut Vec<Val
     if !svc.snapshot_on_upgrade || svc.snapshots_keep.is_some() {
         r.lose(n, "snapshots_keep", "Kubernetes keeps no volume snapshots");
     }
+    if svc.update_config.is_some() {
+        r.lose(
+            n,
+            "update_config",
+            "not written as a Deployment strategy (maxSurge, maxUnavailable): Kubernetes' default rolling update applies",
+        );
+    }
+    if svc.endpoint_mode.is_some() {
+        r.lose(
+            n,
+            "endpoint_mode",
+            "a swarm setting: a Kubernetes Service is reached as Kubernetes decides (cluster IP, or headless for a StatefulSet)",
+        );
+    }
     let mut pod = Map::new();
     pod.insert("containers".into(), json!([Value::Object(c)]));
     if !init.is_empty() {

@@ -121,6 +121,20 @@ fn service_losses(svc: &Service, out: &mut Output) {
     if !svc.snapshot_on_upgrade || svc.snapshots_keep.is_some() {
         r.lose(n, "snapshots_keep", "podman keeps no volume snapshots");
     }
+    if svc.update_config.is_some() {
+        r.lose(
+            n,
+            "update_config",
+            "podman runs one host: no rolling update",
+        );
+    }
+    if svc.endpoint_mode.is_some() {
+        r.lose(
+            n,
+            "endpoint_mode",
+            "podman runs one host: no swarm endpoint",
+        );
+    }
     for l in &svc.links {
         if l.alias != l.target {
             r.lose(

@@ -35,6 +35,8 @@ pub fn canonical(key: &str) -> &str {
         "mem_limit" | "deploy.resources.limits.memory" => "memory",
         "deploy.resources.limits.cpus" => "cpus",
         "deploy.replicas" => "count",
+        "deploy.update_config" => "update_config",
+        "deploy.endpoint_mode" => "endpoint_mode",
         "stop_grace_period" => "stop_timeout",
         "healthcheck" => "health",
         "depends_on" => "links",
@@ -1002,7 +1004,8 @@ fn healthcheck(d: &mut Decoder, v: &mut Node, what: &str, opts: &ComposeOptions)
     }
 }
 
-/// `deploy`: `replicas` and `resources.limits` (`memory`, `cpus`).
+/// `deploy`: `replicas`, `resources.limits` (`memory`, `cpus`),
+/// `update_config` and `endpoint_mode`.
 fn deploy(d: &mut Decoder, e: &Entry, opts: &ComposeOptions, kept: &mut Vec<Entry>) {
     let ctx = "in `deploy`";
     let Some(m) = d.map(&e.value, "deploy") else {
@@ -1048,6 +1051,10 @@ fn deploy(d: &mut Decoder, e: &Entry, opts: &ComposeOptions, kept: &mut Vec<Entr
                     }
                 }
             }
+            "update_config" | "endpoint_mode" => kept.push(Entry {
+                key: format!("deploy.{}", k.key),
+                ..k.clone()
+            }),
             "mode" if matches!(&k.value.value, Value::Str(s) if s == "replicated") => {}
             _ => cannot(d, k, opts, ctx),
         }
