@@ -55,7 +55,7 @@ print(f"- machine: {platform.machine()}, {os.cpu_count()} cores, kernel {platfor
 print(f"- engine: {cmd('docker', 'version', '--format', '{{.Server.Version}} (API {{.Server.APIVersion}})')}")
 print(f"- docker-compose: {cmd('docker-compose', 'version', '--short')}")
 stamps = []
-for sec in ("apply", "recover", "footprint", "ssh", "backup", "reliability"):
+for sec in ("apply", "recover", "footprint", "ssh", "backup", "reliability", "swarm"):
     path = os.path.join(out, f"ran-{sec}.txt")
     if os.path.exists(path):
         with open(path) as f:
@@ -190,6 +190,45 @@ if os.path.exists(rel):
         print("```\n" + text + "\n```\n")
 else:
     print("not run in this run\n")
+
+print("## 8. Swarm: berth's swarm target beside `docker stack deploy`\n")
+print("A three-node cluster (one engine per node in its own network namespace, the test")
+print("suite's harness), stateless services each publishing a host-mode port, measured to")
+print("convergence: berth's apply waits for every task itself; after `docker stack deploy`")
+print("returns, the figure runs until `docker service ls` shows every replica running.")
+print("berth and the stack take turns within each repetition (`berth-bench swarm`).\n")
+
+
+def samples(name):
+    d = load_json(name)
+    return d.get("samples_s") if d else None
+
+
+print("| services | cold: berth | cold: stack deploy | berth / stack | no-op: berth | no-op: stack deploy | berth / stack |")
+print("|---|---|---|---|---|---|---|")
+any_swarm = False
+for n in (20, 100):
+    cb, cs = samples(f"swarm-cold-berth-{n}"), samples(f"swarm-cold-stack-{n}")
+    nb, ns = samples(f"swarm-noop-berth-{n}"), samples(f"swarm-noop-stack-{n}")
+    if cb or cs:
+        any_swarm = True
+        print(f"| {n} | {fmt(cb)} | {fmt(cs)} | {ratio(cb, cs)} | {fmt(nb)} | {fmt(ns)} | {ratio(nb, ns)} |")
+if not any_swarm:
+    print("| – | not measured in this run | | | | | |")
+roll = load_json("swarm-rolling")
+if roll:
+    print("\nRolling update of a stateless web service (an environment change), a client on the")
+    print("service's overlay network asking for its page by name every 50 ms from before the")
+    print("update until 2 s after it converged:\n")
+    print("| replicas | berth: failed / requests | berth: update took | stack deploy: failed / requests | stack: update took |")
+    print("|---|---|---|---|---|")
+    for r, v in sorted(roll.items()):
+        b, st = v["berth"], v["stack"]
+        print(f"| {r} | {b['failed']} / {b['ok'] + b['failed']} | {b['update_s']:.1f} s | {st['failed']} / {st['ok'] + st['failed']} | {st['update_s']:.1f} s |")
+    ok = all(v["berth"]["failed"] == 0 for v in roll.values())
+    print(f"\nTarget zero failed requests during berth's rolling update: {verdict(ok)}.\n")
+else:
+    print()
 
 notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
 if os.path.exists(notes):

@@ -13,7 +13,9 @@
 //! ```
 //!
 //! berth and the stack take turns within each repetition, so both see the
-//! same machine. Everything lives in the cluster, which is removed at the end.
+//! same machine. Services are reached by name with the `dnsrr` endpoint
+//! mode on both sides: the virtual IP needs IPVS, which the nodes lack.
+//! Everything lives in the cluster, which is removed at the end.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -99,8 +101,6 @@ impl Bench<'_> {
             .env("DOCKER_HOST", self.cluster.manager_host())
             .env("BERTH_STATE_DIR", self.path("state"))
             .env("BERTH_UNIT_DIR", self.path("units"))
-            // The virtual IP needs IPVS, which the cluster's nodes lack.
-            .env("BERTH_SWARM_ENDPOINT_MODE", "dnsrr")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .output()
@@ -198,7 +198,7 @@ impl Bench<'_> {
         let mut stack = String::from("version: \"3.8\"\nservices:\n");
         for i in 1..=n {
             toml.push_str(&format!(
-                "[services.s{i}]\nimage = \"{image}\"\ncommand = [\"sleep\", \"1000000\"]\nstop_signal = \"KILL\"\nports = [\"{}:80\"]\n",
+                "[services.s{i}]\nimage = \"{image}\"\ncommand = [\"sleep\", \"1000000\"]\nstop_signal = \"KILL\"\nendpoint_mode = \"dnsrr\"\nports = [\"{}:80\"]\n",
                 21000 + n + i
             ));
             stack.push_str(&format!(
@@ -297,7 +297,7 @@ impl Bench<'_> {
         let image = &self.image;
         let serve = "mkdir -p /w && echo v$V > /w/index.html && exec httpd -f -p 80 -h /w";
         let toml = format!(
-            "name = \"bswr\"\n[services.web]\nimage = \"{image}\"\ncount = {replicas}\ncommand = [\"sh\", \"-c\", \"{serve}\"]\nstop_signal = \"KILL\"\nenv = {{ V = \"{version}\" }}\n"
+            "name = \"bswr\"\n[services.web]\nimage = \"{image}\"\ncount = {replicas}\ncommand = [\"sh\", \"-c\", \"{serve}\"]\nstop_signal = \"KILL\"\nendpoint_mode = \"dnsrr\"\nenv = {{ V = \"{version}\" }}\n"
         );
         let stack = format!(
             "version: \"3.8\"\nservices:\n  web:\n    image: {image}\n    command: [\"sh\", \"-c\", \"{serve}\"]\n    stop_signal: SIGKILL\n    environment:\n      V: \"{version}\"\n    deploy:\n      replicas: {replicas}\n      endpoint_mode: dnsrr\nnetworks:\n  default:\n    attachable: true\n"
