@@ -264,6 +264,9 @@ pub async fn apply_locked(
             &desired.target,
         )
         .await?;
+    for w in &plan.warnings {
+        report(format!("warning: {w}"));
+    }
 
     let current = state.read_current(&deployment.name)?;
     let image_ids: BTreeMap<String, String> = deployment

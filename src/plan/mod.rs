@@ -221,6 +221,11 @@ pub struct Plan {
     /// SSH grants, `ssh_shell`, snapshot settings, the integration...
     /// (see [`settings`]). Non-empty: apply writes a new revision.
     pub settings_changes: Vec<String>,
+    /// What the target could not find out or do as asked, said once (the
+    /// swarm: an image whose registry could not give its tag's digest).
+    /// Never a change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn port_text(p: &PortMapping) -> String {
@@ -587,6 +592,7 @@ impl Plan {
             port_changes,
             units_to_remove,
             settings_changes,
+            warnings: Vec::new(),
         })
     }
 
@@ -655,6 +661,9 @@ impl Plan {
                 (b, a) => format!("  port      {} {b:?} → {a:?}", p.container),
             };
             push(&mut out, text);
+        }
+        for w in &self.warnings {
+            push(&mut out, format!("  warning   {w}"));
         }
         let n = self
             .instances

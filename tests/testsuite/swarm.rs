@@ -455,3 +455,178 @@ stop_timeout = 2
         show(&plan)
     );
 }
+
+/// `docker service inspect` of a service: the whole JSON the engine gives.
+fn inspect_service(c: &SwarmCluster, service: &str) -> String {
+    c.docker_ok(0, &["service", "inspect", service])
+}
+
+/// Names of the deployment's Swarm configs or secrets (`kind`: `config`,
+/// `secret`).
+fn objects_of(c: &SwarmCluster, kind: &str, name: &str) -> Vec<String> {
+    let out = c.docker_ok(
+        0,
+        &[
+            kind,
+            "ls",
+            "--filter",
+            &format!("label=berth.deployment={name}"),
+            "--format",
+            "{{.Name}}",
+        ],
+    );
+    let mut v: Vec<String> = out.lines().map(String::from).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn configs_and_secrets_roll_their_users_and_image_tags_resolve_to_digests_on_a_swarm() {
+    let c = SwarmCluster::start(3);
+    let image = base_image();
+    c.load_image(image);
+    let registry = c.start_registry();
+    let ws = Workspace::new();
+    let name = unique_name("swf");
+    // An image only the cluster's registry has under this tag.
+    let reference = format!("{registry}/berth-test/{name}:v");
+    let first = c.push(0, image, &reference);
+    let secret = format!("pw-{}", berth_test_support::short_hash(&name));
+    ws.write("pw.txt", &secret);
+    let (app, other) = (format!("{name}-app"), format!("{name}-other"));
+    let file = |conf: &str| {
+        format!(
+            r#"name = "{name}"
+
+[configs.conf]
+content = "{conf}"
+
+[secrets.pw]
+file = "pw.txt"
+
+[services.app]
+image = "{reference}"
+configs = [{{ source = "conf", target = "/etc/app.conf", uid = 1, gid = 2, mode = "0440", reload = "SIGHUP" }}]
+secrets = [{{ source = "pw", mode = "0400" }}]
+command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+stop_timeout = 2
+
+[services.other]
+image = "{reference}"
+command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+stop_timeout = 2
+"#
+        )
+    };
+    let path = ws.write("berth.toml", &file("conf-one"));
+    let path = path.to_str().unwrap_or_else(|| panic!("path"));
+    let never_shown = |out: &Output, what: &str| {
+        let text = show(out);
+        assert!(!text.contains(&secret), "{what} shows the secret:\n{text}");
+    };
+
+    let out = berth(&c, &ws, &["-f", path, "apply"]);
+    assert!(out.status.success(), "{}", show(&out));
+    never_shown(&out, "apply");
+    assert!(
+        !show(&out).contains("could not be asked"),
+        "the registry was reachable:\n{}",
+        show(&out)
+    );
+    // The spec runs the digest the registry gave; the secret is in no
+    // spec, label or env.
+    let spec = inspect_service(&c, &app);
+    assert!(!spec.contains(&secret), "service inspect shows the secret");
+    assert!(spec.contains(&format!("{reference}@{first}")), "{spec}");
+    let configs = objects_of(&c, "config", &name);
+    assert_eq!(configs.len(), 1, "{configs:?}");
+    assert!(
+        configs[0].starts_with(&format!("{name}_conf_")),
+        "{configs:?}"
+    );
+    let secrets = objects_of(&c, "secret", &name);
+    assert_eq!(secrets.len(), 1, "{secrets:?}");
+    assert!(
+        secrets[0].starts_with(&format!("{name}_pw_")),
+        "{secrets:?}"
+    );
+
+    // The task has both, with their owners and modes.
+    assert!(wait_for(WAIT, || running_on(&c, &app).is_some()));
+    let node = running_on(&c, &app).unwrap_or_else(|| panic!("no task of {app}"));
+    assert_eq!(
+        exec_on(
+            &c,
+            node,
+            &app,
+            "stat -c '%a %u:%g' /etc/app.conf /run/secrets/pw; cat /etc/app.conf; echo; cat /run/secrets/pw"
+        ),
+        format!("440 1:2\n400 0:0\nconf-one\n{secret}")
+    );
+
+    // Nothing new: plan says so, apply changes nothing.
+    let before = (version(&c, &app), version(&c, &other));
+    let out = berth(&c, &ws, &["-f", path, "plan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    never_shown(&out, "plan");
+    let out = berth(&c, &ws, &["-f", path, "plan", "-o", "json"]);
+    never_shown(&out, "plan -o json");
+    ok(&c, &ws, &["-f", path, "apply"]);
+    assert_eq!((version(&c, &app), version(&c, &other)), before);
+
+    // A config change rolls its user only (reload cannot reach tasks on
+    // other nodes) and the old config goes.
+    ws.write("berth.toml", &file("conf-two"));
+    let out = berth(&c, &ws, &["-f", path, "plan"]);
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("config conf: content changed"), "{text}");
+    assert!(text.contains("the service rolls"), "{text}");
+    assert!(
+        !text.contains("conf-two"),
+        "plan shows the content:\n{text}"
+    );
+    let out = berth(&c, &ws, &["-f", path, "apply"]);
+    assert!(out.status.success(), "{}", show(&out));
+    never_shown(&out, "apply");
+    assert_ne!(version(&c, &app), before.0, "app was not updated");
+    assert_eq!(version(&c, &other), before.1, "other was updated");
+    let now = objects_of(&c, "config", &name);
+    assert_eq!(now.len(), 1, "the old config was not removed: {now:?}");
+    assert_ne!(now, configs);
+    assert_eq!(objects_of(&c, "secret", &name), secrets);
+    let node = running_on(&c, &app).unwrap_or_else(|| panic!("no task of {app}"));
+    assert_eq!(exec_on(&c, node, &app, "cat /etc/app.conf"), "conf-two");
+
+    // The same tag pushed again: plan names both digests, apply rolls both
+    // services onto the new one, and once more is a no-op.
+    let newer = berth_test_support::busybox_image("swarmfiles-newer", "LABEL berth.test.newer=1");
+    c.load_image(&newer);
+    let second = c.push(0, &newer, &reference);
+    assert_ne!(first, second);
+    let out = berth(&c, &ws, &["-f", path, "plan"]);
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains(&format!(
+            "image: {reference}@{first} → {reference}@{second}"
+        )),
+        "{text}"
+    );
+    let before = (version(&c, &app), version(&c, &other));
+    ok(&c, &ws, &["-f", path, "apply"]);
+    assert_ne!(version(&c, &app), before.0);
+    assert_ne!(version(&c, &other), before.1);
+    assert!(inspect_service(&c, &other).contains(&format!("{reference}@{second}")));
+    let before = (version(&c, &app), version(&c, &other));
+    let out = berth(&c, &ws, &["-f", path, "plan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    ok(&c, &ws, &["-f", path, "apply"]);
+    assert_eq!((version(&c, &app), version(&c, &other)), before);
+
+    let out = berth(&c, &ws, &["-f", path, "destroy"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(services_of(&c, &name).is_empty());
+    assert!(objects_of(&c, "config", &name).is_empty());
+    assert!(objects_of(&c, "secret", &name).is_empty());
+}

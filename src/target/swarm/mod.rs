@@ -11,17 +11,27 @@
 //! How services are reached by name (`BERTH_SWARM_ENDPOINT_MODE`, `vip` by
 //! default, or `dnsrr`) is part of each service's spec, so a plan under
 //! another mode shows the change.
+//!
+//! Image tags are resolved to digests when planning ([`resolve_images`]):
+//! each service runs `image:tag@sha256:...`, so an apply after a push to
+//! the same tag rolls the services using it, and one with nothing new is a
+//! no-op. Configs and secrets are Swarm configs and secrets named after
+//! their content: a change is a new object, which rolls the services using
+//! it; objects nothing uses any more are removed once the apply converged.
 
 pub mod converge;
 pub mod ops;
 pub mod plan;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::deployment::{Deployment, InstanceRef};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::instance::{EndpointMode, InstanceSpec, Integration, SwarmSpec};
+use crate::names;
 use crate::plan::{Plan, Supervision};
 use crate::state::StateDir;
 use crate::target::{Control, Step, Target};
@@ -33,6 +43,82 @@ pub const ENDPOINT_MODE_VAR: &str = "BERTH_SWARM_ENDPOINT_MODE";
 pub struct Swarm {
     /// The endpoint mode asked for, or the bad value given.
     endpoint_mode: std::result::Result<EndpointMode, String>,
+    /// The digests the last plan resolved, by image reference (`None`: the
+    /// registry could not say): what the apply that planned deploys, even
+    /// when the tag moves meanwhile.
+    digests: Mutex<BTreeMap<String, Option<String>>>,
+}
+
+/// How long the registry may take to name one image's digest.
+const DIGEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Resolve the image tag of every service in `desired` to the digest its
+/// registry serves now, asking once per image (all at once) through the
+/// manager's engine (distribution inspect). An image the registry cannot
+/// be asked about keeps the digest its live service runs, if it runs the
+/// same image, else its tag as today; each such image is one warning.
+/// Returns the digests found (by image) and the warnings.
+pub async fn resolve_images(
+    engine: &Engine,
+    desired: &mut BTreeMap<String, SwarmSpec>,
+    observed: &plan::Observed,
+) -> (BTreeMap<String, Option<String>>, Vec<String>) {
+    let images: std::collections::BTreeSet<String> = desired
+        .values()
+        .filter(|s| !s.image.contains('@'))
+        .map(|s| s.image.clone())
+        .collect();
+    let found: BTreeMap<String, std::result::Result<String, String>> =
+        futures_util::future::join_all(images.into_iter().map(|image| async move {
+            let r = match tokio::time::timeout(DIGEST_TIMEOUT, engine.registry_digest(&image)).await
+            {
+                Ok(Ok(d)) => Ok(d),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {}s", DIGEST_TIMEOUT.as_secs())),
+            };
+            (image, r)
+        }))
+        .await
+        .into_iter()
+        .collect();
+    let mut warnings = Vec::new();
+    let mut kept_any: BTreeMap<String, bool> = BTreeMap::new();
+    for spec in desired.values_mut() {
+        match found.get(&spec.image) {
+            Some(Ok(d)) => spec.image_digest = Some(d.clone()),
+            Some(Err(_)) => {
+                // What the live service runs, if it runs this image.
+                let live = observed
+                    .services
+                    .get(&spec.name)
+                    .and_then(|l| l.labels.get(names::LABEL_SWARM_SPEC))
+                    .and_then(|t| serde_json::from_str::<SwarmSpec>(t).ok())
+                    .filter(|r| r.image == spec.image)
+                    .and_then(|r| r.image_digest);
+                *kept_any.entry(spec.image.clone()).or_default() |= live.is_some();
+                spec.image_digest = live;
+            }
+            None => {}
+        }
+    }
+    for (image, r) in &found {
+        if let Err(e) = r {
+            let what = if kept_any.get(image).copied().unwrap_or(false) {
+                "services already running it keep the digest they run, new ones run the tag as each node has it"
+            } else {
+                "its services run the tag as each node has it, and a push to the same tag is not picked up"
+            };
+            warnings.push(format!(
+                "image {image}: the registry could not be asked for the digest of its tag ({}); {what}",
+                e.trim()
+            ));
+        }
+    }
+    let digests = desired
+        .values()
+        .map(|s| (s.image.clone(), s.image_digest.clone()))
+        .collect();
+    (digests, warnings)
 }
 
 impl Swarm {
@@ -43,7 +129,10 @@ impl Swarm {
             Ok(v) => EndpointMode::parse(&v).ok_or(v),
             Err(_) => Ok(EndpointMode::default()),
         };
-        Self { endpoint_mode }
+        Self {
+            endpoint_mode,
+            digests: Mutex::new(BTreeMap::new()),
+        }
     }
 
     fn endpoint_mode(&self) -> Result<EndpointMode> {
@@ -94,9 +183,6 @@ impl Target for Swarm {
                     svc.name
                 )))
             };
-            if !svc.configs.is_empty() || !svc.secrets.is_empty() {
-                return refuse("configs and secrets");
-            }
             if !svc.ssh.is_empty() {
                 return refuse("ssh access");
             }
@@ -138,9 +224,13 @@ impl Target for Swarm {
         _supervision: &Supervision,
     ) -> Result<Plan> {
         engine.require_manager().await?;
-        let desired = self.services(deployment, specs)?;
+        let mut desired = self.services(deployment, specs)?;
         let observed = plan::observe(engine, deployment, &desired).await?;
-        plan::diff(deployment, &desired, &observed, missing_images)
+        let (digests, warnings) = resolve_images(engine, &mut desired, &observed).await;
+        *self.digests.lock().unwrap_or_else(|p| p.into_inner()) = digests;
+        let mut plan = plan::diff(deployment, &desired, &observed, missing_images)?;
+        plan.warnings = warnings;
+        Ok(plan)
     }
 
     async fn ensure_network(&self, engine: &Engine, deployment: &Deployment) -> Result<String> {
@@ -148,7 +238,24 @@ impl Target for Swarm {
     }
 
     async fn converge(&self, step: &Step<'_>) -> Result<Vec<String>> {
-        let desired = self.services(step.deployment, step.specs)?;
+        let mut desired = self.services(step.deployment, step.specs)?;
+        // The digests the plan showed; resolved now if it did not run.
+        let digests = self
+            .digests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if desired.values().all(|s| digests.contains_key(&s.image)) {
+            for s in desired.values_mut() {
+                s.image_digest = digests.get(&s.image).cloned().flatten();
+            }
+        } else {
+            let observed = plan::observe(step.engine, step.deployment, &desired).await?;
+            let (_, warnings) = resolve_images(step.engine, &mut desired, &observed).await;
+            for w in warnings {
+                (step.report)(format!("warning: {w}"));
+            }
+        }
         converge::converge(step, &desired).await?;
         Ok(Vec::new())
     }
@@ -250,6 +357,7 @@ mod tests {
             service: "s".into(),
             name: "d-s".into(),
             image: "busybox".into(),
+            image_digest: None,
             replicas: 1,
             command: None,
             entrypoint: None,
@@ -265,14 +373,17 @@ mod tests {
             stop_timeout: 10,
             health: None,
             pinned_by: None,
+            files: Vec::new(),
+            contents: Default::default(),
         }
     }
 
     /// The task template of the service spec, without berth's labels (which
     /// record the whole spec, and so differ whatever the mapping does).
     fn task_template(settings: ContainerSettings) -> serde_json::Value {
-        let spec = crate::engine::services::service_spec(&swarm_spec(settings), 1)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let spec =
+            crate::engine::services::service_spec(&swarm_spec(settings), 1, &Default::default())
+                .unwrap_or_else(|e| panic!("{e}"));
         let mut t = serde_json::to_value(spec.task_template).unwrap_or_default();
         if let Some(c) = t.get_mut("ContainerSpec").and_then(|c| c.as_object_mut()) {
             c.remove("Labels");
@@ -311,6 +422,7 @@ mod tests {
 
         let swarm = Swarm {
             endpoint_mode: Ok(EndpointMode::Vip),
+            digests: Default::default(),
         };
         let plain = task_template(ContainerSettings::default());
         for key in MAPPED {

@@ -140,6 +140,7 @@ pub fn diff(
         port_changes: Vec::new(),
         units_to_remove: Vec::new(),
         settings_changes: Vec::new(),
+        warnings: Vec::new(),
     })
 }
 
