@@ -339,3 +339,117 @@ fn file_diff(before: &[SwarmFile], after: &[SwarmFile]) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SwarmSpec {
+        SwarmSpec {
+            deployment: "d".into(),
+            service: "s".into(),
+            name: "d-s".into(),
+            image: "reg:5000/app:1".into(),
+            image_digest: Some("sha256:aaa".into()),
+            replicas: 1,
+            command: None,
+            entrypoint: None,
+            env: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            ports: Vec::new(),
+            mounts: Vec::new(),
+            network: "d".into(),
+            aliases: Vec::new(),
+            endpoint_mode: EndpointMode::Dnsrr,
+            restart: RestartPolicy::Always,
+            settings: ContainerSettings::default(),
+            stop_timeout: 10,
+            health: None,
+            pinned_by: None,
+            files: vec![SwarmFile {
+                kind: FileKind::Secret,
+                name: "pw".into(),
+                object: object_name("d", "pw", "hmac-sha256:0123456789abcdef"),
+                target: "/run/secrets/pw".into(),
+                uid: 0,
+                gid: 0,
+                mode: 0o400,
+                digest: "hmac-sha256:0123456789abcdef".into(),
+                reload: None,
+            }],
+            contents: FileContents::default(),
+        }
+    }
+
+    #[test]
+    fn object_names_follow_the_content_and_fit_swarm() {
+        assert_eq!(
+            object_name("mail", "users", "sha256:0123456789abcdef00"),
+            "mail_users_0123456789ab"
+        );
+        let long = "x".repeat(63);
+        let a = object_name(&long, &long, "sha256:0123456789abcdef");
+        let b = object_name(
+            &long,
+            &format!("{}y", &long[1..]),
+            "sha256:0123456789abcdef",
+        );
+        let c = object_name(&long, &long, "sha256:fedcba9876543210");
+        for n in [&a, &b, &c] {
+            assert_eq!(n.len(), MAX_OBJECT_NAME, "{n}");
+            assert!(n.ends_with(|c: char| c.is_ascii_hexdigit()), "{n}");
+        }
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn image_and_file_changes_are_named_never_shown() {
+        let before = spec();
+        let mut after = spec();
+        after.image_digest = Some("sha256:bbb".into());
+        assert_eq!(after.image_ref(), "reg:5000/app:1@sha256:bbb");
+        assert_eq!(
+            before.diff(&after),
+            ["image: reg:5000/app:1@sha256:aaa → reg:5000/app:1@sha256:bbb"]
+        );
+        let mut unknown = spec();
+        unknown.image_digest = None;
+        assert_eq!(unknown.image_ref(), "reg:5000/app:1");
+        assert_eq!(
+            before.diff(&unknown),
+            ["image: reg:5000/app:1@sha256:aaa → reg:5000/app:1 (digest not known)"]
+        );
+
+        let mut changed = spec();
+        changed.files[0].digest = "hmac-sha256:fedcba9876543210".into();
+        changed.files[0].object = object_name("d", "pw", &changed.files[0].digest);
+        changed.files[0].reload = Some("SIGHUP".into());
+        let lines = before.diff(&changed);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("secret pw: content changed (new secret d_pw_fedcba987654;"),
+            "{lines:?}"
+        );
+        assert!(lines[0].contains("the service rolls"), "{lines:?}");
+        assert_ne!(before.hash(), changed.hash());
+        assert_ne!(before.task_hash(), changed.task_hash());
+    }
+
+    #[test]
+    fn the_recorded_spec_holds_no_content_and_no_digest_of_it() {
+        let mut s = spec();
+        s.contents = {
+            let mut c = FileContents::default();
+            c.insert("hmac-sha256:0123456789abcdef".into(), "hunter2".into());
+            c
+        };
+        assert_eq!(s.content(&s.files[0]), Some("hunter2"));
+        let json = serde_json::to_string(&s).unwrap_or_default();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(!json.contains("0123456789abcdef"), "{json}");
+        assert!(json.contains("d_pw_0123456789ab"), "{json}");
+        let back: SwarmSpec = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert!(back.diff(&s).is_empty(), "{:?}", back.diff(&s));
+    }
+}

@@ -120,6 +120,10 @@ fn apply_on_a_swarm_spreads_links_by_name_publishes_host_ports_updates_only_what
 
     let out = berth(&c, &ws, &["-f", file, "plan"]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    // The image was only loaded on the nodes: no registry names its digest,
+    // which the plan says once for the three services using it.
+    let text = show(&out);
+    assert_eq!(text.matches("could not be asked").count(), 1, "{text}");
     ok(&c, &ws, &["-f", file, "apply"]);
     assert_eq!(
         services_of(&c, &name),
@@ -507,7 +511,7 @@ file = "pw.txt"
 [services.app]
 image = "{reference}"
 configs = [{{ source = "conf", target = "/etc/app.conf", uid = 1, gid = 2, mode = "0440", reload = "SIGHUP" }}]
-secrets = [{{ source = "pw", mode = "0400" }}]
+secrets = [{{ source = "pw", target = "/etc/keys/pw", mode = "0400" }}]
 command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 stop_timeout = 2
 
@@ -559,7 +563,7 @@ stop_timeout = 2
             &c,
             node,
             &app,
-            "stat -c '%a %u:%g' /etc/app.conf /run/secrets/pw; cat /etc/app.conf; echo; cat /run/secrets/pw"
+            "stat -c '%a %u:%g' /etc/app.conf /etc/keys/pw; cat /etc/app.conf; echo; cat /etc/keys/pw"
         ),
         format!("440 1:2\n400 0:0\nconf-one\n{secret}")
     );
@@ -629,4 +633,9 @@ stop_timeout = 2
     assert!(services_of(&c, &name).is_empty());
     assert!(objects_of(&c, "config", &name).is_empty());
     assert!(objects_of(&c, "secret", &name).is_empty());
+    // The registry goes with the cluster.
+    let tag = c.tag.clone();
+    drop(c);
+    let left = berth_test_support::swarm::leftovers(&tag);
+    assert!(left.is_empty(), "the cluster left things behind: {left:?}");
 }

@@ -65,7 +65,9 @@ pub async fn resolve_images(
 ) -> (BTreeMap<String, Option<String>>, Vec<String>) {
     let images: std::collections::BTreeSet<String> = desired
         .values()
-        .filter(|s| !s.image.contains('@'))
+        // A digest, or an image ID (a rollback pins the one it ran), names
+        // one image already.
+        .filter(|s| !s.image.contains('@') && !s.image.starts_with("sha256:"))
         .map(|s| s.image.clone())
         .collect();
     let found: BTreeMap<String, std::result::Result<String, String>> =
