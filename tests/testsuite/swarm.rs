@@ -628,6 +628,29 @@ stop_timeout = 2
     ok(&c, &ws, &["-f", path, "apply"]);
     assert_eq!((version(&c, &app), version(&c, &other)), before);
 
+    // A config made by hand under the name the next content would get is
+    // not taken over: plan and apply refuse, and change nothing.
+    let sum = Command::new("sh")
+        .args(["-c", "printf %s conf-three | sha256sum"])
+        .output()
+        .unwrap_or_else(|e| panic!("sha256sum: {e}"));
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    let squatter = format!("{name}_conf_{}", &sum[..12]);
+    let hand = ws.write("hand.txt", "by hand");
+    c.docker_ok(0, &["config", "create", &squatter, &hand.to_string_lossy()]);
+    ws.write("berth.toml", &file("conf-three"));
+    for cmd in ["plan", "apply"] {
+        let out = berth(&c, &ws, &["-f", path, cmd]);
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        assert!(
+            show(&out).contains(&format!("config {squatter} exists on the swarm")),
+            "{}",
+            show(&out)
+        );
+    }
+    assert_eq!((version(&c, &app), version(&c, &other)), before);
+    c.docker_ok(0, &["config", "rm", &squatter]);
+
     let out = berth(&c, &ws, &["-f", path, "destroy"]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(services_of(&c, &name).is_empty());

@@ -36,6 +36,9 @@ const FAILED_TASKS: usize = 3;
 pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) -> Result<()> {
     let engine = step.engine;
     let report = step.report;
+    // Before anything else changes: a config or secret that cannot be made
+    // stops the apply with the swarm as it was.
+    let ids = ensure_files(step, desired).await?;
     for item in step.plan.with_action(Action::Remove) {
         engine.remove_service(&item.container).await?;
         report(format!("removed service {}", item.container));
@@ -54,7 +57,6 @@ pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) ->
             ensure_pin(engine, &item.service, label, report).await?;
         }
     }
-    let ids = ensure_files(step, desired).await?;
     let levels = step.deployment.link_levels();
     let deepest = levels.values().copied().max().unwrap_or(0);
     for level in 0..=deepest {

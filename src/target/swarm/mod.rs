@@ -75,6 +75,12 @@ pub async fn resolve_images(
             let r = match tokio::time::timeout(DIGEST_TIMEOUT, engine.registry_digest(&image)).await
             {
                 Ok(Ok(d)) => Ok(d),
+                // What the registry (or the way to it) said, without berth's
+                // context (the warning gives its own).
+                Ok(Err(Error::Engine {
+                    source: bollard::errors::Error::DockerResponseServerError { message, .. },
+                    ..
+                })) => Err(message),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("no answer within {}s", DIGEST_TIMEOUT.as_secs())),
             };

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::deployment::Deployment;
+use crate::deployment::{Deployment, FileKind};
 use crate::engine::Engine;
 use crate::engine::networks::network_conflict;
 use crate::engine::services::ServiceInfo;
@@ -24,6 +24,9 @@ pub struct Observed {
     pub others: BTreeMap<String, ServiceInfo>,
     /// The deployment network's labels, if it exists.
     pub network: Option<Labels>,
+    /// Configs and secrets of other owners under a name a desired service
+    /// uses: kind, name, and the deployment they belong to (if any).
+    pub other_files: Vec<(FileKind, String, Option<String>)>,
 }
 
 /// Read what [`diff`] compares `desired` against.
@@ -49,10 +52,24 @@ pub async fn observe(
     let network = engine
         .network_labels(&names::network_name(&deployment.name))
         .await?;
+    let mut other_files = Vec::new();
+    let objects: std::collections::BTreeSet<(FileKind, String)> = desired
+        .values()
+        .flat_map(|s| s.files.iter().map(|f| (f.kind, f.object.clone())))
+        .collect();
+    for (kind, object) in objects {
+        if let Some(o) = engine.swarm_file(kind, &object).await? {
+            let owner = o.labels.get(names::LABEL_DEPLOYMENT).cloned();
+            if owner.as_deref() != Some(deployment.name.as_str()) {
+                other_files.push((kind, object, owner));
+            }
+        }
+    }
     Ok(Observed {
         services,
         others,
         network,
+        other_files,
     })
 }
 
@@ -74,6 +91,18 @@ pub fn diff(
         return Err(Error::Conflict(format!(
             "service {service} exists on the swarm and belongs to {owner}, but deployment {name} would use that name. \
              Nothing was changed: rename the deployment (--name)"
+        )));
+    }
+    if let Some((kind, object, owner)) = observed.other_files.first() {
+        let owner = owner
+            .as_ref()
+            .map(|d| format!("deployment {}", d.escape_debug()))
+            .unwrap_or_else(|| "no berth deployment (made by hand?)".into());
+        return Err(Error::Conflict(format!(
+            "{} {object} exists on the swarm and belongs to {owner}, but deployment {name} would use that name. \
+             Nothing was changed: remove it (docker {} rm {object}) or rename the deployment (--name)",
+            kind.as_str(),
+            kind.as_str()
         )));
     }
     let network = names::network_name(name);
