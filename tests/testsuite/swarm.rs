@@ -573,8 +573,16 @@ stop_timeout = 2
     let out = berth(&c, &ws, &["-f", path, "plan"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     never_shown(&out, "plan");
-    let out = berth(&c, &ws, &["-f", path, "plan", "-o", "json"]);
-    never_shown(&out, "plan -o json");
+    for args in [
+        &["plan", "-o", "json"][..],
+        &["ps"],
+        &["ps", "--output", "json"],
+        &["history"],
+    ] {
+        let out = berth(&c, &ws, &[&["-f", path][..], args].concat());
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+        never_shown(&out, &args.join(" "));
+    }
     ok(&c, &ws, &["-f", path, "apply"]);
     assert_eq!((version(&c, &app), version(&c, &other)), before);
 
