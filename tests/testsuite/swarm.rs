@@ -595,6 +595,17 @@ stop_timeout = 2
     assert!(text.contains("config conf: content changed"), "{text}");
     assert!(text.contains("the service rolls"), "{text}");
     assert!(
+        text.contains(&format!(
+            "remove    config {} (no service uses it)",
+            configs[0]
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("create    config {name}_conf_")),
+        "{text}"
+    );
+    assert!(
         !text.contains("conf-two"),
         "plan shows the content:\n{text}"
     );

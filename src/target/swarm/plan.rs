@@ -10,10 +10,11 @@ use crate::deployment::{Deployment, FileKind};
 use crate::engine::Engine;
 use crate::engine::networks::network_conflict;
 use crate::engine::services::ServiceInfo;
+use crate::engine::swarm_files::SwarmObject;
 use crate::error::{Error, Result};
 use crate::instance::{Integration, SwarmSpec};
 use crate::names;
-use crate::plan::{Action, InstancePlan, Labels, Plan};
+use crate::plan::{Action, InstancePlan, Labels, ObjectChange, Plan};
 
 /// What is on the swarm for a plan.
 #[derive(Debug, Default)]
@@ -27,6 +28,8 @@ pub struct Observed {
     /// Configs and secrets of other owners under a name a desired service
     /// uses: kind, name, and the deployment they belong to (if any).
     pub other_files: Vec<(FileKind, String, Option<String>)>,
+    /// The deployment's configs and secrets.
+    pub files: Vec<SwarmObject>,
 }
 
 /// Read what [`diff`] compares `desired` against.
@@ -65,11 +68,13 @@ pub async fn observe(
             }
         }
     }
+    let files = engine.list_swarm_files(&deployment.name).await?;
     Ok(Observed {
         services,
         others,
         network,
         other_files,
+        files,
     })
 }
 
@@ -159,6 +164,33 @@ pub fn diff(
             previous: None,
         });
     }
+    // Configs and secrets: the desired ones missing are made, those no
+    // desired service uses go once the apply converged.
+    let wanted: std::collections::BTreeSet<(FileKind, &str)> = desired
+        .values()
+        .flat_map(|s| s.files.iter().map(|f| (f.kind, f.object.as_str())))
+        .collect();
+    let mut objects = Vec::new();
+    for (kind, object) in &wanted {
+        if !observed
+            .files
+            .iter()
+            .any(|o| o.kind == *kind && o.name == *object)
+        {
+            objects.push(ObjectChange {
+                action: Action::Create,
+                object: format!("{} {object}", kind.as_str()),
+            });
+        }
+    }
+    for o in &observed.files {
+        if !wanted.contains(&(o.kind, o.name.as_str())) {
+            objects.push(ObjectChange {
+                action: Action::Remove,
+                object: format!("{} {} (no service uses it)", o.kind.as_str(), o.name),
+            });
+        }
+    }
     Ok(Plan {
         deployment: name.clone(),
         integration: Integration::Swarm,
@@ -169,6 +201,7 @@ pub fn diff(
         port_changes: Vec::new(),
         units_to_remove: Vec::new(),
         settings_changes: Vec::new(),
+        objects,
         warnings: Vec::new(),
     })
 }
