@@ -647,6 +647,15 @@ stop_timeout = 2
     ok(&c, &ws, &["-f", path, "apply"]);
     assert_eq!((version(&c, &app), version(&c, &other)), before);
 
+    // The registry gone: the services keep the digest they run (no
+    // change), and the plan says once that it could not ask.
+    c.stop_registry();
+    let out = berth(&c, &ws, &["-f", path, "plan"]);
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(text.matches("could not be asked").count(), 1, "{text}");
+    assert!(text.contains("keep the digest they run"), "{text}");
+
     // A config made by hand under the name the next content would get is
     // not taken over: plan and apply refuse, and change nothing.
     let sum = Command::new("sh")

@@ -339,6 +339,20 @@ impl SwarmCluster {
         REGISTRY
     }
 
+    /// Stop the registry [`start_registry`](Self::start_registry) started
+    /// (its storage stays until the cluster goes).
+    pub fn stop_registry(&self) {
+        if let Some(mut child) = self
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Tag the image `local` (on `node` already) as `reference` there and
     /// push it (to [`REGISTRY`]). Returns the digest the registry gave it.
     pub fn push(&self, node: usize, local: &str, reference: &str) -> String {
@@ -624,15 +638,7 @@ impl SwarmCluster {
 
 impl Drop for SwarmCluster {
     fn drop(&mut self) {
-        if let Some(mut child) = self
-            .registry
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop_registry();
         for n in &self.nodes {
             if let Some(mut child) = n.engine.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 let _ = child.kill();

@@ -43,8 +43,8 @@ pub const ENDPOINT_MODE_VAR: &str = "BERTH_SWARM_ENDPOINT_MODE";
 pub struct Swarm {
     /// The endpoint mode asked for, or the bad value given.
     endpoint_mode: std::result::Result<EndpointMode, String>,
-    /// The digests the last plan resolved, by image reference (`None`: the
-    /// registry could not say): what the apply that planned deploys, even
+    /// The image digests the last plan chose, by Swarm service (`None`: the
+    /// tag as the nodes have it): what the apply that planned deploys, even
     /// when the tag moves meanwhile.
     digests: Mutex<BTreeMap<String, Option<String>>>,
 }
@@ -57,7 +57,7 @@ const DIGEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// manager's engine (distribution inspect). An image the registry cannot
 /// be asked about keeps the digest its live service runs, if it runs the
 /// same image, else its tag as today; each such image is one warning.
-/// Returns the digests found (by image) and the warnings.
+/// Returns the digest each service runs (by Swarm service) and the warnings.
 pub async fn resolve_images(
     engine: &Engine,
     desired: &mut BTreeMap<String, SwarmSpec>,
@@ -124,7 +124,7 @@ pub async fn resolve_images(
     }
     let digests = desired
         .values()
-        .map(|s| (s.image.clone(), s.image_digest.clone()))
+        .map(|s| (s.name.clone(), s.image_digest.clone()))
         .collect();
     (digests, warnings)
 }
@@ -253,9 +253,9 @@ impl Target for Swarm {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if desired.values().all(|s| digests.contains_key(&s.image)) {
+        if desired.values().all(|s| digests.contains_key(&s.name)) {
             for s in desired.values_mut() {
-                s.image_digest = digests.get(&s.image).cloned().flatten();
+                s.image_digest = digests.get(&s.name).cloned().flatten();
             }
         } else {
             let observed = plan::observe(step.engine, step.deployment, &desired).await?;
