@@ -236,3 +236,88 @@ fn changes(live: &ServiceInfo, spec: &SwarmSpec) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment() -> Deployment {
+        serde_json::from_value(serde_json::json!({"name": "d", "services": {}}))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Service `s` of deployment `d` mounting config `conf` as `object`.
+    fn desired(object: &str) -> BTreeMap<String, SwarmSpec> {
+        let spec: SwarmSpec = serde_json::from_value(serde_json::json!({
+            "deployment": "d", "service": "s", "name": "d-s", "image": "i",
+            "replicas": 1, "network": "d", "endpoint_mode": "dnsrr",
+            "restart": "always", "stop_timeout": 1,
+            "files": [{"kind": "config", "name": "conf", "object": object,
+                       "target": "/c", "uid": 0, "gid": 0, "mode": 292}]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        BTreeMap::from([("s".to_string(), spec)])
+    }
+
+    fn object(name: &str, owner: Option<&str>) -> SwarmObject {
+        SwarmObject {
+            kind: FileKind::Config,
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels: owner
+                .map(|o| (names::LABEL_DEPLOYMENT.to_string(), o.to_string()))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn configs_to_make_and_to_remove_are_in_the_plan() {
+        let observed = Observed {
+            files: vec![object("d_conf_old", Some("d"))],
+            ..Default::default()
+        };
+        let plan = diff(&deployment(), &desired("d_conf_new"), &observed, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            plan.objects,
+            [
+                ObjectChange {
+                    action: Action::Create,
+                    object: "config d_conf_new".into()
+                },
+                ObjectChange {
+                    action: Action::Remove,
+                    object: "config d_conf_old (no service uses it)".into()
+                }
+            ]
+        );
+        assert!(plan.render().contains("  remove    config d_conf_old"));
+        // In use and there: nothing to do for it.
+        let observed = Observed {
+            files: vec![object("d_conf_new", Some("d"))],
+            ..Default::default()
+        };
+        let plan = diff(&deployment(), &desired("d_conf_new"), &observed, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(plan.objects.is_empty(), "{:?}", plan.objects);
+    }
+
+    #[test]
+    fn a_config_of_another_owner_under_a_name_the_deployment_uses_is_a_conflict() {
+        let observed = Observed {
+            other_files: vec![(FileKind::Config, "d_conf_new".into(), None)],
+            ..Default::default()
+        };
+        let err = diff(&deployment(), &desired("d_conf_new"), &observed, &[])
+            .err()
+            .unwrap_or_else(|| panic!("no conflict"));
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        assert!(
+            err.to_string().contains(
+                "config d_conf_new exists on the swarm and belongs to no berth deployment"
+            ),
+            "{err}"
+        );
+    }
+}
