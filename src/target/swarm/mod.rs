@@ -416,6 +416,58 @@ mod tests {
     }
 
     #[test]
+    fn files_are_referenced_by_id_with_owner_and_mode_and_the_image_by_digest() {
+        use crate::deployment::FileKind;
+        use crate::instance::swarm::SwarmFile;
+        let mut spec = swarm_spec(ContainerSettings::default());
+        spec.image_digest = Some("sha256:abc".into());
+        for (kind, name, target) in [
+            (FileKind::Config, "conf", "/etc/app.conf"),
+            (FileKind::Secret, "pw", "/run/secrets/pw"),
+        ] {
+            spec.files.push(SwarmFile {
+                kind,
+                name: name.into(),
+                object: format!("d_{name}_0123"),
+                target: target.into(),
+                uid: 7,
+                gid: 8,
+                mode: 0o440,
+                digest: String::new(),
+                reload: None,
+            });
+        }
+        let none = crate::engine::services::service_spec(&spec, 1, &Default::default());
+        assert!(
+            none.err()
+                .is_some_and(|e| e.to_string().contains("d_conf_0123")),
+            "a spec without the config's ID"
+        );
+        let ids = BTreeMap::from([
+            (
+                (FileKind::Config, "d_conf_0123".to_string()),
+                "cid".to_string(),
+            ),
+            (
+                (FileKind::Secret, "d_pw_0123".to_string()),
+                "sid".to_string(),
+            ),
+        ]);
+        let made =
+            crate::engine::services::service_spec(&spec, 1, &ids).unwrap_or_else(|e| panic!("{e}"));
+        let c = serde_json::to_value(made.task_template.and_then(|t| t.container_spec))
+            .unwrap_or_default();
+        assert_eq!(c["Image"], "busybox@sha256:abc");
+        let file =
+            serde_json::json!({"Name": "/etc/app.conf", "UID": "7", "GID": "8", "Mode": 0o440});
+        assert_eq!(c["Configs"][0]["File"], file);
+        assert_eq!(c["Configs"][0]["ConfigID"], "cid");
+        assert_eq!(c["Configs"][0]["ConfigName"], "d_conf_0123");
+        assert_eq!(c["Secrets"][0]["File"]["Name"], "/run/secrets/pw");
+        assert_eq!(c["Secrets"][0]["SecretID"], "sid");
+    }
+
+    #[test]
     fn every_container_setting_is_mapped_or_refused_on_a_swarm() {
         let all = serde_json::to_value(every_setting()).unwrap_or_default();
         let keys: Vec<&str> = all
