@@ -623,9 +623,12 @@ stop_timeout = 2
 
     // The same tag pushed again: plan names both digests, apply rolls both
     // services onto the new one, and once more is a no-op.
-    let newer = berth_test_support::busybox_image("swarmfiles-newer", "LABEL berth.test.newer=1");
+    // (The newer build declares a volume: the spec is made from it, not
+    // from the manager's older copy of the tag.)
+    let newer = berth_test_support::busybox_image("swarmfiles-newer", "VOLUME /data");
     c.load_image(&newer);
-    let second = c.push(0, &newer, &reference);
+    // Pushed from a worker: the manager's copy of the tag is the old one.
+    let second = c.push(1, &newer, &reference);
     assert_ne!(first, second);
     let out = berth(&c, &ws, &["-f", path, "plan"]);
     let text = show(&out);
@@ -640,7 +643,9 @@ stop_timeout = 2
     ok(&c, &ws, &["-f", path, "apply"]);
     assert_ne!(version(&c, &app), before.0);
     assert_ne!(version(&c, &other), before.1);
-    assert!(inspect_service(&c, &other).contains(&format!("{reference}@{second}")));
+    let spec = inspect_service(&c, &other);
+    assert!(spec.contains(&format!("{reference}@{second}")), "{spec}");
+    assert!(spec.contains(r#""Target": "/data""#), "{spec}");
     let before = (version(&c, &app), version(&c, &other));
     let out = berth(&c, &ws, &["-f", path, "plan"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));

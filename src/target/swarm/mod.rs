@@ -241,6 +241,33 @@ impl Target for Swarm {
         Ok(plan)
     }
 
+    /// Tags whose registry digest is not the one the manager's copy came
+    /// from: the services will run the registry's, so what the image
+    /// declares (its `VOLUME`s, health check) is read from that. Images
+    /// whose registry cannot be asked are left as they are (the plan warns).
+    async fn images_to_refresh(&self, engine: &Engine, references: &[String]) -> Vec<String> {
+        let tags: std::collections::BTreeSet<&String> = references
+            .iter()
+            .filter(|r| !r.contains('@') && !r.starts_with("sha256:"))
+            .collect();
+        let stale = futures_util::future::join_all(tags.into_iter().map(|r| async move {
+            let Ok(Some(local)) = engine.image_info(r).await else {
+                return None;
+            };
+            let (repo, _) = crate::engine::images::split_reference(r);
+            let have = engine
+                .repo_digests(&local.id, &repo)
+                .await
+                .unwrap_or_default();
+            match tokio::time::timeout(DIGEST_TIMEOUT, engine.registry_digest(r)).await {
+                Ok(Ok(d)) if !have.contains(&d) => Some(r.clone()),
+                _ => None,
+            }
+        }))
+        .await;
+        stale.into_iter().flatten().collect()
+    }
+
     async fn ensure_network(&self, engine: &Engine, deployment: &Deployment) -> Result<String> {
         engine.ensure_network_of(&deployment.name, true).await
     }
