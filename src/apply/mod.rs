@@ -54,6 +54,9 @@ pub struct ApplyOptions {
     pub lock_timeout: Option<Duration>,
     /// How pulls show progress.
     pub progress: PullProgress,
+    /// Why this apply runs, recorded in the revision it writes and shown
+    /// by `berth history` (`None`: an apply of the file).
+    pub cause: Option<String>,
 }
 
 impl ApplyOptions {
@@ -236,11 +239,23 @@ pub async fn apply(
         state,
         deployment,
         target.as_ref(),
-        opts.progress,
+        Run {
+            progress: opts.progress,
+            cause: opts.cause.as_deref(),
+        },
         &lock,
         report,
     )
     .await
+}
+
+/// How one apply runs, beyond what it applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    /// How pulls show progress.
+    pub progress: PullProgress,
+    /// Recorded in the revision ([`ApplyOptions::cause`]).
+    pub cause: Option<&'a str>,
 }
 
 /// [`apply`] on `target`, for a caller that holds the deployment's lock
@@ -250,12 +265,12 @@ pub async fn apply_locked(
     state: &StateDir,
     deployment: &Deployment,
     target: &dyn Target,
-    progress: PullProgress,
+    run: Run<'_>,
     _lock: &lock::DeploymentLock,
     report: Reporter,
 ) -> Result<ApplyReport> {
     let started = std::time::Instant::now();
-    let desired = desired(engine, state, deployment, target, Some(progress)).await?;
+    let desired = desired(engine, state, deployment, target, Some(run.progress)).await?;
     tracing::debug!("apply: lock and images ready after {:?}", started.elapsed());
     for w in target.warnings(deployment, &desired.images) {
         report(w);
@@ -345,6 +360,7 @@ pub async fn apply_locked(
                 integration: target.integration().as_str().to_string(),
                 deployment: deployment.clone(),
                 image_ids,
+                cause: run.cause.map(String::from),
             },
         )?;
     }
@@ -409,6 +425,7 @@ mod tests {
                 integration: "docker".into(),
                 deployment: dep.clone(),
                 image_ids: BTreeMap::new(),
+                cause: None,
             };
             write_revision(&state, &rev).unwrap_or_else(|e| panic!("{e}"));
         }

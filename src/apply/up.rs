@@ -116,7 +116,13 @@ pub async fn up(engine: &Engine, state: &StateDir, opts: &UpOptions, load: Loade
     let report: super::Reporter = Arc::new(|line| eprintln!("berth: {line}"));
     let apply = |d: Deployment| {
         let (target, report, lock) = (&target, report.clone(), &lock);
-        async move { super::apply_locked(engine, state, &d, target, opts.progress, lock, report).await }
+        async move {
+            let run = super::Run {
+                progress: opts.progress,
+                cause: None,
+            };
+            super::apply_locked(engine, state, &d, target, run, lock, report).await
+        }
     };
     let mut shutdown = shutdown_rx.clone();
     let first = apply(deployment).await;

@@ -63,6 +63,7 @@ pub(crate) fn converge_options(args: &ApplyArgs, ctx: &Context) -> Result<Conver
             } else {
                 PullProgress::Auto
             },
+            cause: None,
         },
         ssh_listen: args.ssh_listen.clone(),
         // A swarm apply waits for convergence itself.
@@ -106,6 +107,7 @@ pub(crate) fn finish(outcome: Outcome, quiet: bool) -> Result<u8> {
 
 /// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<u8> {
+    let ctx = &ctx.for_target(args.target);
     let deployment = ctx.load_deployment_warned()?;
     let opts = converge_options(&args, ctx)?;
     let engine = Engine::connect().await?;

@@ -28,6 +28,7 @@ pub struct DestroyArgs {
 
 /// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<u8> {
+    let ctx = &ctx.for_target(args.target);
     // `--name` alone is enough: a deployment can be destroyed after its file is gone.
     let name = match &ctx.global.name {
         Some(n) => n.clone(),

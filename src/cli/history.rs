@@ -27,6 +27,7 @@ pub async fn run(ctx: &Context, args: HistoryArgs) -> Result<u8> {
                         "revision": r.revision,
                         "applied_at": r.applied_at,
                         "integration": r.integration,
+                        "cause": r.cause.as_deref().unwrap_or("apply"),
                         "current": Some(r.revision) == current,
                         "images": r.deployment.services.iter()
                             .map(|(n, s)| (n.clone(), serde_json::json!({
@@ -43,8 +44,8 @@ pub async fn run(ctx: &Context, args: HistoryArgs) -> Result<u8> {
         }
         OutputFormat::Table => {
             println!(
-                "{:>8}  {:<20}  {:<11}  IMAGES",
-                "REVISION", "APPLIED", "INTEGRATION"
+                "{:>8}  {:<20}  {:<11}  {:<24}  IMAGES",
+                "REVISION", "APPLIED", "INTEGRATION", "CAUSE"
             );
             for r in &revisions {
                 let images: Vec<String> = r
@@ -63,8 +64,11 @@ pub async fn run(ctx: &Context, args: HistoryArgs) -> Result<u8> {
                         format!("{n}={}{id}", s.image)
                     })
                     .collect();
+                // Digests in a cause are cut as image IDs are.
+                let cause = r.cause.as_deref().unwrap_or("apply");
+                let cause = shorten_digests(cause);
                 println!(
-                    "{:>8}{} {:<20}  {:<11}  {}",
+                    "{:>8}{} {:<20}  {:<11}  {:<24}  {}",
                     r.revision,
                     if Some(r.revision) == current {
                         "*"
@@ -73,10 +77,25 @@ pub async fn run(ctx: &Context, args: HistoryArgs) -> Result<u8> {
                     },
                     r.applied_at,
                     r.integration,
+                    cause,
                     images.join(", ")
                 );
             }
         }
     }
     Ok(0)
+}
+
+/// `sha256:` followed by 64 hex digits, cut to 12 of them.
+fn shorten_digests(text: &str) -> String {
+    text.split(' ')
+        .map(|w| match w.strip_prefix("sha256:") {
+            Some(hex) => match hex.get(..12) {
+                Some(short) if hex.len() > 12 => format!("sha256:{short}"),
+                _ => w.to_string(),
+            },
+            None => w.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -30,6 +30,10 @@ pub struct LogsArgs {
     /// "timestamp", "line"}`, for scripts.
     #[arg(long, value_enum, default_value_t = LogsFormat::Text)]
     pub output: LogsFormat,
+    /// Where the deployment runs: this host, or a Docker Swarm (each line
+    /// prefixed with its task and node).
+    #[arg(long, value_enum, env = "BERTH_TARGET", default_value_t = super::plan::TargetArg::Host)]
+    pub target: super::plan::TargetArg,
 }
 
 /// `berth logs --output`.
@@ -40,6 +44,9 @@ pub enum LogsFormat {
 }
 
 pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
+    if args.target == super::plan::TargetArg::Swarm {
+        return run_swarm(ctx, args).await;
+    }
     let state = ctx.state_dir();
     let t = select::resolve(&state, &ctx.global.file, ctx.global.name.as_deref(), || {
         ctx.load_deployment()
@@ -58,6 +65,43 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
     };
     let json = args.output == LogsFormat::Json;
     logs::show(&engine, &containers, &opts, containers.len() > 1, json).await?;
+    Ok(0)
+}
+
+/// `logs --target swarm`: the tasks of a service of the file's deployment
+/// (or the one `--name` names).
+async fn run_swarm(ctx: &Context, args: LogsArgs) -> Result<u8> {
+    let ctx = &ctx.for_target(args.target);
+    if args.health {
+        return Err(crate::Error::Usage(
+            "--health reads the engine's health-check results of a host's containers; on a swarm, `berth ps --target swarm` shows each task's health".into(),
+        ));
+    }
+    let deployment = match &ctx.global.name {
+        Some(n) => n.clone(),
+        None => {
+            let d = ctx.load_deployment()?;
+            if !d.services.contains_key(&args.service) {
+                return Err(crate::Error::Usage(format!(
+                    "deployment {} has no service {:?} (services: {})",
+                    d.name,
+                    args.service,
+                    d.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            d.name
+        }
+    };
+    crate::names::check_name(&args.service)
+        .map_err(|p| crate::Error::Usage(format!("service name {:?} {p}", args.service)))?;
+    let engine = Engine::connect().await?;
+    let opts = LogOptions {
+        follow: args.follow,
+        tail: args.tail,
+        timestamps: args.timestamps,
+    };
+    let json = args.output == LogsFormat::Json;
+    crate::target::swarm::ops::logs(&engine, &deployment, &args.service, &opts, json).await?;
     Ok(0)
 }
 

@@ -218,9 +218,20 @@ pub const DEFAULT_FILE: &str = "berth.toml";
 #[derive(Debug, Clone)]
 pub struct Context {
     pub global: GlobalArgs,
+    /// The command runs against a swarm (`--target swarm`): the file is read
+    /// for one ([`deployment::LoadOptions::swarm`]).
+    pub swarm: bool,
 }
 
 impl Context {
+    /// This context for a command with `--target target`.
+    pub fn for_target(&self, target: plan::TargetArg) -> Context {
+        Context {
+            global: self.global.clone(),
+            swarm: target == plan::TargetArg::Swarm,
+        }
+    }
+
     pub fn state_dir(&self) -> StateDir {
         StateDir::new(&self.global.state_dir)
     }
@@ -251,6 +262,7 @@ impl Context {
                 profiles: self.global.profiles.clone(),
                 lenient: self.global.lenient,
             },
+            swarm: self.swarm,
         })
     }
 
@@ -287,7 +299,10 @@ pub fn main() -> ExitCode {
     if global.file.as_os_str() == DEFAULT_FILE && std::env::var_os("BERTH_FILE").is_none() {
         global.file = deployment::compose::default_file(Path::new(DEFAULT_FILE));
     }
-    let ctx = Context { global };
+    let ctx = Context {
+        global,
+        swarm: false,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -81,6 +81,7 @@ pub(crate) fn berth_path() -> std::path::PathBuf {
 
 /// Run the command; returns the exit code.
 pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
+    let ctx = &ctx.for_target(args.target);
     let deployment = ctx.load_deployment_warned()?;
     let engine = Engine::connect().await?;
     let state = ctx.state_dir();
@@ -91,6 +92,11 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
         systemctl: false,
     };
     let target = crate::target::for_host(integration, &host);
+    if integration != crate::instance::Integration::Swarm {
+        for w in crate::target::swarm_only_warnings(&deployment) {
+            eprintln!("{w}");
+        }
+    }
     let plan = apply::preview(&engine, &state, &deployment, target.as_ref()).await?;
     match args.output {
         OutputFormat::Json => {

@@ -84,6 +84,7 @@ fn unreachable_load() -> Result<crate::deployment::Deployment> {
 /// `ps --target swarm`: the tasks of the named deployment (or the file's,
 /// or every one applied from here).
 async fn run_swarm(ctx: &Context, args: PsArgs) -> Result<u8> {
+    let ctx = &ctx.for_target(args.target);
     use crate::target::swarm::ops;
     let names = match (&args.deployment, &ctx.global.name) {
         (Some(n), _) | (None, Some(n)) => vec![n.clone()],

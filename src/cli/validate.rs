@@ -12,9 +12,14 @@ pub struct ValidateArgs {
     /// every problem as `{severity, file, line, column, message, help}`.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Check the file for this host, or for a Docker Swarm (where each task
+    /// binds its host ports on its own node).
+    #[arg(long, value_enum, env = "BERTH_TARGET", default_value_t = super::plan::TargetArg::Host)]
+    pub target: super::plan::TargetArg,
 }
 
 pub async fn run(ctx: &Context, args: ValidateArgs) -> Result<u8> {
+    let ctx = &ctx.for_target(args.target);
     if args.output == OutputFormat::Json {
         return run_json(ctx);
     }

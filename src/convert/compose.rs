@@ -82,6 +82,9 @@ pub(super) fn convert(dep: &Deployment, to_dir: bool, out: &mut Output) -> Resul
     if let Some(argv) = &dep.notify {
         x.insert("notify".into(), strings(argv));
     }
+    if let Some(url) = &dep.notify_url {
+        x.insert("notify_url".into(), json!(url));
+    }
     if !x.is_empty() {
         top.insert("x-berth".into(), Value::Object(x));
     }
@@ -134,13 +137,28 @@ fn service(
         health,
         configs,
         secrets,
+        update_config,
+        endpoint_mode,
     } = svc;
     let r = &mut out.report;
     let n = Some(name.as_str());
     let mut m = Map::new();
     m.insert("image".into(), s(image));
+    let mut deploy = Map::new();
     if *count != 1 {
-        m.insert("deploy".into(), json!({ "replicas": count }));
+        deploy.insert("replicas".into(), json!(count));
+    }
+    if let Some(u) = update_config {
+        deploy.insert(
+            "update_config".into(),
+            crate::deployment::stored::update_config_form(u),
+        );
+    }
+    if let Some(e) = endpoint_mode {
+        deploy.insert("endpoint_mode".into(), s(e.as_str()));
+    }
+    if !deploy.is_empty() {
+        m.insert("deploy".into(), Value::Object(deploy));
     }
     if let Some(c) = command {
         m.insert("command".into(), strings(c));

@@ -109,6 +109,13 @@ pub(super) fn convert(dep: &Deployment, to_dir: bool, out: &mut Output) -> Resul
             "Kubernetes runs no command after an image update",
         );
     }
+    if dep.notify_url.is_some() {
+        out.report.lose(
+            None,
+            "notify_url",
+            "Kubernetes calls no webhook after an image update",
+        );
+    }
     for svc in dep.services.values() {
         service(dep, svc, out, &mut docs);
     }
@@ -399,6 +406,20 @@ fn service(dep: &Deployment, svc: &Service, out: &mut Output, docs: &mut Vec<Val
     }
     if !svc.snapshot_on_upgrade || svc.snapshots_keep.is_some() {
         r.lose(n, "snapshots_keep", "Kubernetes keeps no volume snapshots");
+    }
+    if svc.update_config.is_some() {
+        r.lose(
+            n,
+            "update_config",
+            "not written as a Deployment strategy (maxSurge, maxUnavailable): Kubernetes' default rolling update applies",
+        );
+    }
+    if svc.endpoint_mode.is_some() {
+        r.lose(
+            n,
+            "endpoint_mode",
+            "a swarm setting: a Kubernetes Service is reached as Kubernetes decides (cluster IP, or headless for a StatefulSet)",
+        );
     }
     let mut pod = Map::new();
     pod.insert("containers".into(), json!([Value::Object(c)]));

@@ -83,6 +83,13 @@ pub(super) fn convert(dep: &Deployment, out: &mut Output) -> Result<()> {
             "podman auto-update runs no command after an update",
         );
     }
+    if dep.notify_url.is_some() {
+        out.report.lose(
+            None,
+            "notify_url",
+            "podman auto-update calls no webhook after an update",
+        );
+    }
     for svc in dep.services.values() {
         service_losses(svc, out);
         for inst in dep.service_instances(svc) {
@@ -106,6 +113,20 @@ fn service_losses(svc: &Service, out: &mut Output) {
     }
     if !svc.snapshot_on_upgrade || svc.snapshots_keep.is_some() {
         r.lose(n, "snapshots_keep", "podman keeps no volume snapshots");
+    }
+    if svc.update_config.is_some() {
+        r.lose(
+            n,
+            "update_config",
+            "podman runs one host: no rolling update",
+        );
+    }
+    if svc.endpoint_mode.is_some() {
+        r.lose(
+            n,
+            "endpoint_mode",
+            "podman runs one host: no swarm endpoint",
+        );
     }
     for l in &svc.links {
         if l.alias != l.target {

@@ -49,6 +49,8 @@ cap_add = ["NET_ADMIN"]
 cap_drop = ["ALL"]
 snapshot_on_upgrade = false
 snapshots_keep = 2
+endpoint_mode = "dnsrr"
+update_config = { parallelism = 2, delay = "5s", order = "start-first", failure_action = "pause", monitor = "1500ms", max_failure_ratio = 0.5 }
 [configs.site]
 content = "costs $$5\n"
 [secrets.pw]
@@ -150,6 +152,9 @@ fn compose_carries_what_it_has_keys_for_and_reports_the_rest() {
         "init: true",
         "driver: json-file",
         "/dev/null:/dev/nothing:r",
+        "update_config",
+        "order: start-first",
+        "endpoint_mode: dnsrr",
     ] {
         assert!(text.contains(key), "no {key} in\n{text}");
     }

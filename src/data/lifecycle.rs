@@ -155,6 +155,15 @@ pub async fn rollback(
     };
     // Refused before anything is copied or stopped, as the apply would refuse it.
     converge::check(&target.deployment, opts)?;
+    let mut opts = opts.clone();
+    opts.apply.cause.get_or_insert_with(|| {
+        format!(
+            "rollback to revision {}{}",
+            target.revision,
+            if with_data { " with data" } else { "" }
+        )
+    });
+    let opts = &opts;
     // Snapshots to restore are found before the apply, which may prune.
     let mut snapshots = Vec::new();
     let mut without_snapshot = Vec::new();
@@ -439,6 +448,13 @@ pub async fn restore_and_apply(
         )
         .await?
     };
-    let applied = converge::converge(engine, state, &dep, opts, report).await?;
+    let mut opts = opts.clone();
+    opts.apply.cause.get_or_insert_with(|| {
+        format!(
+            "restore from {}",
+            file.file_name().unwrap_or_default().to_string_lossy()
+        )
+    });
+    let applied = converge::converge(engine, state, &dep, &opts, report).await?;
     Ok((restored, applied))
 }

@@ -176,7 +176,9 @@ fn ports(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpan
     let mut seen: HashMap<(Option<u16>, Protocol), Vec<Published>> = HashMap::new();
     let mut count_reported: HashSet<&str> = HashSet::new();
     for (svc, p, span, count) in all {
-        if count > 1 {
+        // On a swarm each task binds the port on its own node: how many
+        // fit is the placement check's (the swarm target's plan).
+        if count > 1 && !d.swarm {
             if count_reported.insert(svc) {
                 d.err(
                     span,
@@ -187,7 +189,10 @@ fn ports(d: &mut Decoder, dep: &Deployment, spans: &BTreeMap<String, ServiceSpan
             continue;
         }
         let group = seen.entry((p.host_port, p.protocol)).or_default();
-        if let Some((other, first, first_span)) = group.iter().find(|(_, q, _)| overlaps(p, q)) {
+        if let Some((other, first, first_span)) = group
+            .iter()
+            .find(|(o, q, _)| overlaps(p, q) && (!d.swarm || *o == svc))
+        {
             let (line, col) = d.src.line_col(first_span.start);
             let first_text = show(first);
             let other = other.to_string();

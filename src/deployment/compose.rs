@@ -35,6 +35,8 @@ pub fn canonical(key: &str) -> &str {
         "mem_limit" | "deploy.resources.limits.memory" => "memory",
         "deploy.resources.limits.cpus" => "cpus",
         "deploy.replicas" => "count",
+        "deploy.update_config" => "update_config",
+        "deploy.endpoint_mode" => "endpoint_mode",
         "stop_grace_period" => "stop_timeout",
         "healthcheck" => "health",
         "depends_on" => "links",
@@ -154,7 +156,7 @@ const UNSUPPORTED: &[&str] = &[
 const TOP_KEYS: &[&str] = &[
     "name", "services", "volumes", "networks", "configs", "secrets", "version", "x-berth",
 ];
-const X_BERTH_TOP: &[&str] = &["keys", "snapshots_keep", "notify"];
+const X_BERTH_TOP: &[&str] = &["keys", "snapshots_keep", "notify", "notify_url"];
 const X_BERTH_SERVICE: &[&str] = &["ssh", "ssh_shell", "snapshot_on_upgrade", "snapshots_keep"];
 
 /// The names Compose looks for, in its order.
@@ -989,7 +991,8 @@ fn healthcheck(d: &mut Decoder, v: &mut Node, what: &str, opts: &ComposeOptions)
     }
 }
 
-/// `deploy`: `replicas` and `resources.limits` (`memory`, `cpus`).
+/// `deploy`: `replicas`, `resources.limits` (`memory`, `cpus`),
+/// `update_config` and `endpoint_mode`.
 fn deploy(d: &mut Decoder, e: &Entry, opts: &ComposeOptions, kept: &mut Vec<Entry>) {
     let ctx = "in `deploy`";
     let Some(m) = d.map(&e.value, "deploy") else {
@@ -1035,6 +1038,10 @@ fn deploy(d: &mut Decoder, e: &Entry, opts: &ComposeOptions, kept: &mut Vec<Entr
                     }
                 }
             }
+            "update_config" | "endpoint_mode" => kept.push(Entry {
+                key: format!("deploy.{}", k.key),
+                ..k.clone()
+            }),
             "mode" if matches!(&k.value.value, Value::Str(s) if s == "replicated") => {}
             _ => cannot(d, k, opts, ctx),
         }

@@ -54,6 +54,8 @@ pub struct Decoder<'a> {
     /// Reading a Compose file: its key names are taken for the native ones
     /// (see [`super::compose::canonical`]).
     pub compose: bool,
+    /// For a swarm ([`super::LoadOptions::swarm`]).
+    pub swarm: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -68,6 +70,7 @@ impl<'a> Decoder<'a> {
             suggested: Vec::new(),
             vars: BTreeMap::new(),
             compose: false,
+            swarm: false,
         }
     }
 
@@ -411,6 +414,18 @@ pub const SERVICE_KEYS: &[&str] = &[
     "health",
     "configs",
     "secrets",
+    "update_config",
+    "endpoint_mode",
+];
+
+/// The keys of a service's `update_config` (Compose's `deploy.update_config`).
+pub const UPDATE_CONFIG_KEYS: &[&str] = &[
+    "parallelism",
+    "delay",
+    "order",
+    "failure_action",
+    "monitor",
+    "max_failure_ratio",
 ];
 
 /// The service keys that configure berth itself (access, snapshots, where
@@ -448,6 +463,7 @@ pub const TOP_KEYS: &[&str] = &[
     "configs",
     "secrets",
     "notify",
+    "notify_url",
 ];
 
 /// Decode a native deployment file.
@@ -465,6 +481,7 @@ pub fn native(
     let mut saw_name = false;
     let mut snapshots_keep = None;
     let mut notify = None;
+    let mut notify_url = None;
     let mut configs = BTreeMap::new();
     let mut secrets = BTreeMap::new();
     let mut bad_files = std::collections::BTreeSet::new();
@@ -474,6 +491,7 @@ pub fn native(
             "secrets" => secrets = files::sources(d, &e.value, FileKind::Secret, &mut bad_files),
             "snapshots_keep" => snapshots_keep = keep_count(d, &e.value, "snapshots_keep"),
             "notify" => notify = notify_command(d, &e.value),
+            "notify_url" => notify_url = webhook_url(d, &e.value),
             "name" => {
                 saw_name = true;
                 if let Some(n) = d.string(&e.value, "name") {
@@ -578,9 +596,26 @@ pub fn native(
             configs,
             secrets,
             notify,
+            notify_url,
         },
         spans,
     ))
+}
+
+/// `notify_url`: an absolute `http://` or `https://` URL with a host.
+fn webhook_url(d: &mut Decoder, v: &Node) -> Option<String> {
+    const HELP: &str = "write \"https://host/path\" (the event is POSTed to it as JSON)";
+    let url = d.string(v, "notify_url")?;
+    let why = match url.parse::<http::Uri>() {
+        _ if !url.starts_with("http://") && !url.starts_with("https://") => {
+            "must start with http:// or https://".to_string()
+        }
+        Err(e) => format!("is not a URL ({e})"),
+        Ok(u) if u.host().is_none_or(str::is_empty) => "names no host".to_string(),
+        Ok(_) => return Some(url),
+    };
+    d.err(v.span, format!("`notify_url` {why}"), HELP);
+    None
 }
 
 /// `notify`: a shell command (run by `/bin/sh -c`) or a non-empty argv.
@@ -986,6 +1021,19 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
                 }
             }
             "health" => svc.health = health(d, v, &what),
+            "update_config" => svc.update_config = update_config(d, v, &what),
+            "endpoint_mode" => {
+                if let Some(m) = d.string(v, &what) {
+                    match EndpointMode::parse(m.trim()) {
+                        Some(m) => svc.endpoint_mode = Some(m),
+                        None => d.err(
+                            v.span,
+                            format!("unknown endpoint mode `{m}`"),
+                            "endpoint_mode is \"vip\" (one virtual address, the default) or \"dnsrr\" (the name resolves to every task's address)",
+                        ),
+                    }
+                }
+            }
             "ulimits" => svc.settings.ulimits = ulimits(d, v, &what),
             "shm_size" => {
                 if let Some(t) = d.string_or_number(v, &what) {
@@ -1060,6 +1108,105 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
     }
     files::finish(d, &mut svc, &mut spans, file_mounts, read_only_span);
     Some((svc, spans))
+}
+
+/// `update_config`: a table of [`UPDATE_CONFIG_KEYS`], Compose's shape.
+fn update_config(d: &mut Decoder, v: &Node, what: &str) -> Option<UpdateConfig> {
+    let entries = d.map(v, what)?;
+    let mut u = UpdateConfig::default();
+    let mut ok = true;
+    for e in entries {
+        let n = &e.value;
+        let key_what = format!("{what}.{}", e.key);
+        match e.key.as_str() {
+            "parallelism" => match d.integer(n, &key_what) {
+                Some(p) if (0..=i64::from(MAX_COUNT)).contains(&p) => {
+                    u.parallelism = Some(p as u64)
+                }
+                Some(p) => {
+                    d.err(n.span, format!("`{key_what}` must be between 0 and {MAX_COUNT}, found {p}"), "parallelism is how many tasks are updated at once, e.g. 1 (0: all at once)");
+                    ok = false;
+                }
+                None => ok = false,
+            },
+            "delay" | "monitor" => {
+                let text = match &n.value {
+                    Value::Str(s) => Some(s.clone()),
+                    Value::Int(i) => Some(i.to_string()),
+                    _ => {
+                        d.type_err(
+                            n,
+                            &key_what,
+                            "a duration",
+                            "write a duration such as \"10s\" or \"500ms\"",
+                        );
+                        None
+                    }
+                };
+                let zero = |t: &str| {
+                    t.trim() == "0"
+                        || humantime::parse_duration(t.trim()).is_ok_and(|d| d.is_zero())
+                };
+                let ms = match text {
+                    Some(t) if zero(&t) => Some(0),
+                    Some(t) => match values::parse_duration_ms(&t) {
+                        Ok(ms) => Some(ms),
+                        Err(p) => {
+                            d.problem(n.span, p);
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                match ms {
+                    Some(ms) if e.key == "delay" => u.delay_ms = Some(ms),
+                    Some(ms) => u.monitor_ms = Some(ms),
+                    None => ok = false,
+                }
+            }
+            "order" => match d.string(n, &key_what) {
+                Some(o) => match UpdateOrder::parse(o.trim()) {
+                    Some(o) => u.order = Some(o),
+                    None => {
+                        d.err(n.span, format!("unknown update order `{o}`"), "order is \"start-first\" (the new task runs before the old one stops) or \"stop-first\"");
+                        ok = false;
+                    }
+                },
+                None => ok = false,
+            },
+            "failure_action" => match d.string(n, &key_what) {
+                Some(a) => match FailureAction::parse(a.trim()) {
+                    Some(a) => u.failure_action = Some(a),
+                    None => {
+                        d.err(n.span, format!("unknown failure action `{a}`"), "failure_action is \"rollback\" (the default), \"pause\" or \"continue\"");
+                        ok = false;
+                    }
+                },
+                None => ok = false,
+            },
+            "max_failure_ratio" => {
+                let r = match &n.value {
+                    Value::Int(i) => Some(*i as f64),
+                    Value::Float(f) => Some(*f),
+                    Value::Str(s) => s.trim().parse::<f64>().ok(),
+                    _ => None,
+                };
+                match r {
+                    Some(r) if (0.0..=1.0).contains(&r) => u.max_failure_ratio = Some(r),
+                    _ => {
+                        d.err(n.span, format!("`{key_what}` must be a number from 0 to 1"), "max_failure_ratio is the fraction of new tasks that may fail, e.g. 0 or 0.2");
+                        ok = false;
+                    }
+                }
+            }
+            k if k.starts_with("x-") => {}
+            _ => {
+                d.unknown_key(e, UPDATE_CONFIG_KEYS, &format!("in `{what}`"));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(u)
 }
 
 /// `health = false`, or a table of `cmd`, `interval`, `timeout`,

@@ -387,6 +387,7 @@ pub fn decode(
             configs: Default::default(),
             secrets: Default::default(),
             notify: None,
+            notify_url: None,
             services,
         },
         spans,

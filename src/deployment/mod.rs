@@ -52,6 +52,11 @@ pub struct LoadOptions {
     pub format: Option<Format>,
     /// How to read a Compose file (`--profile`, `--lenient`).
     pub compose: compose::ComposeOptions,
+    /// The deployment runs on a swarm (`--target swarm`): a host port is
+    /// bound on each node a task runs on, so the one-host rules of published
+    /// ports (a fixed host port published by one instance, and by one
+    /// service) give way to the swarm target's placement check in `plan`.
+    pub swarm: bool,
 }
 
 /// One problem found in the input, located in its file.
@@ -486,6 +491,7 @@ fn load_text(
     interpolate_tree(&src, &mut root, &lookup, mode, "", &mut errors);
 
     let mut d = decode::Decoder::new(&src);
+    d.swarm = opts.swarm;
     d.warnings.extend(unset);
     for layer in layers.iter().rev() {
         d.vars

@@ -44,6 +44,11 @@ pub struct Deployment {
     /// `/bin/sh -c`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Vec<String>>,
+    /// An `http://` or `https://` URL `berth update` POSTs a JSON event to
+    /// after every update and every rollback (`notify_url`). It may carry a
+    /// token, so output shows only its scheme and host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
 }
 
 /// The content of a top-level config or secret, read from its `file`,
@@ -122,6 +127,20 @@ pub struct FileMount {
 }
 
 impl Deployment {
+    /// `notify_url` as output may show it: scheme, host and port, never
+    /// the credentials, path or query, which often carry a token.
+    pub fn notify_url_shown(&self) -> Option<String> {
+        let url = self.notify_url.as_deref()?;
+        let uri = url.parse::<http::Uri>().ok();
+        let scheme = uri.as_ref().and_then(|u| u.scheme_str()).unwrap_or("?");
+        let host = uri
+            .as_ref()
+            .and_then(|u| u.authority())
+            .and_then(|a| a.as_str().rsplit('@').next())
+            .unwrap_or("?");
+        Some(format!("{scheme}://{host}/…"))
+    }
+
     /// The content a mount of `kind` named `source` delivers.
     pub fn file_source(&self, kind: FileKind, source: &str) -> Option<&FileSource> {
         match kind {
@@ -208,6 +227,133 @@ pub struct Service {
     /// Secrets delivered into the containers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<FileMount>,
+    /// How a swarm replaces the service's tasks on an update
+    /// (`update_config`, Compose's `deploy.update_config`); unset keys take
+    /// berth's defaults. The swarm target only: a host has no rolling update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_config: Option<UpdateConfig>,
+    /// How the service is reached by its name on a swarm (`endpoint_mode`,
+    /// Compose's `deploy.endpoint_mode`); `None`: `vip`. The swarm target only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<EndpointMode>,
+}
+
+/// `update_config`: how a swarm rolls a service's tasks over to a new spec.
+/// Each key unset takes berth's default (see [`crate::instance::SwarmUpdate`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct UpdateConfig {
+    /// Tasks updated at once (0: all at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u64>,
+    /// Milliseconds between updating one batch of tasks and the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Start the new task before stopping the old one, or the other way round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<UpdateOrder>,
+    /// What the swarm does when a new task fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_action: Option<FailureAction>,
+    /// Milliseconds each new task is watched for failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_ms: Option<u64>,
+    /// Fraction of new tasks (0 to 1) that may fail before the update fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failure_ratio: Option<f64>,
+}
+
+/// `update_config.order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    /// The new task runs (healthy) before the old one stops: the service
+    /// keeps answering throughout.
+    StartFirst,
+    /// The old task stops before the new one starts (volumes are never
+    /// used by two tasks at once).
+    StopFirst,
+}
+
+impl UpdateOrder {
+    /// `start-first` or `stop-first`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateOrder::StartFirst => "start-first",
+            UpdateOrder::StopFirst => "stop-first",
+        }
+    }
+
+    /// Parse [`UpdateOrder::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "start-first" => Some(UpdateOrder::StartFirst),
+            "stop-first" => Some(UpdateOrder::StopFirst),
+            _ => None,
+        }
+    }
+}
+
+/// `update_config.failure_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAction {
+    /// Go back to the previous spec (berth's default; `apply` then fails).
+    Rollback,
+    /// Stop updating further tasks (`apply` fails).
+    Pause,
+    /// Carry on with the other tasks.
+    Continue,
+}
+
+impl FailureAction {
+    /// `rollback`, `pause` or `continue`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureAction::Rollback => "rollback",
+            FailureAction::Pause => "pause",
+            FailureAction::Continue => "continue",
+        }
+    }
+
+    /// Parse [`FailureAction::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "rollback" => Some(FailureAction::Rollback),
+            "pause" => Some(FailureAction::Pause),
+            "continue" => Some(FailureAction::Continue),
+            _ => None,
+        }
+    }
+}
+
+/// How a Swarm service is reached by its name on the deployment network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    /// One virtual IP load-balanced over the tasks (needs IPVS on the nodes).
+    #[default]
+    Vip,
+    /// The name resolves to the tasks' own addresses (DNS round robin).
+    Dnsrr,
+}
+
+impl EndpointMode {
+    /// `vip` or `dnsrr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointMode::Vip => "vip",
+            EndpointMode::Dnsrr => "dnsrr",
+        }
+    }
+
+    /// Parse [`EndpointMode::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "vip" => Some(EndpointMode::Vip),
+            "dnsrr" => Some(EndpointMode::Dnsrr),
+            _ => None,
+        }
+    }
 }
 
 /// The container settings a service sets and its instances' specs carry
@@ -419,6 +565,8 @@ impl Service {
             health: None,
             configs: vec![],
             secrets: vec![],
+            update_config: None,
+            endpoint_mode: None,
         }
     }
 

@@ -34,6 +34,11 @@ pub struct DeploymentFile {
     /// `BERTH_FROM`, `BERTH_TO` and `BERTH_REASON` set: a shell command
     /// (run by /bin/sh -c) or a list (program and arguments).
     pub notify: Option<StringOrList>,
+    /// An `http://` or `https://` URL `berth update` POSTs a JSON object to
+    /// after every update and rollback: `event`, `deployment`, `service`,
+    /// `image`, `from`, `to`, `reason`, `time`. Only its scheme and host are
+    /// ever shown; use `${VAR}` to keep a token out of the file.
+    pub notify_url: Option<String>,
     /// Files services read, by name (same naming rules as `name`), mounted
     /// by the services' `configs` lists.
     pub configs: Option<BTreeMap<String, ConfigSource>>,
@@ -158,6 +163,57 @@ pub struct ServiceFile {
     pub configs: Option<Vec<FileMountFile>>,
     /// Secrets delivered into the containers before they start.
     pub secrets: Option<Vec<FileMountFile>>,
+    /// On a swarm (`--target swarm`): how an update replaces the service's
+    /// tasks (Compose's `deploy.update_config`). No effect on a host.
+    pub update_config: Option<UpdateConfigFile>,
+    /// On a swarm: how the service is reached by its name, `vip` (default:
+    /// one virtual address; needs IPVS on the nodes) or `dnsrr` (the name
+    /// resolves to every task's address). No effect on a host.
+    pub endpoint_mode: Option<EndpointModeFile>,
+}
+
+/// A rolling update on a swarm. Defaults: one task at a time, no delay,
+/// start-first (stop-first for a service with volumes or a published host
+/// port), rolled back on the first failure, each new task watched for 3s.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfigFile {
+    /// Tasks updated at once, 0 to 100 (0: all at once).
+    #[schemars(range(min = 0, max = 100))]
+    pub parallelism: Option<IntOrString>,
+    /// Time between one batch of tasks and the next, e.g. "10s".
+    pub delay: Option<IntOrString>,
+    /// `start-first` (the new task runs before the old one stops) or
+    /// `stop-first`.
+    pub order: Option<UpdateOrderFile>,
+    /// `rollback` (default), `pause` or `continue`.
+    pub failure_action: Option<FailureActionFile>,
+    /// Time each new task is watched for failure, e.g. "5s".
+    pub monitor: Option<IntOrString>,
+    /// Fraction of new tasks (0 to 1) that may fail before the update fails.
+    pub max_failure_ratio: Option<NumberOrString>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrderFile {
+    StartFirst,
+    StopFirst,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureActionFile {
+    Rollback,
+    Pause,
+    Continue,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointModeFile {
+    Vip,
+    Dnsrr,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -315,6 +371,12 @@ mod tests {
             .collect();
         health.sort();
         assert_eq!(keys(&s["$defs"]["HealthFile"]), health);
+        let mut update: Vec<String> = crate::deployment::decode::UPDATE_CONFIG_KEYS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        update.sort();
+        assert_eq!(keys(&s["$defs"]["UpdateConfigFile"]), update);
     }
 
     /// A container setting is declared in the model and in its file form

@@ -143,6 +143,9 @@ pub(crate) fn file_form(dep: &Deployment) -> Value {
     if let Some(argv) = &dep.notify {
         top.insert("notify".into(), strings(argv));
     }
+    if let Some(url) = &dep.notify_url {
+        top.insert("notify_url".into(), s(url));
+    }
     if !dep.configs.is_empty() {
         let configs = dep
             .configs
@@ -219,6 +222,8 @@ fn service_form(svc: &Service) -> Value {
         health,
         configs,
         secrets,
+        update_config,
+        endpoint_mode,
     } = svc;
     let mut m = Map::new();
     m.insert("image".into(), s(image));
@@ -284,6 +289,35 @@ fn service_form(svc: &Service) -> Value {
     }
     if !secrets.is_empty() {
         m.insert("secrets".into(), mounts_form(secrets));
+    }
+    if let Some(u) = update_config {
+        m.insert("update_config".into(), update_config_form(u));
+    }
+    if let Some(e) = endpoint_mode {
+        m.insert("endpoint_mode".into(), s(e.as_str()));
+    }
+    Value::Object(m)
+}
+
+/// `update_config` as the file writes it (durations in milliseconds).
+pub(crate) fn update_config_form(u: &UpdateConfig) -> Value {
+    let mut m = Map::new();
+    if let Some(p) = u.parallelism {
+        m.insert("parallelism".into(), json!(p));
+    }
+    for (key, v) in [("delay", u.delay_ms), ("monitor", u.monitor_ms)] {
+        if let Some(ms) = v {
+            m.insert(key.into(), Value::String(format!("{ms}ms")));
+        }
+    }
+    if let Some(o) = u.order {
+        m.insert("order".into(), s(o.as_str()));
+    }
+    if let Some(a) = u.failure_action {
+        m.insert("failure_action".into(), s(a.as_str()));
+    }
+    if let Some(r) = u.max_failure_ratio {
+        m.insert("max_failure_ratio".into(), json!(r));
     }
     Value::Object(m)
 }

@@ -425,6 +425,52 @@ fn notify_is_a_shell_command_or_an_argv_in_every_format_and_survives_storing() {
     }
 }
 
+#[test]
+fn notify_url_is_an_http_or_https_url_shown_without_its_path_and_survives_storing() {
+    let dir = tempfile::tempdir().unwrap();
+    let load_as = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        load(&opts(file))
+    };
+    let url = "https://bot:pw@hooks.example.org:8443/t/SECRET?k=SECRET";
+    let d = load_as(
+        "a.toml",
+        &format!("name = \"s\"\nnotify_url = \"{url}\"\n[services.a]\nimage = \"x\"\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(d.notify_url.as_deref(), Some(url));
+    let shown = d.notify_url_shown().unwrap_or_default();
+    assert_eq!(shown, "https://hooks.example.org:8443/…");
+    let c = load_as(
+        "compose.yaml",
+        &format!("x-berth:\n  notify_url: {url}\nservices:\n  a:\n    image: x\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.notify_url.as_deref(), Some(url));
+    let stored = serde_json::to_string(&stored::file_form(&d)).unwrap();
+    let again = load_as("again.json", &stored).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.notify_url, d.notify_url);
+    for (bad, says) in [
+        ("notify_url = \"ftp://h/x\"", "http:// or https://"),
+        (
+            "notify_url = \"hooks.example.org/x\"",
+            "http:// or https://",
+        ),
+        ("notify_url = \"https:// x\"", "not a URL"),
+        ("notify_url = 3", "notify_url"),
+    ] {
+        let e = load_as(
+            "bad.toml",
+            &format!("name = \"s\"\n{bad}\n[services.a]\nimage = \"x\"\n"),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+        assert_eq!(crate::error::Error::from(e).exit_code(), 2, "{bad}");
+    }
+}
+
 /// Display is where input is made safe to print, whoever built the error.
 #[test]
 fn diagnostics_escape_and_cap_whatever_they_hold() {
@@ -600,5 +646,94 @@ fn devices_are_written_out_in_full() {
         ("/dev/sda:/dev/xvda:rw", "/dev/sda:/dev/xvda:rw"),
     ] {
         assert_eq!(values::parse_device(entry), Ok(full.to_string()), "{entry}");
+    }
+}
+
+#[test]
+fn update_config_and_endpoint_mode_are_read_from_berth_and_compose_files_and_survive_storing() {
+    let dir = tempfile::tempdir().unwrap();
+    let load_as = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        load(&opts(file))
+    };
+    let d = load_as(
+        "a.toml",
+        r#"name = "s"
+[services.a]
+image = "x"
+endpoint_mode = "dnsrr"
+update_config = { parallelism = 2, delay = "10s", order = "start-first", failure_action = "pause", monitor = "500ms", max_failure_ratio = 0.25 }
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let want = UpdateConfig {
+        parallelism: Some(2),
+        delay_ms: Some(10_000),
+        order: Some(UpdateOrder::StartFirst),
+        failure_action: Some(FailureAction::Pause),
+        monitor_ms: Some(500),
+        max_failure_ratio: Some(0.25),
+    };
+    let a = &d.services["a"];
+    assert_eq!(a.update_config.as_ref(), Some(&want));
+    assert_eq!(a.endpoint_mode, Some(EndpointMode::Dnsrr));
+    let c = load_as(
+        "compose.yaml",
+        "services:\n  a:\n    image: x\n    deploy:\n      endpoint_mode: dnsrr\n      update_config:\n        parallelism: 2\n        delay: 10s\n        order: start-first\n        failure_action: pause\n        monitor: 500ms\n        max_failure_ratio: 0.25\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.services["a"].update_config.as_ref(), Some(&want));
+    assert_eq!(c.services["a"].endpoint_mode, Some(EndpointMode::Dnsrr));
+    // Only some keys: the others stay unset (berth's defaults apply later).
+    let some = load_as(
+        "b.toml",
+        "name = \"s\"\n[services.a]\nimage = \"x\"\nupdate_config = { order = \"stop-first\", delay = 0 }\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        some.services["a"].update_config,
+        Some(UpdateConfig {
+            order: Some(UpdateOrder::StopFirst),
+            delay_ms: Some(0),
+            ..Default::default()
+        })
+    );
+    // A stored deployment is written back as a file and read again.
+    for dep in [&d, &some] {
+        let stored = serde_json::to_string(&stored::file_form(dep)).unwrap();
+        let again = load_as("again.json", &stored).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.services["a"], dep.services["a"]);
+    }
+    for (bad, says) in [
+        (
+            "endpoint_mode = \"ingress\"",
+            "unknown endpoint mode `ingress`",
+        ),
+        (
+            "update_config = { order = \"first\" }",
+            "unknown update order `first`",
+        ),
+        (
+            "update_config = { failure_action = \"retry\" }",
+            "unknown failure action",
+        ),
+        ("update_config = { parallelism = -1 }", "between 0 and 100"),
+        ("update_config = { max_failure_ratio = 2 }", "from 0 to 1"),
+        ("update_config = { delay = \"soon\" }", "not a duration"),
+        (
+            "update_config = { paralelism = 1 }",
+            "did you mean `parallelism`",
+        ),
+        ("update_config = 3", "update_config"),
+    ] {
+        let e = load_as(
+            "bad.toml",
+            &format!("name = \"s\"\n[services.a]\nimage = \"x\"\n{bad}\n"),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+        assert_eq!(crate::error::Error::from(e).exit_code(), 2, "{bad}");
     }
 }

@@ -16,21 +16,20 @@ use bollard::models::{
     TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use bollard::query_parameters::{
-    ListServicesOptionsBuilder, ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
+    ListServicesOptionsBuilder, ListTasksOptionsBuilder, LogsOptionsBuilder,
+    UpdateServiceOptionsBuilder,
 };
+use futures_util::{Stream, StreamExt};
 
+use super::ops::{LogChunk, LogOptions};
 use super::{Engine, is_not_found, label_filter};
-use crate::deployment::{FileKind, Protocol, RestartPolicy};
+use crate::deployment::{FailureAction, FileKind, Protocol, RestartPolicy, UpdateOrder};
 use crate::error::{Error, Result};
-use crate::instance::{EndpointMode, SwarmSpec};
+use crate::instance::{EndpointMode, SwarmSpec, SwarmUpdate};
 use crate::names;
 
 /// Nanoseconds in a second (the Swarm API's durations).
 const NS: i64 = 1_000_000_000;
-
-/// How long Swarm watches each updated task for failure before it moves on
-/// (and, after the last, calls the update complete).
-pub const UPDATE_MONITOR_SECS: i64 = 3;
 
 /// The engine's place in a swarm.
 #[derive(Debug, Clone)]
@@ -152,6 +151,31 @@ fn task_info(t: Task) -> TaskInfo {
 /// The IDs of the Swarm configs and secrets a service spec refers to, by
 /// kind and object name.
 pub type ObjectIds = BTreeMap<(FileKind, String), String>;
+/// Milliseconds as the Swarm API's nanoseconds.
+fn ms_to_ns(ms: u64) -> i64 {
+    i64::try_from(ms)
+        .unwrap_or(i64::MAX / 1_000_000)
+        .saturating_mul(1_000_000)
+}
+
+/// The Swarm update config of `u`.
+fn update_config(u: &SwarmUpdate) -> ServiceSpecUpdateConfig {
+    ServiceSpecUpdateConfig {
+        parallelism: Some(i64::try_from(u.parallelism).unwrap_or(i64::MAX)),
+        delay: Some(ms_to_ns(u.delay_ms)),
+        failure_action: Some(match u.failure_action {
+            FailureAction::Rollback => ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK,
+            FailureAction::Pause => ServiceSpecUpdateConfigFailureActionEnum::PAUSE,
+            FailureAction::Continue => ServiceSpecUpdateConfigFailureActionEnum::CONTINUE,
+        }),
+        monitor: Some(ms_to_ns(u.monitor_ms)),
+        max_failure_ratio: Some(u.max_failure_ratio),
+        order: Some(match u.order {
+            UpdateOrder::StartFirst => ServiceSpecUpdateConfigOrderEnum::START_FIRST,
+            UpdateOrder::StopFirst => ServiceSpecUpdateConfigOrderEnum::STOP_FIRST,
+        }),
+    }
+}
 
 /// The Swarm service spec of `spec` (labelled; `revision` is the one
 /// being applied; `ids` has the ID of every config and secret it uses).
@@ -322,22 +346,20 @@ pub(crate) fn service_spec(
             }),
             ..Default::default()
         }),
-        // A task that fails (never healthy) during an update rolls the
-        // service back to its previous spec.
-        update_config: Some(ServiceSpecUpdateConfig {
-            parallelism: Some(1),
-            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
-            monitor: Some(UPDATE_MONITOR_SECS * NS),
-            max_failure_ratio: Some(0.0),
-            order: Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST),
-            ..Default::default()
-        }),
+        // By default a task that fails (never healthy) during an update
+        // rolls the service back to its previous spec.
+        update_config: Some(update_config(&spec.update)),
+        // The rollback keeps the update's order: a service with volumes
+        // never has two tasks on them, a stateless one keeps answering.
         rollback_config: Some(ServiceSpecRollbackConfig {
             parallelism: Some(0),
             failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
             monitor: Some(NS),
             max_failure_ratio: Some(0.0),
-            order: Some(ServiceSpecRollbackConfigOrderEnum::STOP_FIRST),
+            order: Some(match spec.update.order {
+                UpdateOrder::StartFirst => ServiceSpecRollbackConfigOrderEnum::START_FIRST,
+                UpdateOrder::StopFirst => ServiceSpecRollbackConfigOrderEnum::STOP_FIRST,
+            }),
             ..Default::default()
         }),
         endpoint_spec: Some(EndpointSpec {
@@ -527,5 +549,48 @@ impl Engine {
             .collect();
         out.sort_by(|a, b| b.since.cmp(&a.since));
         Ok(out)
+    }
+
+    /// The output of task `task_id` as a stream of chunks, read through the
+    /// manager (Swarm's log broker fetches it from the task's node). With
+    /// `follow`, the stream lasts until the task's container stops.
+    pub fn task_log_stream(
+        &self,
+        task_id: &str,
+        opts: &LogOptions,
+    ) -> impl Stream<Item = Result<LogChunk>> + Send + 'static {
+        let tail = opts
+            .tail
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "all".into());
+        let o = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(opts.follow)
+            .timestamps(opts.timestamps)
+            .tail(&tail)
+            .build();
+        let id = task_id.to_string();
+        self.docker()
+            .task_logs(task_id, Some(o))
+            .filter_map(move |item| {
+                let id = id.clone();
+                async move {
+                    use bollard::container::LogOutput;
+                    match item {
+                        Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                            Some(Ok(LogChunk::Stdout(message.to_vec())))
+                        }
+                        Ok(LogOutput::StdErr { message }) => {
+                            Some(Ok(LogChunk::Stderr(message.to_vec())))
+                        }
+                        Ok(LogOutput::StdIn { .. }) => None,
+                        Err(e) => Some(Err(Error::engine(
+                            format!("reading the logs of task {id}"),
+                            e,
+                        ))),
+                    }
+                }
+            })
     }
 }

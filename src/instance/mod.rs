@@ -187,7 +187,7 @@ pub use diff::{AbsentTable, FieldChange, json_diff};
 pub use files::{DigestKey, FileContents, FileSpec};
 pub use links::{link_prefix, link_variables};
 pub use resolve::{resolve, resolve_keyed, volume_owner};
-pub use swarm::{EndpointMode, SwarmSpec};
+pub use swarm::{EndpointMode, SwarmSpec, SwarmUpdate};
 
 use diff::short;
 

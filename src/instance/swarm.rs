@@ -10,39 +10,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{FileContents, InstanceSpec, MountSpec, diff::short, json_diff};
-use crate::deployment::{ContainerSettings, FileKind, Health, PortMapping, RestartPolicy};
+pub use crate::deployment::EndpointMode;
+use crate::deployment::{
+    ContainerSettings, FailureAction, FileKind, Health, PortMapping, RestartPolicy, Service,
+    UpdateConfig, UpdateOrder,
+};
 use crate::instance::AbsentTable;
 use crate::names;
-
-/// How a Swarm service is reached by its name on the deployment network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EndpointMode {
-    /// One virtual IP load-balanced over the tasks (needs IPVS on the nodes).
-    #[default]
-    Vip,
-    /// The name resolves to the tasks' own addresses (DNS round robin).
-    Dnsrr,
-}
-
-impl EndpointMode {
-    /// `vip` or `dnsrr`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndpointMode::Vip => "vip",
-            EndpointMode::Dnsrr => "dnsrr",
-        }
-    }
-
-    /// Parse [`EndpointMode::as_str`]'s names.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "vip" => Some(EndpointMode::Vip),
-            "dnsrr" => Some(EndpointMode::Dnsrr),
-            _ => None,
-        }
-    }
-}
 
 /// One berth service as a Swarm service. Serialised into the service's
 /// `berth.swarm-spec` label: what a later plan diffs the file against.
@@ -86,6 +60,11 @@ pub struct SwarmSpec {
     #[serde(default)]
     pub aliases: Vec<String>,
     pub endpoint_mode: EndpointMode,
+    /// How an update replaces the tasks (the file's `update_config` over
+    /// berth's defaults). A spec recorded before berth wrote it reads as
+    /// the fixed configuration berth used then ([`SwarmUpdate::default`]).
+    #[serde(default)]
+    pub update: SwarmUpdate,
     pub restart: RestartPolicy,
     #[serde(flatten)]
     pub settings: ContainerSettings,
@@ -157,6 +136,81 @@ pub fn object_name(deployment: &str, name: &str, digest: &str) -> String {
     format!("{head}_{short}")
 }
 
+/// A service's rolling update, every setting resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwarmUpdate {
+    /// Tasks replaced at once (0: all).
+    pub parallelism: u64,
+    /// Milliseconds between two batches.
+    pub delay_ms: u64,
+    pub order: UpdateOrder,
+    pub failure_action: FailureAction,
+    /// Milliseconds each new task is watched for failure.
+    pub monitor_ms: u64,
+    /// Fraction of new tasks that may fail.
+    pub max_failure_ratio: f64,
+}
+
+/// How long Swarm watches each updated task for failure by default before
+/// it moves on (and, after the last, calls the update complete).
+pub const UPDATE_MONITOR_MS: u64 = 3000;
+
+impl Default for SwarmUpdate {
+    /// One task at a time, stop-first, rolled back on the first failure.
+    fn default() -> Self {
+        SwarmUpdate {
+            parallelism: 1,
+            delay_ms: 0,
+            order: UpdateOrder::StopFirst,
+            failure_action: FailureAction::Rollback,
+            monitor_ms: UPDATE_MONITOR_MS,
+            max_failure_ratio: 0.0,
+        }
+    }
+}
+
+impl SwarmUpdate {
+    /// The file's `update_config` over berth's defaults. The default order
+    /// is start-first (the service keeps answering while it updates) except
+    /// for a service with volumes (two tasks must never use them at once)
+    /// or one publishing a fixed host-mode port (a new task could not start
+    /// beside the old one on its node, and would answer on another node's
+    /// address): those stop first.
+    pub fn resolve(config: Option<&UpdateConfig>, volumes: bool, host_ports: bool) -> Self {
+        let base = SwarmUpdate {
+            order: if volumes || host_ports {
+                UpdateOrder::StopFirst
+            } else {
+                UpdateOrder::StartFirst
+            },
+            ..SwarmUpdate::default()
+        };
+        let Some(c) = config else {
+            return base;
+        };
+        SwarmUpdate {
+            parallelism: c.parallelism.unwrap_or(base.parallelism),
+            delay_ms: c.delay_ms.unwrap_or(base.delay_ms),
+            order: c.order.unwrap_or(base.order),
+            failure_action: c.failure_action.unwrap_or(base.failure_action),
+            monitor_ms: c.monitor_ms.unwrap_or(base.monitor_ms),
+            max_failure_ratio: c.max_failure_ratio.unwrap_or(base.max_failure_ratio),
+        }
+    }
+
+    /// Tasks of `replicas` that run beside the old ones at one time during
+    /// a start-first update (none for stop-first).
+    pub fn surge(&self, replicas: u32) -> u32 {
+        match self.order {
+            UpdateOrder::StopFirst => 0,
+            UpdateOrder::StartFirst if self.parallelism == 0 => replicas,
+            UpdateOrder::StartFirst => {
+                u32::try_from(self.parallelism.min(u64::from(replicas))).unwrap_or(replicas)
+            }
+        }
+    }
+}
+
 /// The node label that marks the node holding `service`'s volumes. Volumes
 /// on a swarm are the node's own: a task started elsewhere would find them
 /// empty, so the service runs only on the node carrying this label (chosen
@@ -171,9 +225,13 @@ pub fn swarm_service_name(deployment: &str, service: &str) -> String {
 }
 
 impl SwarmSpec {
-    /// The Swarm service for `first`, the first instance of a service of
-    /// `count` instances.
-    pub fn from_instance(first: &InstanceSpec, count: u32, endpoint_mode: EndpointMode) -> Self {
+    /// The Swarm service for `svc`, whose first instance is `first`.
+    pub fn from_instance(first: &InstanceSpec, svc: &Service) -> Self {
+        let volumes = first
+            .mounts
+            .iter()
+            .any(|m| matches!(m.source, crate::instance::MountSource::Volume { .. }));
+        let host_ports = first.ports.iter().any(|p| p.host_port.is_some());
         let name = swarm_service_name(&first.deployment, &first.service);
         // The Swarm service's own name resolves already; per-instance
         // container names mean nothing on a swarm.
@@ -189,7 +247,7 @@ impl SwarmSpec {
             name,
             image: first.image.clone(),
             image_digest: None,
-            replicas: count,
+            replicas: svc.count,
             command: first.command.clone(),
             entrypoint: first.entrypoint.clone(),
             env: first.env.clone(),
@@ -198,16 +256,13 @@ impl SwarmSpec {
             mounts: first.mounts.clone(),
             network: first.network.clone(),
             aliases,
-            endpoint_mode,
+            endpoint_mode: svc.endpoint_mode.unwrap_or_default(),
+            update: SwarmUpdate::resolve(svc.update_config.as_ref(), volumes, host_ports),
             restart: first.restart,
             settings: first.settings.clone(),
             stop_timeout: first.stop_timeout,
             health: first.health.clone(),
-            pinned_by: first
-                .mounts
-                .iter()
-                .any(|m| matches!(m.source, crate::instance::MountSource::Volume { .. }))
-                .then(|| pin_label(&first.deployment, &first.service)),
+            pinned_by: volumes.then(|| pin_label(&first.deployment, &first.service)),
             files: first
                 .files
                 .iter()
@@ -361,6 +416,7 @@ mod tests {
             network: "d".into(),
             aliases: Vec::new(),
             endpoint_mode: EndpointMode::Dnsrr,
+            update: SwarmUpdate::default(),
             restart: RestartPolicy::Always,
             settings: ContainerSettings::default(),
             stop_timeout: 10,
@@ -451,5 +507,37 @@ mod tests {
         assert!(json.contains("d_pw_0123456789ab"), "{json}");
         let back: SwarmSpec = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
         assert!(back.diff(&s).is_empty(), "{:?}", back.diff(&s));
+    }
+
+    #[test]
+    fn updates_start_first_unless_volumes_or_host_ports_and_the_file_overrides() {
+        let plain = SwarmUpdate::resolve(None, false, false);
+        assert_eq!(plain.order, UpdateOrder::StartFirst);
+        assert_eq!(plain.failure_action, FailureAction::Rollback);
+        assert_eq!(
+            (plain.parallelism, plain.monitor_ms),
+            (1, UPDATE_MONITOR_MS)
+        );
+        assert_eq!(
+            SwarmUpdate::resolve(None, true, false).order,
+            UpdateOrder::StopFirst
+        );
+        assert_eq!(
+            SwarmUpdate::resolve(None, false, true).order,
+            UpdateOrder::StopFirst
+        );
+        let file = UpdateConfig {
+            order: Some(UpdateOrder::StartFirst),
+            parallelism: Some(0),
+            delay_ms: Some(1500),
+            ..Default::default()
+        };
+        let u = SwarmUpdate::resolve(Some(&file), true, false);
+        assert_eq!(u.order, UpdateOrder::StartFirst);
+        assert_eq!((u.parallelism, u.delay_ms), (0, 1500));
+        assert_eq!(u.failure_action, FailureAction::Rollback);
+        assert_eq!(u.surge(3), 3);
+        assert_eq!(plain.surge(3), 1);
+        assert_eq!(SwarmUpdate::default().surge(3), 0);
     }
 }

@@ -69,6 +69,24 @@ impl LinePrinter {
     }
 }
 
+impl LinePrinter {
+    /// Is this a printer of JSON lines?
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Print `text` and a newline on stdout as it is (a JSON line made by
+    /// the caller), whole.
+    pub fn raw(&self, text: &str) {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = String::with_capacity(text.len() + 1);
+        buf.push_str(text);
+        buf.push('\n');
+        crate::stdout::write_bytes(buf.as_bytes());
+        crate::stdout::flush();
+    }
+}
+
 /// `berth logs --output json`: one object per line, `{"instance", "stream",
 /// "timestamp", "line"}`. `line` is the engine's line with its timestamp
 /// (the engine is always asked for one in this mode) split off.

@@ -1,7 +1,8 @@
-//! The deployment's `notify` command, run after every update and every
-//! rollback `berth update` makes, told what happened in its environment.
-//! A hook that fails or hangs is reported, never fatal: the update (or its
-//! rollback) has already happened and must not be undone by a hook.
+//! The deployment's `notify` command and `notify_url` webhook, told of
+//! every update and every rollback `berth update` makes: the command in its
+//! environment, the webhook by a JSON POST. A hook that fails or hangs is
+//! reported, never fatal: the update (or its rollback) has already happened
+//! and must not be undone by a hook.
 
 use std::time::Duration;
 
@@ -10,6 +11,9 @@ use crate::deployment::Deployment;
 
 /// How long the command may run before it is killed.
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the webhook may take to answer.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the command is told.
 pub struct Event<'a> {
@@ -26,8 +30,16 @@ pub struct Event<'a> {
     pub reason: &'a str,
 }
 
-/// Run `deployment.notify`, if any, for `event`.
+/// Tell `deployment.notify` and `deployment.notify_url`, if set, of
+/// `event` (both at once: a slow one does not hold up the other).
 pub async fn notify(deployment: &Deployment, event: &Event<'_>, report: &Reporter) {
+    tokio::join!(
+        command(deployment, event, report),
+        webhook(deployment, event, report)
+    );
+}
+
+async fn command(deployment: &Deployment, event: &Event<'_>, report: &Reporter) {
     let Some((program, args)) = deployment.notify.as_ref().and_then(|a| a.split_first()) else {
         return;
     };
@@ -58,4 +70,95 @@ pub async fn notify(deployment: &Deployment, event: &Event<'_>, report: &Reporte
             event.kind, event.service
         ));
     }
+}
+
+/// The body POSTed to `notify_url`.
+fn webhook_body(deployment: &Deployment, event: &Event<'_>) -> Vec<u8> {
+    serde_json::json!({
+        "event": event.kind,
+        "deployment": deployment.name,
+        "service": event.service,
+        "image": event.image,
+        "from": event.from,
+        "to": event.to,
+        "reason": event.reason,
+        "time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+async fn webhook(deployment: &Deployment, event: &Event<'_>, report: &Reporter) {
+    let Some(url) = &deployment.notify_url else {
+        return;
+    };
+    // Checked when the file was read; a stored deployment is read the same way.
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return;
+    };
+    let body = webhook_body(deployment, event);
+    let outcome = match tokio::time::timeout(WEBHOOK_TIMEOUT, post(&uri, body)).await {
+        Err(_) => Err(format!(
+            "did not answer within {}s",
+            WEBHOOK_TIMEOUT.as_secs()
+        )),
+        Ok(r) => r,
+    };
+    if let Err(why) = outcome {
+        report(format!(
+            "warning: notify_url {} for the {} of {}: {why}",
+            deployment.notify_url_shown().unwrap_or_default(),
+            event.kind,
+            event.service
+        ));
+    }
+}
+
+/// POST `body` as JSON to `uri`; an answer other than 2xx is an error.
+async fn post(uri: &http::Uri, body: Vec<u8>) -> Result<(), String> {
+    use http_body_util::BodyExt;
+
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
+        .map_err(|e| format!("no trusted certificates for TLS: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector);
+    let request = http::Request::post(uri.clone())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(
+            http::header::USER_AGENT,
+            concat!("berth/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+    let response = client.request(request).await.map_err(|e| {
+        // The connector's error says why (refused, TLS, DNS) in its source.
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            why = format!("{why}: {s}");
+            source = s.source();
+        }
+        why
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    // A little of the answer helps tell a bad token from a broken service.
+    let text = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| {
+            String::from_utf8_lossy(&b.to_bytes())
+                .chars()
+                .take(200)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    Err(format!("answered {status} {}", text.trim()))
 }

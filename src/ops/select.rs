@@ -35,7 +35,7 @@ pub fn resolve(
                 .read_current(&deployment.name)?
                 .and_then(|r| Integration::parse(&r.integration));
             return Ok(Selected {
-                deployment,
+                deployment: *deployment,
                 integration,
             });
         }
@@ -72,7 +72,7 @@ pub fn resolve_name(
 
 enum Located {
     /// Read from the deployment file.
-    File(Deployment),
+    File(Box<Deployment>),
     /// Named (checked), or the only one applied.
     Name(String),
 }
@@ -84,7 +84,7 @@ fn locate(
     load_file: impl FnOnce() -> Result<Deployment>,
 ) -> Result<Located> {
     if crate::input::present(file) {
-        return Ok(Located::File(load_file()?));
+        return Ok(Located::File(Box::new(load_file()?)));
     }
     let name = match name {
         Some(n) => n.to_string(),
@@ -177,6 +177,7 @@ pub(crate) mod tests {
             keys: Default::default(),
             deployment_keys: vec![],
             notify: None,
+            notify_url: None,
             snapshots_keep: None,
             configs: Default::default(),
             secrets: Default::default(),

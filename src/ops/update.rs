@@ -217,6 +217,7 @@ pub async fn update(
             "updating {} to {} ({})",
             change.service, change.image, change.to
         ));
+        opts.apply.cause = Some(format!("update {} to {}", change.service, change.to));
         let outcome = converge::converge(engine, state, deployment, &opts, report.clone()).await?;
         let containers: Vec<String> = deployment
             .services
@@ -265,13 +266,18 @@ pub async fn update(
                 why.join("\n")
             )));
         };
+        let mut back = opts.clone();
+        back.apply.cause = Some(format!(
+            "rollback of {} from {} (not healthy)",
+            change.service, change.to
+        ));
         lifecycle::rollback(
             engine,
             state,
             &deployment.name,
             Some(before.revision),
             true,
-            &opts,
+            &back,
             report.clone(),
         )
         .await?;

@@ -925,6 +925,7 @@ mod tests {
             integration: "docker".into(),
             deployment: d.clone(),
             image_ids: BTreeMap::new(),
+            cause: None,
         }
     }
 

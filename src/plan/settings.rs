@@ -94,6 +94,16 @@ pub fn changes(
             text(&deployment.notify)
         ));
     }
+    if before.notify_url != deployment.notify_url {
+        let text = |d: &Deployment| d.notify_url_shown().unwrap_or_else(|| "(none)".into());
+        // Two URLs on one host differ only where the token may be.
+        let (b, a) = (text(&before), text(deployment));
+        out.push(if b == a {
+            format!("notify_url: {a} (changed)")
+        } else {
+            format!("notify_url: {b} → {a}")
+        });
+    }
     // Configs and secrets by name; never their content.
     for (kind, b, a) in [
         (
@@ -255,6 +265,7 @@ mod tests {
             integration: "docker".into(),
             deployment: d,
             image_ids: Default::default(),
+            cause: None,
         }
     }
 

@@ -247,6 +247,7 @@ mod tests {
             keys,
             deployment_keys: vec![],
             notify: None,
+            notify_url: None,
             snapshots_keep: None,
             configs: Default::default(),
             secrets: Default::default(),

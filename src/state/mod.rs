@@ -297,6 +297,10 @@ pub struct Revision {
     /// Image ID each service ran at this revision, by service name.
     #[serde(default)]
     pub image_ids: std::collections::BTreeMap<String, String>,
+    /// Why it was applied (`update app to sha256:...`, `rollback to
+    /// revision 3`, ...); `None`: an apply of the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 impl StateDir {

@@ -44,7 +44,9 @@ impl Target for Docker {
         deployment: &Deployment,
         images: &BTreeMap<String, ImageInfo>,
     ) -> Vec<String> {
-        health::docker_integration_warnings(deployment, images)
+        let mut out = super::swarm_only_warnings(deployment);
+        out.extend(health::docker_integration_warnings(deployment, images));
+        out
     }
 
     async fn converge(&self, step: &Step<'_>) -> Result<Vec<String>> {

@@ -79,7 +79,7 @@ pub fn for_host(integration: Integration, opts: &HostOptions) -> Box<dyn Target>
         Integration::Systemd => Box::new(systemd::Systemd::new(opts.clone())),
         Integration::Docker => Box::new(docker::Docker::new(opts.clone())),
         Integration::Foreground => Box::new(foreground::Foreground::observer()),
-        Integration::Swarm => Box::new(swarm::Swarm::from_env()),
+        Integration::Swarm => Box::new(swarm::Swarm::new()),
     }
 }
 
@@ -143,12 +143,14 @@ pub trait Target: Send + Sync {
     }
 
     /// Warnings about `deployment` on this target (shown, never fatal).
+    /// Default (the host targets): the swarm-only settings it sets
+    /// ([`swarm_only_warnings`]).
     fn warnings(
         &self,
-        _deployment: &Deployment,
+        deployment: &Deployment,
         _images: &BTreeMap<String, ImageInfo>,
     ) -> Vec<String> {
-        Vec::new()
+        swarm_only_warnings(deployment)
     }
 
     /// Where this host's systemd units are (or were) written: the plan
@@ -245,6 +247,33 @@ pub trait Target: Send + Sync {
     ) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
+}
+
+/// One warning per service that sets what only a swarm acts on
+/// (`update_config`, `endpoint_mode`): on a host they have no effect. Shown
+/// by `plan` and `apply` on a host target.
+pub fn swarm_only_warnings(deployment: &Deployment) -> Vec<String> {
+    deployment
+        .services
+        .values()
+        .filter_map(|svc| {
+            let keys: Vec<&str> = [
+                svc.update_config.is_some().then_some("update_config"),
+                svc.endpoint_mode.is_some().then_some("endpoint_mode"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            (!keys.is_empty()).then(|| {
+                format!(
+                    "warning: service {} sets {}, which only a swarm acts on (--target swarm): on this host {} no effect",
+                    svc.name,
+                    keys.join(" and "),
+                    if keys.len() > 1 { "they have" } else { "it has" }
+                )
+            })
+        })
+        .collect()
 }
 
 /// Seconds between an instance's stop signal and SIGKILL.

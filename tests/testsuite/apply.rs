@@ -48,6 +48,7 @@ fn opts(ws: &Workspace, integration: Integration) -> ApplyOptions {
         berth_path: bin().to_path_buf(),
         lock_timeout: None,
         progress: PullProgress::Quiet,
+        cause: None,
     }
 }
 

@@ -685,3 +685,39 @@ fn subcommand_help_keeps_global_options_under_their_own_heading() {
         }
     }
 }
+
+#[test]
+fn swarm_only_settings_are_a_warning_on_the_host_and_host_ports_are_per_node_on_a_swarm() {
+    let name = crate::support::unique_name("swonly");
+    let _cleanup = crate::support::Cleanup::new(&name);
+    let ws = crate::support::Workspace::new();
+    ws.write(
+        "berth.toml",
+        &format!(
+            "name = \"{name}\"\n[services.web]\nimage = \"{}\"\nendpoint_mode = \"dnsrr\"\nupdate_config = {{ order = \"start-first\" }}\n",
+            crate::support::base_image()
+        ),
+    );
+    let out = crate::support::run(&ws, &["plan", "--integration", "docker"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let warning = "warning: service web sets update_config and endpoint_mode, which only a swarm acts on (--target swarm): on this host they have no effect\n";
+    assert_eq!(String::from_utf8_lossy(&out.stderr), warning);
+    // Three tasks publishing one host port: one host cannot, a swarm's
+    // nodes may (its plan counts them).
+    ws.write(
+        "berth.toml",
+        &format!(
+            "name = \"{name}\"\n[services.web]\nimage = \"{}\"\ncount = 3\nports = [\"8080:80\"]\n",
+            crate::support::base_image()
+        ),
+    );
+    let out = crate::support::run(&ws, &["validate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("can be published by only one of them"),
+        "{}",
+        show(&out)
+    );
+    let out = crate::support::run(&ws, &["validate", "--target", "swarm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}

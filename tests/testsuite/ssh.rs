@@ -146,6 +146,7 @@ fn apply_state(ws: &Workspace, keys: &Keys, deployment: &str, services: &[Svc], 
         integration: "docker".into(),
         deployment: serde_json::from_value(deployment_json).expect("deployment model"),
         image_ids: Default::default(),
+        cause: None,
     };
     let path = ws
         .state_dir()

@@ -1,7 +1,7 @@
 //! `--target swarm` on a real three-node swarm (`berth_test_support::swarm`):
 //! berth talks to the manager's engine, one Swarm service per berth service.
-//! Services are reached by name with `BERTH_SWARM_ENDPOINT_MODE=dnsrr`: the
-//! virtual IP needs IPVS, which this kind of machine lacks.
+//! Services are reached by name with `endpoint_mode = "dnsrr"`: the virtual
+//! IP needs IPVS, which this kind of machine lacks.
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -15,18 +15,23 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Run berth against the cluster's manager, with the swarm as target (by
 /// `BERTH_TARGET`, as an operator's environment would set it).
 fn berth(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
+    berth_command(c, ws, args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run berth: {e}"))
+}
+
+/// [`berth`] not yet run.
+fn berth_command(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
         .env("BERTH_STATE_DIR", ws.state_dir())
         .env("BERTH_UNIT_DIR", ws.unit_dir())
         .env("DOCKER_HOST", c.manager_host())
         .env("BERTH_TARGET", "swarm")
-        .env("BERTH_SWARM_ENDPOINT_MODE", "dnsrr")
         .env("NO_COLOR", "1")
         .current_dir(ws.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run berth: {e}"))
+        .stdin(Stdio::null());
+    cmd
 }
 
 fn ok(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> String {
@@ -78,12 +83,14 @@ fn lifecycle_file(name: &str, image: &str, mode: &str, extra: bool) -> String {
 
 [services.db]
 image = "{image}"
+endpoint_mode = "dnsrr"
 count = 3
 command = {db}
 stop_timeout = 2
 
 [services.web]
 image = "{image}"
+endpoint_mode = "dnsrr"
 links = ["db"]
 ports = ["8080:80"]
 env = {{ MODE = "{mode}" }}
@@ -95,7 +102,7 @@ stop_timeout = 2
     );
     if extra {
         f.push_str(&format!(
-            "\n[services.extra]\nimage = \"{image}\"\ncommand = {}\nstop_timeout = 2\n",
+            "\n[services.extra]\nimage = \"{image}\"\nendpoint_mode = \"dnsrr\"\ncommand = {}\nstop_timeout = 2\n",
             serve("extra")
         ));
     }
@@ -243,6 +250,7 @@ fn a_failing_update_on_a_swarm_is_rolled_back_and_apply_fails_naming_the_task() 
 
 [services.app]
 image = "{image}"
+endpoint_mode = "dnsrr"
 command = ["sh", "-c", "{touch}trap 'exit 0' TERM; sleep 3600 & wait"]
 stop_timeout = 2
 health = {{ cmd = ["test", "-f", "/tmp/ok"], interval = "1s", retries = 1 }}
@@ -346,6 +354,7 @@ fn a_service_with_volumes_stays_on_the_node_holding_them() {
 
 [services.store]
 image = "{image}"
+endpoint_mode = "dnsrr"
 volumes = ["data:/data"]
 command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 stop_timeout = 2
@@ -414,6 +423,7 @@ fn history_and_rollback_on_a_swarm_return_to_the_previous_spec() {
 
 [services.app]
 image = "{image}"
+endpoint_mode = "dnsrr"
 env = {{ V = "{v}" }}
 command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 stop_timeout = 2
@@ -694,4 +704,305 @@ stop_timeout = 2
     drop(c);
     let left = berth_test_support::swarm::leftovers(&tag);
     assert!(left.is_empty(), "the cluster left things behind: {left:?}");
+}
+
+/// The deployment's networks on the swarm.
+fn networks_of(c: &SwarmCluster, name: &str) -> String {
+    c.docker_ok(
+        0,
+        &[
+            "network",
+            "ls",
+            "--filter",
+            &format!("label=berth.deployment={name}"),
+            "-q",
+        ],
+    )
+}
+
+#[test]
+fn a_swarm_refuses_placements_it_cannot_hold_updates_stateless_services_without_a_failed_request_and_shows_tasks_in_ps_and_logs()
+ {
+    let c = SwarmCluster::start(3);
+    let image = base_image();
+    c.load_image(image);
+    let ws = Workspace::new();
+    let name = unique_name("swops");
+    let service = |svc: &str, body: &str| {
+        format!(
+            "\n[services.{svc}]\nimage = \"{image}\"\nendpoint_mode = \"dnsrr\"\nstop_timeout = 2\ncommand = {}\n{body}\n",
+            serve(svc)
+        )
+    };
+
+    // Placements the three nodes cannot hold: refused by plan and apply
+    // (exit 2, naming service and port), nothing created.
+    for (body, says) in [
+        (
+            service("web", "count = 4\nports = [\"8081:80\"]"),
+            vec!["service web", "8081/tcp", "3 nodes"],
+        ),
+        (
+            service(
+                "web",
+                "count = 3\nports = [\"8081:80\"]\nupdate_config = { order = \"start-first\" }",
+            ),
+            vec!["service web", "8081/tcp", "start-first"],
+        ),
+        (
+            service("a", "count = 2\nports = [\"8082:80\"]")
+                + &service("b", "count = 2\nports = [\"8082:80\"]"),
+            vec!["services a, b", "8082/tcp", "4 tasks"],
+        ),
+        (
+            service("gw", "extra_hosts = [\"gw:host-gateway\"]"),
+            vec!["service gw", "host-gateway"],
+        ),
+    ] {
+        ws.write("berth.toml", &format!("name = \"{name}\"\n{body}"));
+        for cmd in ["plan", "apply"] {
+            let out = berth(&c, &ws, &[cmd]);
+            assert_eq!(out.status.code(), Some(2), "{cmd}:\n{}", show(&out));
+            for s in &says {
+                assert!(show(&out).contains(s), "{cmd}: no {s:?} in\n{}", show(&out));
+            }
+        }
+        assert!(services_of(&c, &name).is_empty(), "{body}");
+        assert!(networks_of(&c, &name).is_empty(), "{body}");
+    }
+
+    // A stateless service (one task: no second replica to answer for it),
+    // a spread one with a health check, and one with a volume.
+    let file = |v: &str| {
+        format!(
+            r#"name = "{name}"
+
+[services.app]
+image = "{image}"
+endpoint_mode = "dnsrr"
+env = {{ V = "{v}" }}
+command = {app}
+stop_timeout = 2
+
+[services.spread]
+image = "{image}"
+endpoint_mode = "dnsrr"
+count = 3
+command = ["sh", "-c", "echo spread-says-hello; touch /tmp/ok; trap 'exit 0' TERM; sleep 3600 & wait"]
+health = {{ cmd = ["test", "-f", "/tmp/ok"], interval = "1s", retries = 1 }}
+stop_timeout = 2
+
+[services.store]
+image = "{image}"
+endpoint_mode = "dnsrr"
+volumes = ["data:/data"]
+command = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+stop_timeout = 2
+"#,
+            app = serve("app-$V"),
+        )
+    };
+    ws.write("berth.toml", &file("one"));
+    ok(&c, &ws, &["apply"]);
+    let app = format!("{name}-app");
+    let order = |svc: &str| {
+        c.docker_ok(
+            0,
+            &[
+                "service",
+                "inspect",
+                "-f",
+                "{{.Spec.UpdateConfig.Order}}",
+                svc,
+            ],
+        )
+    };
+    assert_eq!(order(&app), "start-first");
+    assert_eq!(order(&format!("{name}-store")), "stop-first");
+
+    // ps: every task with its node and health; the volume with its service.
+    let mut ps = String::new();
+    assert!(
+        wait_for(WAIT, || {
+            ps = ok(&c, &ws, &["ps"]);
+            ps.lines()
+                .filter(|l| l.split_whitespace().nth(1) == Some("spread"))
+                .filter(|l| l.split_whitespace().nth(5) == Some("healthy"))
+                .count()
+                == 3
+        }),
+        "spread's tasks are not all healthy:\n{ps}"
+    );
+    let mut spread_nodes: Vec<&str> = ps
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("spread"))
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
+    spread_nodes.sort_unstable();
+    assert_eq!(spread_nodes, ["node0", "node1", "node2"], "{ps}");
+    let store_line = ps
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("store"))
+        .unwrap_or_else(|| panic!("no store row:\n{ps}"));
+    assert!(
+        store_line.contains(&format!("{name}-store-data")),
+        "{store_line}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(&c, &ws, &["ps", "--output", "json"]))
+        .unwrap_or_else(|e| panic!("ps --output json: {e}"));
+    let rows = json.as_array().cloned().unwrap_or_default();
+    let store = rows
+        .iter()
+        .find(|r| r["service"] == "store")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(
+        store["volumes"],
+        serde_json::json!([format!("{name}-store-data")])
+    );
+    assert!(
+        store["node"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("node"))
+    );
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["service"] == "spread" && r["health"] == "healthy")
+            .count(),
+        3,
+        "{json}"
+    );
+
+    // logs: each line prefixed with its task and node, every node's task.
+    let logs = ok(&c, &ws, &["logs", "spread"]);
+    for n in 0..c.nodes() {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains(&format!("@{} ", c.hostname(n)))
+                    && l.ends_with("| spread-says-hello")),
+            "no line from {}:\n{logs}",
+            c.hostname(n)
+        );
+    }
+    assert!(logs.contains(&format!("{name}-spread.1.")), "{logs}");
+    let json_lines = ok(&c, &ws, &["logs", "spread", "--output", "json"]);
+    let mut json_nodes: Vec<String> = json_lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}"))
+        })
+        .filter(|v| v["line"] == "spread-says-hello" && v["task_id"].is_string())
+        .filter_map(|v| v["node"].as_str().map(String::from))
+        .collect();
+    json_nodes.sort();
+    assert_eq!(json_nodes, ["node0", "node1", "node2"], "{json_lines}");
+    let tail = ok(&c, &ws, &["logs", "spread", "--tail", "0"]);
+    assert!(tail.trim().is_empty(), "{tail}");
+    // -f streams every task and keeps following.
+    let followed = ws.path().join("followed.log");
+    let mut follow = berth_command(&c, &ws, &["logs", "spread", "-f"])
+        .stdout(std::fs::File::create(&followed).unwrap_or_else(|e| panic!("{e}")))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run berth logs -f: {e}"));
+    let mut seen = String::new();
+    let all_three = wait_for(WAIT, || {
+        seen = std::fs::read_to_string(&followed).unwrap_or_default();
+        seen.matches("| spread-says-hello").count() == 3
+    });
+    let still_following = matches!(follow.try_wait(), Ok(None));
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        all_three && still_following,
+        "logs -f (following: {still_following}):\n{seen}"
+    );
+    let missing = berth(&c, &ws, &["logs", "nope"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", show(&missing));
+
+    // A rolling update of app while a client on the deployment's network
+    // (in spread's task on the manager) asks it by name, again and again:
+    // not one request fails. The client stops once it has seen the new
+    // version answer 20 times (or after 1500 requests).
+    // Each request looks the name up afresh (nslookup) and asks the address
+    // it got (nc; busybox's `wget -T` crashed in the test image).
+    let script = "ok=0; fail=0; two=0; i=0; \
+        while [ $i -lt 1500 ] && [ $two -lt 20 ]; do i=$((i+1)); \
+        ip=$(nslookup app 2>/dev/null | sed -n 's/^Address: *\\([0-9.]*\\)$/\\1/p' | head -n 1); \
+        r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 \"$ip\" 80 2>&1 | tail -n 1); \
+        case \"$r\" in app-one) ok=$((ok+1));; app-two) ok=$((ok+1)); two=$((two+1));; *) fail=$((fail+1)); echo \"fail: [$ip] [$r]\";; esac; \
+        sleep 0.1; done; echo \"ok=$ok fail=$fail two=$two\"";
+    let spread_on_manager = c.docker_ok(
+        0,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={name}-spread"),
+        ],
+    );
+    let id = spread_on_manager
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no spread task on node0"))
+        .to_string();
+    // Answering before the update starts.
+    let once = script.replace("[ $two -lt 20 ]", "[ $i -lt 2 ]");
+    let first = c.docker_ok(0, &["exec", &id, "sh", "-c", &once]);
+    assert_eq!(first, "ok=2 fail=0 two=0", "app does not answer");
+    let client = Command::new("docker")
+        .args(["exec", &id, "sh", "-c", script])
+        .env("DOCKER_HOST", c.manager_host())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run docker exec: {e}"));
+    std::thread::sleep(Duration::from_secs(2));
+    ws.write("berth.toml", &file("two"));
+    let out = berth(&c, &ws, &["apply"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        show(&out).contains(&format!("updating service {app}"))
+            && show(&out).contains("1 recreated, 0 started, 0 removed, 2 unchanged"),
+        "{}",
+        show(&out)
+    );
+    let result = client
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("the client: {e}"));
+    let text = show(&result);
+    let last = String::from_utf8_lossy(&result.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.contains(" fail=0 ") && last.ends_with("two=20"),
+        "requests failed during the rolling update:\n{text}"
+    );
+    let ok_count: u32 = last
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ok="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        ok_count > 20,
+        "app-one never answered before the update:\n{text}"
+    );
+
+    // A changed update_config is a change of the service's spec.
+    ws.write(
+        "berth.toml",
+        &file("two").replace(
+            "env = { V = \"two\" }",
+            "env = { V = \"two\" }\nupdate_config = { delay = \"1s\" }",
+        ),
+    );
+    let plan = berth(&c, &ws, &["plan"]);
+    assert_eq!(plan.status.code(), Some(3), "{}", show(&plan));
+    assert!(
+        show(&plan).contains("update.delay_ms: 0 → 1000"),
+        "{}",
+        show(&plan)
+    );
 }

@@ -47,6 +47,7 @@ fn deployment(name: &str, services: Vec<Service>) -> Deployment {
         configs: Default::default(),
         secrets: Default::default(),
         notify: None,
+        notify_url: None,
         services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
     }
 }

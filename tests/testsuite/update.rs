@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use crate::support::*;
 
-/// `log`: where the notify command appends one line per event.
-fn file(name: &str, image: &str, log: &str) -> String {
+/// `log`: where the notify command appends one line per event; `hook`:
+/// the `notify_url`.
+fn file(name: &str, image: &str, log: &str, hook: &str) -> String {
     format!(
         r#"name = "{name}"
 notify = ["/bin/sh", "-c", "echo \"$$BERTH_EVENT $$BERTH_SERVICE $$BERTH_FROM $$BERTH_TO [$${{BERTH_REASON:+reason}}]\" >> {log}"]
+notify_url = "{hook}"
 
 [services.app]
 image = "{image}"
@@ -48,8 +50,23 @@ fn update_takes_good_builds_and_rolls_back_a_bad_one_with_its_data() {
     let image = reg.push(&build(1, true), &repo);
     let log = ws.path().join("notified");
     let log = log.to_str().expect("UTF-8 path");
-    ws.write("berth.toml", &file(&name, &image, log));
+    let sink = WebhookSink::start();
+    // The token in the path must never be printed.
+    let hook = format!("{}/hook/s3cr3t-t0ken", sink.base);
+    ws.write("berth.toml", &file(&name, &image, log, &hook));
     let notified = || std::fs::read_to_string(log).unwrap_or_default();
+    // berth trusts the receiver's certificate the way it trusts any CA.
+    let run = |ws: &Workspace, args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .env("BERTH_STATE_DIR", ws.state_dir())
+            .env("BERTH_UNIT_DIR", ws.unit_dir())
+            .env("SSL_CERT_FILE", sink.cert())
+            .current_dir(ws.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run berth")
+    };
     let c = format!("{name}-app");
     let docker_args = ["--integration", "docker"];
 
@@ -98,6 +115,7 @@ fn update_takes_good_builds_and_rolls_back_a_bad_one_with_its_data() {
         ])
         .env("BERTH_STATE_DIR", ws.state_dir())
         .env("BERTH_UNIT_DIR", ws.unit_dir())
+        .env("SSL_CERT_FILE", sink.cert())
         .current_dir(ws.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -136,6 +154,28 @@ fn update_takes_good_builds_and_rolls_back_a_bad_one_with_its_data() {
         last.ends_with(&format!(" {good} [reason]")),
         "from the bad digest back to the good one: {lines}"
     );
+    // The webhook was told the same, as JSON, over TLS, at its path.
+    let posts = sink.received();
+    assert_eq!(posts.len(), 2, "{posts:?} {}", show(&out));
+    for (post, event) in posts.iter().zip(["update", "rollback"]) {
+        let (path, rest) = post.split_once(' ').expect("path");
+        assert_eq!(path, "/hook/s3cr3t-t0ken");
+        let (ctype, body) = rest.split_once(' ').expect("content type");
+        assert_eq!(ctype, "application/json");
+        let v: serde_json::Value = serde_json::from_str(body).expect("JSON body");
+        assert_eq!(v["event"], event, "{v}");
+        assert_eq!(v["deployment"], name.as_str(), "{v}");
+        assert_eq!(v["service"], "app", "{v}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(posts[1].splitn(3, ' ').nth(2).unwrap_or("")).expect("JSON");
+    assert_eq!(
+        v["to"],
+        good.as_str(),
+        "rolled back to the good digest: {v}"
+    );
+    assert!(v["reason"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
+    assert!(!show(&out).contains("s3cr3t"), "{}", show(&out));
 
     // The bad digest is not tried again.
     let out = run(&ws, &["update", "--check"]);
@@ -154,10 +194,35 @@ fn update_takes_good_builds_and_rolls_back_a_bad_one_with_its_data() {
     // Every update and the rollback are revisions; rollback works across them.
     let out = run(&ws, &["history", "--output", "json"]);
     let revs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history JSON");
-    assert!(revs.as_array().map(|a| a.len()).unwrap_or(0) >= 5, "{revs}");
+    // Each says why it was made.
+    let causes: Vec<String> = revs
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r["cause"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let update_to_good = format!("update app to {good}");
+    let expected = [
+        "apply",
+        update_to_good.as_str(),
+        "update app to ",
+        "rollback of app from ",
+        "update app to ",
+    ];
+    assert_eq!(causes.len(), expected.len(), "{causes:?}");
+    for (cause, want) in causes.iter().zip(expected) {
+        assert!(cause.starts_with(want), "{causes:?}");
+    }
     let out = run(&ws, &["rollback", "--integration", "docker"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(version(&c), "2");
+    let out = run(&ws, &["history"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let last = table.lines().last().unwrap_or_default();
+    assert!(last.contains("rollback to revision "), "{table}");
+    assert!(table.contains("CAUSE"), "{table}");
 }
 
 /// Removes a local tag on drop (also when the test fails).

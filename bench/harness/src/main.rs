@@ -5,6 +5,7 @@
 //! berth-bench raw down PREFIX N
 //! berth-bench recover MODE --berth PATH --image IMAGE [--services K] [--samples N] --out FILE
 //! berth-bench footprint --berth PATH --image IMAGE [--instances N] --out FILE
+//! berth-bench swarm --berth PATH --image IMAGE [--sizes 20,100] [--runs N] --out DIR
 //! ```
 //!
 //! Figures are written as JSON for `bench/report.py`. Everything the harness
@@ -14,6 +15,7 @@
 mod footprint;
 mod raw;
 mod recover;
+mod swarm;
 
 use std::process::ExitCode;
 
@@ -42,7 +44,8 @@ async fn run(args: &[String]) -> Result<(), String> {
         Some("raw") => raw::run(&docker, rest).await,
         Some("recover") => recover::run(&docker, rest).await,
         Some("footprint") => footprint::run(&docker, rest).await,
-        _ => Err("usage: berth-bench raw|recover|footprint ... (see bench/README.md)".into()),
+        Some("swarm") => swarm::run(rest).await,
+        _ => Err("usage: berth-bench raw|recover|footprint|swarm ... (see bench/README.md)".into()),
     }
 }
 

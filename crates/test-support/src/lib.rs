@@ -8,6 +8,9 @@
 
 pub mod swarm;
 pub mod systemd_host;
+pub mod webhook;
+
+pub use webhook::WebhookSink;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -8,9 +8,11 @@
 //! tasks run (healthy, where there is a check) before the services linking
 //! to it; a failed update is rolled back by Swarm and reported.
 //!
-//! How services are reached by name (`BERTH_SWARM_ENDPOINT_MODE`, `vip` by
-//! default, or `dnsrr`) is part of each service's spec, so a plan under
-//! another mode shows the change.
+//! How services are reached by name (`endpoint_mode`, `vip` by default, or
+//! `dnsrr`) and how their tasks are rolled over (`update_config`) are part
+//! of each service's spec, so a plan shows their changes. A plan refuses a
+//! placement of host-mode ports the swarm's nodes cannot hold
+//! ([`plan::check_placement`]).
 //!
 //! Image tags are resolved to digests when planning ([`resolve_images`]):
 //! each service runs `image:tag@sha256:...`, so an apply after a push to
@@ -30,19 +32,15 @@ use std::time::Duration;
 use crate::deployment::{Deployment, InstanceRef};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::instance::{EndpointMode, InstanceSpec, Integration, SwarmSpec};
+use crate::instance::{InstanceSpec, Integration, SwarmSpec};
 use crate::names;
 use crate::plan::{Plan, Supervision};
 use crate::state::StateDir;
 use crate::target::{Control, Step, Target};
 
-/// The environment variable choosing the endpoint mode.
-pub const ENDPOINT_MODE_VAR: &str = "BERTH_SWARM_ENDPOINT_MODE";
-
 /// See the module documentation.
+#[derive(Debug, Default)]
 pub struct Swarm {
-    /// The endpoint mode asked for, or the bad value given.
-    endpoint_mode: std::result::Result<EndpointMode, String>,
     /// The image digests the last plan chose, by Swarm service (`None`: the
     /// tag as the nodes have it): what the apply that planned deploys, even
     /// when the tag moves meanwhile.
@@ -130,23 +128,8 @@ pub async fn resolve_images(
 }
 
 impl Swarm {
-    /// With the endpoint mode of [`ENDPOINT_MODE_VAR`] (unset: `vip`).
-    pub fn from_env() -> Self {
-        let endpoint_mode = match std::env::var(ENDPOINT_MODE_VAR) {
-            Ok(v) if v.is_empty() => Ok(EndpointMode::default()),
-            Ok(v) => EndpointMode::parse(&v).ok_or(v),
-            Err(_) => Ok(EndpointMode::default()),
-        };
-        Self {
-            endpoint_mode,
-            digests: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    fn endpoint_mode(&self) -> Result<EndpointMode> {
-        self.endpoint_mode
-            .clone()
-            .map_err(|v| Error::Usage(format!("{ENDPOINT_MODE_VAR}={v:?}: expected vip or dnsrr")))
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// One [`SwarmSpec`] per service of `deployment`, by service name, from
@@ -155,18 +138,14 @@ impl Swarm {
         &self,
         deployment: &Deployment,
         specs: &[InstanceSpec],
-    ) -> Result<BTreeMap<String, SwarmSpec>> {
-        let mode = self.endpoint_mode()?;
+    ) -> BTreeMap<String, SwarmSpec> {
         let mut out = BTreeMap::new();
         for svc in deployment.services.values() {
             if let Some(first) = specs.iter().find(|s| s.service == svc.name) {
-                out.insert(
-                    svc.name.clone(),
-                    SwarmSpec::from_instance(first, svc.count, mode),
-                );
+                out.insert(svc.name.clone(), SwarmSpec::from_instance(first, svc));
             }
         }
-        Ok(out)
+        out
     }
 }
 
@@ -183,7 +162,6 @@ impl Target for Swarm {
     /// What this slice of the swarm target cannot run yet is refused
     /// before anything is touched.
     fn check(&self, deployment: &Deployment) -> Result<()> {
-        self.endpoint_mode()?;
         for svc in deployment.services.values() {
             let refuse = |what: &str| {
                 Err(Error::Usage(format!(
@@ -206,6 +184,28 @@ impl Target for Swarm {
             if !svc.settings.devices.is_empty() {
                 return refuse("devices (a Swarm task spec maps no host devices)");
             }
+            // A Swarm port config has no address: the port would be
+            // published on every address of the node.
+            if let Some(p) = svc.ports.iter().find(|p| p.host_ip.is_some()) {
+                return Err(Error::Usage(format!(
+                    "service {}: port {}:{}:{}: a swarm publishes a port on every address of the node it runs on, not on one; remove the address (or use --target host)",
+                    svc.name,
+                    p.host_ip.as_deref().unwrap_or_default(),
+                    p.host_port.map(|h| h.to_string()).unwrap_or_default(),
+                    p.container_port
+                )));
+            }
+            if let Some(h) = svc
+                .settings
+                .extra_hosts
+                .iter()
+                .find(|h| h.ends_with(":host-gateway"))
+            {
+                return Err(Error::Usage(format!(
+                    "service {}: extra_hosts entry {h:?}: host-gateway is the address of one host's engine, which a swarm task does not have; write the address (\"host:10.0.0.5\")",
+                    svc.name
+                )));
+            }
             // Volumes are a node's own: replicas on one node would share
             // them, replicas elsewhere would find them empty.
             let named = |v: &crate::deployment::VolumeMount| {
@@ -216,6 +216,14 @@ impl Target for Swarm {
             }
         }
         Ok(())
+    }
+
+    fn warnings(
+        &self,
+        _deployment: &Deployment,
+        _images: &BTreeMap<String, crate::instance::ImageInfo>,
+    ) -> Vec<String> {
+        Vec::new()
     }
 
     fn unit_dir(&self) -> Option<&std::path::Path> {
@@ -232,7 +240,9 @@ impl Target for Swarm {
         _supervision: &Supervision,
     ) -> Result<Plan> {
         engine.require_manager().await?;
-        let mut desired = self.services(deployment, specs)?;
+        let mut desired = self.services(deployment, specs);
+        let nodes = engine.list_nodes().await?;
+        plan::check_placement(&desired, &nodes)?;
         let observed = plan::observe(engine, deployment, &desired).await?;
         let (digests, warnings) = resolve_images(engine, &mut desired, &observed).await;
         *self.digests.lock().unwrap_or_else(|p| p.into_inner()) = digests;
@@ -273,7 +283,7 @@ impl Target for Swarm {
     }
 
     async fn converge(&self, step: &Step<'_>) -> Result<Vec<String>> {
-        let mut desired = self.services(step.deployment, step.specs)?;
+        let mut desired = self.services(step.deployment, step.specs);
         // The digests the plan showed; resolved now if it did not run.
         let digests = self
             .digests
@@ -402,7 +412,8 @@ mod tests {
             mounts: Vec::new(),
             network: "d".into(),
             aliases: Vec::new(),
-            endpoint_mode: EndpointMode::Vip,
+            endpoint_mode: crate::instance::EndpointMode::Vip,
+            update: Default::default(),
             restart: RestartPolicy::Always,
             settings,
             stop_timeout: 10,
@@ -507,10 +518,7 @@ mod tests {
         keys_sorted.sort_unstable();
         assert_eq!(keys_sorted, listed, "settings vs the lists above");
 
-        let swarm = Swarm {
-            endpoint_mode: Ok(EndpointMode::Vip),
-            digests: Default::default(),
-        };
+        let swarm = Swarm::new();
         let plain = task_template(ContainerSettings::default());
         for key in MAPPED {
             assert!(
@@ -530,5 +538,54 @@ mod tests {
                 .unwrap_or_else(|| panic!("{key} is not refused"));
             assert!(err.to_string().contains("service s"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_update_config_reaches_the_service_spec_and_host_gateway_is_refused() {
+        let mut spec = swarm_spec(ContainerSettings::default());
+        spec.update = crate::instance::SwarmUpdate::resolve(
+            Some(&crate::deployment::UpdateConfig {
+                delay_ms: Some(1500),
+                parallelism: Some(2),
+                ..Default::default()
+            }),
+            false,
+            false,
+        );
+        let s = crate::engine::services::service_spec(&spec, 1, &Default::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let u = serde_json::to_value(s.update_config).unwrap_or_default();
+        assert_eq!(u["Order"], "start-first", "{u}");
+        assert_eq!(u["Parallelism"], 2, "{u}");
+        assert_eq!(u["Delay"], 1_500_000_000i64, "{u}");
+        assert_eq!(u["FailureAction"], "rollback", "{u}");
+        let r = serde_json::to_value(s.rollback_config).unwrap_or_default();
+        assert_eq!(r["Order"], "start-first", "{r}");
+
+        let gw = ContainerSettings {
+            extra_hosts: vec!["gw:host-gateway".into()],
+            ..Default::default()
+        };
+        let err = Swarm::new()
+            .check(&deployment_with(gw))
+            .err()
+            .unwrap_or_else(|| panic!("host-gateway accepted"));
+        assert!(err.to_string().contains("host-gateway"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+
+        let mut d = deployment_with(ContainerSettings::default());
+        if let Some(s) = d.services.get_mut("s") {
+            s.ports = vec![crate::deployment::PortMapping {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(8080),
+                container_port: 80,
+                protocol: Default::default(),
+            }];
+        }
+        let err = Swarm::new()
+            .check(&d)
+            .err()
+            .unwrap_or_else(|| panic!("a port address accepted"));
+        assert!(err.to_string().contains("port 127.0.0.1:8080:80"), "{err}");
     }
 }

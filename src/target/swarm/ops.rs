@@ -1,14 +1,20 @@
-//! `ps` and `destroy` on a swarm.
+//! `ps`, `logs` and `destroy` on a swarm.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
 
 use serde::Serialize;
 
 use crate::apply::lock;
 use crate::engine::Engine;
+use crate::engine::ops::{LogChunk, LogOptions};
+use crate::engine::services::TaskInfo;
 use crate::error::{Error, Result};
+use crate::instance::{MountSource, SwarmSpec};
 use crate::names;
+use crate::ops::logs::{LinePrinter, LineSplitter, json_line};
 use crate::state::StateDir;
 use crate::target::Reporter;
 
@@ -22,13 +28,39 @@ pub struct TaskRow {
     pub node: String,
     pub desired: String,
     pub state: String,
+    /// `healthy`, `starting` or `unhealthy` for a service with a health
+    /// check berth set (Swarm keeps such a task `starting` until its check
+    /// passes, and fails it when the check fails); empty without one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub health: String,
+    /// The service's named volumes, which live on the task's node (the one
+    /// the service is pinned to).
+    pub volumes: Vec<String>,
     /// The task's error, if any.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub error: String,
 }
 
+/// A task's health, from its state and error and those of its slot's
+/// previous task (`history`, newest first): see [`TaskRow::health`].
+fn health(checked: bool, task: &TaskInfo, history: &[&TaskInfo]) -> String {
+    let unhealthy = |t: &TaskInfo| t.err.contains("unhealthy");
+    if unhealthy(task) {
+        return "unhealthy".into();
+    }
+    match task.state.as_str() {
+        "running" if checked => "healthy".into(),
+        "running" => String::new(),
+        // A task replacing one its check failed.
+        _ if history.first().is_some_and(|t| unhealthy(t)) => "unhealthy".into(),
+        "starting" if checked => "starting".into(),
+        _ => String::new(),
+    }
+}
+
 /// The tasks the swarm runs (or tries to run) for `deployment`: one row per
-/// task whose desired state is `running`, with its node.
+/// task whose desired state is `running`, with its node, health and the
+/// volumes it holds.
 pub async fn ps(engine: &Engine, deployment: &str) -> Result<Vec<TaskRow>> {
     engine.require_manager().await?;
     let nodes: BTreeMap<String, String> = engine
@@ -44,41 +76,78 @@ pub async fn ps(engine: &Engine, deployment: &str) -> Result<Vec<TaskRow>> {
             .get(names::LABEL_SERVICE)
             .cloned()
             .unwrap_or_default();
-        let mut tasks: Vec<_> = engine
-            .service_tasks(&svc.name)
-            .await?
-            .into_iter()
-            .filter(|t| t.desired == "running")
+        let recorded = svc
+            .labels
+            .get(names::LABEL_SWARM_SPEC)
+            .and_then(|t| serde_json::from_str::<SwarmSpec>(t).ok());
+        let checked = recorded
+            .as_ref()
+            .and_then(|r| r.health.as_ref())
+            .is_some_and(|h| !h.disabled);
+        let volumes: Vec<String> = recorded
+            .iter()
+            .flat_map(|r| &r.mounts)
+            .filter_map(|m| match &m.source {
+                MountSource::Volume { name, .. } => Some(name.clone()),
+                MountSource::Bind { .. } => None,
+            })
             .collect();
+        // Newest first.
+        let all = engine.service_tasks(&svc.name).await?;
+        let mut tasks: Vec<&TaskInfo> = all.iter().filter(|t| t.desired == "running").collect();
         tasks.sort_by(|a, b| a.name.cmp(&b.name));
         for t in tasks {
+            let history: Vec<&TaskInfo> = all
+                .iter()
+                .filter(|o| o.name == t.name && o.id != t.id && o.desired != "running")
+                .collect();
             rows.push(TaskRow {
                 deployment: deployment.to_string(),
                 service: service.clone(),
-                task: t.name,
+                task: t.name.clone(),
                 node: nodes.get(&t.node_id).cloned().unwrap_or_default(),
-                desired: t.desired,
-                state: t.state,
-                error: t.err,
+                desired: t.desired.clone(),
+                state: t.state.clone(),
+                health: health(checked, t, &history),
+                volumes: volumes.clone(),
+                error: t.err.clone(),
             });
         }
     }
     Ok(rows)
 }
 
+/// `-` for an empty cell.
+fn dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
 /// `ps` rows as a table.
 pub fn render_table(rows: &[TaskRow]) -> String {
     let mut out = String::new();
-    let header = ["DEPLOYMENT", "SERVICE", "TASK", "NODE", "STATE", "ERROR"];
-    let cells: Vec<[&str; 6]> = rows
+    let header = [
+        "DEPLOYMENT",
+        "SERVICE",
+        "TASK",
+        "NODE",
+        "STATE",
+        "HEALTH",
+        "VOLUMES",
+        "ERROR",
+    ];
+    let volumes: Vec<String> = rows.iter().map(|r| r.volumes.join(",")).collect();
+    let cells: Vec<[&str; 8]> = rows
         .iter()
-        .map(|r| {
+        .zip(&volumes)
+        .map(|(r, v)| {
             [
                 r.deployment.as_str(),
                 r.service.as_str(),
                 r.task.as_str(),
-                r.node.as_str(),
+                dash(&r.node),
                 r.state.as_str(),
+                dash(&r.health),
+                dash(v),
                 r.error.as_str(),
             ]
         })
@@ -99,6 +168,192 @@ pub fn render_table(rows: &[TaskRow]) -> String {
         out.push('\n');
     }
     crate::echo::text(&out).into_owned()
+}
+
+/// How long a non-following read of one task's logs may take (the log
+/// broker waits for the task's node).
+const TASK_LOG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Task states in which a task has (or had) a container with output.
+const STARTED: &[&str] = &["starting", "running", "complete", "failed", "shutdown"];
+
+/// `berth logs SERVICE --target swarm`: the output of every task of
+/// `deployment`'s `service` that started (current and past, as the swarm
+/// keeps them), read through the manager, each line prefixed like `docker
+/// service logs` does: `<service>.<slot>.<task id>@<node> | `. With
+/// `follow`, new tasks (a rolling update, a restart) are followed as they
+/// start, until the reader goes away or Ctrl-C.
+pub async fn logs(
+    engine: &Engine,
+    deployment: &str,
+    service: &str,
+    opts: &LogOptions,
+    json: bool,
+) -> Result<()> {
+    engine.require_manager().await?;
+    let name = crate::instance::swarm::swarm_service_name(deployment, service);
+    let ours = engine.service(&name).await?.is_some_and(|s| {
+        s.labels.get(names::LABEL_DEPLOYMENT).map(String::as_str) == Some(deployment)
+    });
+    if !ours {
+        return Err(Error::Usage(format!(
+            "service {service} of deployment {deployment} is not on the swarm (see `berth ps --target swarm`)"
+        )));
+    }
+    let (printer, opts) = if json {
+        let opts = LogOptions {
+            timestamps: true,
+            ..opts.clone()
+        };
+        (LinePrinter::json(), opts)
+    } else {
+        (LinePrinter::new(), opts.clone())
+    };
+    let mut started: BTreeSet<String> = BTreeSet::new();
+    let mut width = 0;
+    let mut first = true;
+    loop {
+        let nodes: BTreeMap<String, (String, String)> = engine
+            .list_nodes()
+            .await?
+            .into_iter()
+            .map(|n| (n.id, (n.hostname, n.state)))
+            .collect();
+        // Oldest first, slot by slot.
+        let mut tasks: Vec<TaskInfo> = engine
+            .service_tasks(&name)
+            .await?
+            .into_iter()
+            .filter(|t| !started.contains(&t.id) && STARTED.contains(&t.state.as_str()))
+            .collect();
+        tasks.sort_by(|a, b| a.name.cmp(&b.name).then(a.since.cmp(&b.since)));
+        let labels: Vec<String> = tasks
+            .iter()
+            .map(|t| {
+                let node = nodes.get(&t.node_id).map(|n| n.0.as_str()).unwrap_or("");
+                format!("{}.{}@{node}", t.name, short_id(&t.id))
+            })
+            .collect();
+        if first {
+            width = labels.iter().map(String::len).max().unwrap_or(0);
+        }
+        for (t, label) in tasks.iter().zip(labels) {
+            started.insert(t.id.clone());
+            let node_ready = nodes.get(&t.node_id).is_some_and(|n| n.1 == "ready");
+            if !node_ready {
+                eprintln!("{label}: its node is not ready, so its output cannot be read now");
+                continue;
+            }
+            let mut task_opts = opts.clone();
+            if !first {
+                // Started since: all of it.
+                task_opts.tail = None;
+            }
+            let stream = TaskStream {
+                id: t.id.clone(),
+                task: t.name.clone(),
+                node: nodes
+                    .get(&t.node_id)
+                    .map(|n| n.0.clone())
+                    .unwrap_or_default(),
+                prefix: format!("{label:<width$} | "),
+            };
+            if opts.follow {
+                let engine = engine.clone();
+                let printer = printer.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = stream.print(&engine, &task_opts, &printer).await {
+                        eprintln!("{}: {e}", stream.task);
+                    }
+                });
+            } else {
+                let read = stream.print(engine, &task_opts, &printer);
+                match tokio::time::timeout(TASK_LOG_TIMEOUT, read).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => eprintln!("{}: {e}", stream.task),
+                    Err(_) => eprintln!(
+                        "{}: no complete output from its node within {}s",
+                        stream.task,
+                        TASK_LOG_TIMEOUT.as_secs()
+                    ),
+                }
+                if crate::stdout::is_closed() {
+                    return Ok(());
+                }
+            }
+        }
+        first = false;
+        if !opts.follow || crate::stdout::is_closed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(())
+}
+
+/// The first 12 characters of an ID, as `docker service logs` shows it.
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// One task whose output is printed.
+struct TaskStream {
+    id: String,
+    /// `<service>.<slot>`.
+    task: String,
+    node: String,
+    /// Before each text line.
+    prefix: String,
+}
+
+impl TaskStream {
+    async fn print(&self, engine: &Engine, opts: &LogOptions, printer: &LinePrinter) -> Result<()> {
+        let mut out = LineSplitter::default();
+        let mut err = LineSplitter::default();
+        let mut stream = Box::pin(engine.task_log_stream(&self.id, opts));
+        while let Some(item) = stream.next().await {
+            match item? {
+                LogChunk::Stdout(b) => {
+                    for l in out.feed(&b) {
+                        self.line(printer, &l, false);
+                    }
+                    if crate::stdout::is_closed() {
+                        return Ok(());
+                    }
+                }
+                LogChunk::Stderr(b) => {
+                    for l in err.feed(&b) {
+                        self.line(printer, &l, true);
+                    }
+                }
+            }
+        }
+        if let Some(l) = out.finish() {
+            self.line(printer, &l, false);
+        }
+        if let Some(l) = err.finish() {
+            self.line(printer, &l, true);
+        }
+        Ok(())
+    }
+
+    /// As text: the prefix and the line. As JSON: the host's JSON line
+    /// (`instance` is the task) with `node` and `task_id` added.
+    fn line(&self, printer: &LinePrinter, line: &[u8], stderr: bool) {
+        if !printer.is_json() {
+            printer.line(&self.task, &self.prefix, line, stderr);
+            return;
+        }
+        let text = json_line(&self.task, line, stderr);
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(mut m)) => {
+                m.insert("node".into(), self.node.clone().into());
+                m.insert("task_id".into(), self.id.clone().into());
+                printer.raw(&serde_json::Value::Object(m).to_string());
+            }
+            _ => printer.raw(&text),
+        }
+    }
 }
 
 /// What a swarm destroy removed.
@@ -193,4 +448,37 @@ pub async fn destroy(
         Err(e) => return Err(Error::io(dir, e)),
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(state: &str, err: &str) -> TaskInfo {
+        TaskInfo {
+            id: format!("{state}-{err}"),
+            name: "d-s.1".into(),
+            node_id: "n".into(),
+            desired: "running".into(),
+            state: state.into(),
+            message: String::new(),
+            err: err.into(),
+            task_hash: String::new(),
+            since: String::new(),
+        }
+    }
+
+    #[test]
+    fn health_comes_from_the_task_state_and_the_slot_s_last_failure() {
+        let failed = task("failed", "dockerexec: unhealthy container");
+        assert_eq!(health(true, &task("running", ""), &[]), "healthy");
+        assert_eq!(health(true, &task("starting", ""), &[]), "starting");
+        assert_eq!(health(true, &task("starting", ""), &[&failed]), "unhealthy");
+        assert_eq!(health(true, &failed, &[]), "unhealthy");
+        // Without a check berth set, nothing is claimed.
+        assert_eq!(health(false, &task("running", ""), &[]), "");
+        assert_eq!(health(false, &task("starting", ""), &[]), "");
+        let crashed = task("failed", "task: non-zero exit (1)");
+        assert_eq!(health(true, &task("starting", ""), &[&crashed]), "starting");
+    }
 }

@@ -2,14 +2,15 @@
 //! other services and network under names it would use), diffed against
 //! the desired [`SwarmSpec`]s into the same [`Plan`] a host gets, one
 //! item per service: `create`, `recreate` (a rolling update of its tasks,
-//! naming the fields that change), `unchanged` or `remove`.
+//! naming the fields that change), `unchanged` or `remove`. Before that,
+//! [`check_placement`] refuses host-mode ports the nodes cannot hold.
 
 use std::collections::BTreeMap;
 
 use crate::deployment::{Deployment, FileKind};
 use crate::engine::Engine;
 use crate::engine::networks::network_conflict;
-use crate::engine::services::ServiceInfo;
+use crate::engine::services::{NodeInfo, ServiceInfo};
 use crate::engine::swarm_files::SwarmObject;
 use crate::error::{Error, Result};
 use crate::instance::{Integration, SwarmSpec};
@@ -237,9 +238,252 @@ fn changes(live: &ServiceInfo, spec: &SwarmSpec) -> Vec<String> {
     out
 }
 
+/// The nodes a service's tasks may run on: ready and active nodes matching
+/// its placement. A service pinned to the node holding its volumes may run
+/// only on the node with its pin label, whatever that node's state (it
+/// waits for it); before its first apply one node will be chosen.
+fn eligible<'a>(spec: &SwarmSpec, nodes: &'a [NodeInfo]) -> Vec<Option<&'a str>> {
+    match &spec.pinned_by {
+        Some(label) => {
+            let pinned: Vec<Option<&str>> = nodes
+                .iter()
+                .filter(|n| n.labels.contains_key(label))
+                .map(|n| Some(n.id.as_str()))
+                .collect();
+            if pinned.is_empty() {
+                // Chosen at apply among the ready, active nodes.
+                let any = nodes
+                    .iter()
+                    .any(|n| n.state == "ready" && n.availability == "active");
+                if any { vec![None] } else { Vec::new() }
+            } else {
+                pinned
+            }
+        }
+        None => nodes
+            .iter()
+            .filter(|n| n.state == "ready" && n.availability == "active")
+            .map(|n| Some(n.id.as_str()))
+            .collect(),
+    }
+}
+
+fn tasks_text(n: u32) -> String {
+    if n == 1 {
+        "1 task".into()
+    } else {
+        format!("{n} tasks")
+    }
+}
+
+fn nodes_text(n: usize) -> String {
+    if n == 1 {
+        "1 node".into()
+    } else {
+        format!("{n} nodes")
+    }
+}
+
+/// Refuse a placement of published ports that cannot work. A host-mode
+/// port is bound on the node a task runs on, so each node holds at most one
+/// task publishing a given port: the tasks of one service publishing a
+/// fixed port (its replicas, plus those a start-first update starts beside
+/// them) need as many eligible nodes (see [`eligible`]), and so do the
+/// tasks of all the services publishing the same port together. No I/O.
+pub fn check_placement(desired: &BTreeMap<String, SwarmSpec>, nodes: &[NodeInfo]) -> Result<()> {
+    // (port, protocol) → the services publishing it.
+    let mut by_port: BTreeMap<(u16, &str), Vec<&SwarmSpec>> = BTreeMap::new();
+    for spec in desired.values() {
+        let mut seen = Vec::new();
+        for p in &spec.ports {
+            if let Some(port) = p.host_port {
+                let key = (port, p.protocol.as_str());
+                if !seen.contains(&key) {
+                    seen.push(key);
+                    by_port.entry(key).or_default().push(spec);
+                }
+            }
+        }
+    }
+    for ((port, proto), specs) in &by_port {
+        let mut union: Vec<&str> = Vec::new();
+        let mut to_pin = 0usize;
+        let mut total = 0u32;
+        for spec in specs {
+            let can = eligible(spec, nodes);
+            let surge = spec.update.surge(spec.replicas);
+            let need = spec.replicas.saturating_add(surge);
+            if need as usize > can.len() {
+                let during = if surge > 0 {
+                    format!(
+                        " ({} and {} more beside them during its {} update)",
+                        tasks_text(spec.replicas),
+                        surge,
+                        spec.update.order.as_str()
+                    )
+                } else {
+                    String::new()
+                };
+                let fix = if surge > 0 {
+                    "lower count, set update_config.order = \"stop-first\", or add nodes"
+                } else {
+                    "lower count, publish the port in fewer tasks, or add nodes"
+                };
+                return Err(Error::Usage(format!(
+                    "service {}: {}{during} publish host-mode port {port}/{proto}, but only {} can run them \
+                     (each node binds the port for one task; nodes counted: ready, active and matching the service's placement). \
+                     Nothing was changed: {fix}",
+                    spec.service,
+                    tasks_text(need),
+                    nodes_text(can.len()),
+                )));
+            }
+            total = total.saturating_add(need);
+            for n in can {
+                match n {
+                    Some(id) if !union.contains(&id) => union.push(id),
+                    Some(_) => {}
+                    None => to_pin += 1,
+                }
+            }
+        }
+        // A service with volumes not pinned yet gets one node, at best one
+        // the others do not use.
+        let free = nodes
+            .iter()
+            .filter(|n| n.state == "ready" && n.availability == "active")
+            .filter(|n| !union.contains(&n.id.as_str()))
+            .count();
+        let room = union.len() + to_pin.min(free);
+        if specs.len() > 1 && total as usize > room {
+            let names: Vec<&str> = specs.iter().map(|s| s.service.as_str()).collect();
+            return Err(Error::Usage(format!(
+                "services {} all publish host-mode port {port}/{proto}: {} between them, but only {} can run them \
+                 (each node binds the port for one task). Nothing was changed: publish the port from one service, \
+                 use different host ports, lower count, or add nodes",
+                names.join(", "),
+                tasks_text(total),
+                nodes_text(room),
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deployment::{PortMapping, UpdateConfig, UpdateOrder};
+    use crate::instance::SwarmUpdate;
+
+    fn spec(service: &str, replicas: u32, port: u16, order: Option<UpdateOrder>) -> SwarmSpec {
+        let mut s: SwarmSpec = serde_json::from_value(serde_json::json!({
+            "deployment": "d", "service": service, "name": format!("d-{service}"),
+            "image": "busybox", "replicas": replicas, "network": "d",
+            "endpoint_mode": "dnsrr", "restart": "always", "stop_timeout": 2,
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        s.ports = vec![PortMapping {
+            host_ip: None,
+            host_port: Some(port),
+            container_port: 80,
+            protocol: Default::default(),
+        }];
+        let config = order.map(|o| UpdateConfig {
+            order: Some(o),
+            ..Default::default()
+        });
+        s.update = SwarmUpdate::resolve(config.as_ref(), false, true);
+        s
+    }
+
+    fn node(id: &str, state: &str, availability: &str) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            hostname: id.into(),
+            role: "worker".into(),
+            state: state.into(),
+            addr: String::new(),
+            leader: false,
+            availability: availability.into(),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn check(specs: Vec<SwarmSpec>, nodes: &[NodeInfo]) -> std::result::Result<(), String> {
+        let desired = specs.into_iter().map(|s| (s.service.clone(), s)).collect();
+        check_placement(&desired, nodes).map_err(|e| {
+            assert_eq!(e.exit_code(), 2, "{e}");
+            e.to_string()
+        })
+    }
+
+    #[test]
+    fn host_mode_ports_need_a_node_per_task() {
+        let three = [
+            node("a", "ready", "active"),
+            node("b", "ready", "active"),
+            node("c", "ready", "active"),
+        ];
+        assert!(check(vec![spec("web", 3, 80, None)], &three).is_ok());
+        let e = check(vec![spec("web", 4, 80, None)], &three).unwrap_err();
+        assert!(
+            e.contains("service web: 4 tasks") && e.contains("80/tcp") && e.contains("3 nodes"),
+            "{e}"
+        );
+        // Down and drained nodes do not count.
+        let fewer = [
+            node("a", "ready", "active"),
+            node("b", "down", "active"),
+            node("c", "ready", "drain"),
+        ];
+        let e = check(vec![spec("web", 2, 80, None)], &fewer).unwrap_err();
+        assert!(e.contains("only 1 node can"), "{e}");
+        // A start-first update starts a task beside the old ones.
+        let e = check(
+            vec![spec("web", 3, 80, Some(UpdateOrder::StartFirst))],
+            &three,
+        )
+        .unwrap_err();
+        assert!(e.contains("start-first"), "{e}");
+        assert!(
+            check(
+                vec![spec("web", 2, 80, Some(UpdateOrder::StartFirst))],
+                &three
+            )
+            .is_ok()
+        );
+        // Two services on one port share the nodes; other ports do not.
+        let e = check(vec![spec("a", 2, 80, None), spec("b", 2, 80, None)], &three).unwrap_err();
+        assert!(e.contains("services a, b") && e.contains("4 tasks"), "{e}");
+        assert!(check(vec![spec("a", 2, 80, None), spec("b", 1, 80, None)], &three).is_ok());
+        assert!(check(vec![spec("a", 3, 80, None), spec("b", 3, 81, None)], &three).is_ok());
+    }
+
+    #[test]
+    fn a_pinned_service_counts_only_its_node() {
+        let mut nodes = [node("a", "ready", "active"), node("b", "ready", "active")];
+        let pinned = |s: &str| {
+            let mut p = spec(s, 1, 80, None);
+            p.pinned_by = Some(crate::instance::swarm::pin_label("d", s));
+            p
+        };
+        // Not pinned yet: each gets a node, while there are free ones.
+        assert!(check(vec![pinned("x"), pinned("y")], &nodes).is_ok());
+        assert!(check(vec![pinned("x"), pinned("y"), pinned("z")], &nodes).is_err());
+        // Both pinned to one node: one port there, two tasks.
+        for n in &mut nodes[..1] {
+            n.labels
+                .insert(crate::instance::swarm::pin_label("d", "x"), "true".into());
+            n.labels
+                .insert(crate::instance::swarm::pin_label("d", "y"), "true".into());
+        }
+        let e = check(vec![pinned("x"), pinned("y")], &nodes).unwrap_err();
+        assert!(e.contains("services x, y"), "{e}");
+        // Pinned to a node that is down: it waits for it, not refused.
+        nodes[0].state = "down".into();
+        assert!(check(vec![pinned("x")], &nodes).is_ok());
+    }
 
     fn deployment() -> Deployment {
         serde_json::from_value(serde_json::json!({"name": "d", "services": {}}))

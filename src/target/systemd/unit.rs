@@ -356,6 +356,7 @@ mod tests {
             keys: BTreeMap::new(),
             deployment_keys: vec![],
             notify: None,
+            notify_url: None,
             snapshots_keep: None,
             configs: Default::default(),
             secrets: Default::default(),
