@@ -221,6 +221,26 @@ pub struct Plan {
     /// SSH grants, `ssh_shell`, snapshot settings, the integration...
     /// (see [`settings`]). Non-empty: apply writes a new revision.
     pub settings_changes: Vec<String>,
+    /// Objects of the target besides instances, volumes and the network
+    /// that are created or removed (the swarm: `config <name>`, `secret
+    /// <name>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectChange>,
+    /// What the target could not find out or do as asked, said once (the
+    /// swarm: an image whose registry could not give its tag's digest).
+    /// Never a change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// An object of the target that is created or removed (see
+/// [`Plan::objects`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectChange {
+    /// [`Action::Create`] or [`Action::Remove`].
+    pub action: Action,
+    /// `config <name>`, with why for a removal.
+    pub object: String,
 }
 
 fn port_text(p: &PortMapping) -> String {
@@ -243,6 +263,7 @@ impl Plan {
             || !self.units_to_remove.is_empty()
             || !self.volumes_to_create.is_empty()
             || !self.settings_changes.is_empty()
+            || !self.objects.is_empty()
             || self.instances.iter().any(|i| i.action != Action::Unchanged)
     }
 
@@ -587,6 +608,8 @@ impl Plan {
             port_changes,
             units_to_remove,
             settings_changes,
+            objects: Vec::new(),
+            warnings: Vec::new(),
         })
     }
 
@@ -626,6 +649,9 @@ impl Plan {
                 ),
             );
         }
+        for o in &self.objects {
+            push(&mut out, format!("  {:<9} {}", o.action.as_str(), o.object));
+        }
         for i in &self.instances {
             let mut line = format!("  {:<9} {}", i.action.as_str(), i.container);
             if i.stopped_by_operator && i.action != Action::Remove {
@@ -655,6 +681,9 @@ impl Plan {
                 (b, a) => format!("  port      {} {b:?} → {a:?}", p.container),
             };
             push(&mut out, text);
+        }
+        for w in &self.warnings {
+            push(&mut out, format!("  warning   {w}"));
         }
         let n = self
             .instances

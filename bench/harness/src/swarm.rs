@@ -180,13 +180,8 @@ impl Bench<'_> {
                     String::from_utf8_lossy(&out.stdout).lines().count()
                 })
                 .sum();
-            let services = self.docker(&[
-                "service",
-                "ls",
-                "-q",
-                "--filter",
-                &format!("name={prefix}"),
-            ])?;
+            let services =
+                self.docker(&["service", "ls", "-q", "--filter", &format!("name={prefix}")])?;
             if left == 0 && services.is_empty() {
                 return Ok(());
             }
@@ -271,7 +266,16 @@ impl Bench<'_> {
     fn client(&self, network: &str, name: &str) -> Result<String, String> {
         let script = "while :; do if timeout 2 wget -q -O /dev/null http://web/; then echo ok; else echo fail; fi; sleep 0.05; done";
         self.docker(&[
-            "run", "-d", "--name", name, "--network", network, &self.image, "sh", "-c", script,
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            network,
+            &self.image,
+            "sh",
+            "-c",
+            script,
         ])
     }
 
@@ -285,7 +289,11 @@ impl Bench<'_> {
         Ok((ok, failed))
     }
 
-    fn web_files(&self, version: u32, replicas: u32) -> Result<(std::path::PathBuf, String), String> {
+    fn web_files(
+        &self,
+        version: u32,
+        replicas: u32,
+    ) -> Result<(std::path::PathBuf, String), String> {
         let image = &self.image;
         let serve = "mkdir -p /w && echo v$V > /w/index.html && exec httpd -f -p 80 -h /w";
         let toml = format!(
