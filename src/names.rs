@@ -16,6 +16,8 @@ pub const LABEL_SPEC_HASH: &str = "berth.spec-hash";
 pub const LABEL_SWARM_SPEC: &str = "berth.swarm-spec";
 /// Label on Swarm tasks' containers: hash of the task spec they run.
 pub const LABEL_TASK_HASH: &str = "berth.task-hash";
+/// Label on Swarm configs and secrets: their name in the deployment file.
+pub const LABEL_FILE: &str = "berth.file";
 /// Label: the applied revision that created the object.
 pub const LABEL_REVISION: &str = "berth.revision";
 /// Label on volumes: the container path the volume is mounted at.

@@ -145,7 +145,13 @@ pub async fn desired(
         .map(|s| s.image.clone())
         .collect();
     let (images, missing_images) = match pull {
-        Some(progress) => (engine.ensure_images(&refs, progress).await?, Vec::new()),
+        Some(progress) => {
+            let refresh = target.images_to_refresh(engine, &refs).await;
+            if !refresh.is_empty() {
+                engine.pull_images(&refresh, progress).await?;
+            }
+            (engine.ensure_images(&refs, progress).await?, Vec::new())
+        }
         None => {
             let mut images = BTreeMap::new();
             let mut missing = Vec::new();
@@ -279,6 +285,9 @@ pub async fn apply_locked(
             &desired.target,
         )
         .await?;
+    for w in &plan.warnings {
+        report(format!("warning: {w}"));
+    }
 
     let current = state.read_current(&deployment.name)?;
     let image_ids: BTreeMap<String, String> = deployment

@@ -50,8 +50,13 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<u8> {
             &reporter,
         )
         .await?;
+        let files = match done.files.len() {
+            0 => String::new(),
+            1 => ", 1 config or secret".to_string(),
+            n => format!(", {n} configs and secrets"),
+        };
         println!(
-            "{name}: destroyed on the swarm (removed {} service{}{}; volumes kept on their nodes)",
+            "{name}: destroyed on the swarm (removed {} service{}{files}{}; volumes kept on their nodes)",
             done.services.len(),
             if done.services.len() == 1 { "" } else { "s" },
             if done.network { " and the network" } else { "" },

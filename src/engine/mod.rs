@@ -33,6 +33,7 @@ pub mod networks;
 pub mod ops;
 pub mod registry;
 pub mod services;
+pub mod swarm_files;
 pub mod volumes;
 
 use std::collections::HashMap;

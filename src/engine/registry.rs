@@ -127,6 +127,31 @@ pub fn credentials_from_config(
     Ok(None)
 }
 
+/// Standard base64 with padding (RFC 4648), as the engine takes config and
+/// secret data.
+pub fn encode_base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(chunk.get(1).copied().unwrap_or(0)) << 8)
+            | u32::from(chunk.get(2).copied().unwrap_or(0));
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
 /// Standard base64 (padding optional, whitespace ignored).
 pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
     fn val(c: u8) -> Option<u32> {
@@ -178,6 +203,16 @@ mod tests {
         let ok = dir.path().join("ok.json");
         std::fs::write(&ok, "{}").unwrap();
         assert_eq!(read_config(&ok).as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn base64_encodes_what_it_decodes() {
+        for s in ["", "a", "ab", "abc", "user:pass", "line\nwith\0nul"] {
+            let e = encode_base64(s.as_bytes());
+            assert_eq!(e.len() % 4, 0, "{e}");
+            assert_eq!(decode_base64(&e).as_deref(), Some(s.as_bytes()), "{e}");
+        }
+        assert_eq!(encode_base64(b"user:pass"), "dXNlcjpwYXNz");
     }
 
     #[test]

@@ -11,8 +11,9 @@ use bollard::models::{
     ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
     ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
     ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecContainerSpecDnsConfig, TaskSpecLogDriver, TaskSpecPlacement, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig, TaskSpecContainerSpecFile,
+    TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecLogDriver, TaskSpecPlacement,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use bollard::query_parameters::{
     ListServicesOptionsBuilder, ListTasksOptionsBuilder, LogsOptionsBuilder,
@@ -22,7 +23,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::ops::{LogChunk, LogOptions};
 use super::{Engine, is_not_found, label_filter};
-use crate::deployment::{FailureAction, Protocol, RestartPolicy, UpdateOrder};
+use crate::deployment::{FailureAction, FileKind, Protocol, RestartPolicy, UpdateOrder};
 use crate::error::{Error, Result};
 use crate::instance::{EndpointMode, SwarmSpec, SwarmUpdate};
 use crate::names;
@@ -147,6 +148,9 @@ fn task_info(t: Task) -> TaskInfo {
     }
 }
 
+/// The IDs of the Swarm configs and secrets a service spec refers to, by
+/// kind and object name.
+pub type ObjectIds = BTreeMap<(FileKind, String), String>;
 /// Milliseconds as the Swarm API's nanoseconds.
 fn ms_to_ns(ms: u64) -> i64 {
     i64::try_from(ms)
@@ -174,8 +178,52 @@ fn update_config(u: &SwarmUpdate) -> ServiceSpecUpdateConfig {
 }
 
 /// The Swarm service spec of `spec` (labelled; `revision` is the one
-/// being applied).
-pub(crate) fn service_spec(spec: &SwarmSpec, revision: u64) -> Result<ServiceSpec> {
+/// being applied; `ids` has the ID of every config and secret it uses).
+pub(crate) fn service_spec(
+    spec: &SwarmSpec,
+    revision: u64,
+    ids: &ObjectIds,
+) -> Result<ServiceSpec> {
+    let id_of = |f: &crate::instance::swarm::SwarmFile| {
+        ids.get(&(f.kind, f.object.clone()))
+            .cloned()
+            .ok_or_else(|| {
+                Error::Runtime(format!(
+                    "service {}: the swarm {} {} was not created",
+                    spec.name,
+                    f.kind.as_str(),
+                    f.object
+                ))
+            })
+    };
+    let mut configs = Vec::new();
+    let mut secrets = Vec::new();
+    for f in &spec.files {
+        let id = id_of(f)?;
+        match f.kind {
+            FileKind::Config => configs.push(TaskSpecContainerSpecConfigs {
+                file: Some(TaskSpecContainerSpecFile1 {
+                    name: Some(f.target.clone()),
+                    uid: Some(f.uid.to_string()),
+                    gid: Some(f.gid.to_string()),
+                    mode: Some(f.mode),
+                }),
+                config_id: Some(id),
+                config_name: Some(f.object.clone()),
+                ..Default::default()
+            }),
+            FileKind::Secret => secrets.push(TaskSpecContainerSpecSecrets {
+                file: Some(TaskSpecContainerSpecFile {
+                    name: Some(f.target.clone()),
+                    uid: Some(f.uid.to_string()),
+                    gid: Some(f.gid.to_string()),
+                    mode: Some(f.mode),
+                }),
+                secret_id: Some(id),
+                secret_name: Some(f.object.clone()),
+            }),
+        }
+    }
     let owner = [
         (names::LABEL_DEPLOYMENT.to_string(), spec.deployment.clone()),
         (names::LABEL_SERVICE.to_string(), spec.service.clone()),
@@ -200,8 +248,10 @@ pub(crate) fn service_spec(spec: &SwarmSpec, revision: u64) -> Result<ServiceSpe
     let health_check = spec.health.as_ref().map(super::containers::health_config);
     // Swarm's `Command` replaces the image's ENTRYPOINT, `Args` its CMD.
     let container = TaskSpecContainerSpec {
-        image: Some(spec.image.clone()),
+        image: Some(spec.image_ref()),
         labels: Some(container_labels),
+        configs: (!configs.is_empty()).then_some(configs),
+        secrets: (!secrets.is_empty()).then_some(secrets),
         command: spec.entrypoint.clone(),
         args: spec.command.clone(),
         hostname: spec.settings.hostname.clone(),
@@ -434,9 +484,17 @@ impl Engine {
     }
 
     /// Create the service of `spec`.
-    pub async fn create_service(&self, spec: &SwarmSpec, revision: u64) -> Result<()> {
+    /// The nodes pull its image with the credentials the client
+    /// configuration has for that registry.
+    pub async fn create_service(
+        &self,
+        spec: &SwarmSpec,
+        revision: u64,
+        ids: &ObjectIds,
+    ) -> Result<()> {
+        let creds = super::registry::credentials_for(&spec.image);
         self.docker()
-            .create_service(service_spec(spec, revision)?, None)
+            .create_service(service_spec(spec, revision, ids)?, creds)
             .await
             .map_err(|e| Error::engine(format!("creating service {}", spec.name), e))?;
         Ok(())
@@ -448,12 +506,14 @@ impl Engine {
         spec: &SwarmSpec,
         version: u64,
         revision: u64,
+        ids: &ObjectIds,
     ) -> Result<()> {
         let opts = UpdateServiceOptionsBuilder::default()
             .version(i32::try_from(version).unwrap_or(i32::MAX))
             .build();
+        let creds = super::registry::credentials_for(&spec.image);
         self.docker()
-            .update_service(&spec.name, service_spec(spec, revision)?, opts, None)
+            .update_service(&spec.name, service_spec(spec, revision, ids)?, opts, creds)
             .await
             .map_err(|e| Error::engine(format!("updating service {}", spec.name), e))?;
         Ok(())

@@ -64,7 +64,7 @@ impl FileContents {
         self.0.get(digest).map(String::as_str)
     }
 
-    fn insert(&mut self, digest: String, content: String) {
+    pub(crate) fn insert(&mut self, digest: String, content: String) {
         self.0.insert(digest, content);
     }
 }

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{InstanceSpec, MountSpec, diff::short, json_diff};
+use super::{FileContents, InstanceSpec, MountSpec, diff::short, json_diff};
 pub use crate::deployment::EndpointMode;
 use crate::deployment::{
-    ContainerSettings, FailureAction, Health, PortMapping, RestartPolicy, Service, UpdateConfig,
-    UpdateOrder,
+    ContainerSettings, FailureAction, FileKind, Health, PortMapping, RestartPolicy, Service,
+    UpdateConfig, UpdateOrder,
 };
 use crate::instance::AbsentTable;
 use crate::names;
@@ -30,6 +30,12 @@ pub struct SwarmSpec {
     pub name: String,
     /// Image reference as written in the file.
     pub image: String,
+    /// The digest the registry served for `image` when the spec was made
+    /// (`sha256:...`): the service runs `image@digest`, so a push to the
+    /// same tag changes the spec. `None`: the registry could not be asked
+    /// (or `image` names a digest itself), the tag runs as the nodes have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     /// `count`.
     pub replicas: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,6 +76,64 @@ pub struct SwarmSpec {
     /// node holding them ([`pin_label`]); its tasks run only there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned_by: Option<String>,
+    /// Configs and secrets, each a Swarm config or secret of its own
+    /// (named after its content, see [`SwarmFile::object`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<SwarmFile>,
+    /// Their contents, by digest: never serialised (the recorded spec is a
+    /// label anyone with engine access reads).
+    #[serde(skip)]
+    pub contents: FileContents,
+}
+
+/// One config or secret of a Swarm service: the Swarm object holding it and
+/// where the task gets it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwarmFile {
+    pub kind: FileKind,
+    /// The name in the deployment file.
+    pub name: String,
+    /// The Swarm config's or secret's name, `<deployment>_<name>_<12 hex of
+    /// the content's digest>` ([`object_name`]): a new content is a new
+    /// object, and so a new service spec that rolls the service.
+    pub object: String,
+    /// Absolute path in the container.
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    /// The content's digest (plain SHA-256 for a config, keyed HMAC for a
+    /// secret), to find it in [`SwarmSpec::contents`]; not recorded.
+    #[serde(skip)]
+    pub digest: String,
+    /// The file's reload signal: on a swarm a change rolls the service
+    /// instead (a signal cannot reach tasks across nodes); only for `plan`
+    /// to say so, not recorded.
+    #[serde(skip)]
+    pub reload: Option<String>,
+}
+
+/// Longest name Swarm accepts for a config or secret.
+pub const MAX_OBJECT_NAME: usize = 64;
+
+/// The Swarm object name of a config or secret of `deployment` named `name`
+/// in the file, whose content has `digest` (`sha256:<hex>` or
+/// `hmac-sha256:<hex>`): `<deployment>_<name>_<first 12 hex>`. Names too
+/// long for Swarm keep their start, and the 12 hex then cover the name too.
+pub fn object_name(deployment: &str, name: &str, digest: &str) -> String {
+    let hex = digest.rsplit(':').next().unwrap_or(digest);
+    let short: String = hex.chars().take(12).collect();
+    let full = format!("{deployment}_{name}_{short}");
+    if full.len() <= MAX_OBJECT_NAME {
+        return full;
+    }
+    let mixed = Sha256::digest(format!("{deployment}\0{name}\0{digest}").as_bytes());
+    let short: String = mixed.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let head: String = format!("{deployment}_{name}")
+        .chars()
+        .take(MAX_OBJECT_NAME - 13)
+        .collect();
+    format!("{head}_{short}")
 }
 
 /// A service's rolling update, every setting resolved.
@@ -182,6 +246,7 @@ impl SwarmSpec {
             service: first.service.clone(),
             name,
             image: first.image.clone(),
+            image_digest: None,
             replicas: svc.count,
             command: first.command.clone(),
             entrypoint: first.entrypoint.clone(),
@@ -198,7 +263,37 @@ impl SwarmSpec {
             stop_timeout: first.stop_timeout,
             health: first.health.clone(),
             pinned_by: volumes.then(|| pin_label(&first.deployment, &first.service)),
+            files: first
+                .files
+                .iter()
+                .map(|f| SwarmFile {
+                    kind: f.kind,
+                    name: f.name.clone(),
+                    object: object_name(&first.deployment, &f.name, &f.digest),
+                    target: f.target.clone(),
+                    uid: f.uid,
+                    gid: f.gid,
+                    mode: f.mode,
+                    digest: f.digest.clone(),
+                    reload: f.reload.clone(),
+                })
+                .collect(),
+            contents: first.contents.clone(),
         }
+    }
+
+    /// The image reference the service runs: `image@digest` once the
+    /// digest is known.
+    pub fn image_ref(&self) -> String {
+        match &self.image_digest {
+            Some(d) if !self.image.contains('@') => format!("{}@{d}", self.image),
+            _ => self.image.clone(),
+        }
+    }
+
+    /// The content of `file`, if at hand.
+    pub fn content(&self, file: &SwarmFile) -> Option<&str> {
+        self.contents.get(&file.digest)
     }
 
     fn digest(value: &serde_json::Value) -> String {
@@ -224,19 +319,195 @@ impl SwarmSpec {
 
     /// What differs between `self` (before) and `other` (after), one line
     /// per field: `env.FOO: "a" → "b"`.
+    /// The image and configs and secrets are named, never shown raw: an
+    /// image change names both references (with their digests), a file its
+    /// kind and name.
     pub fn diff(&self, other: &SwarmSpec) -> Vec<String> {
-        let a = serde_json::to_value(self).unwrap_or_default();
-        let b = serde_json::to_value(other).unwrap_or_default();
-        json_diff(&a, &b, AbsentTable::Whole)
-            .into_iter()
-            .map(|c| format!("{}: {} → {}", c.path, short(&c.before), short(&c.after)))
-            .collect()
+        let mut a = serde_json::to_value(self).unwrap_or_default();
+        let mut b = serde_json::to_value(other).unwrap_or_default();
+        for v in [&mut a, &mut b] {
+            if let Some(o) = v.as_object_mut() {
+                for k in ["image", "image_digest", "files"] {
+                    o.remove(k);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if self.image_ref() != other.image_ref() {
+            let show = |s: &SwarmSpec| match &s.image_digest {
+                Some(_) => s.image_ref(),
+                None if s.image.contains('@') => s.image.clone(),
+                None => format!("{} (digest not known)", s.image),
+            };
+            out.push(format!("image: {} → {}", show(self), show(other)));
+        }
+        out.extend(
+            json_diff(&a, &b, AbsentTable::Whole)
+                .into_iter()
+                .map(|c| format!("{}: {} → {}", c.path, short(&c.before), short(&c.after))),
+        );
+        out.extend(file_diff(&self.files, &other.files));
+        out
     }
+}
+
+/// Diff lines for the configs and secrets of two service specs, by kind and
+/// name: what changed, never the content.
+fn file_diff(before: &[SwarmFile], after: &[SwarmFile]) -> Vec<String> {
+    let key = |f: &SwarmFile| (f.kind, f.name.clone(), f.target.clone());
+    let label = |f: &SwarmFile| format!("{} {}", f.kind.as_str(), f.name);
+    let mut out = Vec::new();
+    for a in after {
+        match before.iter().find(|b| key(b) == key(a)) {
+            None => out.push(format!("{}: added at {}", label(a), a.target)),
+            Some(b) => {
+                if b.object != a.object {
+                    let how = match &a.reload {
+                        Some(sig) => format!(
+                            " (new {} {}; reload = {sig} cannot signal tasks across nodes: the service rolls)",
+                            a.kind.as_str(),
+                            a.object
+                        ),
+                        None => format!(" (new {} {})", a.kind.as_str(), a.object),
+                    };
+                    out.push(format!("{}: content changed{how}", label(a)));
+                }
+                if (b.uid, b.gid, b.mode) != (a.uid, a.gid, a.mode) {
+                    out.push(format!(
+                        "{}: owner {}:{} mode {:04o} → owner {}:{} mode {:04o}",
+                        label(a),
+                        b.uid,
+                        b.gid,
+                        b.mode,
+                        a.uid,
+                        a.gid,
+                        a.mode
+                    ));
+                }
+            }
+        }
+    }
+    for b in before {
+        if !after.iter().any(|a| key(a) == key(b)) {
+            out.push(format!("{}: removed from {}", label(b), b.target));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec() -> SwarmSpec {
+        SwarmSpec {
+            deployment: "d".into(),
+            service: "s".into(),
+            name: "d-s".into(),
+            image: "reg:5000/app:1".into(),
+            image_digest: Some("sha256:aaa".into()),
+            replicas: 1,
+            command: None,
+            entrypoint: None,
+            env: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            ports: Vec::new(),
+            mounts: Vec::new(),
+            network: "d".into(),
+            aliases: Vec::new(),
+            endpoint_mode: EndpointMode::Dnsrr,
+            update: SwarmUpdate::default(),
+            restart: RestartPolicy::Always,
+            settings: ContainerSettings::default(),
+            stop_timeout: 10,
+            health: None,
+            pinned_by: None,
+            files: vec![SwarmFile {
+                kind: FileKind::Secret,
+                name: "pw".into(),
+                object: object_name("d", "pw", "hmac-sha256:0123456789abcdef"),
+                target: "/run/secrets/pw".into(),
+                uid: 0,
+                gid: 0,
+                mode: 0o400,
+                digest: "hmac-sha256:0123456789abcdef".into(),
+                reload: None,
+            }],
+            contents: FileContents::default(),
+        }
+    }
+
+    #[test]
+    fn object_names_follow_the_content_and_fit_swarm() {
+        assert_eq!(
+            object_name("mail", "users", "sha256:0123456789abcdef00"),
+            "mail_users_0123456789ab"
+        );
+        let long = "x".repeat(63);
+        let a = object_name(&long, &long, "sha256:0123456789abcdef");
+        let b = object_name(
+            &long,
+            &format!("{}y", &long[1..]),
+            "sha256:0123456789abcdef",
+        );
+        let c = object_name(&long, &long, "sha256:fedcba9876543210");
+        for n in [&a, &b, &c] {
+            assert_eq!(n.len(), MAX_OBJECT_NAME, "{n}");
+            assert!(n.ends_with(|c: char| c.is_ascii_hexdigit()), "{n}");
+        }
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn image_and_file_changes_are_named_never_shown() {
+        let before = spec();
+        let mut after = spec();
+        after.image_digest = Some("sha256:bbb".into());
+        assert_eq!(after.image_ref(), "reg:5000/app:1@sha256:bbb");
+        assert_eq!(
+            before.diff(&after),
+            ["image: reg:5000/app:1@sha256:aaa → reg:5000/app:1@sha256:bbb"]
+        );
+        let mut unknown = spec();
+        unknown.image_digest = None;
+        assert_eq!(unknown.image_ref(), "reg:5000/app:1");
+        assert_eq!(
+            before.diff(&unknown),
+            ["image: reg:5000/app:1@sha256:aaa → reg:5000/app:1 (digest not known)"]
+        );
+
+        let mut changed = spec();
+        changed.files[0].digest = "hmac-sha256:fedcba9876543210".into();
+        changed.files[0].object = object_name("d", "pw", &changed.files[0].digest);
+        changed.files[0].reload = Some("SIGHUP".into());
+        let lines = before.diff(&changed);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("secret pw: content changed (new secret d_pw_fedcba987654;"),
+            "{lines:?}"
+        );
+        assert!(lines[0].contains("the service rolls"), "{lines:?}");
+        assert_ne!(before.hash(), changed.hash());
+        assert_ne!(before.task_hash(), changed.task_hash());
+    }
+
+    #[test]
+    fn the_recorded_spec_holds_no_content_and_no_digest_of_it() {
+        let mut s = spec();
+        s.contents = {
+            let mut c = FileContents::default();
+            c.insert("hmac-sha256:0123456789abcdef".into(), "hunter2".into());
+            c
+        };
+        assert_eq!(s.content(&s.files[0]), Some("hunter2"));
+        let json = serde_json::to_string(&s).unwrap_or_default();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(!json.contains("0123456789abcdef"), "{json}");
+        assert!(json.contains("d_pw_0123456789ab"), "{json}");
+        let back: SwarmSpec = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert!(back.diff(&s).is_empty(), "{:?}", back.diff(&s));
+    }
 
     #[test]
     fn updates_start_first_unless_volumes_or_host_ports_and_the_file_overrides() {

@@ -251,6 +251,26 @@ pub struct Plan {
     /// SSH grants, `ssh_shell`, snapshot settings, the integration...
     /// (see [`settings`]). Non-empty: apply writes a new revision.
     pub settings_changes: Vec<String>,
+    /// Objects of the target besides instances, volumes and the network
+    /// that are created or removed (the swarm: `config <name>`, `secret
+    /// <name>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectChange>,
+    /// What the target could not find out or do as asked, said once (the
+    /// swarm: an image whose registry could not give its tag's digest).
+    /// Never a change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// An object of the target that is created or removed (see
+/// [`Plan::objects`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectChange {
+    /// [`Action::Create`] or [`Action::Remove`].
+    pub action: Action,
+    /// `config <name>`, with why for a removal.
+    pub object: String,
 }
 
 fn port_text(p: &PortMapping) -> String {
@@ -274,6 +294,7 @@ impl Plan {
             || !self.schedule_units.is_empty()
             || !self.volumes_to_create.is_empty()
             || !self.settings_changes.is_empty()
+            || !self.objects.is_empty()
             || self.instances.iter().any(|i| i.action != Action::Unchanged)
     }
 
@@ -657,6 +678,8 @@ impl Plan {
             units_to_remove,
             schedule_units,
             settings_changes,
+            objects: Vec::new(),
+            warnings: Vec::new(),
         })
     }
 
@@ -695,6 +718,9 @@ impl Plan {
                     v.name, v.container, v.path
                 ),
             );
+        }
+        for o in &self.objects {
+            push(&mut out, format!("  {:<9} {}", o.action.as_str(), o.object));
         }
         for i in &self.instances {
             let mut line = format!("  {:<9} {}", i.action.as_str(), i.container);
@@ -736,6 +762,9 @@ impl Plan {
                 (b, a) => format!("  port      {} {b:?} → {a:?}", p.container),
             };
             push(&mut out, text);
+        }
+        for w in &self.warnings {
+            push(&mut out, format!("  warning   {w}"));
         }
         let n = self
             .instances

@@ -163,6 +163,14 @@ pub trait Target: Send + Sync {
         Ok(Supervision::Containers(self.integration()))
     }
 
+    /// Of the images an apply needs (`references`, all on the engine or
+    /// pulled if not), those it pulls again before reading what they
+    /// declare: their tag has moved on where this target runs them.
+    /// Default: none (the engine's copy is what runs).
+    async fn images_to_refresh(&self, _engine: &Engine, _references: &[String]) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The plan for `specs` (with `missing_images` not there yet) on this
     /// target: what is there, diffed against them. Default: the host's
     /// containers, volumes, units and state ([`crate::apply::compute_plan`]).

@@ -127,6 +127,10 @@ fn apply_on_a_swarm_spreads_links_by_name_publishes_host_ports_updates_only_what
 
     let out = berth(&c, &ws, &["-f", file, "plan"]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    // The image was only loaded on the nodes: no registry names its digest,
+    // which the plan says once for the three services using it.
+    let text = show(&out);
+    assert_eq!(text.matches("could not be asked").count(), 1, "{text}");
     ok(&c, &ws, &["-f", file, "apply"]);
     assert_eq!(
         services_of(&c, &name),
@@ -464,6 +468,242 @@ stop_timeout = 2
         "{}",
         show(&plan)
     );
+}
+
+/// `docker service inspect` of a service: the whole JSON the engine gives.
+fn inspect_service(c: &SwarmCluster, service: &str) -> String {
+    c.docker_ok(0, &["service", "inspect", service])
+}
+
+/// Names of the deployment's Swarm configs or secrets (`kind`: `config`,
+/// `secret`).
+fn objects_of(c: &SwarmCluster, kind: &str, name: &str) -> Vec<String> {
+    let out = c.docker_ok(
+        0,
+        &[
+            kind,
+            "ls",
+            "--filter",
+            &format!("label=berth.deployment={name}"),
+            "--format",
+            "{{.Name}}",
+        ],
+    );
+    let mut v: Vec<String> = out.lines().map(String::from).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn configs_and_secrets_roll_their_users_and_image_tags_resolve_to_digests_on_a_swarm() {
+    let c = SwarmCluster::start(3);
+    let image = base_image();
+    c.load_image(image);
+    let registry = c.start_registry();
+    let ws = Workspace::new();
+    let name = unique_name("swf");
+    // An image only the cluster's registry has under this tag.
+    let reference = format!("{registry}/berth-test/{name}:v");
+    let first = c.push(0, image, &reference);
+    let secret = format!("pw-{}", berth_test_support::short_hash(&name));
+    ws.write("pw.txt", &secret);
+    let (app, other) = (format!("{name}-app"), format!("{name}-other"));
+    let file = |conf: &str| {
+        format!(
+            r#"name = "{name}"
+
+[configs.conf]
+content = "{conf}"
+
+[secrets.pw]
+file = "pw.txt"
+
+[services.app]
+image = "{reference}"
+configs = [{{ source = "conf", target = "/etc/app.conf", uid = 1, gid = 2, mode = "0440", reload = "SIGHUP" }}]
+secrets = [{{ source = "pw", target = "/etc/keys/pw", mode = "0400" }}]
+command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+stop_timeout = 2
+
+[services.other]
+image = "{reference}"
+command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+stop_timeout = 2
+"#
+        )
+    };
+    let path = ws.write("berth.toml", &file("conf-one"));
+    let path = path.to_str().unwrap_or_else(|| panic!("path"));
+    let never_shown = |out: &Output, what: &str| {
+        let text = show(out);
+        assert!(!text.contains(&secret), "{what} shows the secret:\n{text}");
+    };
+
+    let out = berth(&c, &ws, &["-f", path, "apply"]);
+    assert!(out.status.success(), "{}", show(&out));
+    never_shown(&out, "apply");
+    assert!(
+        !show(&out).contains("could not be asked"),
+        "the registry was reachable:\n{}",
+        show(&out)
+    );
+    // The spec runs the digest the registry gave; the secret is in no
+    // spec, label or env.
+    let spec = inspect_service(&c, &app);
+    assert!(!spec.contains(&secret), "service inspect shows the secret");
+    assert!(spec.contains(&format!("{reference}@{first}")), "{spec}");
+    let configs = objects_of(&c, "config", &name);
+    assert_eq!(configs.len(), 1, "{configs:?}");
+    assert!(
+        configs[0].starts_with(&format!("{name}_conf_")),
+        "{configs:?}"
+    );
+    let secrets = objects_of(&c, "secret", &name);
+    assert_eq!(secrets.len(), 1, "{secrets:?}");
+    assert!(
+        secrets[0].starts_with(&format!("{name}_pw_")),
+        "{secrets:?}"
+    );
+
+    // The task has both, with their owners and modes.
+    assert!(wait_for(WAIT, || running_on(&c, &app).is_some()));
+    let node = running_on(&c, &app).unwrap_or_else(|| panic!("no task of {app}"));
+    assert_eq!(
+        exec_on(
+            &c,
+            node,
+            &app,
+            "stat -c '%a %u:%g' /etc/app.conf /etc/keys/pw; cat /etc/app.conf; echo; cat /etc/keys/pw"
+        ),
+        format!("440 1:2\n400 0:0\nconf-one\n{secret}")
+    );
+
+    // Nothing new: plan says so, apply changes nothing.
+    let before = (version(&c, &app), version(&c, &other));
+    let out = berth(&c, &ws, &["-f", path, "plan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    never_shown(&out, "plan");
+    for args in [
+        &["plan", "-o", "json"][..],
+        &["ps"],
+        &["ps", "--output", "json"],
+        &["history"],
+    ] {
+        let out = berth(&c, &ws, &[&["-f", path][..], args].concat());
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+        never_shown(&out, &args.join(" "));
+    }
+    ok(&c, &ws, &["-f", path, "apply"]);
+    assert_eq!((version(&c, &app), version(&c, &other)), before);
+
+    // A config change rolls its user only (reload cannot reach tasks on
+    // other nodes) and the old config goes.
+    ws.write("berth.toml", &file("conf-two"));
+    let out = berth(&c, &ws, &["-f", path, "plan"]);
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("config conf: content changed"), "{text}");
+    assert!(text.contains("the service rolls"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "remove    config {} (no service uses it)",
+            configs[0]
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("create    config {name}_conf_")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("conf-two"),
+        "plan shows the content:\n{text}"
+    );
+    let out = berth(&c, &ws, &["-f", path, "apply"]);
+    assert!(out.status.success(), "{}", show(&out));
+    never_shown(&out, "apply");
+    assert_ne!(version(&c, &app), before.0, "app was not updated");
+    assert_eq!(version(&c, &other), before.1, "other was updated");
+    let now = objects_of(&c, "config", &name);
+    assert_eq!(now.len(), 1, "the old config was not removed: {now:?}");
+    assert_ne!(now, configs);
+    assert_eq!(objects_of(&c, "secret", &name), secrets);
+    let node = running_on(&c, &app).unwrap_or_else(|| panic!("no task of {app}"));
+    assert_eq!(exec_on(&c, node, &app, "cat /etc/app.conf"), "conf-two");
+
+    // The same tag pushed again: plan names both digests, apply rolls both
+    // services onto the new one, and once more is a no-op.
+    // (The newer build declares a volume: the spec is made from it, not
+    // from the manager's older copy of the tag.)
+    let newer = berth_test_support::busybox_image("swarmfiles-newer", "VOLUME /data");
+    c.load_image(&newer);
+    // Pushed from a worker: the manager's copy of the tag is the old one.
+    let second = c.push(1, &newer, &reference);
+    assert_ne!(first, second);
+    let out = berth(&c, &ws, &["-f", path, "plan"]);
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains(&format!(
+            "image: {reference}@{first} → {reference}@{second}"
+        )),
+        "{text}"
+    );
+    let before = (version(&c, &app), version(&c, &other));
+    ok(&c, &ws, &["-f", path, "apply"]);
+    assert_ne!(version(&c, &app), before.0);
+    assert_ne!(version(&c, &other), before.1);
+    let spec = inspect_service(&c, &other);
+    assert!(spec.contains(&format!("{reference}@{second}")), "{spec}");
+    assert!(spec.contains(r#""Target": "/data""#), "{spec}");
+    let before = (version(&c, &app), version(&c, &other));
+    let out = berth(&c, &ws, &["-f", path, "plan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    ok(&c, &ws, &["-f", path, "apply"]);
+    assert_eq!((version(&c, &app), version(&c, &other)), before);
+
+    // The registry gone: the services keep the digest they run (no
+    // change), and the plan says once that it could not ask.
+    c.stop_registry();
+    let out = berth(&c, &ws, &["-f", path, "plan"]);
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(text.matches("could not be asked").count(), 1, "{text}");
+    assert!(text.contains("keep the digest they run"), "{text}");
+
+    // A config made by hand under the name the next content would get is
+    // not taken over: plan and apply refuse, and change nothing.
+    let sum = Command::new("sh")
+        .args(["-c", "printf %s conf-three | sha256sum"])
+        .output()
+        .unwrap_or_else(|e| panic!("sha256sum: {e}"));
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    let squatter = format!("{name}_conf_{}", &sum[..12]);
+    let hand = ws.write("hand.txt", "by hand");
+    c.docker_ok(0, &["config", "create", &squatter, &hand.to_string_lossy()]);
+    ws.write("berth.toml", &file("conf-three"));
+    for cmd in ["plan", "apply"] {
+        let out = berth(&c, &ws, &["-f", path, cmd]);
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        assert!(
+            show(&out).contains(&format!("config {squatter} exists on the swarm")),
+            "{}",
+            show(&out)
+        );
+    }
+    assert_eq!((version(&c, &app), version(&c, &other)), before);
+    c.docker_ok(0, &["config", "rm", &squatter]);
+
+    let out = berth(&c, &ws, &["-f", path, "destroy"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(services_of(&c, &name).is_empty());
+    assert!(objects_of(&c, "config", &name).is_empty());
+    assert!(objects_of(&c, "secret", &name).is_empty());
+    // The registry goes with the cluster.
+    let tag = c.tag.clone();
+    drop(c);
+    let left = berth_test_support::swarm::leftovers(&tag);
+    assert!(left.is_empty(), "the cluster left things behind: {left:?}");
 }
 
 /// The deployment's networks on the swarm.

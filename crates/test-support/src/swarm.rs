@@ -20,6 +20,12 @@
 //!   flag.
 //! - No registry is reachable: [`SwarmCluster::load_image`] copies an image
 //!   from the host engine (`docker save` | `docker load`) into every node.
+//!   [`SwarmCluster::start_registry`] runs a registry (Debian's
+//!   `docker-registry`) in the bridge's namespace on [`REGISTRY`], which
+//!   every node reaches and trusts over plain HTTP (`insecure-registries`
+//!   in each engine's configuration); [`SwarmCluster::push`] pushes to it
+//!   from a node. The host's loopback (where `Registry` listens) is not
+//!   seen from the nodes' namespaces.
 //! - Services reached by name over an overlay network need `--endpoint-mode
 //!   dnsrr` here: the default virtual IP needs IPVS, which this kind of
 //!   machine lacks (the name resolves, nothing answers). For the same reason
@@ -87,6 +93,9 @@ pub const DATA_ROOT: &str = "/var/tmp/berth-swarm";
 /// The nodes' subnet (inside the cluster's own namespaces only): a range
 /// reserved for network tests, which no engine address pool uses.
 const SUBNET: &str = "198.18.0";
+/// `host:port` of the cluster's registry (see [`SwarmCluster::start_registry`]),
+/// on the bridge's address.
+pub const REGISTRY: &str = "198.18.0.1:5000";
 /// How long an engine may take to answer, and a node to reach a state.
 pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -97,6 +106,8 @@ pub struct SwarmCluster {
     nodes: Vec<Node>,
     /// Image tags already loaded into every node.
     loaded: Mutex<Vec<String>>,
+    /// The registry in the bridge's namespace, once started.
+    registry: Mutex<Option<Child>>,
 }
 
 struct Node {
@@ -138,6 +149,7 @@ impl SwarmCluster {
                 .collect(),
             tag,
             loaded: Mutex::new(Vec::new()),
+            registry: Mutex::new(None),
         };
         // From here on, a panic drops `cluster`, which removes everything.
         cluster.write_owner();
@@ -266,6 +278,92 @@ impl SwarmCluster {
         });
         let _ = std::fs::remove_file(&archive);
         loaded.push(image.to_string());
+    }
+
+    /// Start the cluster's registry (once): Debian's `docker-registry` in
+    /// the bridge's namespace, listening on [`REGISTRY`], its storage under
+    /// the cluster's data directory. Returns [`REGISTRY`] once it answers.
+    pub fn start_registry(&self) -> &'static str {
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if registry.is_some() {
+            return REGISTRY;
+        }
+        let bin = Path::new("/usr/bin/docker-registry");
+        assert!(
+            bin.exists(),
+            "{} is missing: install Debian's docker-registry (scripts/install-deps)",
+            bin.display()
+        );
+        let run = Path::new(RUN_ROOT).join(&self.tag).join("registry");
+        let data = Path::new(DATA_ROOT).join(&self.tag).join("registry");
+        create_dir(&run);
+        create_dir(&data);
+        let config = run.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {REGISTRY}\n",
+                data.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("cannot write the registry configuration: {e}"));
+        let log = std::fs::File::create(run.join("registry.log"))
+            .unwrap_or_else(|e| panic!("cannot open the registry log: {e}"));
+        let err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot open the registry log: {e}"));
+        // Its command line names the cluster's directory: teardown finds it.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.bridge_netns()))
+            .arg("--")
+            .arg(bin)
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start docker-registry: {e}"));
+        *registry = Some(child);
+        let (addr, port) = REGISTRY.split_once(':').unwrap_or((REGISTRY, "5000"));
+        let port: u16 = port.parse().unwrap_or(5000);
+        let up = crate::wait_for(ENGINE_TIMEOUT, || {
+            self.http_get(addr, port, "/v2/")
+                .is_some_and(|r| r.starts_with("HTTP/"))
+        });
+        assert!(
+            up,
+            "the registry did not answer on {REGISTRY}:\n{}",
+            std::fs::read_to_string(run.join("registry.log")).unwrap_or_default()
+        );
+        REGISTRY
+    }
+
+    /// Stop the registry [`start_registry`](Self::start_registry) started
+    /// (its storage stays until the cluster goes).
+    pub fn stop_registry(&self) {
+        if let Some(mut child) = self
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Tag the image `local` (on `node` already) as `reference` there and
+    /// push it (to [`REGISTRY`]). Returns the digest the registry gave it.
+    pub fn push(&self, node: usize, local: &str, reference: &str) -> String {
+        self.docker_ok(node, &["tag", local, reference]);
+        let out = self.docker_ok(node, &["push", reference]);
+        out.lines()
+            .filter_map(|l| l.split("digest: ").nth(1))
+            .filter_map(|d| d.split_whitespace().next())
+            .next_back()
+            .unwrap_or_else(|| panic!("docker push {reference} named no digest:\n{out}"))
+            .to_string()
     }
 
     /// Kill a node's engine (SIGKILL, as a crash) and the containerd it
@@ -423,6 +521,7 @@ impl SwarmCluster {
         let config = serde_json::json!({
             "storage-driver": host_storage_driver(),
             "deprecated-key-path": n.run.join("key.json"),
+            "insecure-registries": [REGISTRY],
         });
         std::fs::write(n.run.join("daemon.json"), config.to_string())
             .unwrap_or_else(|e| panic!("cannot write the engine configuration: {e}"));
@@ -539,6 +638,7 @@ impl SwarmCluster {
 
 impl Drop for SwarmCluster {
     fn drop(&mut self) {
+        self.stop_registry();
         for n in &self.nodes {
             if let Some(mut child) = n.engine.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 let _ = child.kill();

@@ -6,12 +6,18 @@
 //! complete. An update whose task fails is rolled back by Swarm (the
 //! service's update config); the apply then fails naming the task, its node
 //! and its error.
+//!
+//! The configs and secrets of the services to create or update are made
+//! first (Swarm objects named after their content; one that exists is
+//! kept); once every service converged, the deployment's objects that no
+//! service uses any more are removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
-use crate::engine::services::{TaskInfo, UpdateStatus};
+use crate::engine::services::{ObjectIds, TaskInfo, UpdateStatus};
+use crate::engine::swarm_files::Removed;
 use crate::error::{Error, Result};
 use crate::instance::SwarmSpec;
 use crate::plan::Action;
@@ -30,6 +36,9 @@ const FAILED_TASKS: usize = 3;
 pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) -> Result<()> {
     let engine = step.engine;
     let report = step.report;
+    // Before anything else changes: a config or secret that cannot be made
+    // stops the apply with the swarm as it was.
+    let ids = ensure_files(step, desired).await?;
     for item in step.plan.with_action(Action::Remove) {
         engine.remove_service(&item.container).await?;
         report(format!("removed service {}", item.container));
@@ -60,7 +69,7 @@ pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) ->
                 continue;
             };
             if item.action == Action::Create {
-                engine.create_service(spec, step.revision).await?;
+                engine.create_service(spec, step.revision, &ids).await?;
                 report(format!("created service {}", spec.name));
                 changed.push((spec, None, true));
             } else {
@@ -68,7 +77,7 @@ pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) ->
                     Error::Runtime(format!("service {} disappeared while applying", spec.name))
                 })?;
                 engine
-                    .update_service(spec, live.version, step.revision)
+                    .update_service(spec, live.version, step.revision, &ids)
                     .await?;
                 report(format!("updating service {}", spec.name));
                 changed.push((spec, live.update, false));
@@ -80,6 +89,85 @@ pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) ->
                 "service {}: {} of {} running",
                 spec.name, spec.replicas, spec.replicas
             ));
+        }
+    }
+    prune_files(engine, &step.deployment.name, desired, report).await
+}
+
+/// Make sure the configs and secrets of the services the plan creates or
+/// updates exist on the swarm; their IDs.
+async fn ensure_files(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) -> Result<ObjectIds> {
+    let mut ids = ObjectIds::new();
+    for item in step
+        .plan
+        .instances
+        .iter()
+        .filter(|i| matches!(i.action, Action::Create | Action::Recreate))
+    {
+        let Some(spec) = desired.get(&item.service) else {
+            continue;
+        };
+        for f in &spec.files {
+            let key = (f.kind, f.object.clone());
+            if ids.contains_key(&key) {
+                continue;
+            }
+            let content = spec.content(f).ok_or_else(|| {
+                Error::Runtime(format!(
+                    "service {}: the content of {} {} is not at hand; run `berth apply` with the deployment file",
+                    spec.name,
+                    f.kind.as_str(),
+                    f.name
+                ))
+            })?;
+            let (id, created) = step
+                .engine
+                .ensure_swarm_file(
+                    &spec.deployment,
+                    f.kind,
+                    &f.name,
+                    &f.object,
+                    content,
+                    step.revision,
+                )
+                .await?;
+            if created {
+                (step.report)(format!("created {} {}", f.kind.as_str(), f.object));
+            }
+            ids.insert(key, id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Remove `deployment`'s configs and secrets that no service of `desired`
+/// uses (all of them converged: nothing runs the old ones). One the swarm
+/// still finds in use (a service changed by hand) is kept and said so.
+async fn prune_files(
+    engine: &Engine,
+    deployment: &str,
+    desired: &BTreeMap<String, SwarmSpec>,
+    report: &Reporter,
+) -> Result<()> {
+    let used: BTreeSet<_> = desired
+        .values()
+        .flat_map(|s| s.files.iter().map(|f| (f.kind, f.object.clone())))
+        .collect();
+    for o in engine.list_swarm_files(deployment).await? {
+        if used.contains(&(o.kind, o.name.clone())) {
+            continue;
+        }
+        match engine.remove_swarm_file(o.kind, &o.id).await? {
+            Removed::Removed => report(format!(
+                "removed {} {} (no service uses it)",
+                o.kind.as_str(),
+                o.name
+            )),
+            Removed::InUse(why) => report(format!(
+                "kept {} {}: the swarm still has it in use ({why})",
+                o.kind.as_str(),
+                o.name
+            )),
         }
     }
     Ok(())

@@ -13,28 +13,123 @@
 //! of each service's spec, so a plan shows their changes. A plan refuses a
 //! placement of host-mode ports the swarm's nodes cannot hold
 //! ([`plan::check_placement`]).
+//!
+//! Image tags are resolved to digests when planning ([`resolve_images`]):
+//! each service runs `image:tag@sha256:...`, so an apply after a push to
+//! the same tag rolls the services using it, and one with nothing new is a
+//! no-op. Configs and secrets are Swarm configs and secrets named after
+//! their content: a change is a new object, which rolls the services using
+//! it; objects nothing uses any more are removed once the apply converged.
 
 pub mod converge;
 pub mod ops;
 pub mod plan;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::deployment::{Deployment, InstanceRef};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::instance::{InstanceSpec, Integration, SwarmSpec};
+use crate::names;
 use crate::plan::{Plan, Supervision};
 use crate::state::StateDir;
 use crate::target::{Control, Step, Target};
 
 /// See the module documentation.
 #[derive(Debug, Default)]
-pub struct Swarm;
+pub struct Swarm {
+    /// The image digests the last plan chose, by Swarm service (`None`: the
+    /// tag as the nodes have it): what the apply that planned deploys, even
+    /// when the tag moves meanwhile.
+    digests: Mutex<BTreeMap<String, Option<String>>>,
+}
+
+/// How long the registry may take to name one image's digest.
+const DIGEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Resolve the image tag of every service in `desired` to the digest its
+/// registry serves now, asking once per image (all at once) through the
+/// manager's engine (distribution inspect). An image the registry cannot
+/// be asked about keeps the digest its live service runs, if it runs the
+/// same image, else its tag as today; each such image is one warning.
+/// Returns the digest each service runs (by Swarm service) and the warnings.
+pub async fn resolve_images(
+    engine: &Engine,
+    desired: &mut BTreeMap<String, SwarmSpec>,
+    observed: &plan::Observed,
+) -> (BTreeMap<String, Option<String>>, Vec<String>) {
+    let images: std::collections::BTreeSet<String> = desired
+        .values()
+        // A digest, or an image ID (a rollback pins the one it ran), names
+        // one image already.
+        .filter(|s| !s.image.contains('@') && !s.image.starts_with("sha256:"))
+        .map(|s| s.image.clone())
+        .collect();
+    let found: BTreeMap<String, std::result::Result<String, String>> =
+        futures_util::future::join_all(images.into_iter().map(|image| async move {
+            let r = match tokio::time::timeout(DIGEST_TIMEOUT, engine.registry_digest(&image)).await
+            {
+                Ok(Ok(d)) => Ok(d),
+                // What the registry (or the way to it) said, without berth's
+                // context (the warning gives its own).
+                Ok(Err(Error::Engine {
+                    source: bollard::errors::Error::DockerResponseServerError { message, .. },
+                    ..
+                })) => Err(message),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {}s", DIGEST_TIMEOUT.as_secs())),
+            };
+            (image, r)
+        }))
+        .await
+        .into_iter()
+        .collect();
+    let mut warnings = Vec::new();
+    let mut kept_any: BTreeMap<String, bool> = BTreeMap::new();
+    for spec in desired.values_mut() {
+        match found.get(&spec.image) {
+            Some(Ok(d)) => spec.image_digest = Some(d.clone()),
+            Some(Err(_)) => {
+                // What the live service runs, if it runs this image.
+                let live = observed
+                    .services
+                    .get(&spec.name)
+                    .and_then(|l| l.labels.get(names::LABEL_SWARM_SPEC))
+                    .and_then(|t| serde_json::from_str::<SwarmSpec>(t).ok())
+                    .filter(|r| r.image == spec.image)
+                    .and_then(|r| r.image_digest);
+                *kept_any.entry(spec.image.clone()).or_default() |= live.is_some();
+                spec.image_digest = live;
+            }
+            None => {}
+        }
+    }
+    for (image, r) in &found {
+        if let Err(e) = r {
+            let what = if kept_any.get(image).copied().unwrap_or(false) {
+                "services already running it keep the digest they run, new ones run the tag as each node has it"
+            } else {
+                "its services run the tag as each node has it, and a push to the same tag is not picked up"
+            };
+            warnings.push(format!(
+                "image {image}: the registry could not be asked for the digest of its tag ({}); {what}",
+                e.trim()
+            ));
+        }
+    }
+    let digests = desired
+        .values()
+        .map(|s| (s.name.clone(), s.image_digest.clone()))
+        .collect();
+    (digests, warnings)
+}
 
 impl Swarm {
     pub fn new() -> Self {
-        Swarm
+        Self::default()
     }
 
     /// One [`SwarmSpec`] per service of `deployment`, by service name, from
@@ -74,9 +169,6 @@ impl Target for Swarm {
                     svc.name
                 )))
             };
-            if !svc.configs.is_empty() || !svc.secrets.is_empty() {
-                return refuse("configs and secrets");
-            }
             if !svc.ssh.is_empty() {
                 return refuse("ssh access");
             }
@@ -148,11 +240,42 @@ impl Target for Swarm {
         _supervision: &Supervision,
     ) -> Result<Plan> {
         engine.require_manager().await?;
-        let desired = self.services(deployment, specs);
+        let mut desired = self.services(deployment, specs);
         let nodes = engine.list_nodes().await?;
         plan::check_placement(&desired, &nodes)?;
         let observed = plan::observe(engine, deployment, &desired).await?;
-        plan::diff(deployment, &desired, &observed, missing_images)
+        let (digests, warnings) = resolve_images(engine, &mut desired, &observed).await;
+        *self.digests.lock().unwrap_or_else(|p| p.into_inner()) = digests;
+        let mut plan = plan::diff(deployment, &desired, &observed, missing_images)?;
+        plan.warnings = warnings;
+        Ok(plan)
+    }
+
+    /// Tags whose registry digest is not the one the manager's copy came
+    /// from: the services will run the registry's, so what the image
+    /// declares (its `VOLUME`s, health check) is read from that. Images
+    /// whose registry cannot be asked are left as they are (the plan warns).
+    async fn images_to_refresh(&self, engine: &Engine, references: &[String]) -> Vec<String> {
+        let tags: std::collections::BTreeSet<&String> = references
+            .iter()
+            .filter(|r| !r.contains('@') && !r.starts_with("sha256:"))
+            .collect();
+        let stale = futures_util::future::join_all(tags.into_iter().map(|r| async move {
+            let Ok(Some(local)) = engine.image_info(r).await else {
+                return None;
+            };
+            let (repo, _) = crate::engine::images::split_reference(r);
+            let have = engine
+                .repo_digests(&local.id, &repo)
+                .await
+                .unwrap_or_default();
+            match tokio::time::timeout(DIGEST_TIMEOUT, engine.registry_digest(r)).await {
+                Ok(Ok(d)) if !have.contains(&d) => Some(r.clone()),
+                _ => None,
+            }
+        }))
+        .await;
+        stale.into_iter().flatten().collect()
     }
 
     async fn ensure_network(&self, engine: &Engine, deployment: &Deployment) -> Result<String> {
@@ -160,7 +283,24 @@ impl Target for Swarm {
     }
 
     async fn converge(&self, step: &Step<'_>) -> Result<Vec<String>> {
-        let desired = self.services(step.deployment, step.specs);
+        let mut desired = self.services(step.deployment, step.specs);
+        // The digests the plan showed; resolved now if it did not run.
+        let digests = self
+            .digests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if desired.values().all(|s| digests.contains_key(&s.name)) {
+            for s in desired.values_mut() {
+                s.image_digest = digests.get(&s.name).cloned().flatten();
+            }
+        } else {
+            let observed = plan::observe(step.engine, step.deployment, &desired).await?;
+            let (_, warnings) = resolve_images(step.engine, &mut desired, &observed).await;
+            for w in warnings {
+                (step.report)(format!("warning: {w}"));
+            }
+        }
         converge::converge(step, &desired).await?;
         Ok(Vec::new())
     }
@@ -262,6 +402,7 @@ mod tests {
             service: "s".into(),
             name: "d-s".into(),
             image: "busybox".into(),
+            image_digest: None,
             replicas: 1,
             command: None,
             entrypoint: None,
@@ -278,14 +419,17 @@ mod tests {
             stop_timeout: 10,
             health: None,
             pinned_by: None,
+            files: Vec::new(),
+            contents: Default::default(),
         }
     }
 
     /// The task template of the service spec, without berth's labels (which
     /// record the whole spec, and so differ whatever the mapping does).
     fn task_template(settings: ContainerSettings) -> serde_json::Value {
-        let spec = crate::engine::services::service_spec(&swarm_spec(settings), 1)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let spec =
+            crate::engine::services::service_spec(&swarm_spec(settings), 1, &Default::default())
+                .unwrap_or_else(|e| panic!("{e}"));
         let mut t = serde_json::to_value(spec.task_template).unwrap_or_default();
         if let Some(c) = t.get_mut("ContainerSpec").and_then(|c| c.as_object_mut()) {
             c.remove("Labels");
@@ -307,6 +451,58 @@ mod tests {
             s.settings = settings;
         }
         d
+    }
+
+    #[test]
+    fn files_are_referenced_by_id_with_owner_and_mode_and_the_image_by_digest() {
+        use crate::deployment::FileKind;
+        use crate::instance::swarm::SwarmFile;
+        let mut spec = swarm_spec(ContainerSettings::default());
+        spec.image_digest = Some("sha256:abc".into());
+        for (kind, name, target) in [
+            (FileKind::Config, "conf", "/etc/app.conf"),
+            (FileKind::Secret, "pw", "/run/secrets/pw"),
+        ] {
+            spec.files.push(SwarmFile {
+                kind,
+                name: name.into(),
+                object: format!("d_{name}_0123"),
+                target: target.into(),
+                uid: 7,
+                gid: 8,
+                mode: 0o440,
+                digest: String::new(),
+                reload: None,
+            });
+        }
+        let none = crate::engine::services::service_spec(&spec, 1, &Default::default());
+        assert!(
+            none.err()
+                .is_some_and(|e| e.to_string().contains("d_conf_0123")),
+            "a spec without the config's ID"
+        );
+        let ids = BTreeMap::from([
+            (
+                (FileKind::Config, "d_conf_0123".to_string()),
+                "cid".to_string(),
+            ),
+            (
+                (FileKind::Secret, "d_pw_0123".to_string()),
+                "sid".to_string(),
+            ),
+        ]);
+        let made =
+            crate::engine::services::service_spec(&spec, 1, &ids).unwrap_or_else(|e| panic!("{e}"));
+        let c = serde_json::to_value(made.task_template.and_then(|t| t.container_spec))
+            .unwrap_or_default();
+        assert_eq!(c["Image"], "busybox@sha256:abc");
+        let file =
+            serde_json::json!({"Name": "/etc/app.conf", "UID": "7", "GID": "8", "Mode": 0o440});
+        assert_eq!(c["Configs"][0]["File"], file);
+        assert_eq!(c["Configs"][0]["ConfigID"], "cid");
+        assert_eq!(c["Configs"][0]["ConfigName"], "d_conf_0123");
+        assert_eq!(c["Secrets"][0]["File"]["Name"], "/run/secrets/pw");
+        assert_eq!(c["Secrets"][0]["SecretID"], "sid");
     }
 
     #[test]
@@ -356,7 +552,8 @@ mod tests {
             false,
             false,
         );
-        let s = crate::engine::services::service_spec(&spec, 1).unwrap_or_else(|e| panic!("{e}"));
+        let s = crate::engine::services::service_spec(&spec, 1, &Default::default())
+            .unwrap_or_else(|e| panic!("{e}"));
         let u = serde_json::to_value(s.update_config).unwrap_or_default();
         assert_eq!(u["Order"], "start-first", "{u}");
         assert_eq!(u["Parallelism"], 2, "{u}");

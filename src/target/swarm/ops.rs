@@ -361,13 +361,16 @@ impl TaskStream {
 pub struct Destroyed {
     pub services: Vec<String>,
     pub network: bool,
+    /// Configs and secrets removed (`config <name>`).
+    pub files: Vec<String>,
 }
 
 /// How long the network may stay in use by stopping tasks.
 const NETWORK_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Remove `deployment`'s services and its network from the swarm, and its
-/// applied revisions from `state`. Volumes stay (they live on each node).
+/// Remove `deployment`'s services, its configs and secrets and its network
+/// from the swarm, and its applied revisions from `state`. Volumes stay
+/// (they live on each node).
 pub async fn destroy(
     engine: &Engine,
     state: &StateDir,
@@ -391,6 +394,28 @@ pub async fn destroy(
         engine.remove_service(&svc.name).await?;
         report(format!("removed service {}", svc.name));
         out.services.push(svc.name);
+    }
+    // The services that used them are gone (the swarm checks services,
+    // not tasks).
+    for o in engine.list_swarm_files(deployment).await? {
+        let deadline = Instant::now() + NETWORK_TIMEOUT;
+        loop {
+            match engine.remove_swarm_file(o.kind, &o.id).await? {
+                crate::engine::swarm_files::Removed::Removed => break,
+                crate::engine::swarm_files::Removed::InUse(why) => {
+                    if Instant::now() > deadline {
+                        return Err(Error::Runtime(format!(
+                            "{} {} is still in use after the deployment's services were removed: {why}",
+                            o.kind.as_str(),
+                            o.name
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+        report(format!("removed {} {}", o.kind.as_str(), o.name));
+        out.files.push(format!("{} {}", o.kind.as_str(), o.name));
     }
     // The network is in use until the removed services' tasks are gone.
     let network = names::network_name(deployment);

@@ -7,14 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::deployment::Deployment;
+use crate::deployment::{Deployment, FileKind};
 use crate::engine::Engine;
 use crate::engine::networks::network_conflict;
 use crate::engine::services::{NodeInfo, ServiceInfo};
+use crate::engine::swarm_files::SwarmObject;
 use crate::error::{Error, Result};
 use crate::instance::{Integration, SwarmSpec};
 use crate::names;
-use crate::plan::{Action, InstancePlan, Labels, Plan};
+use crate::plan::{Action, InstancePlan, Labels, ObjectChange, Plan};
 
 /// What is on the swarm for a plan.
 #[derive(Debug, Default)]
@@ -25,6 +26,11 @@ pub struct Observed {
     pub others: BTreeMap<String, ServiceInfo>,
     /// The deployment network's labels, if it exists.
     pub network: Option<Labels>,
+    /// Configs and secrets of other owners under a name a desired service
+    /// uses: kind, name, and the deployment they belong to (if any).
+    pub other_files: Vec<(FileKind, String, Option<String>)>,
+    /// The deployment's configs and secrets.
+    pub files: Vec<SwarmObject>,
 }
 
 /// Read what [`diff`] compares `desired` against.
@@ -50,10 +56,26 @@ pub async fn observe(
     let network = engine
         .network_labels(&names::network_name(&deployment.name))
         .await?;
+    let mut other_files = Vec::new();
+    let objects: std::collections::BTreeSet<(FileKind, String)> = desired
+        .values()
+        .flat_map(|s| s.files.iter().map(|f| (f.kind, f.object.clone())))
+        .collect();
+    for (kind, object) in objects {
+        if let Some(o) = engine.swarm_file(kind, &object).await? {
+            let owner = o.labels.get(names::LABEL_DEPLOYMENT).cloned();
+            if owner.as_deref() != Some(deployment.name.as_str()) {
+                other_files.push((kind, object, owner));
+            }
+        }
+    }
+    let files = engine.list_swarm_files(&deployment.name).await?;
     Ok(Observed {
         services,
         others,
         network,
+        other_files,
+        files,
     })
 }
 
@@ -75,6 +97,18 @@ pub fn diff(
         return Err(Error::Conflict(format!(
             "service {service} exists on the swarm and belongs to {owner}, but deployment {name} would use that name. \
              Nothing was changed: rename the deployment (--name)"
+        )));
+    }
+    if let Some((kind, object, owner)) = observed.other_files.first() {
+        let owner = owner
+            .as_ref()
+            .map(|d| format!("deployment {}", d.escape_debug()))
+            .unwrap_or_else(|| "no berth deployment (made by hand?)".into());
+        return Err(Error::Conflict(format!(
+            "{} {object} exists on the swarm and belongs to {owner}, but deployment {name} would use that name. \
+             Nothing was changed: remove it (docker {} rm {object}) or rename the deployment (--name)",
+            kind.as_str(),
+            kind.as_str()
         )));
     }
     let network = names::network_name(name);
@@ -131,6 +165,33 @@ pub fn diff(
             previous: None,
         });
     }
+    // Configs and secrets: the desired ones missing are made, those no
+    // desired service uses go once the apply converged.
+    let wanted: std::collections::BTreeSet<(FileKind, &str)> = desired
+        .values()
+        .flat_map(|s| s.files.iter().map(|f| (f.kind, f.object.as_str())))
+        .collect();
+    let mut objects = Vec::new();
+    for (kind, object) in &wanted {
+        if !observed
+            .files
+            .iter()
+            .any(|o| o.kind == *kind && o.name == *object)
+        {
+            objects.push(ObjectChange {
+                action: Action::Create,
+                object: format!("{} {object}", kind.as_str()),
+            });
+        }
+    }
+    for o in &observed.files {
+        if !wanted.contains(&(o.kind, o.name.as_str())) {
+            objects.push(ObjectChange {
+                action: Action::Remove,
+                object: format!("{} {} (no service uses it)", o.kind.as_str(), o.name),
+            });
+        }
+    }
     Ok(Plan {
         deployment: name.clone(),
         integration: Integration::Swarm,
@@ -142,6 +203,8 @@ pub fn diff(
         units_to_remove: Vec::new(),
         schedule_units: Vec::new(),
         settings_changes: Vec::new(),
+        objects,
+        warnings: Vec::new(),
     })
 }
 
@@ -421,5 +484,85 @@ mod tests {
         // Pinned to a node that is down: it waits for it, not refused.
         nodes[0].state = "down".into();
         assert!(check(vec![pinned("x")], &nodes).is_ok());
+    }
+
+    fn deployment() -> Deployment {
+        serde_json::from_value(serde_json::json!({"name": "d", "services": {}}))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Service `s` of deployment `d` mounting config `conf` as `object`.
+    fn desired(object: &str) -> BTreeMap<String, SwarmSpec> {
+        let spec: SwarmSpec = serde_json::from_value(serde_json::json!({
+            "deployment": "d", "service": "s", "name": "d-s", "image": "i",
+            "replicas": 1, "network": "d", "endpoint_mode": "dnsrr",
+            "restart": "always", "stop_timeout": 1,
+            "files": [{"kind": "config", "name": "conf", "object": object,
+                       "target": "/c", "uid": 0, "gid": 0, "mode": 292}]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        BTreeMap::from([("s".to_string(), spec)])
+    }
+
+    fn object(name: &str, owner: Option<&str>) -> SwarmObject {
+        SwarmObject {
+            kind: FileKind::Config,
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels: owner
+                .map(|o| (names::LABEL_DEPLOYMENT.to_string(), o.to_string()))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn configs_to_make_and_to_remove_are_in_the_plan() {
+        let observed = Observed {
+            files: vec![object("d_conf_old", Some("d"))],
+            ..Default::default()
+        };
+        let plan = diff(&deployment(), &desired("d_conf_new"), &observed, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            plan.objects,
+            [
+                ObjectChange {
+                    action: Action::Create,
+                    object: "config d_conf_new".into()
+                },
+                ObjectChange {
+                    action: Action::Remove,
+                    object: "config d_conf_old (no service uses it)".into()
+                }
+            ]
+        );
+        assert!(plan.render().contains("  remove    config d_conf_old"));
+        // In use and there: nothing to do for it.
+        let observed = Observed {
+            files: vec![object("d_conf_new", Some("d"))],
+            ..Default::default()
+        };
+        let plan = diff(&deployment(), &desired("d_conf_new"), &observed, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(plan.objects.is_empty(), "{:?}", plan.objects);
+    }
+
+    #[test]
+    fn a_config_of_another_owner_under_a_name_the_deployment_uses_is_a_conflict() {
+        let observed = Observed {
+            other_files: vec![(FileKind::Config, "d_conf_new".into(), None)],
+            ..Default::default()
+        };
+        let err = diff(&deployment(), &desired("d_conf_new"), &observed, &[])
+            .err()
+            .unwrap_or_else(|| panic!("no conflict"));
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        assert!(
+            err.to_string().contains(
+                "config d_conf_new exists on the swarm and belongs to no berth deployment"
+            ),
+            "{err}"
+        );
     }
 }
