@@ -162,6 +162,13 @@ impl Target for Swarm {
     /// What this slice of the swarm target cannot run yet is refused
     /// before anything is touched.
     fn check(&self, deployment: &Deployment) -> Result<()> {
+        // Nothing on a swarm would run the schedule; silently never
+        // updating would be worse than saying so.
+        if let Some(first) = deployment.auto_update_services().first() {
+            return Err(Error::Usage(format!(
+                "service {first}: auto_update is not available on a swarm yet (run `berth apply --target swarm` after pushing a new image: apply resolves tags to digests)"
+            )));
+        }
         for svc in deployment.services.values() {
             let refuse = |what: &str| {
                 Err(Error::Usage(format!(
@@ -587,5 +594,22 @@ mod tests {
             .err()
             .unwrap_or_else(|| panic!("a port address accepted"));
         assert!(err.to_string().contains("port 127.0.0.1:8080:80"), "{err}");
+    }
+
+    #[test]
+    fn auto_update_is_refused_on_a_swarm() {
+        let mut d = deployment_with(ContainerSettings::default());
+        Swarm::new()
+            .check(&d)
+            .unwrap_or_else(|e| panic!("plain deployment refused: {e}"));
+        if let Some(s) = d.services.get_mut("s") {
+            s.auto_update = Some(true);
+        }
+        let err = Swarm::new()
+            .check(&d)
+            .err()
+            .unwrap_or_else(|| panic!("auto_update accepted"));
+        assert!(err.to_string().contains("service s: auto_update"), "{err}");
+        assert_eq!(err.exit_code(), 2);
     }
 }
