@@ -305,33 +305,44 @@ impl Engine {
         name: &str,
         opts: &LogOptions,
     ) -> impl Stream<Item = Result<LogChunk>> + Send + 'static {
-        let tail = opts
-            .tail
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "all".into());
-        let o = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .follow(opts.follow)
-            .timestamps(opts.timestamps)
-            .tail(&tail)
-            .build();
         let name_owned = name.to_string();
-        self.docker().logs(name, Some(o)).filter_map(move |item| {
-            let name = name_owned.clone();
-            async move {
-                use bollard::container::LogOutput;
-                match item {
-                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                        Some(Ok(LogChunk::Stdout(message.to_vec())))
-                    }
-                    Ok(LogOutput::StdErr { message }) => {
-                        Some(Ok(LogChunk::Stderr(message.to_vec())))
-                    }
-                    Ok(LogOutput::StdIn { .. }) => None,
-                    Err(e) => Some(Err(Error::engine(format!("reading the logs of {name}"), e))),
-                }
-            }
-        })
+        self.docker()
+            .logs(name, Some(logs_options(opts)))
+            .filter_map(move |item| {
+                let what = name_owned.clone();
+                async move { log_chunk(item, &what) }
+            })
+    }
+}
+
+/// The engine's log query for `opts` (a container's logs and a task's alike).
+pub(crate) fn logs_options(opts: &LogOptions) -> bollard::query_parameters::LogsOptions {
+    let tail = opts
+        .tail
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "all".into());
+    LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .follow(opts.follow)
+        .timestamps(opts.timestamps)
+        .tail(&tail)
+        .build()
+}
+
+/// One frame of a log stream of `what`, as a chunk (`None`: stdin, never
+/// shown).
+pub(crate) fn log_chunk(
+    item: std::result::Result<bollard::container::LogOutput, bollard::errors::Error>,
+    what: &str,
+) -> Option<Result<LogChunk>> {
+    use bollard::container::LogOutput;
+    match item {
+        Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+            Some(Ok(LogChunk::Stdout(message.to_vec())))
+        }
+        Ok(LogOutput::StdErr { message }) => Some(Ok(LogChunk::Stderr(message.to_vec()))),
+        Ok(LogOutput::StdIn { .. }) => None,
+        Err(e) => Some(Err(Error::engine(format!("reading the logs of {what}"), e))),
     }
 }

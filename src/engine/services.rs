@@ -16,8 +16,7 @@ use bollard::models::{
     TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use bollard::query_parameters::{
-    ListServicesOptionsBuilder, ListTasksOptionsBuilder, LogsOptionsBuilder,
-    UpdateServiceOptionsBuilder,
+    ListServicesOptionsBuilder, ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
 };
 use futures_util::{Stream, StreamExt};
 
@@ -559,38 +558,12 @@ impl Engine {
         task_id: &str,
         opts: &LogOptions,
     ) -> impl Stream<Item = Result<LogChunk>> + Send + 'static {
-        let tail = opts
-            .tail
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "all".into());
-        let o = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .follow(opts.follow)
-            .timestamps(opts.timestamps)
-            .tail(&tail)
-            .build();
-        let id = task_id.to_string();
+        let what = format!("task {task_id}");
         self.docker()
-            .task_logs(task_id, Some(o))
+            .task_logs(task_id, Some(super::ops::logs_options(opts)))
             .filter_map(move |item| {
-                let id = id.clone();
-                async move {
-                    use bollard::container::LogOutput;
-                    match item {
-                        Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                            Some(Ok(LogChunk::Stdout(message.to_vec())))
-                        }
-                        Ok(LogOutput::StdErr { message }) => {
-                            Some(Ok(LogChunk::Stderr(message.to_vec())))
-                        }
-                        Ok(LogOutput::StdIn { .. }) => None,
-                        Err(e) => Some(Err(Error::engine(
-                            format!("reading the logs of task {id}"),
-                            e,
-                        ))),
-                    }
-                }
+                let what = what.clone();
+                async move { super::ops::log_chunk(item, &what) }
             })
     }
 }
