@@ -399,6 +399,14 @@ fn update_of_the_applied_deployment_needs_no_file_and_auto_takes_only_the_servic
             "name = \"{name}\"\n[services.a]\nimage = \"{ia}\"\nauto_update = true\n{sleeper}\n[services.b]\nimage = \"{ib}\"\n{sleeper}\n"
         ),
     );
+    // A swarm has its own way to update (exit 2 before the engine is asked).
+    let out = run(&ws, &["update", "--target", "swarm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("berth apply --target swarm"),
+        "{}",
+        show(&out)
+    );
     // --integration docker has nothing to run the schedule with.
     let out = run(&ws, &["apply", "--integration", "docker"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
