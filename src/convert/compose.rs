@@ -143,6 +143,7 @@ fn service(
         auto_update,
         update_config,
         endpoint_mode,
+        placement,
     } = svc;
     let r = &mut out.report;
     let n = Some(name.as_str());
@@ -160,6 +161,9 @@ fn service(
     }
     if let Some(e) = endpoint_mode {
         deploy.insert("endpoint_mode".into(), s(e.as_str()));
+    }
+    if !placement.is_empty() {
+        deploy.insert("placement".into(), json!({ "constraints": placement }));
     }
     if !deploy.is_empty() {
         m.insert("deploy".into(), Value::Object(deploy));

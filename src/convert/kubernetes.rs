@@ -428,6 +428,13 @@ fn service(dep: &Deployment, svc: &Service, out: &mut Output, docs: &mut Vec<Val
             "a swarm setting: a Kubernetes Service is reached as Kubernetes decides (cluster IP, or headless for a StatefulSet)",
         );
     }
+    if !svc.placement.is_empty() {
+        r.lose(
+            n,
+            "placement",
+            "swarm constraints are not written as a nodeSelector or affinity",
+        );
+    }
     let mut pod = Map::new();
     pod.insert("containers".into(), json!([Value::Object(c)]));
     if !init.is_empty() {

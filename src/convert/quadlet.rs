@@ -135,6 +135,9 @@ fn service_losses(svc: &Service, out: &mut Output) {
             "podman runs one host: no swarm endpoint",
         );
     }
+    if !svc.placement.is_empty() {
+        r.lose(n, "placement", "podman runs one host: nothing to place");
+    }
     for l in &svc.links {
         if l.alias != l.target {
             r.lose(

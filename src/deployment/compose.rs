@@ -37,6 +37,7 @@ pub fn canonical(key: &str) -> &str {
         "deploy.replicas" => "count",
         "deploy.update_config" => "update_config",
         "deploy.endpoint_mode" => "endpoint_mode",
+        "deploy.placement.constraints" => "placement",
         "stop_grace_period" => "stop_timeout",
         "healthcheck" => "health",
         "depends_on" => "links",
@@ -1055,6 +1056,18 @@ fn deploy(d: &mut Decoder, e: &Entry, opts: &ComposeOptions, kept: &mut Vec<Entr
                 key: format!("deploy.{}", k.key),
                 ..k.clone()
             }),
+            "placement" => {
+                for p in k.value.as_map().unwrap_or(&[]) {
+                    if p.key == "constraints" {
+                        kept.push(Entry {
+                            key: "deploy.placement.constraints".into(),
+                            ..p.clone()
+                        });
+                    } else {
+                        cannot(d, p, opts, "in `deploy.placement`");
+                    }
+                }
+            }
             "mode" if matches!(&k.value.value, Value::Str(s) if s == "replicated") => {}
             _ => cannot(d, k, opts, ctx),
         }

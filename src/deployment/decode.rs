@@ -417,6 +417,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "secrets",
     "update_config",
     "endpoint_mode",
+    "placement",
 ];
 
 /// The keys of a service's `update_config` (Compose's `deploy.update_config`).
@@ -1124,6 +1125,18 @@ fn service(d: &mut Decoder, s: &Entry) -> Option<(Service, ServiceSpans)> {
             }
             "health" => svc.health = health(d, v, &what),
             "update_config" => svc.update_config = update_config(d, v, &what),
+            "placement" => {
+                for (c, span) in d.string_list(v, &what).unwrap_or_default() {
+                    match crate::deployment::Constraint::parse(&c) {
+                        Ok(_) => svc.placement.push(c),
+                        Err(why) => d.err(
+                            span,
+                            format!("placement constraint `{c}` {why}"),
+                            "write ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE, e.g. \"node.labels.disk==ssd\", \"node.role==worker\", \"node.hostname!=node1\"",
+                        ),
+                    }
+                }
+            }
             "endpoint_mode" => {
                 if let Some(m) = d.string(v, &what) {
                     match EndpointMode::parse(m.trim()) {

@@ -16,6 +16,8 @@ pub mod interpolate;
 mod json;
 pub mod keys;
 pub mod model;
+pub mod placement;
+pub use placement::Constraint;
 pub mod render;
 pub mod schedule;
 pub mod schema;

@@ -294,6 +294,11 @@ pub struct Service {
     /// Compose's `deploy.endpoint_mode`); `None`: `vip`. The swarm target only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_mode: Option<EndpointMode>,
+    /// Where a swarm may run the service's tasks (`placement`, Compose's
+    /// `deploy.placement.constraints`): Swarm constraints such as
+    /// `node.labels.disk==ssd`. The swarm target only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<String>,
 }
 
 /// `update_config`: how a swarm rolls a service's tasks over to a new spec.
@@ -626,6 +631,7 @@ impl Service {
             auto_update: None,
             update_config: None,
             endpoint_mode: None,
+            placement: vec![],
         }
     }
 

@@ -179,6 +179,11 @@ pub struct ServiceFile {
     /// one virtual address; needs IPVS on the nodes) or `dnsrr` (the name
     /// resolves to every task's address). No effect on a host.
     pub endpoint_mode: Option<EndpointModeFile>,
+    /// On a swarm: where the service's tasks may run, as Swarm constraints
+    /// (`node.labels.disk==ssd`, `node.role==worker`, `node.hostname!=n1`).
+    /// A service with volumes is pinned to a node that also meets them.
+    /// No effect on a host.
+    pub placement: Option<Vec<String>>,
 }
 
 /// A rolling update on a swarm. Defaults: one task at a time, no delay,

@@ -228,6 +228,7 @@ fn service_form(svc: &Service) -> Value {
         auto_update,
         update_config,
         endpoint_mode,
+        placement,
     } = svc;
     let mut m = Map::new();
     m.insert("image".into(), s(image));
@@ -302,6 +303,9 @@ fn service_form(svc: &Service) -> Value {
     }
     if let Some(e) = endpoint_mode {
         m.insert("endpoint_mode".into(), s(e.as_str()));
+    }
+    if !placement.is_empty() {
+        m.insert("placement".into(), strings(placement));
     }
     Value::Object(m)
 }

@@ -835,3 +835,27 @@ update_config = { parallelism = 2, delay = "10s", order = "start-first", failure
         assert_eq!(crate::error::Error::from(e).exit_code(), 2, "{bad}");
     }
 }
+
+#[test]
+fn placement_is_read_from_the_file_and_from_compose_and_survives_storing() {
+    let dir = tempfile::tempdir().unwrap();
+    let load_as = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        load(&opts(file)).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let want = vec!["node.labels.disk==ssd".to_string(), "node.role!=manager".to_string()];
+    let d = load_as(
+        "a.toml",
+        "name = \"s\"\n[services.a]\nimage = \"x\"\nplacement = [\"node.labels.disk==ssd\", \"node.role!=manager\"]\n",
+    );
+    assert_eq!(d.services["a"].placement, want);
+    let c = load_as(
+        "compose.yaml",
+        "services:\n  a:\n    image: x\n    deploy:\n      placement:\n        constraints: [node.labels.disk==ssd, node.role!=manager]\n",
+    );
+    assert_eq!(c.services["a"].placement, want);
+    let stored = serde_json::to_string(&stored::file_form(&d)).unwrap();
+    let again = load_as("again.json", &stored);
+    assert_eq!(again.services["a"].placement, want);
+}

@@ -326,11 +326,20 @@ pub(crate) fn service_spec(
                 condition: Some(condition),
                 ..Default::default()
             }),
-            // Pinned to the node holding its volumes (see `pin_label`).
-            placement: spec.pinned_by.as_ref().map(|label| TaskSpecPlacement {
-                constraints: Some(vec![format!("node.labels.{label}==true")]),
-                ..Default::default()
-            }),
+            // Pinned to the node holding its volumes (see `pin_label`), and
+            // where the file says.
+            placement: {
+                let constraints: Vec<String> = spec
+                    .pinned_by
+                    .iter()
+                    .map(|label| format!("node.labels.{label}==true"))
+                    .chain(spec.placement.iter().cloned())
+                    .collect();
+                (!constraints.is_empty()).then(|| TaskSpecPlacement {
+                    constraints: Some(constraints),
+                    ..Default::default()
+                })
+            },
             log_driver,
             networks: Some(vec![NetworkAttachmentConfig {
                 target: Some(spec.network.clone()),

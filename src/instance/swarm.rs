@@ -76,6 +76,9 @@ pub struct SwarmSpec {
     /// node holding them ([`pin_label`]); its tasks run only there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned_by: Option<String>,
+    /// The service's own placement constraints (`placement`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<String>,
     /// Configs and secrets, each a Swarm config or secret of its own
     /// (named after its content, see [`SwarmFile::object`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -263,6 +266,7 @@ impl SwarmSpec {
             stop_timeout: first.stop_timeout,
             health: first.health.clone(),
             pinned_by: volumes.then(|| pin_label(&first.deployment, &first.service)),
+            placement: svc.placement.clone(),
             files: first
                 .files
                 .iter()
@@ -422,6 +426,7 @@ mod tests {
             stop_timeout: 10,
             health: None,
             pinned_by: None,
+            placement: Vec::new(),
             files: vec![SwarmFile {
                 kind: FileKind::Secret,
                 name: "pw".into(),

@@ -260,6 +260,7 @@ pub fn swarm_only_warnings(deployment: &Deployment) -> Vec<String> {
             let keys: Vec<&str> = [
                 svc.update_config.is_some().then_some("update_config"),
                 svc.endpoint_mode.is_some().then_some("endpoint_mode"),
+                (!svc.placement.is_empty()).then_some("placement"),
             ]
             .into_iter()
             .flatten()

@@ -1006,3 +1006,126 @@ stop_timeout = 2
         show(&plan)
     );
 }
+
+/// Build one of the mail example's images on the host engine, as
+/// `examples/mail/run.sh` does (same tag, same content).
+fn build_example_image(dir: &str, tag: &str) {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/mail/images")
+        .join(dir);
+    let ctx = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cp = Command::new("cp")
+        .arg("-R")
+        .arg(format!("{}/.", src.display()))
+        .arg(ctx.path())
+        .output()
+        .unwrap_or_else(|e| panic!("cp: {e}"));
+    assert!(cp.status.success(), "{}", show(&cp));
+    std::fs::copy(crate::support::BUSYBOX, ctx.path().join("busybox"))
+        .unwrap_or_else(|e| panic!("busybox: {e}"));
+    let out = Command::new("docker")
+        .args(["build", "-q", "-t", tag])
+        .arg(ctx.path())
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("docker build: {e}"));
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+/// The mail example as shipped, on a three-node swarm: the webmail on one
+/// node reaches mail on another by name (its page shows mail's SMTP
+/// greeting and an IMAP answer), served on a host-mode port of its node;
+/// the users config reaches mail; ssh grants are kept and warned of; a
+/// second apply is a no-op. The test adds to the file only its own name,
+/// `endpoint_mode = "dnsrr"` (no IPVS here) and a placement for each
+/// service, so the two are on different nodes.
+#[test]
+fn the_mail_example_runs_on_a_swarm_with_webmail_reaching_mail_across_nodes() {
+    for (dir, tag) in [
+        ("mail", "berth-example/mail:1"),
+        ("webmail", "berth-example/webmail:1"),
+    ] {
+        build_example_image(dir, tag);
+    }
+    let c = SwarmCluster::start(3);
+    c.load_image("berth-example/mail:1");
+    c.load_image("berth-example/webmail:1");
+    let ws = Workspace::new();
+    let name = unique_name("swmail");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mail");
+    let text = std::fs::read_to_string(src.join("berth.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let users = std::fs::read_to_string(src.join("users")).unwrap_or_else(|e| panic!("{e}"));
+    ws.write("users", &users);
+    let mut edited = text.replace("name = \"mailexample\"", &format!("name = \"{name}\""));
+    for (svc, node) in [("mail", c.hostname(1)), ("webmail", c.hostname(2))] {
+        let header = format!("[services.{svc}]\n");
+        assert!(edited.contains(&header), "{svc} in the example");
+        edited = edited.replace(
+            &header,
+            &format!(
+                "{header}endpoint_mode = \"dnsrr\"\nplacement = [\"node.hostname=={node}\"]\n"
+            ),
+        );
+    }
+    assert_ne!(edited, text);
+    let file = ws.write("berth.toml", &edited);
+    let file = file.to_str().unwrap_or_else(|| panic!("path"));
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "swarm-test", "-f"])
+        .arg(ws.path().join("key"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("ssh-keygen: {e}"));
+    assert!(keygen.status.success(), "{}", show(&keygen));
+    let key = std::fs::read_to_string(ws.path().join("key.pub")).unwrap_or_else(|e| panic!("{e}"));
+    let set = format!("MAIL_SSH_KEY={}", key.trim());
+
+    let out = berth(&c, &ws, &["-f", file, "--set", &set, "apply"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = show(&out);
+    assert!(
+        text.contains("service mail: its ssh keys are not served on a swarm yet"),
+        "{text}"
+    );
+
+    // The page, from the bridge namespace, on the webmail node's address.
+    let mut page = String::new();
+    let answered = wait_for(WAIT, || {
+        page = c
+            .http_get(c.addr(2), 18480, "/cgi-bin/index.cgi")
+            .unwrap_or_default();
+        page.contains("smtp greeting: 220") && page.contains("imap: * STATUS")
+    });
+    assert!(answered, "webmail never reached mail: {page}");
+    assert!(
+        page.contains("MAIL_PORT_25_TCP_ADDR="),
+        "link variables: {page}"
+    );
+
+    // Where each runs, as ps shows it.
+    let ps = ok(
+        &c,
+        &ws,
+        &["-f", file, "--set", &set, "ps", "--output", "json"],
+    );
+    let rows: serde_json::Value = serde_json::from_str(&ps).unwrap_or_else(|e| panic!("{e}: {ps}"));
+    let node_of = |svc: &str| -> String {
+        rows.as_array()
+            .and_then(|a| a.iter().find(|r| r["service"] == svc))
+            .and_then(|r| r["node"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(node_of("mail"), c.hostname(1), "{ps}");
+    assert_eq!(node_of("webmail"), c.hostname(2), "{ps}");
+
+    let out = berth(&c, &ws, &["-f", file, "--set", &set, "plan"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a second apply is a no-op: {}",
+        show(&out)
+    );
+    ok(&c, &ws, &["-f", file, "--set", &set, "destroy"]);
+}

@@ -54,7 +54,14 @@ pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) ->
             .get(&item.service)
             .and_then(|s| s.pinned_by.as_ref())
         {
-            ensure_pin(engine, &item.service, label, report).await?;
+            ensure_pin(
+                engine,
+                &item.service,
+                label,
+                &spec_placement(desired, &item.service),
+                report,
+            )
+            .await?;
         }
     }
     let levels = step.deployment.link_levels();
@@ -177,7 +184,20 @@ async fn prune_files(
 /// kept when a node has it (also from before a destroy: the volumes are
 /// still there), else set on a ready, active node: workers before managers
 /// (they carry the control plane), then the fewest pins, then by hostname.
-async fn ensure_pin(engine: &Engine, service: &str, label: &str, report: &Reporter) -> Result<()> {
+fn spec_placement(desired: &BTreeMap<String, SwarmSpec>, service: &str) -> Vec<String> {
+    desired
+        .get(service)
+        .map(|s| s.placement.clone())
+        .unwrap_or_default()
+}
+
+async fn ensure_pin(
+    engine: &Engine,
+    service: &str,
+    label: &str,
+    placement: &[String],
+    report: &Reporter,
+) -> Result<()> {
     let nodes = engine.list_nodes().await?;
     if nodes.iter().any(|n| n.labels.contains_key(label)) {
         return Ok(());
@@ -191,6 +211,7 @@ async fn ensure_pin(engine: &Engine, service: &str, label: &str, report: &Report
     let Some(node) = nodes
         .iter()
         .filter(|n| n.state == "ready" && n.availability == "active")
+        .filter(|n| super::plan::meets_placement(placement, n))
         .min_by(|a, b| {
             (a.role == "manager")
                 .cmp(&(b.role == "manager"))
@@ -199,7 +220,7 @@ async fn ensure_pin(engine: &Engine, service: &str, label: &str, report: &Report
         })
     else {
         return Err(Error::Runtime(format!(
-            "service {service} has volumes, which live on one node, but no node of the swarm is ready and active to hold them"
+            "service {service} has volumes, which live on one node, but no node of the swarm is ready, active and meets its placement to hold them"
         )));
     };
     engine.set_node_label(&node.id, label).await?;

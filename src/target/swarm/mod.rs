@@ -176,9 +176,6 @@ impl Target for Swarm {
                     svc.name
                 )))
             };
-            if !svc.ssh.is_empty() {
-                return refuse("ssh access");
-            }
             if svc.settings.privileged {
                 return refuse("privileged (Swarm services cannot be privileged)");
             }
@@ -225,12 +222,25 @@ impl Target for Swarm {
         Ok(())
     }
 
+    /// SSH grants are kept in the revision but no gateway serves them on
+    /// a swarm yet: the deployment runs, and the operator is told that
+    /// `ssh SERVICE@host` will not reach it.
     fn warnings(
         &self,
-        _deployment: &Deployment,
+        deployment: &Deployment,
         _images: &BTreeMap<String, crate::instance::ImageInfo>,
     ) -> Vec<String> {
-        Vec::new()
+        deployment
+            .services
+            .values()
+            .filter(|svc| !svc.ssh.is_empty())
+            .map(|svc| {
+                format!(
+                    "warning: service {}: its ssh keys are not served on a swarm yet: `ssh {}@host` will not reach it (use `docker exec` on the node running its task)",
+                    svc.name, svc.name
+                )
+            })
+            .collect()
     }
 
     fn unit_dir(&self) -> Option<&std::path::Path> {
@@ -426,6 +436,7 @@ mod tests {
             stop_timeout: 10,
             health: None,
             pinned_by: None,
+            placement: Vec::new(),
             files: Vec::new(),
             contents: Default::default(),
         }

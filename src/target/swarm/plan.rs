@@ -244,10 +244,12 @@ fn changes(live: &ServiceInfo, spec: &SwarmSpec) -> Vec<String> {
 /// only on the node with its pin label, whatever that node's state (it
 /// waits for it); before its first apply one node will be chosen.
 fn eligible<'a>(spec: &SwarmSpec, nodes: &'a [NodeInfo]) -> Vec<Option<&'a str>> {
+    let placed = |n: &&NodeInfo| meets_placement(&spec.placement, n);
     match &spec.pinned_by {
         Some(label) => {
             let pinned: Vec<Option<&str>> = nodes
                 .iter()
+                .filter(placed)
                 .filter(|n| n.labels.contains_key(label))
                 .map(|n| Some(n.id.as_str()))
                 .collect();
@@ -255,6 +257,7 @@ fn eligible<'a>(spec: &SwarmSpec, nodes: &'a [NodeInfo]) -> Vec<Option<&'a str>>
                 // Chosen at apply among the ready, active nodes.
                 let any = nodes
                     .iter()
+                    .filter(placed)
                     .any(|n| n.state == "ready" && n.availability == "active");
                 if any { vec![None] } else { Vec::new() }
             } else {
@@ -263,10 +266,25 @@ fn eligible<'a>(spec: &SwarmSpec, nodes: &'a [NodeInfo]) -> Vec<Option<&'a str>>
         }
         None => nodes
             .iter()
+            .filter(placed)
             .filter(|n| n.state == "ready" && n.availability == "active")
             .map(|n| Some(n.id.as_str()))
             .collect(),
     }
+}
+
+/// Does `node` meet the service's own `placement` (as far as berth can
+/// tell; Swarm decides the rest)?
+pub fn meets_placement(placement: &[String], node: &NodeInfo) -> bool {
+    crate::deployment::placement::meets_all(
+        placement,
+        &crate::deployment::placement::NodeFacts {
+            id: &node.id,
+            hostname: &node.hostname,
+            role: &node.role,
+            labels: &node.labels,
+        },
+    )
 }
 
 fn tasks_text(n: u32) -> String {
