@@ -844,7 +844,10 @@ fn placement_is_read_from_the_file_and_from_compose_and_survives_storing() {
         std::fs::write(&file, text).unwrap();
         load(&opts(file)).unwrap_or_else(|e| panic!("{e}"))
     };
-    let want = vec!["node.labels.disk==ssd".to_string(), "node.role!=manager".to_string()];
+    let want = vec![
+        "node.labels.disk==ssd".to_string(),
+        "node.role!=manager".to_string(),
+    ];
     let d = load_as(
         "a.toml",
         "name = \"s\"\n[services.a]\nimage = \"x\"\nplacement = [\"node.labels.disk==ssd\", \"node.role!=manager\"]\n",

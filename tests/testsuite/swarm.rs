@@ -1129,3 +1129,57 @@ fn the_mail_example_runs_on_a_swarm_with_webmail_reaching_mail_across_nodes() {
     );
     ok(&c, &ws, &["-f", file, "--set", &set, "destroy"]);
 }
+
+/// When a service was created, from `docker service inspect`.
+fn created_at(c: &SwarmCluster, service: &str) -> std::time::SystemTime {
+    let t = c.docker_ok(0, &["service", "inspect", "-f", "{{.CreatedAt}}", service]);
+    // Go prints `2026-12-02 18:05:01.123456789 +0000 UTC`.
+    let rfc = t
+        .trim_end_matches(" UTC")
+        .trim_end_matches(" +0000")
+        .replacen(' ', "T", 1);
+    humantime::parse_rfc3339_weak(&rfc).unwrap_or_else(|e| panic!("{t:?}: {e}"))
+}
+
+/// A service linking to another is created only once the other's task is
+/// healthy: db turns healthy 6 s after it starts, and web, created by the
+/// same apply, is created no sooner.
+#[test]
+fn a_linked_service_is_created_only_after_its_dependency_is_healthy_on_a_swarm() {
+    let c = SwarmCluster::start(3);
+    let image = base_image();
+    c.load_image(image);
+    let ws = Workspace::new();
+    let name = unique_name("swdep");
+    let file = format!(
+        r#"name = "{name}"
+
+[services.db]
+image = "{image}"
+endpoint_mode = "dnsrr"
+command = ["sh", "-c", "trap 'exit 0' TERM; (sleep 6; touch /tmp/ok) & sleep 3600 & wait"]
+stop_timeout = 2
+health = {{ cmd = ["test", "-f", "/tmp/ok"], interval = "1s", retries = 30 }}
+
+[services.web]
+image = "{image}"
+endpoint_mode = "dnsrr"
+links = ["db"]
+command = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+stop_timeout = 2
+"#
+    );
+    let path = ws.write("berth.toml", &file);
+    let path = path.to_str().unwrap_or_else(|| panic!("path"));
+    ok(&c, &ws, &["-f", path, "apply"]);
+    let (db, web) = (
+        created_at(&c, &format!("{name}-db")),
+        created_at(&c, &format!("{name}-web")),
+    );
+    let gap = web.duration_since(db).unwrap_or_default();
+    assert!(
+        gap >= Duration::from_secs(6),
+        "web was created {gap:?} after db, before db could be healthy"
+    );
+    ok(&c, &ws, &["-f", path, "destroy"]);
+}
