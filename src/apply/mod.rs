@@ -361,6 +361,7 @@ pub async fn apply_locked(
                 deployment: deployment.clone(),
                 image_ids,
                 cause: run.cause.map(String::from),
+                image_digests: plan.image_digests.clone(),
             },
         )?;
     }
@@ -426,6 +427,7 @@ mod tests {
                 deployment: dep.clone(),
                 image_ids: BTreeMap::new(),
                 cause: None,
+                image_digests: Default::default(),
             };
             write_revision(&state, &rev).unwrap_or_else(|e| panic!("{e}"));
         }

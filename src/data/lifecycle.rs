@@ -87,8 +87,9 @@ pub struct RollbackReport {
     pub without_snapshot: Vec<String>,
 }
 
-/// The deployment of revision `rev`, each service pinned to the image ID
-/// it ran then when that image is still on this host.
+/// The deployment of revision `rev`, each service pinned to the registry
+/// digest it ran then where one was recorded (a swarm: any node can pull
+/// it), else to the image ID it ran when that image is still on this host.
 pub async fn pinned_deployment(
     engine: &Engine,
     rev: &Revision,
@@ -96,6 +97,13 @@ pub async fn pinned_deployment(
     let mut dep = rev.deployment.clone();
     let (mut pinned, mut unpinned) = (Vec::new(), Vec::new());
     for (name, svc) in dep.services.iter_mut() {
+        if let Some(digest) = rev.image_digests.get(name) {
+            if !svc.image.contains('@') {
+                svc.image = format!("{}@{digest}", svc.image);
+            }
+            pinned.push(name.clone());
+            continue;
+        }
         match rev.image_ids.get(name) {
             Some(id) if engine.has_image(id).await? => {
                 svc.image = id.clone();

@@ -261,6 +261,11 @@ pub struct Plan {
     /// Never a change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The registry digest each service's image tag resolved to, by
+    /// service (the swarm): recorded in the revision, so a rollback runs
+    /// exactly that image on whichever node its tasks land.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub image_digests: BTreeMap<String, String>,
 }
 
 /// An object of the target that is created or removed (see
@@ -680,6 +685,7 @@ impl Plan {
             settings_changes,
             objects: Vec::new(),
             warnings: Vec::new(),
+            image_digests: BTreeMap::new(),
         })
     }
 
@@ -1007,6 +1013,7 @@ mod tests {
             deployment: d.clone(),
             image_ids: BTreeMap::new(),
             cause: None,
+            image_digests: Default::default(),
         }
     }
 

@@ -278,6 +278,7 @@ mod tests {
             deployment: d,
             image_ids: Default::default(),
             cause: None,
+            image_digests: Default::default(),
         }
     }
 

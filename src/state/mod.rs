@@ -301,6 +301,10 @@ pub struct Revision {
     /// revision 3`, ...); `None`: an apply of the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+    /// The registry digest each service ran, by service, where the target
+    /// resolved one (the swarm; see [`crate::plan::Plan::image_digests`]).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub image_digests: std::collections::BTreeMap<String, String>,
 }
 
 impl StateDir {

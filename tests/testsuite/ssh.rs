@@ -147,6 +147,7 @@ fn apply_state(ws: &Workspace, keys: &Keys, deployment: &str, services: &[Svc], 
         deployment: serde_json::from_value(deployment_json).expect("deployment model"),
         image_ids: Default::default(),
         cause: None,
+        image_digests: Default::default(),
     };
     let path = ws
         .state_dir()

@@ -662,6 +662,16 @@ stop_timeout = 2
     ok(&c, &ws, &["-f", path, "apply"]);
     assert_eq!((version(&c, &app), version(&c, &other)), before);
 
+    // Rollback runs the digest the earlier revision ran (which any node
+    // can pull), not the manager's image ID; the file then rolls forward.
+    ok(&c, &ws, &["-f", path, "rollback"]);
+    let spec = inspect_service(&c, &other);
+    assert!(spec.contains(&format!("{reference}@{first}")), "{spec}");
+    ok(&c, &ws, &["-f", path, "apply"]);
+    let spec = inspect_service(&c, &other);
+    assert!(spec.contains(&format!("{reference}@{second}")), "{spec}");
+    let before = (version(&c, &app), version(&c, &other));
+
     // The registry gone: the services keep the digest they run (no
     // change), and the plan says once that it could not ask.
     c.stop_registry();

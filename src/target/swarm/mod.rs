@@ -265,6 +265,10 @@ impl Target for Swarm {
         *self.digests.lock().unwrap_or_else(|p| p.into_inner()) = digests;
         let mut plan = plan::diff(deployment, &desired, &observed, missing_images)?;
         plan.warnings = warnings;
+        plan.image_digests = desired
+            .values()
+            .filter_map(|s| s.image_digest.clone().map(|d| (s.service.clone(), d)))
+            .collect();
         Ok(plan)
     }
 

@@ -205,6 +205,7 @@ pub fn diff(
         settings_changes: Vec::new(),
         objects,
         warnings: Vec::new(),
+        image_digests: BTreeMap::new(),
     })
 }
 
