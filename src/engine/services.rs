@@ -527,6 +527,29 @@ impl Engine {
         Ok(())
     }
 
+    /// Have Swarm put service `name` back on the spec it had before its
+    /// last update (`docker service rollback`).
+    pub async fn rollback_service(&self, name: &str) -> Result<()> {
+        let what = || format!("rolling back service {name}");
+        let svc = self
+            .docker()
+            .inspect_service(name, None)
+            .await
+            .map_err(|e| Error::engine(what(), e))?;
+        let version = svc.version.and_then(|v| v.index).unwrap_or_default();
+        let opts = UpdateServiceOptionsBuilder::default()
+            .version(i32::try_from(version).unwrap_or(i32::MAX))
+            .rollback("previous")
+            .build();
+        // The spec sent is ignored with `rollback=previous`; the current one
+        // keeps the request well-formed.
+        self.docker()
+            .update_service(name, svc.spec.unwrap_or_default(), opts, None)
+            .await
+            .map_err(|e| Error::engine(what(), e))?;
+        Ok(())
+    }
+
     /// Remove service `name` (its tasks stop; volumes stay). Gone already
     /// is fine.
     pub async fn remove_service(&self, name: &str) -> Result<()> {

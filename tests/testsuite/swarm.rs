@@ -243,18 +243,41 @@ fn a_failing_update_on_a_swarm_is_rolled_back_and_apply_fails_naming_the_task() 
     let ws = Workspace::new();
     let name = unique_name("swrb");
     let app = format!("{name}-app");
+    let base = format!("{name}-base");
+    // `base` changes with `app` and converges first (app links to it): the
+    // failed apply must put it back too.
     let file = |healthy: bool| {
         let touch = if healthy { "touch /tmp/ok; " } else { "" };
         format!(
             r#"name = "{name}"
 
+[services.base]
+image = "{image}"
+endpoint_mode = "dnsrr"
+env = {{ GOOD = "{healthy}" }}
+command = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+stop_timeout = 2
+
 [services.app]
 image = "{image}"
 endpoint_mode = "dnsrr"
+links = ["base"]
 command = ["sh", "-c", "{touch}trap 'exit 0' TERM; sleep 3600 & wait"]
 stop_timeout = 2
 health = {{ cmd = ["test", "-f", "/tmp/ok"], interval = "1s", retries = 1 }}
 "#
+        )
+    };
+    let env_of = |service: &str| {
+        c.docker_ok(
+            0,
+            &[
+                "service",
+                "inspect",
+                "-f",
+                "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+                service,
+            ],
         )
     };
     let path = ws.write("berth.toml", &file(true));
@@ -280,6 +303,13 @@ health = {{ cmd = ["test", "-f", "/tmp/ok"], interval = "1s", retries = 1 }}
         "{}",
         show(&out)
     );
+    // base had converged on its new spec; it is put back as well.
+    assert!(
+        err.contains(&format!("put back: {base} (rolled back)")),
+        "{}",
+        show(&out)
+    );
+    assert!(env_of(&base).contains("GOOD=true"), "{}", env_of(&base));
     // The previous spec runs again, healthy; the file still differs.
     assert_eq!(
         c.docker_ok(

@@ -66,6 +66,9 @@ pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) ->
     }
     let levels = step.deployment.link_levels();
     let deepest = levels.values().copied().max().unwrap_or(0);
+    // Every service this apply created or updated, so that a failure puts
+    // all of them back, not only the one whose update Swarm rolled back.
+    let mut touched: Vec<(&SwarmSpec, bool)> = Vec::new();
     for level in 0..=deepest {
         let mut changed = Vec::new();
         for item in step.plan.instances.iter().filter(|i| {
@@ -75,23 +78,36 @@ pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) ->
             let Some(spec) = desired.get(&item.service) else {
                 continue;
             };
+            let issued = if item.action == Action::Create {
+                engine.create_service(spec, step.revision, &ids).await
+            } else {
+                match engine.service(&spec.name).await {
+                    Ok(Some(live)) => engine
+                        .update_service(spec, live.version, step.revision, &ids)
+                        .await
+                        .map(|()| changed.push((spec, live.update, false))),
+                    Ok(None) => Err(Error::Runtime(format!(
+                        "service {} disappeared while applying",
+                        spec.name
+                    ))),
+                    Err(e) => Err(e),
+                }
+            };
+            if let Err(e) = issued {
+                return Err(undo(engine, &touched, None, e, report).await);
+            }
             if item.action == Action::Create {
-                engine.create_service(spec, step.revision, &ids).await?;
                 report(format!("created service {}", spec.name));
                 changed.push((spec, None, true));
             } else {
-                let live = engine.service(&spec.name).await?.ok_or_else(|| {
-                    Error::Runtime(format!("service {} disappeared while applying", spec.name))
-                })?;
-                engine
-                    .update_service(spec, live.version, step.revision, &ids)
-                    .await?;
                 report(format!("updating service {}", spec.name));
-                changed.push((spec, live.update, false));
             }
+            touched.push((spec, item.action == Action::Create));
         }
         for (spec, before, created) in changed {
-            wait_converged(engine, spec, before.as_ref(), created).await?;
+            if let Err(e) = wait_converged(engine, spec, before.as_ref(), created).await {
+                return Err(undo(engine, &touched, Some(&spec.name), e, report).await);
+            }
             report(format!(
                 "service {}: {} of {} running",
                 spec.name, spec.replicas, spec.replicas
@@ -310,6 +326,66 @@ async fn wait_converged(
                 "service {} did not converge: {detail}",
                 spec.name
             )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// After `failure`: put back every service of `touched` (created by this
+/// apply: removed; updated: rolled back to its previous spec), except
+/// `failed`, whose update Swarm has rolled back already. The error says
+/// what failed and what was put back.
+async fn undo(
+    engine: &Engine,
+    touched: &[(&SwarmSpec, bool)],
+    failed: Option<&str>,
+    failure: Error,
+    report: &Reporter,
+) -> Error {
+    let mut back = Vec::new();
+    for (spec, created) in touched
+        .iter()
+        .filter(|(s, _)| Some(s.name.as_str()) != failed)
+    {
+        let done = if *created {
+            engine.remove_service(&spec.name).await
+        } else {
+            engine.rollback_service(&spec.name).await
+        };
+        match done {
+            Ok(()) => {
+                let how = if *created { "removed" } else { "rolled back" };
+                report(format!("{how} service {} (this apply failed)", spec.name));
+                back.push(format!("{} ({how})", spec.name));
+            }
+            Err(e) => report(format!("warning: {e}")),
+        }
+    }
+    for (spec, created) in touched {
+        if *created || Some(spec.name.as_str()) == failed {
+            continue;
+        }
+        wait_rolled_back(engine, &spec.name).await;
+    }
+    if back.is_empty() {
+        return failure;
+    }
+    Error::Runtime(format!(
+        "{failure}; the other services this apply changed were put back: {}",
+        back.join(", ")
+    ))
+}
+
+/// Until the rollback of service `name` is done (or [`ROLLBACK_TIMEOUT`]).
+async fn wait_rolled_back(engine: &Engine, name: &str) {
+    let deadline = Instant::now() + ROLLBACK_TIMEOUT;
+    while Instant::now() < deadline {
+        match engine.service(name).await {
+            Ok(Some(s))
+                if s.update
+                    .as_ref()
+                    .is_some_and(|u| u.state == "rollback_started") => {}
+            _ => return,
         }
         tokio::time::sleep(POLL).await;
     }
