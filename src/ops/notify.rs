@@ -148,17 +148,73 @@ async fn post(uri: &http::Uri, body: Vec<u8>) -> Result<(), String> {
     if status.is_success() {
         return Ok(());
     }
-    // A little of the answer helps tell a bad token from a broken service.
-    let text = response
-        .into_body()
-        .collect()
-        .await
-        .map(|b| {
-            String::from_utf8_lossy(&b.to_bytes())
-                .chars()
-                .take(200)
-                .collect::<String>()
-        })
-        .unwrap_or_default();
+    // A little of the answer helps tell a bad token from a broken service;
+    // only a little is read, whatever the server sends.
+    let mut body = response.into_body();
+    let mut head = Vec::new();
+    while head.len() < 200 {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    head.extend_from_slice(data);
+                }
+            }
+            _ => break,
+        }
+    }
+    // The server's text reaches a terminal: no control characters.
+    let text: String = String::from_utf8_lossy(&head)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
     Err(format!("answered {status} {}", text.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers 500 with an endless body full of escape
+    /// sequences: berth reads a little of it and prints none of them.
+    #[tokio::test]
+    async fn a_hostile_answer_is_read_only_in_part_and_printed_without_control_characters() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        tokio::spawn(async move {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            // The whole request first (its body is `{}`), as a server would.
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.ends_with(b"\r\n\r\n{}") {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 1000000000\r\n\r\n";
+            let _ = conn.write_all(head.as_bytes()).await;
+            let chunk = "\x1b[2J\x1b]0;owned\x07".repeat(1000);
+            // Endless, unless berth stops reading and closes.
+            while conn.write_all(chunk.as_bytes()).await.is_ok() {}
+        });
+        let uri: http::Uri = format!("http://127.0.0.1:{port}/hook")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            super::post(&uri, b"{}".to_vec()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("berth kept reading the endless answer"))
+        .err()
+        .unwrap_or_else(|| panic!("a 500 was taken for success"));
+        assert!(err.starts_with("answered 500"), "{err}");
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(err.len() < 300, "{} bytes", err.len());
+    }
 }
