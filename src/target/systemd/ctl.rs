@@ -5,7 +5,6 @@
 //! `systemctl` runs as a subprocess (it is systemd's own interface; berth
 //! never shells out to the docker CLI).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -27,8 +26,15 @@ pub fn unit_path(unit_dir: &Path, container: &str) -> PathBuf {
 /// Write a unit file (mode 0644, atomically) if its content differs.
 /// Returns true when the file was written.
 pub fn write_unit(unit_dir: &Path, container: &str, text: &str) -> Result<bool> {
+    write_unit_file(unit_dir, &names::unit_name(container), text)
+}
+
+/// [`write_unit`] for any unit file name (an instance's, or another unit
+/// berth writes, such as the scheduled update's timer).
+pub fn write_unit_file(unit_dir: &Path, name: &str, text: &str) -> Result<bool> {
+    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    let path = unit_path(unit_dir, container);
+    let path = unit_dir.join(name);
     if std::fs::read_to_string(&path).ok().as_deref() == Some(text) {
         return Ok(false);
     }

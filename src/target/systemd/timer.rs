@@ -185,7 +185,7 @@ pub async fn converge(
                 report(format!("removed unit {}", u.unit));
             }
             (action, Some(text)) => {
-                write_file(unit_dir, &u.unit, text)?;
+                super::ctl::write_unit_file(unit_dir, &u.unit, text)?;
                 report(format!(
                     "{} unit {}",
                     if *action == UnitAction::Create {
@@ -241,23 +241,6 @@ pub async fn remove(
     }
     ctl.daemon_reload().await?;
     Ok(found)
-}
-
-/// Write a unit file that is not an instance's (mode 0644, atomically).
-fn write_file(unit_dir: &Path, name: &str, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let path = unit_dir.join(name);
-    std::fs::create_dir_all(unit_dir).map_err(|e| Error::io(unit_dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(unit_dir).map_err(|e| Error::io(unit_dir, e))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.write_all(text.as_bytes())
-        .map_err(|e| Error::io(&path, e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(&path, e))?;
-    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-    Ok(())
 }
 
 #[cfg(test)]
