@@ -115,6 +115,10 @@ pub struct GlobalArgs {
     /// Where berth keeps instance specs, revisions, locks and keys.
     #[arg(long, global = true, env = "BERTH_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+    /// How berth reaches each swarm node's engine (default: nodes.toml in
+    /// the state directory).
+    #[arg(long, global = true, env = "BERTH_NODES", value_name = "FILE")]
+    pub nodes: Option<PathBuf>,
     /// Where systemd units are written.
     #[arg(long, global = true, env = "BERTH_UNIT_DIR", default_value = DEFAULT_UNIT_DIR)]
     pub unit_dir: PathBuf,
@@ -234,6 +238,21 @@ impl Context {
 
     pub fn state_dir(&self) -> StateDir {
         StateDir::new(&self.global.state_dir)
+    }
+
+    /// The engines of the swarm `manager` manages, reached through the
+    /// nodes file (`--nodes`, else the state directory's).
+    pub async fn node_engines(
+        &self,
+        manager: &crate::engine::Engine,
+    ) -> Result<crate::engine::nodes::NodeEngines> {
+        let path = self
+            .global
+            .nodes
+            .clone()
+            .unwrap_or_else(|| self.state_dir().nodes_file());
+        let file = crate::engine::nodes::NodesFile::load(&path)?;
+        crate::engine::nodes::NodeEngines::new(manager, file).await
     }
 
     /// Parse `--set` arguments.

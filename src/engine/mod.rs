@@ -30,6 +30,7 @@ pub mod exec;
 pub mod files;
 pub mod images;
 pub mod networks;
+pub mod nodes;
 pub mod ops;
 pub mod registry;
 pub mod services;
@@ -69,6 +70,21 @@ impl Engine {
                 e,
             )
         })?;
+        Self::negotiate(docker, &host).await
+    }
+
+    /// Connect to the engine on the Unix socket `socket` (a swarm node's,
+    /// see [`nodes`]), as [`Engine::connect`] does.
+    pub async fn connect_unix(socket: &std::path::Path) -> Result<Self> {
+        let host = format!("unix://{}", socket.display());
+        let docker = Docker::connect_with_unix(&host, 120, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| Error::engine(format!("cannot reach the engine at {host}"), e))?;
+        Self::negotiate(docker, &host).await
+    }
+
+    /// Agree on the API version with the engine at `host`, refusing engines
+    /// older than [`MIN_API`].
+    async fn negotiate(docker: Docker, host: &str) -> Result<Self> {
         let docker = docker.negotiate_version().await.map_err(|e| {
             Error::engine(
                 format!(

@@ -99,6 +99,10 @@ pub struct TaskInfo {
     pub task_hash: String,
     /// When its state last changed (the engine's text).
     pub since: String,
+    /// Its slot (1-based).
+    pub slot: u64,
+    /// Its container on its node, once it has one.
+    pub container_id: String,
 }
 
 fn service_info(s: Service) -> ServiceInfo {
@@ -143,6 +147,11 @@ fn task_info(t: Task) -> TaskInfo {
         since: status
             .timestamp
             .map(|d| format!("{d:?}"))
+            .unwrap_or_default(),
+        slot: t.slot.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+        container_id: status
+            .container_status
+            .and_then(|c| c.container_id)
             .unwrap_or_default(),
     }
 }
@@ -400,6 +409,16 @@ impl Engine {
         })
     }
 
+    /// The ID of the swarm node this engine is (empty when it is in no swarm).
+    pub async fn swarm_node_id(&self) -> Result<String> {
+        let info = self
+            .docker()
+            .info()
+            .await
+            .map_err(|e| Error::engine("asking the engine which swarm node it is", e))?;
+        Ok(info.swarm.and_then(|s| s.node_id).unwrap_or_default())
+    }
+
     /// Refuse an engine that is not a swarm manager, saying what it is.
     pub async fn require_manager(&self) -> Result<()> {
         let role = self.swarm_role().await?;
@@ -548,6 +567,63 @@ impl Engine {
             .await
             .map_err(|e| Error::engine(what(), e))?;
         Ok(())
+    }
+
+    /// Set the replicas of service `name` (its spec otherwise as it is, so
+    /// no task is replaced for it); returns the replicas it had.
+    pub async fn scale_service(&self, name: &str, replicas: u64) -> Result<u64> {
+        let what = || format!("scaling service {name} to {replicas}");
+        let svc = self
+            .docker()
+            .inspect_service(name, None)
+            .await
+            .map_err(|e| Error::engine(what(), e))?;
+        let version = svc.version.and_then(|v| v.index).unwrap_or_default();
+        let mut spec = svc.spec.unwrap_or_default();
+        let replicated = spec
+            .mode
+            .get_or_insert_with(Default::default)
+            .replicated
+            .get_or_insert_with(Default::default);
+        let before = replicated
+            .replicas
+            .and_then(|r| u64::try_from(r).ok())
+            .unwrap_or(0);
+        if before == replicas {
+            return Ok(before);
+        }
+        replicated.replicas = Some(i64::try_from(replicas).unwrap_or(i64::MAX));
+        let opts = UpdateServiceOptionsBuilder::default()
+            .version(i32::try_from(version).unwrap_or(i32::MAX))
+            .build();
+        self.docker()
+            .update_service(name, spec, opts, None)
+            .await
+            .map_err(|e| Error::engine(what(), e))?;
+        Ok(before)
+    }
+
+    /// Take `label` off node `id` (keeping its other settings); not there
+    /// is fine.
+    pub async fn remove_node_label(&self, id: &str, label: &str) -> Result<()> {
+        let what = || format!("removing label {label} from swarm node {id}");
+        let node = self
+            .docker()
+            .inspect_node(id)
+            .await
+            .map_err(|e| Error::engine(what(), e))?;
+        let version = node.version.and_then(|v| v.index).unwrap_or(0);
+        let mut spec = node.spec.unwrap_or_default();
+        if spec.labels.as_mut().and_then(|l| l.remove(label)).is_none() {
+            return Ok(());
+        }
+        let options = bollard::query_parameters::UpdateNodeOptionsBuilder::default()
+            .version(i64::try_from(version).unwrap_or(i64::MAX))
+            .build();
+        self.docker()
+            .update_node(id, spec, options)
+            .await
+            .map_err(|e| Error::engine(what(), e))
     }
 
     /// Remove service `name` (its tasks stop; volumes stay). Gone already

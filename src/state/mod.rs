@@ -60,6 +60,12 @@ impl StateDir {
         &self.root
     }
 
+    /// How berth reaches each swarm node's engine (see
+    /// [`crate::engine::nodes`]), unless `--nodes` names another file.
+    pub fn nodes_file(&self) -> PathBuf {
+        self.root.join("nodes.toml")
+    }
+
     pub fn deployments_dir(&self) -> PathBuf {
         self.root.join("deployments")
     }

@@ -13,28 +13,34 @@ use crate::support::{Workspace, base_image, bin, show, unique_name, wait_for};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Run berth against the cluster's manager, with the swarm as target (by
-/// `BERTH_TARGET`, as an operator's environment would set it).
-fn berth(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> Output {
+/// `BERTH_TARGET`, as an operator's environment would set it), reaching
+/// the other nodes' engines through `nodes.toml` in the workspace.
+pub(crate) fn berth(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> Output {
     berth_command(c, ws, args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run berth: {e}"))
 }
 
 /// [`berth`] not yet run.
-fn berth_command(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> Command {
+pub(crate) fn berth_command(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> Command {
+    let nodes = ws.path().join("nodes.toml");
+    if !nodes.exists() {
+        ws.write("nodes.toml", &c.nodes_file());
+    }
     let mut cmd = Command::new(bin());
     cmd.args(args)
         .env("BERTH_STATE_DIR", ws.state_dir())
         .env("BERTH_UNIT_DIR", ws.unit_dir())
         .env("DOCKER_HOST", c.manager_host())
         .env("BERTH_TARGET", "swarm")
+        .env("BERTH_NODES", &nodes)
         .env("NO_COLOR", "1")
         .current_dir(ws.path())
         .stdin(Stdio::null());
     cmd
 }
 
-fn ok(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> String {
+pub(crate) fn ok(c: &SwarmCluster, ws: &Workspace, args: &[&str]) -> String {
     let out = berth(c, ws, args);
     assert!(
         out.status.success(),
@@ -336,7 +342,7 @@ health = {{ cmd = ["test", "-f", "/tmp/ok"], interval = "1s", retries = 1 }}
 }
 
 /// The node (index) running `service`'s task, if one runs.
-fn running_on(c: &SwarmCluster, service: &str) -> Option<usize> {
+pub(crate) fn running_on(c: &SwarmCluster, service: &str) -> Option<usize> {
     let out = c.docker(
         0,
         &[
@@ -357,7 +363,7 @@ fn running_on(c: &SwarmCluster, service: &str) -> Option<usize> {
 }
 
 /// Run `script` in the service's container on `node`.
-fn exec_on(c: &SwarmCluster, node: usize, service: &str, script: &str) -> String {
+pub(crate) fn exec_on(c: &SwarmCluster, node: usize, service: &str, script: &str) -> String {
     let id = c.docker_ok(
         node,
         &[

@@ -180,6 +180,20 @@ impl SwarmCluster {
         self.docker_host(0)
     }
 
+    /// A berth nodes file (`nodes.toml`) naming every node's engine socket
+    /// by hostname, as an operator writes it.
+    pub fn nodes_file(&self) -> String {
+        (0..self.nodes.len())
+            .map(|i| {
+                format!(
+                    "[nodes.{}]\nengine = \"{}\"\n",
+                    self.hostname(i),
+                    self.docker_host(i)
+                )
+            })
+            .collect()
+    }
+
     /// A node's address on the cluster network (inside its namespaces).
     pub fn addr(&self, node: usize) -> &str {
         &self.nodes[node].addr

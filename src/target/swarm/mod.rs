@@ -22,6 +22,7 @@
 //! it; objects nothing uses any more are removed once the apply converged.
 
 pub mod converge;
+pub mod data;
 pub mod ops;
 pub mod plan;
 

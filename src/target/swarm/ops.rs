@@ -465,6 +465,8 @@ mod tests {
             err: err.into(),
             task_hash: String::new(),
             since: String::new(),
+            slot: 1,
+            container_id: String::new(),
         }
     }
 
