@@ -88,26 +88,6 @@ impl Timing {
     }
 }
 
-/// `bad-digests.json`: service -> digests rolled back from.
-type BadDigests = BTreeMap<String, BTreeSet<String>>;
-
-fn read_bad(state: &StateDir, deployment: &str) -> Result<BadDigests> {
-    Ok(
-        crate::state::read_json(&state.bad_digests(deployment), "record of bad digests")?
-            .unwrap_or_default(),
-    )
-}
-
-fn record_bad(state: &StateDir, deployment: &str, service: &str, digest: &str) -> Result<()> {
-    let mut bad = read_bad(state, deployment)?;
-    bad.entry(service.to_string())
-        .or_default()
-        .insert(digest.to_string());
-    let json = serde_json::to_vec_pretty(&bad)
-        .map_err(|e| Error::Runtime(format!("cannot serialise bad digests: {e}")))?;
-    crate::state::write_private(&state.bad_digests(deployment), &json)
-}
-
 /// Which services an update looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Which {
@@ -200,7 +180,7 @@ pub async fn check(
             state.root().display()
         )));
     };
-    let bad = read_bad(state, &deployment.name)?;
+    let bad = state.read_bad_digests(&deployment.name)?;
     let mut report = CheckReport::default();
     let selected: Vec<_> = deployment
         .services
@@ -394,7 +374,7 @@ pub async fn update(
             "{} is not healthy on {}; rolling back with its data",
             change.service, change.to
         ));
-        record_bad(state, &deployment.name, &change.service, &change.to)?;
+        state.record_bad_digest(&deployment.name, &change.service, &change.to)?;
         let Some(before) = before else {
             return Err(Error::Runtime(format!(
                 "update of {}: not healthy on {} and there is no earlier revision to roll back to:\n{}",

@@ -170,6 +170,17 @@ health = {{ cmd = ["test", "-f", "/ok"], interval = "1s", timeout = "1s", retrie
         "{lines}"
     );
 
+    // An apply of the file does not take the bad digest either.
+    let out = berth(&c, &ws, &["plan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        show(&out).contains(&format!(
+            "names {bad}, which `berth update` rolled back from"
+        )),
+        "{}",
+        show(&out)
+    );
+
     // The bad digest is not tried again; a fixed build is taken.
     let out = berth(&c, &ws, &["update", "--check"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
