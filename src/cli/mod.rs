@@ -246,13 +246,17 @@ impl Context {
         &self,
         manager: &crate::engine::Engine,
     ) -> Result<crate::engine::nodes::NodeEngines> {
+        crate::engine::nodes::NodeEngines::new(manager, self.nodes_file()?).await
+    }
+
+    /// The nodes file (`--nodes`, else the state directory's).
+    pub fn nodes_file(&self) -> Result<crate::engine::nodes::NodesFile> {
         let path = self
             .global
             .nodes
             .clone()
             .unwrap_or_else(|| self.state_dir().nodes_file());
-        let file = crate::engine::nodes::NodesFile::load(&path)?;
-        crate::engine::nodes::NodeEngines::new(manager, file).await
+        crate::engine::nodes::NodesFile::load(&path)
     }
 
     /// Parse `--set` arguments.
