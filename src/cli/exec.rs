@@ -43,7 +43,6 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
     // A shell, or anything run through /bin/sh, may be started through the
     // wrapper that lets a hung-up terminal end the session.
     let mut track_pid = true;
-    let engine = Engine::connect().await?;
     let (engine, container, cmd) = if let Some(container) = args.ssh {
         if crate::names::check_name(&container).is_err() {
             return Err(Error::Usage(format!(
@@ -54,7 +53,7 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
             Ok(c) if !c.trim().is_empty() => vec!["/bin/sh".into(), "-c".into(), c],
             _ => vec![openssh::shell_for_container(&state, &container)],
         };
-        (engine, container, cmd)
+        (Engine::connect().await?, container, cmd)
     } else {
         let service = args.service.unwrap_or_default();
         let login = match &ctx.global.name {
@@ -62,9 +61,16 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
             None => service.clone(),
         };
         let swarm = args.target == super::plan::TargetArg::Swarm;
+        // The engine is asked first only when it holds the deployments: a
+        // login unknown to the state directory is a usage error without it.
+        let manager = if swarm {
+            Some(Engine::connect().await?)
+        } else {
+            None
+        };
         let sources = access::Sources {
             state: state.clone(),
-            swarm: swarm.then(|| engine.clone()),
+            swarm: manager.clone(),
         };
         let target = match sources.resolve(&login).await {
             Lookup::Found(t) => t,
@@ -82,6 +88,10 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
                     if swarm { " or on the swarm" } else { "" }
                 )));
             }
+        };
+        let engine = match manager {
+            Some(e) => e,
+            None => Engine::connect().await?,
         };
         // The nodes file is read only for a swarm: a host never needs it.
         let nodes = if target.swarm {

@@ -20,6 +20,8 @@
 //! no-op. Configs and secrets are Swarm configs and secrets named after
 //! their content: a change is a new object, which rolls the services using
 //! it; objects nothing uses any more are removed once the apply converged.
+//! What the deployment grants over SSH is published the same way, for the
+//! gateway on every node ([`access`]).
 
 pub mod access;
 pub mod converge;
