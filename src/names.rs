@@ -20,6 +20,9 @@ pub const LABEL_TASK_HASH: &str = "berth.task-hash";
 pub const LABEL_FILE: &str = "berth.file";
 /// Label: the applied revision that created the object.
 pub const LABEL_REVISION: &str = "berth.revision";
+/// Label on Swarm configs berth publishes for itself (not from the
+/// deployment file): what the config is for (`ssh-access`).
+pub const LABEL_ROLE: &str = "berth.role";
 /// Label on volumes: the container path the volume is mounted at.
 pub const LABEL_VOLUME_PATH: &str = "berth.volume-path";
 /// Label on volumes: which volume of its instance it is: the name the file

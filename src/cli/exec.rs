@@ -7,6 +7,7 @@ use crate::engine::Engine;
 use crate::engine::exec::ExecRequest;
 use crate::error::{Error, Result};
 use crate::ssh::access::{self, Lookup};
+use crate::ssh::place::{self, Located};
 use crate::ssh::{local, openssh};
 
 #[derive(Debug, Args)]
@@ -24,6 +25,12 @@ pub struct ExecArgs {
     /// $SSH_ORIGINAL_COMMAND, or a shell, in CONTAINER.
     #[arg(long, value_name = "CONTAINER", conflicts_with_all = ["service", "command"])]
     pub ssh: Option<String>,
+    /// `swarm`: the swarm's deployments are the ones published on the
+    /// manager (DOCKER_HOST), as `berth ssh-gateway --target swarm` reads
+    /// them. A swarm deployment applied from this state directory is found
+    /// either way.
+    #[arg(long, value_enum, env = "BERTH_TARGET", default_value_t = super::plan::TargetArg::Host)]
+    pub target: super::plan::TargetArg,
 }
 
 pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
@@ -36,7 +43,7 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
     // A shell, or anything run through /bin/sh, may be started through the
     // wrapper that lets a hung-up terminal end the session.
     let mut track_pid = true;
-    let (container, cmd) = if let Some(container) = args.ssh {
+    let (engine, container, cmd) = if let Some(container) = args.ssh {
         if crate::names::check_name(&container).is_err() {
             return Err(Error::Usage(format!(
                 "--ssh {container:?}: not a container name"
@@ -46,14 +53,26 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
             Ok(c) if !c.trim().is_empty() => vec!["/bin/sh".into(), "-c".into(), c],
             _ => vec![openssh::shell_for_container(&state, &container)],
         };
-        (container, cmd)
+        (Engine::connect().await?, container, cmd)
     } else {
         let service = args.service.unwrap_or_default();
         let login = match &ctx.global.name {
             Some(d) => format!("{d}.{service}"),
             None => service.clone(),
         };
-        let target = match access::resolve(&state, &login) {
+        let swarm = args.target == super::plan::TargetArg::Swarm;
+        // The engine is asked first only when it holds the deployments: a
+        // login unknown to the state directory is a usage error without it.
+        let manager = if swarm {
+            Some(Engine::connect().await?)
+        } else {
+            None
+        };
+        let sources = access::Sources {
+            state: state.clone(),
+            swarm: manager.clone(),
+        };
+        let target = match sources.resolve(&login).await {
             Lookup::Found(t) => t,
             Lookup::Ambiguous(ts) => {
                 let names: Vec<_> = ts.iter().map(|t| t.qualified.as_str()).collect();
@@ -64,10 +83,25 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
             }
             Lookup::Unknown => {
                 return Err(Error::Usage(format!(
-                    "no applied deployment in {} has a service instance {login:?}",
-                    state.root().display()
+                    "no applied deployment in {}{} has a service instance {login:?}",
+                    state.root().display(),
+                    if swarm { " or on the swarm" } else { "" }
                 )));
             }
+        };
+        let engine = match manager {
+            Some(e) => e,
+            None => Engine::connect().await?,
+        };
+        // The nodes file is read only for a swarm: a host never needs it.
+        let nodes = if target.swarm {
+            ctx.load_nodes_file()?
+        } else {
+            Default::default()
+        };
+        let place = match place::locate(&engine, &nodes, &target).await? {
+            Located::Running(p) => p,
+            Located::NotRunning(why) => return Err(Error::Runtime(why)),
         };
         let cmd = if args.command.is_empty() {
             vec![target.shell.clone()]
@@ -76,9 +110,8 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
             track_pid = false;
             args.command
         };
-        (target.container, cmd)
+        (place.engine, place.container, cmd)
     };
-    let engine = Engine::connect().await?;
     let spec = ExecRequest {
         container,
         cmd,

@@ -258,6 +258,11 @@ impl Context {
             .unwrap_or_else(|| self.state_dir().nodes_file())
     }
 
+    /// The nodes file, read (`--nodes`, else the state directory's).
+    pub fn load_nodes_file(&self) -> Result<crate::engine::nodes::NodesFile> {
+        crate::engine::nodes::NodesFile::load(&self.nodes_file())
+    }
+
     /// Parse `--set` arguments.
     pub fn set_vars(&self) -> Result<Vec<(String, String)>> {
         self.global

@@ -7,7 +7,7 @@ use super::Context;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::ssh::admission::{self, Limits, Startups};
-use crate::ssh::{gateway, hostkey};
+use crate::ssh::{access, gateway, hostkey};
 
 #[derive(Debug, Args)]
 pub struct SshGatewayArgs {
@@ -31,6 +31,12 @@ pub struct SshGatewayArgs {
     /// Print the SHA256 fingerprint of the host key (creating the key if needed) and exit.
     #[arg(long)]
     pub fingerprint: bool,
+    /// `swarm`: also serve the swarm's deployments, as their applies
+    /// published them on the manager (DOCKER_HOST; on a worker, a
+    /// manager's socket brought here), reaching each task's node through
+    /// the nodes file. Run one such gateway on every node.
+    #[arg(long, value_enum, env = "BERTH_TARGET", default_value_t = super::plan::TargetArg::Host)]
+    pub target: super::plan::TargetArg,
 }
 
 pub async fn run(ctx: &Context, args: SshGatewayArgs) -> Result<u8> {
@@ -44,6 +50,15 @@ pub async fn run(ctx: &Context, args: SshGatewayArgs) -> Result<u8> {
         return Ok(0);
     }
     let engine = Engine::connect().await?;
+    let swarm = args.target == super::plan::TargetArg::Swarm;
+    if swarm {
+        engine.require_manager().await?;
+    }
+    let sources = access::Sources {
+        state,
+        swarm: swarm.then(|| engine.clone()),
+    };
+    let nodes = ctx.load_nodes_file()?;
     let (listener, addr) = gateway::bind(&args.listen).await?;
     println!(
         "berth ssh-gateway listening on {addr} (host key {})",
@@ -55,6 +70,6 @@ pub async fn run(ctx: &Context, args: SshGatewayArgs) -> Result<u8> {
         startups: args.max_startups,
         per_source: args.per_source_max_startups,
     };
-    gateway::serve(engine, state, listener, key, limits).await?;
+    gateway::serve(engine, sources, nodes, listener, key, limits).await?;
     Ok(0)
 }

@@ -4,6 +4,10 @@
 //! deployment (`berth.deployment`), their name in the file (`berth.file`)
 //! and the revision that made them. A secret's data is sent once, when it
 //! is created; the engine never gives it back.
+//!
+//! Besides them, a swarm apply publishes what the deployment grants over
+//! SSH as one config with a role label ([`names::LABEL_ROLE`]), for the
+//! gateways on every node ([`crate::target::swarm::access`]).
 
 use std::collections::HashMap;
 
@@ -142,6 +146,20 @@ impl Engine {
             (names::LABEL_FILE.to_string(), file.to_string()),
             (names::LABEL_REVISION.to_string(), revision.to_string()),
         ]);
+        let id = self
+            .create_swarm_file(kind, object, content, labels)
+            .await?;
+        Ok((id, true))
+    }
+
+    /// Create config or secret `object` holding `content`, labelled `labels`.
+    async fn create_swarm_file(
+        &self,
+        kind: FileKind,
+        object: &str,
+        content: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<String> {
         let data = super::registry::encode_base64(content.as_bytes());
         let what = || format!("creating the swarm {} {object}", kind.as_str());
         let id = match kind {
@@ -170,7 +188,79 @@ impl Engine {
                     .id
             }
         };
+        Ok(id)
+    }
+
+    /// The config `object` with `labels` (`berth.deployment` among them)
+    /// holding `content`, created when missing (then the flag is true).
+    /// Its name says its content, so one that exists and is the
+    /// deployment's is kept; one of another owner is a conflict.
+    pub async fn ensure_role_config(
+        &self,
+        object: &str,
+        content: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(String, bool)> {
+        let deployment = labels
+            .get(names::LABEL_DEPLOYMENT)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(o) = self.swarm_file(FileKind::Config, object).await? {
+            if o.labels.get(names::LABEL_DEPLOYMENT) == Some(&deployment)
+                && o.labels.get(names::LABEL_ROLE) == labels.get(names::LABEL_ROLE)
+            {
+                return Ok((o.id, false));
+            }
+            return Err(Error::Conflict(format!(
+                "config {object} exists on the swarm but is not the one berth publishes for deployment {deployment}; remove it (docker config rm {object})"
+            )));
+        }
+        let id = self
+            .create_swarm_file(FileKind::Config, object, content, labels)
+            .await?;
         Ok((id, true))
+    }
+
+    /// The configs labelled `role` ([`names::LABEL_ROLE`]), of every
+    /// deployment, each with its content. A config whose data the engine
+    /// does not give as base64 text is skipped with a warning.
+    pub async fn role_configs(&self, role: &str) -> Result<Vec<(SwarmObject, String)>> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}={role}", names::LABEL_ROLE)],
+        )]);
+        let opts = ListConfigsOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let configs = self
+            .docker()
+            .list_configs(Some(opts))
+            .await
+            .map_err(|e| Error::engine("listing the swarm's configs", e))?;
+        let mut out = Vec::new();
+        for c in configs {
+            let spec = c.spec.unwrap_or_default();
+            let name = spec.name.unwrap_or_default();
+            let text = spec
+                .data
+                .as_deref()
+                .and_then(super::registry::decode_base64)
+                .and_then(|d| String::from_utf8(d).ok());
+            let Some(text) = text else {
+                tracing::warn!("config {name}: its data is not readable; ignored");
+                continue;
+            };
+            out.push((
+                SwarmObject {
+                    kind: FileKind::Config,
+                    id: c.id.unwrap_or_default(),
+                    name,
+                    labels: spec.labels.unwrap_or_default(),
+                },
+                text,
+            ));
+        }
+        Ok(out)
     }
 
     /// Remove a config or secret; gone already is fine, one a service still

@@ -1,11 +1,18 @@
-//! Who may enter which container: login names resolved against the applied
-//! revisions in the state directory, and the keys granted there.
+//! Who may enter which container: login names resolved against what each
+//! applied deployment grants (its [`AccessList`]), and the keys granted
+//! there.
 //!
-//! Everything is read fresh from the state directory on each call, so an
-//! apply that grants or revokes a key takes effect for the next login
-//! without restarting anything.
+//! The lists come from the applied revisions in the state directory and,
+//! with [`Sources::swarm`], from the access lists a swarm apply publishes
+//! on the swarm (a gateway on a node that does not share the manager's
+//! state directory learns the grants there). Everything is read fresh on
+//! each call, so an apply that grants or revokes a key takes effect for the
+//! next login without restarting anything.
+
+use std::collections::BTreeMap;
 
 use crate::deployment::{Deployment, SshKey};
+use crate::engine::Engine;
 use crate::state::StateDir;
 use russh::keys::PublicKey;
 
@@ -26,6 +33,60 @@ pub struct Target {
     pub shell: String,
     /// Keys granted to the service (its `ssh` list plus deployment-wide keys).
     pub keys: Vec<SshKey>,
+    /// The deployment runs on a swarm: the instance is the task of slot
+    /// `index` of the Swarm service, on whichever node runs it.
+    pub swarm: bool,
+}
+
+/// What one applied deployment grants: its services, how many instances
+/// each runs, their shells and the public keys granted to each; nothing
+/// else of the deployment. The form a swarm apply publishes
+/// ([`crate::target::swarm::access`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessList {
+    pub deployment: String,
+    /// Runs on a swarm (see [`Target::swarm`]).
+    pub swarm: bool,
+    pub services: BTreeMap<String, ServiceAccess>,
+}
+
+/// One service's part of an [`AccessList`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccess {
+    pub count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_shell: Option<String>,
+    /// Its `ssh` keys plus the deployment-wide ones.
+    pub keys: Vec<SshKey>,
+}
+
+impl AccessList {
+    /// What `deployment` grants; `swarm`: it was applied on a swarm.
+    pub fn of(deployment: &Deployment, swarm: bool) -> Self {
+        let services = deployment
+            .services
+            .values()
+            .map(|svc| {
+                let access = ServiceAccess {
+                    count: svc.count,
+                    ssh_shell: svc.ssh_shell.clone(),
+                    keys: deployment
+                        .keys_for(&svc.name)
+                        .into_iter()
+                        .cloned()
+                        .collect(),
+                };
+                (svc.name.clone(), access)
+            })
+            .collect();
+        Self {
+            deployment: deployment.name.clone(),
+            swarm,
+            services,
+        }
+    }
 }
 
 /// What a login name resolves to.
@@ -55,52 +116,43 @@ fn names_of(d: &str, s: &str, index: u32) -> Vec<String> {
 }
 
 /// The targets of one deployment that answer to `login`.
-pub fn matches_in(deployment: &Deployment, login: &str) -> Vec<Target> {
+pub fn matches_in(list: &AccessList, login: &str) -> Vec<Target> {
+    let d = &list.deployment;
     let mut out = Vec::new();
-    for inst in deployment.instances() {
-        if !names_of(&inst.deployment, &inst.service, inst.index)
-            .iter()
-            .any(|n| n == login)
-        {
-            continue;
+    for (service, svc) in &list.services {
+        for index in 1..=svc.count {
+            if !names_of(d, service, index).iter().any(|n| n == login) {
+                continue;
+            }
+            let qualified = if svc.count > 1 {
+                format!("{d}.{service}-{index}")
+            } else {
+                format!("{d}.{service}")
+            };
+            out.push(Target {
+                deployment: d.clone(),
+                service: service.clone(),
+                index,
+                container: crate::names::container_name(d, service, index, svc.count),
+                qualified,
+                shell: svc
+                    .ssh_shell
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_SHELL.to_string()),
+                keys: svc.keys.clone(),
+                swarm: list.swarm,
+            });
         }
-        let Some(svc) = deployment.services.get(&inst.service) else {
-            continue;
-        };
-        let qualified = if svc.count > 1 {
-            format!("{}.{}-{}", inst.deployment, inst.service, inst.index)
-        } else {
-            format!("{}.{}", inst.deployment, inst.service)
-        };
-        out.push(Target {
-            deployment: inst.deployment.clone(),
-            service: inst.service.clone(),
-            index: inst.index,
-            container: inst.container.clone(),
-            qualified,
-            shell: svc
-                .ssh_shell
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SHELL.to_string()),
-            keys: deployment
-                .keys_for(&inst.service)
-                .into_iter()
-                .cloned()
-                .collect(),
-        });
     }
     out
 }
 
-/// Resolve a login against the deployments in `deployments`.
-pub fn resolve_in(deployments: &[Deployment], login: &str) -> Lookup {
+/// Resolve a login against the access lists in `lists`.
+pub fn resolve_in(lists: &[AccessList], login: &str) -> Lookup {
     if login.is_empty() || login.len() > MAX_LOGIN_LEN {
         return Lookup::Unknown;
     }
-    let mut found: Vec<Target> = deployments
-        .iter()
-        .flat_map(|d| matches_in(d, login))
-        .collect();
+    let mut found: Vec<Target> = lists.iter().flat_map(|d| matches_in(d, login)).collect();
     found.sort_by(|a, b| a.container.cmp(&b.container));
     found.dedup_by(|a, b| a.container == b.container);
     match found.len() {
@@ -114,6 +166,14 @@ pub fn resolve_in(deployments: &[Deployment], login: &str) -> Lookup {
 /// read is skipped (and logged): one broken file must not lock everyone out
 /// of every other deployment, and it grants nothing.
 pub fn applied_deployments(state: &StateDir) -> Vec<Deployment> {
+    applied_revisions(state)
+        .into_iter()
+        .map(|r| r.deployment)
+        .collect()
+}
+
+/// The current revisions in `state` (see [`applied_deployments`]).
+fn applied_revisions(state: &StateDir) -> Vec<crate::state::Revision> {
     let names = match state.list_deployments() {
         Ok(n) => n,
         Err(e) => {
@@ -124,7 +184,7 @@ pub fn applied_deployments(state: &StateDir) -> Vec<Deployment> {
     names
         .iter()
         .filter_map(|name| match state.read_current(name) {
-            Ok(Some(rev)) => Some(rev.deployment),
+            Ok(Some(rev)) => Some(rev),
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!("ignoring deployment {name}: {e}");
@@ -134,12 +194,62 @@ pub fn applied_deployments(state: &StateDir) -> Vec<Deployment> {
         .collect()
 }
 
+/// The access lists of what is applied in `state` now.
+pub fn applied(state: &StateDir) -> Vec<AccessList> {
+    applied_revisions(state)
+        .iter()
+        .map(|r| AccessList::of(&r.deployment, r.integration == SWARM))
+        .collect()
+}
+
+/// The integration a swarm revision records.
+const SWARM: &str = "swarm";
+
 /// Resolve a login against what is applied in `state` now.
 pub fn resolve(state: &StateDir, login: &str) -> Lookup {
     if login.is_empty() || login.len() > MAX_LOGIN_LEN {
         return Lookup::Unknown;
     }
-    resolve_in(&applied_deployments(state), login)
+    resolve_in(&applied(state), login)
+}
+
+/// Where the gateway and `berth exec` learn what is applied.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub state: StateDir,
+    /// A swarm manager (`--target swarm`): the swarm's deployments are the
+    /// access lists published there, and the state directory's swarm
+    /// revisions are not read (on a node other than the manager it has
+    /// none, or stale ones). Host deployments still come from the state
+    /// directory.
+    pub swarm: Option<Engine>,
+}
+
+impl Sources {
+    /// Every access list there is now. When the manager cannot be asked,
+    /// only the state directory's host deployments are served (and the
+    /// failure logged): a manager down must not lock anyone out of this
+    /// host, and it grants nothing.
+    pub async fn lists(&self) -> Vec<AccessList> {
+        let local = applied(&self.state);
+        let Some(manager) = &self.swarm else {
+            return local;
+        };
+        let mut lists: Vec<AccessList> = local.into_iter().filter(|l| !l.swarm).collect();
+        match crate::target::swarm::access::published(manager).await {
+            Ok(published) => lists.extend(published),
+            Err(e) => tracing::warn!("cannot read the swarm's access lists: {e}"),
+        }
+        lists
+    }
+
+    /// Resolve a login against [`Sources::lists`].
+    pub async fn resolve(&self, login: &str) -> Lookup {
+        if login.is_empty() || login.len() > MAX_LOGIN_LEN {
+            return Lookup::Unknown;
+        }
+        resolve_in(&self.lists().await, login)
+    }
 }
 
 /// Does `granted` (a key from the deployment) equal `offered`? Keys are
@@ -260,13 +370,17 @@ mod tests {
         PublicKey::from_openssh(text).expect("test key")
     }
 
+    fn host(d: Deployment) -> AccessList {
+        AccessList::of(&d, false)
+    }
+
     #[test]
     fn login_names() {
-        let a = deployment(
+        let a = host(deployment(
             "a",
             vec![service("mail", 1, &["alice"]), service("web", 3, &["bob"])],
-        );
-        let b = deployment("b", vec![service("mail", 1, &["bob"])]);
+        ));
+        let b = host(deployment("b", vec![service("mail", 1, &["bob"])]));
         let ds = vec![a.clone(), b];
         let Lookup::Found(t) = resolve_in(std::slice::from_ref(&a), "mail") else {
             panic!("mail")
@@ -297,11 +411,11 @@ mod tests {
 
     #[test]
     fn grants_follow_the_service() {
-        let a = deployment(
+        let a = host(deployment(
             "a",
             vec![service("mail", 1, &["alice"]), service("web", 1, &["bob"])],
-        );
-        let b = deployment("b", vec![service("mail", 1, &["bob"])]);
+        ));
+        let b = host(deployment("b", vec![service("mail", 1, &["bob"])]));
         let ds = vec![a.clone(), b];
         let mail = resolve_in(std::slice::from_ref(&a), "mail");
         assert!(matches!(grant_for(&mail, &pk(K1)), Some(Grant::Enter(_))));
@@ -318,12 +432,47 @@ mod tests {
         );
         // Deployment-wide keys grant every service.
         let mut c = deployment("c", vec![service("db", 1, &[])]);
-        assert_eq!(grant_for(&resolve_in(&[c.clone()], "db"), &pk(K2)), None);
+        assert_eq!(
+            grant_for(&resolve_in(&[host(c.clone())], "db"), &pk(K2)),
+            None
+        );
         c.deployment_keys.push(key("key-1", K2));
         assert!(matches!(
-            grant_for(&resolve_in(&[c], "db"), &pk(K2)),
+            grant_for(&resolve_in(&[host(c)], "db"), &pk(K2)),
             Some(Grant::Enter(_))
         ));
+    }
+
+    #[test]
+    fn an_access_list_holds_only_what_logins_need_and_reads_back() {
+        let mut d = deployment(
+            "a",
+            vec![service("mail", 1, &["alice"]), service("web", 2, &[])],
+        );
+        d.deployment_keys.push(key("key-1", K2));
+        let list = AccessList::of(&d, true);
+        let text = serde_json::to_string(&list).expect("serialises");
+        let back: AccessList = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(back, list);
+        let keys: Vec<_> = list.services["mail"]
+            .keys
+            .iter()
+            .map(|k| k.name.as_str())
+            .collect();
+        assert_eq!(keys, ["key-1", "alice"]);
+        // The image, environment and everything else stay out of it.
+        assert!(!text.contains("img"), "{text}");
+        let Lookup::Found(t) = resolve_in(&[list], "web-2") else {
+            panic!("web-2")
+        };
+        assert!(t.swarm);
+        assert_eq!((t.index, t.qualified.as_str()), (2, "a.web-2"));
+        assert!(
+            serde_json::from_str::<AccessList>(
+                r#"{"deployment":"a","swarm":true,"services":{},"env":{}}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

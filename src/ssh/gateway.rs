@@ -13,8 +13,15 @@
 //! - Port forwarding (both directions), agent and X11 forwarding,
 //!   Unix-socket forwarding and subsystems are refused.
 //! - One audit line per session (target `berth::audit`, level info): peer,
-//!   login, key fingerprint, container, command or `shell`, TTY, exit status,
-//!   duration; refused attempts are logged there too.
+//!   login, key fingerprint, container, node and task (on a swarm; `-` on a
+//!   host), command or `shell`, TTY, exit status, duration; refused attempts
+//!   are logged there too.
+//! - On a swarm, a session runs in the running task of the login's
+//!   instance, on whichever node runs it: exec, resizes and hang-up go to
+//!   that node's engine ([`super::place`]). Which deployments there are
+//!   comes from the state directory and, with [`access::Sources::swarm`],
+//!   from the access lists published on the swarm, so every node's gateway
+//!   serves every swarm deployment.
 //! - Limits: connections that have not logged in are bounded per source
 //!   address and overall, and closed when their login grace time is up
 //!   ([`super::admission`]); [`MAX_CHANNELS`] sessions per connection, and
@@ -43,11 +50,12 @@ use tokio::net::TcpListener;
 use super::access::{self, Grant, Target};
 use super::admission::{Admission, Event, Limits, Ticket};
 use super::killable;
+use super::place::{self, Located, Place};
 use super::quickack::QuickAck;
 use crate::engine::Engine;
-use crate::engine::exec::{ExecOutput, ExecReadiness, ExecRequest};
+use crate::engine::exec::{ExecOutput, ExecRequest};
+use crate::engine::nodes::NodesFile;
 use crate::error::{Error, Result};
-use crate::state::StateDir;
 
 /// Default listening address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:2222";
@@ -66,14 +74,20 @@ fn env_allowed(name: &str) -> bool {
 
 /// What every connection shares.
 struct Shared {
+    /// The engine berth talks to (on a swarm, a manager's).
     engine: Engine,
-    state: StateDir,
+    sources: access::Sources,
+    /// How a swarm's nodes' engines are reached.
+    nodes: NodesFile,
 }
 
-/// Run the gateway on `listener` until the process is stopped.
+/// Run the gateway on `listener` until the process is stopped, serving the
+/// deployments `sources` names; containers on other swarm nodes are
+/// reached through `nodes`.
 pub async fn serve(
     engine: Engine,
-    state: StateDir,
+    sources: access::Sources,
+    nodes: NodesFile,
     listener: TcpListener,
     host_key: PrivateKey,
     limits: Limits,
@@ -93,7 +107,11 @@ pub async fn serve(
         ..Default::default()
     };
     let config = Arc::new(config);
-    let shared = Arc::new(Shared { engine, state });
+    let shared = Arc::new(Shared {
+        engine,
+        sources,
+        nodes,
+    });
     let admission = Admission::new(limits);
     loop {
         let (socket, peer) = match listener.accept().await {
@@ -274,8 +292,8 @@ fn printable(s: &str) -> String {
 }
 
 impl Conn {
-    fn grant(&self, login: &str, key: &PublicKey) -> Option<Grant> {
-        access::grant_for(&access::resolve(&self.shared.state, login), key)
+    async fn grant(&self, login: &str, key: &PublicKey) -> Option<Grant> {
+        access::grant_for(&self.shared.sources.resolve(login).await, key)
     }
 
     fn start(&mut self, channel: ChannelId, command: Option<String>, session: &mut Session) {
@@ -354,7 +372,7 @@ impl russh::server::Handler for Conn {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.grant(user, offer.public_key).is_some() {
+        if self.grant(user, offer.public_key).await.is_some() {
             Ok(Auth::Accept)
         } else {
             tracing::info!(target: "berth::audit", peer = %self.peer, login = %printable(user),
@@ -368,7 +386,7 @@ impl russh::server::Handler for Conn {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.grant(user, key.public_key).is_some() {
+        if self.grant(user, key.public_key).await.is_some() {
             if let Some(tx) = self.logged_in.take() {
                 let _ = tx.send(());
             }
@@ -625,6 +643,21 @@ struct Job {
 struct Outcome {
     status: u32,
     container: String,
+    /// On a swarm: the node and the task; `-` otherwise.
+    node: String,
+    task: String,
+}
+
+impl Outcome {
+    /// Ended before reaching a container.
+    fn nowhere(status: u32) -> Self {
+        Self {
+            status,
+            container: "-".into(),
+            node: "-".into(),
+            task: "-".into(),
+        }
+    }
 }
 
 impl Job {
@@ -642,7 +675,7 @@ impl Job {
         let (mut rx, tx) = channel.split();
         // Keys are looked up again: an apply since login may have revoked this one.
         let grant = access::grant_for(
-            &access::resolve(&self.shared.state, &self.authed.login),
+            &self.shared.sources.resolve(&self.authed.login).await,
             &self.authed.key,
         );
         let outcome = match grant {
@@ -654,18 +687,12 @@ impl Job {
                     names.join(", ")
                 );
                 self.say(&tx, &msg).await;
-                Outcome {
-                    status: 2,
-                    container: "-".into(),
-                }
+                Outcome::nowhere(2)
             }
             None => {
                 self.say(&tx, "berth: this key is no longer granted to this login")
                     .await;
-                Outcome {
-                    status: 1,
-                    container: "-".into(),
-                }
+                Outcome::nowhere(1)
             }
         };
         let _ = tx.exit_status(outcome.status).await;
@@ -677,6 +704,8 @@ impl Job {
             login = %printable(&self.authed.login),
             key = %self.authed.fingerprint,
             container = %outcome.container,
+            node = %outcome.node,
+            task = %outcome.task,
             command = %self.command.as_deref().map(printable).unwrap_or_else(|| "shell".into()),
             tty = self.pty.is_some(),
             exit_status = outcome.status,
@@ -691,33 +720,45 @@ impl Job {
         rx: &mut russh::ChannelReadHalf,
         tx: &russh::ChannelWriteHalf<Msg>,
     ) -> Outcome {
-        let container = target.container.clone();
-        let fail = |status: u32| Outcome {
-            status,
-            container: container.clone(),
-        };
-        let engine = &self.shared.engine;
-        match engine.exec_readiness(&target.container).await {
-            Ok(ExecReadiness::Running) => {}
-            Ok(other) => {
-                let why = match other {
-                    ExecReadiness::NotRunning(state) => format!("it is {state}"),
-                    _ => "it does not exist".to_string(),
+        let place = match place::locate(&self.shared.engine, &self.shared.nodes, target).await {
+            Ok(Located::Running(p)) => p,
+            Ok(Located::NotRunning(why)) => {
+                self.say(tx, &format!("berth: {why}")).await;
+                return Outcome {
+                    container: target.container.clone(),
+                    ..Outcome::nowhere(1)
                 };
-                let msg = format!(
-                    "berth: {} ({}) is not running: {why}; start it with `berth start {}`",
-                    target.qualified, target.container, target.service
-                );
-                self.say(tx, &msg).await;
-                return fail(1);
             }
             Err(e) => {
-                tracing::warn!("ssh session for {}: {e}", target.container);
+                // The operator's business (a node missing from the nodes
+                // file, an engine down); the client learns only that.
+                tracing::warn!("ssh session for {}: {e}", target.qualified);
                 self.say(tx, "berth: the container engine is not available")
                     .await;
-                return fail(1);
+                return Outcome {
+                    container: target.container.clone(),
+                    ..Outcome::nowhere(1)
+                };
             }
-        }
+        };
+        self.run_in(target, &place, rx, tx).await
+    }
+
+    /// The session's process in `place`, until it exits or the client goes.
+    async fn run_in(
+        &self,
+        target: &Target,
+        place: &Place,
+        rx: &mut russh::ChannelReadHalf,
+        tx: &russh::ChannelWriteHalf<Msg>,
+    ) -> Outcome {
+        let fail = |status: u32| Outcome {
+            status,
+            container: place.container.clone(),
+            node: place.node().to_string(),
+            task: place.task_name().to_string(),
+        };
+        let engine = &place.engine;
         let cmd = match &self.command {
             Some(c) => vec!["/bin/sh".to_string(), "-c".to_string(), c.clone()],
             None => vec![target.shell.clone()],
@@ -727,7 +768,7 @@ impl Job {
             env.push(format!("TERM={}", p.term));
         }
         let spec = ExecRequest {
-            container: target.container.clone(),
+            container: place.container.clone(),
             cmd,
             tty: self.pty.is_some(),
             env,
@@ -737,8 +778,8 @@ impl Job {
         let exec = match engine.exec_start(&spec).await {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!("ssh session for {}: {e}", target.container);
-                let msg = format!("berth: cannot start a process in {}: {e}", target.container);
+                tracing::warn!("ssh session for {}: {e}", place.container);
+                let msg = format!("berth: cannot start a process in {}: {e}", place.container);
                 self.say(tx, &msg).await;
                 return fail(1);
             }
@@ -844,13 +885,13 @@ impl Job {
             // The client went away. Without a terminal, dropping the exec's
             // connection closes the process's stdin; a terminal session is
             // hung up, as sshd does when it closes the terminal.
-            tracing::debug!("client left the session in {}", target.container);
+            tracing::debug!("client left the session in {}", place.container);
             drop(output);
             drop(input);
             if let (true, Some(pid)) = (tty, pid)
-                && let Err(e) = engine.exec_hangup(&target.container, pid).await
+                && let Err(e) = engine.exec_hangup(&place.container, pid).await
             {
-                tracing::warn!("cannot hang up the session in {}: {e}", target.container);
+                tracing::warn!("cannot hang up the session in {}: {e}", place.container);
             }
             return fail(255);
         }
@@ -858,7 +899,7 @@ impl Job {
             Ok(Some(code)) => u32::try_from(code).unwrap_or(255),
             Ok(None) => 255,
             Err(e) => {
-                tracing::warn!("exit status of the session in {}: {e}", target.container);
+                tracing::warn!("exit status of the session in {}: {e}", place.container);
                 255
             }
         };

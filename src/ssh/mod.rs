@@ -6,6 +6,8 @@
 //!   are engine execs in one container.
 //! - [`openssh`]: `berth authorized-keys` for hosts that keep sshd, and the
 //!   host-user scheme that goes with it (documented there).
+//! - [`place`]: the engine and container (on a swarm: node and task) a
+//!   login's session runs in, for the gateway and `berth exec` alike.
 //! - [`local`]: attach this process's terminal or stdio to an exec (`berth
 //!   exec`, and `berth exec --ssh`, sshd's forced command).
 //! - [`admission`]: the gateway's bounds on connections that have not
@@ -23,4 +25,5 @@ pub mod hostkey;
 pub mod killable;
 pub mod local;
 pub mod openssh;
+pub mod place;
 pub mod quickack;

@@ -69,6 +69,11 @@ pub fn authorized_keys(
     let Lookup::Found(target) = access::resolve(state, login) else {
         return Vec::new();
     };
+    // The forced command execs in a container of this host; a swarm task
+    // is reached through `berth ssh-gateway --target swarm` instead.
+    if target.swarm {
+        return Vec::new();
+    }
     let command = format!(
         "{} --state-dir {} exec --ssh {}",
         shell_quote(&berth.to_string_lossy()),

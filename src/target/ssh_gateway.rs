@@ -247,7 +247,16 @@ pub fn start_foreground(
     let engine = engine.clone();
     let state = state.clone();
     let task = runtime.spawn(async move {
-        let r = gateway::serve(engine, state, listener, key, Default::default()).await;
+        let sources = crate::ssh::access::Sources { state, swarm: None };
+        let r = gateway::serve(
+            engine,
+            sources,
+            Default::default(),
+            listener,
+            key,
+            Default::default(),
+        )
+        .await;
         if let Err(e) = &r {
             tracing::error!("ssh gateway stopped: {e}");
         }

@@ -52,7 +52,7 @@ impl Keys {
             .to_string()
     }
 
-    fn fingerprint(&self, name: &str) -> String {
+    pub(crate) fn fingerprint(&self, name: &str) -> String {
         let out = Command::new("ssh-keygen")
             .arg("-lf")
             .arg(self.dir.path().join(format!("{name}.pub")))
@@ -281,7 +281,7 @@ impl Drop for Gateway {
 
 /// Run a command with `input` on stdin; fail the test if it takes longer
 /// than [`DEADLINE`] (a hang is a failure, not a slow pass).
-fn run_input(mut cmd: Command, input: Vec<u8>) -> Output {
+pub(crate) fn run_input(mut cmd: Command, input: Vec<u8>) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -310,11 +310,11 @@ pub(crate) fn run(cmd: Command) -> Output {
     run_input(cmd, Vec::new())
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
@@ -440,7 +440,7 @@ fn ssh_instances_and_qualified_logins() {
     assert_eq!(out.status.code(), Some(255), "{}", show(&out));
 }
 
-fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
+pub(crate) fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(len + 8);
     while v.len() < len {
         seed ^= seed << 13;
@@ -452,7 +452,7 @@ fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
     v
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(data)
         .iter()
@@ -628,7 +628,7 @@ fn ssh_pty_window_size_and_resize() {
     }
 }
 
-fn assert_refused(out: &Output, what: &str) {
+pub(crate) fn assert_refused(out: &Output, what: &str) {
     assert_eq!(out.status.code(), Some(255), "{what}: {}", show(out));
     assert!(
         stderr(out).contains("Permission denied"),

@@ -114,7 +114,10 @@ pub async fn converge(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) ->
             ));
         }
     }
-    prune_files(engine, &step.deployment.name, desired, report).await
+    // The grants published before the old ones are pruned: a gateway
+    // always finds one list.
+    let access = super::access::publish(engine, step.deployment, step.revision, report).await?;
+    prune_files(engine, &step.deployment.name, desired, access, report).await
 }
 
 /// Make sure the configs and secrets of the services the plan creates or
@@ -164,18 +167,21 @@ async fn ensure_files(step: &Step<'_>, desired: &BTreeMap<String, SwarmSpec>) ->
 }
 
 /// Remove `deployment`'s configs and secrets that no service of `desired`
-/// uses (all of them converged: nothing runs the old ones). One the swarm
-/// still finds in use (a service changed by hand) is kept and said so.
+/// uses (all of them converged: nothing runs the old ones) and its access
+/// lists but the current one (`access`). One the swarm still finds in use
+/// (a service changed by hand) is kept and said so.
 async fn prune_files(
     engine: &Engine,
     deployment: &str,
     desired: &BTreeMap<String, SwarmSpec>,
+    access: Option<String>,
     report: &Reporter,
 ) -> Result<()> {
-    let used: BTreeSet<_> = desired
+    let mut used: BTreeSet<_> = desired
         .values()
         .flat_map(|s| s.files.iter().map(|f| (f.kind, f.object.clone())))
         .collect();
+    used.extend(access.map(|a| (crate::deployment::FileKind::Config, a)));
     for o in engine.list_swarm_files(deployment).await? {
         if used.contains(&(o.kind, o.name.clone())) {
             continue;

@@ -20,7 +20,10 @@
 //! no-op. Configs and secrets are Swarm configs and secrets named after
 //! their content: a change is a new object, which rolls the services using
 //! it; objects nothing uses any more are removed once the apply converged.
+//! What the deployment grants over SSH is published the same way, for the
+//! gateway on every node ([`access`]).
 
+pub mod access;
 pub mod converge;
 pub mod data;
 pub mod ops;
@@ -250,27 +253,6 @@ impl Target for Swarm {
             }
         }
         Ok(())
-    }
-
-    /// SSH grants are kept in the revision but no gateway serves them on
-    /// a swarm yet: the deployment runs, and the operator is told that
-    /// `ssh SERVICE@host` will not reach it.
-    fn warnings(
-        &self,
-        deployment: &Deployment,
-        _images: &BTreeMap<String, crate::instance::ImageInfo>,
-    ) -> Vec<String> {
-        deployment
-            .services
-            .values()
-            .filter(|svc| !svc.ssh.is_empty())
-            .map(|svc| {
-                format!(
-                    "warning: service {}: its ssh keys are not served on a swarm yet: `ssh {}@host` will not reach it (use `docker exec` on the node running its task)",
-                    svc.name, svc.name
-                )
-            })
-            .collect()
     }
 
     fn unit_dir(&self) -> Option<&std::path::Path> {

@@ -167,10 +167,13 @@ pub fn diff(
     }
     // Configs and secrets: the desired ones missing are made, those no
     // desired service uses go once the apply converged.
-    let wanted: std::collections::BTreeSet<(FileKind, &str)> = desired
+    let access = super::access::object(deployment)?.map(|(name, _)| name);
+    let mut wanted: std::collections::BTreeSet<(FileKind, &str)> = desired
         .values()
         .flat_map(|s| s.files.iter().map(|f| (f.kind, f.object.as_str())))
         .collect();
+    // What the deployment grants over SSH, for the gateways on every node.
+    wanted.extend(access.as_deref().map(|a| (FileKind::Config, a)));
     let mut objects = Vec::new();
     for (kind, object) in &wanted {
         if !observed
@@ -186,9 +189,16 @@ pub fn diff(
     }
     for o in &observed.files {
         if !wanted.contains(&(o.kind, o.name.as_str())) {
+            let why = if o.labels.get(names::LABEL_ROLE).map(String::as_str)
+                == Some(super::access::ROLE)
+            {
+                "an earlier ssh access list"
+            } else {
+                "no service uses it"
+            };
             objects.push(ObjectChange {
                 action: Action::Remove,
-                object: format!("{} {} (no service uses it)", o.kind.as_str(), o.name),
+                object: format!("{} {} ({why})", o.kind.as_str(), o.name),
             });
         }
     }
