@@ -249,13 +249,16 @@ impl Context {
         &self,
         manager: &crate::engine::Engine,
     ) -> Result<crate::engine::nodes::NodeEngines> {
-        let path = self
-            .global
+        let file = crate::engine::nodes::NodesFile::load(&self.nodes_file())?;
+        crate::engine::nodes::NodeEngines::new(manager, file).await
+    }
+
+    /// The nodes file: `--nodes`, else the state directory's.
+    pub fn nodes_file(&self) -> PathBuf {
+        self.global
             .nodes
             .clone()
-            .unwrap_or_else(|| self.state_dir().nodes_file());
-        let file = crate::engine::nodes::NodesFile::load(&path)?;
-        crate::engine::nodes::NodeEngines::new(manager, file).await
+            .unwrap_or_else(|| self.state_dir().nodes_file())
     }
 
     /// Parse `--set` arguments.
