@@ -29,6 +29,8 @@ pub const LABEL_VOLUME_PATH: &str = "berth.volume-path";
 /// lists it by (`data`), or for an image-declared `VOLUME` its path
 /// (`/var/lib/data`; names never contain `/`, so the two cannot be confused).
 pub const LABEL_VOLUME: &str = "berth.volume";
+/// Swarm's own label on a task's container: the service it is a task of.
+pub const LABEL_SWARM_TASK_SERVICE: &str = "com.docker.swarm.service.name";
 
 /// Longest deployment or service name accepted. Container names are
 /// `<deployment>-<service>-<n>` and unit names add `berth-` and `.service`;

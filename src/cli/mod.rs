@@ -46,6 +46,7 @@ mod exec;
 mod history;
 mod logs;
 mod man_pages;
+mod move_;
 mod plan;
 mod ps;
 mod render;
@@ -209,6 +210,8 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Return to an earlier applied revision (images and spec, optionally data).
     Rollback(rollback::RollbackArgs),
+    /// Move a swarm service and its volumes to another node.
+    Move(move_::MoveArgs),
     /// Move services to the digest their image tag names now; roll back
     /// one that is not healthy, with its data.
     Update(update::UpdateArgs),
@@ -386,6 +389,7 @@ async fn run(ctx: Context, command: Command) -> Result<u8> {
         Command::History(a) => history::run(&ctx, a).await,
         Command::Rollback(a) => rollback::run(&ctx, a).await,
         Command::Update(a) => update::run(&ctx, a).await,
+        Command::Move(a) => move_::run(&ctx, a).await,
     }
 }
 

@@ -17,11 +17,18 @@
 //! header block, at most [`MAX_EXTENSION`] bytes of extended header, and a
 //! 16-byte keyed hash plus a kind per path: sizes read from headers are
 //! counted down, never allocated.
+//!
+//! Asked for ([`Scanner::with_listing`]), it also sums up what the stream
+//! holds as a [`Contents`]: two streams of the same volume contents give the
+//! same one whatever order the engine read the entries in and whichever
+//! name of a hard-linked file came first (`berth move` compares the copy
+//! with its source this way).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::engine::archive::CARRIER_ROOT;
 
@@ -126,6 +133,11 @@ struct Pax {
     linkpath: Option<Vec<u8>>,
     size: Option<u64>,
     capability: bool,
+    /// Raw values, only read for a [`Contents`].
+    uid: Option<Vec<u8>>,
+    gid: Option<Vec<u8>>,
+    mtime: Option<Vec<u8>>,
+    capability_value: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +166,123 @@ pub struct Scanner {
     special: SpecialFiles,
     first_special: Option<String>,
     entries: u64,
+    listing: Option<Box<Listing>>,
+}
+
+/// What a volume's tar stream holds, summed up so that two streams of the
+/// same contents compare equal: every path with its type, mode (setuid and
+/// setgid bits included), owner, group, modification time (seconds),
+/// device numbers, symlink target, file capabilities and content, and
+/// which paths are hard links of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Contents {
+    /// Entries, the volume's root included.
+    pub entries: u64,
+    /// Bytes of file content.
+    pub bytes: u64,
+    /// Hex sha256 over the sorted per-path records.
+    pub digest: String,
+}
+
+/// A path's key in a [`Listing`]: sha256 of the path, cut to 16 bytes.
+/// Unlike [`Scanner`]'s own keys these must be the same in two scanners.
+type PathKey = [u8; 16];
+
+/// [`Contents`] being made: per path, the digest of its record; the hard
+/// links, resolved into groups only at the end, once every name is known.
+#[derive(Default)]
+struct Listing {
+    records: HashMap<PathKey, [u8; 32]>,
+    /// (link, target) of every hard link entry.
+    links: Vec<(PathKey, PathKey)>,
+    /// The regular file whose data is passing: its key, its record so far.
+    current: Option<(PathKey, Sha256)>,
+    /// Bytes of the current file's data still to hash (its padding follows).
+    data_left: u64,
+    bytes: u64,
+}
+
+fn path_key(path: &[u8]) -> PathKey {
+    let d = Sha256::digest(path);
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
+}
+
+impl Listing {
+    fn close_current(&mut self) {
+        if let Some((key, h)) = self.current.take() {
+            self.records.insert(key, h.finalize().into());
+        }
+    }
+
+    fn summary(mut self, entries: u64) -> Contents {
+        self.close_current();
+        // Each hard link stands for its file: same record, and every name
+        // of the file is marked with the group's smallest key, so that
+        // which name the stream gave the data to does not matter.
+        let mut target_of: HashMap<PathKey, PathKey> = HashMap::new();
+        for &(link, target) in &self.links {
+            target_of.insert(link, target);
+        }
+        let root = |mut k: PathKey| {
+            // A link to a link (never written by the engine) is followed;
+            // the scanner refused cycles, as every link names an earlier entry.
+            for _ in 0..target_of.len() + 1 {
+                match target_of.get(&k) {
+                    Some(&t) if t != k => k = t,
+                    _ => break,
+                }
+            }
+            k
+        };
+        let mut group_min: HashMap<PathKey, PathKey> = HashMap::new();
+        for &(link, _) in &self.links {
+            let r = root(link);
+            for member in [link, r] {
+                let m = group_min.entry(r).or_insert(member);
+                if member < *m {
+                    *m = member;
+                }
+            }
+        }
+        let mut rows: Vec<(PathKey, [u8; 32], PathKey)> = Vec::with_capacity(self.records.len());
+        for (&key, record) in &self.records {
+            let r = root(key);
+            let record = if r != key {
+                self.records.get(&r).copied().unwrap_or(*record)
+            } else {
+                *record
+            };
+            let group = group_min.get(&r).copied().unwrap_or([0; 16]);
+            rows.push((key, record, group));
+        }
+        rows.sort_unstable();
+        let mut h = Sha256::new();
+        for (key, record, group) in &rows {
+            h.update(key);
+            h.update(record);
+            h.update(group);
+        }
+        Contents {
+            entries,
+            bytes: self.bytes,
+            digest: super::format::hex(&h.finalize()),
+        }
+    }
+}
+
+/// A numeric header field, as [`numeric`] reads it (0 if malformed: the
+/// header was checked before).
+fn field(block: &[u8], range: std::ops::Range<usize>) -> i64 {
+    numeric(&block[range]).unwrap_or(0)
+}
+
+/// A PAX decimal value's whole seconds or number, if given.
+fn pax_number(v: &Option<Vec<u8>>) -> Option<i64> {
+    let v = v.as_ref()?;
+    let whole = v.split(|&c| c == b'.').next().unwrap_or(&[]);
+    std::str::from_utf8(whole).ok()?.parse().ok()
 }
 
 fn err(entry: Option<&[u8]>, problem: impl Into<String>) -> EntryError {
@@ -248,7 +377,30 @@ impl Scanner {
             special: SpecialFiles::default(),
             first_special: None,
             entries: 0,
+            listing: None,
         }
+    }
+
+    /// A scanner that also sums up the stream's [`Contents`]
+    /// ([`Scanner::contents`]).
+    pub fn with_listing(mode: Mode) -> Self {
+        let mut s = Scanner::new(mode);
+        s.listing = Some(Box::default());
+        s
+    }
+
+    /// The end of the stream, for a scanner [`Scanner::with_listing`]: what
+    /// it holds.
+    pub fn contents(self) -> Result<Contents, EntryError> {
+        let entries = self.entries;
+        let mut scanner = self;
+        let listing = scanner.listing.take();
+        scanner.finish()?;
+        Ok(listing.map(|l| l.summary(entries)).unwrap_or(Contents {
+            entries,
+            bytes: 0,
+            digest: String::new(),
+        }))
     }
 
     /// The next bytes of the stream.
@@ -262,6 +414,14 @@ impl Scanner {
                 let n = usize::try_from(self.skip)
                     .unwrap_or(usize::MAX)
                     .min(data.len());
+                if let Some(l) = self.listing.as_mut().filter(|l| l.data_left > 0) {
+                    let m = usize::try_from(l.data_left).unwrap_or(usize::MAX).min(n);
+                    if let Some((_, h)) = l.current.as_mut() {
+                        h.update(&data[..m]);
+                    }
+                    l.data_left -= m as u64;
+                    l.bytes += m as u64;
+                }
                 self.skip -= n as u64;
                 data = &data[n..];
                 continue;
@@ -506,6 +666,46 @@ impl Scanner {
         if self.mode == Mode::Verify {
             self.place(&name, kind, (typeflag == b'1').then_some(&link[..]))?;
         }
+        if let Some(l) = self.listing.as_mut() {
+            l.close_current();
+            let path = name.strip_suffix(b"/").unwrap_or(&name);
+            let key = path_key(path);
+            if typeflag == b'1' {
+                let target = link.strip_suffix(b"/").unwrap_or(&link);
+                l.links.push((key, path_key(target)));
+                // Its record is its file's (one inode); kept only so that
+                // the path is listed.
+                l.records.insert(key, [0; 32]);
+                return Ok(());
+            }
+            let mut h = Sha256::new();
+            let uid = pax_number(&pax.uid).unwrap_or_else(|| field(block, 108..116));
+            let gid = pax_number(&pax.gid).unwrap_or_else(|| field(block, 116..124));
+            let mtime = pax_number(&pax.mtime).unwrap_or_else(|| field(block, 136..148));
+            h.update([typeflag]);
+            for n in [mode, uid, gid, mtime] {
+                h.update(n.to_le_bytes());
+            }
+            if matches!(typeflag, b'3' | b'4') {
+                h.update(field(block, 329..337).to_le_bytes());
+                h.update(field(block, 337..345).to_le_bytes());
+            }
+            if typeflag == b'2' {
+                h.update(&link);
+            }
+            if let Some(cap) = &pax.capability_value {
+                h.update(b"cap");
+                h.update(cap);
+            }
+            h.update(b"\0");
+            if typeflag == b'0' {
+                h.update(size.to_le_bytes());
+                l.current = Some((key, h));
+                l.data_left = data;
+            } else {
+                l.records.insert(key, h.finalize().into());
+            }
+        }
         Ok(())
     }
 
@@ -725,7 +925,13 @@ fn parse_pax(mut data: &[u8]) -> Result<Pax, EntryError> {
                         .ok_or_else(|| bad("size"))?,
                 )
             }
-            b"SCHILY.xattr.security.capability" => pax.capability = true,
+            b"SCHILY.xattr.security.capability" => {
+                pax.capability = true;
+                pax.capability_value = Some(value.to_vec());
+            }
+            b"uid" => pax.uid = Some(value.to_vec()),
+            b"gid" => pax.gid = Some(value.to_vec()),
+            b"mtime" => pax.mtime = Some(value.to_vec()),
             _ => {}
         }
     }
@@ -827,6 +1033,82 @@ mod tests {
         }
         out.extend([0u8; 1024]);
         out
+    }
+
+    fn contents(data: &[u8], chunk: usize) -> Contents {
+        let mut s = Scanner::with_listing(Mode::Verify);
+        for c in data.chunks(chunk) {
+            s.feed(c).expect("accepted");
+        }
+        s.contents().expect("complete")
+    }
+
+    #[test]
+    fn contents_ignore_entry_order_and_which_hard_link_comes_first() {
+        let a = stream(&[
+            E::Dir("berth-volume/"),
+            E::File("berth-volume/x", b"same inode"),
+            E::Dir("berth-volume/d/"),
+            E::Hard("berth-volume/d/y", "berth-volume/x"),
+            E::Sym("berth-volume/l", "x"),
+            E::File("berth-volume/new\nline", b"odd"),
+        ]);
+        let b = stream(&[
+            E::Dir("berth-volume/"),
+            E::File("berth-volume/new\nline", b"odd"),
+            E::Dir("berth-volume/d/"),
+            E::File("berth-volume/d/y", b"same inode"),
+            E::Sym("berth-volume/l", "x"),
+            E::Hard("berth-volume/x", "berth-volume/d/y"),
+        ]);
+        let ca = contents(&a, 7);
+        assert_eq!(ca, contents(&b, 512));
+        assert_eq!((ca.entries, ca.bytes), (6, 13));
+        // Each difference shows: content, a link that is a copy, a symlink's
+        // target, a mode, a missing entry.
+        for other in [
+            vec![
+                E::Dir("berth-volume/"),
+                E::File("berth-volume/x", b"same inodE"),
+                E::Dir("berth-volume/d/"),
+                E::Hard("berth-volume/d/y", "berth-volume/x"),
+                E::Sym("berth-volume/l", "x"),
+                E::File("berth-volume/new\nline", b"odd"),
+            ],
+            vec![
+                E::Dir("berth-volume/"),
+                E::File("berth-volume/x", b"same inode"),
+                E::Dir("berth-volume/d/"),
+                E::File("berth-volume/d/y", b"same inode"),
+                E::Sym("berth-volume/l", "x"),
+                E::File("berth-volume/new\nline", b"odd"),
+            ],
+            vec![
+                E::Dir("berth-volume/"),
+                E::File("berth-volume/x", b"same inode"),
+                E::Dir("berth-volume/d/"),
+                E::Hard("berth-volume/d/y", "berth-volume/x"),
+                E::Sym("berth-volume/l", "d"),
+                E::File("berth-volume/new\nline", b"odd"),
+            ],
+            vec![
+                E::Dir("berth-volume/"),
+                E::File("berth-volume/x", b"same inode"),
+                E::Dir("berth-volume/d/"),
+                E::Hard("berth-volume/d/y", "berth-volume/x"),
+                E::Sym("berth-volume/l", "x"),
+                E::Mode("berth-volume/new\nline", 0o4644),
+            ],
+            vec![
+                E::Dir("berth-volume/"),
+                E::File("berth-volume/x", b"same inode"),
+                E::Hard("berth-volume/d/y", "berth-volume/x"),
+                E::Sym("berth-volume/l", "x"),
+                E::File("berth-volume/new\nline", b"odd"),
+            ],
+        ] {
+            assert_ne!(contents(&stream(&other), 512).digest, ca.digest);
+        }
     }
 
     fn scan(data: &[u8], chunk: usize) -> Result<SpecialFiles, EntryError> {

@@ -8,6 +8,16 @@ use bollard::query_parameters::{ListVolumesOptionsBuilder, RemoveVolumeOptionsBu
 use super::{Engine, is_not_found, label_filter};
 use crate::error::{Error, Result};
 
+/// A container that mounts a volume, running or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeUser {
+    pub id: String,
+    /// Its name, without the leading `/`.
+    pub name: String,
+    pub running: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
 /// A volume as the engine lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeInfo {
@@ -85,5 +95,41 @@ impl Engine {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(Error::engine(format!("removing volume {name}"), e)),
         }
+    }
+
+    /// The containers (running or not) that mount volume `name`: the engine
+    /// refuses to remove a volume any of them still holds.
+    pub async fn volume_users(&self, name: &str) -> Result<Vec<VolumeUser>> {
+        let filters = HashMap::from([("volume".to_string(), vec![name.to_string()])]);
+        let opts = bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let list = self
+            .docker()
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| Error::engine(format!("listing the containers of volume {name}"), e))?;
+        Ok(list
+            .into_iter()
+            .map(|c| VolumeUser {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                running: c.state.is_some_and(|s| {
+                    matches!(
+                        s,
+                        bollard::models::ContainerSummaryStateEnum::RUNNING
+                            | bollard::models::ContainerSummaryStateEnum::RESTARTING
+                            | bollard::models::ContainerSummaryStateEnum::PAUSED
+                    )
+                }),
+                labels: c.labels.unwrap_or_default().into_iter().collect(),
+            })
+            .collect())
     }
 }

@@ -103,6 +103,16 @@ impl StateDir {
         self.deployment_dir(deployment).join("bad-digests.json")
     }
 
+    /// The journal of a `berth move` of `service` (see
+    /// [`crate::target::swarm::relocate`]): where the move stands, so an
+    /// interrupted one is carried on, and which node's copy `--prune-source`
+    /// removes once it is done.
+    pub fn move_journal(&self, deployment: &str, service: &str) -> PathBuf {
+        self.deployment_dir(deployment)
+            .join("moves")
+            .join(format!("{service}.json"))
+    }
+
     pub fn lock_file(&self, deployment: &str) -> PathBuf {
         self.deployment_dir(deployment).join("lock")
     }

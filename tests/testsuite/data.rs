@@ -92,9 +92,12 @@ fn in_volume(volume: &str, script: &str) -> Vec<u8> {
 
 /// Fill a volume with every kind of entry the round trip must keep.
 fn fill_tree(volume: &str) {
-    in_volume(
-        volume,
-        r#"set -e; cd /v
+    in_volume(volume, FILL_TREE);
+}
+
+/// A shell script filling `/v` with [`fill_tree`]'s entries (also used on a
+/// swarm node's engine).
+pub(crate) const FILL_TREE: &str = r#"set -e; cd /v
 printf secret > f600; chmod 600 f600
 printf exec > f755; chmod 755 f755
 printf owned > owned; chown 1234:5678 owned; chmod 640 owned
@@ -116,13 +119,11 @@ mkdir "$(printf 'dir with\nnewline')"
 head -c 20971520 /dev/urandom > random20m
 mkfifo fifo; chmod 620 fifo
 chown 7:9 /v; chmod 701 /v
-"#,
-    );
-}
+"#;
 
 /// One entry of a volume listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
+pub(crate) struct Entry {
     /// `stat -c '%f %u %g %s %Y'` (raw mode, owner, group, size, mtime);
     /// the size of directories is left out (it depends on the file system's
     /// history, not on the content).
@@ -135,16 +136,20 @@ struct Entry {
 
 /// Everything in a volume, by raw name (relative, `.` is the root).
 fn listing(volume: &str) -> BTreeMap<Vec<u8>, Entry> {
-    let raw = in_volume(
-        volume,
-        r#"cd /v && find . -exec sh -c 'for f; do
+    parse_listing(&in_volume(volume, LISTING))
+}
+
+/// A shell script listing `/v` for [`parse_listing`].
+pub(crate) const LISTING: &str = r#"cd /v && find . -exec sh -c 'for f; do
   printf "%s\0" "$f"
   if [ -d "$f" ] && [ ! -L "$f" ]; then stat -c "%f %u %g - %Y %i" "$f"; else stat -c "%f %u %g %s %Y %i" "$f"; fi
   if [ -L "$f" ]; then readlink "$f"; elif [ -f "$f" ]; then sha256sum < "$f" | cut -d" " -f1; else echo -; fi
-done' sh {} +"#,
-    );
+done' sh {} +"#;
+
+/// [`LISTING`]'s output, by raw name.
+pub(crate) fn parse_listing(raw: &[u8]) -> BTreeMap<Vec<u8>, Entry> {
     let mut entries: Vec<(Vec<u8>, String, String, String)> = Vec::new();
-    let mut rest = &raw[..];
+    let mut rest = raw;
     while !rest.is_empty() {
         let nul = rest
             .iter()
@@ -191,7 +196,7 @@ done' sh {} +"#,
 }
 
 /// The listing sees what [`fill_tree`] made (so comparing listings means something).
-fn assert_tree_has_every_kind(t: &BTreeMap<Vec<u8>, Entry>) {
+pub(crate) fn assert_tree_has_every_kind(t: &BTreeMap<Vec<u8>, Entry>) {
     let get = |name: &[u8]| {
         t.get(name)
             .unwrap_or_else(|| panic!("{:?} missing from {t:?}", String::from_utf8_lossy(name)))
@@ -226,7 +231,10 @@ fn assert_tree_has_every_kind(t: &BTreeMap<Vec<u8>, Entry>) {
     assert!(get(b"./fifo").meta.starts_with("1190 "), "fifo 0620");
 }
 
-fn assert_same_tree(before: &BTreeMap<Vec<u8>, Entry>, after: &BTreeMap<Vec<u8>, Entry>) {
+pub(crate) fn assert_same_tree(
+    before: &BTreeMap<Vec<u8>, Entry>,
+    after: &BTreeMap<Vec<u8>, Entry>,
+) {
     for (name, e) in before {
         let shown = String::from_utf8_lossy(name);
         let a = after

@@ -28,6 +28,7 @@ pub mod converge;
 pub mod data;
 pub mod ops;
 pub mod plan;
+pub mod relocate;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
