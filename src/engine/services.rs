@@ -465,24 +465,50 @@ impl Engine {
 
     /// Set `label=true` on node `id` (keeping its other settings).
     pub async fn set_node_label(&self, id: &str, label: &str) -> Result<()> {
-        let what = || format!("labelling swarm node {id} with {label}");
+        self.edit_node_labels(
+            id,
+            &format!("labelling swarm node {id} with {label}"),
+            |l| l.insert(label.to_string(), "true".to_string()) != Some("true".to_string()),
+        )
+        .await
+    }
+
+    /// Take `label` off node `id` (keeping its other settings); not there
+    /// is fine.
+    pub async fn remove_node_label(&self, id: &str, label: &str) -> Result<()> {
+        self.edit_node_labels(
+            id,
+            &format!("removing label {label} from swarm node {id}"),
+            |l| l.remove(label).is_some(),
+        )
+        .await
+    }
+
+    /// Change node `id`'s labels with `edit` (which says whether it changed
+    /// them) and update the node when it did, at the version read.
+    async fn edit_node_labels(
+        &self,
+        id: &str,
+        what: &str,
+        edit: impl FnOnce(&mut std::collections::HashMap<String, String>) -> bool,
+    ) -> Result<()> {
         let node = self
             .docker()
             .inspect_node(id)
             .await
-            .map_err(|e| Error::engine(what(), e))?;
+            .map_err(|e| Error::engine(what, e))?;
         let version = node.version.and_then(|v| v.index).unwrap_or(0);
         let mut spec = node.spec.unwrap_or_default();
-        spec.labels
-            .get_or_insert_with(Default::default)
-            .insert(label.to_string(), "true".to_string());
+        if !edit(spec.labels.get_or_insert_with(Default::default)) {
+            return Ok(());
+        }
         let options = bollard::query_parameters::UpdateNodeOptionsBuilder::default()
             .version(i64::try_from(version).unwrap_or(i64::MAX))
             .build();
         self.docker()
             .update_node(id, spec, options)
             .await
-            .map_err(|e| Error::engine(what(), e))
+            .map_err(|e| Error::engine(what, e))
     }
 
     /// The services labelled as `deployment`'s, by name.
@@ -601,29 +627,6 @@ impl Engine {
             .await
             .map_err(|e| Error::engine(what(), e))?;
         Ok(before)
-    }
-
-    /// Take `label` off node `id` (keeping its other settings); not there
-    /// is fine.
-    pub async fn remove_node_label(&self, id: &str, label: &str) -> Result<()> {
-        let what = || format!("removing label {label} from swarm node {id}");
-        let node = self
-            .docker()
-            .inspect_node(id)
-            .await
-            .map_err(|e| Error::engine(what(), e))?;
-        let version = node.version.and_then(|v| v.index).unwrap_or(0);
-        let mut spec = node.spec.unwrap_or_default();
-        if spec.labels.as_mut().and_then(|l| l.remove(label)).is_none() {
-            return Ok(());
-        }
-        let options = bollard::query_parameters::UpdateNodeOptionsBuilder::default()
-            .version(i64::try_from(version).unwrap_or(i64::MAX))
-            .build();
-        self.docker()
-            .update_node(id, spec, options)
-            .await
-            .map_err(|e| Error::engine(what(), e))
     }
 
     /// Remove service `name` (its tasks stop; volumes stay). Gone already
