@@ -70,6 +70,15 @@ fn start_instance(
 
 /// Run a shell script as root in a throw-away container with `volume` at /v.
 fn in_volume(volume: &str, script: &str) -> Vec<u8> {
+    in_volume_on(&docker, volume, script)
+}
+
+/// [`in_volume`] through `docker` (the host's engine, or a swarm node's).
+pub(crate) fn in_volume_on(
+    docker: &dyn Fn(&[&str]) -> std::process::Output,
+    volume: &str,
+    script: &str,
+) -> Vec<u8> {
     let out = docker(&[
         "run",
         "--rm",
@@ -92,7 +101,13 @@ fn in_volume(volume: &str, script: &str) -> Vec<u8> {
 
 /// Fill a volume with every kind of entry the round trip must keep.
 fn fill_tree(volume: &str) {
-    in_volume(
+    fill_tree_on(&docker, volume)
+}
+
+/// [`fill_tree`] through `docker`.
+pub(crate) fn fill_tree_on(docker: &dyn Fn(&[&str]) -> std::process::Output, volume: &str) {
+    in_volume_on(
+        docker,
         volume,
         r#"set -e; cd /v
 printf secret > f600; chmod 600 f600
@@ -122,7 +137,7 @@ chown 7:9 /v; chmod 701 /v
 
 /// One entry of a volume listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
+pub(crate) struct Entry {
     /// `stat -c '%f %u %g %s %Y'` (raw mode, owner, group, size, mtime);
     /// the size of directories is left out (it depends on the file system's
     /// history, not on the content).
@@ -135,7 +150,16 @@ struct Entry {
 
 /// Everything in a volume, by raw name (relative, `.` is the root).
 fn listing(volume: &str) -> BTreeMap<Vec<u8>, Entry> {
-    let raw = in_volume(
+    listing_on(&docker, volume)
+}
+
+/// [`listing`] through `docker`.
+pub(crate) fn listing_on(
+    docker: &dyn Fn(&[&str]) -> std::process::Output,
+    volume: &str,
+) -> BTreeMap<Vec<u8>, Entry> {
+    let raw = in_volume_on(
+        docker,
         volume,
         r#"cd /v && find . -exec sh -c 'for f; do
   printf "%s\0" "$f"
@@ -191,7 +215,7 @@ done' sh {} +"#,
 }
 
 /// The listing sees what [`fill_tree`] made (so comparing listings means something).
-fn assert_tree_has_every_kind(t: &BTreeMap<Vec<u8>, Entry>) {
+pub(crate) fn assert_tree_has_every_kind(t: &BTreeMap<Vec<u8>, Entry>) {
     let get = |name: &[u8]| {
         t.get(name)
             .unwrap_or_else(|| panic!("{:?} missing from {t:?}", String::from_utf8_lossy(name)))
@@ -226,7 +250,10 @@ fn assert_tree_has_every_kind(t: &BTreeMap<Vec<u8>, Entry>) {
     assert!(get(b"./fifo").meta.starts_with("1190 "), "fifo 0620");
 }
 
-fn assert_same_tree(before: &BTreeMap<Vec<u8>, Entry>, after: &BTreeMap<Vec<u8>, Entry>) {
+pub(crate) fn assert_same_tree(
+    before: &BTreeMap<Vec<u8>, Entry>,
+    after: &BTreeMap<Vec<u8>, Entry>,
+) {
     for (name, e) in before {
         let shown = String::from_utf8_lossy(name);
         let a = after
@@ -710,7 +737,12 @@ fn snapshots_of_an_instance_are_kept_listed_and_restorable() {
         in_volume(&vol, &format!("echo {revision} > /v/revision"));
         let snap = rt
             .block_on(berth::data::snapshot::snapshot_instance(
-                &engine, &state, &dep, &container, revision, 2,
+                &berth::data::instances::Site::Host(engine.clone()),
+                &state,
+                &dep,
+                &container,
+                revision,
+                2,
             ))
             .expect("snapshot")
             .expect("the instance has volumes");

@@ -23,6 +23,7 @@ mod ssh_integrations;
 mod support;
 mod swarm;
 mod swarm_cluster;
+mod swarm_data;
 mod systemd_host;
 mod units;
 mod up;
