@@ -11,7 +11,7 @@ use crate::data::{assert_same_tree, assert_tree_has_every_kind, fill_tree_on, li
 use crate::support::{
     self, Cleanup, Workspace, base_image, busybox_image, show, unique_name, wait_for,
 };
-use crate::swarm::{berth, exec_on, ok, running_on};
+use crate::swarm::{berth, berth_command, exec_on, ok, running_on};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -78,9 +78,25 @@ fn a_backup_taken_on_the_swarm_restores_on_a_host_exactly_and_the_reverse() {
     let before = listing_on(&on_node, &volume);
     assert_tree_has_every_kind(&before);
 
+    // A node berth cannot reach (no entry in the nodes file) fails the
+    // backup before the service is stopped.
+    let task = task_container(&c, node, &service);
+    assert_ne!(node, 0, "a worker holds the data, not the manager");
+    let empty = ws.write("no-nodes.toml", "");
+    let out = berth_command(&c, &ws, &["backup", "--all", "-o", "-"])
+        .env("BERTH_NODES", &empty)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no entry for it"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(task_container(&c, node, &service), task, "stopped anyway");
+
     // Backup: the service is stopped for it (a fresh task afterwards) and
     // runs again on its node.
-    let task = task_container(&c, node, &service);
     let archive = ws.path().join("swarm.tar.zst");
     let out = berth(&c, &ws, &["backup", "--all", "-o", path_str(&archive)]);
     assert!(out.status.success(), "{}", show(&out));
