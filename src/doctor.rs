@@ -72,6 +72,8 @@ pub struct Report {
 pub struct Options {
     pub state_dir: PathBuf,
     pub unit_dir: PathBuf,
+    /// How berth reaches each swarm node's engine ([`crate::engine::nodes`]).
+    pub nodes_file: PathBuf,
     /// The deployment whose published ports to check, when one was given and
     /// is valid; `Err` carries why the given file could not be read.
     pub deployment: Option<Result<Deployment, String>>,
@@ -126,6 +128,7 @@ pub async fn run(opts: &Options) -> Report {
 
     if let Some(engine) = &engine {
         checks.push(swarm_check(engine).await);
+        checks.extend(node_checks(engine, &opts.nodes_file).await);
     }
 
     let systemd = systemd_is_pid1();
@@ -206,6 +209,58 @@ async fn swarm_check(engine: &Engine) -> Check {
         "swarm",
         format!("the engine is a swarm manager (`--target swarm`); nodes: {nodes}"),
     )
+}
+
+/// On a swarm manager, one check per other node: can berth reach its
+/// engine through the nodes file, and is it that node? A node with no entry
+/// is a note (only exec, ssh, backup and move need it); an entry that does
+/// not work is a failure.
+async fn node_checks(engine: &Engine, nodes_file: &Path) -> Vec<Check> {
+    if !engine.swarm_role().await.is_ok_and(|r| r.manager) {
+        return Vec::new();
+    }
+    let file = match crate::engine::nodes::NodesFile::load(nodes_file) {
+        Ok(f) => f,
+        Err(e) => {
+            return vec![Check::fail(
+                "nodes",
+                e.to_string(),
+                "fix the nodes file (`[nodes.HOSTNAME]` with `engine = \"unix:///path\"`)",
+            )];
+        }
+    };
+    let nodes = match crate::engine::nodes::NodeEngines::new(engine, file.clone()).await {
+        Ok(n) => n,
+        Err(e) => return vec![Check::note("nodes", e.to_string(), "check the engine")],
+    };
+    let manager = engine.swarm_node_id().await.unwrap_or_default();
+    let mut checks = Vec::new();
+    for node in nodes.nodes() {
+        let name = format!("node {}", node.hostname);
+        if node.id == manager {
+            checks.push(Check::ok(&name, "the manager berth talks to (DOCKER_HOST)"));
+            continue;
+        }
+        let listed =
+            file.engines.contains_key(&node.hostname) || file.engines.contains_key(&node.id);
+        match nodes.engine(&node.id).await {
+            Ok(_) => checks.push(Check::ok(
+                &name,
+                format!("its engine is reached through {}", file.path.display()),
+            )),
+            Err(e) if !listed => checks.push(Check::note(
+                &name,
+                format!("no engine address in {}: exec, ssh, backup and move cannot reach its tasks", file.path.display()),
+                format!("forward its socket (`ssh -nNT -L /run/berth/{h}.sock:/var/run/docker.sock root@{h}`) and add `[nodes.{h}]` with `engine = \"unix:///run/berth/{h}.sock\"` ({e})", h = node.hostname),
+            )),
+            Err(e) => checks.push(Check::fail(
+                &name,
+                e.to_string(),
+                format!("fix its entry in {}", file.path.display()),
+            )),
+        }
+    }
+    checks
 }
 
 /// A directory berth must write: it exists and is writable, or it can be

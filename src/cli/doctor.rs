@@ -24,6 +24,7 @@ pub async fn run(ctx: &Context, args: DoctorArgs) -> Result<u8> {
     let opts = doctor::Options {
         state_dir: ctx.global.state_dir.clone(),
         unit_dir: ctx.global.unit_dir.clone(),
+        nodes_file: ctx.nodes_file(),
         deployment,
     };
     let report = doctor::run(&opts).await;

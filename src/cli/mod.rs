@@ -240,20 +240,12 @@ impl Context {
         StateDir::new(&self.global.state_dir)
     }
 
-    /// The swarm nodes file: `--nodes`, else the state directory's.
-    pub fn nodes_path(&self) -> std::path::PathBuf {
-        self.global
-            .nodes
-            .clone()
-            .unwrap_or_else(|| self.state_dir().nodes_file())
-    }
-
     /// Where a data command (backup, restore) works: `--target`, else where
     /// the deployment was applied.
     pub fn site_request(&self, target: plan::TargetArg) -> crate::data::instances::SiteRequest {
         crate::data::instances::SiteRequest {
             swarm: target == plan::TargetArg::Swarm,
-            nodes: self.nodes_path(),
+            nodes: self.nodes_file(),
         }
     }
 
@@ -263,8 +255,16 @@ impl Context {
         &self,
         manager: &crate::engine::Engine,
     ) -> Result<crate::engine::nodes::NodeEngines> {
-        let file = crate::engine::nodes::NodesFile::load(&self.nodes_path())?;
+        let file = crate::engine::nodes::NodesFile::load(&self.nodes_file())?;
         crate::engine::nodes::NodeEngines::new(manager, file).await
+    }
+
+    /// The nodes file: `--nodes`, else the state directory's.
+    pub fn nodes_file(&self) -> PathBuf {
+        self.global
+            .nodes
+            .clone()
+            .unwrap_or_else(|| self.state_dir().nodes_file())
     }
 
     /// Parse `--set` arguments.

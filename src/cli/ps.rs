@@ -94,9 +94,15 @@ async fn run_swarm(ctx: &Context, args: PsArgs) -> Result<u8> {
         (None, None) => ctx.state_dir().list_deployments()?,
     };
     let engine = Engine::connect().await?;
+    // Health is read on each task's node where the nodes file reaches it.
+    let nodes = match ctx.node_engines(&engine).await {
+        Ok(n) => Some(n),
+        Err(crate::Error::Usage(e)) => return Err(crate::Error::Usage(e)),
+        Err(_) => None,
+    };
     let mut rows = Vec::new();
     for name in &names {
-        rows.extend(ops::ps(&engine, name).await?);
+        rows.extend(ops::ps(&engine, nodes.as_ref(), name).await?);
     }
     match args.output {
         OutputFormat::Json => {

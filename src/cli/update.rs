@@ -88,11 +88,7 @@ fn print_changes(
 }
 
 pub async fn run(ctx: &Context, args: UpdateArgs) -> Result<u8> {
-    if args.apply_args.target == super::plan::TargetArg::Swarm {
-        return Err(Error::Usage(
-            "berth update runs on a host; on a swarm, `berth apply --target swarm` is the update: it resolves every tag to the registry's digest, and Swarm rolls a failing task back".into(),
-        ));
-    }
+    let ctx = &ctx.for_target(args.apply_args.target);
     let state = ctx.state_dir();
     let deployment = match &args.deployment {
         Some(name) => update::applied_deployment(&state, name)?,

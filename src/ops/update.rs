@@ -16,6 +16,7 @@ use crate::deployment::Deployment;
 use crate::engine::Engine;
 use crate::engine::images::split_reference;
 use crate::error::{Error, Result};
+use crate::instance::Integration;
 use crate::ops::notify;
 use crate::state::StateDir;
 
@@ -85,26 +86,6 @@ impl Timing {
                 .unwrap_or(DEFAULT_SETTLE),
         }
     }
-}
-
-/// `bad-digests.json`: service -> digests rolled back from.
-type BadDigests = BTreeMap<String, BTreeSet<String>>;
-
-fn read_bad(state: &StateDir, deployment: &str) -> Result<BadDigests> {
-    Ok(
-        crate::state::read_json(&state.bad_digests(deployment), "record of bad digests")?
-            .unwrap_or_default(),
-    )
-}
-
-fn record_bad(state: &StateDir, deployment: &str, service: &str, digest: &str) -> Result<()> {
-    let mut bad = read_bad(state, deployment)?;
-    bad.entry(service.to_string())
-        .or_default()
-        .insert(digest.to_string());
-    let json = serde_json::to_vec_pretty(&bad)
-        .map_err(|e| Error::Runtime(format!("cannot serialise bad digests: {e}")))?;
-    crate::state::write_private(&state.bad_digests(deployment), &json)
 }
 
 /// Which services an update looks at.
@@ -199,7 +180,7 @@ pub async fn check(
             state.root().display()
         )));
     };
-    let bad = read_bad(state, &deployment.name)?;
+    let bad = state.read_bad_digests(&deployment.name)?;
     let mut report = CheckReport::default();
     let selected: Vec<_> = deployment
         .services
@@ -237,10 +218,20 @@ pub async fn check(
             }
             None => continue,
         };
-        let (repo, _) = split_reference(&svc.image);
-        let from = match current.image_ids.get(&svc.name) {
-            Some(id) => engine.repo_digests(id, &repo).await?,
-            None => Vec::new(),
+        let from = if current.integration == Integration::Swarm.as_str() {
+            // A swarm runs what its revision recorded the registry serving.
+            current
+                .image_digests
+                .get(&svc.name)
+                .cloned()
+                .into_iter()
+                .collect()
+        } else {
+            let (repo, _) = split_reference(&svc.image);
+            match current.image_ids.get(&svc.name) {
+                Some(id) => engine.repo_digests(id, &repo).await?,
+                None => Vec::new(),
+            }
         };
         if from.contains(&to) {
             continue;
@@ -298,14 +289,18 @@ pub async fn update(
         not_checked: found.not_checked,
     };
     let Timing { wait, settle } = timing;
+    let swarm = conv.integration() == Integration::Swarm;
     for change in changes {
         let before = state.read_current(&deployment.name)?;
         let old_id = before
             .as_ref()
             .and_then(|r| r.image_ids.get(&change.service).cloned());
-        engine
-            .pull_images(std::slice::from_ref(&change.image), conv.progress())
-            .await?;
+        // On a swarm the nodes pull what the apply names (by digest).
+        if !swarm {
+            engine
+                .pull_images(std::slice::from_ref(&change.image), conv.progress())
+                .await?;
+        }
         report(format!(
             "updating {} to {} ({})",
             change.service, change.image, change.to
@@ -336,6 +331,13 @@ pub async fn update(
             .unwrap_or_default();
         let why: Vec<String> = match &applied {
             Err(e) => vec![e.to_string()],
+            // The swarm apply waited for the tasks to run (healthy, with a
+            // check) and Swarm rolled back a task that was not; they must
+            // then stay so for the settle time.
+            Ok(_) if swarm => {
+                tokio::time::sleep(settle).await;
+                swarm_not_ready(engine, &deployment.name, &change.service).await?
+            }
             Ok(_) => {
                 let mut not_ready =
                     crate::apply::health::wait_ready(engine, state, &containers, wait).await;
@@ -372,7 +374,7 @@ pub async fn update(
             "{} is not healthy on {}; rolling back with its data",
             change.service, change.to
         ));
-        record_bad(state, &deployment.name, &change.service, &change.to)?;
+        state.record_bad_digest(&deployment.name, &change.service, &change.to)?;
         let Some(before) = before else {
             return Err(Error::Runtime(format!(
                 "update of {}: not healthy on {} and there is no earlier revision to roll back to:\n{}",
@@ -385,7 +387,9 @@ pub async fn update(
         // it by its reference, so the revision it writes reads as the file
         // does, and a later apply (or a scheduled update that finds nothing
         // new) changes nothing.
-        if let Some(id) = &old_id {
+        if let Some(id) = &old_id
+            && !swarm
+        {
             engine.retag(id, &change.image).await?;
         }
         lifecycle::rollback_with(
@@ -395,7 +399,8 @@ pub async fn update(
             RollbackTo {
                 revision: Some(before.revision),
                 with_data: true,
-                pin: old_id.is_none(),
+                // A swarm runs the recorded digest (the tag names the bad one).
+                pin: swarm || old_id.is_none(),
                 cause: Some(format!(
                     "rollback of {} from {} (not healthy)",
                     change.service, change.to
@@ -430,4 +435,33 @@ pub async fn update(
         )));
     }
     Ok(done)
+}
+
+/// Why `service` of `deployment` is not running well on the swarm now: one
+/// line per task that is not running or not healthy, or that its replicas
+/// do not all run. Empty when it is.
+async fn swarm_not_ready(engine: &Engine, deployment: &str, service: &str) -> Result<Vec<String>> {
+    let rows = crate::target::swarm::ops::ps(engine, None, deployment).await?;
+    let rows: Vec<_> = rows.iter().filter(|r| r.service == service).collect();
+    let mut why: Vec<String> = rows
+        .iter()
+        .filter(|r| r.state != "running" || r.health == "unhealthy" || r.health == "starting")
+        .map(|r| {
+            let health = if r.health.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", r.health)
+            };
+            let error = if r.error.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.error)
+            };
+            format!("task {} on {}: {}{health}{error}", r.task, r.node, r.state)
+        })
+        .collect();
+    if rows.is_empty() {
+        why.push(format!("{service} has no task running on the swarm"));
+    }
+    Ok(why)
 }

@@ -313,6 +313,28 @@ pub struct Revision {
     pub image_digests: std::collections::BTreeMap<String, String>,
 }
 
+/// `bad-digests.json`: by service, the registry digests `berth update`
+/// rolled back from (not taken again until the tag moves on).
+pub type BadDigests = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
+
+impl StateDir {
+    /// The digests `berth update` rolled `deployment`'s services back from.
+    pub fn read_bad_digests(&self, deployment: &str) -> Result<BadDigests> {
+        Ok(read_json(&self.bad_digests(deployment), "record of bad digests")?.unwrap_or_default())
+    }
+
+    /// Add `digest` to the bad digests of `service`.
+    pub fn record_bad_digest(&self, deployment: &str, service: &str, digest: &str) -> Result<()> {
+        let mut bad = self.read_bad_digests(deployment)?;
+        bad.entry(service.to_string())
+            .or_default()
+            .insert(digest.to_string());
+        let json = serde_json::to_vec_pretty(&bad)
+            .map_err(|e| Error::Runtime(format!("cannot serialise bad digests: {e}")))?;
+        write_private(&self.bad_digests(deployment), &json)
+    }
+}
+
 impl StateDir {
     /// The current revision of a deployment, if it was ever applied here.
     pub fn read_current(&self, deployment: &str) -> Result<Option<Revision>> {

@@ -24,6 +24,7 @@ mod support;
 mod swarm;
 mod swarm_cluster;
 mod swarm_data;
+mod swarm_update;
 mod systemd_host;
 mod units;
 mod up;

@@ -1229,3 +1229,76 @@ stop_timeout = 2
     );
     ok(&c, &ws, &["-f", path, "destroy"]);
 }
+
+/// `berth doctor` on a manager checks every node's engine address in the
+/// nodes file: reached and the right node, missing, or another node's.
+#[test]
+fn doctor_on_a_swarm_checks_how_berth_reaches_each_nodes_engine() {
+    let c = SwarmCluster::start(3);
+    let ws = Workspace::new();
+    let (n1, n2) = (c.hostname(1).to_string(), c.hostname(2).to_string());
+    // node 1 right; node 2 given node 1's socket; the manager needs none.
+    ws.write(
+        "nodes.toml",
+        &format!(
+            "[nodes.{n1}]\nengine = \"{}\"\n[nodes.{n2}]\nengine = \"{}\"\n",
+            c.docker_host(1),
+            c.docker_host(1)
+        ),
+    );
+    let out = berth(&c, &ws, &["doctor", "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor JSON: {e}\n{}", show(&out)));
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no check {name:?}:\n{}", show(&out)))
+    };
+    assert_eq!(check(&format!("node {}", c.hostname(0)))["status"], "ok");
+    assert_eq!(check(&format!("node {n1}"))["status"], "ok");
+    let wrong = check(&format!("node {n2}"));
+    assert_eq!(wrong["status"], "fail", "{wrong}");
+    let detail = wrong["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&format!("is swarm node {n1}")) && detail.contains(&n2),
+        "{detail}"
+    );
+    assert_eq!(report["ok"], false);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+
+    // Without an entry for node 2: a note naming what to add; with a TCP
+    // address: the file is refused, naming the entry.
+    ws.write(
+        "nodes.toml",
+        &format!("[nodes.{n1}]\nengine = \"{}\"\n", c.docker_host(1)),
+    );
+    let out = berth(&c, &ws, &["doctor", "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
+    let missing = report["checks"]
+        .as_array()
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c["name"] == format!("node {n2}"))
+                .cloned()
+        })
+        .expect("node 2 check");
+    assert_eq!(missing["status"], "note", "{missing}");
+    assert!(
+        missing["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains(&format!("[nodes.{n2}]"))),
+        "{missing}"
+    );
+    ws.write(
+        "nodes.toml",
+        &format!("[nodes.{n1}]\nengine = \"tcp://127.0.0.1:2375\"\n"),
+    );
+    let out = berth(&c, &ws, &["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("nodes.{n1}.engine")) && text.contains("Unix sockets"),
+        "{}",
+        show(&out)
+    );
+}

@@ -62,14 +62,31 @@ const DIGEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// manager's engine (distribution inspect). An image the registry cannot
 /// be asked about keeps the digest its live service runs, if it runs the
 /// same image, else its tag as today; each such image is one warning.
+/// A digest `berth update` rolled a service back from (`bad`) is not taken
+/// by that service: it keeps the digest it runs, with a warning.
 /// Returns the digest each service runs (by Swarm service) and the warnings.
 pub async fn resolve_images(
     engine: &Engine,
     desired: &mut BTreeMap<String, SwarmSpec>,
     observed: &plan::Observed,
+    bad: &crate::state::BadDigests,
 ) -> (BTreeMap<String, Option<String>>, Vec<String>) {
+    // A reference written with its digest (`repo:tag@sha256:...`, as a
+    // rollback pins one) is that tag at that digest: the same spec as an
+    // apply that resolved the tag to it.
+    for spec in desired.values_mut() {
+        if spec.image_digest.is_none()
+            && let Some((image, digest)) = spec.image.rsplit_once('@')
+            && digest.starts_with("sha256:")
+            && !image.is_empty()
+        {
+            spec.image_digest = Some(digest.to_string());
+            spec.image = image.to_string();
+        }
+    }
     let images: std::collections::BTreeSet<String> = desired
         .values()
+        .filter(|s| s.image_digest.is_none())
         // A digest, or an image ID (a rollback pins the one it ran), names
         // one image already.
         .filter(|s| !s.image.contains('@') && !s.image.starts_with("sha256:"))
@@ -97,17 +114,29 @@ pub async fn resolve_images(
     let mut warnings = Vec::new();
     let mut kept_any: BTreeMap<String, bool> = BTreeMap::new();
     for spec in desired.values_mut() {
+        // What the live service runs, if it runs this image.
+        let live = observed
+            .services
+            .get(&spec.name)
+            .and_then(|l| l.labels.get(names::LABEL_SWARM_SPEC))
+            .and_then(|t| serde_json::from_str::<SwarmSpec>(t).ok())
+            .filter(|r| r.image == spec.image)
+            .and_then(|r| r.image_digest);
         match found.get(&spec.image) {
+            Some(Ok(d))
+                if bad.get(&spec.service).is_some_and(|b| b.contains(d))
+                    && live.as_ref().is_some_and(|l| l != d) =>
+            {
+                warnings.push(format!(
+                    "service {}: {} names {d}, which `berth update` rolled back from; it keeps running {} until the tag names another build",
+                    spec.service,
+                    spec.image,
+                    live.as_deref().unwrap_or_default()
+                ));
+                spec.image_digest = live;
+            }
             Some(Ok(d)) => spec.image_digest = Some(d.clone()),
             Some(Err(_)) => {
-                // What the live service runs, if it runs this image.
-                let live = observed
-                    .services
-                    .get(&spec.name)
-                    .and_then(|l| l.labels.get(names::LABEL_SWARM_SPEC))
-                    .and_then(|t| serde_json::from_str::<SwarmSpec>(t).ok())
-                    .filter(|r| r.image == spec.image)
-                    .and_then(|r| r.image_digest);
                 *kept_any.entry(spec.image.clone()).or_default() |= live.is_some();
                 spec.image_digest = live;
             }
@@ -281,7 +310,7 @@ impl Target for Swarm {
     async fn plan(
         &self,
         engine: &Engine,
-        _state: &StateDir,
+        state: &StateDir,
         deployment: &Deployment,
         specs: &[InstanceSpec],
         missing_images: &[String],
@@ -292,7 +321,8 @@ impl Target for Swarm {
         let nodes = engine.list_nodes().await?;
         plan::check_placement(&desired, &nodes)?;
         let observed = plan::observe(engine, deployment, &desired).await?;
-        let (digests, warnings) = resolve_images(engine, &mut desired, &observed).await;
+        let bad = state.read_bad_digests(&deployment.name)?;
+        let (digests, warnings) = resolve_images(engine, &mut desired, &observed, &bad).await;
         *self.digests.lock().unwrap_or_else(|p| p.into_inner()) = digests;
         let mut plan = plan::diff(deployment, &desired, &observed, missing_images)?;
         plan.warnings = warnings;
@@ -348,7 +378,8 @@ impl Target for Swarm {
             }
         } else {
             let observed = plan::observe(step.engine, step.deployment, &desired).await?;
-            let (_, warnings) = resolve_images(step.engine, &mut desired, &observed).await;
+            let bad = step.state.read_bad_digests(&step.deployment.name)?;
+            let (_, warnings) = resolve_images(step.engine, &mut desired, &observed, &bad).await;
             for w in warnings {
                 (step.report)(format!("warning: {w}"));
             }

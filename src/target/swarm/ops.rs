@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::apply::lock;
 use crate::engine::Engine;
+use crate::engine::nodes::NodeEngines;
 use crate::engine::ops::{LogChunk, LogOptions};
 use crate::engine::services::TaskInfo;
 use crate::error::{Error, Result};
@@ -60,9 +61,17 @@ fn health(checked: bool, task: &TaskInfo, history: &[&TaskInfo]) -> String {
 
 /// The tasks the swarm runs (or tries to run) for `deployment`: one row per
 /// task whose desired state is `running`, with its node, health and the
-/// volumes it holds.
-pub async fn ps(engine: &Engine, deployment: &str) -> Result<Vec<TaskRow>> {
+/// volumes it holds. With `nodes`, a running task's health is its
+/// container's own, read on its node; otherwise (or when the node cannot be
+/// reached) it is told from the task's state.
+pub async fn ps(
+    engine: &Engine,
+    nodes: Option<&NodeEngines>,
+    deployment: &str,
+) -> Result<Vec<TaskRow>> {
     engine.require_manager().await?;
+    let nodes_reach = nodes;
+    let mut node_engines: BTreeMap<String, Option<Engine>> = BTreeMap::new();
     let nodes: BTreeMap<String, String> = engine
         .list_nodes()
         .await?
@@ -101,6 +110,10 @@ pub async fn ps(engine: &Engine, deployment: &str) -> Result<Vec<TaskRow>> {
                 .iter()
                 .filter(|o| o.name == t.name && o.id != t.id && o.desired != "running")
                 .collect();
+            let mut health = health(checked, t, &history);
+            if let Some(seen) = container_health(nodes_reach, &mut node_engines, t).await {
+                health = seen;
+            }
             rows.push(TaskRow {
                 deployment: deployment.to_string(),
                 service: service.clone(),
@@ -108,13 +121,47 @@ pub async fn ps(engine: &Engine, deployment: &str) -> Result<Vec<TaskRow>> {
                 node: nodes.get(&t.node_id).cloned().unwrap_or_default(),
                 desired: t.desired.clone(),
                 state: t.state.clone(),
-                health: health(checked, t, &history),
+                health,
                 volumes: volumes.clone(),
                 error: t.err.clone(),
             });
         }
     }
     Ok(rows)
+}
+
+/// The health of running task `t`'s container as its node's engine reports
+/// it (`healthy`, `unhealthy`, `starting`), `None` when there is no check,
+/// no such container or no way to its node (each node is connected to once,
+/// in `engines`).
+async fn container_health(
+    nodes: Option<&NodeEngines>,
+    engines: &mut BTreeMap<String, Option<Engine>>,
+    t: &TaskInfo,
+) -> Option<String> {
+    let nodes = nodes?;
+    if t.state != "running" || t.container_id.is_empty() {
+        return None;
+    }
+    if !engines.contains_key(&t.node_id) {
+        let reached = match nodes.engine(&t.node_id).await {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::debug!("ps: node {}: {e}", nodes.hostname(&t.node_id));
+                None
+            }
+        };
+        engines.insert(t.node_id.clone(), reached);
+    }
+    let engine = engines.get(&t.node_id)?.as_ref()?;
+    let inspect = engine.inspect_container(&t.container_id).await.ok()??;
+    let status = inspect.state?.health?.status?;
+    match status {
+        bollard::models::HealthStatusEnum::HEALTHY => Some("healthy".into()),
+        bollard::models::HealthStatusEnum::UNHEALTHY => Some("unhealthy".into()),
+        bollard::models::HealthStatusEnum::STARTING => Some("starting".into()),
+        _ => None,
+    }
 }
 
 /// `-` for an empty cell.
