@@ -57,6 +57,23 @@ pub struct Swarm {
 /// How long the registry may take to name one image's digest.
 const DIGEST_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A reference written with its digest (`repo:tag@sha256:...`, as a
+/// rollback pins one) is that tag at that digest: the same spec as an apply
+/// that resolved the tag to it (so the recorded spec, and the next plan,
+/// read the same whichever way it was given).
+fn split_written_digests(desired: &mut BTreeMap<String, SwarmSpec>) {
+    for spec in desired.values_mut() {
+        if spec.image_digest.is_none()
+            && let Some((image, digest)) = spec.image.rsplit_once('@')
+            && digest.starts_with("sha256:")
+            && !image.is_empty()
+        {
+            spec.image_digest = Some(digest.to_string());
+            spec.image = image.to_string();
+        }
+    }
+}
+
 /// Resolve the image tag of every service in `desired` to the digest its
 /// registry serves now, asking once per image (all at once) through the
 /// manager's engine (distribution inspect). An image the registry cannot
@@ -71,19 +88,7 @@ pub async fn resolve_images(
     observed: &plan::Observed,
     bad: &crate::state::BadDigests,
 ) -> (BTreeMap<String, Option<String>>, Vec<String>) {
-    // A reference written with its digest (`repo:tag@sha256:...`, as a
-    // rollback pins one) is that tag at that digest: the same spec as an
-    // apply that resolved the tag to it.
-    for spec in desired.values_mut() {
-        if spec.image_digest.is_none()
-            && let Some((image, digest)) = spec.image.rsplit_once('@')
-            && digest.starts_with("sha256:")
-            && !image.is_empty()
-        {
-            spec.image_digest = Some(digest.to_string());
-            spec.image = image.to_string();
-        }
-    }
+    split_written_digests(desired);
     let images: std::collections::BTreeSet<String> = desired
         .values()
         .filter(|s| s.image_digest.is_none())
@@ -373,6 +378,7 @@ impl Target for Swarm {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if desired.values().all(|s| digests.contains_key(&s.name)) {
+            split_written_digests(&mut desired);
             for s in desired.values_mut() {
                 s.image_digest = digests.get(&s.name).cloned().flatten();
             }
