@@ -130,6 +130,15 @@ pub trait Converger: Send + Sync {
     fn in_process(&self) -> bool {
         false
     }
+    /// Where the deployment's volumes are reached (a rollback with data
+    /// writes them there). Default: this host's engine.
+    async fn data_site(
+        &self,
+        engine: &Engine,
+        _state: &StateDir,
+    ) -> Result<crate::data::instances::Site> {
+        Ok(crate::data::instances::Site::Host(engine.clone()))
+    }
     /// Apply `deployment` (without waiting for health); `cause` is
     /// recorded in the revision ([`crate::apply::ApplyOptions::cause`]).
     async fn converge(
@@ -158,6 +167,14 @@ impl Converger for ConvergeOptions {
 
     fn lock_timeout(&self) -> Option<Duration> {
         self.apply.lock_timeout
+    }
+
+    async fn data_site(
+        &self,
+        engine: &Engine,
+        state: &StateDir,
+    ) -> Result<crate::data::instances::Site> {
+        self.apply.target().data_site(engine, state).await
     }
 
     async fn converge(

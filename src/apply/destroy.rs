@@ -160,6 +160,7 @@ pub async fn destroy(
             unit_dir: opts.unit_dir.clone(),
             berth_path: opts.berth_path.clone(),
             systemctl: opts.systemctl,
+            nodes: None,
         };
         crate::target::systemd::Systemd::new(host)
             .reconcile_gateway(state, None, None, &report)

@@ -57,6 +57,9 @@ pub struct ApplyOptions {
     /// Why this apply runs, recorded in the revision it writes and shown
     /// by `berth history` (`None`: an apply of the file).
     pub cause: Option<String>,
+    /// The swarm nodes file (`--nodes`; `None`: the state directory's):
+    /// how a swarm apply reaches the node holding a service's volumes.
+    pub nodes: Option<PathBuf>,
 }
 
 impl ApplyOptions {
@@ -66,6 +69,7 @@ impl ApplyOptions {
             unit_dir: self.unit_dir.clone(),
             berth_path: self.berth_path.clone(),
             systemctl: self.systemctl,
+            nodes: self.nodes.clone(),
         }
     }
 

@@ -64,6 +64,7 @@ pub(crate) fn converge_options(args: &ApplyArgs, ctx: &Context) -> Result<Conver
                 PullProgress::Auto
             },
             cause: None,
+            nodes: ctx.global.nodes.clone(),
         },
         ssh_listen: args.ssh_listen.clone(),
         // A swarm apply waits for convergence itself.

@@ -28,6 +28,11 @@ pub struct BackupArgs {
     /// (`--with-spec` is the older name.)
     #[arg(long, requires = "all", alias = "with-spec")]
     pub with_deployment: bool,
+    /// Where the deployment runs: this host, or a Docker Swarm (each
+    /// service's volumes on its node, the service scaled to 0 meanwhile);
+    /// default: where it was applied.
+    #[arg(long, value_enum, env = "BERTH_TARGET", default_value_t = super::plan::TargetArg::Host)]
+    pub target: super::plan::TargetArg,
 }
 
 pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
@@ -38,6 +43,10 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
     }
     let deployment = deployment_name(ctx)?;
     let engine = Engine::connect().await?;
+    let site = ctx
+        .site_request(args.target)
+        .open(&engine, &ctx.state_dir(), &deployment)
+        .await?;
     let to_stdout = args.output.as_os_str() == "-";
     let output = if to_stdout {
         backup::Output::Stream {
@@ -49,7 +58,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<u8> {
     };
     let progress = data_progress();
     let manifest = backup::backup_deployment(
-        &engine,
+        &site,
         &ctx.state_dir(),
         &deployment,
         &args.services,

@@ -243,6 +243,15 @@ impl Context {
         StateDir::new(&self.global.state_dir)
     }
 
+    /// Where a data command (backup, restore) works: `--target`, else where
+    /// the deployment was applied.
+    pub fn site_request(&self, target: plan::TargetArg) -> crate::data::instances::SiteRequest {
+        crate::data::instances::SiteRequest {
+            swarm: target == plan::TargetArg::Swarm,
+            nodes: self.nodes_file(),
+        }
+    }
+
     /// The engines of the swarm `manager` manages, reached through the
     /// nodes file (`--nodes`, else the state directory's).
     pub async fn node_engines(

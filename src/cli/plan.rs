@@ -90,6 +90,7 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
         unit_dir: ctx.global.unit_dir.clone(),
         berth_path: berth_path(),
         systemctl: false,
+        nodes: ctx.global.nodes.clone(),
     };
     let target = crate::target::for_host(integration, &host);
     if integration != crate::instance::Integration::Swarm {

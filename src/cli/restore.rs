@@ -112,6 +112,7 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> Result<u8> {
     };
     let restored = restore::restore(
         &engine,
+        &ctx.site_request(args.apply_args.target),
         &state,
         &args.file,
         &opts,

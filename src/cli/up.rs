@@ -32,6 +32,7 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
             unit_dir: ctx.global.unit_dir.clone(),
             berth_path: berth_path(),
             systemctl: crate::target::systemd::ctl::systemd_running(),
+            nodes: None,
         },
         progress: PullProgress::Auto,
         ssh_listen: (!args.no_ssh).then_some(args.ssh_listen),

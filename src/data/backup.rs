@@ -16,7 +16,7 @@ use super::entries::{Mode, Scanner, SpecialFiles};
 use super::format::{
     ArchiveWriter, FORMAT, InstanceEntry, Manifest, PART_SIZE, VolumeEntry, hex, part_path,
 };
-use super::instances::{self, DataInstance, DataVolume};
+use super::instances::{self, DataInstance, DataVolume, Site};
 use crate::apply::Reporter;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -64,7 +64,7 @@ pub enum Output {
 /// from reading the revision to the end of the copy.
 #[allow(clippy::too_many_arguments)]
 pub async fn backup_deployment(
-    engine: &Engine,
+    site: &Site,
     state: &StateDir,
     deployment: &str,
     services: &[String],
@@ -89,22 +89,23 @@ pub async fn backup_deployment(
     } else {
         None
     };
-    let all = instances::discover(engine, state, deployment).await?;
+    let all = site.discover(state, deployment).await?;
     if all.is_empty() {
         return Err(Error::Usage(format!(
-            "deployment {deployment} has no volumes on this engine; nothing to back up"
+            "deployment {deployment} has no volumes on {}; nothing to back up",
+            site.describe()
         )));
     }
     let chosen = instances::select(all, services)?;
     let opts = BackupOptions { live, spec };
     match output {
         Output::File(file) => {
-            backup_to_file(engine, state, deployment, &chosen, &file, &opts, progress).await
+            backup_to_file(site, state, deployment, &chosen, &file, &opts, progress).await
         }
         Output::Stream { name, writer } => {
             let out = std::io::BufWriter::with_capacity(1 << 20, writer);
             let (m, mut out) =
-                backup(engine, state, deployment, &chosen, out, &opts, progress).await?;
+                backup(site, state, deployment, &chosen, out, &opts, progress).await?;
             out.flush().map_err(|e| Error::io(name, e))?;
             Ok(m)
         }
@@ -114,11 +115,11 @@ pub async fn backup_deployment(
 /// Write a backup of `instances` (all of one deployment) to `out`.
 ///
 /// Unless `opts.live`, each running instance is stopped (the way its
-/// integration expects, see [`instances::stop`]) while its volumes are
+/// integration expects, see [`Site::stop`]) while its volumes are
 /// copied and started again afterwards, also when the copy fails. The
 /// caller holds the deployment's apply lock.
 pub(crate) async fn backup<W: Write + Send + 'static>(
-    engine: &Engine,
+    site: &Site,
     state: &StateDir,
     deployment: &str,
     instances: &[DataInstance],
@@ -139,7 +140,7 @@ pub(crate) async fn backup<W: Write + Send + 'static>(
         Err(std::io::Error::other(INTERRUPTED))
     });
 
-    let copied = copy_all(engine, state, deployment, instances, opts, progress, &tx).await;
+    let copied = copy_all(site, state, deployment, instances, opts, progress, &tx).await;
     let manifest = match copied {
         Ok(m) => m,
         Err(e) => {
@@ -166,7 +167,7 @@ pub(crate) async fn backup<W: Write + Send + 'static>(
 }
 
 async fn copy_all(
-    engine: &Engine,
+    site: &Site,
     state: &StateDir,
     deployment: &str,
     instances: &[DataInstance],
@@ -195,16 +196,19 @@ async fn copy_all(
             )));
         };
         let image = image.to_string();
+        // Reached before anything is stopped: a node berth cannot reach
+        // fails the backup with every service running.
+        let engine = site.engine(inst, false).await?;
         let stopped = if opts.live {
             instances::Stopped::NotRunning
         } else {
             progress.set_message(format!("stopping {}", inst.container));
-            instances::stop(engine, state, inst).await?
+            site.stop(state, inst).await?
         };
         let mut entries = Vec::new();
         let mut result = Ok(());
         for vol in &inst.volumes {
-            match copy_volume(engine, inst, vol, &image, progress, tx).await {
+            match copy_volume(&engine, inst, vol, &image, progress, tx).await {
                 Ok(e) => entries.push(e),
                 Err(e) => {
                     result = Err(e);
@@ -214,7 +218,7 @@ async fn copy_all(
         }
         // Start it again whatever happened to the copy.
         progress.set_message(format!("starting {}", inst.container));
-        let started = instances::start(engine, state, stopped).await;
+        let started = site.start(state, stopped).await;
         match (result, started) {
             (Err(e), Ok(())) => return Err(e),
             (Err(e), Err(s)) => {
@@ -363,7 +367,7 @@ async fn stream_volume(
 /// like a good one (nor replaces an older good one). The caller holds the
 /// deployment's apply lock.
 pub(crate) async fn backup_to_file(
-    engine: &Engine,
+    site: &Site,
     state: &StateDir,
     deployment: &str,
     instances: &[DataInstance],
@@ -384,7 +388,7 @@ pub(crate) async fn backup_to_file(
             .map_err(|e| Error::io(&partial, e))?
     };
     let out = std::io::BufWriter::with_capacity(1 << 20, f);
-    match backup(engine, state, deployment, instances, out, opts, progress).await {
+    match backup(site, state, deployment, instances, out, opts, progress).await {
         Ok((manifest, out)) => {
             let f = out
                 .into_inner()

@@ -7,11 +7,18 @@
 //! by the same labels) and its spec in the state directory add mount paths
 //! and the image; neither has to exist (a stopped `systemd` instance has no
 //! container, a fresh host has no state).
+//!
+//! On a swarm ([`Site::Swarm`]) an instance is a service's (replicas share
+//! one volume set, on the node its pin label names: instance 1); its
+//! volumes are the live spec's, reached through that node's engine, and it
+//! is stopped for a copy by scaling the service to 0 and back
+//! ([`crate::target::swarm::data::hold`]).
 
 use std::collections::BTreeMap;
 
 use crate::engine::Engine;
 use crate::engine::archive::LABEL_CARRIER;
+use crate::engine::nodes::NodeEngines;
 use crate::error::{Error, Result};
 use crate::instance::{InstanceSpec, MountSource};
 use crate::names;
@@ -45,6 +52,21 @@ pub struct DataInstance {
     /// Seconds between stop signal and SIGKILL.
     pub stop_timeout: u64,
     pub volumes: Vec<DataVolume>,
+    /// On a swarm: the service and the node holding its volumes.
+    pub swarm: Option<SwarmPlace>,
+}
+
+/// Where a swarm service's volumes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmPlace {
+    /// The Swarm service (`<deployment>-<service>`).
+    pub service: String,
+    /// ID of the node carrying its pin label (none yet: see [`Site::engine`]).
+    pub node: Option<String>,
+    /// The pin label ([`crate::instance::swarm::pin_label`]).
+    pub pin: String,
+    /// The service's own placement, which a new pin must meet.
+    pub placement: Vec<String>,
 }
 
 impl DataInstance {
@@ -193,6 +215,7 @@ pub async fn discover(
                 .or_else(|| spec.map(|s| s.image_id.clone()).filter(|i| !i.is_empty())),
             stop_timeout,
             volumes: data_volumes,
+            swarm: None,
         });
     }
     out.sort_by(|a, b| a.container.cmp(&b.container));
@@ -254,6 +277,10 @@ pub enum Stopped {
         target: Box<crate::ops::select::Selected>,
         instance: crate::deployment::InstanceRef,
     },
+    /// A swarm service scaled to 0: scaled back to `replicas`. Should berth
+    /// die meanwhile, the next `berth apply` scales it back (its plan shows
+    /// the live replicas against the file's).
+    Swarm { service: String, replicas: u64 },
 }
 
 /// Stop an instance for a consistent copy, the way its integration expects.
@@ -307,6 +334,9 @@ pub async fn start(engine: &Engine, state: &StateDir, stopped: Stopped) -> Resul
     match stopped {
         Stopped::NotRunning => Ok(()),
         Stopped::Engine { container } => engine.start_container(&container).await,
+        Stopped::Swarm { service, .. } => Err(Error::Runtime(format!(
+            "service {service} is held on a swarm, not on this host's engine"
+        ))),
         Stopped::Ops { target, instance } => run(
             engine,
             state,
@@ -317,4 +347,186 @@ pub async fn start(engine: &Engine, state: &StateDir, stopped: Stopped) -> Resul
         .await
         .map(|_| ()),
     }
+}
+
+/// Which [`Site`] a command works on, for [`SiteRequest::open`].
+#[derive(Debug, Clone)]
+pub struct SiteRequest {
+    /// `--target swarm`.
+    pub swarm: bool,
+    /// The nodes file (`--nodes`, else the state directory's).
+    pub nodes: std::path::PathBuf,
+}
+
+impl SiteRequest {
+    /// The site of `deployment`: its swarm when asked, or when its applied
+    /// revision ran there (its nodes' engines reached through the nodes
+    /// file); else `engine`'s host.
+    pub async fn open(&self, engine: &Engine, state: &StateDir, deployment: &str) -> Result<Site> {
+        let applied_on_swarm = state
+            .read_current(deployment)?
+            .is_some_and(|r| r.integration == crate::instance::Integration::Swarm.as_str());
+        if !(self.swarm || applied_on_swarm) {
+            return Ok(Site::Host(engine.clone()));
+        }
+        let file = crate::engine::nodes::NodesFile::load(&self.nodes)?;
+        Ok(Site::Swarm(NodeEngines::new(engine, file).await?))
+    }
+}
+
+/// Where a deployment's volumes are, and what stops its instances for a
+/// copy: one host's engine, or a swarm's nodes (each service's volumes on
+/// its pinned node). Backup, restore and snapshots take one and are
+/// otherwise the same code.
+#[derive(Debug, Clone)]
+pub enum Site {
+    Host(Engine),
+    Swarm(NodeEngines),
+}
+
+impl Site {
+    /// For messages: "this engine" or "the swarm".
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Site::Host(_) => "this engine",
+            Site::Swarm(_) => "the swarm",
+        }
+    }
+
+    /// Every instance of `deployment` with volumes here ([`discover`] on a
+    /// host; on a swarm, every service of the deployment whose live spec
+    /// mounts named volumes).
+    pub async fn discover(&self, state: &StateDir, deployment: &str) -> Result<Vec<DataInstance>> {
+        match self {
+            Site::Host(engine) => discover(engine, state, deployment).await,
+            Site::Swarm(nodes) => discover_swarm(nodes, deployment).await,
+        }
+    }
+
+    /// The engine holding `inst`'s volumes. A swarm service whose volumes no
+    /// node holds yet is refused unless `pin`, which pins it first as an
+    /// apply does ([`crate::target::swarm::converge::ensure_pin`]).
+    pub async fn engine(&self, inst: &DataInstance, pin: bool) -> Result<Engine> {
+        let nodes = match self {
+            Site::Host(e) => return Ok(e.clone()),
+            Site::Swarm(nodes) => nodes,
+        };
+        let Some(place) = &inst.swarm else {
+            return Ok(nodes.manager().clone());
+        };
+        let node = match &place.node {
+            Some(n) => n.clone(),
+            None if pin => {
+                crate::target::swarm::converge::ensure_pin(
+                    nodes.manager(),
+                    &inst.service,
+                    &place.pin,
+                    &place.placement,
+                    &crate::target::quiet(),
+                )
+                .await?;
+                let now = nodes.manager().list_nodes().await?;
+                now.into_iter()
+                    .find(|n| n.labels.contains_key(&place.pin))
+                    .map(|n| n.id)
+                    .ok_or_else(|| {
+                        Error::Runtime(format!(
+                            "service {}: no node carries its pin label {} after pinning it",
+                            place.service, place.pin
+                        ))
+                    })?
+            }
+            None => {
+                return Err(Error::Usage(format!(
+                    "service {} has volumes but no swarm node holds them (no node carries its label {}); `berth apply --target swarm` pins it",
+                    place.service, place.pin
+                )));
+            }
+        };
+        nodes.engine(&node).await
+    }
+
+    /// Stop `inst` for a consistent copy: the way its integration expects on
+    /// a host ([`stop`]); on a swarm its service is scaled to 0 and waited
+    /// for until no task runs, whatever its replicas (tasks of a service
+    /// scaled down may still be stopping).
+    pub async fn stop(&self, state: &StateDir, inst: &DataInstance) -> Result<Stopped> {
+        match (self, &inst.swarm) {
+            (Site::Swarm(nodes), Some(place)) => {
+                let replicas = crate::target::swarm::data::hold(
+                    nodes.manager(),
+                    &place.service,
+                    inst.stop_timeout,
+                )
+                .await?;
+                Ok(Stopped::Swarm {
+                    service: place.service.clone(),
+                    replicas,
+                })
+            }
+            (Site::Host(engine), _) => stop(engine, state, inst).await,
+            (Site::Swarm(nodes), None) => stop(nodes.manager(), state, inst).await,
+        }
+    }
+
+    /// Start an instance again the way [`Site::stop`] stopped it.
+    pub async fn start(&self, state: &StateDir, stopped: Stopped) -> Result<()> {
+        match (self, stopped) {
+            (Site::Swarm(nodes), Stopped::Swarm { service, replicas }) => {
+                crate::target::swarm::data::release(nodes.manager(), &service, replicas).await
+            }
+            (Site::Host(engine), s) => start(engine, state, s).await,
+            (Site::Swarm(nodes), s) => start(nodes.manager(), state, s).await,
+        }
+    }
+}
+
+/// The services of `deployment` on the swarm whose live spec mounts named
+/// volumes, each as instance 1 named as on a host (`<deployment>-<service>`,
+/// its volumes too), so that a backup taken on either restores on the other.
+async fn discover_swarm(nodes: &NodeEngines, deployment: &str) -> Result<Vec<DataInstance>> {
+    let mut out = Vec::new();
+    for live in nodes.manager().list_services(deployment).await? {
+        let Some(service) = live.labels.get(names::LABEL_SERVICE) else {
+            continue;
+        };
+        let Some(data) =
+            crate::target::swarm::data::service_data(nodes, deployment, service).await?
+        else {
+            continue;
+        };
+        if data.volumes.is_empty() {
+            continue;
+        }
+        let labels = instance_labels(deployment, service, 1);
+        out.push(DataInstance {
+            deployment: deployment.to_string(),
+            service: service.clone(),
+            index: 1,
+            container: names::container_name(deployment, service, 1, 1),
+            container_id: None,
+            running: true,
+            image: Some(data.spec.image_ref()),
+            image_id: None,
+            stop_timeout: data.spec.stop_timeout,
+            volumes: data
+                .volumes
+                .iter()
+                .map(|v| DataVolume {
+                    name: v.name.clone(),
+                    mount_path: Some(v.path.clone()),
+                    from_image: v.from_image,
+                    labels: labels.clone(),
+                })
+                .collect(),
+            swarm: Some(SwarmPlace {
+                service: data.swarm_name.clone(),
+                node: data.node.as_ref().map(|n| n.id.clone()),
+                pin: crate::instance::swarm::pin_label(deployment, service),
+                placement: data.spec.placement.clone(),
+            }),
+        });
+    }
+    out.sort_by(|a, b| a.container.cmp(&b.container));
+    Ok(out)
 }

@@ -339,11 +339,13 @@ pub async fn rollback_with(
         let _lock = lock(state, deployment, conv.lock_timeout(), &report)
             .await
             .map_err(kept_stopped)?;
+        // On a swarm each service's node, its service held by the restore.
+        let site = conv.data_site(engine, state).await.map_err(kept_stopped)?;
         for copy in &copies {
             // The lock is held: the restore itself must not take it.
             let manifest = restore::verify(copy, true).await.map_err(kept_stopped)?;
             let r = restore::restore_verified(
-                engine,
+                &site,
                 state,
                 copy,
                 manifest,
@@ -492,6 +494,15 @@ pub async fn restore_and_apply(
         ..
     } = stored;
     let file = file.as_path();
+    if opts.apply.integration == crate::instance::Integration::Swarm {
+        // Its volumes would have no node yet: the services pin one when
+        // first applied.
+        return Err(Error::Usage(format!(
+            "restore --apply brings a deployment up on this host; on a swarm, apply {} with --target swarm first, then `berth restore {} --target swarm`; nothing was changed",
+            dep.name,
+            file.display()
+        )));
+    }
     if state.read_current(&dep.name)?.is_some() && !force {
         return Err(Error::Usage(format!(
             "deployment {} is already applied in {}; restore --apply sets up a new deployment (choose another with --name NEW); nothing was changed",
@@ -507,7 +518,7 @@ pub async fn restore_and_apply(
     let restored = {
         let _lock = lock(state, &dep.name, opts.apply.lock_timeout, &report).await?;
         restore::restore_verified(
-            engine,
+            &super::instances::Site::Host(engine.clone()),
             state,
             file,
             verified,

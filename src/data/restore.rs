@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use super::backup::{BackupOptions, backup_to_file};
 use super::entries::{Mode, Scanner, SpecialFiles};
 use super::format::{Event, Manifest, read_archive};
-use super::instances::{self, DataInstance, DataVolume};
+use super::instances::{DataInstance, DataVolume, Site, SiteRequest};
 use crate::apply::Reporter;
 use crate::engine::Engine;
 use crate::engine::archive::{CARRIER_ROOT, Carrier};
@@ -65,6 +65,8 @@ pub struct RestoredVolume {
 /// Where one volume of the archive goes.
 #[derive(Debug, Clone)]
 struct Target {
+    /// The engine holding the volume (a swarm service's node's).
+    engine: Engine,
     volume: String,
     container: String,
     labels: BTreeMap<String, String>,
@@ -160,11 +162,14 @@ fn entry_refused(what: &str, volume: &str, e: &super::entries::EntryError) -> Er
     ))
 }
 
-/// Restore `file` (see the module documentation for the order of work),
-/// holding the target deployment's apply lock ([`super::lifecycle::lock`],
-/// giving up after `lock_timeout`) once the archive is verified.
+/// Restore `file` (see the module documentation for the order of work)
+/// onto the target deployment's site (`site`: its host or its swarm),
+/// holding its apply lock ([`super::lifecycle::lock`], giving up after
+/// `lock_timeout`) once the archive is verified.
+#[allow(clippy::too_many_arguments)]
 pub async fn restore(
     engine: &Engine,
+    site: &SiteRequest,
     state: &StateDir,
     file: &Path,
     opts: &RestoreOptions,
@@ -177,7 +182,8 @@ pub async fn restore(
     let target = target_deployment(&manifest, opts)?;
     // Not while an apply (or backup, rollback) of the target deployment runs.
     let _lock = super::lifecycle::lock(state, &target, lock_timeout, report).await?;
-    restore_verified(engine, state, file, manifest, opts, progress).await
+    let site = site.open(engine, state, &target).await?;
+    restore_verified(&site, state, file, manifest, opts, progress).await
 }
 
 /// The deployment the volumes go to: `opts.deployment`, else the backup's.
@@ -195,7 +201,7 @@ fn target_deployment(manifest: &Manifest, opts: &RestoreOptions) -> Result<Strin
 /// manifest this is), for a caller that holds the target deployment's
 /// apply lock.
 pub(crate) async fn restore_verified(
-    engine: &Engine,
+    site: &Site,
     state: &StateDir,
     file: &Path,
     manifest: Manifest,
@@ -236,7 +242,7 @@ pub(crate) async fn restore_verified(
         .collect();
 
     // Where it goes, and whether that is allowed.
-    let existing = instances::discover(engine, state, &target_dep).await?;
+    let existing = site.discover(state, &target_dep).await?;
     let mut plan: BTreeMap<String, Target> = BTreeMap::new();
     let mut refusals = Vec::new();
     let mut to_stop: Vec<DataInstance> = Vec::new();
@@ -253,6 +259,20 @@ pub(crate) async fn restore_verified(
             if numbered { 2 } else { 1 },
         );
         let live = existing.iter().find(|e| e.container == container);
+        let engine = match (site, live) {
+            (Site::Swarm(_), None) => {
+                return Err(Error::Usage(format!(
+                    "{}: service {} of deployment {target_dep} is not on the swarm; apply the deployment with --target swarm first (its service holds the volumes on its node); nothing was restored",
+                    file.display(),
+                    inst.service
+                )));
+            }
+            // A swarm service without a node for its volumes gets one, as
+            // its apply would have given it.
+            (_, Some(l)) => site.engine(l, true).await?,
+            (Site::Host(e), None) => e.clone(),
+        };
+        let engine = &engine;
         let image = carrier_image(engine, live, inst).await?;
         if let Some(l) = live
             && l.running
@@ -305,6 +325,7 @@ pub(crate) async fn restore_verified(
             plan.insert(
                 vol.name.clone(),
                 Target {
+                    engine: engine.clone(),
                     volume,
                     container: container.clone(),
                     labels,
@@ -331,7 +352,7 @@ pub(crate) async fn restore_verified(
     let mut result = Ok(Vec::new());
     for inst in &to_stop {
         progress.set_message(format!("stopping {}", inst.container));
-        match instances::stop(engine, state, inst).await {
+        match site.stop(state, inst).await {
             Ok(s) => stopped.push(s),
             Err(e) => {
                 result = Err(e);
@@ -354,11 +375,11 @@ pub(crate) async fn restore_verified(
                 (v.name.clone(), allow)
             })
             .collect();
-        result = apply_archive(engine, state, file, &plan, Some(allowed), progress).await;
+        result = apply_archive(state, file, &plan, Some(allowed), progress).await;
     }
     let mut start_errors = Vec::new();
     for s in stopped {
-        if let Err(e) = instances::start(engine, state, s).await {
+        if let Err(e) = site.start(state, s).await {
             start_errors.push(e.to_string());
         }
     }
@@ -462,7 +483,6 @@ async fn first_entries_empty(engine: &Engine, carrier: &Carrier) -> Result<bool>
 /// checked again before its bytes go to the engine; without, the archive is
 /// berth's own copy of a volume saved moments ago ([`put_back`]).
 fn apply_archive<'a>(
-    engine: &'a Engine,
     state: &'a StateDir,
     file: &'a Path,
     plan: &'a BTreeMap<String, Target>,
@@ -517,7 +537,7 @@ fn apply_archive<'a>(
                 Event::Part { volume, data } => {
                     if current.as_ref().map(|c| c.from.as_str()) != Some(volume.as_str()) {
                         if let Some(c) = current.take() {
-                            match c.finish(engine, state, file, plan, progress).await {
+                            match c.finish(state, file, plan, progress).await {
                                 Ok(r) => done.push(r),
                                 Err(e) => {
                                     failure = Some(e);
@@ -529,7 +549,7 @@ fn apply_archive<'a>(
                             continue;
                         };
                         progress.set_message(format!("restoring {}", target.volume));
-                        match Upload::begin(engine, state, &volume, target, progress).await {
+                        match Upload::begin(state, &volume, target, progress).await {
                             Ok(u) => current = Some(u),
                             Err(e) => {
                                 failure = Some(e);
@@ -543,14 +563,12 @@ fn apply_archive<'a>(
                         if c.body.send(Ok(data)).await.is_err() {
                             // The engine stopped reading; finish() reports why.
                             if let Some(c) = current.take() {
-                                failure = Some(
-                                    match c.finish(engine, state, file, plan, progress).await {
-                                        Ok(_) => Error::Runtime(
-                                            "the engine stopped reading the volume data".into(),
-                                        ),
-                                        Err(e) => e,
-                                    },
-                                );
+                                failure = Some(match c.finish(state, file, plan, progress).await {
+                                    Ok(_) => Error::Runtime(
+                                        "the engine stopped reading the volume data".into(),
+                                    ),
+                                    Err(e) => e,
+                                });
                             }
                             break;
                         }
@@ -565,20 +583,20 @@ fn apply_archive<'a>(
             .map_err(|e| Error::Runtime(format!("reading {}: {e}", file.display())));
         if let Some(e) = failure {
             if let Some(c) = current.take() {
-                c.abort(engine, state, plan, progress).await;
+                c.abort(state, plan, progress).await;
             }
             return Err(e);
         }
         match read.and_then(|r| r) {
             Ok(_) => {
                 if let Some(c) = current.take() {
-                    done.push(c.finish(engine, state, file, plan, progress).await?);
+                    done.push(c.finish(state, file, plan, progress).await?);
                 }
                 Ok(done)
             }
             Err(e) => {
                 if let Some(c) = current.take() {
-                    c.abort(engine, state, plan, progress).await;
+                    c.abort(state, plan, progress).await;
                 }
                 Err(e)
             }
@@ -598,12 +616,12 @@ struct Upload {
 
 impl Upload {
     async fn begin(
-        engine: &Engine,
         state: &StateDir,
         from: &str,
         target: &Target,
         progress: &ProgressBar,
     ) -> Result<Upload> {
+        let engine = &target.engine;
         if !target.exists && engine.volume_details(&target.volume).await?.is_none() {
             engine
                 .create_labelled_volume(&target.volume, &target.labels)
@@ -621,14 +639,14 @@ impl Upload {
         }
         if target.non_empty {
             if let Some(save) = &target.save_to {
-                save_volume(engine, state, target, save, progress).await?;
+                save_volume(state, target, save, progress).await?;
             }
             if let Err(e) = engine
                 .empty_volume(&target.image, &target.volume, &target.labels)
                 .await
             {
                 // `rm` may have removed part of the content before failing.
-                let back = put_back(engine, state, target, progress).await;
+                let back = put_back(state, target, progress).await;
                 return Err(Error::Runtime(format!("{e}{back}")));
             }
         }
@@ -654,7 +672,6 @@ impl Upload {
 
     async fn finish(
         self,
-        engine: &Engine,
         state: &StateDir,
         _file: &Path,
         _plan: &BTreeMap<String, Target>,
@@ -669,13 +686,14 @@ impl Upload {
             bytes,
         } = self;
         drop(body);
+        let engine = &target.engine;
         let uploaded = task
             .await
             .map_err(|e| Error::Runtime(format!("restoring {}: {e}", target.volume)))
             .and_then(|r| r);
         let removed = engine.remove_carrier(&carrier).await;
         if let Err(e) = uploaded {
-            let back = put_back(engine, state, &target, progress).await;
+            let back = put_back(state, &target, progress).await;
             return Err(Error::Runtime(format!(
                 "restoring {}: {e}{back}",
                 target.volume
@@ -695,7 +713,6 @@ impl Upload {
     /// and put the previous content back.
     async fn abort(
         self,
-        engine: &Engine,
         state: &StateDir,
         _plan: &BTreeMap<String, Target>,
         progress: &ProgressBar,
@@ -706,15 +723,14 @@ impl Upload {
             .await;
         drop(self.body);
         let _ = self.task.await;
-        let _ = engine.remove_carrier(&self.carrier).await;
-        let back = put_back(engine, state, &self.target, progress).await;
+        let _ = self.target.engine.remove_carrier(&self.carrier).await;
+        let back = put_back(state, &self.target, progress).await;
         tracing::warn!("restore of {} aborted{back}", self.target.volume);
     }
 }
 
 /// Save a target volume's current content before it is emptied.
 async fn save_volume(
-    engine: &Engine,
     state: &StateDir,
     target: &Target,
     save: &Path,
@@ -751,11 +767,13 @@ async fn save_volume(
             from_image: target.labels.contains_key(names::LABEL_VOLUME_PATH),
             labels: target.labels.clone(),
         }],
+        // Copied live (it is stopped already) from the engine holding it.
+        swarm: None,
     };
     let dep = inst.deployment.clone();
     progress.set_message(format!("saving the current content of {}", target.volume));
     let manifest = backup_to_file(
-        engine,
+        &Site::Host(target.engine.clone()),
         state,
         &dep,
         std::slice::from_ref(&inst),
@@ -772,12 +790,7 @@ async fn save_volume(
 
 /// After a failed extraction: empty the volume and put the saved content
 /// back. Returns a sentence for the error message.
-async fn put_back(
-    engine: &Engine,
-    state: &StateDir,
-    target: &Target,
-    progress: &ProgressBar,
-) -> String {
+async fn put_back(state: &StateDir, target: &Target, progress: &ProgressBar) -> String {
     let Some(saved) = &target.save_to else {
         if target.non_empty {
             return String::new();
@@ -797,7 +810,7 @@ async fn put_back(
             ..target.clone()
         },
     );
-    match apply_archive(engine, state, saved, &plan, None, progress).await {
+    match apply_archive(state, saved, &plan, None, progress).await {
         Ok(_) => format!(
             "; its previous content was put back (a copy stays in {})",
             saved.display()

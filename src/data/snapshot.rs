@@ -16,8 +16,7 @@ use indicatif::ProgressBar;
 
 use super::backup::{BackupOptions, backup_to_file};
 use super::format::Manifest;
-use super::instances;
-use crate::engine::Engine;
+use super::instances::Site;
 use crate::error::{Error, Result};
 use crate::state::StateDir;
 
@@ -65,14 +64,14 @@ pub fn stamp(t: std::time::SystemTime) -> String {
 ///
 /// Returns `Ok(None)` when the instance has no volumes.
 pub async fn snapshot_instance(
-    engine: &Engine,
+    site: &Site,
     state: &StateDir,
     deployment: &str,
     container: &str,
     revision: u64,
     keep: usize,
 ) -> Result<Option<SnapshotInfo>> {
-    let all = instances::discover(engine, state, deployment).await?;
+    let all = site.discover(state, deployment).await?;
     let Some(inst) = all.into_iter().find(|i| i.container == container) else {
         return Ok(None);
     };
@@ -82,7 +81,7 @@ pub async fn snapshot_instance(
     let base = format!("{revision}-{taken}");
     let path = dir.join(format!("{base}.tar.zst"));
     let manifest = backup_to_file(
-        engine,
+        site,
         state,
         deployment,
         std::slice::from_ref(&inst),

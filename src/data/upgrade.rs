@@ -9,6 +9,11 @@
 //!
 //! A failed snapshot stops the apply before anything was upgraded: the
 //! instances stopped for it are started again and the error names the cause.
+//!
+//! The target says where the volumes are ([`Target::data_site`]: on a
+//! swarm, each service's pinned node) and whether an item changes its image
+//! ([`Target::image_changed`]); instances without volumes are left alone
+//! (on a swarm, holding one would turn its rolling update into downtime).
 
 use crate::apply::Reporter;
 use crate::engine::Engine;
@@ -60,11 +65,29 @@ pub async fn snapshot_upgrades(
 ) -> Result<()> {
     let mut stopped: Vec<&InstancePlan> = Vec::new();
     let mut failure = None;
+    // Found once, when the first upgrade needs it.
+    let mut site: Option<(super::instances::Site, Vec<String>)> = None;
     for item in plan.instances.iter() {
         let Some(svc) = deployment.services.get(&item.service) else {
             continue;
         };
-        if !svc.snapshot_on_upgrade || !image_changed(engine, item).await? {
+        if !svc.snapshot_on_upgrade || !target.image_changed(engine, deployment, item).await? {
+            continue;
+        }
+        if site.is_none() {
+            let s = target.data_site(engine, state).await?;
+            let with_data = s
+                .discover(state, &deployment.name)
+                .await?
+                .into_iter()
+                .map(|i| i.container)
+                .collect();
+            site = Some((s, with_data));
+        }
+        let Some((site, with_data)) = &site else {
+            continue;
+        };
+        if !with_data.contains(&item.container) {
             continue;
         }
         let timeout = item
@@ -78,7 +101,7 @@ pub async fn snapshot_upgrades(
             stopped.push(item);
             let keep = deployment.snapshots_keep(&item.service);
             if let Some(s) = super::snapshot::snapshot_instance(
-                engine,
+                site,
                 state,
                 &deployment.name,
                 &item.container,

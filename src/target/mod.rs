@@ -56,6 +56,8 @@ pub struct HostOptions {
     pub berth_path: PathBuf,
     /// Run `systemctl` (false: only write units and specs).
     pub systemctl: bool,
+    /// The swarm nodes file (`--nodes`); `None`: the state directory's.
+    pub nodes: Option<PathBuf>,
 }
 
 impl HostOptions {
@@ -66,6 +68,7 @@ impl HostOptions {
             unit_dir: PathBuf::new(),
             berth_path: PathBuf::new(),
             systemctl: false,
+            nodes: None,
         }
     }
 }
@@ -79,7 +82,7 @@ pub fn for_host(integration: Integration, opts: &HostOptions) -> Box<dyn Target>
         Integration::Systemd => Box::new(systemd::Systemd::new(opts.clone())),
         Integration::Docker => Box::new(docker::Docker::new(opts.clone())),
         Integration::Foreground => Box::new(foreground::Foreground::observer()),
-        Integration::Swarm => Box::new(swarm::Swarm::new()),
+        Integration::Swarm => Box::new(swarm::Swarm::with_nodes(opts.nodes.clone())),
     }
 }
 
@@ -211,6 +214,29 @@ pub trait Target: Send + Sync {
 
     /// Undo [`Target::hold`] when the copy failed: run the instance as before.
     async fn release(&self, engine: &Engine, container: &str) -> Result<()>;
+
+    /// Does `item` of a plan of `deployment` replace what its instance runs
+    /// with another image (and so get its volumes snapshotted first)?
+    /// Default: the host's container or previous spec against the desired
+    /// spec ([`crate::data::upgrade::image_changed`]).
+    async fn image_changed(
+        &self,
+        engine: &Engine,
+        _deployment: &Deployment,
+        item: &crate::plan::InstancePlan,
+    ) -> Result<bool> {
+        crate::data::upgrade::image_changed(engine, item).await
+    }
+
+    /// Where the deployment's volumes are reached. Default: this host's
+    /// engine.
+    async fn data_site(
+        &self,
+        engine: &Engine,
+        _state: &StateDir,
+    ) -> Result<crate::data::instances::Site> {
+        Ok(crate::data::instances::Site::Host(engine.clone()))
+    }
 
     /// Carry out the operator's `action` on `instances` (the stop markers
     /// are already set or cleared; `was_stopped` says which were stopped

@@ -49,6 +49,7 @@ fn opts(ws: &Workspace, integration: Integration) -> ApplyOptions {
         lock_timeout: None,
         progress: PullProgress::Quiet,
         cause: None,
+        nodes: None,
     }
 }
 

@@ -70,6 +70,15 @@ fn start_instance(
 
 /// Run a shell script as root in a throw-away container with `volume` at /v.
 fn in_volume(volume: &str, script: &str) -> Vec<u8> {
+    in_volume_on(&docker, volume, script)
+}
+
+/// [`in_volume`] through `docker` (the host's engine, or a swarm node's).
+pub(crate) fn in_volume_on(
+    docker: &dyn Fn(&[&str]) -> std::process::Output,
+    volume: &str,
+    script: &str,
+) -> Vec<u8> {
     let out = docker(&[
         "run",
         "--rm",
@@ -121,6 +130,11 @@ mkfifo fifo; chmod 620 fifo
 chown 7:9 /v; chmod 701 /v
 "#;
 
+/// [`fill_tree`] through `docker` (the host's engine, or a swarm node's).
+pub(crate) fn fill_tree_on(docker: &dyn Fn(&[&str]) -> std::process::Output, volume: &str) {
+    in_volume_on(docker, volume, FILL_TREE);
+}
+
 /// One entry of a volume listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
@@ -145,6 +159,14 @@ pub(crate) const LISTING: &str = r#"cd /v && find . -exec sh -c 'for f; do
   if [ -d "$f" ] && [ ! -L "$f" ]; then stat -c "%f %u %g - %Y %i" "$f"; else stat -c "%f %u %g %s %Y %i" "$f"; fi
   if [ -L "$f" ]; then readlink "$f"; elif [ -f "$f" ]; then sha256sum < "$f" | cut -d" " -f1; else echo -; fi
 done' sh {} +"#;
+
+/// [`listing`] through `docker`.
+pub(crate) fn listing_on(
+    docker: &dyn Fn(&[&str]) -> std::process::Output,
+    volume: &str,
+) -> BTreeMap<Vec<u8>, Entry> {
+    parse_listing(&in_volume_on(docker, volume, LISTING))
+}
 
 /// [`LISTING`]'s output, by raw name.
 pub(crate) fn parse_listing(raw: &[u8]) -> BTreeMap<Vec<u8>, Entry> {
@@ -718,7 +740,12 @@ fn snapshots_of_an_instance_are_kept_listed_and_restorable() {
         in_volume(&vol, &format!("echo {revision} > /v/revision"));
         let snap = rt
             .block_on(berth::data::snapshot::snapshot_instance(
-                &engine, &state, &dep, &container, revision, 2,
+                &berth::data::instances::Site::Host(engine.clone()),
+                &state,
+                &dep,
+                &container,
+                revision,
+                2,
             ))
             .expect("snapshot")
             .expect("the instance has volumes");

@@ -800,6 +800,10 @@ async fn library_backup_and_restore_take_the_apply_lock() {
     });
     let err = restore::restore(
         &engine,
+        &berth::data::instances::SiteRequest {
+            swarm: false,
+            nodes: state.nodes_file(),
+        },
         &state,
         &archive,
         &restore::RestoreOptions {
@@ -816,8 +820,9 @@ async fn library_backup_and_restore_take_the_apply_lock() {
 
     let second = ws.path().join("second.tar.zst");
     let progress = indicatif::ProgressBar::hidden();
+    let site = berth::data::instances::Site::Host(engine.clone());
     let waiting = backup::backup_deployment(
-        &engine,
+        &site,
         &state,
         &name,
         &[],

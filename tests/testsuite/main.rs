@@ -23,6 +23,7 @@ mod ssh_integrations;
 mod support;
 mod swarm;
 mod swarm_cluster;
+mod swarm_data;
 mod swarm_move;
 mod swarm_ssh;
 mod swarm_update;

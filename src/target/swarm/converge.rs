@@ -202,10 +202,7 @@ async fn prune_files(
     Ok(())
 }
 
-/// Make sure one node carries `label`, the pin of `service`'s volumes:
-/// kept when a node has it (also from before a destroy: the volumes are
-/// still there), else set on a ready, active node: workers before managers
-/// (they carry the control plane), then the fewest pins, then by hostname.
+/// The placement of `service` in `desired`.
 fn spec_placement(desired: &BTreeMap<String, SwarmSpec>, service: &str) -> Vec<String> {
     desired
         .get(service)
@@ -213,7 +210,12 @@ fn spec_placement(desired: &BTreeMap<String, SwarmSpec>, service: &str) -> Vec<S
         .unwrap_or_default()
 }
 
-async fn ensure_pin(
+/// Make sure one node carries `label`, the pin of `service`'s volumes:
+/// kept when a node has it (also from before a destroy: the volumes are
+/// still there), else set on a ready, active node: workers before managers
+/// (they carry the control plane), then the fewest pins, then by hostname.
+/// Also for a restore onto a service that has no pin yet.
+pub(crate) async fn ensure_pin(
     engine: &Engine,
     service: &str,
     label: &str,

@@ -104,7 +104,8 @@ const SETTLE: Duration = Duration::from_secs(60);
 
 /// Scale `swarm_name` to 0 and wait until none of its tasks runs (each got
 /// `stop_timeout` seconds to stop). Returns the replicas to give back to
-/// [`release`].
+/// [`release`]. Tasks that do not stop in time fail it, the service scaled
+/// back.
 pub async fn hold(manager: &Engine, swarm_name: &str, stop_timeout: u64) -> Result<u64> {
     let before = manager.scale_service(swarm_name, 0).await?;
     let deadline = Instant::now() + Duration::from_secs(stop_timeout) + SETTLE;
@@ -120,8 +121,16 @@ pub async fn hold(manager: &Engine, swarm_name: &str, stop_timeout: u64) -> Resu
             return Ok(before);
         }
         if Instant::now() > deadline {
+            // Nothing is copied from a service still running: give it back
+            // its replicas rather than leave it down.
+            let back = match manager.scale_service(swarm_name, before).await {
+                Ok(_) => format!("it was scaled back to {before}"),
+                Err(e) => format!(
+                    "scaling it back failed too ({e}): it stays at 0 replicas (`berth apply` or `docker service scale {swarm_name}={before}` runs it again)"
+                ),
+            };
             return Err(Error::Runtime(format!(
-                "service {swarm_name} was scaled to 0 but its tasks did not stop within {}s; it stays at 0 replicas (`berth apply` or `docker service scale {swarm_name}={before}` runs it again)",
+                "service {swarm_name} was scaled to 0 but its tasks did not stop within {}s; {back}",
                 (Duration::from_secs(stop_timeout) + SETTLE).as_secs()
             )));
         }

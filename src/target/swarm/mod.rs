@@ -50,10 +50,33 @@ pub struct Swarm {
     /// tag as the nodes have it): what the apply that planned deploys, even
     /// when the tag moves meanwhile.
     digests: Mutex<BTreeMap<String, Option<String>>>,
+    /// Services scaled to 0 for a snapshot before their upgrade, with the
+    /// replicas they had: given back if the apply fails (the update gives
+    /// them the file's replicas when it succeeds).
+    held: Mutex<BTreeMap<String, u64>>,
+    /// The nodes file (`None`: the state directory's).
+    nodes: Option<std::path::PathBuf>,
 }
 
 /// How long the registry may take to name one image's digest.
 const DIGEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A reference written with its digest (`repo:tag@sha256:...`, as a
+/// rollback pins one) is that tag at that digest: the same spec as an apply
+/// that resolved the tag to it (so the recorded spec, and the next plan,
+/// read the same whichever way it was given).
+fn split_written_digests(desired: &mut BTreeMap<String, SwarmSpec>) {
+    for spec in desired.values_mut() {
+        if spec.image_digest.is_none()
+            && let Some((image, digest)) = spec.image.rsplit_once('@')
+            && digest.starts_with("sha256:")
+            && !image.is_empty()
+        {
+            spec.image_digest = Some(digest.to_string());
+            spec.image = image.to_string();
+        }
+    }
+}
 
 /// Resolve the image tag of every service in `desired` to the digest its
 /// registry serves now, asking once per image (all at once) through the
@@ -69,19 +92,7 @@ pub async fn resolve_images(
     observed: &plan::Observed,
     bad: &crate::state::BadDigests,
 ) -> (BTreeMap<String, Option<String>>, Vec<String>) {
-    // A reference written with its digest (`repo:tag@sha256:...`, as a
-    // rollback pins one) is that tag at that digest: the same spec as an
-    // apply that resolved the tag to it.
-    for spec in desired.values_mut() {
-        if spec.image_digest.is_none()
-            && let Some((image, digest)) = spec.image.rsplit_once('@')
-            && digest.starts_with("sha256:")
-            && !image.is_empty()
-        {
-            spec.image_digest = Some(digest.to_string());
-            spec.image = image.to_string();
-        }
-    }
+    split_written_digests(desired);
     let images: std::collections::BTreeSet<String> = desired
         .values()
         .filter(|s| s.image_digest.is_none())
@@ -164,6 +175,30 @@ pub async fn resolve_images(
 impl Swarm {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A swarm target reaching the nodes' engines through `nodes` (`None`:
+    /// the state directory's nodes file).
+    pub fn with_nodes(nodes: Option<std::path::PathBuf>) -> Self {
+        Self {
+            nodes,
+            ..Self::default()
+        }
+    }
+
+    /// Scale every service [`Target::hold`] held back to its replicas
+    /// (after a failed apply); a failure is only warned of (the next apply
+    /// scales it back, its plan shows it at 0).
+    async fn release_held(&self, engine: &Engine, report: &crate::target::Reporter) {
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        for (service, replicas) in held {
+            match data::release(engine, &service, replicas).await {
+                Ok(()) => report(format!(
+                    "service {service}: scaled back to {replicas} (held for a snapshot; this apply failed)"
+                )),
+                Err(e) => report(format!("warning: {e}")),
+            }
+        }
     }
 
     /// One [`SwarmSpec`] per service of `deployment`, by service name, from
@@ -326,6 +361,7 @@ impl Target for Swarm {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if desired.values().all(|s| digests.contains_key(&s.name)) {
+            split_written_digests(&mut desired);
             for s in desired.values_mut() {
                 s.image_digest = digests.get(&s.name).cloned().flatten();
             }
@@ -337,16 +373,98 @@ impl Target for Swarm {
                 (step.report)(format!("warning: {w}"));
             }
         }
-        converge::converge(step, &desired).await?;
-        Ok(Vec::new())
+        match converge::converge(step, &desired).await {
+            Ok(()) => {
+                // The updates gave the held services the file's replicas.
+                self.held.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                Ok(Vec::new())
+            }
+            Err(e) => {
+                self.release_held(step.engine, step.report).await;
+                Err(e)
+            }
+        }
     }
 
-    async fn hold(&self, _engine: &Engine, _container: &str) -> Result<()> {
-        Err(not_yet("a snapshot before an upgrade"))
-    }
-
-    async fn release(&self, _engine: &Engine, _container: &str) -> Result<()> {
+    /// Scale the service to 0 and wait until no task of it runs (a snapshot
+    /// of its volumes follows, on its node).
+    async fn hold(&self, engine: &Engine, container: &str) -> Result<()> {
+        let stop_timeout = engine
+            .service(container)
+            .await?
+            .and_then(|s| s.labels.get(names::LABEL_SWARM_SPEC).cloned())
+            .and_then(|t| serde_json::from_str::<SwarmSpec>(&t).ok())
+            .map(|s| s.stop_timeout)
+            .unwrap_or(crate::deployment::DEFAULT_STOP_TIMEOUT);
+        let replicas = data::hold(engine, container, stop_timeout).await?;
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(container.to_string())
+            .or_insert(replicas);
         Ok(())
+    }
+
+    async fn release(&self, engine: &Engine, container: &str) -> Result<()> {
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(container);
+        match held {
+            Some(replicas) => data::release(engine, container, replicas).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The live service's recorded image (with its digest) against the one
+    /// this plan deploys.
+    async fn image_changed(
+        &self,
+        engine: &Engine,
+        deployment: &Deployment,
+        item: &crate::plan::InstancePlan,
+    ) -> Result<bool> {
+        if item.action != crate::plan::Action::Recreate {
+            return Ok(false);
+        }
+        let Some(svc) = deployment.services.get(&item.service) else {
+            return Ok(false);
+        };
+        let Some(recorded) = engine
+            .service(&item.container)
+            .await?
+            .and_then(|s| s.labels.get(names::LABEL_SWARM_SPEC).cloned())
+            .and_then(|t| serde_json::from_str::<SwarmSpec>(&t).ok())
+        else {
+            return Ok(false);
+        };
+        let digest = self
+            .digests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&item.container)
+            .cloned()
+            .flatten();
+        let wanted = match digest {
+            Some(d) if !svc.image.contains('@') => format!("{}@{d}", svc.image),
+            _ => svc.image.clone(),
+        };
+        Ok(recorded.image_ref() != wanted)
+    }
+
+    /// Each service's volumes are on its pinned node, reached through the
+    /// nodes file.
+    async fn data_site(
+        &self,
+        engine: &Engine,
+        state: &StateDir,
+    ) -> Result<crate::data::instances::Site> {
+        let path = self.nodes.clone().unwrap_or_else(|| state.nodes_file());
+        let file = crate::engine::nodes::NodesFile::load(&path)?;
+        Ok(crate::data::instances::Site::Swarm(
+            crate::engine::nodes::NodeEngines::new(engine, file).await?,
+        ))
     }
 
     async fn control(

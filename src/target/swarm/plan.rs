@@ -238,10 +238,18 @@ fn changes(live: &ServiceInfo, spec: &SwarmSpec) -> Vec<String> {
         && live.replicas != Some(wanted)
     {
         out.push(format!(
-            "replicas (live): {} → {wanted}",
+            "replicas (live): {} → {wanted}{}",
             live.replicas
                 .map(|r| r.to_string())
-                .unwrap_or_else(|| "(not replicated)".into())
+                .unwrap_or_else(|| "(not replicated)".into()),
+            // berth scales a service to 0 only to copy its volumes, and
+            // scales it back; at 0 it was left so by an interrupted copy
+            // (or by hand), and the apply runs it again.
+            if live.replicas == Some(0) {
+                " (scaled to 0: held by an interrupted backup, restore or snapshot, or by hand)"
+            } else {
+                ""
+            }
         ));
     }
     if out.is_empty() && live.labels.get(names::LABEL_SPEC_HASH) != Some(&spec.hash()) {
@@ -593,5 +601,32 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_service_left_at_0_replicas_is_scaled_back_and_the_plan_says_why() {
+        let want = spec("db", 1, 80, None);
+        let live = |replicas: u64| ServiceInfo {
+            id: "id".into(),
+            name: want.name.clone(),
+            version: 1,
+            labels: BTreeMap::from([
+                (
+                    names::LABEL_SWARM_SPEC.to_string(),
+                    serde_json::to_string(&want).unwrap_or_else(|e| panic!("{e}")),
+                ),
+                (names::LABEL_SPEC_HASH.to_string(), want.hash()),
+            ]),
+            replicas: Some(replicas),
+            update: None,
+        };
+        assert!(changes(&live(1), &want).is_empty());
+        assert_eq!(
+            changes(&live(0), &want),
+            [
+                "replicas (live): 0 → 1 (scaled to 0: held by an interrupted backup, restore or snapshot, or by hand)"
+            ]
+        );
+        assert_eq!(changes(&live(3), &want), ["replicas (live): 3 → 1"]);
     }
 }
