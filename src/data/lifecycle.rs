@@ -329,41 +329,57 @@ pub async fn rollback_with(
             names.join(" ")
         ))
     };
+    // On a swarm the apply below would start the old image at once, on
+    // the newer data: each service is held at 0 replicas first and its
+    // snapshot written back, and the apply then runs the old image on it
+    // (the restore's own hold and release keep it at 0). Should the apply
+    // fail, the services stay at 0 on the old data, and say so.
+    let on_swarm = conv.integration() == crate::instance::Integration::Swarm;
+    let held_note = |e: Error| {
+        Error::Runtime(format!(
+            "{e}; the services being rolled back stay at 0 replicas: `berth apply --target swarm` runs them again"
+        ))
+    };
+    let mut restored = Vec::new();
+    if on_swarm {
+        let _lock = lock(state, deployment, conv.lock_timeout(), &report).await?;
+        let site = conv.data_site(engine, state).await?;
+        let instances = site.discover(state, deployment).await?;
+        for s in &snapshots {
+            if let Some(inst) = instances.iter().find(|i| i.container == s.container) {
+                site.stop(state, inst).await?;
+                report(format!(
+                    "holding {} at 0 replicas while its data is put back",
+                    inst.service
+                ));
+            }
+        }
+        restored = restore_copies(&site, state, deployment, &copies)
+            .await
+            .map_err(held_note)?;
+    }
     // The wait comes once the data is back and the instances run again.
     let mut outcome = conv
         .converge(engine, state, &dep, Some(&cause), report.clone())
         .await
-        .map_err(kept_stopped)?;
-    let mut restored = Vec::new();
-    {
+        .map_err(|e| {
+            if on_swarm {
+                held_note(e)
+            } else {
+                kept_stopped(e)
+            }
+        })?;
+    let restored = if on_swarm {
+        restored
+    } else {
         let _lock = lock(state, deployment, conv.lock_timeout(), &report)
             .await
             .map_err(kept_stopped)?;
-        // On a swarm each service's node, its service held by the restore.
         let site = conv.data_site(engine, state).await.map_err(kept_stopped)?;
-        for copy in &copies {
-            // The lock is held: the restore itself must not take it.
-            let manifest = restore::verify(copy, true).await.map_err(kept_stopped)?;
-            let r = restore::restore_verified(
-                &site,
-                state,
-                copy,
-                manifest,
-                &RestoreOptions {
-                    services: Vec::new(),
-                    force: true,
-                    deployment: Some(deployment.to_string()),
-                    // berth's own snapshots of these instances, from the
-                    // state directory: what they record comes back.
-                    allow_special_files: true,
-                },
-                &ProgressBar::hidden(),
-            )
+        restore_copies(&site, state, deployment, &copies)
             .await
-            .map_err(kept_stopped)?;
-            restored.extend(r);
-        }
-    }
+            .map_err(kept_stopped)?
+    };
     if !held.is_empty() {
         let ops_target = crate::ops::select::Selected {
             deployment: dep.clone(),
@@ -387,6 +403,39 @@ pub async fn rollback_with(
         restored,
         without_snapshot,
     })
+}
+
+/// Put `copies` (berth's own snapshots of `deployment`'s instances, already
+/// copied out of the state directory) back on `site`; the caller holds the
+/// deployment's lock.
+async fn restore_copies(
+    site: &super::instances::Site,
+    state: &StateDir,
+    deployment: &str,
+    copies: &[std::path::PathBuf],
+) -> Result<Vec<RestoredVolume>> {
+    let mut restored = Vec::new();
+    for copy in copies {
+        let manifest = restore::verify(copy, true).await?;
+        let r = restore::restore_verified(
+            site,
+            state,
+            copy,
+            manifest,
+            &RestoreOptions {
+                services: Vec::new(),
+                force: true,
+                deployment: Some(deployment.to_string()),
+                // berth's own snapshots of these instances, from the
+                // state directory: what they record comes back.
+                allow_special_files: true,
+            },
+            &ProgressBar::hidden(),
+        )
+        .await?;
+        restored.extend(r);
+    }
+    Ok(restored)
 }
 
 /// A `--with-deployment` backup whose archive, manifest and stored deployment

@@ -200,6 +200,22 @@ fn an_upgrade_on_the_swarm_snapshots_and_rollback_with_data_puts_the_old_data_ba
     c.load_image(&new);
     let ws = Workspace::new();
     let name = unique_name("swsnap");
+    // Every task notes, outside the volume (the nodes share this machine's
+    // file system), what data it started on.
+    let evidence = ws.path().join("evidence");
+    std::fs::create_dir(&evidence).expect("evidence dir");
+    let store_file = |name: &str, image: &str| {
+        store_file(name, image)
+            .replace(
+                r#"volumes = ["data:/data"]"#,
+                &format!(r#"volumes = ["data:/data", "{}:/evidence"]"#, evidence.display()),
+            )
+            .replace(
+                "trap 'exit 0' TERM;",
+                "ls /data | tr '\\n' ' ' >> /evidence/starts; echo >> /evidence/starts; trap 'exit 0' TERM;",
+            )
+    };
+    let starts = || std::fs::read_to_string(evidence.join("starts")).unwrap_or_default();
     ws.write("berth.toml", &store_file(&name, &old));
     ok(&c, &ws, &["apply"]);
     let service = format!("{name}-store");
@@ -238,8 +254,21 @@ fn an_upgrade_on_the_swarm_snapshots_and_rollback_with_data_puts_the_old_data_ba
     assert_eq!(node_of(&c, &service), node);
     exec_on(&c, node, &service, "echo after > /data/after");
 
+    let started_before = starts().lines().count();
+    assert!(
+        started_before >= 2,
+        "the tasks' starts are noted: {}",
+        starts()
+    );
     let out = berth(&c, &ws, &["rollback", "--with-data"]);
     assert!(out.status.success(), "{}", show(&out));
+    // No task started on the newer data: the service was held while its
+    // data went back, and the old image first ran on the old data.
+    assert!(
+        show(&out).contains("holding store at 0 replicas"),
+        "{}",
+        show(&out)
+    );
     assert!(show(&out).contains("1 volumes restored"), "{}", show(&out));
     assert!(
         wait_for(WAIT, || running_on(&c, &service) == Some(node)),
@@ -264,5 +293,16 @@ fn an_upgrade_on_the_swarm_snapshots_and_rollback_with_data_puts_the_old_data_ba
         exec_on(&c, node, &service, "cat /data/before; ls /data"),
         "before\nbefore",
         "the data of before the upgrade, without what was written after"
+    );
+    let after_rollback: Vec<String> = starts()
+        .lines()
+        .skip(started_before)
+        .map(String::from)
+        .collect();
+    assert!(!after_rollback.is_empty(), "{}", starts());
+    assert!(
+        after_rollback.iter().all(|l| !l.contains("after")),
+        "a task started on the data written after the upgrade:\n{}",
+        starts()
     );
 }
