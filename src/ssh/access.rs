@@ -89,6 +89,32 @@ impl AccessList {
     }
 }
 
+impl AccessList {
+    /// Why this list, read from somewhere berth does not control (a swarm's
+    /// config), cannot be used: a deployment or service name berth would
+    /// not give (they become container and service names in engine calls),
+    /// or a count outside what a deployment file may set (each login walks
+    /// every instance). `None`: it can.
+    pub fn problem(&self) -> Option<String> {
+        if let Err(e) = crate::names::check_name(&self.deployment) {
+            return Some(format!("deployment name {:?}: {e}", self.deployment));
+        }
+        for (service, svc) in &self.services {
+            if let Err(e) = crate::names::check_name(service) {
+                return Some(format!("service name {service:?}: {e}"));
+            }
+            if !(1..=crate::deployment::MAX_COUNT).contains(&svc.count) {
+                return Some(format!(
+                    "service {service}: count {} is not between 1 and {}",
+                    svc.count,
+                    crate::deployment::MAX_COUNT
+                ));
+            }
+        }
+        None
+    }
+}
+
 /// What a login name resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {

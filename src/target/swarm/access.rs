@@ -83,6 +83,10 @@ pub async fn published(manager: &Engine) -> Result<Vec<AccessList>> {
                 continue;
             }
         };
+        if let Some(why) = list.problem() {
+            tracing::warn!("config {}: {why}; ignored", o.name);
+            continue;
+        }
         if list.deployment != label || !list.swarm {
             tracing::warn!(
                 "config {}: its access list does not match its labels; ignored",
@@ -137,5 +141,31 @@ mod tests {
         );
         let again = object(&deployment(&["a"])).ok().flatten();
         assert_eq!(again.map(|o| o.0), Some(name));
+    }
+
+    #[test]
+    fn a_list_with_names_berth_would_not_give_or_a_count_out_of_range_is_refused() {
+        let good = AccessList::of(&deployment(&["a"]), true);
+        assert_eq!(good.problem(), None);
+        let with = |f: &dyn Fn(&mut AccessList)| {
+            let mut l = good.clone();
+            f(&mut l);
+            l.problem().unwrap_or_else(|| panic!("accepted: {l:?}"))
+        };
+        assert!(with(&|l| l.deployment = "../etc".into()).contains("deployment name"));
+        assert!(with(&|l| l.deployment = String::new()).contains("deployment name"));
+        let svc = good.services["s"].clone();
+        let e = with(&|l| {
+            l.services.insert("a/b".into(), svc.clone());
+        });
+        assert!(e.contains("service name"), "{e}");
+        for count in [0, u32::MAX] {
+            let e = with(&|l| {
+                if let Some(s) = l.services.get_mut("s") {
+                    s.count = count;
+                }
+            });
+            assert!(e.contains("count"), "{e}");
+        }
     }
 }
